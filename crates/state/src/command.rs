@@ -1,0 +1,145 @@
+//! Raft log entries.
+//!
+//! Wire form: `[format version: u8 = 1][tag: u16 big-endian][MessagePack body]`.
+//! Tags are append-only: a number is never reused. Tag bit 0x8000 marks a command an
+//! older server may ignore (Consul's `IgnoreUnknownTypeFlag` habit); an unknown tag
+//! without it is a fatal decode error, because skipping it would fork the state.
+
+use tribune_types::model::ops::WriteRequest;
+
+/// Tags at or above this bit may be ignored by servers that do not know them.
+pub const IGNORABLE: u16 = 0x8000;
+const FORMAT_VERSION: u8 = 1;
+
+/// A command in the raft log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    /// A client write (KV, catalog, config, CA).
+    Request(WriteRequest),
+    /// Drop KV tombstones at or below this index (leader GC).
+    ReapTombstones {
+        /// Highest index to reap.
+        index: u64,
+    },
+    /// A command from a newer server that this one may skip.
+    Ignored {
+        /// Its tag.
+        tag: u16,
+    },
+}
+
+/// An entry that cannot be decoded. Fatal when applying committed entries.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than the header.
+    #[error("raft entry too short ({0} bytes)")]
+    Truncated(usize),
+    /// Written by a newer format.
+    #[error("unsupported raft entry format version {0}")]
+    Version(u8),
+    /// A tag this server does not know and may not skip.
+    #[error("unknown raft command tag {0}")]
+    UnknownTag(u16),
+    /// The body does not match the tag.
+    #[error("malformed body for raft command tag {tag}")]
+    Body {
+        /// The tag.
+        tag: u16,
+        /// The decoder's complaint.
+        #[source]
+        source: rmp_serde::decode::Error,
+    },
+}
+
+fn request_tag(req: &WriteRequest) -> u16 {
+    match req {
+        WriteRequest::KvSet { .. } => 1,
+        WriteRequest::KvDelete { .. } => 2,
+        WriteRequest::Register(_) => 3,
+        WriteRequest::Deregister(_) => 4,
+        WriteRequest::ConfigSet { .. } => 5,
+        WriteRequest::ConfigDelete { .. } => 6,
+        WriteRequest::CaSetRoots { .. } => 7,
+    }
+}
+
+const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
+
+impl Command {
+    /// Encodes for the raft log.
+    pub fn encode(&self) -> Vec<u8> {
+        let (tag, body) = match self {
+            Command::Request(req) => (request_tag(req), rmp_serde::to_vec_named(req)),
+            Command::ReapTombstones { index } => (TAG_REAP_TOMBSTONES, rmp_serde::to_vec(index)),
+            Command::Ignored { tag } => (*tag, Ok(Vec::new())),
+        };
+        // Serialising plain data structs to a Vec cannot fail.
+        let body = body.unwrap_or_default();
+        let mut out = Vec::with_capacity(3 + body.len());
+        out.push(FORMAT_VERSION);
+        out.extend_from_slice(&tag.to_be_bytes());
+        out.extend_from_slice(&body);
+        out
+    }
+
+    /// Decodes a raft log entry.
+    pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        if bytes.len() < 3 {
+            return Err(DecodeError::Truncated(bytes.len()));
+        }
+        if bytes[0] != FORMAT_VERSION {
+            return Err(DecodeError::Version(bytes[0]));
+        }
+        let tag = u16::from_be_bytes([bytes[1], bytes[2]]);
+        let body = &bytes[3..];
+        let wrap = |source| DecodeError::Body { tag, source };
+        match tag {
+            1..=7 => {
+                let req: WriteRequest = rmp_serde::from_slice(body).map_err(wrap)?;
+                if request_tag(&req) != tag {
+                    return Err(DecodeError::UnknownTag(tag));
+                }
+                Ok(Command::Request(req))
+            }
+            TAG_REAP_TOMBSTONES => Ok(Command::ReapTombstones {
+                index: rmp_serde::from_slice(body).map_err(wrap)?,
+            }),
+            t if t & IGNORABLE != 0 => Ok(Command::Ignored { tag: t }),
+            t => Err(DecodeError::UnknownTag(t)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tribune_types::model::ops::{KvSetMode, WriteRequest};
+    use tribune_types::model::KvEntry;
+
+    #[test]
+    fn round_trip_and_unknown_tags() {
+        let cmd = Command::Request(WriteRequest::KvSet {
+            entry: KvEntry {
+                key: "a".into(),
+                value: b"v".to_vec(),
+                flags: u64::MAX,
+                ..Default::default()
+            },
+            mode: KvSetMode::Cas(0),
+        });
+        assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
+        let reap = Command::ReapTombstones { index: 9 };
+        assert_eq!(Command::decode(&reap.encode()).unwrap(), reap);
+        assert!(matches!(
+            Command::decode(&[1, 0, 200]),
+            Err(DecodeError::UnknownTag(200))
+        ));
+        assert_eq!(
+            Command::decode(&[1, 0x80, 7, 1, 2]).unwrap(),
+            Command::Ignored { tag: 0x8007 }
+        );
+        assert!(Command::decode(&[1]).is_err());
+        assert!(Command::decode(&[9, 0, 1]).is_err());
+        assert!(Command::decode(&[1, 0, 1, 0xc1]).is_err());
+    }
+}

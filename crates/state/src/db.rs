@@ -1,0 +1,503 @@
+//! The tables and the deterministic apply function.
+
+use crate::command::Command;
+use imbl::OrdMap;
+use parking_lot::{Mutex, RwLock};
+use std::sync::Arc;
+use tribune_store::{Table, Watches};
+use tribune_types::model::ops::{
+    Deregistration, KvDeleteMode, KvSetMode, Registration, WriteOutcome, WriteRejected,
+    WriteRequest,
+};
+use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, RaftIndex, Service};
+
+pub(crate) const KV: &str = "kv";
+pub(crate) const NODES: &str = "nodes";
+pub(crate) const SERVICES: &str = "services";
+pub(crate) const CHECKS: &str = "checks";
+pub(crate) const CONFIG: &str = "config";
+pub(crate) const CA: &str = "ca";
+/// Topic table for per-service-name watches (catalog/health service queries).
+pub(crate) const SERVICE_NAME: &str = "service-name";
+
+/// One immutable version of the whole state. Cloning is cheap (persistent maps).
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pub(crate) index: u64,
+    pub(crate) kv: Table<KvEntry>,
+    pub(crate) nodes: Table<Node>,
+    /// Keyed `node \0 service id`.
+    pub(crate) services: Table<Service>,
+    /// Keyed `node \0 check id`.
+    pub(crate) checks: Table<Check>,
+    /// Keyed `kind \0 name`.
+    pub(crate) config: Table<ConfigEntry>,
+    pub(crate) ca_roots: Vec<CaRoot>,
+    pub(crate) ca_index: u64,
+    /// Service name → instance keys (`node \0 id`).
+    pub(crate) by_service: OrdMap<String, OrdMap<String, ()>>,
+    /// Service name → the last index at which anything a health query of it sees changed
+    /// (Consul's per-service index, so a change to one service does not wake watchers of others).
+    pub(crate) service_index: OrdMap<String, u64>,
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Db {
+            index: 0,
+            // KV keeps tombstones so a prefix's index never goes backwards after deletes.
+            kv: Table::new(true),
+            nodes: Table::default(),
+            services: Table::default(),
+            checks: Table::default(),
+            config: Table::default(),
+            ca_roots: Vec::new(),
+            ca_index: 0,
+            by_service: OrdMap::new(),
+            service_index: OrdMap::new(),
+        }
+    }
+}
+
+pub(crate) fn pair(a: &str, b: &str) -> String {
+    format!("{a}\0{b}")
+}
+
+/// The in-memory state machine with watch points for blocking queries.
+#[derive(Debug, Default)]
+pub struct StateStore {
+    current: RwLock<Arc<Db>>,
+    pub(crate) watches: Watches,
+    /// Serialises writers; readers never take it.
+    write_lock: Mutex<()>,
+}
+
+/// Keys a write touched, to wake their watchers after the new state is published.
+#[derive(Default)]
+pub(crate) struct Touched(Vec<(&'static str, String)>);
+
+impl Touched {
+    fn add(&mut self, table: &'static str, key: &str) {
+        self.0.push((table, key.to_owned()));
+    }
+}
+
+impl StateStore {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub(crate) fn snapshot_db(&self) -> Arc<Db> {
+        self.current.read().clone()
+    }
+
+    pub(crate) fn replace(&self, db: Db) {
+        let _w = self.write_lock.lock();
+        let index = db.index;
+        *self.current.write() = Arc::new(db);
+        // A restore can move any index, including backwards: wake every blocked query
+        // so it re-reads and clients see the new index (Consul's abandon channel).
+        self.watches.notify_all(index);
+    }
+
+    /// The index of the last applied command.
+    pub fn last_index(&self) -> u64 {
+        self.current.read().index
+    }
+
+    /// Applies a decoded command at `index`. Deterministic: the same commands in the same
+    /// order give the same state and outcomes on every server.
+    pub fn apply(&self, index: u64, cmd: &Command) -> Result<WriteOutcome, WriteRejected> {
+        let _w = self.write_lock.lock();
+        let mut db = (**self.current.read()).clone();
+        let mut touched = Touched::default();
+        let result = match cmd {
+            Command::Request(req) => apply_request(&mut db, index, req, &mut touched),
+            Command::ReapTombstones { index: upto } => {
+                db.kv.reap_tombstones(*upto);
+                Ok(WriteOutcome::Done)
+            }
+            Command::Ignored { .. } => Ok(WriteOutcome::Done),
+        };
+        // A rejected request must change nothing: discard the working copy.
+        let mut db = if result.is_ok() {
+            db
+        } else {
+            touched.0.clear();
+            (**self.current.read()).clone()
+        };
+        db.index = index;
+        *self.current.write() = Arc::new(db);
+        for (table, key) in touched.0 {
+            self.watches.notify(table, &key, index);
+        }
+        result
+    }
+
+    /// Records that `index` was applied without a command (raft no-ops, config changes).
+    pub fn advance(&self, index: u64) {
+        let _w = self.write_lock.lock();
+        let mut db = (**self.current.read()).clone();
+        if index > db.index {
+            db.index = index;
+            *self.current.write() = Arc::new(db);
+        }
+    }
+}
+
+fn apply_request(
+    db: &mut Db,
+    index: u64,
+    req: &WriteRequest,
+    t: &mut Touched,
+) -> Result<WriteOutcome, WriteRejected> {
+    match req {
+        WriteRequest::KvSet { entry, mode } => kv_set(db, index, entry, mode, t),
+        WriteRequest::KvDelete { key, mode } => kv_delete(db, index, key, mode, t),
+        WriteRequest::Register(reg) => register(db, index, reg, t),
+        WriteRequest::Deregister(dereg) => deregister(db, index, dereg, t),
+        WriteRequest::ConfigSet { entry, cas } => {
+            let key = pair(&entry.kind, &entry.name);
+            let existing = db.config.get(&key);
+            if let Some(cas) = cas {
+                let ok = match existing {
+                    None => *cas == 0,
+                    Some(e) => e.raft.modify_index == *cas,
+                };
+                if !ok {
+                    return Ok(WriteOutcome::NotApplied);
+                }
+            }
+            let create = existing.map_or(index, |e| e.raft.create_index);
+            let mut row = entry.clone();
+            row.raft = RaftIndex {
+                create_index: create,
+                modify_index: index,
+            };
+            db.config.insert(key.clone(), row, index);
+            t.add(CONFIG, &key);
+            Ok(WriteOutcome::Done)
+        }
+        WriteRequest::ConfigDelete { kind, name, cas } => {
+            let key = pair(kind, name);
+            if let Some(cas) = cas {
+                match db.config.get(&key) {
+                    Some(e) if e.raft.modify_index == *cas => {}
+                    _ => return Ok(WriteOutcome::NotApplied),
+                }
+            }
+            if db.config.remove(&key, index).is_some() {
+                t.add(CONFIG, &key);
+            }
+            Ok(WriteOutcome::Done)
+        }
+        WriteRequest::CaSetRoots { roots } => {
+            db.ca_roots = roots
+                .iter()
+                .map(|r| {
+                    let mut r = r.clone();
+                    if r.raft.create_index == 0 {
+                        r.raft.create_index = index;
+                    }
+                    r.raft.modify_index = index;
+                    r
+                })
+                .collect();
+            db.ca_index = index;
+            t.add(CA, "");
+            Ok(WriteOutcome::Done)
+        }
+    }
+}
+
+fn kv_set(
+    db: &mut Db,
+    index: u64,
+    entry: &KvEntry,
+    mode: &KvSetMode,
+    t: &mut Touched,
+) -> Result<WriteOutcome, WriteRejected> {
+    let existing = db.kv.get(&entry.key).cloned();
+    let mut row = KvEntry {
+        key: entry.key.clone(),
+        value: entry.value.clone(),
+        flags: entry.flags,
+        lock_index: existing.as_ref().map_or(0, |e| e.lock_index),
+        session: existing.as_ref().and_then(|e| e.session),
+        raft: RaftIndex {
+            create_index: existing.as_ref().map_or(index, |e| e.raft.create_index),
+            modify_index: index,
+        },
+    };
+    match mode {
+        KvSetMode::Set => {}
+        KvSetMode::Cas(cas) => {
+            let ok = match &existing {
+                None => *cas == 0,
+                Some(e) => *cas != 0 && e.raft.modify_index == *cas,
+            };
+            if !ok {
+                return Ok(WriteOutcome::NotApplied);
+            }
+        }
+        // Sessions are not part of the state yet, so no session ID can be valid; Consul
+        // answers an acquire or release with an unknown session this way.
+        KvSetMode::Acquire(session) | KvSetMode::Release(session) => {
+            return Err(WriteRejected::Failed(format!(
+                "invalid session \"{session}\""
+            )));
+        }
+    }
+    row.raft.modify_index = index;
+    db.kv.insert(entry.key.clone(), row, index);
+    t.add(KV, &entry.key);
+    Ok(WriteOutcome::Done)
+}
+
+fn kv_delete(
+    db: &mut Db,
+    index: u64,
+    key: &str,
+    mode: &KvDeleteMode,
+    t: &mut Touched,
+) -> Result<WriteOutcome, WriteRejected> {
+    match mode {
+        KvDeleteMode::Key => {
+            if db.kv.remove(key, index).is_some() {
+                t.add(KV, key);
+            }
+        }
+        KvDeleteMode::Cas(cas) => match db.kv.get(key) {
+            Some(e) if *cas != 0 && e.raft.modify_index == *cas => {
+                db.kv.remove(key, index);
+                t.add(KV, key);
+            }
+            _ => return Ok(WriteOutcome::NotApplied),
+        },
+        KvDeleteMode::Tree => {
+            let keys: Vec<String> = db.kv.prefix(key).map(|(k, _)| k.clone()).collect();
+            for k in keys {
+                db.kv.remove(&k, index);
+                t.add(KV, &k);
+            }
+        }
+    }
+    Ok(WriteOutcome::Done)
+}
+
+/// Bumps the per-service index of every service on `node` (node-level changes are
+/// visible in every health query of those services).
+fn bump_services_on_node(db: &mut Db, node: &str, index: u64, t: &mut Touched) {
+    let prefix = pair(node, "");
+    let names: Vec<String> = db
+        .services
+        .prefix(&prefix)
+        .map(|(_, s)| s.service.clone())
+        .collect();
+    for name in names {
+        bump_service(db, &name, index, t);
+    }
+}
+
+fn bump_service(db: &mut Db, name: &str, index: u64, t: &mut Touched) {
+    db.service_index.insert(name.to_owned(), index);
+    t.add(SERVICE_NAME, name);
+}
+
+fn register(
+    db: &mut Db,
+    index: u64,
+    reg: &Registration,
+    t: &mut Touched,
+) -> Result<WriteOutcome, WriteRejected> {
+    let node_name = reg.node.node.as_str().to_owned();
+    if node_name.is_empty() {
+        return Err(WriteRejected::BadRequest("Must provide node".into()));
+    }
+    let existing_node = db.nodes.get(&node_name).cloned();
+    if existing_node.is_none() || !reg.skip_node_update {
+        if reg.node.address.is_empty() && existing_node.is_none() {
+            return Err(WriteRejected::BadRequest("Must provide address".into()));
+        }
+        let mut row = reg.node.clone();
+        if row.address.is_empty() {
+            if let Some(e) = &existing_node {
+                row.address = e.address.clone();
+            }
+        }
+        row.raft = existing_node
+            .as_ref()
+            .map_or(RaftIndex::default(), |e| e.raft);
+        if existing_node.as_ref() != Some(&row) {
+            row.raft = RaftIndex {
+                create_index: existing_node
+                    .as_ref()
+                    .map_or(index, |e| e.raft.create_index),
+                modify_index: index,
+            };
+            db.nodes.insert(node_name.clone(), row, index);
+            t.add(NODES, &node_name);
+            bump_services_on_node(db, &node_name, index, t);
+        }
+    }
+    if let Some(svc) = &reg.service {
+        let mut row = svc.clone();
+        row.node = reg.node.node.clone();
+        if row.id.as_str().is_empty() {
+            row.id = row.service.clone().into();
+        }
+        if row.service.is_empty() {
+            return Err(WriteRejected::BadRequest(
+                "Must provide service name".into(),
+            ));
+        }
+        let key = pair(&node_name, row.id.as_str());
+        let existing = db.services.get(&key).cloned();
+        row.raft = existing.as_ref().map_or(RaftIndex::default(), |e| e.raft);
+        if existing.as_ref() != Some(&row) {
+            row.raft = RaftIndex {
+                create_index: existing.as_ref().map_or(index, |e| e.raft.create_index),
+                modify_index: index,
+            };
+            if let Some(old) = &existing {
+                if old.service != row.service {
+                    unindex_service(db, &old.service, &key, index, t);
+                }
+            }
+            let name = row.service.clone();
+            db.by_service
+                .entry(name.clone())
+                .or_default()
+                .insert(key.clone(), ());
+            db.services.insert(key.clone(), row, index);
+            t.add(SERVICES, &key);
+            bump_service(db, &name, index, t);
+        }
+    }
+    for check in &reg.checks {
+        let mut row = check.clone();
+        row.node = reg.node.node.clone();
+        if row.check_id.as_str().is_empty() {
+            row.check_id = row.name.clone().into();
+        }
+        if row.check_id.as_str().is_empty() {
+            return Err(WriteRejected::BadRequest("Missing check ID".into()));
+        }
+        if !row.service_id.is_empty() {
+            match db.services.get(&pair(&node_name, &row.service_id)) {
+                Some(s) => {
+                    row.service_name = s.service.clone();
+                    row.service_tags = s.tags.clone();
+                }
+                None => {
+                    return Err(WriteRejected::Failed(format!(
+                        "Unknown service ID '{}' for check ID '{}'",
+                        row.service_id, row.check_id
+                    )))
+                }
+            }
+        } else {
+            row.service_name.clear();
+            row.service_tags.clear();
+        }
+        let key = pair(&node_name, row.check_id.as_str());
+        let existing = db.checks.get(&key).cloned();
+        row.raft = existing.as_ref().map_or(RaftIndex::default(), |e| e.raft);
+        if existing.as_ref() == Some(&row) {
+            continue;
+        }
+        row.raft = RaftIndex {
+            create_index: existing.as_ref().map_or(index, |e| e.raft.create_index),
+            modify_index: index,
+        };
+        let service_name = row.service_name.clone();
+        db.checks.insert(key.clone(), row, index);
+        t.add(CHECKS, &key);
+        if service_name.is_empty() {
+            bump_services_on_node(db, &node_name, index, t);
+        } else {
+            bump_service(db, &service_name, index, t);
+        }
+    }
+    Ok(WriteOutcome::Done)
+}
+
+fn unindex_service(db: &mut Db, name: &str, key: &str, index: u64, t: &mut Touched) {
+    let now_empty = match db.by_service.get_mut(name) {
+        Some(set) => {
+            set.remove(key);
+            set.is_empty()
+        }
+        None => false,
+    };
+    if now_empty {
+        db.by_service.remove(name);
+    }
+    bump_service(db, name, index, t);
+}
+
+fn remove_check(db: &mut Db, key: &str, index: u64, t: &mut Touched) {
+    if let Some(old) = db.checks.remove(key, index) {
+        t.add(CHECKS, key);
+        if old.service_name.is_empty() {
+            bump_services_on_node(db, old.node.as_str(), index, t);
+        } else {
+            bump_service(db, &old.service_name, index, t);
+        }
+    }
+}
+
+fn remove_service(db: &mut Db, node: &str, service_id: &str, index: u64, t: &mut Touched) {
+    let key = pair(node, service_id);
+    let checks: Vec<String> = db
+        .checks
+        .prefix(&pair(node, ""))
+        .filter(|(_, c)| c.service_id == service_id)
+        .map(|(k, _)| k.clone())
+        .collect();
+    for ck in checks {
+        remove_check(db, &ck, index, t);
+    }
+    if let Some(old) = db.services.remove(&key, index) {
+        t.add(SERVICES, &key);
+        unindex_service(db, &old.service, &key, index, t);
+    }
+}
+
+fn deregister(
+    db: &mut Db,
+    index: u64,
+    d: &Deregistration,
+    t: &mut Touched,
+) -> Result<WriteOutcome, WriteRejected> {
+    let node = d.node.as_str();
+    if node.is_empty() {
+        return Err(WriteRejected::BadRequest("Must provide node".into()));
+    }
+    match (&d.service_id, &d.check_id) {
+        (Some(sid), _) => remove_service(db, node, sid.as_str(), index, t),
+        (None, Some(cid)) => remove_check(db, &pair(node, cid.as_str()), index, t),
+        (None, None) => {
+            // Services first (they bump service indexes while the node still exists),
+            // then node checks, then the node.
+            let prefix = pair(node, "");
+            let sids: Vec<String> = db
+                .services
+                .prefix(&prefix)
+                .map(|(_, s)| s.id.as_str().to_owned())
+                .collect();
+            for sid in sids {
+                remove_service(db, node, &sid, index, t);
+            }
+            let cks: Vec<String> = db.checks.prefix(&prefix).map(|(k, _)| k.clone()).collect();
+            for ck in cks {
+                remove_check(db, &ck, index, t);
+            }
+            if db.nodes.remove(node, index).is_some() {
+                t.add(NODES, node);
+            }
+        }
+    }
+    Ok(WriteOutcome::Done)
+}

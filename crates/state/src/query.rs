@@ -1,0 +1,210 @@
+//! Reads: each [`ReadRequest`] subscribes to the topics it depends on, then answers from
+//! an immutable snapshot, returning the index Consul would report for it.
+
+use crate::db::{pair, Db, StateStore, CA, CHECKS, CONFIG, KV, NODES, SERVICES, SERVICE_NAME};
+use std::collections::BTreeMap;
+use tribune_store::{Topic, WatchSet};
+use tribune_types::model::ops::{HealthEntry, ReadRequest, ReadResult, ServiceInstance};
+use tribune_types::model::{Check, KvEntry, Service};
+use tribune_types::NodeName;
+
+impl StateStore {
+    /// Answers `req`. With `watch`, first subscribes it to exactly what the read depends
+    /// on, so a write landing between the read and the wait still wakes the caller.
+    /// Returns the result and its index (0 if nothing was ever written there).
+    pub fn read(&self, req: &ReadRequest, watch: Option<&mut WatchSet>) -> (ReadResult, u64) {
+        if let Some(set) = watch {
+            for topic in topics(req) {
+                self.watches.subscribe(set, topic);
+            }
+        }
+        let db = self.snapshot_db();
+        answer(&db, req)
+    }
+}
+
+fn topics(req: &ReadRequest) -> Vec<Topic> {
+    match req {
+        // A missing key is watched by its exact name too: Consul wakes such a query on
+        // any KV write (hashicorp/consul#9449); we only wake it when that key changes.
+        ReadRequest::KvGet { key } => vec![Topic::Key(KV, key.clone())],
+        ReadRequest::KvList { prefix } | ReadRequest::KvKeys { prefix, .. } => {
+            vec![Topic::Prefix(KV, prefix.clone())]
+        }
+        ReadRequest::CatalogNodes => vec![Topic::Table(NODES)],
+        ReadRequest::CatalogServices => vec![Topic::Table(SERVICES)],
+        ReadRequest::CatalogService { service } | ReadRequest::HealthService { service } => {
+            vec![Topic::Key(SERVICE_NAME, service.clone())]
+        }
+        ReadRequest::CatalogNode { .. } => vec![Topic::Table(NODES), Topic::Table(SERVICES)],
+        ReadRequest::HealthNode { .. }
+        | ReadRequest::HealthChecks { .. }
+        | ReadRequest::HealthState { .. } => vec![Topic::Table(CHECKS)],
+        ReadRequest::ConfigGet { kind, name } => vec![Topic::Key(CONFIG, pair(kind, name))],
+        ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
+        ReadRequest::CaRoots => vec![Topic::Table(CA)],
+    }
+}
+
+fn prefix_index(db: &Db, prefix: &str) -> u64 {
+    let live = db.kv.prefix(prefix).map(|(_, e)| e.raft.modify_index).max();
+    let dead = db.kv.tombstones_under(prefix).map(|(_, t)| t.index).max();
+    match live.max(dead) {
+        Some(i) if i > 0 => i,
+        // Consul falls back to the table index when the prefix never held anything.
+        _ => db.kv.max_index(),
+    }
+}
+
+fn service_index(db: &Db, name: &str) -> u64 {
+    db.service_index
+        .get(name)
+        .copied()
+        .unwrap_or_else(|| db.services.max_index())
+}
+
+fn instances<'a>(db: &'a Db, name: &str) -> Vec<&'a Service> {
+    db.by_service
+        .get(name)
+        .map(|keys| keys.keys().filter_map(|k| db.services.get(k)).collect())
+        .unwrap_or_default()
+}
+
+fn node_checks<'a>(db: &'a Db, node: &NodeName) -> impl Iterator<Item = &'a Check> + 'a {
+    db.checks
+        .prefix_owned(pair(node.as_str(), ""))
+        .map(|(_, c)| c)
+}
+
+fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
+    match req {
+        ReadRequest::KvGet { key } => match db.kv.get(key) {
+            Some(e) => (ReadResult::Kv(vec![e.clone()]), e.raft.modify_index),
+            None => (ReadResult::Kv(vec![]), db.kv.max_index()),
+        },
+        ReadRequest::KvList { prefix } => {
+            let entries: Vec<KvEntry> = db.kv.prefix(prefix).map(|(_, e)| e.clone()).collect();
+            (ReadResult::Kv(entries), prefix_index(db, prefix))
+        }
+        ReadRequest::KvKeys { prefix, separator } => {
+            let mut keys: Vec<String> = Vec::new();
+            for (k, _) in db.kv.prefix(prefix) {
+                let rest = &k[prefix.len()..];
+                let name = match (separator.is_empty(), rest.find(separator.as_str())) {
+                    (false, Some(pos)) => format!("{prefix}{}", &rest[..pos + separator.len()]),
+                    _ => k.clone(),
+                };
+                if keys.last() != Some(&name) {
+                    keys.push(name);
+                }
+            }
+            (ReadResult::Keys(keys), prefix_index(db, prefix))
+        }
+        ReadRequest::CatalogNodes => (
+            ReadResult::Nodes(db.nodes.iter().map(|(_, n)| n.clone()).collect()),
+            db.nodes.max_index(),
+        ),
+        ReadRequest::CatalogServices => {
+            let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+            for (_, s) in db.services.iter() {
+                let tags = map.entry(s.service.clone()).or_default();
+                for tag in &s.tags {
+                    if !tags.contains(tag) {
+                        tags.push(tag.clone());
+                    }
+                }
+            }
+            (
+                ReadResult::Services(map.into_iter().collect()),
+                db.services.max_index(),
+            )
+        }
+        ReadRequest::CatalogService { service } => {
+            let out = instances(db, service)
+                .into_iter()
+                .filter_map(|s| {
+                    db.nodes.get(s.node.as_str()).map(|n| ServiceInstance {
+                        node: n.clone(),
+                        service: s.clone(),
+                    })
+                })
+                .collect();
+            (
+                ReadResult::ServiceInstances(out),
+                service_index(db, service),
+            )
+        }
+        ReadRequest::HealthService { service } => {
+            let out = instances(db, service)
+                .into_iter()
+                .filter_map(|s| {
+                    let node = db.nodes.get(s.node.as_str())?;
+                    let checks = node_checks(db, &s.node)
+                        .filter(|c| c.service_id.is_empty() || c.service_id == s.id.as_str())
+                        .cloned()
+                        .collect();
+                    Some(HealthEntry {
+                        node: node.clone(),
+                        service: s.clone(),
+                        checks,
+                    })
+                })
+                .collect();
+            (ReadResult::Health(out), service_index(db, service))
+        }
+        ReadRequest::CatalogNode { node } => {
+            let found = db.nodes.get(node.as_str()).map(|n| {
+                let services = db
+                    .services
+                    .prefix_owned(pair(node.as_str(), ""))
+                    .map(|(_, s)| s.clone())
+                    .collect();
+                (n.clone(), services)
+            });
+            (
+                ReadResult::NodeServices(found),
+                db.nodes.max_index().max(db.services.max_index()),
+            )
+        }
+        ReadRequest::HealthNode { node } => (
+            ReadResult::Checks(node_checks(db, node).cloned().collect()),
+            db.checks.max_index(),
+        ),
+        ReadRequest::HealthChecks { service } => {
+            let checks = db
+                .checks
+                .iter()
+                .filter(|(_, c)| &c.service_name == service)
+                .map(|(_, c)| c.clone())
+                .collect();
+            (ReadResult::Checks(checks), db.checks.max_index())
+        }
+        ReadRequest::HealthState { state } => {
+            let checks = db
+                .checks
+                .iter()
+                .filter(|(_, c)| state.is_none_or(|s| c.status == s))
+                .map(|(_, c)| c.clone())
+                .collect();
+            (ReadResult::Checks(checks), db.checks.max_index())
+        }
+        ReadRequest::ConfigGet { kind, name } => {
+            let found: Vec<_> = db
+                .config
+                .get(&pair(kind, name))
+                .cloned()
+                .into_iter()
+                .collect();
+            (ReadResult::Config(found), db.config.max_index())
+        }
+        ReadRequest::ConfigList { kind } => {
+            let list = db
+                .config
+                .prefix_owned(pair(kind, ""))
+                .map(|(_, e)| e.clone())
+                .collect();
+            (ReadResult::Config(list), db.config.max_index())
+        }
+        ReadRequest::CaRoots => (ReadResult::CaRoots(db.ca_roots.clone()), db.ca_index),
+    }
+}

@@ -1,0 +1,171 @@
+//! The state snapshot format, used by raft snapshots and (later) `GET /v1/snapshot`.
+//!
+//! Layout: `b"TRIBSNAP"`, format version (u32 BE), applied index (u64 BE), body length
+//! (u64 BE), MessagePack body with named fields (so fields can be added), CRC-32 of
+//! everything before it (u32 BE). A file that is truncated, has a bad checksum or a
+//! newer version is rejected before any state is touched.
+
+use crate::db::{pair, Db, StateStore};
+use serde::{Deserialize, Serialize};
+use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service};
+
+const MAGIC: &[u8; 8] = b"TRIBSNAP";
+const VERSION: u32 = 1;
+const HEADER: usize = 8 + 4 + 8 + 8;
+
+/// A snapshot that cannot be restored. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Not a Tribune snapshot, or cut short.
+    #[error("snapshot is truncated or not a Tribune snapshot ({len} bytes)")]
+    Truncated {
+        /// Bytes available.
+        len: usize,
+    },
+    /// Written by a newer version.
+    #[error("unsupported snapshot format version {0}")]
+    Version(u32),
+    /// The checksum does not match.
+    #[error("snapshot checksum mismatch (stored {stored:08x}, computed {computed:08x})")]
+    Checksum {
+        /// Stored CRC.
+        stored: u32,
+        /// Computed CRC.
+        computed: u32,
+    },
+    /// The body does not decode.
+    #[error("snapshot body is malformed")]
+    Body(#[source] rmp_serde::decode::Error),
+}
+
+#[derive(Serialize, Deserialize, Default)]
+#[serde(default)]
+struct Body {
+    nodes: Vec<Node>,
+    services: Vec<Service>,
+    checks: Vec<Check>,
+    kv: Vec<KvEntry>,
+    tombstones: Vec<(String, u64)>,
+    config: Vec<ConfigEntry>,
+    ca_roots: Vec<CaRoot>,
+    ca_index: u64,
+    service_index: Vec<(String, u64)>,
+    table_index: Vec<(String, u64)>,
+}
+
+impl StateStore {
+    /// Serialises the whole state at its last applied index.
+    pub fn snapshot(&self) -> Vec<u8> {
+        let db = self.snapshot_db();
+        let body = Body {
+            nodes: db.nodes.iter().map(|(_, v)| v.clone()).collect(),
+            services: db.services.iter().map(|(_, v)| v.clone()).collect(),
+            checks: db.checks.iter().map(|(_, v)| v.clone()).collect(),
+            kv: db.kv.iter().map(|(_, v)| v.clone()).collect(),
+            tombstones: db
+                .kv
+                .tombstones()
+                .map(|(k, t)| (k.clone(), t.index))
+                .collect(),
+            config: db.config.iter().map(|(_, v)| v.clone()).collect(),
+            ca_roots: db.ca_roots.clone(),
+            ca_index: db.ca_index,
+            service_index: db
+                .service_index
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            table_index: vec![
+                ("kv".into(), db.kv.max_index()),
+                ("nodes".into(), db.nodes.max_index()),
+                ("services".into(), db.services.max_index()),
+                ("checks".into(), db.checks.max_index()),
+                ("config".into(), db.config.max_index()),
+            ],
+        };
+        let body = rmp_serde::to_vec_named(&body).unwrap_or_default();
+        let mut out = Vec::with_capacity(HEADER + body.len() + 4);
+        out.extend_from_slice(MAGIC);
+        out.extend_from_slice(&VERSION.to_be_bytes());
+        out.extend_from_slice(&db.index.to_be_bytes());
+        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+        out.extend_from_slice(&body);
+        let crc = crc32fast::hash(&out);
+        out.extend_from_slice(&crc.to_be_bytes());
+        out
+    }
+
+    /// Replaces the whole state with a snapshot; returns its index. On error nothing changes.
+    pub fn restore(&self, bytes: &[u8]) -> Result<u64, SnapshotError> {
+        let truncated = || SnapshotError::Truncated { len: bytes.len() };
+        if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
+            return Err(truncated());
+        }
+        let version = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| truncated())?);
+        if version != VERSION {
+            return Err(SnapshotError::Version(version));
+        }
+        let index = u64::from_be_bytes(bytes[12..20].try_into().map_err(|_| truncated())?);
+        let len = u64::from_be_bytes(bytes[20..28].try_into().map_err(|_| truncated())?);
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|l| HEADER.checked_add(l))
+            .filter(|e| e + 4 == bytes.len())
+            .ok_or_else(truncated)?;
+        let stored = u32::from_be_bytes(bytes[end..end + 4].try_into().map_err(|_| truncated())?);
+        let computed = crc32fast::hash(&bytes[..end]);
+        if stored != computed {
+            return Err(SnapshotError::Checksum { stored, computed });
+        }
+        let body: Body = rmp_serde::from_slice(&bytes[HEADER..end]).map_err(SnapshotError::Body)?;
+        let mut db = Db {
+            index,
+            kv: tribune_store::Table::new(true),
+            ..Db::default()
+        };
+        for n in body.nodes {
+            db.nodes
+                .insert(n.node.as_str().to_owned(), n.clone(), n.raft.modify_index);
+        }
+        for s in body.services {
+            let key = pair(s.node.as_str(), s.id.as_str());
+            db.by_service
+                .entry(s.service.clone())
+                .or_default()
+                .insert(key.clone(), ());
+            let idx = s.raft.modify_index;
+            db.services.insert(key, s, idx);
+        }
+        for c in body.checks {
+            let idx = c.raft.modify_index;
+            db.checks
+                .insert(pair(c.node.as_str(), c.check_id.as_str()), c, idx);
+        }
+        for e in body.kv {
+            let idx = e.raft.modify_index;
+            db.kv.insert(e.key.clone(), e, idx);
+        }
+        for (k, i) in body.tombstones {
+            db.kv.restore_tombstone(k, i);
+        }
+        for e in body.config {
+            let idx = e.raft.modify_index;
+            db.config.insert(pair(&e.kind, &e.name), e, idx);
+        }
+        db.ca_roots = body.ca_roots;
+        db.ca_index = body.ca_index;
+        db.service_index = body.service_index.into_iter().collect();
+        for (table, idx) in body.table_index {
+            match table.as_str() {
+                "kv" => db.kv.bump(idx),
+                "nodes" => db.nodes.bump(idx),
+                "services" => db.services.bump(idx),
+                "checks" => db.checks.bump(idx),
+                "config" => db.config.bump(idx),
+                _ => {}
+            }
+        }
+        self.replace(db);
+        Ok(index)
+    }
+}

@@ -1,0 +1,289 @@
+//! Integration tests of the state machine: apply semantics, read indexes, watches, snapshots.
+
+use std::time::Duration;
+use tribune_state::{Command, StateStore};
+use tribune_store::WatchSet;
+use tribune_types::model::ops::*;
+use tribune_types::model::*;
+use tribune_types::{HealthStatus, NodeName};
+
+fn set(key: &str, val: &str, mode: KvSetMode) -> Command {
+    Command::Request(WriteRequest::KvSet {
+        entry: KvEntry {
+            key: key.into(),
+            value: val.as_bytes().to_vec(),
+            flags: 1 << 63,
+            ..Default::default()
+        },
+        mode,
+    })
+}
+
+fn del(key: &str, mode: KvDeleteMode) -> Command {
+    Command::Request(WriteRequest::KvDelete {
+        key: key.into(),
+        mode,
+    })
+}
+
+fn kv(s: &StateStore, key: &str) -> (Option<KvEntry>, u64) {
+    match s.read(&ReadRequest::KvGet { key: key.into() }, None) {
+        (ReadResult::Kv(mut v), i) => (v.pop(), i),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn kv_cas_semantics() {
+    let s = StateStore::new();
+    assert_eq!(
+        s.apply(1, &set("a", "1", KvSetMode::Cas(0))),
+        Ok(WriteOutcome::Done)
+    );
+    assert_eq!(
+        s.apply(2, &set("a", "2", KvSetMode::Cas(0))),
+        Ok(WriteOutcome::NotApplied)
+    );
+    assert_eq!(
+        s.apply(3, &set("a", "3", KvSetMode::Cas(2))),
+        Ok(WriteOutcome::NotApplied)
+    );
+    assert_eq!(
+        s.apply(4, &set("a", "4", KvSetMode::Cas(1))),
+        Ok(WriteOutcome::Done)
+    );
+    let (e, idx) = kv(&s, "a");
+    let e = e.unwrap();
+    assert_eq!(
+        (
+            e.value.as_slice(),
+            e.raft.create_index,
+            e.raft.modify_index,
+            idx
+        ),
+        (&b"4"[..], 1, 4, 4)
+    );
+    assert_eq!(e.flags, 1 << 63);
+    assert_eq!(
+        s.apply(5, &del("a", KvDeleteMode::Cas(0))),
+        Ok(WriteOutcome::NotApplied)
+    );
+    assert_eq!(
+        s.apply(6, &del("a", KvDeleteMode::Cas(4))),
+        Ok(WriteOutcome::Done)
+    );
+    // A missing key reports the KV table's index.
+    assert_eq!(kv(&s, "a"), (None, 6));
+}
+
+#[test]
+fn prefix_index_never_goes_backwards_after_delete() {
+    let s = StateStore::new();
+    s.apply(1, &set("p/a", "1", KvSetMode::Set)).unwrap();
+    s.apply(2, &set("p/b", "1", KvSetMode::Set)).unwrap();
+    s.apply(3, &set("q", "1", KvSetMode::Set)).unwrap();
+    s.apply(4, &del("p/b", KvDeleteMode::Key)).unwrap();
+    let (_, idx) = s.read(
+        &ReadRequest::KvList {
+            prefix: "p/".into(),
+        },
+        None,
+    );
+    assert_eq!(idx, 4);
+    s.apply(5, &del("p/", KvDeleteMode::Tree)).unwrap();
+    let (res, idx) = s.read(
+        &ReadRequest::KvList {
+            prefix: "p/".into(),
+        },
+        None,
+    );
+    assert_eq!((res, idx), (ReadResult::Kv(vec![]), 5));
+}
+
+#[test]
+fn keys_with_separator() {
+    let s = StateStore::new();
+    for (i, k) in ["web/a", "web/sub/x", "web/sub/y", "webz", "other"]
+        .iter()
+        .enumerate()
+    {
+        s.apply(i as u64 + 1, &set(k, "", KvSetMode::Set)).unwrap();
+    }
+    let (res, _) = s.read(
+        &ReadRequest::KvKeys {
+            prefix: "web".into(),
+            separator: "/".into(),
+        },
+        None,
+    );
+    assert_eq!(res, ReadResult::Keys(vec!["web/".into(), "webz".into()]));
+    let (res, _) = s.read(
+        &ReadRequest::KvKeys {
+            prefix: "web/".into(),
+            separator: "/".into(),
+        },
+        None,
+    );
+    assert_eq!(
+        res,
+        ReadResult::Keys(vec!["web/a".into(), "web/sub/".into()])
+    );
+}
+
+fn register(node: &str, svc: Option<&str>, checks: Vec<Check>) -> Command {
+    Command::Request(WriteRequest::Register(Registration {
+        node: Node {
+            node: node.into(),
+            address: "127.0.0.1".into(),
+            ..Default::default()
+        },
+        service: svc.map(|s| Service {
+            service: s.into(),
+            port: 80,
+            ..Default::default()
+        }),
+        checks,
+        skip_node_update: false,
+    }))
+}
+
+fn check(id: &str, svc: &str, status: HealthStatus) -> Check {
+    Check {
+        check_id: id.into(),
+        name: id.into(),
+        service_id: svc.into(),
+        status,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn health_service_has_node_and_service_checks_and_per_service_index() {
+    let s = StateStore::new();
+    s.apply(
+        1,
+        &register(
+            "n1",
+            None,
+            vec![check("serfHealth", "", HealthStatus::Passing)],
+        ),
+    )
+    .unwrap();
+    s.apply(
+        2,
+        &register(
+            "n1",
+            Some("web"),
+            vec![check("web-check", "web", HealthStatus::Critical)],
+        ),
+    )
+    .unwrap();
+    s.apply(3, &register("n2", Some("db"), vec![])).unwrap();
+    let (res, idx) = s.read(
+        &ReadRequest::HealthService {
+            service: "web".into(),
+        },
+        None,
+    );
+    let ReadResult::Health(entries) = res else {
+        panic!()
+    };
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].checks.len(), 2);
+    assert_eq!(entries[0].checks[1].service_name, "web");
+    // Registering db on another node did not move web's index.
+    assert_eq!(idx, 2);
+    // Re-registering identical data changes nothing.
+    s.apply(4, &register("n1", Some("web"), vec![])).unwrap();
+    let (_, idx) = s.read(
+        &ReadRequest::HealthService {
+            service: "web".into(),
+        },
+        None,
+    );
+    assert_eq!(idx, 2);
+    // A check bound to an unknown service is rejected and changes nothing.
+    let r = s.apply(
+        5,
+        &register("n3", None, vec![check("c", "nope", HealthStatus::Passing)]),
+    );
+    assert!(r.is_err());
+    let (res, _) = s.read(&ReadRequest::CatalogNodes, None);
+    let ReadResult::Nodes(nodes) = res else {
+        panic!()
+    };
+    assert_eq!(nodes.len(), 2);
+    // Deregistering the node removes its services and checks.
+    s.apply(
+        6,
+        &Command::Request(WriteRequest::Deregister(Deregistration {
+            node: NodeName::from("n1"),
+            ..Default::default()
+        })),
+    )
+    .unwrap();
+    let (res, idx) = s.read(
+        &ReadRequest::HealthService {
+            service: "web".into(),
+        },
+        None,
+    );
+    assert_eq!((res, idx), (ReadResult::Health(vec![]), 6));
+    let (res, _) = s.read(&ReadRequest::HealthState { state: None }, None);
+    assert_eq!(res, ReadResult::Checks(vec![]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn watches_wake_only_for_what_was_read() {
+    let s = StateStore::new();
+    let mut ws = WatchSet::new();
+    s.read(
+        &ReadRequest::KvGet {
+            key: "watched".into(),
+        },
+        Some(&mut ws),
+    );
+    s.apply(1, &set("other", "x", KvSetMode::Set)).unwrap();
+    assert!(!ws.wait(Duration::from_secs(5)).await);
+    let mut ws = WatchSet::new();
+    s.read(
+        &ReadRequest::KvGet {
+            key: "watched".into(),
+        },
+        Some(&mut ws),
+    );
+    s.apply(2, &set("watched", "x", KvSetMode::Set)).unwrap();
+    assert!(ws.wait(Duration::from_secs(5)).await);
+}
+
+#[test]
+fn snapshot_round_trip_and_corruption() {
+    let s = StateStore::new();
+    s.apply(
+        1,
+        &register(
+            "n1",
+            Some("web"),
+            vec![check("c", "web", HealthStatus::Passing)],
+        ),
+    )
+    .unwrap();
+    s.apply(2, &set("k", "v", KvSetMode::Set)).unwrap();
+    s.apply(3, &del("k", KvDeleteMode::Key)).unwrap();
+    let snap = s.snapshot();
+    let t = StateStore::new();
+    assert_eq!(t.restore(&snap).unwrap(), 3);
+    assert_eq!(t.snapshot(), snap);
+    assert_eq!(
+        t.read(&ReadRequest::KvList { prefix: "".into() }, None).1,
+        3
+    );
+    let mut bad = snap.clone();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0xff;
+    assert!(t.restore(&bad).is_err());
+    assert!(t.restore(&snap[..snap.len() - 1]).is_err());
+    assert!(t.restore(b"garbage").is_err());
+    // Failed restores left the state alone.
+    assert_eq!(t.snapshot(), snap);
+}

@@ -1,0 +1,196 @@
+//! Watch points for blocking queries.
+//!
+//! A reader subscribes to the [`Topic`]s it is about to read, then reads, then waits on
+//! the [`WatchSet`]. Because subscription happens before the read, a write published in
+//! between is never missed. A writer calls [`Watches::notify`] for every key it changed
+//! after publishing the new state; that wakes subscribers of the exact key, of the
+//! table, and of every prefix of the key.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// What a reader depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// Any change in the table.
+    Table(&'static str),
+    /// A change of this exact key.
+    Key(&'static str, String),
+    /// A change of any key starting with this prefix.
+    Prefix(&'static str, String),
+}
+
+#[derive(Default)]
+struct Registry {
+    points: HashMap<Topic, watch::Sender<u64>>,
+}
+
+/// The watch registry of a state store.
+#[derive(Default)]
+pub struct Watches {
+    inner: Mutex<Registry>,
+}
+
+impl std::fmt::Debug for Watches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Watches")
+            .field("points", &self.inner.lock().points.len())
+            .finish()
+    }
+}
+
+/// The topics one read depends on; wait on it to block until any of them changes.
+#[derive(Default)]
+pub struct WatchSet {
+    receivers: Vec<watch::Receiver<u64>>,
+}
+
+impl std::fmt::Debug for WatchSet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchSet")
+            .field("receivers", &self.receivers.len())
+            .finish()
+    }
+}
+
+impl Watches {
+    /// Subscribes `set` to `topic`. Call before reading.
+    pub fn subscribe(&self, set: &mut WatchSet, topic: Topic) {
+        let mut reg = self.inner.lock();
+        let sender = reg
+            .points
+            .entry(topic)
+            .or_insert_with(|| watch::channel(0).0);
+        set.receivers.push(sender.subscribe());
+    }
+
+    /// Wakes everything watching `table` or `key` in `table` (exactly or by prefix).
+    pub fn notify(&self, table: &'static str, key: &str, index: u64) {
+        let mut reg = self.inner.lock();
+        if reg.points.is_empty() {
+            return;
+        }
+        let mut fire = |topic: &Topic| {
+            if let Some(tx) = reg.points.get(topic) {
+                if tx.receiver_count() == 0 {
+                    reg.points.remove(topic);
+                } else {
+                    tx.send_replace(index);
+                }
+            }
+        };
+        fire(&Topic::Table(table));
+        fire(&Topic::Key(table, key.to_owned()));
+        // Every prefix of the key, including the empty prefix (`?recurse` on the root).
+        for (i, _) in key.char_indices().chain(std::iter::once((key.len(), ' '))) {
+            fire(&Topic::Prefix(table, key[..i].to_owned()));
+        }
+    }
+
+    /// Wakes everything subscribed to anything (snapshot restore replaces all state).
+    pub fn notify_all(&self, index: u64) {
+        let mut reg = self.inner.lock();
+        reg.points.retain(|_, tx| {
+            if tx.receiver_count() == 0 {
+                false
+            } else {
+                tx.send_replace(index);
+                true
+            }
+        });
+    }
+
+    /// Number of live watch points (for metrics and tests).
+    pub fn len(&self) -> usize {
+        self.inner.lock().points.len()
+    }
+
+    /// Whether no watch point exists.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl WatchSet {
+    /// An empty set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Waits until any subscribed topic changes or `timeout` passes.
+    /// Returns `true` if woken by a change.
+    pub async fn wait(mut self, timeout: Duration) -> bool {
+        if self.receivers.is_empty() {
+            tokio::time::sleep(timeout).await;
+            return false;
+        }
+        let changed = futures_select(&mut self.receivers);
+        tokio::time::timeout(timeout, changed).await.is_ok()
+    }
+}
+
+async fn futures_select(receivers: &mut [watch::Receiver<u64>]) {
+    // Poll every receiver's `changed` future together; the first to complete wins.
+    std::future::poll_fn(|cx| {
+        for rx in receivers.iter_mut() {
+            let fut = rx.changed();
+            tokio::pin!(fut);
+            if fut.poll(cx).is_ready() {
+                return std::task::Poll::Ready(());
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+use std::future::Future;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn exact_prefix_and_table_topics_wake() {
+        let w = Watches::default();
+        for (topic, key, wakes) in [
+            (Topic::Key("kv", "a/b".into()), "a/b", true),
+            (Topic::Key("kv", "a/b".into()), "a/c", false),
+            (Topic::Prefix("kv", "a/".into()), "a/c", true),
+            (Topic::Prefix("kv", "".into()), "zzz", true),
+            (Topic::Prefix("kv", "b/".into()), "a/c", false),
+            (Topic::Table("kv"), "anything", true),
+            (Topic::Table("nodes"), "anything", false),
+        ] {
+            let mut set = WatchSet::new();
+            w.subscribe(&mut set, topic.clone());
+            w.notify("kv", key, 1);
+            assert_eq!(
+                set.wait(Duration::from_secs(1)).await,
+                wakes,
+                "{topic:?} {key}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn change_between_subscribe_and_wait_is_not_lost() {
+        let w = Watches::default();
+        let mut set = WatchSet::new();
+        w.subscribe(&mut set, Topic::Key("kv", "k".into()));
+        w.notify("kv", "k", 3);
+        assert!(set.wait(Duration::from_secs(60)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn dropped_watchers_are_cleaned_up() {
+        let w = Watches::default();
+        let mut set = WatchSet::new();
+        w.subscribe(&mut set, Topic::Key("kv", "k".into()));
+        drop(set);
+        w.notify("kv", "k", 1);
+        assert!(w.is_empty());
+    }
+}

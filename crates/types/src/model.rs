@@ -1,0 +1,204 @@
+//! The records Tribune replicates: catalog nodes, services and checks, KV entries,
+//! config entries and Connect CA roots, plus the request and result types that cross
+//! the agent→server boundary ([`ops`]).
+//!
+//! These derive `serde` traits because they are the payload of the raft log and of
+//! snapshots (MessagePack with named fields, so added fields stay readable); they are
+//! not Consul's JSON shapes, which live in `http-api`.
+
+pub mod ops;
+
+use crate::{CheckId, HealthStatus, NodeName, ServiceId, SessionId};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Create and modify indexes of a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct RaftIndex {
+    /// Index of the entry that created the row.
+    pub create_index: u64,
+    /// Index of the entry that last changed the row.
+    pub modify_index: u64,
+}
+
+/// A catalog node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Node {
+    /// The node's UUID (may be empty for externally registered nodes).
+    pub id: String,
+    /// The node's name.
+    pub node: NodeName,
+    /// Its address.
+    pub address: String,
+    /// Its datacenter.
+    pub datacenter: String,
+    /// `lan`, `wan`, ... addresses.
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Node metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
+/// An address and port (service tagged addresses).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceAddress {
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// DNS SRV weights of a service instance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Weights {
+    /// Weight when passing.
+    pub passing: i32,
+    /// Weight when warning.
+    pub warning: i32,
+}
+
+impl Default for Weights {
+    fn default() -> Self {
+        Weights {
+            passing: 1,
+            warning: 1,
+        }
+    }
+}
+
+/// A service instance registered on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Service {
+    /// The node it runs on.
+    pub node: NodeName,
+    /// Instance ID (defaults to the name).
+    pub id: ServiceId,
+    /// Service name.
+    pub service: String,
+    /// Kind (`""`, `connect-proxy`, ...).
+    pub kind: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Service address (empty = node address).
+    pub address: String,
+    /// Tagged addresses.
+    pub tagged_addresses: BTreeMap<String, ServiceAddress>,
+    /// Metadata.
+    pub meta: BTreeMap<String, String>,
+    /// Port.
+    pub port: u16,
+    /// Unix socket path.
+    pub socket_path: String,
+    /// SRV weights.
+    pub weights: Weights,
+    /// Whether anti-entropy leaves catalog tag changes alone.
+    pub enable_tag_override: bool,
+    /// Proxy config, as opaque JSON text (only `http-api` interprets it).
+    pub proxy_json: Option<String>,
+    /// Connect config, as opaque JSON text.
+    pub connect_json: Option<String>,
+    /// Locality, as opaque JSON text.
+    pub locality_json: Option<String>,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
+/// A health check on a node, possibly bound to a service.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Check {
+    /// Node.
+    pub node: NodeName,
+    /// Check ID.
+    pub check_id: CheckId,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: HealthStatus,
+    /// Notes.
+    pub notes: String,
+    /// Last output.
+    pub output: String,
+    /// Bound service instance (empty for node checks).
+    pub service_id: String,
+    /// Bound service name.
+    pub service_name: String,
+    /// Bound service tags.
+    pub service_tags: Vec<String>,
+    /// Check type (`ttl`, `http`, `serf`, ...).
+    pub check_type: String,
+    /// Interval as a Go duration string, if any.
+    pub interval: String,
+    /// Timeout as a Go duration string, if any.
+    pub timeout: String,
+    /// Definition, as opaque JSON text.
+    pub definition_json: Option<String>,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
+/// A KV entry.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct KvEntry {
+    /// The key.
+    pub key: String,
+    /// The value (may be empty).
+    #[serde(with = "serde_bytes")]
+    pub value: Vec<u8>,
+    /// Opaque client flags (full u64: the Go lock client uses values above 2^63).
+    pub flags: u64,
+    /// How many times the key's lock was acquired.
+    pub lock_index: u64,
+    /// The session holding the lock.
+    pub session: Option<SessionId>,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
+/// A config entry (`service-defaults`, `proxy-defaults`, ...). The body is the entry's
+/// JSON as the client sent it; the server only needs kind and name.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ConfigEntry {
+    /// Kind.
+    pub kind: String,
+    /// Name.
+    pub name: String,
+    /// JSON body.
+    pub body_json: String,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
+/// A Connect CA root certificate.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaRoot {
+    /// Root ID (the certificate's key ID, colon-hex).
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// Serial number.
+    pub serial_number: u64,
+    /// Signing key ID (colon-hex).
+    pub signing_key_id: String,
+    /// RFC 3339 validity start.
+    pub not_before: String,
+    /// RFC 3339 validity end.
+    pub not_after: String,
+    /// PEM certificate.
+    pub root_cert: String,
+    /// PEM private key (never returned by the HTTP API).
+    pub private_key: String,
+    /// Whether this root signs new leaves.
+    pub active: bool,
+    /// The trust domain (`<cluster id>.consul`).
+    pub trust_domain: String,
+    /// Indexes.
+    pub raft: RaftIndex,
+}

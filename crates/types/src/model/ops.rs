@@ -1,0 +1,288 @@
+//! Requests and results exchanged between an agent and the servers.
+//!
+//! Writes ([`WriteRequest`]) become raft commands on the leader; reads ([`ReadRequest`])
+//! run against a server's state, possibly blocking ([`QueryOptions`]).
+
+use super::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service};
+use crate::{CheckId, HealthStatus, NodeName, ServiceId, SessionId};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How a KV PUT is conditioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvSetMode {
+    /// Unconditional write.
+    Set,
+    /// Write only if the key's ModifyIndex equals this (0 = only if absent).
+    Cas(u64),
+    /// Acquire the key's lock for the session.
+    Acquire(SessionId),
+    /// Release the key's lock held by the session.
+    Release(SessionId),
+}
+
+/// How a KV DELETE is conditioned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvDeleteMode {
+    /// Delete one key.
+    Key,
+    /// Delete one key only if its ModifyIndex equals this.
+    Cas(u64),
+    /// Delete every key under the prefix.
+    Tree,
+}
+
+/// A catalog registration (`PUT /v1/catalog/register`, and agent anti-entropy).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Registration {
+    /// The node (created or updated unless `skip_node_update`).
+    pub node: Node,
+    /// A service on it.
+    pub service: Option<Service>,
+    /// Checks on it.
+    pub checks: Vec<Check>,
+    /// Leave an existing node record alone.
+    pub skip_node_update: bool,
+}
+
+/// A catalog deregistration.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Deregistration {
+    /// The node.
+    pub node: NodeName,
+    /// Only this service (and its checks).
+    pub service_id: Option<ServiceId>,
+    /// Only this check.
+    pub check_id: Option<CheckId>,
+}
+
+/// A write, proposed through raft on the leader.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteRequest {
+    /// `PUT /v1/kv/{key}`.
+    KvSet {
+        /// Key, value and flags.
+        entry: KvEntry,
+        /// Condition.
+        mode: KvSetMode,
+    },
+    /// `DELETE /v1/kv/{key}`.
+    KvDelete {
+        /// Key or prefix.
+        key: String,
+        /// Condition.
+        mode: KvDeleteMode,
+    },
+    /// Catalog register.
+    Register(Registration),
+    /// Catalog deregister.
+    Deregister(Deregistration),
+    /// `PUT /v1/config`, optionally CAS on ModifyIndex.
+    ConfigSet {
+        /// The entry.
+        entry: ConfigEntry,
+        /// CAS index.
+        cas: Option<u64>,
+    },
+    /// `DELETE /v1/config/{kind}/{name}`, optionally CAS.
+    ConfigDelete {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+        /// CAS index.
+        cas: Option<u64>,
+    },
+    /// Install a CA root (done once by the leader).
+    CaSetRoots {
+        /// Roots; the previous set is replaced.
+        roots: Vec<CaRoot>,
+    },
+}
+
+/// What a write did, as Consul reports it (`true`/`false` for KV and config).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteOutcome {
+    /// Applied.
+    Done,
+    /// A condition (CAS, lock) did not hold; nothing changed.
+    NotApplied,
+}
+
+/// A write failed for a reason the client must hear about (no state changed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum WriteRejected {
+    /// Invalid input, answered 400 with this text.
+    #[error("{0}")]
+    BadRequest(String),
+    /// Missing object, answered 404 with this text.
+    #[error("{0}")]
+    NotFound(String),
+    /// Something else, answered 500 with this text (Consul's wording).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// Consistency mode of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Consistency {
+    /// The leader answers.
+    #[default]
+    Default,
+    /// The leader confirms its leadership first.
+    Consistent,
+    /// Any server answers from its local state.
+    Stale,
+}
+
+impl Consistency {
+    /// The value of `X-Consul-Effective-Consistency`.
+    pub fn header_value(self) -> &'static str {
+        match self {
+            Consistency::Default => "leader",
+            Consistency::Consistent => "consistent",
+            Consistency::Stale => "stale",
+        }
+    }
+}
+
+/// Blocking and consistency options of a read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct QueryOptions {
+    /// Block until the result's index exceeds this (0 = don't block).
+    pub min_index: u64,
+    /// Maximum wait (already clamped and jittered by the caller).
+    pub max_wait: Duration,
+    /// Consistency mode.
+    pub consistency: Consistency,
+}
+
+/// Facts about a read's answer, sent as `X-Consul-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct QueryMeta {
+    /// The result's index (≥ 1).
+    pub index: u64,
+    /// Whether the answering server knows a leader.
+    pub known_leader: bool,
+    /// Time since the answering server last heard from the leader (0 on the leader).
+    pub last_contact: Duration,
+    /// The consistency mode actually used.
+    pub consistency: Consistency,
+}
+
+/// A read against the replicated state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadRequest {
+    /// One key.
+    KvGet {
+        /// Key.
+        key: String,
+    },
+    /// Every entry under a prefix.
+    KvList {
+        /// Prefix.
+        prefix: String,
+    },
+    /// Key names under a prefix, collapsed at `separator`.
+    KvKeys {
+        /// Prefix.
+        prefix: String,
+        /// Separator (empty = none).
+        separator: String,
+    },
+    /// All nodes.
+    CatalogNodes,
+    /// Service names with their tags.
+    CatalogServices,
+    /// Instances of a service, with their nodes.
+    CatalogService {
+        /// Service name.
+        service: String,
+    },
+    /// A node and its services.
+    CatalogNode {
+        /// Node.
+        node: NodeName,
+    },
+    /// Checks of a node.
+    HealthNode {
+        /// Node.
+        node: NodeName,
+    },
+    /// Checks of a service.
+    HealthChecks {
+        /// Service name.
+        service: String,
+    },
+    /// Instances of a service with node and checks.
+    HealthService {
+        /// Service name.
+        service: String,
+    },
+    /// Checks in a state (`None` = any).
+    HealthState {
+        /// State filter.
+        state: Option<HealthStatus>,
+    },
+    /// One config entry.
+    ConfigGet {
+        /// Kind.
+        kind: String,
+        /// Name.
+        name: String,
+    },
+    /// Config entries of a kind.
+    ConfigList {
+        /// Kind.
+        kind: String,
+    },
+    /// Connect CA roots.
+    CaRoots,
+}
+
+/// A service instance together with its node (catalog service endpoint).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceInstance {
+    /// The node.
+    pub node: Node,
+    /// The instance.
+    pub service: Service,
+}
+
+/// A service instance with its node and every check that applies (node + service).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HealthEntry {
+    /// The node.
+    pub node: Node,
+    /// The instance.
+    pub service: Service,
+    /// Node-level and service-level checks.
+    pub checks: Vec<Check>,
+}
+
+/// The answer to a [`ReadRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadResult {
+    /// Zero or more KV entries.
+    Kv(Vec<KvEntry>),
+    /// Key names.
+    Keys(Vec<String>),
+    /// Nodes.
+    Nodes(Vec<Node>),
+    /// Service name → union of tags, sorted by name.
+    Services(Vec<(String, Vec<String>)>),
+    /// Service instances.
+    ServiceInstances(Vec<ServiceInstance>),
+    /// A node and its services, if the node exists.
+    NodeServices(Option<(Node, Vec<Service>)>),
+    /// Checks.
+    Checks(Vec<Check>),
+    /// Health entries.
+    Health(Vec<HealthEntry>),
+    /// Config entries.
+    Config(Vec<ConfigEntry>),
+    /// CA roots and the trust domain.
+    CaRoots(Vec<CaRoot>),
+}
