@@ -1,0 +1,117 @@
+//! The `tribune.v1.Server` gRPC service and client.
+
+use crate::codec::{unwrap, wrap};
+use crate::{RpcError, ServerApi, ServerStatus};
+use async_trait::async_trait;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tonic::transport::{Channel, Endpoint};
+use tonic::{Request, Response, Status};
+use tribune_proto::v1::server_client::ServerClient;
+use tribune_proto::v1::server_server::{Server as ServerService, ServerServer};
+use tribune_proto::v1::{Envelope, StatusRequest, StatusResponse};
+use tribune_types::model::ops::{
+    QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
+};
+
+type WriteReply = Result<(WriteOutcome, u64), RpcError>;
+type ReadReply = Result<(ReadResult, QueryMeta), RpcError>;
+
+struct Service(Arc<dyn ServerApi>);
+
+#[tonic::async_trait]
+impl ServerService for Service {
+    async fn write(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let reply: WriteReply = match unwrap::<WriteRequest>(req.get_ref()) {
+            Ok(w) => self.0.write(w).await,
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(wrap(&reply)))
+    }
+
+    async fn read(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let reply: ReadReply = match unwrap::<(ReadRequest, QueryOptions)>(req.get_ref()) {
+            Ok((r, o)) => self.0.read(r, o).await,
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(wrap(&reply)))
+    }
+
+    async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
+        let s = self.0.status().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        Ok(Response::new(StatusResponse {
+            leader: s.leader,
+            peers: s.peers,
+            known_leader: s.known_leader,
+            last_contact_ms: s.last_contact_ms,
+        }))
+    }
+}
+
+/// Serves `api` on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    api: Arc<dyn ServerApi>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    tonic::transport::Server::builder()
+        .add_service(ServerServer::new(Service(api)))
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+/// A [`ServerApi`] over gRPC to one server (the channel reconnects on its own).
+#[derive(Clone)]
+pub struct GrpcClient {
+    inner: ServerClient<Channel>,
+}
+
+impl GrpcClient {
+    /// A lazily connecting client for `http://ip:port`.
+    pub fn new(addr: &str) -> Result<Self, RpcError> {
+        let ep = Endpoint::from_shared(addr.to_owned())
+            .map_err(|e| RpcError::Transport(e.to_string()))?;
+        Ok(Self {
+            inner: ServerClient::new(ep.connect_lazy()),
+        })
+    }
+}
+
+fn transport(e: Status) -> RpcError {
+    RpcError::Transport(e.message().to_owned())
+}
+
+#[async_trait]
+impl ServerApi for GrpcClient {
+    async fn write(&self, req: WriteRequest) -> WriteReply {
+        let env = self.inner.clone().write(wrap(&req)).await.map_err(transport)?;
+        unwrap::<WriteReply>(env.get_ref())?
+    }
+
+    async fn read(&self, req: ReadRequest, opts: QueryOptions) -> ReadReply {
+        let env = self
+            .inner
+            .clone()
+            .read(wrap(&(req, opts)))
+            .await
+            .map_err(transport)?;
+        unwrap::<ReadReply>(env.get_ref())?
+    }
+
+    async fn status(&self) -> Result<ServerStatus, RpcError> {
+        let s = self
+            .inner
+            .clone()
+            .status(StatusRequest {})
+            .await
+            .map_err(transport)?
+            .into_inner();
+        Ok(ServerStatus {
+            leader: s.leader,
+            peers: s.peers,
+            known_leader: s.known_leader,
+            last_contact_ms: s.last_contact_ms,
+        })
+    }
+}

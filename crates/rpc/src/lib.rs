@@ -1,0 +1,69 @@
+//! The internal RPC between agents and servers.
+//!
+//! - [`ServerApi`]: what an agent needs from the servers (writes, blocking reads, leader
+//!   and peers). A server implements it in process; [`GrpcClient`] implements it over
+//!   the network, so an agent does not care which it has.
+//! - [`serve`]: exposes any [`ServerApi`] as the `tribune.v1.Server` gRPC service.
+//! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
+
+mod codec;
+mod grpc;
+
+pub use grpc::{serve, GrpcClient};
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use tribune_types::model::ops::{
+    QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRejected, WriteRequest,
+};
+
+/// Why an RPC failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RpcError {
+    /// The write was refused; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] WriteRejected),
+    /// No leader is known (Consul: 500 "No cluster leader").
+    #[error("No cluster leader")]
+    NoLeader,
+    /// The request named a datacenter we cannot reach.
+    #[error("No path to datacenter")]
+    NoPathToDatacenter,
+    /// The server is shutting down.
+    #[error("server is shutting down")]
+    ShuttingDown,
+    /// Transport failure talking to a server.
+    #[error("rpc error making call: {0}")]
+    Transport(String),
+    /// A payload from a newer or broken peer.
+    #[error("rpc error: malformed payload: {0}")]
+    Malformed(String),
+}
+
+/// Leader and peer addresses as `/v1/status/*` reports them.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ServerStatus {
+    /// `ip:port` of the leader's server RPC address, empty if none.
+    pub leader: String,
+    /// `ip:port` of every voter.
+    pub peers: Vec<String>,
+    /// Whether the answering server knows a leader.
+    pub known_leader: bool,
+    /// Milliseconds since the answering server heard from the leader.
+    pub last_contact_ms: u64,
+}
+
+/// What an agent needs from the servers.
+#[async_trait]
+pub trait ServerApi: Send + Sync + 'static {
+    /// Applies a write through the leader; returns the outcome and the raft index.
+    async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError>;
+    /// Answers a read, blocking per `opts`.
+    async fn read(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError>;
+    /// Leader and peers.
+    async fn status(&self) -> Result<ServerStatus, RpcError>;
+}
