@@ -100,6 +100,9 @@ mod tests {
             mode,
         };
         assert!(to_command(del(KvDeleteMode::Tree), &l).is_ok());
-        assert_eq!(to_command(del(KvDeleteMode::Key), &l), Err(KvError::MissingKey));
+        assert_eq!(
+            to_command(del(KvDeleteMode::Key), &l),
+            Err(KvError::MissingKey)
+        );
     }
 }

@@ -38,7 +38,11 @@ impl ServerService for Service {
     }
 
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
-        let s = self.0.status().await.map_err(|e| Status::unavailable(e.to_string()))?;
+        let s = self
+            .0
+            .status()
+            .await
+            .map_err(|e| Status::unavailable(e.to_string()))?;
         Ok(Response::new(StatusResponse {
             leader: s.leader,
             peers: s.peers,
@@ -85,7 +89,12 @@ fn transport(e: Status) -> RpcError {
 #[async_trait]
 impl ServerApi for GrpcClient {
     async fn write(&self, req: WriteRequest) -> WriteReply {
-        let env = self.inner.clone().write(wrap(&req)).await.map_err(transport)?;
+        let env = self
+            .inner
+            .clone()
+            .write(wrap(&req))
+            .await
+            .map_err(transport)?;
         unwrap::<WriteReply>(env.get_ref())?
     }
 

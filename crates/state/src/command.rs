@@ -12,6 +12,8 @@ pub const IGNORABLE: u16 = 0x8000;
 const FORMAT_VERSION: u8 = 1;
 
 /// A command in the raft log.
+// Commands are decoded once and applied by reference; boxing would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     /// A client write (KV, catalog, config, CA).

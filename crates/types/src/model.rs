@@ -202,3 +202,117 @@ pub struct CaRoot {
     /// Indexes.
     pub raft: RaftIndex,
 }
+
+/// How an agent runs a check: the definition registered through
+/// `/v1/agent/check/register`, a service's `Check`/`Checks`, or a config file.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CheckDefinition {
+    /// Check ID (defaults to the name; `service:<id>` for unnamed service checks).
+    pub id: CheckId,
+    /// Name.
+    pub name: String,
+    /// Bound service instance.
+    pub service_id: String,
+    /// Notes.
+    pub notes: String,
+    /// Initial status (Consul: critical unless given).
+    pub status: Option<HealthStatus>,
+    /// TTL for TTL checks.
+    pub ttl: Option<std::time::Duration>,
+    /// Run interval for active checks.
+    pub interval: Option<std::time::Duration>,
+    /// Per-run timeout.
+    pub timeout: Option<std::time::Duration>,
+    /// Deregister the bound service after this long critical.
+    pub deregister_critical_service_after: Option<std::time::Duration>,
+    /// HTTP URL.
+    pub http: String,
+    /// HTTP method.
+    pub method: String,
+    /// HTTP headers.
+    pub header: BTreeMap<String, Vec<String>>,
+    /// HTTP body.
+    pub body: String,
+    /// Don't follow redirects.
+    pub disable_redirects: bool,
+    /// TCP address.
+    pub tcp: String,
+    /// UDP address.
+    pub udp: String,
+    /// gRPC address (`host:port[/service]`).
+    pub grpc: String,
+    /// gRPC over TLS.
+    pub grpc_use_tls: bool,
+    /// H2PING address.
+    pub h2ping: String,
+    /// Script arguments.
+    pub args: Vec<String>,
+    /// Alias of a node.
+    pub alias_node: String,
+    /// Alias of a service.
+    pub alias_service: String,
+    /// Docker container.
+    pub docker_container_id: String,
+    /// Shell for Docker scripts.
+    pub shell: String,
+    /// OS service name.
+    pub os_service: String,
+    /// TLS server name.
+    pub tls_server_name: String,
+    /// Skip TLS verification.
+    pub tls_skip_verify: bool,
+    /// Consecutive successes before passing.
+    pub success_before_passing: u32,
+    /// Consecutive failures before warning.
+    pub failures_before_warning: u32,
+    /// Consecutive failures before critical.
+    pub failures_before_critical: u32,
+    /// Largest output kept (default 4096).
+    pub output_max_size: u32,
+}
+
+impl CheckDefinition {
+    /// Consul's `Type` string for the definition.
+    pub fn check_type(&self) -> &'static str {
+        if self.ttl.is_some() {
+            "ttl"
+        } else if !self.http.is_empty() {
+            "http"
+        } else if !self.tcp.is_empty() {
+            "tcp"
+        } else if !self.udp.is_empty() {
+            "udp"
+        } else if !self.grpc.is_empty() {
+            "grpc"
+        } else if !self.h2ping.is_empty() {
+            "h2ping"
+        } else if !self.docker_container_id.is_empty() {
+            "docker"
+        } else if !self.args.is_empty() {
+            "script"
+        } else if !self.alias_node.is_empty() || !self.alias_service.is_empty() {
+            "alias"
+        } else if !self.os_service.is_empty() {
+            "os_service"
+        } else {
+            ""
+        }
+    }
+}
+
+/// A gossip member as `/v1/agent/members` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Member {
+    /// Node name.
+    pub name: String,
+    /// Gossip address.
+    pub addr: String,
+    /// Gossip port.
+    pub port: u16,
+    /// Serf tags (`role`, `dc`, `port`, `build`, ...).
+    pub tags: BTreeMap<String, String>,
+    /// Serf status: 1 alive, 2 leaving, 3 left, 4 failed.
+    pub status: u8,
+}

@@ -16,13 +16,34 @@ impl ServerApi for Fake {
             _ => Ok((WriteOutcome::NotApplied, 42)),
         }
     }
-    async fn read(&self, req: ReadRequest, opts: QueryOptions) -> Result<(ReadResult, QueryMeta), RpcError> {
-        let ReadRequest::KvGet { key } = req else { return Err(RpcError::NoLeader) };
-        let entry = KvEntry { key, flags: u64::MAX, ..Default::default() };
-        Ok((ReadResult::Kv(vec![entry]), QueryMeta { index: opts.min_index + 1, ..Default::default() }))
+    async fn read(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError> {
+        let ReadRequest::KvGet { key } = req else {
+            return Err(RpcError::NoLeader);
+        };
+        let entry = KvEntry {
+            key,
+            flags: u64::MAX,
+            ..Default::default()
+        };
+        Ok((
+            ReadResult::Kv(vec![entry]),
+            QueryMeta {
+                index: opts.min_index + 1,
+                ..Default::default()
+            },
+        ))
     }
     async fn status(&self) -> Result<ServerStatus, RpcError> {
-        Ok(ServerStatus { leader: "127.0.0.1:8300".into(), peers: vec!["127.0.0.1:8300".into()], known_leader: true, last_contact_ms: 0 })
+        Ok(ServerStatus {
+            leader: "127.0.0.1:8300".into(),
+            peers: vec!["127.0.0.1:8300".into()],
+            known_leader: true,
+            last_contact_ms: 0,
+        })
     }
 }
 
@@ -31,20 +52,47 @@ async fn round_trip() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, Arc::new(Fake), async { let _ = rx.await; }));
+    let server = tokio::spawn(serve(listener, Arc::new(Fake), async {
+        let _ = rx.await;
+    }));
     let client = GrpcClient::new(&format!("http://{addr}")).unwrap();
-    let entry = KvEntry { key: "k".into(), ..Default::default() };
-    assert_eq!(client.write(WriteRequest::KvSet { entry, mode: KvSetMode::Set }).await, Ok((WriteOutcome::NotApplied, 42)));
+    let entry = KvEntry {
+        key: "k".into(),
+        ..Default::default()
+    };
     assert_eq!(
-        client.write(WriteRequest::KvDelete { key: "k".into(), mode: KvDeleteMode::Key }).await,
+        client
+            .write(WriteRequest::KvSet {
+                entry,
+                mode: KvSetMode::Set
+            })
+            .await,
+        Ok((WriteOutcome::NotApplied, 42))
+    );
+    assert_eq!(
+        client
+            .write(WriteRequest::KvDelete {
+                key: "k".into(),
+                mode: KvDeleteMode::Key
+            })
+            .await,
         Err(RpcError::Rejected(WriteRejected::BadRequest("nope".into())))
     );
-    let opts = QueryOptions { min_index: 9, ..Default::default() };
-    let (res, meta) = client.read(ReadRequest::KvGet { key: "a".into() }, opts).await.unwrap();
+    let opts = QueryOptions {
+        min_index: 9,
+        ..Default::default()
+    };
+    let (res, meta) = client
+        .read(ReadRequest::KvGet { key: "a".into() }, opts)
+        .await
+        .unwrap();
     assert_eq!(meta.index, 10);
     let ReadResult::Kv(v) = res else { panic!() };
     assert_eq!(v[0].flags, u64::MAX);
-    assert_eq!(client.read(ReadRequest::CatalogNodes, opts).await, Err(RpcError::NoLeader));
+    assert_eq!(
+        client.read(ReadRequest::CatalogNodes, opts).await,
+        Err(RpcError::NoLeader)
+    );
     assert_eq!(client.status().await.unwrap().leader, "127.0.0.1:8300");
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();

@@ -59,6 +59,9 @@ pub struct Deregistration {
 }
 
 /// A write, proposed through raft on the leader.
+// Boxing the large variants would only move an allocation: requests are built once
+// and moved into a raft entry.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum WriteRequest {
     /// `PUT /v1/kv/{key}`.

@@ -1,0 +1,407 @@
+//! `tribune agent`: load the configuration, start the server and the agent, serve the
+//! HTTP API and the internal gRPC, and run until SIGINT/SIGTERM or `/v1/agent/leave`.
+
+use anyhow::{bail, Context};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::watch;
+use tribune_agent::config::{self, Listener, RuntimeConfig};
+use tribune_agent::{Agent, AgentConfig, AgentEvent};
+use tribune_http_api::dto::input::{CheckIn, ServiceIn};
+use tribune_http_api::{json_in, HttpConfig, ServiceRegistration};
+use tribune_rpc::ServerApi;
+use tribune_server::{Server, ServerConfig};
+use tribune_types::goflag::FlagError;
+
+/// The Consul version we are compatible with and report (sdk/testutil parses it).
+pub const CONSUL_VERSION: &str = "1.20.0";
+
+fn init_logging(cfg: &RuntimeConfig) {
+    let level = cfg.log_level.as_str().to_ascii_lowercase();
+    let level = match level.as_str() {
+        "err" => "error".to_owned(),
+        other => other.to_owned(),
+    };
+    // Dependencies stay at info even when we log at debug/trace.
+    let directives = format!("{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info");
+    let filter = tracing_subscriber::EnvFilter::try_new(directives)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stdout)
+        .with_ansi(false);
+    let _ = if cfg.log_json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// The node ID: configured, or persisted in `data_dir/node-id` (as Consul does), or
+/// random for a dev agent.
+fn node_id(cfg: &RuntimeConfig) -> anyhow::Result<String> {
+    if let Some(id) = &cfg.node_id {
+        return Ok(id.clone());
+    }
+    let Some(dir) = &cfg.data_dir else {
+        return Ok(uuid::Uuid::new_v4().to_string());
+    };
+    let path = dir.join("node-id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) if uuid::Uuid::parse_str(s.trim()).is_ok() => Ok(s.trim().to_owned()),
+        _ => {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+            let id = uuid::Uuid::new_v4().to_string();
+            std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
+            Ok(id)
+        }
+    }
+}
+
+fn advertise_ip(cfg: &RuntimeConfig) -> IpAddr {
+    match cfg.advertise_addr {
+        Some(ip) => ip,
+        // Consul picks a private address for 0.0.0.0; on loopback-only machines (and for
+        // every test here) that is 127.0.0.1.
+        None if cfg.bind_addr.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        None => cfg.bind_addr,
+    }
+}
+
+/// Service and check definitions from config files, as registrations.
+fn config_registrations(
+    cfg: &RuntimeConfig,
+) -> anyhow::Result<(
+    Vec<ServiceRegistration>,
+    Vec<tribune_types::model::CheckDefinition>,
+)> {
+    let mut services = Vec::new();
+    for value in &cfg.services {
+        let bytes = serde_json::to_vec(value)?;
+        let input: ServiceIn = json_in::decode(&bytes)
+            .map_err(|e| anyhow::anyhow!("invalid service definition in config: {e}"))?;
+        let service = input
+            .to_service()
+            .map_err(|e| anyhow::anyhow!("invalid service definition in config: {e}"))?;
+        let checks = input
+            .check_definitions(service.id.as_str())
+            .map_err(|e| anyhow::anyhow!("invalid check in service {}: {e}", service.id))?;
+        services.push(ServiceRegistration {
+            service,
+            checks,
+            replace_existing_checks: true,
+        });
+    }
+    let mut checks = Vec::new();
+    for value in &cfg.checks {
+        let bytes = serde_json::to_vec(value)?;
+        let input: CheckIn = json_in::decode(&bytes)
+            .map_err(|e| anyhow::anyhow!("invalid check definition in config: {e}"))?;
+        let def = input
+            .to_definition("")
+            .map_err(|e| anyhow::anyhow!("invalid check definition in config: {e}"))?;
+        CheckIn::validate_agent(&def)
+            .map_err(|e| anyhow::anyhow!("invalid check {}: {e}", def.id))?;
+        checks.push(def);
+    }
+    Ok((services, checks))
+}
+
+/// What config files registered, so a reload can remove what they no longer define.
+#[derive(Default)]
+struct FromConfig {
+    services: BTreeSet<String>,
+    checks: BTreeSet<String>,
+}
+
+async fn apply_config_definitions(
+    agent: &Agent,
+    cfg: &RuntimeConfig,
+    previous: &mut FromConfig,
+) -> anyhow::Result<()> {
+    let (services, checks) = config_registrations(cfg)?;
+    let mut now = FromConfig::default();
+    for reg in services {
+        now.services.insert(reg.service.id.as_str().to_owned());
+        agent
+            .add_service(reg)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for def in checks {
+        now.checks.insert(def.id.as_str().to_owned());
+        agent
+            .add_check(def)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for id in previous.services.difference(&now.services) {
+        agent
+            .remove_service(id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    for id in previous.checks.difference(&now.checks) {
+        agent
+            .remove_check(id)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    *previous = now;
+    Ok(())
+}
+
+fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: u16) -> BTreeMap<String, u16> {
+    let p = &cfg.ports;
+    let mut m = BTreeMap::new();
+    for (name, port) in [
+        ("dns", p.dns),
+        ("http", http),
+        ("https", p.https),
+        ("grpc", p.grpc),
+        ("grpc_tls", p.grpc_tls),
+        ("serf_lan", p.serf_lan),
+        ("serf_wan", p.serf_wan),
+        ("server", Some(rpc)),
+    ] {
+        if let Some(port) = port {
+            m.insert(name.to_owned(), port);
+        }
+    }
+    m
+}
+
+async fn serve_http(
+    listener: &Listener,
+    router: axum::Router,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<SocketAddrOrPath> {
+    let shutdown = async move {
+        let _ = stop.wait_for(|v| *v).await;
+    };
+    match listener {
+        Listener::Tcp(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTP API to {addr}"))?;
+            let local = l.local_addr()?;
+            tokio::spawn(async move {
+                if let Err(e) = tribune_http_api::serve(l, router, shutdown).await {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+            Ok(SocketAddrOrPath::Addr(local))
+        }
+        Listener::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let l = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("binding the HTTP API to unix://{}", path.display()))?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(l, router)
+                    .with_graceful_shutdown(shutdown)
+                    .await
+                {
+                    tracing::error!(error = %e, "HTTP server failed");
+                }
+            });
+            Ok(SocketAddrOrPath::Path(path.display().to_string()))
+        }
+    }
+}
+
+enum SocketAddrOrPath {
+    Addr(SocketAddr),
+    Path(String),
+}
+
+impl std::fmt::Display for SocketAddrOrPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SocketAddrOrPath::Addr(a) => write!(f, "{a}"),
+            SocketAddrOrPath::Path(p) => write!(f, "unix://{p}"),
+        }
+    }
+}
+
+fn write_pid_file(path: &Path) -> anyhow::Result<()> {
+    std::fs::write(path, std::process::id().to_string())
+        .with_context(|| format!("writing pid file {}", path.display()))
+}
+
+/// Runs `tribune agent` with `args`; returns the exit code.
+pub async fn run(args: &[String]) -> anyhow::Result<i32> {
+    let flags = config::agent_flags();
+    let parsed = match flags.parse(args) {
+        Ok(p) => p,
+        Err(FlagError::Help) => {
+            print!("{}", flags.usage());
+            return Ok(0);
+        }
+        Err(e) => {
+            eprintln!("{e}\n\n{}", flags.usage());
+            return Ok(1);
+        }
+    };
+    let cfg = match config::load(&parsed) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("==> {e}");
+            return Ok(1);
+        }
+    };
+    init_logging(&cfg);
+    for key in &cfg.unknown_keys {
+        tracing::warn!(key = %key, "config key not supported by Tribune; ignored");
+    }
+    if cfg.ui {
+        tracing::info!("-ui accepted; the web UI is not part of this build");
+    }
+    if !cfg.server {
+        bail!("client agents (without -server) find servers through gossip, which this build does not have yet; run with -server or -dev");
+    }
+    if let Some(pid) = &cfg.pid_file {
+        write_pid_file(pid)?;
+    }
+    let node_id = node_id(&cfg)?;
+    let advertise = advertise_ip(&cfg);
+    let rpc_bind = cfg
+        .rpc_bind_addr()
+        .unwrap_or_else(|| SocketAddr::new(cfg.bind_addr, 8300));
+    let rpc_listener = TcpListener::bind(rpc_bind)
+        .await
+        .with_context(|| format!("binding the server RPC port {rpc_bind}"))?;
+    let rpc_port = rpc_listener.local_addr()?.port();
+    let mut server_cfg = ServerConfig::new(&cfg.node_name, SocketAddr::new(advertise, rpc_port));
+    server_cfg.node_id = node_id.clone();
+    server_cfg.datacenter = cfg.datacenter.clone();
+    server_cfg.advertise_addr = advertise.to_string();
+    server_cfg.node_meta = cfg.node_meta.clone();
+    server_cfg.data_dir = if cfg.dev { None } else { cfg.data_dir.clone() };
+    server_cfg.bootstrap = cfg.dev || cfg.bootstrap || cfg.bootstrap_expect == 1;
+    server_cfg.raft_multiplier = cfg.raft_multiplier;
+    server_cfg.snapshot_threshold = cfg.raft_snapshot_threshold;
+    server_cfg.trailing_logs = cfg.raft_trailing_logs;
+    server_cfg.rpc_hold_timeout = cfg.rpc_hold_timeout;
+    server_cfg.kv_max_value_size = cfg.limits.kv_max_value_size as usize;
+    server_cfg.connect_enabled = cfg.connect.enabled;
+    server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
+    server_cfg.version = CONSUL_VERSION.into();
+    let server = Server::start(server_cfg)
+        .await
+        .context("starting the server")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let api: Arc<dyn ServerApi> = server.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            if let Err(e) = tribune_rpc::serve(rpc_listener, api, shutdown).await {
+                tracing::error!(error = %e, "server RPC failed");
+            }
+        });
+    }
+
+    let http_listeners = cfg.http_listeners();
+    let mut debug_config = BTreeMap::new();
+    debug_config.insert(
+        "DataDir".into(),
+        cfg.data_dir
+            .as_ref()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default(),
+    );
+    debug_config.insert("DevMode".into(), cfg.dev.to_string());
+    debug_config.insert("ServerMode".into(), cfg.server.to_string());
+    let agent_cfg = AgentConfig {
+        node_name: cfg.node_name.clone(),
+        node_id,
+        datacenter: cfg.datacenter.clone(),
+        primary_datacenter: cfg.primary_datacenter.clone(),
+        advertise_addr: advertise.to_string(),
+        node_meta: cfg.node_meta.clone(),
+        server: cfg.server,
+        bootstrap: cfg.bootstrap || cfg.dev,
+        session_ttl_min: cfg.session_ttl_min,
+        ports: BTreeMap::new(),
+        version: CONSUL_VERSION.into(),
+        revision: option_env!("TRIBUNE_GIT_SHA").unwrap_or("").into(),
+        sync_interval: Duration::from_secs(60),
+        debug_config,
+    };
+    // Ports are known once listeners are bound (port 0 picks one).
+    let mut agent_cfg = agent_cfg;
+    let http_port_hint = cfg.ports.http;
+    agent_cfg.ports = ports_map(&cfg, http_port_hint, rpc_port);
+    let (agent, mut events) = Agent::start(agent_cfg, server.clone());
+    let mut from_config = FromConfig::default();
+    apply_config_definitions(&agent, &cfg, &mut from_config).await?;
+
+    let http_cfg = HttpConfig {
+        kv_max_value_size: cfg.limits.kv_max_value_size as usize,
+        txn_max_req_len: cfg.limits.txn_max_req_len as usize,
+    };
+    let router = tribune_http_api::router(agent.clone(), http_cfg);
+    let mut bound = Vec::new();
+    for l in &http_listeners {
+        bound.push(serve_http(l, router.clone(), stop_rx.clone()).await?);
+    }
+    println!("==> Tribune agent running (Consul {CONSUL_VERSION} compatible)");
+    println!("    Node name: '{}'", cfg.node_name);
+    println!("   Datacenter: '{}'", cfg.datacenter);
+    println!(
+        "       Server: {} (bootstrap: {})",
+        cfg.server,
+        cfg.bootstrap || cfg.dev
+    );
+    for b in &bound {
+        println!("     HTTP API: {b}");
+    }
+    println!("   Server RPC: {}", SocketAddr::new(advertise, rpc_port));
+
+    let mut sigint = signal(SignalKind::interrupt())?;
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break; }
+            _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break; }
+            _ = sighup.recv() => {
+                if let Err(e) = reload(&parsed, &agent, &mut from_config).await {
+                    tracing::error!(error = %e, "reload failed");
+                }
+            }
+            ev = events.recv() => match ev {
+                None | Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); break; }
+                Some(AgentEvent::Reload(reply)) => {
+                    let r = reload(&parsed, &agent, &mut from_config).await.map_err(|e| format!("{e:#}"));
+                    let _ = reply.send(r);
+                }
+            },
+        }
+    }
+    let _ = stop_tx.send(true);
+    server.shutdown().await;
+    if let Some(pid) = &cfg.pid_file {
+        let _ = std::fs::remove_file(pid);
+    }
+    println!("==> Tribune agent stopped");
+    Ok(0)
+}
+
+async fn reload(
+    parsed: &tribune_types::goflag::Parsed,
+    agent: &Agent,
+    from_config: &mut FromConfig,
+) -> anyhow::Result<()> {
+    let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    apply_config_definitions(agent, &cfg, from_config).await?;
+    tracing::info!("configuration reloaded");
+    Ok(())
+}

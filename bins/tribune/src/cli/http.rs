@@ -1,0 +1,169 @@
+//! The HTTP flags every API command accepts, and turning them (plus the `CONSUL_HTTP_*`
+//! environment) into a [`Client`].
+//!
+//! Precedence: a flag beats its environment variable, which beats the default. As in
+//! the Go client a non-empty token file beats a token — except that an explicit
+//! `-token` flag also beats a `CONSUL_HTTP_TOKEN_FILE` that came from the environment.
+
+use tribune_client::{Client, Config, QueryOptions};
+use tribune_types::goflag::{FlagSet, Parsed};
+
+use super::Ctx;
+
+/// Adds `-http-addr`, `-token`, `-token-file` and the TLS flags.
+///
+/// The TLS flags are accepted so copied command lines parse; this build has no TLS, and
+/// an `https://` address (or `CONSUL_HTTP_SSL=true`) is rejected with a clear error.
+pub(crate) fn client_flags(flags: FlagSet) -> FlagSet {
+    flags
+        .value(
+            "http-addr",
+            "The address and port of the agent's HTTP API (host:port, http://host:port or \
+             unix:///path). Also CONSUL_HTTP_ADDR. Default http://127.0.0.1:8500.",
+        )
+        .value(
+            "token",
+            "ACL token to use in the request. Also CONSUL_HTTP_TOKEN. If unspecified, the \
+             agent's default token is used.",
+        )
+        .value(
+            "token-file",
+            "File containing the ACL token to use in the request. Also CONSUL_HTTP_TOKEN_FILE.",
+        )
+        .value(
+            "ca-file",
+            "Accepted for compatibility; TLS is not supported by this client.",
+        )
+        .value(
+            "ca-path",
+            "Accepted for compatibility; TLS is not supported by this client.",
+        )
+        .value(
+            "client-cert",
+            "Accepted for compatibility; TLS is not supported by this client.",
+        )
+        .value(
+            "client-key",
+            "Accepted for compatibility; TLS is not supported by this client.",
+        )
+        .value(
+            "tls-server-name",
+            "Accepted for compatibility; TLS is not supported by this client.",
+        )
+}
+
+/// Adds `-datacenter` and `-stale`.
+pub(crate) fn server_flags(flags: FlagSet) -> FlagSet {
+    flags
+        .value(
+            "datacenter",
+            "Name of the datacenter to query. Defaults to the datacenter of the queried agent.",
+        )
+        .bool(
+            "stale",
+            "Permit any server (not only the leader) to answer. Faster, but can return stale data.",
+        )
+}
+
+/// Adds the Enterprise `-namespace` and `-partition` flags, accepted and ignored so
+/// command lines written for Consul Enterprise still parse.
+pub(crate) fn tenancy_flags(flags: FlagSet) -> FlagSet {
+    flags
+        .value("namespace", "Enterprise namespace (accepted and ignored).")
+        .value(
+            "partition",
+            "Enterprise admin partition (accepted and ignored).",
+        )
+}
+
+/// The client configuration from the environment overridden by the flags.
+pub(crate) fn config(parsed: &Parsed, ctx: &Ctx) -> Config {
+    let mut config = Config::from_lookup(|name| ctx.var(name));
+    if let Some(addr) = parsed.get("http-addr") {
+        config.address = addr.to_owned();
+    }
+    if let Some(token) = parsed.get("token") {
+        config.token = Some(token.to_owned());
+        // An explicit -token beats a token file that only came from the environment.
+        config.token_file = None;
+    }
+    if let Some(file) = parsed.get("token-file") {
+        config.token_file = Some(file.into());
+    }
+    if let Some(dc) = parsed.get("datacenter") {
+        config.datacenter = Some(dc.to_owned());
+    }
+    config
+}
+
+/// Builds the client, printing Consul's "Error connecting to Consul agent" on failure.
+pub(crate) fn client(parsed: &Parsed, ctx: &mut Ctx) -> Result<Client, i32> {
+    Client::new(config(parsed, ctx)).map_err(|err| {
+        ctx.error(&format!("Error connecting to Consul agent: {err}"));
+        1
+    })
+}
+
+/// Query options carrying `-stale`.
+pub(crate) fn query(parsed: &Parsed) -> QueryOptions {
+    QueryOptions {
+        stale: parsed.is_set("stale"),
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags() -> FlagSet {
+        tenancy_flags(server_flags(client_flags(FlagSet::new("t"))))
+    }
+
+    #[test]
+    fn flags_beat_environment() {
+        let ctx = Ctx::fake(
+            &[
+                ("CONSUL_HTTP_ADDR", "10.0.0.1:8500"),
+                ("CONSUL_HTTP_TOKEN", "env-token"),
+                ("CONSUL_HTTP_TOKEN_FILE", "/env/file"),
+            ],
+            b"",
+        );
+        let p = flags().parse(&[] as &[&str]).unwrap();
+        let c = config(&p, &ctx);
+        assert_eq!(c.address, "10.0.0.1:8500");
+        assert_eq!(c.token.as_deref(), Some("env-token"));
+        assert_eq!(
+            c.token_file.as_deref(),
+            Some(std::path::Path::new("/env/file"))
+        );
+
+        let p = flags()
+            .parse(&[
+                "-http-addr=unix:///tmp/s",
+                "-token",
+                "flag-token",
+                "-datacenter",
+                "dc2",
+                "-stale",
+            ])
+            .unwrap();
+        let c = config(&p, &ctx);
+        assert_eq!(c.address, "unix:///tmp/s");
+        assert_eq!(c.token.as_deref(), Some("flag-token"));
+        assert_eq!(c.token_file, None);
+        assert_eq!(c.datacenter.as_deref(), Some("dc2"));
+        assert!(query(&p).stale);
+    }
+
+    #[test]
+    fn https_is_a_clear_connect_error() {
+        let mut ctx = Ctx::fake(&[("CONSUL_HTTP_SSL", "true")], b"");
+        let p = flags().parse(&["-ca-file", "/ca.pem"]).unwrap();
+        assert_eq!(client(&p, &mut ctx).unwrap_err(), 1);
+        assert!(ctx
+            .stderr()
+            .starts_with("Error connecting to Consul agent: HTTPS is not supported"));
+    }
+}

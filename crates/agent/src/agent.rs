@@ -1,0 +1,365 @@
+//! [`Agent`]: local state, background TTL/anti-entropy loop, and lifecycle events.
+
+use crate::local::{service_maint_id, Local, LocalCheck, NODE_MAINT};
+use parking_lot::Mutex;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tribune_http_api::{BackendError, ServiceRegistration};
+use tribune_rpc::{RpcError, ServerApi};
+use tribune_types::model::{CheckDefinition, Node};
+use tribune_types::HealthStatus;
+
+/// The agent's identity and settings.
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Node name.
+    pub node_name: String,
+    /// Node ID (UUID).
+    pub node_id: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Primary datacenter.
+    pub primary_datacenter: String,
+    /// Advertised address.
+    pub advertise_addr: String,
+    /// Node metadata.
+    pub node_meta: BTreeMap<String, String>,
+    /// Whether this agent is a server.
+    pub server: bool,
+    /// Whether this server bootstrapped.
+    pub bootstrap: bool,
+    /// `session_ttl_min`.
+    pub session_ttl_min: Duration,
+    /// Enabled listener ports by name.
+    pub ports: BTreeMap<String, u16>,
+    /// Consul-compatible version.
+    pub version: String,
+    /// Build revision.
+    pub revision: String,
+    /// Period of the full anti-entropy sync.
+    pub sync_interval: Duration,
+    /// Settings shown in `/v1/agent/self`'s `DebugConfig`.
+    pub debug_config: BTreeMap<String, String>,
+}
+
+/// Things the agent asks its process to do.
+#[derive(Debug)]
+pub enum AgentEvent {
+    /// `PUT /v1/agent/leave`: leave and stop.
+    Leave,
+    /// `PUT /v1/agent/reload`: reload config files; answer on the channel.
+    Reload(tokio::sync::oneshot::Sender<Result<(), String>>),
+}
+
+/// The agent runtime.
+pub struct Agent {
+    pub(crate) cfg: AgentConfig,
+    pub(crate) servers: Arc<dyn ServerApi>,
+    pub(crate) local: Mutex<Local>,
+    pub(crate) changed: watch::Sender<u64>,
+    pub(crate) events: mpsc::Sender<AgentEvent>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("node", &self.cfg.node_name)
+            .finish()
+    }
+}
+
+pub(crate) fn backend_err(e: RpcError) -> BackendError {
+    match e {
+        RpcError::Rejected(r) => BackendError::Rejected(r),
+        RpcError::NoLeader => BackendError::NoLeader,
+        RpcError::NoPathToDatacenter => BackendError::NoPathToDatacenter,
+        other => BackendError::Unavailable(other.to_string()),
+    }
+}
+
+impl Agent {
+    /// Creates the agent and starts its background loop (TTL expiry and periodic
+    /// anti-entropy). Lifecycle requests arrive on the returned receiver.
+    pub fn start(
+        cfg: AgentConfig,
+        servers: Arc<dyn ServerApi>,
+    ) -> (Arc<Agent>, mpsc::Receiver<AgentEvent>) {
+        let (events, rx) = mpsc::channel(8);
+        let (changed, _) = watch::channel(0);
+        let agent = Arc::new(Agent {
+            cfg,
+            servers,
+            local: Mutex::new(Local::default()),
+            changed,
+            events,
+        });
+        tokio::spawn(background(Arc::downgrade(&agent)));
+        (agent, rx)
+    }
+
+    /// The agent's configuration.
+    pub fn config(&self) -> &AgentConfig {
+        &self.cfg
+    }
+
+    /// This node as registered in the catalog.
+    pub(crate) fn node(&self) -> Node {
+        let addr = self.cfg.advertise_addr.clone();
+        let mut meta = self.cfg.node_meta.clone();
+        meta.insert("consul-network-segment".into(), String::new());
+        meta.insert("consul-version".into(), self.cfg.version.clone());
+        Node {
+            id: self.cfg.node_id.clone(),
+            node: self.cfg.node_name.clone().into(),
+            address: addr.clone(),
+            datacenter: self.cfg.datacenter.clone(),
+            tagged_addresses: [
+                ("lan", &addr),
+                ("lan_ipv4", &addr),
+                ("wan", &addr),
+                ("wan_ipv4", &addr),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.clone()))
+            .collect(),
+            meta,
+            raft: Default::default(),
+        }
+    }
+
+    pub(crate) fn bump(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    /// Registers a service and its checks locally, then syncs them.
+    pub async fn add_service(&self, reg: ServiceRegistration) -> Result<(), BackendError> {
+        let mut svc = reg.service;
+        svc.node = self.cfg.node_name.clone().into();
+        let id = svc.id.as_str().to_owned();
+        let now = Instant::now();
+        let removed: Vec<String> = {
+            let mut local = self.local.lock();
+            let keep: Vec<String> = reg
+                .checks
+                .iter()
+                .map(|c| c.id.as_str().to_owned())
+                .collect();
+            let removed: Vec<String> = if reg.replace_existing_checks {
+                local
+                    .checks
+                    .iter()
+                    .filter(|(cid, c)| c.check.service_id == id && !keep.contains(cid))
+                    .map(|(cid, _)| cid.clone())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            for cid in &removed {
+                local.checks.remove(cid);
+            }
+            local.services.insert(id.clone(), svc);
+            for def in reg.checks {
+                let cid = def.id.as_str().to_owned();
+                local
+                    .checks
+                    .insert(cid, LocalCheck::new(&self.cfg.node_name, def, now));
+            }
+            removed
+        };
+        self.bump();
+        for cid in removed {
+            self.sync_check_removed(&cid).await;
+        }
+        self.sync_service(&id).await;
+        Ok(())
+    }
+
+    /// Removes a local service and its checks.
+    pub async fn remove_service(&self, id: &str) -> Result<(), BackendError> {
+        let existed = {
+            let mut local = self.local.lock();
+            local.checks.retain(|_, c| c.check.service_id != id);
+            local.services.remove(id).is_some()
+        };
+        if existed {
+            self.bump();
+            self.sync_service_removed(id).await;
+        }
+        Ok(())
+    }
+
+    /// Registers a local check.
+    pub async fn add_check(&self, def: CheckDefinition) -> Result<(), BackendError> {
+        let cid = def.id.as_str().to_owned();
+        {
+            let mut local = self.local.lock();
+            if !def.service_id.is_empty() && !local.services.contains_key(&def.service_id) {
+                return Err(BackendError::BadRequest(format!(
+                    "ServiceID \"{}\" does not exist",
+                    def.service_id
+                )));
+            }
+            local.checks.insert(
+                cid.clone(),
+                LocalCheck::new(&self.cfg.node_name, def, Instant::now()),
+            );
+        }
+        self.bump();
+        self.sync_check(&cid).await;
+        Ok(())
+    }
+
+    /// Removes a local check.
+    pub async fn remove_check(&self, id: &str) -> Result<(), BackendError> {
+        let existed = self.local.lock().checks.remove(id).is_some();
+        if existed {
+            self.bump();
+            self.sync_check_removed(id).await;
+        }
+        Ok(())
+    }
+
+    /// Updates a TTL check (pass/warn/fail/update) and restarts its TTL.
+    pub async fn update_ttl(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+    ) -> Result<(), BackendError> {
+        let changed = {
+            let mut local = self.local.lock();
+            let Some(c) = local.checks.get_mut(id) else {
+                return Err(BackendError::NotFound(format!(
+                    "Unknown check ID \"{id}\". Ensure that the check ID is passed, not the check name."
+                )));
+            };
+            let Some(ttl) = c.def.ttl else {
+                return Err(BackendError::Unavailable(format!(
+                    "CheckID \"{id}\" does not have associated TTL"
+                )));
+            };
+            let max = c.def.output_max_size.max(1) as usize;
+            let mut output = output;
+            if output.len() > max {
+                let mut cut = max;
+                while !output.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                output.truncate(cut);
+                output.push_str(&format!(" ... (captured {max} of {} bytes)", output.len()));
+            }
+            c.ttl_deadline = Some(Instant::now() + ttl);
+            let changed = c.check.status != status || c.check.output != output;
+            c.check.status = status;
+            c.check.output = output;
+            changed
+        };
+        // The TTL restarted even if nothing changed: wake the timer loop.
+        self.bump();
+        if changed {
+            self.sync_check(id).await;
+        }
+        Ok(())
+    }
+
+    /// Enables or disables node (`service` = None) or service maintenance.
+    pub async fn maintenance(
+        &self,
+        service: Option<&str>,
+        enable: bool,
+        reason: String,
+    ) -> Result<(), BackendError> {
+        let (cid, def) = match service {
+            None => (
+                NODE_MAINT.to_owned(),
+                CheckDefinition {
+                    id: NODE_MAINT.into(),
+                    name: "Node Maintenance Mode".into(),
+                    notes: if reason.is_empty() {
+                        "Maintenance mode is enabled for this node".into()
+                    } else {
+                        reason
+                    },
+                    status: Some(HealthStatus::Critical),
+                    ..Default::default()
+                },
+            ),
+            Some(sid) => {
+                if !self.local.lock().services.contains_key(sid) {
+                    return Err(BackendError::NotFound(format!(
+                        "No service registered with ID \"{sid}\""
+                    )));
+                }
+                let cid = service_maint_id(sid);
+                (
+                    cid.clone(),
+                    CheckDefinition {
+                        id: cid.into(),
+                        name: "Service Maintenance Mode".into(),
+                        service_id: sid.to_owned(),
+                        notes: if reason.is_empty() {
+                            "Maintenance mode is enabled for this service".into()
+                        } else {
+                            reason
+                        },
+                        status: Some(HealthStatus::Critical),
+                        ..Default::default()
+                    },
+                )
+            }
+        };
+        if enable {
+            let mut lc = LocalCheck::new(&self.cfg.node_name, def, Instant::now());
+            lc.check.check_type = "maintenance".into();
+            self.local.lock().checks.insert(cid.clone(), lc);
+            self.bump();
+            self.sync_check(&cid).await;
+            Ok(())
+        } else {
+            self.remove_check(&cid).await
+        }
+    }
+
+    pub(crate) async fn send_event(&self, ev: AgentEvent) -> Result<(), BackendError> {
+        self.events
+            .send(ev)
+            .await
+            .map_err(|_| BackendError::Unavailable("agent is shutting down".into()))
+    }
+}
+
+/// Expires TTL checks at their deadlines and runs the periodic full sync. Holds only a
+/// weak reference so dropping the agent ends the loop.
+async fn background(agent: std::sync::Weak<Agent>) {
+    let (mut changes, sync_interval) = match agent.upgrade() {
+        Some(a) => (a.changed.subscribe(), a.cfg.sync_interval),
+        None => return,
+    };
+    let mut next_sync = Instant::now();
+    loop {
+        let Some(a) = agent.upgrade() else { return };
+        let now = Instant::now();
+        let expired = a.local.lock().expire_ttls(now);
+        for id in expired {
+            a.bump();
+            a.sync_check(&id).await;
+        }
+        if now >= next_sync {
+            a.full_sync().await;
+            next_sync = Instant::now() + sync_interval;
+        }
+        let deadline = a
+            .local
+            .lock()
+            .next_deadline()
+            .map_or(next_sync, |d| d.min(next_sync));
+        drop(a);
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => {}
+            r = changes.changed() => if r.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,190 @@
+//! Anti-entropy: push local changes to the catalog, and periodically reconcile the
+//! catalog's view of this node with local state (Consul's `agent/ae` + `local.State`).
+
+use crate::agent::Agent;
+use tribune_types::model::ops::{
+    Consistency, Deregistration, QueryOptions, ReadRequest, ReadResult, Registration, WriteRequest,
+};
+use tribune_types::model::{Check, Service};
+
+/// The catalog owns these on a server node (the leader registers them).
+fn leader_owned_service(id: &str) -> bool {
+    id == "consul"
+}
+
+fn leader_owned_check(id: &str) -> bool {
+    id == "serfHealth"
+}
+
+/// Whether two services differ in anything the agent controls.
+fn service_differs(a: &Service, b: &Service) -> bool {
+    let mut a = a.clone();
+    a.raft = b.raft;
+    a.node = b.node.clone();
+    a != *b
+}
+
+fn check_differs(a: &Check, b: &Check) -> bool {
+    let mut a = a.clone();
+    a.raft = b.raft;
+    a.node = b.node.clone();
+    a.service_name = b.service_name.clone();
+    a.service_tags = b.service_tags.clone();
+    a != *b
+}
+
+impl Agent {
+    async fn push(&self, req: WriteRequest) -> bool {
+        match self.servers.write(req).await {
+            Ok(_) => true,
+            Err(e) => {
+                // The periodic full sync retries; the local registration stands.
+                tracing::warn!(error = %e, "anti-entropy sync failed; will retry");
+                false
+            }
+        }
+    }
+
+    /// Pushes one service and its checks.
+    pub(crate) async fn sync_service(&self, id: &str) {
+        let (svc, checks) = {
+            let local = self.local.lock();
+            (local.services.get(id).cloned(), local.service_checks(id))
+        };
+        let Some(svc) = svc else { return };
+        self.push(WriteRequest::Register(Registration {
+            node: self.node(),
+            service: Some(svc),
+            checks,
+            skip_node_update: true,
+        }))
+        .await;
+    }
+
+    /// Pushes one check (with its service, so a service check never precedes it).
+    pub(crate) async fn sync_check(&self, id: &str) {
+        let (check, svc) = {
+            let local = self.local.lock();
+            let Some(c) = local.checks.get(id) else {
+                return;
+            };
+            let svc = local.services.get(&c.check.service_id).cloned();
+            (c.check.clone(), svc)
+        };
+        self.push(WriteRequest::Register(Registration {
+            node: self.node(),
+            service: svc,
+            checks: vec![check],
+            skip_node_update: true,
+        }))
+        .await;
+    }
+
+    pub(crate) async fn sync_service_removed(&self, id: &str) {
+        self.push(WriteRequest::Deregister(Deregistration {
+            node: self.cfg.node_name.clone().into(),
+            service_id: Some(id.into()),
+            check_id: None,
+        }))
+        .await;
+    }
+
+    pub(crate) async fn sync_check_removed(&self, id: &str) {
+        self.push(WriteRequest::Deregister(Deregistration {
+            node: self.cfg.node_name.clone().into(),
+            service_id: None,
+            check_id: Some(id.into()),
+        }))
+        .await;
+    }
+
+    /// Reconciles the catalog's view of this node with local state: registers what is
+    /// missing or different, deregisters what the agent does not know.
+    pub(crate) async fn full_sync(&self) {
+        let stale = QueryOptions {
+            consistency: Consistency::Stale,
+            ..Default::default()
+        };
+        let node = self.cfg.node_name.clone();
+        let catalog_services = match self
+            .servers
+            .read(
+                ReadRequest::CatalogNode {
+                    node: node.clone().into(),
+                },
+                stale,
+            )
+            .await
+        {
+            Ok((ReadResult::NodeServices(found), _)) => found.map(|(_, s)| s).unwrap_or_default(),
+            Ok(_) => return,
+            Err(e) => {
+                tracing::debug!(error = %e, "anti-entropy: catalog unavailable");
+                return;
+            }
+        };
+        let catalog_checks = match self
+            .servers
+            .read(ReadRequest::HealthNode { node: node.into() }, stale)
+            .await
+        {
+            Ok((ReadResult::Checks(c), _)) => c,
+            _ => return,
+        };
+        let (services, checks) = {
+            let local = self.local.lock();
+            (
+                local.services.clone(),
+                local
+                    .checks
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.check.clone()))
+                    .collect::<std::collections::BTreeMap<_, _>>(),
+            )
+        };
+        for s in &catalog_services {
+            let id = s.id.as_str();
+            if !leader_owned_service(id) && !services.contains_key(id) {
+                self.sync_service_removed(id).await;
+            }
+        }
+        for c in &catalog_checks {
+            let id = c.check_id.as_str();
+            if !leader_owned_check(id) && !checks.contains_key(id) {
+                self.sync_check_removed(id).await;
+            }
+        }
+        for (id, svc) in &services {
+            let stale = catalog_services
+                .iter()
+                .find(|s| s.id.as_str() == id)
+                .is_none_or(|s| service_differs(svc, s));
+            if stale {
+                self.sync_service(id).await;
+            }
+        }
+        let node_checks_stale = checks.iter().any(|(id, c)| {
+            catalog_checks
+                .iter()
+                .find(|cc| cc.check_id.as_str() == id)
+                .is_none_or(|cc| check_differs(c, cc))
+        });
+        if node_checks_stale {
+            let node_checks = self.local.lock().node_checks();
+            if !node_checks.is_empty() {
+                self.push(WriteRequest::Register(Registration {
+                    node: self.node(),
+                    service: None,
+                    checks: node_checks,
+                    skip_node_update: true,
+                }))
+                .await;
+            }
+            for (id, c) in &checks {
+                if !c.service_id.is_empty() {
+                    self.sync_check(id).await;
+                }
+            }
+        }
+    }
+}

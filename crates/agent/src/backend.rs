@@ -1,0 +1,179 @@
+//! The agent as the HTTP API's [`Backend`]: agent endpoints from local state, the rest
+//! forwarded to the servers.
+
+use crate::agent::{backend_err, Agent, AgentEvent};
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use tribune_http_api::backend::LocalCheck as ApiLocalCheck;
+use tribune_http_api::{AgentInfo, Backend, BackendError, ClusterStatus, ServiceRegistration};
+use tribune_types::model::ops::{
+    QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
+};
+use tribune_types::model::{CheckDefinition, Member, Service};
+use tribune_types::HealthStatus;
+
+impl Agent {
+    fn member(&self) -> Member {
+        let c = &self.cfg;
+        let mut tags = BTreeMap::new();
+        tags.insert(
+            "role".into(),
+            if c.server { "consul" } else { "node" }.into(),
+        );
+        tags.insert("dc".into(), c.datacenter.clone());
+        tags.insert("id".into(), c.node_id.clone());
+        tags.insert("build".into(), format!("{}:tribune", c.version));
+        tags.insert("vsn".into(), "2".into());
+        tags.insert("vsn_min".into(), "2".into());
+        tags.insert("vsn_max".into(), "3".into());
+        tags.insert("segment".into(), String::new());
+        if c.server {
+            tags.insert(
+                "port".into(),
+                c.ports.get("server").copied().unwrap_or(8300).to_string(),
+            );
+            tags.insert("raft_vsn".into(), "3".into());
+            if c.bootstrap {
+                tags.insert("bootstrap".into(), "1".into());
+            }
+        }
+        Member {
+            name: c.node_name.clone(),
+            addr: c.advertise_addr.clone(),
+            port: c.ports.get("serf_lan").copied().unwrap_or(8301),
+            tags,
+            status: 1,
+        }
+    }
+}
+
+#[async_trait]
+impl Backend for Agent {
+    async fn read(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), BackendError> {
+        self.servers.read(req, opts).await.map_err(backend_err)
+    }
+
+    async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), BackendError> {
+        self.servers.write(req).await.map_err(backend_err)
+    }
+
+    async fn status(&self) -> Result<ClusterStatus, BackendError> {
+        let s = self.servers.status().await.map_err(backend_err)?;
+        Ok(ClusterStatus {
+            leader: s.leader,
+            peers: s.peers,
+        })
+    }
+
+    fn agent_info(&self) -> AgentInfo {
+        let c = &self.cfg;
+        AgentInfo {
+            node_name: c.node_name.clone(),
+            node_id: c.node_id.clone(),
+            datacenter: c.datacenter.clone(),
+            primary_datacenter: c.primary_datacenter.clone(),
+            server: c.server,
+            version: c.version.clone(),
+            revision: c.revision.clone(),
+            advertise_addr: c.advertise_addr.clone(),
+            node_meta: c.node_meta.clone(),
+            session_ttl_min: c.session_ttl_min,
+            ports: c.ports.clone(),
+            member: self.member(),
+            debug_config: c.debug_config.clone(),
+        }
+    }
+
+    fn members(&self, wan: bool) -> Vec<Member> {
+        // Until gossip exists the pool is this agent alone; only servers are in the WAN pool.
+        if wan && !self.cfg.server {
+            return Vec::new();
+        }
+        let mut m = self.member();
+        if wan {
+            m.name = format!("{}.{}", self.cfg.node_name, self.cfg.datacenter);
+            m.port = self.cfg.ports.get("serf_wan").copied().unwrap_or(8302);
+        }
+        vec![m]
+    }
+
+    fn local_services(&self) -> Vec<Service> {
+        self.local.lock().services.values().cloned().collect()
+    }
+
+    fn local_checks(&self) -> Vec<ApiLocalCheck> {
+        self.local
+            .lock()
+            .checks
+            .values()
+            .map(|c| ApiLocalCheck {
+                check: c.check.clone(),
+                definition: c.def.clone(),
+            })
+            .collect()
+    }
+
+    async fn register_service(&self, reg: ServiceRegistration) -> Result<(), BackendError> {
+        self.add_service(reg).await
+    }
+
+    async fn deregister_service(&self, id: &str) -> Result<(), BackendError> {
+        self.remove_service(id).await
+    }
+
+    async fn register_check(&self, def: CheckDefinition) -> Result<(), BackendError> {
+        self.add_check(def).await
+    }
+
+    async fn deregister_check(&self, id: &str) -> Result<(), BackendError> {
+        self.remove_check(id).await
+    }
+
+    async fn update_ttl_check(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+    ) -> Result<(), BackendError> {
+        self.update_ttl(id, status, output).await
+    }
+
+    async fn set_maintenance(
+        &self,
+        service: Option<&str>,
+        enable: bool,
+        reason: String,
+    ) -> Result<(), BackendError> {
+        self.maintenance(service, enable, reason).await
+    }
+
+    async fn leave(&self) -> Result<(), BackendError> {
+        self.send_event(AgentEvent::Leave).await
+    }
+
+    async fn reload(&self) -> Result<(), BackendError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send_event(AgentEvent::Reload(tx)).await?;
+        match rx.await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(BackendError::Unavailable(e)),
+            Err(_) => Err(BackendError::Unavailable("agent is shutting down".into())),
+        }
+    }
+
+    async fn join(&self, addr: &str, _wan: bool) -> Result<(), BackendError> {
+        // Gossip membership is not built yet (issue: gossip); say so rather than
+        // pretend to have joined.
+        Err(BackendError::Unavailable(format!(
+            "Error joining address '{addr}': gossip membership is not available in this build"
+        )))
+    }
+
+    fn local_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+}

@@ -1,0 +1,18 @@
+//! The agent runtime every node runs.
+//!
+//! - [`Agent`]: local services and checks (registered through the HTTP API or config
+//!   files), TTL check timers, maintenance mode, and anti-entropy that keeps the
+//!   catalog in line with local state: every local change is pushed at once, and a
+//!   periodic full sync corrects anything changed behind the agent's back.
+//! - The agent implements [`tribune_http_api::Backend`], answering agent endpoints from
+//!   local state and forwarding everything else to the servers through a
+//!   [`tribune_rpc::ServerApi`] (in process on a server, gRPC on a client agent).
+//! - [`config`]: the agent's configuration from flags, JSON and HCL files.
+
+mod agent;
+mod anti_entropy;
+mod backend;
+pub mod config;
+mod local;
+
+pub use agent::{Agent, AgentConfig, AgentEvent};

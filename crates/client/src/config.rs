@@ -1,0 +1,194 @@
+//! Where and how to reach the agent.
+//!
+//! [`Config::from_env`] reads the same environment variables as Consul's Go `api`
+//! package (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`,
+//! `CONSUL_HTTP_AUTH`, `CONSUL_HTTP_SSL`), so shell setups written for `consul`
+//! work unchanged. [`parse_address`] accepts the same address forms: `host:port`,
+//! `http://host:port[/prefix]`, and `unix:///path/to/socket`.
+
+use std::path::PathBuf;
+
+use crate::Error;
+
+/// The agent address used when nothing else is configured.
+pub const DEFAULT_ADDRESS: &str = "127.0.0.1:8500";
+/// Environment variable holding the agent address.
+pub const HTTP_ADDR_ENV: &str = "CONSUL_HTTP_ADDR";
+/// Environment variable holding the ACL token.
+pub const HTTP_TOKEN_ENV: &str = "CONSUL_HTTP_TOKEN";
+/// Environment variable naming a file that holds the ACL token.
+pub const HTTP_TOKEN_FILE_ENV: &str = "CONSUL_HTTP_TOKEN_FILE";
+/// Environment variable holding HTTP basic-auth credentials (`user[:password]`).
+pub const HTTP_AUTH_ENV: &str = "CONSUL_HTTP_AUTH";
+/// Environment variable asking for HTTPS.
+pub const HTTP_SSL_ENV: &str = "CONSUL_HTTP_SSL";
+
+/// HTTP basic-auth credentials.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BasicAuth {
+    /// User name.
+    pub username: String,
+    /// Password, if any.
+    pub password: Option<String>,
+}
+
+impl BasicAuth {
+    /// Parses `user:password` or `user`, splitting at the first `:` as the Go client does
+    /// (so passwords may contain colons).
+    pub fn parse(text: &str) -> Self {
+        match text.split_once(':') {
+            Some((user, pass)) => BasicAuth {
+                username: user.to_owned(),
+                password: Some(pass.to_owned()),
+            },
+            None => BasicAuth {
+                username: text.to_owned(),
+                password: None,
+            },
+        }
+    }
+}
+
+/// How to reach the agent and what to send with every request.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// `host:port`, `http://host:port[/prefix]` or `unix:///path`.
+    pub address: String,
+    /// ACL token sent as `X-Consul-Token`.
+    pub token: Option<String>,
+    /// File holding the ACL token; when it holds a non-empty token, that token wins over
+    /// [`Config::token`] (the Go client's precedence).
+    pub token_file: Option<PathBuf>,
+    /// Datacenter sent as `?dc=` unless a call overrides it.
+    pub datacenter: Option<String>,
+    /// HTTP basic-auth credentials.
+    pub http_auth: Option<BasicAuth>,
+    /// HTTPS requested (`CONSUL_HTTP_SSL`). This client has no TLS, so
+    /// [`Client::new`](crate::Client::new) then fails with [`Error::TlsUnsupported`]
+    /// instead of silently talking plain HTTP.
+    pub tls: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            address: DEFAULT_ADDRESS.to_owned(),
+            token: None,
+            token_file: None,
+            datacenter: None,
+            http_auth: None,
+            tls: false,
+        }
+    }
+}
+
+impl Config {
+    /// The defaults overridden by the `CONSUL_HTTP_*` environment variables.
+    pub fn from_env() -> Self {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Like [`Config::from_env`] with a custom variable lookup (tests use a map).
+    /// Empty values count as unset, as in the Go client.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let get = |name: &str| lookup(name).filter(|v| !v.is_empty());
+        let mut config = Config::default();
+        if let Some(addr) = get(HTTP_ADDR_ENV) {
+            config.address = addr;
+        }
+        config.token = get(HTTP_TOKEN_ENV);
+        config.token_file = get(HTTP_TOKEN_FILE_ENV).map(PathBuf::from);
+        config.http_auth = get(HTTP_AUTH_ENV).map(|v| BasicAuth::parse(&v));
+        // Go's strconv.ParseBool; anything unparseable is ignored like the Go client does.
+        config.tls = matches!(
+            get(HTTP_SSL_ENV).as_deref(),
+            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
+        );
+        config
+    }
+
+    /// The token to send: the token file's trimmed contents when non-empty, else [`Config::token`].
+    pub fn resolve_token(&self) -> Result<Option<String>, Error> {
+        if let Some(path) = &self.token_file {
+            let data = std::fs::read_to_string(path).map_err(|source| Error::TokenFile {
+                path: path.clone(),
+                source,
+            })?;
+            let token = data.trim();
+            if !token.is_empty() {
+                return Ok(Some(token.to_owned()));
+            }
+        }
+        Ok(self.token.clone().filter(|t| !t.is_empty()))
+    }
+}
+
+/// A parsed agent address.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Plain HTTP over TCP.
+    Http {
+        /// `http://host:port` plus an optional path prefix, without a trailing `/`.
+        base_url: String,
+    },
+    /// HTTP over a Unix domain socket.
+    Unix {
+        /// The socket file.
+        path: PathBuf,
+    },
+}
+
+/// Parses an agent address the way the Go client does.
+///
+/// `tls` is [`Config::tls`]: with it, even `http://` means HTTPS (the Go client never
+/// downgrades an explicit TLS request), which this client cannot do.
+pub fn parse_address(address: &str, tls: bool) -> Result<Endpoint, Error> {
+    let address = address.trim();
+    let invalid = |reason: &str| Error::InvalidAddress {
+        address: address.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let (scheme, rest) = match address.split_once("://") {
+        Some((scheme, rest)) => (scheme, rest),
+        None => ("http", address),
+    };
+    match scheme {
+        "unix" => {
+            if rest.is_empty() {
+                return Err(invalid("missing socket path"));
+            }
+            if cfg!(unix) {
+                Ok(Endpoint::Unix {
+                    path: PathBuf::from(rest),
+                })
+            } else {
+                Err(Error::UnixUnsupported)
+            }
+        }
+        "http" | "https" => {
+            if scheme == "https" || tls {
+                return Err(Error::TlsUnsupported);
+            }
+            // Everything after the first `/` is a path prefix (agents behind a
+            // reverse proxy), as in the Go client.
+            let (host, prefix) = match rest.split_once('/') {
+                Some((host, prefix)) => (host, prefix.trim_end_matches('/')),
+                None => (rest, ""),
+            };
+            if host.is_empty() {
+                return Err(invalid("missing host"));
+            }
+            let base_url = if prefix.is_empty() {
+                format!("http://{host}")
+            } else {
+                format!("http://{host}/{prefix}")
+            };
+            let url = reqwest::Url::parse(&base_url).map_err(|e| invalid(&e.to_string()))?;
+            match url.host_str() {
+                Some(h) if !h.is_empty() => Ok(Endpoint::Http { base_url }),
+                _ => Err(invalid("missing host")),
+            }
+        }
+        other => Err(Error::UnknownScheme(other.to_owned())),
+    }
+}

@@ -1,0 +1,609 @@
+//! The raft thread: owns raft-rs' `RawNode` (and through it [`RocksStorage`])
+//! and the state machine, and turns commands from [`crate::Raft`] handles into
+//! Ready cycles.
+//!
+//! Each loop iteration waits for a command or the next tick, then drains every
+//! queued command before asking raft for a Ready. That drain is the group
+//! commit: proposals that arrive while the previous batch was being fsync'd are
+//! all appended to raft together and persisted in one write batch.
+
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use raft::eraftpb::{
+    ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
+    MessageType,
+};
+use raft::{RawNode, SnapshotStatus, StateRole};
+use tokio::sync::{oneshot, watch};
+
+use crate::codec;
+use crate::error::{ConsensusError, CorruptionError, ProposeError};
+use crate::machine::{Applied, StateMachine};
+use crate::pending::{Pending, Waiter};
+use crate::status::{MetricCounters, RaftStatus};
+use crate::storage::RocksStorage;
+use crate::transport::Transport;
+use crate::MembershipChange;
+
+/// Upper bound on commands handled per cycle, so a flood of proposals cannot
+/// starve ticks (and with them heartbeats and elections).
+const MAX_COMMANDS_PER_CYCLE: usize = 4096;
+
+/// Upper bound on Readies handled back to back before looking at the queue again.
+const MAX_READY_ROUNDS: usize = 8;
+
+/// Requests from handles to the raft thread.
+pub(crate) enum Command<O> {
+    Propose {
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Applied<O>, ProposeError>>,
+    },
+    ChangeMembership {
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    },
+    Step(Box<Message>),
+    ReportUnreachable(u64),
+    ReportSnapshot {
+        to: u64,
+        success: bool,
+    },
+    SnapshotNow(oneshot::Sender<Result<u64, ConsensusError>>),
+    /// Stop the thread; the reply (if any) is sent once RocksDB is closed.
+    Stop(Option<oneshot::Sender<()>>),
+}
+
+/// State shared between the raft thread and its handles.
+pub(crate) struct Shared {
+    pub(crate) metrics: Arc<MetricCounters>,
+    pub(crate) status: watch::Sender<RaftStatus>,
+    /// When a follower last heard from its leader.
+    pub(crate) last_leader_contact: Mutex<Option<Instant>>,
+    /// Set if the thread stopped on an error rather than a shutdown.
+    pub(crate) fatal: Mutex<Option<Arc<ConsensusError>>>,
+}
+
+impl Shared {
+    pub(crate) fn last_contact(&self, is_leader: bool) -> Option<Duration> {
+        if is_leader {
+            return Some(Duration::ZERO);
+        }
+        self.last_leader_contact.lock().map(|t| t.elapsed())
+    }
+}
+
+/// Timing and snapshot policy the driver needs from the configuration.
+pub(crate) struct DriverConfig {
+    pub(crate) tick: Duration,
+    pub(crate) snapshot_threshold: u64,
+    pub(crate) trailing_logs: u64,
+}
+
+/// Records a fatal error if the raft thread unwinds. It is the driver's first
+/// field, so it runs before the pending proposals are dropped and their
+/// proposers (woken by the drop) already see `Fatal` rather than `Shutdown`.
+struct PanicGuard(Arc<Shared>);
+
+impl Drop for PanicGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            *self.0.fatal.lock() = Some(Arc::new(ConsensusError::Panicked));
+        }
+    }
+}
+
+/// Everything the raft thread owns.
+pub(crate) struct Driver<S: StateMachine, T: Transport> {
+    _panic_guard: PanicGuard,
+    raw: RawNode<RocksStorage>,
+    sm: S,
+    transport: T,
+    rx: Receiver<Command<S::Output>>,
+    pending: Pending<S::Output>,
+    shared: Arc<Shared>,
+    config: DriverConfig,
+    applied: u64,
+    applied_since_snapshot: u64,
+    /// `Some` once a stop was requested; holds the callers to notify.
+    stopping: Option<Vec<oneshot::Sender<()>>>,
+}
+
+/// Run a driver to completion on the current thread, converting a panic into a
+/// recorded fatal error so handles observe `Fatal` rather than hanging.
+pub(crate) fn thread_main<S: StateMachine, T: Transport>(driver: Driver<S, T>) {
+    let shared = driver.shared.clone();
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || driver.run()));
+    let replies = match outcome {
+        Ok(replies) => replies,
+        Err(_) => {
+            // PanicGuard has recorded the fatal error already.
+            tracing::error!("raft thread panicked");
+            Vec::new()
+        }
+    };
+    shared.status.send_modify(|s| {
+        s.running = false;
+        s.is_leader = false;
+        s.leader_id = None;
+    });
+    for reply in replies {
+        let _ = reply.send(());
+    }
+}
+
+impl<S: StateMachine, T: Transport> Driver<S, T> {
+    pub(crate) fn new(
+        raw: RawNode<RocksStorage>,
+        sm: S,
+        transport: T,
+        rx: Receiver<Command<S::Output>>,
+        shared: Arc<Shared>,
+        config: DriverConfig,
+    ) -> Self {
+        let applied = raw.raft.raft_log.applied;
+        Driver {
+            _panic_guard: PanicGuard(shared.clone()),
+            raw,
+            sm,
+            transport,
+            rx,
+            pending: Pending::new(),
+            shared,
+            config,
+            applied,
+            applied_since_snapshot: 0,
+            stopping: None,
+        }
+    }
+
+    /// The status as the raft thread sees it right now.
+    pub(crate) fn current_status(&self) -> RaftStatus {
+        status_of(&self.raw, &self.shared, self.applied)
+    }
+
+    /// Run until stopped; returns the callers waiting for the stop. Consumes the
+    /// driver so RocksDB is closed before anyone is told the node has stopped.
+    fn run(mut self) -> Vec<oneshot::Sender<()>> {
+        let result = self.run_loop();
+        let err = match result {
+            Ok(()) => ProposeError::Shutdown,
+            Err(e) => {
+                tracing::error!(error = %e, "raft thread stopping on fatal error");
+                *self.shared.fatal.lock() = Some(Arc::new(e));
+                ProposeError::Fatal
+            }
+        };
+        self.pending.fail_all(err.clone());
+        let mut replies = self.stopping.take().unwrap_or_default();
+        // Nobody will read the channel again: answer whatever is still queued.
+        while let Ok(cmd) = self.rx.try_recv() {
+            match cmd {
+                Command::Propose { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::ChangeMembership { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::SnapshotNow(reply) => {
+                    let _ = reply.send(Err(ConsensusError::Shutdown));
+                }
+                Command::Stop(Some(reply)) => replies.push(reply),
+                Command::Stop(None)
+                | Command::Step(_)
+                | Command::ReportUnreachable(_)
+                | Command::ReportSnapshot { .. } => {}
+            }
+        }
+        if let Err(e) = self.raw.mut_store().flush_progress() {
+            tracing::warn!(error = %e, "could not record applied index at shutdown");
+        }
+        drop(self);
+        replies
+    }
+
+    fn run_loop(&mut self) -> Result<(), ConsensusError> {
+        self.campaign_if_alone()?;
+        self.on_ready()?;
+        self.after_cycle()?;
+        let mut next_tick = Instant::now() + self.config.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match self.rx.recv_timeout(wait) {
+                Ok(cmd) => self.handle(cmd)?,
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            }
+            for _ in 0..MAX_COMMANDS_PER_CYCLE {
+                match self.rx.try_recv() {
+                    Ok(cmd) => self.handle(cmd)?,
+                    Err(_) => break,
+                }
+            }
+            if self.stopping.is_some() {
+                return Ok(());
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                next_tick += self.config.tick;
+                // After a stall (e.g. a slow fsync) don't fire a burst of ticks.
+                if next_tick < now {
+                    next_tick = now + self.config.tick;
+                }
+            }
+            self.on_ready()?;
+            self.after_cycle()?;
+        }
+    }
+
+    /// A sole voter has nobody to wait for: become leader now rather than after
+    /// an election timeout, so a single server is usable within milliseconds.
+    fn campaign_if_alone(&mut self) -> Result<(), ConsensusError> {
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        // The membership here is the base snapshot's; a later change still in
+        // the log (not yet replayed) may have added voters, and electing
+        // ourselves alone under the stale membership could commit entries the
+        // real cluster never agreed to.
+        let pending_change = self.raw.store().last_conf_change_at_open() > self.applied;
+        if conf.voters == [self.raw.raft.id] && conf.voters_outgoing.is_empty() && !pending_change {
+            self.raw.campaign()?;
+        }
+        Ok(())
+    }
+
+    fn handle(&mut self, cmd: Command<S::Output>) -> Result<(), ConsensusError> {
+        match cmd {
+            Command::Propose { data, reply } => self.propose(data, reply),
+            Command::ChangeMembership { change, reply } => self.propose_membership(change, reply),
+            Command::Step(msg) => self.step(*msg),
+            Command::ReportUnreachable(id) => self.raw.report_unreachable(id),
+            Command::ReportSnapshot { to, success } => {
+                let status = if success {
+                    SnapshotStatus::Finish
+                } else {
+                    SnapshotStatus::Failure
+                };
+                self.raw.report_snapshot(to, status);
+            }
+            Command::SnapshotNow(reply) => {
+                let _ = reply.send(self.take_snapshot());
+            }
+            Command::Stop(reply) => {
+                let stopping = self.stopping.get_or_insert_with(Vec::new);
+                stopping.extend(reply);
+            }
+        }
+        Ok(())
+    }
+
+    fn leader(&self) -> Option<u64> {
+        Some(self.raw.raft.leader_id).filter(|id| *id != 0)
+    }
+
+    fn propose(
+        &mut self,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<Applied<S::Output>, ProposeError>>,
+    ) {
+        // Followers would forward to the leader, but then we could not track
+        // the entry; the caller (Consul-style RPC forwarding) handles that.
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            }));
+            return;
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        let result = self.raw.propose(Vec::new(), data);
+        self.track(before, result, Waiter::Normal(reply));
+    }
+
+    fn propose_membership(
+        &mut self,
+        change: MembershipChange,
+        reply: oneshot::Sender<Result<u64, ProposeError>>,
+    ) {
+        if self.raw.raft.state != StateRole::Leader {
+            let _ = reply.send(Err(ProposeError::NotLeader {
+                leader: self.leader(),
+            }));
+            return;
+        }
+        let before = self.raw.raft.raft_log.last_index();
+        let result = self
+            .raw
+            .propose_conf_change(Vec::new(), change.to_conf_change());
+        self.track(before, result, Waiter::ConfChange(reply));
+    }
+
+    fn track(&mut self, before: u64, result: raft::Result<()>, waiter: Waiter<S::Output>) {
+        match result {
+            Ok(()) => {
+                let index = self.raw.raft.raft_log.last_index();
+                if index == before {
+                    waiter.fail(ProposeError::Dropped);
+                } else {
+                    self.pending.push(index, self.raw.raft.term, waiter);
+                }
+            }
+            Err(e) => {
+                // ProposalDropped: leadership transfer in progress or the
+                // uncommitted-size limit was hit.
+                tracing::debug!(error = %e, "proposal refused by raft");
+                waiter.fail(ProposeError::Dropped);
+            }
+        }
+    }
+
+    fn step(&mut self, msg: Message) {
+        let from = msg.from;
+        let from_leader_kind = matches!(
+            MessageType::from_i32(msg.msg_type),
+            Some(MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot)
+        );
+        match self.raw.step(msg) {
+            Ok(()) => {}
+            // Responses from peers removed from (or not yet in) the configuration.
+            Err(raft::Error::StepPeerNotFound) => {
+                tracing::debug!(from, "ignoring message from unknown peer");
+            }
+            Err(e) => tracing::debug!(from, error = %e, "raft rejected message"),
+        }
+        if from_leader_kind && from == self.raw.raft.leader_id {
+            *self.shared.last_leader_contact.lock() = Some(Instant::now());
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        for msg in msgs {
+            let to = msg.to;
+            self.transport.send(to, codec::encode_message(&msg));
+        }
+    }
+
+    /// Handle Readies until raft has nothing more to do (bounded, so a busy
+    /// node still gets back to its ticks and command queue).
+    fn on_ready(&mut self) -> Result<(), ConsensusError> {
+        for _ in 0..MAX_READY_ROUNDS {
+            if !self.raw.has_ready() {
+                break;
+            }
+            self.handle_ready()?;
+        }
+        Ok(())
+    }
+
+    /// One Ready cycle, in exactly the order raft-rs prescribes.
+    fn handle_ready(&mut self) -> Result<(), ConsensusError> {
+        let mut ready = self.raw.ready();
+        // 1. Leader messages can go out before persisting (raft thesis 10.2.1).
+        if !ready.messages().is_empty() {
+            self.send(ready.take_messages());
+        }
+        // 2. A snapshot from the leader replaces both log and state machine.
+        if !ready.snapshot().is_empty() {
+            let snap = ready.snapshot().clone();
+            self.raw.mut_store().install_received_snapshot(&snap)?;
+            let meta = snap.metadata.unwrap_or_default();
+            self.sm
+                .restore(meta.index, &snap.data)
+                .map_err(|source| ConsensusError::Restore {
+                    index: meta.index,
+                    source,
+                })?;
+            self.applied = meta.index;
+            self.applied_since_snapshot = 0;
+        }
+        // 3. Entries committed (and already persisted) earlier.
+        self.apply_entries(ready.take_committed_entries())?;
+        // 4. New entries and hard state: one batch, fsync'd if raft requires it.
+        let hs = ready.hs().cloned();
+        if !ready.entries().is_empty() || hs.is_some() {
+            let sync = ready.must_sync();
+            self.raw
+                .mut_store()
+                .append(ready.entries(), hs.as_ref(), sync)?;
+        }
+        // 5. Follower messages must wait until the entries are durable.
+        if !ready.persisted_messages().is_empty() {
+            self.send(ready.take_persisted_messages());
+        }
+        // 6. Advance, then handle what became possible now that we persisted.
+        let mut light = self.raw.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.raw.mut_store().set_commit(commit);
+        }
+        self.send(light.take_messages());
+        self.apply_entries(light.take_committed_entries())?;
+        self.raw.advance_apply();
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), ConsensusError> {
+        let mut applied_normal = 0;
+        for entry in entries {
+            let index = entry.index;
+            if index <= self.applied {
+                continue;
+            }
+            let waiter = self.pending.take(index, entry.term);
+            match EntryType::from_i32(entry.entry_type) {
+                Some(EntryType::EntryNormal) => {
+                    if entry.data.is_empty() {
+                        // A leader's no-op (or a conf change raft refused and blanked).
+                        if let Some(w) = waiter {
+                            w.fail(ProposeError::ConfChangeRejected);
+                        }
+                    } else {
+                        let output = self.sm.apply(index, &entry.data);
+                        applied_normal += 1;
+                        match waiter {
+                            Some(Waiter::Normal(tx)) => {
+                                let _ = tx.send(Ok(Applied { index, output }));
+                            }
+                            Some(w @ Waiter::ConfChange(_)) => {
+                                w.fail(ProposeError::ConfChangeRejected)
+                            }
+                            None => {}
+                        }
+                    }
+                    self.raw.mut_store().note_applied(index, None);
+                }
+                Some(kind @ (EntryType::EntryConfChange | EntryType::EntryConfChangeV2)) => {
+                    let applied = self.apply_conf_change(index, kind, &entry.data)?;
+                    self.raw.mut_store().note_applied(index, applied.clone());
+                    match (waiter, applied) {
+                        (Some(Waiter::ConfChange(tx)), Some(_)) => {
+                            let _ = tx.send(Ok(index));
+                        }
+                        (Some(w), _) => w.fail(ProposeError::ConfChangeRejected),
+                        (None, _) => {}
+                    }
+                }
+                None => {
+                    return Err(CorruptionError::UnknownEntryType {
+                        index,
+                        value: entry.entry_type,
+                    }
+                    .into())
+                }
+            }
+            self.applied = index;
+            self.applied_since_snapshot += 1;
+        }
+        MetricCounters::add(&self.shared.metrics.entries_applied, applied_normal);
+        Ok(())
+    }
+
+    /// Apply a committed membership change to raft. Returns the new membership,
+    /// or `None` if raft refused it; refusal is deterministic, so every server
+    /// skips the same change.
+    fn apply_conf_change(
+        &mut self,
+        index: u64,
+        kind: EntryType,
+        data: &[u8],
+    ) -> Result<Option<raft::eraftpb::ConfState>, ConsensusError> {
+        let corrupt = |source| CorruptionError::ConfChange { index, source };
+        // raft-rs' generated getters panic on unknown enum values, so check
+        // them here and report a typed error instead.
+        let bad_enum = |value| CorruptionError::ConfChangeEnum { index, value };
+        let result = if kind == EntryType::EntryConfChange {
+            let cc: ConfChange = codec::decode(data).map_err(corrupt)?;
+            if ConfChangeType::from_i32(cc.change_type).is_none() {
+                return Err(bad_enum(cc.change_type).into());
+            }
+            self.raw.apply_conf_change(&cc)
+        } else {
+            let cc: ConfChangeV2 = codec::decode(data).map_err(corrupt)?;
+            if ConfChangeTransition::from_i32(cc.transition).is_none() {
+                return Err(bad_enum(cc.transition).into());
+            }
+            if let Some(c) = cc
+                .changes
+                .iter()
+                .find(|c| ConfChangeType::from_i32(c.change_type).is_none())
+            {
+                return Err(bad_enum(c.change_type).into());
+            }
+            self.raw.apply_conf_change(&cc)
+        };
+        match result {
+            Ok(cs) => {
+                tracing::info!(index, voters = ?cs.voters, learners = ?cs.learners, "membership changed");
+                Ok(Some(cs))
+            }
+            Err(e) => {
+                tracing::warn!(index, error = %e, "committed membership change refused");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Snapshot the state machine at the applied index and compact the log.
+    fn take_snapshot(&mut self) -> Result<u64, ConsensusError> {
+        let index = self.applied;
+        if index == 0 {
+            return Err(ConsensusError::NothingToSnapshot);
+        }
+        let existing = self.raw.store().snapshot_index();
+        if index <= existing {
+            return Ok(existing);
+        }
+        let conf = self.raw.raft.prs().conf().to_conf_state();
+        let data = self.sm.snapshot();
+        self.raw.mut_store().install_local_snapshot(
+            index,
+            conf,
+            &data,
+            self.config.trailing_logs,
+        )?;
+        self.applied_since_snapshot = 0;
+        tracing::info!(index, bytes = data.len(), "snapshot taken");
+        Ok(index)
+    }
+
+    fn after_cycle(&mut self) -> Result<(), ConsensusError> {
+        if self.raw.raft.state == StateRole::Leader {
+            self.pending.drop_stale(self.raw.raft.term);
+        } else {
+            // Stepped down (possibly in the same term, via check-quorum): only a
+            // leader can see its proposals through, so their outcome is unknown.
+            self.pending.fail_all(ProposeError::Dropped);
+        }
+        let wanted = self.raw.store().take_snapshot_wanted();
+        let due = self.config.snapshot_threshold > 0
+            && self.applied_since_snapshot >= self.config.snapshot_threshold;
+        if (due || wanted) && self.applied > self.raw.store().snapshot_index() {
+            if let Err(e) = self.take_snapshot() {
+                // Not fatal: the log is intact, only compaction is delayed. Back
+                // off a full threshold rather than retrying every cycle.
+                tracing::error!(error = %e, "automatic snapshot failed");
+                self.applied_since_snapshot = 0;
+            }
+        }
+        self.raw.mut_store().flush_progress()?;
+        let next = self.current_status();
+        self.shared.status.send_if_modified(|cur| {
+            let changed = RaftStatus {
+                last_contact: cur.last_contact,
+                ..next.clone()
+            } != *cur;
+            if changed {
+                *cur = next;
+            }
+            changed
+        });
+        Ok(())
+    }
+}
+
+/// Build a status view from the raw node.
+pub(crate) fn status_of(raw: &RawNode<RocksStorage>, shared: &Shared, applied: u64) -> RaftStatus {
+    let raft = &raw.raft;
+    let is_leader = raft.state == StateRole::Leader;
+    let conf = raft.prs().conf().to_conf_state();
+    let mut voters = conf.voters;
+    voters.sort_unstable();
+    let mut learners = conf.learners;
+    learners.sort_unstable();
+    let store = raw.store();
+    RaftStatus {
+        id: raft.id,
+        leader_id: Some(raft.leader_id).filter(|id| *id != 0),
+        term: raft.term,
+        commit: raft.raft_log.committed,
+        applied,
+        is_leader,
+        last_contact: shared.last_contact(is_leader),
+        first_index: raft.raft_log.first_index(),
+        last_index: raft.raft_log.last_index(),
+        snapshot_index: store.snapshot_index(),
+        voters,
+        learners,
+        running: true,
+    }
+}

@@ -1,0 +1,32 @@
+//! The replicated state machine interface the raft thread drives.
+
+use crate::error::RestoreError;
+
+/// The replicated state machine, owned by the raft thread.
+///
+/// Every method runs on the raft thread, so long-running work here delays
+/// heartbeats; keep `apply` cheap and make `snapshot` a copy of in-memory state.
+pub trait StateMachine: Send + 'static {
+    /// What [`StateMachine::apply`] hands back to the proposer.
+    type Output: Send + 'static;
+
+    /// Apply one committed normal entry (data = what was proposed), deterministically.
+    ///
+    /// Never called for raft's own empty no-op entries or for membership changes.
+    fn apply(&mut self, index: u64, data: &[u8]) -> Self::Output;
+
+    /// Serialise the whole state as of the last applied index.
+    fn snapshot(&self) -> Vec<u8>;
+
+    /// Replace the whole state with a snapshot taken at `index`.
+    fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), RestoreError>;
+}
+
+/// A proposal's result: where it landed in the log and what `apply` returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied<O> {
+    /// Log index of the entry.
+    pub index: u64,
+    /// The state machine's output for it.
+    pub output: O,
+}

@@ -1,0 +1,148 @@
+//! The port between the HTTP API and the agent it runs in.
+
+use async_trait::async_trait;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tribune_types::model::ops::{
+    QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRejected, WriteRequest,
+};
+use tribune_types::model::{Check, CheckDefinition, Member, Service};
+use tribune_types::HealthStatus;
+
+/// Why the backend could not serve a request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// A write was refused; nothing changed.
+    #[error(transparent)]
+    Rejected(#[from] WriteRejected),
+    /// Consul: 500 "No cluster leader".
+    #[error("No cluster leader")]
+    NoLeader,
+    /// Consul: 500 "No path to datacenter".
+    #[error("No path to datacenter")]
+    NoPathToDatacenter,
+    /// 404 with this text (unknown local service or check).
+    #[error("{0}")]
+    NotFound(String),
+    /// 400 with this text.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 500 with this text (transport failures, shutting down).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+/// Leader and peers, for `/v1/status/*`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ClusterStatus {
+    /// Leader's `ip:port` or empty.
+    pub leader: String,
+    /// Voters' `ip:port`.
+    pub peers: Vec<String>,
+}
+
+/// The agent's identity and configuration, for `/v1/agent/self`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AgentInfo {
+    /// Node name.
+    pub node_name: String,
+    /// Node ID (UUID).
+    pub node_id: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Primary datacenter.
+    pub primary_datacenter: String,
+    /// Whether this agent is a server.
+    pub server: bool,
+    /// Consul-compatible version we report.
+    pub version: String,
+    /// Build revision.
+    pub revision: String,
+    /// Advertised address.
+    pub advertise_addr: String,
+    /// Node metadata.
+    pub node_meta: BTreeMap<String, String>,
+    /// Minimum session TTL (`session_ttl_min`).
+    pub session_ttl_min: Duration,
+    /// Listener ports by name (`http`, `dns`, `server`, ...); absent = disabled.
+    pub ports: BTreeMap<String, u16>,
+    /// The agent's own gossip member entry.
+    pub member: Member,
+    /// Arbitrary runtime configuration for `DebugConfig`.
+    pub debug_config: BTreeMap<String, String>,
+}
+
+/// A service registration at the agent (`/v1/agent/service/register`, config files).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ServiceRegistration {
+    /// The service (node is filled in by the agent).
+    pub service: Service,
+    /// Its checks.
+    pub checks: Vec<CheckDefinition>,
+    /// Remove existing checks of the service that are not in `checks`.
+    pub replace_existing_checks: bool,
+}
+
+/// A local check with its definition, for `/v1/agent/checks`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LocalCheck {
+    /// The check as synced to the catalog.
+    pub check: Check,
+    /// How it runs.
+    pub definition: CheckDefinition,
+}
+
+/// What the HTTP API needs from its agent.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// A read of the replicated state, forwarded to the servers.
+    async fn read(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), BackendError>;
+    /// A write, forwarded to the leader; returns the outcome and raft index.
+    async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), BackendError>;
+    /// Leader and peers.
+    async fn status(&self) -> Result<ClusterStatus, BackendError>;
+
+    /// The agent's identity and configuration.
+    fn agent_info(&self) -> AgentInfo;
+    /// Gossip members (LAN, or WAN with `wan`).
+    fn members(&self, wan: bool) -> Vec<Member>;
+    /// Locally registered services.
+    fn local_services(&self) -> Vec<Service>;
+    /// Locally registered checks.
+    fn local_checks(&self) -> Vec<LocalCheck>;
+    /// Registers (or replaces) a local service and its checks.
+    async fn register_service(&self, reg: ServiceRegistration) -> Result<(), BackendError>;
+    /// Removes a local service and its checks (no-op if absent).
+    async fn deregister_service(&self, id: &str) -> Result<(), BackendError>;
+    /// Registers (or replaces) a local check.
+    async fn register_check(&self, def: CheckDefinition) -> Result<(), BackendError>;
+    /// Removes a local check (no-op if absent).
+    async fn deregister_check(&self, id: &str) -> Result<(), BackendError>;
+    /// Sets a TTL check's status and output (and restarts its TTL).
+    async fn update_ttl_check(
+        &self,
+        id: &str,
+        status: HealthStatus,
+        output: String,
+    ) -> Result<(), BackendError>;
+    /// Node (`service` = None) or service maintenance mode.
+    async fn set_maintenance(
+        &self,
+        service: Option<&str>,
+        enable: bool,
+        reason: String,
+    ) -> Result<(), BackendError>;
+    /// Gracefully leaves and stops the agent.
+    async fn leave(&self) -> Result<(), BackendError>;
+    /// Reloads configuration files.
+    async fn reload(&self) -> Result<(), BackendError>;
+    /// Joins a gossip pool through `addr`.
+    async fn join(&self, addr: &str, wan: bool) -> Result<(), BackendError>;
+    /// A receiver whose value changes whenever local services or checks change, for
+    /// hash-based blocking on agent endpoints. The value itself is meaningless.
+    fn local_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+}

@@ -1,0 +1,377 @@
+//! Response bodies in Consul's JSON shapes.
+
+use serde::Serialize;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use tribune_types::model::{Check, KvEntry, Node, Service, ServiceAddress, Weights};
+
+fn opaque(json: &Option<String>) -> Option<Value> {
+    json.as_deref().and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// `KVPair`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct KvPair {
+    /// LockIndex.
+    pub lock_index: u64,
+    /// Key.
+    pub key: String,
+    /// Flags (full u64).
+    pub flags: u64,
+    /// Base64 value, `null` when empty (Consul's quirk: empty values read back as null).
+    pub value: Option<String>,
+    /// Lock holder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// CreateIndex.
+    pub create_index: u64,
+    /// ModifyIndex.
+    pub modify_index: u64,
+}
+
+impl From<&KvEntry> for KvPair {
+    fn from(e: &KvEntry) -> Self {
+        use base64::Engine;
+        KvPair {
+            lock_index: e.lock_index,
+            key: e.key.clone(),
+            flags: e.flags,
+            value: (!e.value.is_empty())
+                .then(|| base64::engine::general_purpose::STANDARD.encode(&e.value)),
+            session: e.session.map(|s| s.to_string()),
+            create_index: e.raft.create_index,
+            modify_index: e.raft.modify_index,
+        }
+    }
+}
+
+/// A catalog `Node`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeOut {
+    /// ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Node.
+    pub node: String,
+    /// Address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// TaggedAddresses.
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Meta.
+    pub meta: BTreeMap<String, String>,
+    /// CreateIndex.
+    pub create_index: u64,
+    /// ModifyIndex.
+    pub modify_index: u64,
+}
+
+impl From<&Node> for NodeOut {
+    fn from(n: &Node) -> Self {
+        NodeOut {
+            id: n.id.clone(),
+            node: n.node.to_string(),
+            address: n.address.clone(),
+            datacenter: n.datacenter.clone(),
+            tagged_addresses: n.tagged_addresses.clone(),
+            meta: n.meta.clone(),
+            create_index: n.raft.create_index,
+            modify_index: n.raft.modify_index,
+        }
+    }
+}
+
+/// `{Address, Port}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AddrOut {
+    /// Address.
+    pub address: String,
+    /// Port.
+    pub port: u16,
+}
+
+fn tagged(m: &BTreeMap<String, ServiceAddress>) -> Option<BTreeMap<String, AddrOut>> {
+    (!m.is_empty()).then(|| {
+        m.iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    AddrOut {
+                        address: v.address.clone(),
+                        port: v.port,
+                    },
+                )
+            })
+            .collect()
+    })
+}
+
+/// `{Passing, Warning}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct WeightsOut {
+    /// Passing.
+    pub passing: i32,
+    /// Warning.
+    pub warning: i32,
+}
+
+impl From<Weights> for WeightsOut {
+    fn from(w: Weights) -> Self {
+        WeightsOut {
+            passing: w.passing,
+            warning: w.warning,
+        }
+    }
+}
+
+/// `AgentService` (agent endpoints, `Service` in health entries and catalog node).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct AgentServiceOut {
+    /// Kind, omitted for typical services.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub kind: String,
+    /// ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Service.
+    pub service: String,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Meta.
+    pub meta: BTreeMap<String, String>,
+    /// Port.
+    pub port: u16,
+    /// Address.
+    pub address: String,
+    /// SocketPath.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub socket_path: String,
+    /// TaggedAddresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tagged_addresses: Option<BTreeMap<String, AddrOut>>,
+    /// Weights.
+    pub weights: WeightsOut,
+    /// EnableTagOverride.
+    pub enable_tag_override: bool,
+    /// Proxy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Value>,
+    /// Connect.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connect: Option<Value>,
+    /// Locality.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub locality: Option<Value>,
+    /// Datacenter (agent endpoints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub datacenter: Option<String>,
+    /// ContentHash (agent endpoints, hash-based blocking).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_hash: Option<String>,
+    /// CreateIndex (catalog views).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_index: Option<u64>,
+    /// ModifyIndex (catalog views).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub modify_index: Option<u64>,
+}
+
+impl AgentServiceOut {
+    /// The catalog view of a service (with indexes).
+    pub fn catalog(s: &Service) -> Self {
+        let mut out = Self::agent(s);
+        out.create_index = Some(s.raft.create_index);
+        out.modify_index = Some(s.raft.modify_index);
+        out
+    }
+
+    /// The agent view of a service (no indexes).
+    pub fn agent(s: &Service) -> Self {
+        AgentServiceOut {
+            kind: s.kind.clone(),
+            id: s.id.to_string(),
+            service: s.service.clone(),
+            tags: s.tags.clone(),
+            meta: s.meta.clone(),
+            port: s.port,
+            address: s.address.clone(),
+            socket_path: s.socket_path.clone(),
+            tagged_addresses: tagged(&s.tagged_addresses),
+            weights: s.weights.into(),
+            enable_tag_override: s.enable_tag_override,
+            proxy: opaque(&s.proxy_json),
+            connect: opaque(&s.connect_json),
+            locality: opaque(&s.locality_json),
+            datacenter: None,
+            content_hash: None,
+            create_index: None,
+            modify_index: None,
+        }
+    }
+}
+
+/// `CatalogService` (`/v1/catalog/service/{name}`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct CatalogServiceOut {
+    /// Node ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Node.
+    pub node: String,
+    /// Node address.
+    pub address: String,
+    /// Datacenter.
+    pub datacenter: String,
+    /// Node tagged addresses.
+    pub tagged_addresses: BTreeMap<String, String>,
+    /// Node meta.
+    pub node_meta: BTreeMap<String, String>,
+    /// ServiceKind.
+    pub service_kind: String,
+    /// ServiceID.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// ServiceName.
+    pub service_name: String,
+    /// ServiceTags.
+    pub service_tags: Vec<String>,
+    /// ServiceAddress.
+    pub service_address: String,
+    /// ServiceTaggedAddresses.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_tagged_addresses: Option<BTreeMap<String, AddrOut>>,
+    /// ServiceWeights.
+    pub service_weights: WeightsOut,
+    /// ServiceMeta.
+    pub service_meta: BTreeMap<String, String>,
+    /// ServicePort.
+    pub service_port: u16,
+    /// ServiceSocketPath.
+    pub service_socket_path: String,
+    /// ServiceEnableTagOverride.
+    pub service_enable_tag_override: bool,
+    /// ServiceProxy.
+    pub service_proxy: Value,
+    /// ServiceConnect.
+    pub service_connect: Value,
+    /// ServiceLocality.
+    pub service_locality: Option<Value>,
+    /// CreateIndex.
+    pub create_index: u64,
+    /// ModifyIndex.
+    pub modify_index: u64,
+}
+
+impl CatalogServiceOut {
+    /// Builds the row from a node and one of its services.
+    pub fn new(n: &Node, s: &Service) -> Self {
+        CatalogServiceOut {
+            id: n.id.clone(),
+            node: n.node.to_string(),
+            address: n.address.clone(),
+            datacenter: n.datacenter.clone(),
+            tagged_addresses: n.tagged_addresses.clone(),
+            node_meta: n.meta.clone(),
+            service_kind: s.kind.clone(),
+            service_id: s.id.to_string(),
+            service_name: s.service.clone(),
+            service_tags: s.tags.clone(),
+            service_address: s.address.clone(),
+            service_tagged_addresses: tagged(&s.tagged_addresses),
+            service_weights: s.weights.into(),
+            service_meta: s.meta.clone(),
+            service_port: s.port,
+            service_socket_path: s.socket_path.clone(),
+            service_enable_tag_override: s.enable_tag_override,
+            service_proxy: opaque(&s.proxy_json).unwrap_or_else(|| serde_json::json!({})),
+            service_connect: opaque(&s.connect_json).unwrap_or_else(|| serde_json::json!({})),
+            service_locality: opaque(&s.locality_json),
+            create_index: s.raft.create_index,
+            modify_index: s.raft.modify_index,
+        }
+    }
+}
+
+/// `HealthCheck`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HealthCheckOut {
+    /// Node.
+    pub node: String,
+    /// CheckID.
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: String,
+    /// Notes.
+    pub notes: String,
+    /// Output.
+    pub output: String,
+    /// ServiceID.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// ServiceName.
+    pub service_name: String,
+    /// ServiceTags.
+    pub service_tags: Vec<String>,
+    /// Type.
+    pub r#type: String,
+    /// Interval.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub interval: String,
+    /// Timeout.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub timeout: String,
+    /// ExposedPort.
+    pub exposed_port: u16,
+    /// Definition.
+    pub definition: Value,
+    /// CreateIndex.
+    pub create_index: u64,
+    /// ModifyIndex.
+    pub modify_index: u64,
+}
+
+impl From<&Check> for HealthCheckOut {
+    fn from(c: &Check) -> Self {
+        HealthCheckOut {
+            node: c.node.to_string(),
+            check_id: c.check_id.to_string(),
+            name: c.name.clone(),
+            status: c.status.as_str().to_owned(),
+            notes: c.notes.clone(),
+            output: c.output.clone(),
+            service_id: c.service_id.clone(),
+            service_name: c.service_name.clone(),
+            service_tags: c.service_tags.clone(),
+            r#type: c.check_type.clone(),
+            interval: c.interval.clone(),
+            timeout: c.timeout.clone(),
+            exposed_port: 0,
+            definition: opaque(&c.definition_json).unwrap_or_else(|| serde_json::json!({})),
+            create_index: c.raft.create_index,
+            modify_index: c.raft.modify_index,
+        }
+    }
+}
+
+/// `ServiceEntry` (`/v1/health/service/{name}`).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceEntryOut {
+    /// Node.
+    pub node: NodeOut,
+    /// Service.
+    pub service: AgentServiceOut,
+    /// Checks.
+    pub checks: Vec<HealthCheckOut>,
+}

@@ -1,0 +1,71 @@
+//! [`ApiError`]: every failure an HTTP handler can return, with Consul's status code and
+//! plain-text body.
+
+use crate::backend::BackendError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use tribune_types::model::ops::WriteRejected;
+
+/// An HTTP error answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    /// 400.
+    #[error("{0}")]
+    BadRequest(String),
+    /// 403.
+    #[error("{0}")]
+    Forbidden(String),
+    /// 404 with a body.
+    #[error("{0}")]
+    NotFound(String),
+    /// 413.
+    #[error("{0}")]
+    TooLarge(String),
+    /// 500.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// Shorthand for a 400.
+    pub fn bad(msg: impl Into<String>) -> Self {
+        ApiError::BadRequest(msg.into())
+    }
+}
+
+impl From<BackendError> for ApiError {
+    fn from(e: BackendError) -> Self {
+        match e {
+            BackendError::Rejected(WriteRejected::BadRequest(m)) | BackendError::BadRequest(m) => {
+                ApiError::BadRequest(m)
+            }
+            BackendError::Rejected(WriteRejected::NotFound(m)) | BackendError::NotFound(m) => {
+                ApiError::NotFound(m)
+            }
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let mut resp = (status, self.to_string()).into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        resp
+    }
+}

@@ -1,0 +1,106 @@
+//! Decoding request bodies the way Consul does: JSON keys match case-insensitively
+//! (Go's `encoding/json`), and the agent endpoints also accept snake_case aliases
+//! (`service_id`, `deregister_critical_service_after`, Consul's `lib.TranslateKeys`).
+//!
+//! We canonicalise every key to lower case without underscores before deserialising,
+//! so input DTOs declare their fields in that form (`#[serde(rename = "serviceid")]`).
+//! The keys of user-defined maps (`Meta`, `NodeMeta`, `Header`, `TaggedAddresses`, ...)
+//! are data, not field names, and are left exactly as sent.
+
+use crate::error::ApiError;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+/// Fields whose value is a map with user-chosen keys.
+const USER_MAPS: &[&str] = &[
+    "meta",
+    "nodemeta",
+    "servicemeta",
+    "header",
+    "taggedaddresses",
+    "servicetaggedaddresses",
+    "config",
+    "envoyextensions",
+];
+
+fn canonical(key: &str) -> String {
+    key.chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .flat_map(char::to_lowercase)
+        .collect()
+}
+
+/// Canonicalises keys recursively (see the module docs).
+pub fn normalize(value: Value) -> Value {
+    match value {
+        Value::Object(map) => {
+            let mut out = Map::with_capacity(map.len());
+            for (k, v) in map {
+                let ck = canonical(&k);
+                let v = if USER_MAPS.contains(&ck.as_str()) {
+                    match v {
+                        Value::Object(inner) => Value::Object(
+                            inner
+                                .into_iter()
+                                .map(|(ik, iv)| (ik, normalize(iv)))
+                                .collect(),
+                        ),
+                        other => normalize(other),
+                    }
+                } else {
+                    normalize(v)
+                };
+                // First spelling wins if a body repeats a key in two cases.
+                out.entry(ck).or_insert(v);
+            }
+            Value::Object(out)
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(normalize).collect()),
+        other => other,
+    }
+}
+
+/// Parses a request body into `T` after canonicalising keys. An empty body decodes as
+/// `{}` only when `T` allows it; malformed JSON is Consul's 400 "Request decode failed".
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    let value: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Object(Map::new())
+    } else {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))?
+    };
+    serde_json::from_value(normalize(value))
+        .map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize, Debug)]
+    struct Svc {
+        #[serde(rename = "name")]
+        name: String,
+        #[serde(rename = "enabletagoverride", default)]
+        eto: bool,
+        #[serde(rename = "meta", default)]
+        meta: BTreeMap<String, String>,
+    }
+
+    #[test]
+    fn case_insensitive_and_snake_case() {
+        for body in [
+            r#"{"Name":"web","EnableTagOverride":true,"Meta":{"Foo_Bar":"x"}}"#,
+            r#"{"NAME":"web","enable_tag_override":true,"meta":{"Foo_Bar":"x"}}"#,
+            r#"{"name":"web","enabletagoverride":true,"META":{"Foo_Bar":"x"}}"#,
+        ] {
+            let s: Svc = decode(body.as_bytes()).unwrap();
+            assert_eq!(s.name, "web");
+            assert!(s.eto);
+            assert_eq!(s.meta["Foo_Bar"], "x");
+        }
+        assert!(decode::<Svc>(b"{bad").is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! Consul's HTTP API on axum.
+//!
+//! - [`Backend`]: everything the API needs from the agent it runs in (cluster reads and
+//!   writes forwarded to the servers, and the agent's local state). The only port.
+//! - [`router`]: the `/v1/...` routes. Each handler parses with the shared extractors in
+//!   [`params`] (blocking, consistency, `dc`, token, `filter`), calls the backend, and
+//!   answers through [`reply`] (the `X-Consul-*` headers, `?pretty`).
+//! - [`ApiError`]: the one error type, mapped to Consul's status codes and plain-text bodies.
+//! - [`dto`]: Consul's JSON shapes (PascalCase out; case-insensitive and snake_case in).
+//! - [`filter`]: the `?filter=` expression language (go-bexpr).
+//!
+//! This is the only crate that knows Consul's JSON.
+
+pub mod backend;
+pub mod dto;
+pub mod error;
+pub mod filter;
+pub mod json_in;
+pub mod params;
+pub mod reply;
+mod routes;
+
+pub use backend::{AgentInfo, Backend, BackendError, ClusterStatus, ServiceRegistration};
+pub use error::ApiError;
+pub use routes::{router, serve, HttpConfig};

@@ -1,0 +1,224 @@
+//! The shared request extractors: query flags by presence, blocking and consistency
+//! options, `dc`, the ACL token and `?filter=`. Every handler parses these the same way.
+
+use crate::error::ApiError;
+use crate::filter::Filter;
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use percent_encoding::percent_decode_str;
+use std::time::Duration;
+use tribune_types::model::ops::{Consistency, QueryOptions};
+use tribune_types::parse_go_duration;
+
+/// Consul's `default_query_time`: the wait when `?index` is given without `?wait`.
+pub const DEFAULT_QUERY_TIME: Duration = Duration::from_secs(300);
+/// Consul's `max_query_time`: longer waits are clamped.
+pub const MAX_QUERY_TIME: Duration = Duration::from_secs(600);
+
+/// The decoded query string. Flags count by presence, whatever their value
+/// (`?recurse`, `?recurse=`, `?keys=True` are all "set"), as in Consul.
+#[derive(Debug, Clone, Default)]
+pub struct Params {
+    pairs: Vec<(String, String)>,
+    raw: String,
+    /// The request's ACL token (`X-Consul-Token`, `Authorization: Bearer`, `?token=`).
+    /// Carried to the one authorization point; ignored while ACLs are disabled.
+    pub token: Option<String>,
+}
+
+fn decode(s: &str) -> String {
+    let s = s.replace('+', " ");
+    percent_decode_str(&s).decode_utf8_lossy().into_owned()
+}
+
+impl Params {
+    /// Parses a raw query string.
+    pub fn parse(query: Option<&str>) -> Self {
+        let pairs = query
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((k, v)) => (decode(k), decode(v)),
+                None => (decode(p), String::new()),
+            })
+            .collect();
+        Params {
+            pairs,
+            raw: query.unwrap_or("").to_owned(),
+            token: None,
+        }
+    }
+
+    /// The raw query string (Consul quotes it in some error messages).
+    pub fn raw(&self) -> String {
+        self.raw.clone()
+    }
+
+    /// Whether the parameter appears at all.
+    pub fn has(&self, name: &str) -> bool {
+        self.pairs.iter().any(|(k, _)| k == name)
+    }
+
+    /// The first value of a parameter.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of a repeated parameter.
+    pub fn all(&self, name: &str) -> Vec<&str> {
+        self.pairs
+            .iter()
+            .filter(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// A u64 parameter; `what` names it in the 400 error.
+    pub fn u64(&self, name: &str, what: &str) -> Result<Option<u64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) => v
+                .parse()
+                .map(Some)
+                .map_err(|_| ApiError::bad(format!("Invalid {what}: {v:?}"))),
+        }
+    }
+
+    /// `?node-meta=key:value` pairs (repeatable).
+    pub fn node_meta(&self) -> Vec<(String, String)> {
+        self.all("node-meta")
+            .into_iter()
+            .map(|kv| match kv.split_once(':') {
+                Some((k, v)) => (k.to_owned(), v.to_owned()),
+                None => (kv.to_owned(), String::new()),
+            })
+            .collect()
+    }
+
+    /// Whether `?pretty` was given.
+    pub fn pretty(&self) -> bool {
+        self.has("pretty")
+    }
+
+    /// The parsed `?filter=` expression, if any.
+    pub fn filter(&self) -> Result<Option<Filter>, ApiError> {
+        match self.get("filter") {
+            None | Some("") => Ok(None),
+            Some(expr) => Filter::parse(expr).map(Some).map_err(|e| {
+                ApiError::bad(format!(
+                    "Failed to create boolean expression evaluator: {e}"
+                ))
+            }),
+        }
+    }
+
+    /// Blocking and consistency options. `?wait` defaults to 5 minutes, is clamped to
+    /// 10, and gets up to wait/16 of random jitter so that many watchers of one index
+    /// do not all return at the same instant (Consul's `jitterFraction`).
+    pub fn query_options(&self) -> Result<QueryOptions, ApiError> {
+        let min_index = self.u64("index", "index")?.unwrap_or(0);
+        let stale = self.has("stale");
+        let consistent = self.has("consistent");
+        if stale && consistent {
+            return Err(ApiError::bad(
+                "Cannot specify ?stale with ?consistent, conflicting semantics.",
+            ));
+        }
+        let mut wait = match self.get("wait") {
+            None => DEFAULT_QUERY_TIME,
+            Some(w) => parse_go_duration(w)
+                .map_err(|_| ApiError::bad(format!("Invalid wait time: {w:?}")))?,
+        };
+        if wait > MAX_QUERY_TIME || wait.is_zero() {
+            wait = if wait.is_zero() {
+                DEFAULT_QUERY_TIME
+            } else {
+                MAX_QUERY_TIME
+            };
+        }
+        if min_index > 0 {
+            let jitter_max = wait.as_nanos() as u64 / 16;
+            if jitter_max > 0 {
+                wait += Duration::from_nanos(rand::random::<u64>() % jitter_max);
+            }
+        }
+        Ok(QueryOptions {
+            min_index,
+            max_wait: wait,
+            consistency: if stale {
+                Consistency::Stale
+            } else if consistent {
+                Consistency::Consistent
+            } else {
+                Consistency::Default
+            },
+        })
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let mut p = Params::parse(parts.uri.query());
+        let header_token = parts
+            .headers
+            .get("x-consul-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let bearer = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|v| v.trim().to_owned());
+        p.token = header_token
+            .or(bearer)
+            .or_else(|| p.get("token").map(str::to_owned));
+        Ok(p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_by_presence_and_decoding() {
+        let p = Params::parse(Some(
+            "recurse&keys=True&stale=&tag=a&tag=b%2Fc&filter=Service+%3D%3D+%22x%22",
+        ));
+        assert!(p.has("recurse") && p.has("keys") && p.has("stale"));
+        assert_eq!(p.all("tag"), ["a", "b/c"]);
+        assert_eq!(p.get("filter"), Some("Service == \"x\""));
+    }
+
+    #[test]
+    fn query_options() {
+        let o = Params::parse(Some("index=5&wait=20ms"))
+            .query_options()
+            .unwrap();
+        assert_eq!(o.min_index, 5);
+        assert!(o.max_wait >= Duration::from_millis(20) && o.max_wait <= Duration::from_millis(22));
+        let o = Params::parse(Some("index=5&wait=1h"))
+            .query_options()
+            .unwrap();
+        assert!(o.max_wait >= MAX_QUERY_TIME && o.max_wait <= MAX_QUERY_TIME + MAX_QUERY_TIME / 16);
+        assert_eq!(
+            Params::parse(Some("stale"))
+                .query_options()
+                .unwrap()
+                .consistency,
+            Consistency::Stale
+        );
+        assert!(Params::parse(Some("stale&consistent"))
+            .query_options()
+            .is_err());
+        assert!(Params::parse(Some("index=x")).query_options().is_err());
+        assert!(Params::parse(Some("wait=forever")).query_options().is_err());
+    }
+}

@@ -1,0 +1,146 @@
+//! The `/v1` router and the helpers every handler shares.
+
+mod agent;
+mod catalog;
+mod config;
+mod connect;
+mod health;
+mod kv;
+mod status;
+
+use crate::backend::Backend;
+use crate::error::ApiError;
+use crate::filter::Filter;
+use crate::params::Params;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use serde::Serialize;
+use serde_json::Value;
+use std::future::Future;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tribune_types::model::ops::{QueryMeta, ReadRequest, ReadResult};
+
+/// HTTP-level limits and settings.
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    /// `limits.kv_max_value_size`.
+    pub kv_max_value_size: usize,
+    /// `limits.txn_max_req_len`.
+    pub txn_max_req_len: usize,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            kv_max_value_size: 512 * 1024,
+            txn_max_req_len: 512 * 1024,
+        }
+    }
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) config: Arc<HttpConfig>,
+}
+
+/// Builds the `/v1` router over `backend`.
+pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
+    // Bodies are size-checked by each handler against Consul's limits (to answer 413
+    // with Consul's text); this outer cap only bounds memory.
+    let cap = config.kv_max_value_size.max(config.txn_max_req_len) * 4 + 64 * 1024;
+    let state = AppState {
+        backend,
+        config: Arc::new(config),
+    };
+    Router::new()
+        .merge(kv::routes())
+        .merge(catalog::routes())
+        .merge(health::routes())
+        .merge(status::routes())
+        .merge(config::routes())
+        .merge(connect::routes())
+        .merge(agent::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(cap))
+        .with_state(state)
+}
+
+async fn not_found(uri: Uri) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        format!("404 page not found: {}", uri.path()),
+    )
+        .into_response()
+}
+
+/// Serves `router` on an already-bound listener until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+impl AppState {
+    /// Rejects a `?dc=` other than ours: the one datacenter-forwarding point. Until WAN
+    /// federation exists every other datacenter is unreachable.
+    pub(crate) fn check_dc(&self, p: &Params) -> Result<(), ApiError> {
+        match p.get("dc") {
+            Some(dc) if !dc.is_empty() && dc != self.backend.agent_info().datacenter => {
+                Err(ApiError::Internal("No path to datacenter".into()))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Runs a (possibly blocking) read with the request's query options.
+    pub(crate) async fn read(
+        &self,
+        p: &Params,
+        req: ReadRequest,
+    ) -> Result<(ReadResult, QueryMeta), ApiError> {
+        self.check_dc(p)?;
+        let opts = p.query_options()?;
+        Ok(self.backend.read(req, opts).await?)
+    }
+}
+
+/// Applies `?filter=` to rendered rows. The filter runs over each row's JSON, so the
+/// selectors are exactly Consul's field names.
+pub(crate) fn apply_filter<T: Serialize>(
+    rows: Vec<T>,
+    filter: Option<&Filter>,
+) -> Result<Vec<Value>, ApiError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let v = serde_json::to_value(&row).map_err(|e| ApiError::Internal(e.to_string()))?;
+        let keep = match filter {
+            None => true,
+            Some(f) => f
+                .matches(&v)
+                .map_err(|e| ApiError::bad(format!("Failed to evaluate filter: {e}")))?,
+        };
+        if keep {
+            out.push(v);
+        }
+    }
+    Ok(out)
+}
+
+/// The body of a write that answers Consul's literal `true`/`false`.
+pub(crate) fn bool_reply(ok: bool) -> Response {
+    crate::reply::json(&ok, false)
+}
+
+/// An unexpected result variant: a bug between backend and handler, not bad input.
+pub(crate) fn mismatch(what: &str) -> ApiError {
+    ApiError::Internal(format!("internal error: unexpected result for {what}"))
+}

@@ -1,0 +1,67 @@
+//! Agent operations: `PUT /v1/agent/maintenance`, `/join/{addr}`, `/leave`,
+//! `/force-leave/{node}`, `/reload` and `/token/{name}`. All answer 200 with an empty
+//! body on success, like Consul's handlers that return `nil`.
+
+use super::{enable_param, ok_empty, path_id, AppState};
+use crate::error::ApiError;
+use crate::params::Params;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+/// `PUT /v1/agent/maintenance?enable=<bool>[&reason=]`: node maintenance mode.
+pub(super) async fn node_maintenance(
+    State(st): State<AppState>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let enable = enable_param(&p)?;
+    let reason = p.get("reason").unwrap_or("").to_owned();
+    st.backend.set_maintenance(None, enable, reason).await?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/join/{addr}[?wan=1]`.
+pub(super) async fn join(
+    State(st): State<AppState>,
+    addr: Option<Path<String>>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    // Consul tests `wan` by value, not presence.
+    let wan = p.get("wan").is_some_and(|v| !v.is_empty());
+    st.backend.join(&path_id(addr), wan).await?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/leave`: leave gracefully; the backend then stops the agent.
+pub(super) async fn leave(State(st): State<AppState>) -> Result<Response, ApiError> {
+    st.backend.leave().await?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/reload`.
+pub(super) async fn reload(State(st): State<AppState>) -> Result<Response, ApiError> {
+    st.backend.reload().await?;
+    Ok(ok_empty())
+}
+
+/// `PUT /v1/agent/force-leave/{node}[?prune][&wan]`.
+///
+/// The backend has no force-leave operation yet, so this is an honest 500 rather than a
+/// success that did nothing.
+pub(super) async fn force_leave(node: Option<Path<String>>) -> Result<Response, ApiError> {
+    let node = path_id(node);
+    Err(ApiError::Internal(format!(
+        "force-leave of node {node:?} is not supported by this agent yet"
+    )))
+}
+
+/// `PUT /v1/agent/token/{name}`: with ACLs disabled (always, for now) Consul answers 401
+/// "ACL support disabled" before looking at the body or the name.
+pub(super) async fn token() -> Response {
+    let mut resp = (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}

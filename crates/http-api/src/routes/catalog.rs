@@ -1,0 +1,245 @@
+//! `/v1/catalog/*`: register, deregister, datacenters, nodes, services, service/{name},
+//! node/{node}, node-services/{node}.
+
+use super::{apply_filter, bool_reply, mismatch, AppState};
+use crate::dto::input::{CatalogDeregisterIn, CatalogRegisterIn};
+use crate::dto::output::{AgentServiceOut, CatalogServiceOut, NodeOut};
+use crate::error::ApiError;
+use crate::json_in::decode;
+use crate::params::Params;
+use crate::reply;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::response::Response;
+use axum::routing::{get, put};
+use axum::Router;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+use tribune_types::model::ops::{Deregistration, ReadRequest, ReadResult, WriteRequest};
+use tribune_types::model::{Node, Service};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/catalog/register", put(register))
+        .route("/v1/catalog/deregister", put(deregister))
+        .route("/v1/catalog/datacenters", get(datacenters))
+        .route("/v1/catalog/nodes", get(nodes))
+        .route("/v1/catalog/services", get(services))
+        .route("/v1/catalog/service/{*name}", get(service))
+        .route("/v1/catalog/node/{*node}", get(node))
+        .route("/v1/catalog/node-services/{*node}", get(node_services))
+}
+
+async fn register(
+    State(st): State<AppState>,
+    p: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    st.check_dc(&p)?;
+    let input: CatalogRegisterIn = decode(&body)?;
+    let reg = input.to_registration(&st.backend.agent_info().datacenter)?;
+    st.backend.write(WriteRequest::Register(reg)).await?;
+    Ok(bool_reply(true))
+}
+
+async fn deregister(
+    State(st): State<AppState>,
+    p: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    st.check_dc(&p)?;
+    let input: CatalogDeregisterIn = decode(&body)?;
+    if input.node.is_empty() {
+        return Err(ApiError::bad("Must provide node"));
+    }
+    let d = Deregistration {
+        node: input.node.into(),
+        service_id: (!input.serviceid.is_empty()).then(|| input.serviceid.into()),
+        check_id: (!input.checkid.is_empty()).then(|| input.checkid.into()),
+    };
+    st.backend.write(WriteRequest::Deregister(d)).await?;
+    Ok(bool_reply(true))
+}
+
+async fn datacenters(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    Ok(reply::json(
+        &[st.backend.agent_info().datacenter],
+        p.pretty(),
+    ))
+}
+
+/// `?node-meta=k:v` (repeatable, all must match).
+pub(super) fn node_meta_matches(p: &Params, node: &Node) -> bool {
+    p.node_meta()
+        .iter()
+        .all(|(k, v)| node.meta.get(k).is_some_and(|nv| nv == v))
+}
+
+/// `?near=`: with real coordinates this sorts by RTT; until coordinates exist the named
+/// node (`_agent` = this agent's node) comes first and the rest keep their order.
+pub(super) fn near_first<T>(
+    st: &AppState,
+    p: &Params,
+    rows: &mut [T],
+    node_of: impl Fn(&T) -> &str,
+) {
+    let Some(near) = p.get("near").filter(|n| !n.is_empty()) else {
+        return;
+    };
+    let target = if near == "_agent" {
+        st.backend.agent_info().node_name
+    } else {
+        near.to_owned()
+    };
+    if let Some(pos) = rows.iter().position(|r| node_of(r) == target) {
+        rows[..=pos].rotate_right(1);
+    }
+}
+
+async fn nodes(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let filter = p.filter()?;
+    let (res, meta) = st.read(&p, ReadRequest::CatalogNodes).await?;
+    let ReadResult::Nodes(mut nodes) = res else {
+        return Err(mismatch("catalog nodes"));
+    };
+    nodes.retain(|n| node_meta_matches(&p, n));
+    near_first(&st, &p, &mut nodes, |n| n.node.as_str());
+    let rows: Vec<NodeOut> = nodes.iter().map(NodeOut::from).collect();
+    Ok(reply::json_meta(
+        &apply_filter(rows, filter.as_ref())?,
+        &meta,
+        p.pretty(),
+    ))
+}
+
+async fn services(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let filter = p.filter()?;
+    let needs_instances = filter.is_some() || !p.node_meta().is_empty();
+    if !needs_instances {
+        let (res, meta) = st.read(&p, ReadRequest::CatalogServices).await?;
+        let ReadResult::Services(list) = res else {
+            return Err(mismatch("catalog services"));
+        };
+        let map: Map<String, Value> = list.into_iter().map(|(k, v)| (k, json!(v))).collect();
+        return Ok(reply::json_meta(&map, &meta, p.pretty()));
+    }
+    // Filtering by node metadata or `?filter=` works on service instances (Consul
+    // filters `ServiceNode` rows), so gather every instance first.
+    let (res, meta) = st.read(&p, ReadRequest::CatalogServices).await?;
+    let ReadResult::Services(list) = res else {
+        return Err(mismatch("catalog services"));
+    };
+    let stale = tribune_types::model::ops::QueryOptions {
+        consistency: tribune_types::model::ops::Consistency::Stale,
+        ..Default::default()
+    };
+    let mut map: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for (name, _) in list {
+        let (res, _) = st
+            .backend
+            .read(
+                ReadRequest::CatalogService {
+                    service: name.clone(),
+                },
+                stale,
+            )
+            .await?;
+        let ReadResult::ServiceInstances(inst) = res else {
+            return Err(mismatch("catalog service"));
+        };
+        let rows: Vec<CatalogServiceOut> = inst
+            .iter()
+            .filter(|i| node_meta_matches(&p, &i.node))
+            .map(|i| CatalogServiceOut::new(&i.node, &i.service))
+            .collect();
+        for row in apply_filter(rows, filter.as_ref())? {
+            let tags = map.entry(name.clone()).or_default();
+            if let Some(Value::Array(ts)) = row.get("ServiceTags") {
+                for t in ts.iter().filter_map(Value::as_str) {
+                    if !tags.iter().any(|x| x == t) {
+                        tags.push(t.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    Ok(reply::json_meta(&map, &meta, p.pretty()))
+}
+
+/// `?tag=` (repeatable): an instance must carry every tag.
+pub(super) fn has_tags(p: &Params, s: &Service) -> bool {
+    p.all("tag").iter().all(|t| s.tags.iter().any(|st| st == t))
+}
+
+async fn service(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let filter = p.filter()?;
+    let (res, meta) = st
+        .read(&p, ReadRequest::CatalogService { service: name })
+        .await?;
+    let ReadResult::ServiceInstances(mut inst) = res else {
+        return Err(mismatch("catalog service"));
+    };
+    inst.retain(|i| has_tags(&p, &i.service) && node_meta_matches(&p, &i.node));
+    near_first(&st, &p, &mut inst, |i| i.node.node.as_str());
+    let rows: Vec<CatalogServiceOut> = inst
+        .iter()
+        .map(|i| CatalogServiceOut::new(&i.node, &i.service))
+        .collect();
+    Ok(reply::json_meta(
+        &apply_filter(rows, filter.as_ref())?,
+        &meta,
+        p.pretty(),
+    ))
+}
+
+async fn node(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let filter = p.filter()?;
+    let (res, meta) = st
+        .read(&p, ReadRequest::CatalogNode { node: node.into() })
+        .await?;
+    let ReadResult::NodeServices(found) = res else {
+        return Err(mismatch("catalog node"));
+    };
+    // An unknown node is `null` with 200, as Consul answers.
+    let Some((node, services)) = found else {
+        return Ok(reply::json_meta(&Value::Null, &meta, p.pretty()));
+    };
+    let rows: Vec<AgentServiceOut> = services.iter().map(AgentServiceOut::catalog).collect();
+    let mut map = Map::new();
+    for row in apply_filter(rows, filter.as_ref())? {
+        if let Some(id) = row.get("ID").and_then(Value::as_str) {
+            map.insert(id.to_owned(), row.clone());
+        }
+    }
+    let body = json!({"Node": NodeOut::from(&node), "Services": map});
+    Ok(reply::json_meta(&body, &meta, p.pretty()))
+}
+
+async fn node_services(
+    State(st): State<AppState>,
+    Path(node): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let filter = p.filter()?;
+    let (res, meta) = st
+        .read(&p, ReadRequest::CatalogNode { node: node.into() })
+        .await?;
+    let ReadResult::NodeServices(found) = res else {
+        return Err(mismatch("catalog node-services"));
+    };
+    let Some((node, services)) = found else {
+        return Ok(reply::json_meta(&Value::Null, &meta, p.pretty()));
+    };
+    let rows: Vec<AgentServiceOut> = services.iter().map(AgentServiceOut::catalog).collect();
+    let body =
+        json!({"Node": NodeOut::from(&node), "Services": apply_filter(rows, filter.as_ref())?});
+    Ok(reply::json_meta(&body, &meta, p.pretty()))
+}

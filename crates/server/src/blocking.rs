@@ -1,0 +1,37 @@
+//! The blocking-query loop: answer, and if the index has not passed the client's,
+//! wait on the watch points of exactly what was read, then answer again.
+
+use std::time::Duration;
+use tokio::time::Instant;
+use tribune_state::StateStore;
+use tribune_store::WatchSet;
+use tribune_types::model::ops::{QueryOptions, ReadRequest, ReadResult};
+
+/// Runs `req` per `opts`; returns the result and its raw index.
+pub(crate) async fn run(
+    state: &StateStore,
+    req: &ReadRequest,
+    opts: &QueryOptions,
+) -> (ReadResult, u64) {
+    if opts.min_index == 0 {
+        return state.read(req, None);
+    }
+    let deadline = Instant::now() + opts.max_wait;
+    loop {
+        let mut ws = WatchSet::new();
+        let (res, index) = state.read(req, Some(&mut ws));
+        // Consul returns as soon as the index moved past the client's, and otherwise
+        // waits out the timeout (even when the index went backwards after a restore:
+        // the client then sees the smaller index and resets).
+        if index > opts.min_index {
+            return (res, index);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left == Duration::ZERO {
+            return (res, index);
+        }
+        if !ws.wait(left).await {
+            return state.read(req, None);
+        }
+    }
+}

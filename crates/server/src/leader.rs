@@ -1,0 +1,163 @@
+//! Leader duties: on gaining leadership, register this server in the catalog (node,
+//! `serfHealth`, the `consul` service) and create the Connect CA root once; while
+//! leading, reap KV tombstones older than the tombstone TTL.
+
+use crate::ca;
+use crate::server::Server;
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tribune_rpc::ServerApi;
+use tribune_state::Command;
+use tribune_types::model::ops::{
+    QueryOptions, ReadRequest, ReadResult, Registration, WriteRequest,
+};
+use tribune_types::model::{Check, Node, Service};
+use tribune_types::HealthStatus;
+
+/// How often the leader samples the raft index for tombstone GC (Consul: 30 s granularity).
+const GC_GRANULARITY: Duration = Duration::from_secs(30);
+
+pub(crate) fn spawn(server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(async move {
+        let mut status = server.raft.subscribe();
+        let mut established_term = 0u64;
+        let mut samples: VecDeque<(Instant, u64)> = VecDeque::new();
+        let mut gc = tokio::time::interval(GC_GRANULARITY);
+        loop {
+            let s = status.borrow().clone();
+            if s.is_leader && s.term != established_term {
+                match establish(&server).await {
+                    Ok(()) => established_term = s.term,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "establishing leadership failed; will retry")
+                    }
+                }
+            }
+            tokio::select! {
+                _ = shutdown.changed() => return,
+                r = status.changed() => if r.is_err() { return },
+                _ = gc.tick() => {
+                    if s.is_leader {
+                        reap_tombstones(&server, &mut samples).await;
+                    } else {
+                        samples.clear();
+                    }
+                    // Retry a failed establish on the next tick.
+                    if s.is_leader && established_term != s.term {
+                        continue;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The node, `serfHealth` check and `consul` service of this server.
+fn self_registration(server: &Server) -> Registration {
+    let c = &server.config;
+    let addr = c.advertise_addr.clone();
+    let tagged = [
+        ("lan", &addr),
+        ("lan_ipv4", &addr),
+        ("wan", &addr),
+        ("wan_ipv4", &addr),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.clone()))
+    .collect();
+    let mut meta = c.node_meta.clone();
+    meta.insert("consul-network-segment".into(), String::new());
+    meta.insert("consul-version".into(), c.version.clone());
+    let service_meta = [
+        ("raft_version", "3"),
+        ("serf_protocol_current", "2"),
+        ("serf_protocol_min", "1"),
+        ("serf_protocol_max", "5"),
+        ("version", c.version.as_str()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    Registration {
+        node: Node {
+            id: c.node_id.clone(),
+            node: c.node_name.clone().into(),
+            address: addr,
+            datacenter: c.datacenter.clone(),
+            tagged_addresses: tagged,
+            meta,
+            raft: Default::default(),
+        },
+        service: Some(Service {
+            id: "consul".into(),
+            service: "consul".into(),
+            port: c.rpc_addr.port(),
+            meta: service_meta,
+            ..Default::default()
+        }),
+        checks: vec![Check {
+            check_id: "serfHealth".into(),
+            name: "Serf Health Status".into(),
+            status: HealthStatus::Passing,
+            output: "Agent alive and reachable".into(),
+            check_type: "serf".into(),
+            ..Default::default()
+        }],
+        skip_node_update: false,
+    }
+}
+
+async fn establish(server: &Arc<Server>) -> Result<(), tribune_rpc::RpcError> {
+    server
+        .propose(WriteRequest::Register(self_registration(server)))
+        .await?;
+    if server.config.connect_enabled {
+        let opts = QueryOptions {
+            consistency: tribune_types::model::ops::Consistency::Stale,
+            ..Default::default()
+        };
+        let (roots, _) = server.read(ReadRequest::CaRoots, opts).await?;
+        if matches!(roots, ReadResult::CaRoots(ref r) if r.is_empty()) {
+            let cluster_id = server
+                .config
+                .ca_cluster_id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            match ca::generate_root(&cluster_id) {
+                Ok(root) => {
+                    server
+                        .propose(WriteRequest::CaSetRoots { roots: vec![root] })
+                        .await?;
+                }
+                Err(e) => tracing::error!(error = %e, "cannot create the Connect CA root"),
+            }
+        }
+    }
+    tracing::info!(node = %server.config.node_name, "cluster leadership established");
+    Ok(())
+}
+
+/// Samples the applied index every tick; reaps tombstones whose sample is older than
+/// the tombstone TTL (Consul's TombstoneGC, which also works in 30 s buckets).
+async fn reap_tombstones(server: &Arc<Server>, samples: &mut VecDeque<(Instant, u64)>) {
+    let now = Instant::now();
+    samples.push_back((now, server.state.last_index()));
+    let mut upto = None;
+    while let Some((t, idx)) = samples.front() {
+        if now.duration_since(*t) >= server.config.tombstone_ttl {
+            upto = Some(*idx);
+            samples.pop_front();
+        } else {
+            break;
+        }
+    }
+    if let Some(index) = upto {
+        let cmd = Command::ReapTombstones { index };
+        if let Err(e) = server.raft.propose(cmd.encode()).await {
+            tracing::debug!(error = %e, "tombstone reap not proposed");
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//! `cargo xtask …`: Tribune's automation.
+//!
+//! - `dev [agent flags…]`: install/check prerequisites, then run `tribune agent -dev`.
+//! - `test`: prerequisites, build, the real-client suites (`compat`), then every
+//!   `cargo test` in the workspace. This is the README's test command and what
+//!   `.ci/run` calls.
+//! - `tidy`: house rules (also run as a `#[test]`, see [`tidy`]).
+//! - `compat go|py|all`: the Go `api` package's and py-consul's own test suites.
+//! - `prereqs`: install or check the system packages the build needs.
+
+mod compat;
+mod prereqs;
+mod tidy;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(project_root());
+    c
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().with_context(|| format!("running {cmd:?}"))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let rest = args.get(1..).unwrap_or(&[]);
+    match args.first().map(String::as_str) {
+        Some("dev") => {
+            prereqs::ensure()?;
+            run(cargo()
+                .args(["run", "--quiet", "-p", "tribune", "--", "agent", "-dev"])
+                .args(rest))
+        }
+        Some("test") => {
+            prereqs::ensure()?;
+            run(cargo().args(["build", "-p", "tribune"]))?;
+            // The real clients' suites first: their summaries are results, and the
+            // closing lines of this command are cargo test's.
+            compat::run(&["all".to_owned()])?;
+            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+        }
+        Some("compat") => compat::run(rest),
+        Some("tidy") => {
+            let problems = tidy::check(&project_root())?;
+            for p in &problems {
+                eprintln!("{p}");
+            }
+            if problems.is_empty() {
+                println!("tidy: ok");
+                Ok(())
+            } else {
+                bail!("tidy: {} problem(s)", problems.len())
+            }
+        }
+        Some("prereqs") => prereqs::ensure(),
+        _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|prereqs>"),
+    }
+}
