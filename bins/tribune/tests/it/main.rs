@@ -1,0 +1,5 @@
+//! Real-binary tests: `tribune` processes on loopback with their own data dirs.
+
+mod cli;
+mod durability;
+mod support;

@@ -1,0 +1,119 @@
+//! Starting `tribune agent` processes on free loopback ports and waiting for them.
+
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+/// The binary under test.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_tribune"))
+}
+
+/// A free TCP port on 127.0.0.1 (bound, then released, like sdk/freeport).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// A running agent process.
+pub struct Agent {
+    pub child: Child,
+    pub http: String,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Agent {
+    /// Starts a durable single server on `data_dir` with extra JSON config, and waits
+    /// until it reports its listeners.
+    pub fn start(data_dir: &Path, extra: serde_json::Value) -> Result<Agent> {
+        let http = free_port();
+        let mut cfg = serde_json::json!({
+            "ports": {"http": http, "server": free_port(), "dns": -1, "grpc": -1,
+                      "serf_lan": free_port(), "serf_wan": free_port()},
+            "performance": {"raft_multiplier": 1},
+        });
+        if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
+            for (k, v) in e {
+                c.insert(k.clone(), v.clone());
+            }
+        }
+        std::fs::create_dir_all(data_dir)?;
+        let cfg_path = data_dir.with_extension("json");
+        std::fs::write(&cfg_path, cfg.to_string())?;
+        let mut child = Command::new(bin())
+            .args([
+                "agent",
+                "-server",
+                "-bootstrap",
+                "-node=n1",
+                "-bind=127.0.0.1",
+                "-client=127.0.0.1",
+            ])
+            .arg(format!("-data-dir={}", data_dir.display()))
+            .arg(format!("-config-file={}", cfg_path.display()))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawning tribune")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(|l| l.ok()) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut agent = Agent {
+            child,
+            http: format!("http://127.0.0.1:{http}"),
+            lines,
+        };
+        agent.wait_for_line("HTTP API:", Duration::from_secs(30))?;
+        Ok(agent)
+    }
+
+    /// Waits for an output line containing `needle`.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return Ok(line),
+                Ok(_) => {}
+                Err(_) => bail!("agent did not print {needle:?} within {timeout:?}"),
+            }
+        }
+    }
+
+    /// `kill -9`.
+    pub fn kill9(mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
+    }
+
+    /// SIGINT and wait for a clean exit.
+    pub fn interrupt(mut self) -> Result<std::process::ExitStatus> {
+        // `kill -INT` rather than libc: the workspace forbids unsafe code.
+        let status = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status()?;
+        if !status.success() {
+            bail!("kill -INT failed");
+        }
+        Ok(self.child.wait()?)
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
