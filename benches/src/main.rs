@@ -1,2 +1,32 @@
-//! Benchmarks.
-fn main() {}
+//! `tribune-benches`: workload benchmarks, normally started by `cargo xtask bench`.
+//!
+//! - `kv [options]`: the KV benchmark (raw fdatasync, Tribune, etcd, a bare hyper
+//!   server), printed as a table with the ratios the performance targets are stated
+//!   in. See `BENCHMARKS.md` at the repository root for what it measures and why.
+//! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
+//!   runs in its own process as the HTTP ceiling.
+
+mod driver;
+mod etcd;
+mod fsync;
+mod hello;
+mod http;
+mod kv;
+mod procs;
+mod report;
+mod sys;
+mod tribune;
+
+use anyhow::{bail, Result};
+
+fn main() -> Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("kv") => kv::run(&args[1..]),
+        Some("hello-server") => hello::main(&args[1..]),
+        _ => {
+            eprint!("{}", kv::USAGE);
+            bail!("usage: tribune-benches kv [options]")
+        }
+    }
+}

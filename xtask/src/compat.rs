@@ -86,8 +86,14 @@ pub fn run(args: &[String]) -> Result<()> {
         "all" => {
             // Run both even if the first cannot; report harness errors at the end.
             let go = run_go(&ctx, &opts);
+            if let Err(e) = &go {
+                println!("go-api: harness error: {e:#}");
+            }
             println!();
             let py = run_py(&ctx, &opts);
+            if let Err(e) = &py {
+                println!("py-consul: harness error: {e:#}");
+            }
             match (go, py) {
                 (Ok(a), Ok(b)) => a + b,
                 (Err(e), Ok(_)) | (Ok(_), Err(e)) => return Err(e),
@@ -526,7 +532,11 @@ fn run_go(ctx: &Ctx, opts: &Opts) -> Result<usize> {
                 notes.push("panicked".to_string());
             }
             if let Some(subs) = state.failed_subtests.get(base) {
-                notes.push(subs.join(", "));
+                let short: Vec<&str> = subs
+                    .iter()
+                    .map(|s| s.strip_prefix(base).unwrap_or(s).trim_start_matches('/'))
+                    .collect();
+                notes.push(short.join(", "));
             }
             if notes.is_empty() {
                 println!("  {name}");

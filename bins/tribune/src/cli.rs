@@ -4,9 +4,9 @@
 //! prints what Consul prints, byte for byte where scripts are known to depend on it
 //! (`Success! Data written to: foo`, `Error! No key exists at: foo`, the `members`
 //! table). Flags follow Go's `flag` package ([`tribune_types::goflag`]); the HTTP
-//! flags and `CONSUL_HTTP_*` variables are shared by all commands (see [`http`]).
+//! flags and `CONSUL_HTTP_*` variables are shared by all commands (module `http`).
 //!
-//! A command runs against a [`Ctx`] that supplies environment variables and stdin and
+//! A command runs against a `Ctx` that supplies environment variables and stdin and
 //! collects stdout/stderr, so tests can drive commands without touching the process.
 
 mod catalog;

@@ -241,16 +241,7 @@ impl Agent {
                     "CheckID \"{id}\" does not have associated TTL"
                 )));
             };
-            let max = c.def.output_max_size.max(1) as usize;
-            let mut output = output;
-            if output.len() > max {
-                let mut cut = max;
-                while !output.is_char_boundary(cut) {
-                    cut -= 1;
-                }
-                output.truncate(cut);
-                output.push_str(&format!(" ... (captured {max} of {} bytes)", output.len()));
-            }
+            // The HTTP layer already cut the output to the check's OutputMaxSize.
             c.ttl_deadline = Some(Instant::now() + ttl);
             let changed = c.check.status != status || c.check.output != output;
             c.check.status = status;

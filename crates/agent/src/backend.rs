@@ -173,6 +173,18 @@ impl Backend for Agent {
         )))
     }
 
+    async fn force_leave(&self, node: &str, _prune: bool, _wan: bool) -> Result<(), BackendError> {
+        // The member list is this agent alone until gossip exists. Forcing an alive
+        // member to leave is a no-op in Serf, so naming ourselves succeeds as in Consul.
+        if node == self.cfg.node_name {
+            Ok(())
+        } else {
+            Err(BackendError::Unavailable(format!(
+                "agent: No node found with name '{node}'"
+            )))
+        }
+    }
+
     fn local_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
     }

@@ -142,6 +142,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn reload(&self) -> Result<(), BackendError>;
     /// Joins a gossip pool through `addr`.
     async fn join(&self, addr: &str, wan: bool) -> Result<(), BackendError>;
+    /// Forces a failed member into the `left` state (`prune`: forget it entirely).
+    async fn force_leave(&self, node: &str, prune: bool, wan: bool) -> Result<(), BackendError>;
     /// A receiver whose value changes whenever local services or checks change, for
     /// hash-based blocking on agent endpoints. The value itself is meaningless.
     fn local_changes(&self) -> tokio::sync::watch::Receiver<u64>;

@@ -23,7 +23,13 @@ const USER_MAPS: &[&str] = &[
     "envoyextensions",
 ];
 
-fn canonical(key: &str) -> String {
+/// Fields kept exactly as sent: opaque blocks stored as JSON text and echoed back, so
+/// `Proxy.DestinationServiceName` must keep its spelling. Code that reads inside them
+/// looks keys up with [`canonical`] comparison.
+const RAW_FIELDS: &[&str] = &["proxy", "connect", "locality"];
+
+/// A key's canonical form: lower case, without `_` and `-`.
+pub fn canonical(key: &str) -> String {
     key.chars()
         .filter(|c| *c != '_' && *c != '-')
         .flat_map(char::to_lowercase)
@@ -37,7 +43,9 @@ pub fn normalize(value: Value) -> Value {
             let mut out = Map::with_capacity(map.len());
             for (k, v) in map {
                 let ck = canonical(&k);
-                let v = if USER_MAPS.contains(&ck.as_str()) {
+                let v = if RAW_FIELDS.contains(&ck.as_str()) {
+                    v
+                } else if USER_MAPS.contains(&ck.as_str()) {
                     match v {
                         Value::Object(inner) => Value::Object(
                             inner
@@ -91,6 +99,8 @@ mod tests {
 
     #[test]
     fn case_insensitive_and_snake_case() {
+        let v = normalize(serde_json::json!({"Proxy": {"DestinationServiceName": "x"}}));
+        assert_eq!(v["proxy"]["DestinationServiceName"], "x");
         for body in [
             r#"{"Name":"web","EnableTagOverride":true,"Meta":{"Foo_Bar":"x"}}"#,
             r#"{"NAME":"web","enable_tag_override":true,"meta":{"Foo_Bar":"x"}}"#,

@@ -176,13 +176,18 @@ class AgentProcess:
         self._log = open(self.log_path, "wb")  # pylint: disable=consider-using-with
         self._log.write(("# " + " ".join(self.args) + "\n").encode())
         self._log.flush()
-        self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
-            self.args,
-            stdin=subprocess.DEVNULL,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            cwd=self.tmpdir,
-        )
+        try:
+            self.proc = subprocess.Popen(  # pylint: disable=consider-using-with
+                self.args,
+                stdin=subprocess.DEVNULL,
+                stdout=self._log,
+                stderr=subprocess.STDOUT,
+                cwd=self.tmpdir,
+            )
+        except OSError:
+            self._log.close()
+            shutil.rmtree(self.tmpdir, ignore_errors=True)
+            raise
 
     def exited(self) -> bool:
         return self.proc.poll() is not None

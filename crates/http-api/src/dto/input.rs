@@ -429,7 +429,12 @@ impl ServiceIn {
             } else {
                 format!("service:{service_id}")
             };
+            // Consul names an unnamed-ID service check `service:<id>[:n]` even when it has
+            // a Name; only an explicit ID or CheckID overrides that.
             let mut def = c.to_definition(&default_id)?;
+            if c.id.is_empty() && c.checkid.is_empty() {
+                def.id = default_id.clone().into();
+            }
             if c.name.is_empty() {
                 def.name = format!("Service '{}' check", self.effective_name());
             }

@@ -5,7 +5,7 @@
 //! serf's `Member` JSON and `debug.CollectHostInfo`.
 
 use super::{filter_for, AppState};
-use crate::backend::AgentInfo;
+use crate::backend::{AgentInfo, ClusterStatus};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
@@ -133,8 +133,14 @@ pub(super) async fn agent_self(
     p: Params,
 ) -> Result<Response, ApiError> {
     let info = st.backend.agent_info();
-    // Stats are informational: an unreachable leader must not fail the whole answer.
-    let status = st.backend.status().await.unwrap_or_default();
+    // Only servers report the leader in `Stats` (on a client `status()` is a forwarded
+    // RPC we need not wait for), and Stats are informational: a failed lookup must not
+    // fail the whole answer.
+    let status = if info.server {
+        st.backend.status().await.unwrap_or_default()
+    } else {
+        ClusterStatus::default()
+    };
     let primary = if info.primary_datacenter.is_empty() {
         info.datacenter.clone()
     } else {

@@ -44,15 +44,17 @@ pub(super) async fn reload(State(st): State<AppState>) -> Result<Response, ApiEr
     Ok(ok_empty())
 }
 
-/// `PUT /v1/agent/force-leave/{node}[?prune][&wan]`.
-///
-/// The backend has no force-leave operation yet, so this is an honest 500 rather than a
-/// success that did nothing.
-pub(super) async fn force_leave(node: Option<Path<String>>) -> Result<Response, ApiError> {
+/// `PUT /v1/agent/force-leave/{node}[?prune][&wan]` (`prune` and `wan` by presence).
+pub(super) async fn force_leave(
+    State(st): State<AppState>,
+    node: Option<Path<String>>,
+    p: Params,
+) -> Result<Response, ApiError> {
     let node = path_id(node);
-    Err(ApiError::Internal(format!(
-        "force-leave of node {node:?} is not supported by this agent yet"
-    )))
+    st.backend
+        .force_leave(&node, p.has("prune"), p.has("wan"))
+        .await?;
+    Ok(ok_empty())
 }
 
 /// `PUT /v1/agent/token/{name}`: with ACLs disabled (always, for now) Consul answers 401

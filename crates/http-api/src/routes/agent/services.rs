@@ -24,7 +24,6 @@ use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
 use std::time::Duration;
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tribune_types::model::{CheckDefinition, Service};
 use tribune_types::parse_go_duration;
@@ -111,17 +110,6 @@ pub(super) async fn list(State(st): State<AppState>, p: Params) -> Result<Respon
     ))
 }
 
-/// A subscription to "the agent's local services or checks changed".
-///
-/// The [`crate::Backend`] has no such notification yet, so this is `None` and a
-/// hash-blocking request whose hash still matches sleeps until its deadline and then
-/// answers with fresh state (correct, but a change is seen only at the deadline).
-/// Once the backend offers `fn local_changes(&self) -> watch::Receiver<u64>`, return
-/// `Some(st.backend.local_changes())` here and changes wake waiters immediately.
-fn local_changes(_st: &AppState) -> Option<watch::Receiver<u64>> {
-    None
-}
-
 /// The wait of a hash-blocking query, as Consul's `LocalBlockingQuery` computes it:
 /// `?wait` (default 5 min, at most 10), plus up to wait/16 of random jitter.
 fn hash_wait(p: &Params) -> Result<Duration, ApiError> {
@@ -168,7 +156,10 @@ pub(super) async fn get_one(
     let wait = hash_wait(&p)?;
     let want = p.get("hash").unwrap_or("").to_owned();
     let deadline = (!want.is_empty()).then(|| Instant::now() + wait);
-    let mut changes = local_changes(&st);
+    // Subscribed before the first read: `Backend::local_changes` ticks on every change
+    // to local services or checks, and the hash is recomputed after each tick (ticks
+    // for other services are harmless re-checks).
+    let mut changes = Some(st.backend.local_changes());
     let (hash, out) = loop {
         // Mark the current version seen *before* reading state, so a change that lands
         // between the read and the wait still wakes us.
@@ -186,7 +177,8 @@ pub(super) async fn get_one(
             Some(rx) => {
                 tokio::select! {
                     changed = rx.changed() => {
-                        // The notifier went away (shutdown): wait out the deadline instead.
+                        // The notifier went away (agent shutting down): stop listening
+                        // and wait out the deadline instead of spinning.
                         if changed.is_err() {
                             changes = None;
                         }
@@ -299,13 +291,17 @@ fn check_statuses<'a>(
 const BAD_STATUS: &str = "Status for checks must 'passing', 'warning', 'critical'";
 
 /// Takes `Connect.SidecarService` out of the body: it is registration sugar that Consul
-/// never stores on the parent service. (Bodies are key-normalised by `decode`, so the
-/// key is `sidecarservice` whatever the client wrote.)
+/// never stores on the parent service.
 fn take_sidecar(s: &mut ServiceIn) -> Option<Value> {
     let Some(Value::Object(connect)) = s.connect.as_mut() else {
         return None;
     };
-    let sidecar = connect.remove("sidecarservice").filter(|v| !v.is_null());
+    // `Connect` is kept as sent (see `json_in`), so find the key in any spelling.
+    let key = connect
+        .keys()
+        .find(|k| crate::json_in::canonical(k) == "sidecarservice")
+        .cloned()?;
+    let sidecar = connect.remove(&key).filter(|v| !v.is_null());
     if connect.is_empty() {
         s.connect = None;
     }
@@ -341,8 +337,8 @@ fn sidecar_registration(
     raw: Value,
     replace_existing_checks: bool,
 ) -> Result<ServiceRegistration, ApiError> {
-    // `raw` is already key-normalised by `decode`, so it deserialises directly.
-    let mut sc: ServiceIn = serde_json::from_value(raw)
+    // `Connect` is kept verbatim by `decode`, so normalise the nested definition here.
+    let mut sc: ServiceIn = serde_json::from_value(crate::json_in::normalize(raw))
         .map_err(|e| ApiError::bad(format!("Invalid SidecarService: {e}")))?;
     let id = format!("{}-sidecar-proxy", parent.id);
     sc.id.clone_from(&id);

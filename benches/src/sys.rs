@@ -1,0 +1,251 @@
+//! What the machine was doing during a measurement: CPU time of the processes
+//! involved, whole-machine CPU use, and the block device's write and flush counts
+//! (from `/proc`). These say where time went without a profiler: a workload whose
+//! processes add up to ~2 cores is CPU-bound, one with many flushes per second and
+//! idle CPUs is waiting on the disk.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+
+/// Linux reports `/proc/<pid>/stat` times in USER_HZ, which is 100 on every
+/// architecture the kernel's ABI allows user space to see.
+const USER_HZ: f64 = 100.0;
+
+/// User + system CPU seconds consumed so far by process `pid` (all its threads).
+pub fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces; everything after the last ')'
+    // is space separated, starting with field 3 (state).
+    let rest = &text[text.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) / USER_HZ)
+}
+
+/// Busy and total jiffies of the whole machine (first line of `/proc/stat`).
+fn machine_jiffies() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?;
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = nums.iter().take(8).sum();
+    // idle + iowait: a CPU waiting for a flush is not doing work.
+    let idle = nums.get(3).copied().unwrap_or(0) + nums.get(4).copied().unwrap_or(0);
+    Some((total - idle, total))
+}
+
+/// Completed writes and flushes of one block device (`/proc/diskstats`).
+#[derive(Clone, Copy, Default)]
+struct DiskCounts {
+    writes: u64,
+    flushes: u64,
+}
+
+/// The block device holding a path, as its `/proc/diskstats` name.
+#[derive(Clone, Debug)]
+pub struct Disk {
+    /// Device name (`vda`, `nvme0n1p2`, ...).
+    pub name: String,
+}
+
+impl Disk {
+    /// The device of the filesystem that holds `path`.
+    pub fn of(path: &Path) -> Result<Disk> {
+        use std::os::unix::fs::MetadataExt;
+        let dev = std::fs::metadata(path)
+            .with_context(|| format!("stat {}", path.display()))?
+            .dev();
+        // glibc's gnu_dev_major/minor encoding of st_dev.
+        let major = ((dev >> 8) & 0xfff) | ((dev >> 32) & !0xfff);
+        let minor = (dev & 0xff) | ((dev >> 12) & !0xff);
+        let text = std::fs::read_to_string("/proc/diskstats").context("reading /proc/diskstats")?;
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.len() > 3 && f[0] == major.to_string() && f[1] == minor.to_string() {
+                return Ok(Disk {
+                    name: f[2].to_owned(),
+                });
+            }
+        }
+        anyhow::bail!("no /proc/diskstats entry for device {major}:{minor}")
+    }
+
+    fn counts(&self) -> DiskCounts {
+        let Ok(text) = std::fs::read_to_string("/proc/diskstats") else {
+            return DiskCounts::default();
+        };
+        for line in text.lines() {
+            let f: Vec<&str> = line.split_whitespace().collect();
+            if f.get(2) == Some(&self.name.as_str()) {
+                let n = |i: usize| f.get(i).and_then(|v| v.parse().ok()).unwrap_or(0);
+                // Field 8 (1-based: 3 + 5) is writes completed; field 18 (kernel
+                // >= 5.5) is flush requests completed.
+                return DiskCounts {
+                    writes: n(7),
+                    flushes: n(17),
+                };
+            }
+        }
+        DiskCounts::default()
+    }
+}
+
+/// A point-in-time reading of everything [`Usage`] is computed from.
+pub struct Sample {
+    at: Instant,
+    procs: Vec<Option<f64>>,
+    own: Option<f64>,
+    machine: Option<(u64, u64)>,
+    disk: DiskCounts,
+}
+
+/// Resource use between two [`Sample`]s.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Usage {
+    /// CPU of the server process(es), in cores (1.0 = one core fully busy).
+    pub server_cores: Option<f64>,
+    /// CPU of this (load-generating) process, in cores.
+    pub client_cores: Option<f64>,
+    /// Whole-machine busy fraction (0..=1 of all cores).
+    pub machine_busy: Option<f64>,
+    /// Device write requests per second.
+    pub disk_writes_per_sec: f64,
+    /// Device flush requests per second.
+    pub disk_flushes_per_sec: f64,
+}
+
+/// Takes samples of the given server processes, this process, the machine and a disk.
+pub struct Sampler {
+    pids: Vec<u32>,
+    disk: Disk,
+}
+
+impl Sampler {
+    /// `pids`: the server processes whose CPU counts as "server".
+    pub fn new(pids: Vec<u32>, disk: Disk) -> Sampler {
+        Sampler { pids, disk }
+    }
+
+    /// Read the counters now.
+    pub fn sample(&self) -> Sample {
+        Sample {
+            at: Instant::now(),
+            procs: self.pids.iter().map(|p| process_cpu_secs(*p)).collect(),
+            own: process_cpu_secs(std::process::id()),
+            machine: machine_jiffies(),
+            disk: self.disk.counts(),
+        }
+    }
+
+    /// What happened between `a` and `b`.
+    pub fn usage(&self, a: &Sample, b: &Sample) -> Usage {
+        let secs = b.at.duration_since(a.at).as_secs_f64().max(1e-9);
+        let server_cores = if self.pids.is_empty() {
+            None
+        } else {
+            let mut total = 0.0;
+            let mut ok = true;
+            for (x, y) in a.procs.iter().zip(&b.procs) {
+                match (x, y) {
+                    (Some(x), Some(y)) => total += y - x,
+                    _ => ok = false,
+                }
+            }
+            ok.then_some(total / secs)
+        };
+        let client_cores = match (a.own, b.own) {
+            (Some(x), Some(y)) => Some((y - x) / secs),
+            _ => None,
+        };
+        let machine_busy = match (a.machine, b.machine) {
+            (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
+                Some((b1 - b0) as f64 / (t1 - t0) as f64)
+            }
+            _ => None,
+        };
+        Usage {
+            server_cores,
+            client_cores,
+            machine_busy,
+            disk_writes_per_sec: b.disk.writes.saturating_sub(a.disk.writes) as f64 / secs,
+            disk_flushes_per_sec: b.disk.flushes.saturating_sub(a.disk.flushes) as f64 / secs,
+        }
+    }
+}
+
+/// A free TCP port on 127.0.0.1. There is a window between releasing it and the
+/// server binding it; on a benchmark machine nothing else is grabbing ports.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// One line describing the machine: CPU model, core count, memory, kernel.
+pub fn describe_machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_owned())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map(|kib| kib / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_default();
+    format!("{cores} cores ({model}), {mem_gib:.0} GiB RAM, Linux {kernel}")
+}
+
+/// One line describing the disk behind `path`: device, filesystem, write cache.
+pub fn describe_disk(path: &Path, disk: &Disk) -> String {
+    let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+    // The longest mount point that prefixes the (canonical) path.
+    let canon = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut best: Option<(usize, String, String, String)> = None;
+    for line in mounts.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 4 {
+            continue;
+        }
+        if canon.starts_with(f[1]) && best.as_ref().map_or(true, |b| f[1].len() > b.0) {
+            best = Some((
+                f[1].len(),
+                f[1].to_owned(),
+                f[2].to_owned(),
+                f[3].to_owned(),
+            ));
+        }
+    }
+    let sys = |file: &str| {
+        std::fs::read_to_string(format!("/sys/block/{}/queue/{file}", disk.name))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|_| "?".into())
+    };
+    let (mount, fs, opts) = best
+        .map(|b| (b.1, b.2, b.3))
+        .unwrap_or_else(|| ("?".into(), "?".into(), "?".into()));
+    format!(
+        "/dev/{} mounted on {mount} ({fs}, {opts}), rotational={}, write_cache={}",
+        disk.name,
+        sys("rotational"),
+        sys("write_cache")
+    )
+}
