@@ -305,19 +305,20 @@ pub async fn put_workload(
     addr: SocketAddr,
     api: Api,
     clients: usize,
+    conns: usize,
     value: Bytes,
     plan: Plan,
     sampler: &Sampler,
 ) -> Result<Measured> {
+    let pool = grpc_pool(addr, api, clients, conns).await?;
     driver::run(clients, plan, sampler, move |i, mut ctx: Ctx| {
         let value = value.clone();
+        let mut grpc = pool.get(i % pool.len().max(1)).cloned();
         async move {
             let value_b64 = b64().encode(&value);
-            let mut grpc = None;
             let mut http = None;
-            match api {
-                Api::Grpc => grpc = Some(KvClient::connect(addr).await?),
-                Api::Gateway => http = Some(HttpConn::connect(addr).await?),
+            if api == Api::Gateway {
+                http = Some(HttpConn::connect(addr).await?);
             }
             ctx.ready().await?;
             let mut seq = 0u64;
@@ -349,42 +350,66 @@ pub async fn get_workload(
     addr: SocketAddr,
     api: Api,
     clients: usize,
+    conns: usize,
     keys: usize,
     serializable: bool,
     plan: Plan,
     sampler: &Sampler,
 ) -> Result<Measured> {
-    driver::run(clients, plan, sampler, move |i, mut ctx: Ctx| async move {
-        let mut grpc = None;
-        let mut http = None;
-        match api {
-            Api::Grpc => grpc = Some(KvClient::connect(addr).await?),
-            Api::Gateway => http = Some(HttpConn::connect(addr).await?),
-        }
-        ctx.ready().await?;
-        let mut k = i % keys;
-        while let Some(t0) = ctx.begin() {
-            let key = get_key(k);
-            k = (k + clients) % keys;
-            let res = match (&mut grpc, &mut http) {
-                (Some(g), _) => g.get(key, serializable).await.and_then(|r| {
-                    if r.kvs.len() == 1 {
-                        Ok(())
-                    } else {
-                        Err(anyhow!("Range returned {} pairs", r.kvs.len()))
-                    }
-                }),
-                (_, Some(h)) => gw_call(h, "/v3/kv/range", gw_range_body(&key, serializable)).await,
-                _ => unreachable!("one client is set"),
-            };
-            match res {
-                Ok(()) => ctx.done(t0),
-                Err(e) => ctx.failed(t0, e),
+    let pool = grpc_pool(addr, api, clients, conns).await?;
+    driver::run(clients, plan, sampler, move |i, mut ctx: Ctx| {
+        let mut grpc = pool.get(i % pool.len().max(1)).cloned();
+        async move {
+            let mut http = None;
+            if api == Api::Gateway {
+                http = Some(HttpConn::connect(addr).await?);
             }
+            ctx.ready().await?;
+            let mut k = i % keys;
+            while let Some(t0) = ctx.begin() {
+                let key = get_key(k);
+                k = (k + clients) % keys;
+                let res = match (&mut grpc, &mut http) {
+                    (Some(g), _) => g.get(key, serializable).await.and_then(|r| {
+                        if r.kvs.len() == 1 {
+                            Ok(())
+                        } else {
+                            Err(anyhow!("Range returned {} pairs", r.kvs.len()))
+                        }
+                    }),
+                    (_, Some(h)) => {
+                        gw_call(h, "/v3/kv/range", gw_range_body(&key, serializable)).await
+                    }
+                    _ => unreachable!("one client is set"),
+                };
+                match res {
+                    Ok(()) => ctx.done(t0),
+                    Err(e) => ctx.failed(t0, e),
+                }
+            }
+            Ok(ctx)
         }
-        Ok(ctx)
     })
     .await
+}
+
+/// The gRPC connections for a workload: `conns` HTTP/2 connections shared
+/// round-robin by `clients` clients (gRPC multiplexes concurrent calls on one
+/// connection). Empty for the gateway, whose clients each open an HTTP/1.1
+/// connection.
+async fn grpc_pool(
+    addr: SocketAddr,
+    api: Api,
+    clients: usize,
+    conns: usize,
+) -> Result<Vec<KvClient>> {
+    let mut pool = Vec::new();
+    if api == Api::Grpc {
+        for _ in 0..conns.clamp(1, clients) {
+            pool.push(KvClient::connect(addr).await?);
+        }
+    }
+    Ok(pool)
 }
 
 async fn gw_call(h: &mut HttpConn, path: &str, body: Bytes) -> Result<()> {

@@ -29,6 +29,7 @@ usage: tribune-benches kv [options]
   --warmup SECS          unrecorded warm-up per workload (default 2)
   --clients N            concurrency of the multi-client workloads (default 64)
   --client-threads N     tokio worker threads of the load generator (default 1)
+  --etcd-conns N         gRPC connections the etcd clients share (default: one each)
   --only LIST            comma-separated subset of fsync,tribune,etcd,etcd-gw,hyper
   --tribune PATH         tribune binary (default: next to this binary)
   --etcd PATH            etcd binary (default: /usr/bin/etcd)
@@ -46,6 +47,7 @@ struct Opts {
     plan: Plan,
     clients: usize,
     client_threads: usize,
+    etcd_conns: Option<usize>,
     only: Vec<String>,
     tribune: PathBuf,
     etcd: PathBuf,
@@ -69,6 +71,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         },
         clients: 64,
         client_threads: 1,
+        etcd_conns: None,
         only: Vec::new(),
         tribune: bin_dir.join("tribune"),
         etcd: PathBuf::from("/usr/bin/etcd"),
@@ -87,6 +90,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--warmup" => o.plan.warmup = Duration::from_secs_f64(value()?.parse()?),
             "--clients" => o.clients = value()?.parse()?,
             "--client-threads" => o.client_threads = value()?.parse()?,
+            "--etcd-conns" => o.etcd_conns = Some(value()?.parse()?),
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
             "--tribune" => o.tribune = value()?.into(),
             "--etcd" => o.etcd = value()?.into(),
@@ -138,6 +142,18 @@ pub fn run(args: &[String]) -> Result<()> {
         opts.clients,
         opts.client_threads
     );
+    // Anything else running (a build, another test suite) takes CPU from the
+    // servers and the client alike; say so rather than publish skewed figures.
+    let background = sys::background_load(2.0);
+    if let Some(b) = background {
+        println!(
+            "background CPU load before the run: {:.0}% of all cores",
+            b * 100.0
+        );
+        if b > 0.10 {
+            println!("WARNING: the machine is not idle; figures will be lower and noisier than they should be");
+        }
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.client_threads)
         .enable_all()
@@ -168,6 +184,7 @@ pub fn run(args: &[String]) -> Result<()> {
             "measure_secs": opts.plan.measure.as_secs_f64(),
             "clients": opts.clients,
             "client_threads": opts.client_threads,
+            "background_load": background,
             "value_size": VALUE_SIZE,
             "get_keys": GET_KEYS,
         });
@@ -321,13 +338,17 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<Vec<Row>> {
                     "JSON gateway",
                 ),
             };
-            let m = etcd::put_workload(e.client, api, 1, value.clone(), plan, &sampler).await?;
+            let conns = o.etcd_conns.unwrap_or(n);
+            let m = etcd::put_workload(e.client, api, 1, 1, value.clone(), plan, &sampler).await?;
             rows.push(system, id1, &format!("Put 256 B ({via})"), 1, m);
-            let m = etcd::put_workload(e.client, api, n, value.clone(), plan, &sampler).await?;
+            let m =
+                etcd::put_workload(e.client, api, n, conns, value.clone(), plan, &sampler).await?;
             rows.push(system, idn, &format!("Put 256 B ({via})"), n, m);
-            let m = etcd::get_workload(e.client, api, n, GET_KEYS, true, plan, &sampler).await?;
+            let m =
+                etcd::get_workload(e.client, api, n, conns, GET_KEYS, true, plan, &sampler).await?;
             rows.push(system, ids, &format!("Range serializable ({via})"), n, m);
-            let m = etcd::get_workload(e.client, api, n, GET_KEYS, false, plan, &sampler).await?;
+            let m = etcd::get_workload(e.client, api, n, conns, GET_KEYS, false, plan, &sampler)
+                .await?;
             rows.push(system, idl, &format!("Range linearizable ({via})"), n, m);
         }
         e.proc.stop();

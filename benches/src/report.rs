@@ -29,14 +29,14 @@ fn opt(v: Option<f64>, scale: f64, prec: usize) -> String {
 pub fn table(rows: &[Row]) -> String {
     let mut out = String::new();
     out.push_str(
-        "| system | workload | clients | ops/s | p50 ms | p99 ms | errors | server CPU | client CPU | machine busy | disk flush/s |\n",
+        "| system | workload | clients | ops/s | p50 ms | p99 ms | errors | server CPU | hottest server thread | client CPU | machine busy | disk writes/s |\n",
     );
     out.push_str("|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n");
     for r in rows {
         let u = &r.m.usage;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {:.0} |",
             r.system,
             r.workload,
             r.clients,
@@ -45,12 +45,24 @@ pub fn table(rows: &[Row]) -> String {
             r.m.p99_us / 1e3,
             r.m.errors,
             opt(u.server_cores, 1.0, 2),
+            u.hottest_thread
+                .as_ref()
+                .map(|(name, c)| format!("{} {c:.2}", short_thread(name)))
+                .unwrap_or_else(|| "-".into()),
             opt(u.client_cores, 1.0, 2),
             opt(u.machine_busy, 100.0, 0) + "%",
-            u.disk_flushes_per_sec,
+            u.disk_writes_per_sec,
         );
     }
     out
+}
+
+/// Thread names without per-instance numeric suffixes (`raft-1776631004` → `raft`).
+fn short_thread(name: &str) -> &str {
+    match name.rsplit_once('-') {
+        Some((head, tail)) if !tail.is_empty() && tail.bytes().all(|b| b.is_ascii_digit()) => head,
+        _ => name,
+    }
 }
 
 fn find<'a>(rows: &'a [Row], id: &str) -> Option<&'a Measured> {
@@ -124,14 +136,16 @@ pub fn ratios(rows: &[Row]) -> String {
             verdict
         );
     }
-    // How well writes were batched: requests per device flush.
+    // How well writes were batched: requests per block-device write (each synced
+    // batch is at least one device write, so this bounds the batch size from below).
     for (id, label) in [("tribune-put-n", "Tribune"), ("etcd-put-n", "etcd (gRPC)")] {
         if let Some(m) = find(rows, id) {
-            if m.usage.disk_flushes_per_sec > 0.0 {
+            if m.usage.disk_writes_per_sec > 0.0 {
                 let _ = writeln!(
                     out,
-                    "{label}: {:.1} PUTs per device flush at 64 clients",
-                    m.ops_per_sec() / m.usage.disk_flushes_per_sec
+                    "{label}: {:.1} PUTs per disk write request at {} clients",
+                    m.ops_per_sec() / m.usage.disk_writes_per_sec,
+                    rows.iter().find(|r| r.id == id).map_or(0, |r| r.clients)
                 );
             }
         }
@@ -163,6 +177,7 @@ pub fn to_json(rows: &[Row], meta: Value) -> Value {
                 "first_error": r.m.first_error,
                 "server_cores": u.server_cores,
                 "client_cores": u.client_cores,
+                "hottest_server_thread": u.hottest_thread.as_ref().map(|(n, c)| json!({"name": n, "cores": c})),
                 "machine_busy": u.machine_busy,
                 "disk_writes_per_sec": u.disk_writes_per_sec,
                 "disk_flushes_per_sec": u.disk_flushes_per_sec,

@@ -25,6 +25,36 @@ pub fn process_cpu_secs(pid: u32) -> Option<f64> {
     Some((utime + stime) / USER_HZ)
 }
 
+/// CPU seconds of every thread of `pid`, by thread id, with the thread's name.
+fn thread_cpu_secs(pid: u32) -> Vec<(u32, String, f64)> {
+    let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else {
+            continue;
+        };
+        let name = text[open + 1..close].to_owned();
+        let fields: Vec<&str> = text[close + 2..].split_whitespace().collect();
+        let secs = fields
+            .get(11)
+            .zip(fields.get(12))
+            .and_then(|(u, s)| Some(u.parse::<f64>().ok()? + s.parse::<f64>().ok()?))
+            .map(|t| t / USER_HZ);
+        if let Some(secs) = secs {
+            out.push((tid, name, secs));
+        }
+    }
+    out
+}
+
 /// Busy and total jiffies of the whole machine (first line of `/proc/stat`).
 fn machine_jiffies() -> Option<(u64, u64)> {
     let text = std::fs::read_to_string("/proc/stat").ok()?;
@@ -100,6 +130,7 @@ impl Disk {
 pub struct Sample {
     at: Instant,
     procs: Vec<Option<f64>>,
+    threads: Vec<(u32, String, f64)>,
     own: Option<f64>,
     machine: Option<(u64, u64)>,
     disk: DiskCounts,
@@ -112,6 +143,9 @@ pub struct Usage {
     pub server_cores: Option<f64>,
     /// CPU of this (load-generating) process, in cores.
     pub client_cores: Option<f64>,
+    /// The server's busiest thread and its CPU, in cores: a thread near 1.0
+    /// is a serial bottleneck whatever the process total says.
+    pub hottest_thread: Option<(String, f64)>,
     /// Whole-machine busy fraction (0..=1 of all cores).
     pub machine_busy: Option<f64>,
     /// Device write requests per second.
@@ -137,6 +171,7 @@ impl Sampler {
         Sample {
             at: Instant::now(),
             procs: self.pids.iter().map(|p| process_cpu_secs(*p)).collect(),
+            threads: self.pids.iter().flat_map(|p| thread_cpu_secs(*p)).collect(),
             own: process_cpu_secs(std::process::id()),
             machine: machine_jiffies(),
             disk: self.disk.counts(),
@@ -163,6 +198,18 @@ impl Sampler {
             (Some(x), Some(y)) => Some((y - x) / secs),
             _ => None,
         };
+        let mut hottest_thread: Option<(String, f64)> = None;
+        for (tid, name, after) in &b.threads {
+            let before = a
+                .threads
+                .iter()
+                .find(|(t, _, _)| t == tid)
+                .map_or(0.0, |(_, _, s)| *s);
+            let cores = (after - before) / secs;
+            if hottest_thread.as_ref().map_or(true, |(_, c)| cores > *c) {
+                hottest_thread = Some((name.clone(), cores));
+            }
+        }
         let machine_busy = match (a.machine, b.machine) {
             (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => {
                 Some((b1 - b0) as f64 / (t1 - t0) as f64)
@@ -172,11 +219,21 @@ impl Sampler {
         Usage {
             server_cores,
             client_cores,
+            hottest_thread,
             machine_busy,
             disk_writes_per_sec: b.disk.writes.saturating_sub(a.disk.writes) as f64 / secs,
             disk_flushes_per_sec: b.disk.flushes.saturating_sub(a.disk.flushes) as f64 / secs,
         }
     }
+}
+
+/// Whole-machine busy fraction over `secs` seconds, with nothing of ours running:
+/// anything else on the machine competes with the servers for the same cores.
+pub fn background_load(secs: f64) -> Option<f64> {
+    let a = machine_jiffies()?;
+    std::thread::sleep(std::time::Duration::from_secs_f64(secs));
+    let b = machine_jiffies()?;
+    (b.1 > a.1).then(|| (b.0 - a.0) as f64 / (b.1 - a.1) as f64)
 }
 
 /// A free TCP port on 127.0.0.1. There is a window between releasing it and the

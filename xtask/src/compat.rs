@@ -29,12 +29,13 @@ use serde_json::{json, Value};
 
 /// Module path of the official Go client.
 const GO_API_MODULE: &str = "github.com/hashicorp/consul/api";
-/// Pinned client version. It requires `sdk v0.18.2` (the matching release of
-/// `sdk/testutil`) and `go 1.26.7` (go.mod), so it needs Go >= 1.26.7.
-/// api v1.35.0 needs go 1.26.9; v1.31.x/v1.32.x carry `replace sdk => ../sdk`,
-/// which breaks outside the Consul repo. Override: `TRIBUNE_COMPAT_GO_API_VERSION`
-/// (v1.29.4 / v1.30.0 with sdk v0.16.1 build with Go >= 1.19).
-const GO_API_VERSION: &str = "v1.34.5";
+/// Pinned client version: v1.30.0 is the `api` module released with Consul 1.20,
+/// the version Tribune reports, so its tests expect exactly the behaviour we claim
+/// (newer modules test features of later Consul releases, e.g. multi-port
+/// services). It uses `sdk v0.16.1` and builds with Go >= 1.19.
+/// Override: `TRIBUNE_COMPAT_GO_API_VERSION` (v1.34.5 with sdk v0.18.2 is the newest
+/// that builds with Go 1.26.8; v1.31.x/v1.32.x carry `replace sdk => ../sdk`).
+const GO_API_VERSION: &str = "v1.30.0";
 /// The core set: the tests of kv_test.go (named `TestAPI_Client*` / `TestAPI_KV*`),
 /// catalog, health, agent, status and the config-entry files. Plain
 /// `TestAPI_(KV|…|ConfigEntry)` would miss most of them (`TestAPI_ClientPutGetDelete`,
@@ -46,8 +47,9 @@ const GO_DEFAULT_PARALLEL: &str = "2";
 /// Pinned py-consul release (`pip index versions py-consul`: 1.8.0 is the latest).
 /// Override: `TRIBUNE_COMPAT_PY_CONSUL_VERSION`.
 const PY_CONSUL_VERSION: &str = "1.8.0";
-/// Per-test timeout (pytest-timeout), seconds.
-const PY_DEFAULT_TIMEOUT: &str = "180";
+/// Per-test timeout (pytest-timeout), seconds. The slowest upstream tests take
+/// ~4 s against Consul; a hung blocking query should not cost minutes.
+const PY_DEFAULT_TIMEOUT: &str = "60";
 
 const USAGE: &str = "\
 usage: cargo xtask compat <go|py|all> [options]
@@ -62,7 +64,7 @@ common options:
 
 environment:
   TRIBUNE_BIN                          binary under test (default: <target>/debug/tribune)
-  TRIBUNE_COMPAT_GO_API_VERSION        default v1.34.5
+  TRIBUNE_COMPAT_GO_API_VERSION        default v1.30.0
   TRIBUNE_COMPAT_PY_CONSUL_VERSION     default 1.8.0
   TRIBUNE_COMPAT_PYTHON                interpreter for the venv (default python3)
   GOMODCACHE / GOCACHE / GOFLAGS       honoured (Go's defaults persist across runs)
@@ -808,7 +810,7 @@ fn run_py(ctx: &Ctx, opts: &Opts) -> Result<usize> {
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     writeln!(
         log,
-        "# py-consul {version}, {}\n# binary: {}\n# -k: {}\n",
+        "# py-consul {version}, {}\n# binary: {}\n# -k: {}  per-test timeout: {timeout}s\n",
         py_version.trim(),
         bin.display(),
         opts.k.as_deref().unwrap_or("(all)")

@@ -121,32 +121,24 @@ impl WatchSet {
 
     /// Waits until any subscribed topic changes or `timeout` passes.
     /// Returns `true` if woken by a change.
-    pub async fn wait(mut self, timeout: Duration) -> bool {
+    pub async fn wait(self, timeout: Duration) -> bool {
         if self.receivers.is_empty() {
             tokio::time::sleep(timeout).await;
             return false;
         }
-        let changed = futures_select(&mut self.receivers);
-        tokio::time::timeout(timeout, changed).await.is_ok()
+        // Each receiver's `changed()` future must live for the whole wait: dropping it
+        // deregisters its waker, and a notification sent in between would be missed.
+        let waits = self.receivers.into_iter().map(|mut rx| {
+            Box::pin(async move {
+                // An error means the watch point was dropped: treat it as a change so
+                // the caller re-reads rather than sleeping out the timeout.
+                let _ = rx.changed().await;
+            })
+        });
+        let any = futures::future::select_all(waits);
+        tokio::time::timeout(timeout, any).await.is_ok()
     }
 }
-
-async fn futures_select(receivers: &mut [watch::Receiver<u64>]) {
-    // Poll every receiver's `changed` future together; the first to complete wins.
-    std::future::poll_fn(|cx| {
-        for rx in receivers.iter_mut() {
-            let fut = rx.changed();
-            tokio::pin!(fut);
-            if fut.poll(cx).is_ready() {
-                return std::task::Poll::Ready(());
-            }
-        }
-        std::task::Poll::Pending
-    })
-    .await
-}
-
-use std::future::Future;
 
 #[cfg(test)]
 mod tests {
@@ -182,6 +174,19 @@ mod tests {
         w.subscribe(&mut set, Topic::Key("kv", "k".into()));
         w.notify("kv", "k", 3);
         assert!(set.wait(Duration::from_secs(60)).await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn change_after_waiting_started_wakes_the_waiter() {
+        let w = std::sync::Arc::new(Watches::default());
+        let mut set = WatchSet::new();
+        w.subscribe(&mut set, Topic::Table("nodes"));
+        w.subscribe(&mut set, Topic::Key("kv", "k".into()));
+        let waiter = tokio::spawn(set.wait(Duration::from_secs(300)));
+        // Let the waiter park before the write lands.
+        tokio::task::yield_now().await;
+        w.notify("kv", "k", 9);
+        assert!(waiter.await.unwrap());
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,5 +1,6 @@
 //! Real-binary tests: `tribune` processes on loopback with their own data dirs.
 
+mod blocking;
 mod cli;
 mod durability;
 mod support;

@@ -370,17 +370,15 @@ impl ServiceIn {
         }
         validate_meta(&self.meta)
             .map_err(|e| ApiError::bad(format!("Invalid Service Meta: {e}")))?;
+        // The Go client's catalog `AgentService` carries a non-pointer `Weights`, so an
+        // unset value arrives as {0, 0}: that means "default", as Consul treats it. The
+        // agent endpoint validates explicit weights itself ("Invalid Weights").
         let weights = match &self.weights {
-            None => Weights::default(),
-            Some(w) => {
-                if w.passing < 1 {
-                    return Err(ApiError::bad("Passing must be greater than 0"));
-                }
-                Weights {
-                    passing: w.passing,
-                    warning: w.warning,
-                }
-            }
+            Some(w) if w.passing != 0 || w.warning != 0 => Weights {
+                passing: w.passing,
+                warning: w.warning,
+            },
+            _ => Weights::default(),
         };
         Ok(Service {
             id: if self.id.is_empty() {

@@ -70,7 +70,11 @@ async fn apply(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Res
         ));
     };
     let kind = field(&obj, "Kind").unwrap_or("").to_owned();
-    let name = field(&obj, "Name").unwrap_or("").to_owned();
+    let mut name = field(&obj, "Name").unwrap_or("").to_owned();
+    // The mesh entry has a fixed name and the Go client does not send one.
+    if kind == "mesh" && name.is_empty() {
+        name = "mesh".to_owned();
+    }
     if kind.is_empty() {
         return Err(ApiError::bad(
             "Request decoding failed: Payload does not contain a kind/Kind key at the top level",
