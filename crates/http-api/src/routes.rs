@@ -101,6 +101,15 @@ impl AppState {
         }
     }
 
+    /// Rejects a write whose body names another datacenter (clients such as py-consul
+    /// send `Datacenter` in the body instead of `?dc=`).
+    pub(crate) fn check_body_dc(&self, dc: &str) -> Result<(), ApiError> {
+        if !dc.is_empty() && dc != self.backend.agent_info().datacenter {
+            return Err(ApiError::Internal("No path to datacenter".into()));
+        }
+        Ok(())
+    }
+
     /// Runs a (possibly blocking) read with the request's query options.
     pub(crate) async fn read(
         &self,

@@ -317,9 +317,9 @@ fn register(
     }
     let existing_node = db.nodes.get(&node_name).cloned();
     if existing_node.is_none() || !reg.skip_node_update {
-        if reg.node.address.is_empty() && existing_node.is_none() {
-            return Err(WriteRejected::BadRequest("Must provide address".into()));
-        }
+        // A missing address is rejected at the rim unless SkipNodeUpdate is set; with it,
+        // Consul still creates a missing node (address and all as given), which lets
+        // registrations arrive in any order.
         let mut row = reg.node.clone();
         if row.address.is_empty() {
             if let Some(e) = &existing_node {

@@ -36,6 +36,15 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         ReadRequest::CatalogService { service } | ReadRequest::HealthService { service } => {
             vec![Topic::Key(SERVICE_NAME, service.clone())]
         }
+        // Proxies of a service are registered under their own names; any service change
+        // may add or remove one.
+        ReadRequest::CatalogConnect { .. } | ReadRequest::HealthConnect { .. } => {
+            vec![
+                Topic::Table(SERVICES),
+                Topic::Table(CHECKS),
+                Topic::Table(NODES),
+            ]
+        }
         ReadRequest::CatalogNode { .. } => vec![Topic::Table(NODES), Topic::Table(SERVICES)],
         ReadRequest::HealthNode { .. }
         | ReadRequest::HealthChecks { .. }
@@ -68,6 +77,48 @@ fn instances<'a>(db: &'a Db, name: &str) -> Vec<&'a Service> {
         .get(name)
         .map(|keys| keys.keys().filter_map(|k| db.services.get(k)).collect())
         .unwrap_or_default()
+}
+
+/// Proxies for `name` and its Connect-native instances.
+fn connect_instances<'a>(db: &'a Db, name: &str) -> Vec<&'a Service> {
+    db.services
+        .iter()
+        .map(|(_, s)| s)
+        .filter(|s| {
+            (s.kind == "connect-proxy" && s.proxy_destination == name)
+                || (s.service == name && s.connect_native)
+        })
+        .collect()
+}
+
+fn health_entries(db: &Db, services: Vec<&Service>) -> Vec<HealthEntry> {
+    services
+        .into_iter()
+        .filter_map(|s| {
+            let node = db.nodes.get(s.node.as_str())?;
+            let checks = node_checks(db, &s.node)
+                .filter(|c| c.service_id.is_empty() || c.service_id == s.id.as_str())
+                .cloned()
+                .collect();
+            Some(HealthEntry {
+                node: node.clone(),
+                service: s.clone(),
+                checks,
+            })
+        })
+        .collect()
+}
+
+fn service_instances(db: &Db, services: Vec<&Service>) -> Vec<ServiceInstance> {
+    services
+        .into_iter()
+        .filter_map(|s| {
+            db.nodes.get(s.node.as_str()).map(|n| ServiceInstance {
+                node: n.clone(),
+                service: s.clone(),
+            })
+        })
+        .collect()
 }
 
 fn node_checks<'a>(db: &'a Db, node: &NodeName) -> impl Iterator<Item = &'a Check> + 'a {
@@ -119,39 +170,25 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
                 db.services.max_index(),
             )
         }
-        ReadRequest::CatalogService { service } => {
-            let out = instances(db, service)
-                .into_iter()
-                .filter_map(|s| {
-                    db.nodes.get(s.node.as_str()).map(|n| ServiceInstance {
-                        node: n.clone(),
-                        service: s.clone(),
-                    })
-                })
-                .collect();
-            (
-                ReadResult::ServiceInstances(out),
-                service_index(db, service),
-            )
-        }
-        ReadRequest::HealthService { service } => {
-            let out = instances(db, service)
-                .into_iter()
-                .filter_map(|s| {
-                    let node = db.nodes.get(s.node.as_str())?;
-                    let checks = node_checks(db, &s.node)
-                        .filter(|c| c.service_id.is_empty() || c.service_id == s.id.as_str())
-                        .cloned()
-                        .collect();
-                    Some(HealthEntry {
-                        node: node.clone(),
-                        service: s.clone(),
-                        checks,
-                    })
-                })
-                .collect();
-            (ReadResult::Health(out), service_index(db, service))
-        }
+        ReadRequest::CatalogService { service } => (
+            ReadResult::ServiceInstances(service_instances(db, instances(db, service))),
+            service_index(db, service),
+        ),
+        ReadRequest::HealthService { service } => (
+            ReadResult::Health(health_entries(db, instances(db, service))),
+            service_index(db, service),
+        ),
+        ReadRequest::CatalogConnect { service } => (
+            ReadResult::ServiceInstances(service_instances(db, connect_instances(db, service))),
+            db.services.max_index(),
+        ),
+        ReadRequest::HealthConnect { service } => (
+            ReadResult::Health(health_entries(db, connect_instances(db, service))),
+            db.services
+                .max_index()
+                .max(db.checks.max_index())
+                .max(db.nodes.max_index()),
+        ),
         ReadRequest::CatalogNode { node } => {
             let found = db.nodes.get(node.as_str()).map(|n| {
                 let services = db

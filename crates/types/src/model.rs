@@ -99,6 +99,12 @@ pub struct Service {
     pub enable_tag_override: bool,
     /// Proxy config, as opaque JSON text (only `http-api` interprets it).
     pub proxy_json: Option<String>,
+    /// For `connect-proxy` services: the service this proxy fronts
+    /// (`Proxy.DestinationServiceName`), extracted at the rim so the catalog can answer
+    /// `/v1/catalog/connect/{service}` without parsing JSON.
+    pub proxy_destination: String,
+    /// `Connect.Native`: the service speaks Connect itself.
+    pub connect_native: bool,
     /// Connect config, as opaque JSON text.
     pub connect_json: Option<String>,
     /// Locality, as opaque JSON text.

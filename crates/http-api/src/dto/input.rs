@@ -353,6 +353,16 @@ fn validate_meta(meta: &BTreeMap<String, String>) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// A top-level field of an opaque block, matched like Consul's decoder (any case,
+/// with or without underscores).
+fn field_ci<'a>(v: &'a Option<Value>, name: &str) -> Option<&'a Value> {
+    v.as_ref()?
+        .as_object()?
+        .iter()
+        .find(|(k, _)| crate::json_in::canonical(k) == name)
+        .map(|(_, v)| v)
+}
+
 fn opaque(v: &Option<Value>) -> Option<String> {
     v.as_ref().filter(|v| !v.is_null()).map(Value::to_string)
 }
@@ -410,6 +420,13 @@ impl ServiceIn {
             weights,
             enable_tag_override: self.enabletagoverride,
             proxy_json: opaque(&self.proxy),
+            proxy_destination: field_ci(&self.proxy, "destinationservicename")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            connect_native: field_ci(&self.connect, "native")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             connect_json: opaque(&self.connect),
             locality_json: opaque(&self.locality),
             ..Default::default()
@@ -486,7 +503,9 @@ impl CatalogRegisterIn {
             return Err(ApiError::bad("Must provide node"));
         }
         if self.address.is_empty() && !self.skipnodeupdate {
-            return Err(ApiError::bad("Must provide address"));
+            return Err(ApiError::bad(
+                "Must provide address if SkipNodeUpdate is not set",
+            ));
         }
         if !self.id.is_empty() && uuid::Uuid::parse_str(&self.id).is_err() {
             return Err(ApiError::bad(format!(

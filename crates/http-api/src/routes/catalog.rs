@@ -26,6 +26,11 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/catalog/nodes", get(nodes))
         .route("/v1/catalog/services", get(services))
         .route("/v1/catalog/service/{*name}", get(service))
+        .route("/v1/catalog/connect/{*name}", get(connect))
+        .route(
+            "/v1/catalog/gateway-services/{*gateway}",
+            get(gateway_services),
+        )
         .route("/v1/catalog/node/{*node}", get(node))
         .route("/v1/catalog/node-services/{*node}", get(node_services))
 }
@@ -37,6 +42,7 @@ async fn register(
 ) -> Result<Response, ApiError> {
     st.check_dc(&p)?;
     let input: CatalogRegisterIn = decode(&body)?;
+    st.check_body_dc(&input.datacenter)?;
     let reg = input.to_registration(&st.backend.agent_info().datacenter)?;
     st.backend.write(WriteRequest::Register(reg)).await?;
     Ok(bool_reply(true))
@@ -49,6 +55,7 @@ async fn deregister(
 ) -> Result<Response, ApiError> {
     st.check_dc(&p)?;
     let input: CatalogDeregisterIn = decode(&body)?;
+    st.check_body_dc(&input.datacenter)?;
     if input.node.is_empty() {
         return Err(ApiError::bad("Must provide node"));
     }
@@ -171,18 +178,37 @@ pub(super) fn has_tags(p: &Params, s: &Service) -> bool {
     p.all("tag").iter().all(|t| s.tags.iter().any(|st| st == t))
 }
 
+/// `?peer=`: instances imported from a cluster peer. Tribune has no peerings, so a
+/// named peer has no instances (Consul answers `[]` for an unknown peer too).
+pub(super) fn from_peer(p: &Params) -> bool {
+    p.get("peer").is_some_and(|peer| !peer.is_empty())
+}
+
 async fn service(
     State(st): State<AppState>,
     Path(name): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    service_rows(st, p, ReadRequest::CatalogService { service: name }).await
+}
+
+async fn connect(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    service_rows(st, p, ReadRequest::CatalogConnect { service: name }).await
+}
+
+async fn service_rows(st: AppState, p: Params, req: ReadRequest) -> Result<Response, ApiError> {
     let filter = p.filter()?;
-    let (res, meta) = st
-        .read(&p, ReadRequest::CatalogService { service: name })
-        .await?;
+    let (res, meta) = st.read(&p, req).await?;
     let ReadResult::ServiceInstances(mut inst) = res else {
         return Err(mismatch("catalog service"));
     };
+    if from_peer(&p) {
+        inst.clear();
+    }
     inst.retain(|i| has_tags(&p, &i.service) && node_meta_matches(&p, &i.node));
     near_first(&st, &p, &mut inst, |i| i.node.node.as_str());
     let rows: Vec<CatalogServiceOut> = inst
@@ -194,6 +220,92 @@ async fn service(
         &meta,
         p.pretty(),
     ))
+}
+
+/// `/v1/catalog/gateway-services/{gateway}`: the services a terminating or ingress
+/// gateway routes to, from its config entry.
+async fn gateway_services(
+    State(st): State<AppState>,
+    Path(gateway): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let mut rows = Vec::new();
+    let mut meta = None;
+    for kind in ["terminating-gateway", "ingress-gateway"] {
+        let req = ReadRequest::ConfigGet {
+            kind: kind.into(),
+            name: gateway.clone(),
+        };
+        let (res, m) = st.read(&p, req).await?;
+        meta = Some(m);
+        let ReadResult::Config(entries) = res else {
+            return Err(mismatch("config get"));
+        };
+        for e in entries {
+            let body: Value = serde_json::from_str(&e.body_json).unwrap_or(Value::Null);
+            rows.extend(gateway_rows(kind, &gateway, &body, e.raft));
+        }
+    }
+    let meta = meta.unwrap_or_default();
+    Ok(reply::json_meta(&rows, &meta, p.pretty()))
+}
+
+fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
+    v.as_object()?
+        .iter()
+        .find(|(k, _)| crate::json_in::canonical(k) == name)
+        .map(|(_, v)| v)
+}
+
+fn gateway_rows(
+    kind: &str,
+    gateway: &str,
+    body: &Value,
+    raft: tribune_types::model::RaftIndex,
+) -> Vec<Value> {
+    let str_of = |v: &Value, k: &str| {
+        get_ci(v, k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let row = |svc: &Value, port: u64, protocol: &str| {
+        json!({
+            "Gateway": {"Name": gateway},
+            "Service": {"Name": str_of(svc, "name")},
+            "GatewayKind": kind,
+            "Port": port,
+            "Protocol": protocol,
+            "Hosts": get_ci(svc, "hosts").cloned().unwrap_or(Value::Null),
+            "CAFile": str_of(svc, "cafile"),
+            "CertFile": str_of(svc, "certfile"),
+            "KeyFile": str_of(svc, "keyfile"),
+            "SNI": str_of(svc, "sni"),
+            "FromWildcard": str_of(svc, "name") == "*",
+            "CreateIndex": raft.create_index,
+            "ModifyIndex": raft.modify_index,
+        })
+    };
+    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
+    if kind == "terminating-gateway" {
+        list(get_ci(body, "services"))
+            .iter()
+            .map(|s| row(s, 0, ""))
+            .collect()
+    } else {
+        let mut out = Vec::new();
+        for l in list(get_ci(body, "listeners")) {
+            let port = get_ci(&l, "port").and_then(Value::as_u64).unwrap_or(0);
+            let protocol = get_ci(&l, "protocol")
+                .and_then(Value::as_str)
+                .unwrap_or("tcp")
+                .to_owned();
+            for s in list(get_ci(&l, "services")) {
+                out.push(row(&s, port, &protocol));
+            }
+        }
+        out
+    }
 }
 
 async fn node(

@@ -1,6 +1,6 @@
 //! `/v1/health/*`: node/{node}, checks/{service}, service/{service}, state/{state}.
 
-use super::catalog::{has_tags, near_first, node_meta_matches};
+use super::catalog::{from_peer, has_tags, near_first, node_meta_matches};
 use super::{apply_filter, mismatch, AppState};
 use crate::dto::output::{AgentServiceOut, HealthCheckOut, NodeOut, ServiceEntryOut};
 use crate::error::ApiError;
@@ -18,6 +18,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health/node/{*node}", get(node))
         .route("/v1/health/checks/{*service}", get(checks))
         .route("/v1/health/service/{*service}", get(service))
+        .route("/v1/health/connect/{*service}", get(connect))
         .route("/v1/health/state/{state}", get(state))
 }
 
@@ -77,11 +78,26 @@ async fn service(
     Path(service): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    entries(st, p, ReadRequest::HealthService { service }).await
+}
+
+async fn connect(
+    State(st): State<AppState>,
+    Path(service): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    entries(st, p, ReadRequest::HealthConnect { service }).await
+}
+
+async fn entries(st: AppState, p: Params, req: ReadRequest) -> Result<Response, ApiError> {
     let filter = p.filter()?;
-    let (res, meta) = st.read(&p, ReadRequest::HealthService { service }).await?;
+    let (res, meta) = st.read(&p, req).await?;
     let ReadResult::Health(mut entries) = res else {
         return Err(mismatch("health service"));
     };
+    if from_peer(&p) {
+        entries.clear();
+    }
     // `?passing` counts by presence except for an explicit false value.
     let passing = p.has("passing") && !matches!(p.get("passing"), Some("false" | "0"));
     entries.retain(|e| {

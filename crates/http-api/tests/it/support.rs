@@ -292,6 +292,25 @@ impl State {
                     })
                     .collect(),
             ),
+            ReadRequest::CatalogConnect { service } => ReadResult::ServiceInstances(
+                self.catalog_services
+                    .iter()
+                    .filter(|(_, s)| {
+                        (s.kind == "connect-proxy" && &s.proxy_destination == service)
+                            || (&s.service == service && s.connect_native)
+                    })
+                    .filter_map(|((node, _), s)| {
+                        Some(ServiceInstance {
+                            node: self.nodes.get(node)?.clone(),
+                            service: s.clone(),
+                        })
+                    })
+                    .collect(),
+            ),
+            ReadRequest::HealthConnect { .. } => {
+                // Not exercised by these tests; the real query is tested in `state`.
+                ReadResult::Health(Vec::new())
+            }
             ReadRequest::CatalogNode { node } => {
                 ReadResult::NodeServices(self.nodes.get(node.as_str()).map(|n| {
                     let services = self

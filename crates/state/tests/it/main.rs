@@ -287,3 +287,67 @@ fn snapshot_round_trip_and_corruption() {
     // Failed restores left the state alone.
     assert_eq!(t.snapshot(), snap);
 }
+
+#[test]
+fn connect_instances_are_proxies_of_the_service_and_native_instances() {
+    let s = StateStore::new();
+    let reg = |node: &str, svc: Service| {
+        Command::Request(WriteRequest::Register(Registration {
+            node: Node {
+                node: node.into(),
+                address: "127.0.0.1".into(),
+                ..Default::default()
+            },
+            service: Some(svc),
+            checks: vec![],
+            skip_node_update: false,
+        }))
+    };
+    s.apply(
+        1,
+        &reg(
+            "n1",
+            Service {
+                service: "web".into(),
+                ..Default::default()
+            },
+        ),
+    )
+    .unwrap();
+    let proxy = Service {
+        service: "web-proxy".into(),
+        kind: "connect-proxy".into(),
+        proxy_destination: "web".into(),
+        ..Default::default()
+    };
+    s.apply(2, &reg("n1", proxy)).unwrap();
+    let native = Service {
+        service: "web".into(),
+        id: "web-native".into(),
+        connect_native: true,
+        ..Default::default()
+    };
+    s.apply(3, &reg("n2", native)).unwrap();
+    let (res, _) = s.read(
+        &ReadRequest::CatalogConnect {
+            service: "web".into(),
+        },
+        None,
+    );
+    let ReadResult::ServiceInstances(inst) = res else {
+        panic!()
+    };
+    let mut ids: Vec<_> = inst
+        .iter()
+        .map(|i| i.service.id.as_str().to_owned())
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["web-native", "web-proxy"]);
+    let (res, _) = s.read(
+        &ReadRequest::HealthConnect {
+            service: "db".into(),
+        },
+        None,
+    );
+    assert_eq!(res, ReadResult::Health(vec![]));
+}

@@ -204,6 +204,17 @@ pub enum ReadRequest {
         /// Service name.
         service: String,
     },
+    /// Connect-capable instances of a service: proxies whose destination is it, and
+    /// its own instances when they are Connect-native.
+    CatalogConnect {
+        /// Service name.
+        service: String,
+    },
+    /// Connect-capable instances with node and checks.
+    HealthConnect {
+        /// Service name.
+        service: String,
+    },
     /// A node and its services.
     CatalogNode {
         /// Node.
