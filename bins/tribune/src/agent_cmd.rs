@@ -21,25 +21,14 @@ use tribune_types::goflag::FlagError;
 /// The Consul version we are compatible with and report (sdk/testutil parses it).
 pub const CONSUL_VERSION: &str = "1.20.0";
 
-fn init_logging(cfg: &RuntimeConfig) {
-    let level = cfg.log_level.as_str().to_ascii_lowercase();
-    let level = match level.as_str() {
+fn init_logging(
+    cfg: &RuntimeConfig,
+) -> tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>> {
+    let level = match cfg.log_level.as_str().to_ascii_lowercase().as_str() {
         "err" => "error".to_owned(),
         other => other.to_owned(),
     };
-    // Dependencies stay at info even when we log at debug/trace.
-    let directives = format!("{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info");
-    let filter = tracing_subscriber::EnvFilter::try_new(directives)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stdout)
-        .with_ansi(false);
-    let _ = if cfg.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    crate::logging::init(&level, cfg.log_json)
 }
 
 /// The node ID: configured, or persisted in `data_dir/node-id` (as Consul does), or
@@ -254,7 +243,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    init_logging(&cfg);
+    let logs = init_logging(&cfg);
     for key in &cfg.unknown_keys {
         tracing::warn!(key = %key, "config key not supported by Tribune; ignored");
     }
@@ -339,7 +328,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut agent_cfg = agent_cfg;
     let http_port_hint = cfg.ports.http;
     agent_cfg.ports = ports_map(&cfg, http_port_hint, rpc_port);
-    let (agent, mut events) = Agent::start(agent_cfg, server.clone());
+    let (agent, mut events) = Agent::start(agent_cfg, server.clone(), logs);
     let mut from_config = FromConfig::default();
     apply_config_definitions(&agent, &cfg, &mut from_config).await?;
 

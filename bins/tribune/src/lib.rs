@@ -8,6 +8,7 @@
 
 pub mod agent_cmd;
 pub mod cli;
+mod logging;
 
 use std::process::ExitCode;
 

@@ -61,6 +61,8 @@ pub struct Agent {
     pub(crate) local: Mutex<Local>,
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) events: mpsc::Sender<AgentEvent>,
+    /// Log records for `/v1/agent/monitor` (fed by the process's tracing layer).
+    pub(crate) logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -83,9 +85,11 @@ pub(crate) fn backend_err(e: RpcError) -> BackendError {
 impl Agent {
     /// Creates the agent and starts its background loop (TTL expiry and periodic
     /// anti-entropy). Lifecycle requests arrive on the returned receiver.
+    /// `logs` carries the process's log records for `/v1/agent/monitor`.
     pub fn start(
         cfg: AgentConfig,
         servers: Arc<dyn ServerApi>,
+        logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
     ) -> (Arc<Agent>, mpsc::Receiver<AgentEvent>) {
         let (events, rx) = mpsc::channel(8);
         let (changed, _) = watch::channel(0);
@@ -95,6 +99,7 @@ impl Agent {
             local: Mutex::new(Local::default()),
             changed,
             events,
+            logs,
         });
         tokio::spawn(background(Arc::downgrade(&agent)));
         (agent, rx)

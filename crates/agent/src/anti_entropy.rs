@@ -52,13 +52,17 @@ impl Agent {
             (local.services.get(id).cloned(), local.service_checks(id))
         };
         let Some(svc) = svc else { return };
-        self.push(WriteRequest::Register(Registration {
-            node: self.node(),
-            service: Some(svc),
-            checks,
-            skip_node_update: true,
-        }))
-        .await;
+        let synced = self
+            .push(WriteRequest::Register(Registration {
+                node: self.node(),
+                service: Some(svc),
+                checks,
+                skip_node_update: true,
+            }))
+            .await;
+        if synced {
+            tracing::info!(service = id, "Synced service");
+        }
     }
 
     /// Pushes one check (with its service, so a service check never precedes it).
@@ -71,13 +75,17 @@ impl Agent {
             let svc = local.services.get(&c.check.service_id).cloned();
             (c.check.clone(), svc)
         };
-        self.push(WriteRequest::Register(Registration {
-            node: self.node(),
-            service: svc,
-            checks: vec![check],
-            skip_node_update: true,
-        }))
-        .await;
+        let synced = self
+            .push(WriteRequest::Register(Registration {
+                node: self.node(),
+                service: svc,
+                checks: vec![check],
+                skip_node_update: true,
+            }))
+            .await;
+        if synced {
+            tracing::info!(check = id, "Synced check");
+        }
     }
 
     pub(crate) async fn sync_service_removed(&self, id: &str) {

@@ -185,6 +185,12 @@ impl Backend for Agent {
         }
     }
 
+    fn monitor(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<tribune_http_api::LogLine>> {
+        self.logs.subscribe()
+    }
+
     fn local_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.changed.subscribe()
     }

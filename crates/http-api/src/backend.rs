@@ -83,6 +83,17 @@ pub struct ServiceRegistration {
     pub replace_existing_checks: bool,
 }
 
+/// One log record for `/v1/agent/monitor`, already rendered both ways.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLine {
+    /// Severity: 0 trace, 1 debug, 2 info, 3 warn, 4 error.
+    pub level: u8,
+    /// Consul's text form: `2024-01-01T00:00:00.000Z [INFO]  agent: message: k=v`.
+    pub text: String,
+    /// Consul's JSON form (`{"@level":"info","@message":...,"@module":...,"@timestamp":...}`).
+    pub json: String,
+}
+
 /// A local check with its definition, for `/v1/agent/checks`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalCheck {
@@ -144,6 +155,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn join(&self, addr: &str, wan: bool) -> Result<(), BackendError>;
     /// Forces a failed member into the `left` state (`prune`: forget it entirely).
     async fn force_leave(&self, node: &str, prune: bool, wan: bool) -> Result<(), BackendError>;
+    /// Subscribes to the agent's log records (every level; the caller filters).
+    fn monitor(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<LogLine>>;
     /// A receiver whose value changes whenever local services or checks change, for
     /// hash-based blocking on agent endpoints. The value itself is meaningless.
     fn local_changes(&self) -> tokio::sync::watch::Receiver<u64>;

@@ -859,3 +859,34 @@ async fn agent_operations() {
     api.put_ok("/v1/agent/leave", "").await;
     assert!(b.state().left);
 }
+
+#[tokio::test]
+async fn monitor_streams_lines_at_or_above_the_level_and_rejects_bad_levels() {
+    let (b, base) = start().await;
+    let client = reqwest::Client::new();
+    let bad = client
+        .get(format!("{base}/v1/agent/monitor?loglevel=loud"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    assert_eq!(bad.text().await.unwrap(), "Unknown log level: loud");
+    let mut resp = client
+        .get(format!("{base}/v1/agent/monitor?loglevel=info"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    // The handler has subscribed once the response headers arrived.
+    let line = |level: u8, text: &str| {
+        std::sync::Arc::new(tribune_http_api::LogLine {
+            level,
+            text: text.into(),
+            json: String::new(),
+        })
+    };
+    b.logs.send(line(1, "[DEBUG] hidden")).unwrap();
+    b.logs.send(line(2, "[INFO]  agent: shown")).unwrap();
+    let chunk = resp.chunk().await.unwrap().unwrap();
+    assert_eq!(&chunk[..], b"[INFO]  agent: shown\n");
+}

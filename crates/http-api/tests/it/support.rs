@@ -70,6 +70,8 @@ pub struct FakeBackend {
     /// How many times `local_changes` was called: lets a test wait until a blocking
     /// request is inside its handler, without sleeping.
     subscriptions: watch::Sender<usize>,
+    /// Log lines for `/v1/agent/monitor`.
+    pub logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
 }
 
 impl FakeBackend {
@@ -137,6 +139,7 @@ impl FakeBackend {
             index_tx,
             local_tx,
             subscriptions,
+            logs: tokio::sync::broadcast::channel(64).0,
         })
     }
 
@@ -745,6 +748,12 @@ impl Backend for FakeBackend {
         }
         self.mutate(|st| st.joins.push((addr.to_owned(), wan)));
         Ok(())
+    }
+
+    fn monitor(
+        &self,
+    ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<tribune_http_api::LogLine>> {
+        self.logs.subscribe()
     }
 
     fn local_changes(&self) -> watch::Receiver<u64> {

@@ -1,0 +1,143 @@
+//! Process logging: the console (Consul's levels, text or JSON) and the
+//! `/v1/agent/monitor` feed, which has its own level so `monitor -log-level=debug`
+//! works on an agent logging at info.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use tokio::sync::broadcast;
+use tracing::field::{Field, Visit};
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
+use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
+use tribune_http_api::LogLine;
+
+/// Our crates; the monitor sees them down to TRACE and dependencies from INFO.
+const OUR_TARGETS: &[&str] = &[
+    "tribune",
+    "tribune_agent",
+    "tribune_server",
+    "tribune_http_api",
+    "tribune_consensus",
+    "tribune_state",
+    "tribune_rpc",
+    "tribune_kv",
+];
+
+/// Installs the global subscriber; returns the monitor feed's sender.
+pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
+    let (tx, _) = broadcast::channel(1024);
+    // Dependencies stay at info even when we log at debug/trace.
+    let directives = format!("{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info");
+    let console_filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
+    let monitor_filter = OUR_TARGETS
+        .iter()
+        .fold(Targets::new().with_default(Level::INFO), |t, target| {
+            t.with_target(*target, Level::TRACE)
+        });
+    let text = (!json).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stdout)
+            .with_ansi(false)
+    });
+    let json_layer = json.then(|| {
+        tracing_subscriber::fmt::layer()
+            .json()
+            .with_writer(std::io::stdout)
+    });
+    let console = text
+        .map(|l| l.boxed())
+        .or_else(|| json_layer.map(|l| l.boxed()))
+        .map(|l| l.with_filter(console_filter));
+    let _ = tracing_subscriber::registry()
+        .with(console)
+        .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor_filter))
+        .try_init();
+    tx
+}
+
+struct MonitorLayer {
+    tx: broadcast::Sender<Arc<LogLine>>,
+}
+
+#[derive(Default)]
+struct Fields {
+    message: String,
+    pairs: Vec<(String, String)>,
+}
+
+impl Visit for Fields {
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.message = value.to_owned();
+        } else {
+            self.pairs.push((field.name().to_owned(), value.to_owned()));
+        }
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.message = format!("{value:?}");
+        } else {
+            self.pairs
+                .push((field.name().to_owned(), format!("{value:?}")));
+        }
+    }
+}
+
+/// hclog's module name: `tribune_agent::anti_entropy` → `agent.anti_entropy`.
+fn module(target: &str) -> String {
+    let t = target.strip_prefix("tribune_").unwrap_or(target);
+    t.replace("::", ".")
+}
+
+impl<S: Subscriber> Layer<S> for MonitorLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        // Nothing to do unless someone is watching: logging must stay cheap.
+        if self.tx.receiver_count() == 0 {
+            return;
+        }
+        let meta = event.metadata();
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        let (level, name) = match *meta.level() {
+            Level::TRACE => (0, "TRACE"),
+            Level::DEBUG => (1, "DEBUG"),
+            Level::INFO => (2, "INFO"),
+            Level::WARN => (3, "WARN"),
+            Level::ERROR => (4, "ERROR"),
+        };
+        let mut ts = String::new();
+        let _ = SystemTime.format_time(&mut Writer::new(&mut ts));
+        let module = module(meta.target());
+        // hclog's layout: the bracketed level padded to 8 columns.
+        let mut text = format!(
+            "{ts} {:<8}{module}: {}",
+            format!("[{name}]"),
+            fields.message
+        );
+        if !fields.pairs.is_empty() {
+            text.push(':');
+            for (k, v) in &fields.pairs {
+                let _ = write!(text, " {k}={v}");
+            }
+        }
+        let mut obj = serde_json::Map::new();
+        obj.insert("@level".into(), name.to_ascii_lowercase().into());
+        obj.insert("@message".into(), fields.message.clone().into());
+        obj.insert("@module".into(), module.into());
+        obj.insert("@timestamp".into(), ts.into());
+        for (k, v) in fields.pairs {
+            obj.insert(k, v.into());
+        }
+        let line = LogLine {
+            level,
+            text,
+            json: serde_json::Value::Object(obj).to_string(),
+        };
+        let _ = self.tx.send(Arc::new(line));
+    }
+}
