@@ -185,6 +185,10 @@ impl Backend for Agent {
         }
     }
 
+    fn gauges(&self) -> Vec<tribune_http_api::Gauge> {
+        crate::metrics::gauges(self)
+    }
+
     fn monitor(
         &self,
     ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<tribune_http_api::LogLine>> {

@@ -14,5 +14,6 @@ mod anti_entropy;
 mod backend;
 pub mod config;
 mod local;
+mod metrics;
 
 pub use agent::{Agent, AgentConfig, AgentEvent};

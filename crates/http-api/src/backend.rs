@@ -94,6 +94,15 @@ pub struct LogLine {
     pub json: String,
 }
 
+/// A gauge for `/v1/agent/metrics`: a full Consul metric name and its current value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    /// Name, e.g. `consul.<hostname>.runtime.alloc_bytes`.
+    pub name: String,
+    /// Value.
+    pub value: f64,
+}
+
 /// A local check with its definition, for `/v1/agent/checks`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct LocalCheck {
@@ -155,6 +164,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn join(&self, addr: &str, wan: bool) -> Result<(), BackendError>;
     /// Forces a failed member into the `left` state (`prune`: forget it entirely).
     async fn force_leave(&self, node: &str, prune: bool, wan: bool) -> Result<(), BackendError>;
+    /// Current gauges (runtime and agent state), read at request time.
+    fn gauges(&self) -> Vec<Gauge>;
     /// Subscribes to the agent's log records (every level; the caller filters).
     fn monitor(&self) -> tokio::sync::broadcast::Receiver<std::sync::Arc<LogLine>>;
     /// A receiver whose value changes whenever local services or checks change, for

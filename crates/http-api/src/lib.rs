@@ -20,6 +20,8 @@ pub mod params;
 pub mod reply;
 mod routes;
 
-pub use backend::{AgentInfo, Backend, BackendError, ClusterStatus, LogLine, ServiceRegistration};
+pub use backend::{
+    AgentInfo, Backend, BackendError, ClusterStatus, Gauge, LogLine, ServiceRegistration,
+};
 pub use error::ApiError;
 pub use routes::{router, serve, HttpConfig};

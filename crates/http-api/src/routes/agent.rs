@@ -20,6 +20,7 @@ mod checks;
 mod content_hash;
 mod health;
 mod info;
+mod metrics;
 mod monitor;
 mod ops;
 mod services;
@@ -49,7 +50,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/maintenance", put(ops::node_maintenance))
         .route("/v1/agent/leave", put(ops::leave))
         .route("/v1/agent/reload", put(ops::reload))
-        .route("/v1/agent/monitor", get(monitor::stream));
+        .route("/v1/agent/monitor", get(monitor::stream))
+        .route("/v1/agent/metrics", get(metrics::render));
     [
         ("/v1/agent/service", get(services::get_one)),
         ("/v1/agent/service/deregister", put(services::deregister)),

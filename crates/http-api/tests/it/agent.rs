@@ -890,3 +890,28 @@ async fn monitor_streams_lines_at_or_above_the_level_and_rejects_bad_levels() {
     let chunk = resp.chunk().await.unwrap().unwrap();
     assert_eq!(&chunk[..], b"[INFO]  agent: shown\n");
 }
+
+#[tokio::test]
+async fn metrics_json_and_prometheus() {
+    let (_b, base) = start().await;
+    let client = reqwest::Client::new();
+    let v: Value = client
+        .get(format!("{base}/v1/agent/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(v["Timestamp"].is_string());
+    assert_eq!(v["Gauges"][0]["Name"], "consul.node1.runtime.alloc_bytes");
+    let text = client
+        .get(format!("{base}/v1/agent/metrics?format=prometheus"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(text.contains("consul_runtime_alloc_bytes 1"), "{text}");
+}

@@ -750,6 +750,13 @@ impl Backend for FakeBackend {
         Ok(())
     }
 
+    fn gauges(&self) -> Vec<tribune_http_api::Gauge> {
+        vec![tribune_http_api::Gauge {
+            name: "consul.node1.runtime.alloc_bytes".into(),
+            value: 1.0,
+        }]
+    }
+
     fn monitor(
         &self,
     ) -> tokio::sync::broadcast::Receiver<std::sync::Arc<tribune_http_api::LogLine>> {

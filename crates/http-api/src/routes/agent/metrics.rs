@@ -1,0 +1,93 @@
+//! `GET /v1/agent/metrics`: the agent's gauges in Consul's JSON shape, or in the
+//! Prometheus text format with `?format=prometheus` (or an OpenMetrics `Accept`).
+
+use super::AppState;
+use crate::error::ApiError;
+use crate::params::Params;
+use crate::reply;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// go-metrics' interval timestamp, `2006-01-02 15:04:05 +0000 UTC`, to the second.
+fn timestamp() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} +0000 UTC",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Prometheus names: dots become underscores; the hostname segment go-metrics puts in
+/// gauge names is dropped, as Consul's Prometheus sink does.
+fn prometheus_name(name: &str, host: &str) -> String {
+    let without_host = name.replacen(&format!(".{host}."), ".", 1);
+    without_host.replace(['.', '-'], "_")
+}
+
+pub(super) async fn render(
+    State(st): State<AppState>,
+    p: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let gauges = st.backend.gauges();
+    let wants_prometheus = p.get("format") == Some("prometheus")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/openmetrics-text"));
+    if wants_prometheus {
+        let host = st.backend.agent_info().node_name;
+        let mut body = String::new();
+        for g in &gauges {
+            let name = prometheus_name(&g.name, &host);
+            body.push_str(&format!("# TYPE {name} gauge\n{name} {}\n", g.value));
+        }
+        let mut resp = body.into_response();
+        resp.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+        );
+        return Ok(resp);
+    }
+    let body = json!({
+        "Timestamp": timestamp(),
+        "Gauges": gauges.iter().map(|g| json!({"Name": g.name, "Value": g.value, "Labels": {}})).collect::<Vec<_>>(),
+        "Points": [],
+        "Counters": [],
+        "Samples": [],
+    });
+    Ok(reply::json(&body, p.pretty()))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn timestamp_shape_and_prometheus_names() {
+        let t = super::timestamp();
+        assert_eq!(t.len(), "2006-01-02 15:04:05 +0000 UTC".len(), "{t}");
+        assert!(t.ends_with(" +0000 UTC"));
+        assert_eq!(
+            super::prometheus_name("consul.myhost.runtime.alloc_bytes", "myhost"),
+            "consul_runtime_alloc_bytes"
+        );
+    }
+}
