@@ -438,7 +438,17 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                             w.fail(ProposeError::ConfChangeRejected);
                         }
                     } else {
-                        let output = self.sm.apply(index, &entry.data);
+                        let output = match self.sm.apply(index, &entry.data) {
+                            Ok(output) => output,
+                            Err(source) => {
+                                // Stop before this entry counts as applied: skipping it
+                                // would fork this server's state from its peers.
+                                if let Some(w) = waiter {
+                                    w.fail(ProposeError::Fatal);
+                                }
+                                return Err(ConsensusError::Apply { index, source });
+                            }
+                        };
                         applied_normal += 1;
                         match waiter {
                             Some(Waiter::Normal(tx)) => {

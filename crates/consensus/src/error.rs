@@ -184,6 +184,12 @@ pub enum SnapshotFileError {
     },
 }
 
+/// A committed entry the state machine cannot apply (returned by
+/// [`crate::StateMachine::apply`]); fatal for the node.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ApplyError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
 /// A state machine could not load a snapshot (returned by
 /// [`crate::StateMachine::restore`]).
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +206,15 @@ pub enum RestoreError {
 /// condition on the raft thread.
 #[derive(Debug, thiserror::Error)]
 pub enum ConsensusError {
+    /// A committed entry the state machine cannot apply; the node stopped before it.
+    #[error("committed entry {index} cannot be applied")]
+    Apply {
+        /// The entry's index.
+        index: u64,
+        /// Why.
+        #[source]
+        source: ApplyError,
+    },
     /// The configuration is invalid.
     #[error("invalid raft config: {0}")]
     Config(#[from] ConfigError),

@@ -47,7 +47,7 @@
 //! struct Counter(u64);
 //! impl StateMachine for Counter {
 //!     type Output = u64;
-//!     fn apply(&mut self, _index: u64, _data: &[u8]) -> u64 { self.0 += 1; self.0 }
+//!     fn apply(&mut self, _index: u64, _data: &[u8]) -> Result<u64, tribune_consensus::ApplyError> { self.0 += 1; Ok(self.0) }
 //!     fn snapshot(&self) -> Vec<u8> { self.0.to_be_bytes().to_vec() }
 //!     fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), RestoreError> {
 //!         let bytes: [u8; 8] = data.try_into().map_err(|e| RestoreError::Malformed(Box::new(e)))?;
@@ -82,8 +82,8 @@ mod transport;
 
 pub use config::RaftConfig;
 pub use error::{
-    ConfigError, ConsensusError, CorruptionError, InvalidMessage, ProposeError, RestoreError,
-    SnapshotFileError, SnapshotRejection,
+    ApplyError, ConfigError, ConsensusError, CorruptionError, InvalidMessage, ProposeError,
+    RestoreError, SnapshotFileError, SnapshotRejection,
 };
 pub use machine::{Applied, StateMachine};
 pub use node::{start, MembershipChange, Raft, RaftInbox};

@@ -1,6 +1,6 @@
 //! The replicated state machine interface the raft thread drives.
 
-use crate::error::RestoreError;
+use crate::error::{ApplyError, RestoreError};
 
 /// The replicated state machine, owned by the raft thread.
 ///
@@ -13,7 +13,10 @@ pub trait StateMachine: Send + 'static {
     /// Apply one committed normal entry (data = what was proposed), deterministically.
     ///
     /// Never called for raft's own empty no-op entries or for membership changes.
-    fn apply(&mut self, index: u64, data: &[u8]) -> Self::Output;
+    /// An `Err` means the entry cannot be applied at all (e.g. it does not decode):
+    /// the raft thread stops with [`crate::ConsensusError::Apply`] before marking the
+    /// entry applied, so no later entry is applied and no snapshot covers it.
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<Self::Output, ApplyError>;
 
     /// Serialise the whole state as of the last applied index.
     fn snapshot(&self) -> Vec<u8>;

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tribune_consensus::{RestoreError, StateMachine};
+use tribune_consensus::{ApplyError, RestoreError, StateMachine};
 use tribune_state::{Command, StateStore};
 use tribune_types::model::ops::{WriteOutcome, WriteRejected};
 
@@ -19,16 +19,15 @@ pub(crate) struct Fsm {
 impl StateMachine for Fsm {
     type Output = ApplyOutput;
 
-    fn apply(&mut self, index: u64, data: &[u8]) -> ApplyOutput {
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutput, ApplyError> {
         match Command::decode(data) {
-            Ok(cmd) => self.state.apply(index, &cmd),
+            Ok(cmd) => Ok(self.state.apply(index, &cmd)),
             Err(e) => {
-                tracing::error!(index, error = %e, "committed raft entry cannot be decoded; stopping service");
+                // Applying past it would fork this server from its peers: raft stops here,
+                // before the entry counts as applied or a snapshot can cover it.
+                tracing::error!(index, error = %e, "committed raft entry cannot be decoded; stopping");
                 self.poisoned.store(true, Ordering::SeqCst);
-                self.state.advance(index);
-                Err(WriteRejected::Failed(format!(
-                    "raft entry {index} cannot be decoded: {e}"
-                )))
+                Err(ApplyError(Box::new(e)))
             }
         }
     }

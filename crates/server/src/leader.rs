@@ -154,7 +154,7 @@ async fn reap_tombstones(server: &Arc<Server>, samples: &mut VecDeque<(Instant, 
             break;
         }
     }
-    if let Some(index) = upto {
+    if let Some(index) = upto.filter(|i| server.state.has_tombstones_upto(*i)) {
         let cmd = Command::ReapTombstones { index };
         if let Err(e) = server.raft.propose(cmd.encode()).await {
             tracing::debug!(error = %e, "tombstone reap not proposed");

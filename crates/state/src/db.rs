@@ -135,6 +135,15 @@ impl StateStore {
         result
     }
 
+    /// Whether any KV tombstone is at or below `index` (so reaping would do something).
+    pub fn has_tombstones_upto(&self, index: u64) -> bool {
+        self.current
+            .read()
+            .kv
+            .tombstones()
+            .any(|(_, t)| t.index <= index)
+    }
+
     /// Records that `index` was applied without a command (raft no-ops, config changes).
     pub fn advance(&self, index: u64) {
         let _w = self.write_lock.lock();
@@ -315,6 +324,18 @@ fn register(
     if node_name.is_empty() {
         return Err(WriteRejected::BadRequest("Must provide node".into()));
     }
+    // NUL separates the parts of composite keys (`node \0 id`); a name containing one
+    // could alias another node's rows.
+    let ids = std::iter::once(node_name.as_str())
+        .chain(reg.service.iter().map(|s| s.id.as_str()))
+        .chain(reg.checks.iter().map(|c| c.check_id.as_str()));
+    for id in ids {
+        if id.contains('\0') {
+            return Err(WriteRejected::BadRequest(format!(
+                "Invalid name {id:?}: contains a NUL byte"
+            )));
+        }
+    }
     let existing_node = db.nodes.get(&node_name).cloned();
     if existing_node.is_none() || !reg.skip_node_update {
         // A missing address is rejected at the rim unless SkipNodeUpdate is set; with it,
@@ -370,9 +391,10 @@ fn register(
                 .entry(name.clone())
                 .or_default()
                 .insert(key.clone(), ());
-            db.services.insert(key.clone(), row, index);
+            db.services.insert(key.clone(), row.clone(), index);
             t.add(SERVICES, &key);
             bump_service(db, &name, index, t);
+            refresh_service_checks(db, &row, index, t);
         }
     }
     for check in &reg.checks {
@@ -414,13 +436,47 @@ fn register(
         let service_name = row.service_name.clone();
         db.checks.insert(key.clone(), row, index);
         t.add(CHECKS, &key);
-        if service_name.is_empty() {
-            bump_services_on_node(db, &node_name, index, t);
-        } else {
-            bump_service(db, &service_name, index, t);
+        bump_check_owner(db, &node_name, &service_name, index, t);
+        // A check that moved (node-level <-> service, or between services) also changes
+        // what its previous owner's health queries see.
+        if let Some(old) = existing.filter(|old| old.service_name != service_name) {
+            bump_check_owner(db, &node_name, &old.service_name, index, t);
         }
     }
     Ok(WriteOutcome::Done)
+}
+
+/// Bumps whatever a check's status feeds: its service, or every service on the node for
+/// a node-level check.
+fn bump_check_owner(db: &mut Db, node: &str, service_name: &str, index: u64, t: &mut Touched) {
+    if service_name.is_empty() {
+        bump_services_on_node(db, node, index, t);
+    } else {
+        bump_service(db, service_name, index, t);
+    }
+}
+
+/// Keeps the service name and tags copied into a service's checks in step with it.
+fn refresh_service_checks(db: &mut Db, svc: &Service, index: u64, t: &mut Touched) {
+    let node = svc.node.as_str().to_owned();
+    let stale: Vec<String> = db
+        .checks
+        .prefix(&pair(&node, ""))
+        .filter(|(_, c)| {
+            c.service_id == svc.id.as_str()
+                && (c.service_name != svc.service || c.service_tags != svc.tags)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for key in stale {
+        if let Some(mut c) = db.checks.get(&key).cloned() {
+            c.service_name = svc.service.clone();
+            c.service_tags = svc.tags.clone();
+            c.raft.modify_index = index;
+            db.checks.insert(key.clone(), c, index);
+            t.add(CHECKS, &key);
+        }
+    }
 }
 
 fn unindex_service(db: &mut Db, name: &str, key: &str, index: u64, t: &mut Touched) {
@@ -432,9 +488,14 @@ fn unindex_service(db: &mut Db, name: &str, key: &str, index: u64, t: &mut Touch
         None => false,
     };
     if now_empty {
+        // Forget the name entirely; its queries fall back to the services table index,
+        // which is already at least this index, so nothing goes backwards.
         db.by_service.remove(name);
+        db.service_index.remove(name);
+        t.add(SERVICE_NAME, name);
+    } else {
+        bump_service(db, name, index, t);
     }
-    bump_service(db, name, index, t);
 }
 
 fn remove_check(db: &mut Db, key: &str, index: u64, t: &mut Touched) {

@@ -11,9 +11,9 @@ struct Counter(u64);
 
 impl StateMachine for Counter {
     type Output = u64;
-    fn apply(&mut self, _index: u64, _data: &[u8]) -> u64 {
+    fn apply(&mut self, _index: u64, _data: &[u8]) -> Result<u64, crate::ApplyError> {
         self.0 += 1;
-        self.0
+        Ok(self.0)
     }
     fn snapshot(&self) -> Vec<u8> {
         self.0.to_be_bytes().to_vec()

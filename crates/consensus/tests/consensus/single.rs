@@ -197,3 +197,21 @@ fn invalid_config_is_rejected() {
         Err(ConsensusError::Config(_))
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_the_machine_cannot_apply_stops_the_node_before_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let (raft, state) = single(dir.path()).await;
+    raft.propose(b"a=1".to_vec()).await.unwrap();
+    let err = raft.propose(b"poison".to_vec()).await.unwrap_err();
+    assert_eq!(err, ProposeError::Fatal);
+    wait_for(&raft, "stop", |s| !s.running).await;
+    assert!(matches!(
+        raft.fatal_error().as_deref(),
+        Some(ConsensusError::Apply { .. })
+    ));
+    // Nothing after the bad entry is applied, and it is not counted as applied.
+    assert!(raft.propose(b"b=2".to_vec()).await.is_err());
+    assert_eq!(state.lock().unwrap().applies, 1);
+    assert!(!state.lock().unwrap().map.contains_key("b"));
+}

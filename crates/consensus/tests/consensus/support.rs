@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tribune_consensus::{
-    start, NoopTransport, Raft, RaftConfig, RaftStatus, RestoreError, StateMachine,
+    start, ApplyError, NoopTransport, Raft, RaftConfig, RaftStatus, RestoreError, StateMachine,
 };
 
 /// Inspectable state of [`KvMachine`].
@@ -54,18 +54,22 @@ struct BadSnapshot(&'static str);
 impl StateMachine for KvMachine {
     type Output = KvOutput;
 
-    fn apply(&mut self, index: u64, data: &[u8]) -> KvOutput {
+    fn apply(&mut self, index: u64, data: &[u8]) -> Result<KvOutput, ApplyError> {
+        // `poison` stands for an entry this state machine cannot apply.
+        if data.starts_with(b"poison") {
+            return Err(ApplyError(Box::new(BadSnapshot("poisoned entry"))));
+        }
         let mut st = self.state.lock().unwrap();
         let text = String::from_utf8_lossy(data);
         let (k, v) = text.split_once('=').unwrap_or((&text, ""));
         let previous = st.map.insert(k.to_string(), v.to_string());
         st.applies += 1;
         st.last_index = index;
-        KvOutput {
+        Ok(KvOutput {
             index,
             echo: data.to_vec(),
             previous,
-        }
+        })
     }
 
     fn snapshot(&self) -> Vec<u8> {

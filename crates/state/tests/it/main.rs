@@ -351,3 +351,69 @@ fn connect_instances_are_proxies_of_the_service_and_native_instances() {
     );
     assert_eq!(res, ReadResult::Health(vec![]));
 }
+
+#[test]
+fn a_check_that_moves_bumps_its_old_owner_and_renames_follow_the_service() {
+    let s = StateStore::new();
+    s.apply(
+        1,
+        &register(
+            "n1",
+            Some("db"),
+            vec![check("c", "", HealthStatus::Critical)],
+        ),
+    )
+    .unwrap();
+    s.apply(2, &register("n1", Some("web"), vec![])).unwrap();
+    let (_, before) = s.read(
+        &ReadRequest::HealthService {
+            service: "db".into(),
+        },
+        None,
+    );
+    // `c` becomes a check of `web`: `db` no longer sees it, so its index must move.
+    s.apply(
+        3,
+        &register("n1", None, vec![check("c", "web", HealthStatus::Critical)]),
+    )
+    .unwrap();
+    let (res, after) = s.read(
+        &ReadRequest::HealthService {
+            service: "db".into(),
+        },
+        None,
+    );
+    assert!(after > before);
+    let ReadResult::Health(entries) = res else {
+        panic!()
+    };
+    assert!(entries[0].checks.is_empty());
+    // Renaming `web` (same ID) carries its check along.
+    let rename = Command::Request(WriteRequest::Register(Registration {
+        node: Node {
+            node: "n1".into(),
+            address: "127.0.0.1".into(),
+            ..Default::default()
+        },
+        service: Some(Service {
+            id: "web".into(),
+            service: "www".into(),
+            ..Default::default()
+        }),
+        checks: vec![],
+        skip_node_update: true,
+    }));
+    s.apply(4, &rename).unwrap();
+    let (res, _) = s.read(
+        &ReadRequest::HealthChecks {
+            service: "www".into(),
+        },
+        None,
+    );
+    let ReadResult::Checks(checks) = res else {
+        panic!()
+    };
+    assert_eq!(checks.len(), 1);
+    // A NUL byte in a name is refused.
+    assert!(s.apply(5, &register("a\0b", None, vec![])).is_err());
+}
