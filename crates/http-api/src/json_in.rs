@@ -58,8 +58,8 @@ pub fn normalize(value: Value) -> Value {
                 } else {
                     normalize(v)
                 };
-                // First spelling wins if a body repeats a key in two cases.
-                out.entry(ck).or_insert(v);
+                // Go's encoding/json keeps the last of several spellings of one field.
+                out.insert(ck, v);
             }
             Value::Object(out)
         }

@@ -80,7 +80,8 @@ impl Params {
     /// A u64 parameter; `what` names it in the 400 error.
     pub fn u64(&self, name: &str, what: &str) -> Result<Option<u64>, ApiError> {
         match self.get(name) {
-            None => Ok(None),
+            // Go's `Query().Get` gives "" for `?index=`, which Consul skips.
+            None | Some("") => Ok(None),
             Some(v) => v
                 .parse()
                 .map(Some)
@@ -97,6 +98,17 @@ impl Params {
                 None => (kv.to_owned(), String::new()),
             })
             .collect()
+    }
+
+    /// A boolean parameter as Consul reads it: present without a value = true,
+    /// otherwise Go's `strconv.ParseBool`; anything else is a 400.
+    pub fn go_bool(&self, name: &str) -> Result<bool, ApiError> {
+        match self.get(name) {
+            None => Ok(false),
+            Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
+            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
+            Some(v) => Err(ApiError::bad(format!("Invalid value for ?{name}: {v:?}"))),
+        }
     }
 
     /// Whether `?pretty` was given.
@@ -129,7 +141,7 @@ impl Params {
             ));
         }
         let mut wait = match self.get("wait") {
-            None => DEFAULT_QUERY_TIME,
+            None | Some("") => DEFAULT_QUERY_TIME,
             Some(w) => parse_go_duration(w)
                 .map_err(|_| ApiError::bad(format!("Invalid wait time: {w:?}")))?,
         };

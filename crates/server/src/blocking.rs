@@ -7,6 +7,9 @@ use tribune_state::StateStore;
 use tribune_store::WatchSet;
 use tribune_types::model::ops::{QueryOptions, ReadRequest, ReadResult};
 
+/// Consul's `max_query_time` plus the largest jitter the HTTP layer adds.
+const MAX_WAIT: Duration = Duration::from_secs(600 + 600 / 16);
+
 /// Runs `req` per `opts`; returns the result and its raw index.
 pub(crate) async fn run(
     state: &StateStore,
@@ -16,7 +19,9 @@ pub(crate) async fn run(
     if opts.min_index == 0 {
         return state.read(req, None);
     }
-    let deadline = Instant::now() + opts.max_wait;
+    // The wait arrives over the network (agents send it); clamp it here too.
+    let max_wait = opts.max_wait.min(MAX_WAIT);
+    let deadline = Instant::now() + max_wait;
     loop {
         let mut ws = WatchSet::new();
         let (res, index) = state.read(req, Some(&mut ws));

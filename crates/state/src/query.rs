@@ -49,7 +49,9 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         ReadRequest::HealthNode { .. }
         | ReadRequest::HealthChecks { .. }
         | ReadRequest::HealthState { .. } => vec![Topic::Table(CHECKS)],
-        ReadRequest::ConfigGet { kind, name } => vec![Topic::Key(CONFIG, pair(kind, name))],
+        // The reported index is the config table's, so the watch is too: any config
+        // change moves the index a client blocks on.
+        ReadRequest::ConfigGet { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::CaRoots => vec![Topic::Table(CA)],
     }
@@ -180,7 +182,7 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
         ),
         ReadRequest::CatalogConnect { service } => (
             ReadResult::ServiceInstances(service_instances(db, connect_instances(db, service))),
-            db.services.max_index(),
+            db.services.max_index().max(db.nodes.max_index()),
         ),
         ReadRequest::HealthConnect { service } => (
             ReadResult::Health(health_entries(db, connect_instances(db, service))),

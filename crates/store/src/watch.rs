@@ -25,6 +25,8 @@ pub enum Topic {
 #[derive(Default)]
 struct Registry {
     points: HashMap<Topic, watch::Sender<u64>>,
+    /// Size after the last sweep; the next sweep runs when the map has doubled.
+    swept_len: usize,
 }
 
 /// The watch registry of a state store.
@@ -59,6 +61,13 @@ impl Watches {
     /// Subscribes `set` to `topic`. Call before reading.
     pub fn subscribe(&self, set: &mut WatchSet, topic: Topic) {
         let mut reg = self.inner.lock();
+        // Points for keys that are never written are only dropped by `notify`; sweep
+        // the abandoned ones whenever the map doubles, so waiting on missing keys
+        // cannot grow it without bound (amortised O(1) per subscribe).
+        if reg.points.len() > 2 * reg.swept_len + 64 {
+            reg.points.retain(|_, tx| tx.receiver_count() > 0);
+            reg.swept_len = reg.points.len();
+        }
         let sender = reg
             .points
             .entry(topic)
@@ -187,6 +196,16 @@ mod tests {
         tokio::task::yield_now().await;
         w.notify("kv", "k", 9);
         assert!(waiter.await.unwrap());
+    }
+
+    #[test]
+    fn abandoned_points_for_unwritten_keys_are_swept() {
+        let w = Watches::default();
+        for i in 0..10_000 {
+            let mut set = WatchSet::new();
+            w.subscribe(&mut set, Topic::Key("kv", format!("missing/{i}")));
+        }
+        assert!(w.len() < 200, "{} watch points kept", w.len());
     }
 
     #[tokio::test(start_paused = true)]

@@ -231,12 +231,27 @@ async fn gateway_services(
 ) -> Result<Response, ApiError> {
     let mut rows = Vec::new();
     let mut meta = None;
-    for kind in ["terminating-gateway", "ingress-gateway"] {
+    // Both reads report the config table's index and watch the whole table, so the
+    // first may block for both; the second then answers at once.
+    let opts = p.query_options()?;
+    st.check_dc(&p)?;
+    for (i, kind) in ["terminating-gateway", "ingress-gateway"]
+        .into_iter()
+        .enumerate()
+    {
         let req = ReadRequest::ConfigGet {
             kind: kind.into(),
             name: gateway.clone(),
         };
-        let (res, m) = st.read(&p, req).await?;
+        let opts = if i == 0 {
+            opts
+        } else {
+            tribune_types::model::ops::QueryOptions {
+                min_index: 0,
+                ..opts
+            }
+        };
+        let (res, m) = st.backend.read(req, opts).await?;
         meta = Some(m);
         let ReadResult::Config(entries) = res else {
             return Err(mismatch("config get"));

@@ -98,8 +98,7 @@ async fn entries(st: AppState, p: Params, req: ReadRequest) -> Result<Response, 
     if from_peer(&p) {
         entries.clear();
     }
-    // `?passing` counts by presence except for an explicit false value.
-    let passing = p.has("passing") && !matches!(p.get("passing"), Some("false" | "0"));
+    let passing = p.go_bool("passing")?;
     entries.retain(|e| {
         has_tags(&p, &e.service)
             && node_meta_matches(&p, &e.node)

@@ -37,10 +37,18 @@ fn timestamp() -> String {
 }
 
 /// Prometheus names: dots become underscores; the hostname segment go-metrics puts in
-/// gauge names is dropped, as Consul's Prometheus sink does.
-fn prometheus_name(name: &str, host: &str) -> String {
-    let without_host = name.replacen(&format!(".{host}."), ".", 1);
-    without_host.replace(['.', '-'], "_")
+/// runtime gauge names (`consul.<host>.runtime.*`) is dropped, as Consul's Prometheus
+/// sink does.
+fn prometheus_name(name: &str) -> String {
+    let parts: Vec<&str> = name.split('.').collect();
+    let parts: Vec<&str> = if parts.len() > 3 && parts[0] == "consul" && parts[2] == "runtime" {
+        std::iter::once(parts[0])
+            .chain(parts[2..].iter().copied())
+            .collect()
+    } else {
+        parts
+    };
+    parts.join("_").replace('-', "_")
 }
 
 pub(super) async fn render(
@@ -55,10 +63,9 @@ pub(super) async fn render(
             .and_then(|v| v.to_str().ok())
             .is_some_and(|a| a.contains("application/openmetrics-text"));
     if wants_prometheus {
-        let host = st.backend.agent_info().node_name;
         let mut body = String::new();
         for g in &gauges {
-            let name = prometheus_name(&g.name, &host);
+            let name = prometheus_name(&g.name);
             body.push_str(&format!("# TYPE {name} gauge\n{name} {}\n", g.value));
         }
         let mut resp = body.into_response();
@@ -86,7 +93,7 @@ mod tests {
         assert_eq!(t.len(), "2006-01-02 15:04:05 +0000 UTC".len(), "{t}");
         assert!(t.ends_with(" +0000 UTC"));
         assert_eq!(
-            super::prometheus_name("consul.myhost.runtime.alloc_bytes", "myhost"),
+            super::prometheus_name("consul.myhost.runtime.alloc_bytes"),
             "consul_runtime_alloc_bytes"
         );
     }
