@@ -108,38 +108,39 @@ struct FromConfig {
     checks: BTreeSet<String>,
 }
 
+/// Registers config-file services and checks and removes those a reload dropped.
+/// At startup (`sync` false) this only fills local state: the agent's first full sync
+/// pushes it, so startup never waits on raft before the HTTP API is up.
 async fn apply_config_definitions(
     agent: &Agent,
     cfg: &RuntimeConfig,
     previous: &mut FromConfig,
+    sync: bool,
 ) -> anyhow::Result<()> {
     let (services, checks) = config_registrations(cfg)?;
     let mut now = FromConfig::default();
+    let err = |e: tribune_http_api::BackendError| anyhow::anyhow!("{e}");
     for reg in services {
         now.services.insert(reg.service.id.as_str().to_owned());
-        agent
-            .add_service(reg)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if sync {
+            agent.add_service(reg).await.map_err(err)?;
+        } else {
+            agent.load_service(reg);
+        }
     }
     for def in checks {
         now.checks.insert(def.id.as_str().to_owned());
-        agent
-            .add_check(def)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if sync {
+            agent.add_check(def).await.map_err(err)?;
+        } else {
+            agent.load_check(def).map_err(err)?;
+        }
     }
     for id in previous.services.difference(&now.services) {
-        agent
-            .remove_service(id)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        agent.remove_service(id).await.map_err(err)?;
     }
     for id in previous.checks.difference(&now.checks) {
-        agent
-            .remove_check(id)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        agent.remove_check(id).await.map_err(err)?;
     }
     *previous = now;
     Ok(())
@@ -169,7 +170,7 @@ async fn serve_http(
     listener: &Listener,
     router: axum::Router,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<SocketAddrOrPath> {
+) -> anyhow::Result<(SocketAddrOrPath, tokio::task::JoinHandle<()>)> {
     let shutdown = async move {
         let _ = stop.wait_for(|v| *v).await;
     };
@@ -179,18 +180,18 @@ async fn serve_http(
                 .await
                 .with_context(|| format!("binding the HTTP API to {addr}"))?;
             let local = l.local_addr()?;
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Err(e) = tribune_http_api::serve(l, router, shutdown).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
-            Ok(SocketAddrOrPath::Addr(local))
+            Ok((SocketAddrOrPath::Addr(local), task))
         }
         Listener::Unix(path) => {
             let _ = std::fs::remove_file(path);
             let l = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("binding the HTTP API to unix://{}", path.display()))?;
-            tokio::spawn(async move {
+            let task = tokio::spawn(async move {
                 if let Err(e) = axum::serve(l, router)
                     .with_graceful_shutdown(shutdown)
                     .await
@@ -198,7 +199,7 @@ async fn serve_http(
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
-            Ok(SocketAddrOrPath::Path(path.display().to_string()))
+            Ok((SocketAddrOrPath::Path(path.display().to_string()), task))
         }
     }
 }
@@ -330,7 +331,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     agent_cfg.ports = ports_map(&cfg, http_port_hint, rpc_port);
     let (agent, mut events) = Agent::start(agent_cfg, server.clone(), logs);
     let mut from_config = FromConfig::default();
-    apply_config_definitions(&agent, &cfg, &mut from_config).await?;
+    apply_config_definitions(&agent, &cfg, &mut from_config, false).await?;
 
     let http_cfg = HttpConfig {
         kv_max_value_size: cfg.limits.kv_max_value_size as usize,
@@ -338,9 +339,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     };
     let router = tribune_http_api::router(agent.clone(), http_cfg);
     let mut bound = Vec::new();
+    let mut http_tasks = Vec::new();
     for l in &http_listeners {
-        bound.push(serve_http(l, router.clone(), stop_rx.clone()).await?);
+        let (addr, task) = serve_http(l, router.clone(), stop_rx.clone()).await?;
+        bound.push(addr);
+        http_tasks.push(task);
     }
+    // Local state is loaded and the API is up: start TTLs and anti-entropy.
+    agent.start_sync();
     println!("==> Tribune agent running (Consul {CONSUL_VERSION} compatible)");
     println!("    Node name: '{}'", cfg.node_name);
     println!("   Datacenter: '{}'", cfg.datacenter);
@@ -376,6 +382,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         }
     }
     let _ = stop_tx.send(true);
+    // Let in-flight requests (e.g. the answer to `/v1/agent/leave`) finish; parked
+    // blocking queries would hold graceful shutdown for minutes, so bound the wait.
+    let drain = futures_join(http_tasks);
+    let _ = tokio::time::timeout(Duration::from_secs(3), drain).await;
     server.shutdown().await;
     if let Some(pid) = &cfg.pid_file {
         let _ = std::fs::remove_file(pid);
@@ -384,13 +394,19 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 async fn reload(
     parsed: &tribune_types::goflag::Parsed,
     agent: &Agent,
     from_config: &mut FromConfig,
 ) -> anyhow::Result<()> {
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
-    apply_config_definitions(agent, &cfg, from_config).await?;
+    apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");
     Ok(())
 }

@@ -61,6 +61,8 @@ pub struct Agent {
     pub(crate) local: Mutex<Local>,
     pub(crate) changed: watch::Sender<u64>,
     pub(crate) events: mpsc::Sender<AgentEvent>,
+    /// Orders catalog pushes (see `Agent::sync_service`).
+    pub(crate) sync_lock: tokio::sync::Mutex<()>,
     /// Log records for `/v1/agent/monitor` (fed by the process's tracing layer).
     pub(crate) logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
 }
@@ -83,8 +85,8 @@ pub(crate) fn backend_err(e: RpcError) -> BackendError {
 }
 
 impl Agent {
-    /// Creates the agent and starts its background loop (TTL expiry and periodic
-    /// anti-entropy). Lifecycle requests arrive on the returned receiver.
+    /// Creates the agent; [`Agent::start_sync`] starts its background loop (TTL expiry
+    /// and anti-entropy). Lifecycle requests arrive on the returned receiver.
     /// `logs` carries the process's log records for `/v1/agent/monitor`.
     pub fn start(
         cfg: AgentConfig,
@@ -100,9 +102,16 @@ impl Agent {
             changed,
             events,
             logs,
+            sync_lock: tokio::sync::Mutex::new(()),
         });
-        tokio::spawn(background(Arc::downgrade(&agent)));
         (agent, rx)
+    }
+
+    /// Starts TTL expiry and anti-entropy, beginning with a full sync. Call it once,
+    /// after loading config-file definitions ([`Agent::load_service`]), so the first
+    /// sync does not remove services from the catalog that are about to be re-added.
+    pub fn start_sync(self: &Arc<Self>) {
+        tokio::spawn(background(Arc::downgrade(self)));
     }
 
     /// The agent's configuration.
@@ -141,11 +150,22 @@ impl Agent {
 
     /// Registers a service and its checks locally, then syncs them.
     pub async fn add_service(&self, reg: ServiceRegistration) -> Result<(), BackendError> {
+        let (id, removed) = self.load_service(reg);
+        for cid in removed {
+            self.sync_check_removed(&cid).await;
+        }
+        self.sync_service(&id).await;
+        Ok(())
+    }
+
+    /// Registers a service and its checks in local state only (the next sync pushes
+    /// them). Returns the service ID and the check IDs `replace_existing_checks` removed.
+    pub fn load_service(&self, reg: ServiceRegistration) -> (String, Vec<String>) {
         let mut svc = reg.service;
         svc.node = self.cfg.node_name.clone().into();
         let id = svc.id.as_str().to_owned();
         let now = Instant::now();
-        let removed: Vec<String> = {
+        let removed = {
             let mut local = self.local.lock();
             let keep: Vec<String> = reg
                 .checks
@@ -167,19 +187,12 @@ impl Agent {
             }
             local.services.insert(id.clone(), svc);
             for def in reg.checks {
-                let cid = def.id.as_str().to_owned();
-                local
-                    .checks
-                    .insert(cid, LocalCheck::new(&self.cfg.node_name, def, now));
+                insert_check(&mut local, &self.cfg.node_name, def, now);
             }
             removed
         };
         self.bump();
-        for cid in removed {
-            self.sync_check_removed(&cid).await;
-        }
-        self.sync_service(&id).await;
-        Ok(())
+        (id, removed)
     }
 
     /// Removes a local service and its checks.
@@ -196,25 +209,28 @@ impl Agent {
         Ok(())
     }
 
-    /// Registers a local check.
+    /// Registers a local check, then syncs it.
     pub async fn add_check(&self, def: CheckDefinition) -> Result<(), BackendError> {
+        let cid = self.load_check(def)?;
+        self.sync_check(&cid).await;
+        Ok(())
+    }
+
+    /// Registers a check in local state only; returns its ID.
+    pub fn load_check(&self, def: CheckDefinition) -> Result<String, BackendError> {
         let cid = def.id.as_str().to_owned();
         {
             let mut local = self.local.lock();
             if !def.service_id.is_empty() && !local.services.contains_key(&def.service_id) {
-                return Err(BackendError::BadRequest(format!(
+                return Err(BackendError::NotFound(format!(
                     "ServiceID \"{}\" does not exist",
                     def.service_id
                 )));
             }
-            local.checks.insert(
-                cid.clone(),
-                LocalCheck::new(&self.cfg.node_name, def, Instant::now()),
-            );
+            insert_check(&mut local, &self.cfg.node_name, def, Instant::now());
         }
         self.bump();
-        self.sync_check(&cid).await;
-        Ok(())
+        Ok(cid)
     }
 
     /// Removes a local check.
@@ -327,6 +343,29 @@ impl Agent {
     }
 }
 
+/// Delay before retrying a failed full sync.
+const SYNC_RETRY: Duration = Duration::from_secs(1);
+
+/// Inserts or replaces a local check. A check that already exists keeps its status
+/// and output (and its TTL deadline if the TTL is unchanged) unless the new definition
+/// sets a status: re-registering a service or reloading config must not flap its
+/// health (Consul's `snapshotCheckState`).
+fn insert_check(local: &mut Local, node: &str, def: CheckDefinition, now: Instant) {
+    let cid = def.id.as_str().to_owned();
+    let explicit_status = def.status.is_some();
+    let mut fresh = LocalCheck::new(node, def, now);
+    if let Some(old) = local.checks.get(&cid) {
+        if !explicit_status {
+            fresh.check.status = old.check.status;
+            fresh.check.output = old.check.output.clone();
+        }
+        if old.def.ttl == fresh.def.ttl {
+            fresh.ttl_deadline = old.ttl_deadline;
+        }
+    }
+    local.checks.insert(cid, fresh);
+}
+
 /// Expires TTL checks at their deadlines and runs the periodic full sync. Holds only a
 /// weak reference so dropping the agent ends the loop.
 async fn background(agent: std::sync::Weak<Agent>) {
@@ -344,8 +383,14 @@ async fn background(agent: std::sync::Weak<Agent>) {
             a.sync_check(&id).await;
         }
         if now >= next_sync {
-            a.full_sync().await;
-            next_sync = Instant::now() + sync_interval;
+            // A failed sync (no leader yet at startup, a server restarting) is retried
+            // soon rather than a whole interval later.
+            let retry = if a.full_sync().await {
+                sync_interval
+            } else {
+                SYNC_RETRY.min(sync_interval)
+            };
+            next_sync = Instant::now() + retry;
         }
         let deadline = a
             .local
@@ -357,5 +402,51 @@ async fn background(agent: std::sync::Weak<Agent>) {
             _ = tokio::time::sleep_until(deadline) => {}
             r = changes.changed() => if r.is_err() { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ttl_check(status: Option<HealthStatus>, ttl: u64) -> CheckDefinition {
+        CheckDefinition {
+            id: "c".into(),
+            name: "c".into(),
+            ttl: Some(Duration::from_secs(ttl)),
+            status,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn re_registering_a_check_keeps_its_state_unless_a_status_is_given() {
+        let t0 = Instant::now();
+        let mut local = Local::default();
+        insert_check(
+            &mut local,
+            "n",
+            ttl_check(Some(HealthStatus::Passing), 30),
+            t0,
+        );
+        local.checks.get_mut("c").unwrap().check.output = "ok".into();
+        let later = t0 + Duration::from_secs(5);
+        insert_check(&mut local, "n", ttl_check(None, 30), later);
+        let c = &local.checks["c"];
+        assert_eq!(
+            (c.check.status, c.check.output.as_str()),
+            (HealthStatus::Passing, "ok")
+        );
+        assert_eq!(c.ttl_deadline, Some(t0 + Duration::from_secs(30)));
+        // A new TTL restarts the clock; an explicit status wins.
+        insert_check(
+            &mut local,
+            "n",
+            ttl_check(Some(HealthStatus::Warning), 60),
+            later,
+        );
+        let c = &local.checks["c"];
+        assert_eq!(c.check.status, HealthStatus::Warning);
+        assert_eq!(c.ttl_deadline, Some(later + Duration::from_secs(60)));
     }
 }

@@ -46,12 +46,12 @@ impl Agent {
     }
 
     /// Pushes one service and its checks.
-    pub(crate) async fn sync_service(&self, id: &str) {
+    async fn sync_service_locked(&self, id: &str) -> bool {
         let (svc, checks) = {
             let local = self.local.lock();
             (local.services.get(id).cloned(), local.service_checks(id))
         };
-        let Some(svc) = svc else { return };
+        let Some(svc) = svc else { return true };
         let synced = self
             .push(WriteRequest::Register(Registration {
                 node: self.node(),
@@ -63,14 +63,15 @@ impl Agent {
         if synced {
             tracing::info!(service = id, "Synced service");
         }
+        synced
     }
 
     /// Pushes one check (with its service, so a service check never precedes it).
-    pub(crate) async fn sync_check(&self, id: &str) {
+    async fn sync_check_locked(&self, id: &str) -> bool {
         let (check, svc) = {
             let local = self.local.lock();
             let Some(c) = local.checks.get(id) else {
-                return;
+                return true;
             };
             let svc = local.services.get(&c.check.service_id).cloned();
             (c.check.clone(), svc)
@@ -86,29 +87,60 @@ impl Agent {
         if synced {
             tracing::info!(check = id, "Synced check");
         }
+        synced
     }
 
-    pub(crate) async fn sync_service_removed(&self, id: &str) {
+    async fn sync_service_removed_locked(&self, id: &str) -> bool {
         self.push(WriteRequest::Deregister(Deregistration {
             node: self.cfg.node_name.clone().into(),
             service_id: Some(id.into()),
             check_id: None,
         }))
-        .await;
+        .await
     }
 
-    pub(crate) async fn sync_check_removed(&self, id: &str) {
+    async fn sync_check_removed_locked(&self, id: &str) -> bool {
         self.push(WriteRequest::Deregister(Deregistration {
             node: self.cfg.node_name.clone().into(),
             service_id: None,
             check_id: Some(id.into()),
         }))
-        .await;
+        .await
+    }
+
+    /// Pushes one service and its checks. Every push takes `sync_lock` from the moment
+    /// it copies local state until its write completes, so pushes land in the order of
+    /// the local changes they carry (a stale copy can never overwrite a newer one).
+    pub(crate) async fn sync_service(&self, id: &str) {
+        let _order = self.sync_lock.lock().await;
+        self.sync_service_locked(id).await;
+    }
+
+    /// Pushes one check (see [`Agent::sync_service`] for ordering).
+    pub(crate) async fn sync_check(&self, id: &str) {
+        let _order = self.sync_lock.lock().await;
+        self.sync_check_locked(id).await;
+    }
+
+    /// Removes a service from the catalog (see [`Agent::sync_service`] for ordering).
+    pub(crate) async fn sync_service_removed(&self, id: &str) {
+        let _order = self.sync_lock.lock().await;
+        self.sync_service_removed_locked(id).await;
+    }
+
+    /// Removes a check from the catalog (see [`Agent::sync_service`] for ordering).
+    pub(crate) async fn sync_check_removed(&self, id: &str) {
+        let _order = self.sync_lock.lock().await;
+        self.sync_check_removed_locked(id).await;
     }
 
     /// Reconciles the catalog's view of this node with local state: registers what is
     /// missing or different, deregisters what the agent does not know.
-    pub(crate) async fn full_sync(&self) {
+    /// Returns whether the catalog was read and every push succeeded.
+    pub(crate) async fn full_sync(&self) -> bool {
+        // One push sequence at a time: see `sync_lock`.
+        let _order = self.sync_lock.lock().await;
+        let mut ok = true;
         let stale = QueryOptions {
             consistency: Consistency::Stale,
             ..Default::default()
@@ -125,10 +157,10 @@ impl Agent {
             .await
         {
             Ok((ReadResult::NodeServices(found), _)) => found.map(|(_, s)| s).unwrap_or_default(),
-            Ok(_) => return,
+            Ok(_) => return false,
             Err(e) => {
                 tracing::debug!(error = %e, "anti-entropy: catalog unavailable");
-                return;
+                return false;
             }
         };
         let catalog_checks = match self
@@ -137,7 +169,7 @@ impl Agent {
             .await
         {
             Ok((ReadResult::Checks(c), _)) => c,
-            _ => return,
+            _ => return false,
         };
         let (services, checks) = {
             let local = self.local.lock();
@@ -153,13 +185,29 @@ impl Agent {
         for s in &catalog_services {
             let id = s.id.as_str();
             if !leader_owned_service(id) && !services.contains_key(id) {
-                self.sync_service_removed(id).await;
+                ok &= self.sync_service_removed_locked(id).await;
             }
         }
         for c in &catalog_checks {
             let id = c.check_id.as_str();
             if !leader_owned_check(id) && !checks.contains_key(id) {
-                self.sync_check_removed(id).await;
+                ok &= self.sync_check_removed_locked(id).await;
+            }
+        }
+        // With EnableTagOverride the catalog owns the tags: adopt them locally instead
+        // of overwriting them (Consul's anti-entropy does the same).
+        let mut services = services;
+        for (id, svc) in services.iter_mut() {
+            if !svc.enable_tag_override {
+                continue;
+            }
+            if let Some(cs) = catalog_services.iter().find(|s| s.id.as_str() == id) {
+                if cs.tags != svc.tags {
+                    svc.tags = cs.tags.clone();
+                    if let Some(local) = self.local.lock().services.get_mut(id) {
+                        local.tags = cs.tags.clone();
+                    }
+                }
             }
         }
         for (id, svc) in &services {
@@ -168,7 +216,7 @@ impl Agent {
                 .find(|s| s.id.as_str() == id)
                 .is_none_or(|s| service_differs(svc, s));
             if stale {
-                self.sync_service(id).await;
+                ok &= self.sync_service_locked(id).await;
             }
         }
         let node_checks_stale = checks.iter().any(|(id, c)| {
@@ -180,19 +228,21 @@ impl Agent {
         if node_checks_stale {
             let node_checks = self.local.lock().node_checks();
             if !node_checks.is_empty() {
-                self.push(WriteRequest::Register(Registration {
-                    node: self.node(),
-                    service: None,
-                    checks: node_checks,
-                    skip_node_update: true,
-                }))
-                .await;
+                ok &= self
+                    .push(WriteRequest::Register(Registration {
+                        node: self.node(),
+                        service: None,
+                        checks: node_checks,
+                        skip_node_update: true,
+                    }))
+                    .await;
             }
             for (id, c) in &checks {
                 if !c.service_id.is_empty() {
-                    self.sync_check(id).await;
+                    ok &= self.sync_check_locked(id).await;
                 }
             }
         }
+        ok
     }
 }

@@ -38,12 +38,22 @@ async fn config_file_services_register_and_sigint_exits_cleanly() -> Result<()> 
     });
     let agent = Agent::start(&dir.path().join("data"), extra)?;
     let client = reqwest::Client::new();
-    let body: serde_json::Value = client
-        .get(format!("{}/v1/health/service/web?passing", agent.http))
-        .send()
-        .await?
-        .json()
-        .await?;
+    // Config services reach the catalog through the agent's first sync: wait for it
+    // with blocking queries rather than sleeping.
+    let url = format!("{}/v1/health/service/web?passing", agent.http);
+    let mut index = 0u64;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let body = loop {
+        let resp = client
+            .get(format!("{url}&index={index}&wait=10s"))
+            .send()
+            .await?;
+        index = resp.headers()["x-consul-index"].to_str()?.parse()?;
+        let body: serde_json::Value = resp.json().await?;
+        if body.as_array().is_some_and(|a| !a.is_empty()) || std::time::Instant::now() > deadline {
+            break body;
+        }
+    };
     let entries = body.as_array().cloned().unwrap_or_default();
     assert_eq!(entries.len(), 1, "{body}");
     assert_eq!(entries[0]["Service"]["Tags"][0], "v1");
