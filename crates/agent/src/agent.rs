@@ -121,27 +121,15 @@ impl Agent {
 
     /// This node as registered in the catalog.
     pub(crate) fn node(&self) -> Node {
-        let addr = self.cfg.advertise_addr.clone();
-        let mut meta = self.cfg.node_meta.clone();
-        meta.insert("consul-network-segment".into(), String::new());
-        meta.insert("consul-version".into(), self.cfg.version.clone());
-        Node {
-            id: self.cfg.node_id.clone(),
-            node: self.cfg.node_name.clone().into(),
-            address: addr.clone(),
-            datacenter: self.cfg.datacenter.clone(),
-            tagged_addresses: [
-                ("lan", &addr),
-                ("lan_ipv4", &addr),
-                ("wan", &addr),
-                ("wan_ipv4", &addr),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v.clone()))
-            .collect(),
-            meta,
-            raft: Default::default(),
-        }
+        let c = &self.cfg;
+        Node::of_agent(
+            &c.node_id,
+            &c.node_name,
+            &c.advertise_addr,
+            &c.datacenter,
+            &c.node_meta,
+            &c.version,
+        )
     }
 
     pub(crate) fn bump(&self) {

@@ -58,19 +58,6 @@ pub(crate) fn spawn(server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
 /// The node, `serfHealth` check and `consul` service of this server.
 fn self_registration(server: &Server) -> Registration {
     let c = &server.config;
-    let addr = c.advertise_addr.clone();
-    let tagged = [
-        ("lan", &addr),
-        ("lan_ipv4", &addr),
-        ("wan", &addr),
-        ("wan_ipv4", &addr),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.clone()))
-    .collect();
-    let mut meta = c.node_meta.clone();
-    meta.insert("consul-network-segment".into(), String::new());
-    meta.insert("consul-version".into(), c.version.clone());
     let service_meta = [
         ("raft_version", "3"),
         ("serf_protocol_current", "2"),
@@ -82,15 +69,14 @@ fn self_registration(server: &Server) -> Registration {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     Registration {
-        node: Node {
-            id: c.node_id.clone(),
-            node: c.node_name.clone().into(),
-            address: addr,
-            datacenter: c.datacenter.clone(),
-            tagged_addresses: tagged,
-            meta,
-            raft: Default::default(),
-        },
+        node: Node::of_agent(
+            &c.node_id,
+            &c.node_name,
+            &c.advertise_addr,
+            &c.datacenter,
+            &c.node_meta,
+            &c.version,
+        ),
         service: Some(Service {
             id: "consul".into(),
             service: "consul".into(),

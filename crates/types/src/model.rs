@@ -41,6 +41,36 @@ pub struct Node {
     pub raft: RaftIndex,
 }
 
+impl Node {
+    /// An agent's own node record, as both the agent (anti-entropy) and the leader
+    /// (self-registration) write it; they must agree or they would overwrite each other.
+    /// Tagged addresses and the `consul-*` meta keys are what Consul registers.
+    pub fn of_agent(
+        id: &str,
+        name: &str,
+        address: &str,
+        datacenter: &str,
+        node_meta: &BTreeMap<String, String>,
+        version: &str,
+    ) -> Node {
+        let mut meta = node_meta.clone();
+        meta.insert("consul-network-segment".into(), String::new());
+        meta.insert("consul-version".into(), version.into());
+        Node {
+            id: id.into(),
+            node: name.into(),
+            address: address.into(),
+            datacenter: datacenter.into(),
+            tagged_addresses: ["lan", "lan_ipv4", "wan", "wan_ipv4"]
+                .into_iter()
+                .map(|k| (k.to_owned(), address.to_owned()))
+                .collect(),
+            meta,
+            raft: RaftIndex::default(),
+        }
+    }
+}
+
 /// An address and port (service tagged addresses).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
