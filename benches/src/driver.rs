@@ -131,6 +131,16 @@ impl Measured {
     }
 }
 
+/// CPU (in cores) that something other than the server under test and the load
+/// generator may use before a measurement counts as disturbed. Idle kernel
+/// threads (writeback, RCU) stay well below it.
+pub const DISTURBED_CORES: f64 = 0.25;
+
+/// Whether something else on the machine took enough CPU during `m` to skew it.
+pub fn disturbed(m: &Measured) -> bool {
+    m.usage.other_cores.is_some_and(|c| c > DISTURBED_CORES)
+}
+
 /// Nearest-rank percentile of sorted samples.
 fn percentile(sorted: &[u64], q: f64) -> f64 {
     if sorted.is_empty() {

@@ -2,7 +2,8 @@
 //! fixed "hello, world". It runs in its own process (this binary, `hello-server`)
 //! on a default multi-threaded tokio runtime — the same runtime shape as
 //! `tribune agent` — so the only difference from Tribune's GET path is Tribune's
-//! own work (routing, query parsing, the state read, JSON).
+//! own work (routing, query parsing, the state read, JSON) and the size of its
+//! answer. A second row with a body as large as Tribune's separates the two.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -15,30 +16,42 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 
-const BODY: &[u8] = b"hello, world\n";
+const HELLO: &[u8] = b"hello, world\n";
 
-/// `hello-server --port P`: serve until killed.
+/// `hello-server --port P [--body-size N]`: serve until killed. With a body size,
+/// the answer is N filler bytes instead of "hello, world", to compare with a
+/// server that sends as many bytes as Tribune's KV reads do.
 pub fn main(args: &[String]) -> Result<()> {
-    let port: u16 = match args {
-        [flag, p] if flag == "--port" => p.parse().context("--port")?,
-        _ => anyhow::bail!("usage: tribune-benches hello-server --port P"),
-    };
+    let mut port = None;
+    let mut body = Bytes::from_static(HELLO);
+    let mut it = args.iter();
+    while let Some(flag) = it.next() {
+        let value = it.next().context("missing value")?;
+        match flag.as_str() {
+            "--port" => port = Some(value.parse::<u16>().context("--port")?),
+            "--body-size" => body = Bytes::from(vec![b'x'; value.parse().context("--body-size")?]),
+            _ => anyhow::bail!("usage: tribune-benches hello-server --port P [--body-size N]"),
+        }
+    }
+    let port = port.context("--port is required")?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(serve(SocketAddr::from(([127, 0, 0, 1], port))))
+    rt.block_on(serve(SocketAddr::from(([127, 0, 0, 1], port)), body))
 }
 
-async fn serve(addr: SocketAddr) -> Result<()> {
+async fn serve(addr: SocketAddr, body: Bytes) -> Result<()> {
     let listener = TcpListener::bind(addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
     loop {
         let (stream, _) = listener.accept().await?;
         stream.set_nodelay(true)?;
+        let body = body.clone();
         tokio::spawn(async move {
-            let svc = service_fn(|_req: Request<hyper::body::Incoming>| async {
-                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(BODY))))
+            let svc = service_fn(move |_req: Request<hyper::body::Incoming>| {
+                let body = body.clone();
+                async move { Ok::<_, Infallible>(Response::new(Full::new(body))) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), svc)

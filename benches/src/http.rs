@@ -38,7 +38,7 @@ impl HttpConn {
     }
 
     async fn sender(&mut self) -> Result<&mut SendRequest<Full<Bytes>>> {
-        if self.sender.as_ref().map_or(true, |s| s.is_closed()) {
+        if self.sender.as_ref().is_none_or(|s| s.is_closed()) {
             let stream = TcpStream::connect(self.addr)
                 .await
                 .with_context(|| format!("connecting to {}", self.addr))?;

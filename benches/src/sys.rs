@@ -137,7 +137,7 @@ pub struct Sample {
 }
 
 /// Resource use between two [`Sample`]s.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Usage {
     /// CPU of the server process(es), in cores (1.0 = one core fully busy).
     pub server_cores: Option<f64>,
@@ -148,6 +148,9 @@ pub struct Usage {
     pub hottest_thread: Option<(String, f64)>,
     /// Whole-machine busy fraction (0..=1 of all cores).
     pub machine_busy: Option<f64>,
+    /// CPU used by everything else (other processes, kernel threads doing I/O
+    /// completion), in cores: large values mean the run was disturbed.
+    pub other_cores: Option<f64>,
     /// Device write requests per second.
     pub disk_writes_per_sec: f64,
     /// Device flush requests per second.
@@ -155,6 +158,7 @@ pub struct Usage {
 }
 
 /// Takes samples of the given server processes, this process, the machine and a disk.
+#[derive(Clone)]
 pub struct Sampler {
     pids: Vec<u32>,
     disk: Disk,
@@ -206,7 +210,7 @@ impl Sampler {
                 .find(|(t, _, _)| t == tid)
                 .map_or(0.0, |(_, _, s)| *s);
             let cores = (after - before) / secs;
-            if hottest_thread.as_ref().map_or(true, |(_, c)| cores > *c) {
+            if hottest_thread.as_ref().is_none_or(|(_, c)| cores > *c) {
                 hottest_thread = Some((name.clone(), cores));
             }
         }
@@ -216,11 +220,16 @@ impl Sampler {
             }
             _ => None,
         };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let other_cores = machine_busy.map(|m| {
+            (m * cores - server_cores.unwrap_or(0.0) - client_cores.unwrap_or(0.0)).max(0.0)
+        });
         Usage {
             server_cores,
             client_cores,
             hottest_thread,
             machine_busy,
+            other_cores,
             disk_writes_per_sec: b.disk.writes.saturating_sub(a.disk.writes) as f64 / secs,
             disk_flushes_per_sec: b.disk.flushes.saturating_sub(a.disk.flushes) as f64 / secs,
         }
@@ -282,7 +291,7 @@ pub fn describe_disk(path: &Path, disk: &Disk) -> String {
         if f.len() < 4 {
             continue;
         }
-        if canon.starts_with(f[1]) && best.as_ref().map_or(true, |b| f[1].len() > b.0) {
+        if canon.starts_with(f[1]) && best.as_ref().is_none_or(|b| f[1].len() > b.0) {
             best = Some((
                 f[1].len(),
                 f[1].to_owned(),

@@ -13,6 +13,7 @@ use hyper::{Method, StatusCode};
 
 use crate::driver::{self, Ctx, Measured, Plan};
 use crate::http::HttpConn;
+use crate::kv::GET_KEYS;
 use crate::procs::Proc;
 use crate::sys::{free_port, Sampler};
 
@@ -88,7 +89,9 @@ impl Tribune {
     }
 
     /// Write the keys the GET workloads read, and check one reads back intact.
-    pub async fn populate(&self, keys: usize, value: &Bytes) -> Result<()> {
+    /// Returns the size of a GET response body.
+    pub async fn populate(&self, value: &Bytes) -> Result<usize> {
+        let keys = GET_KEYS;
         let mut tasks = tokio::task::JoinSet::new();
         let workers = 16;
         for w in 0..workers {
@@ -113,7 +116,7 @@ impl Tribune {
         if got != value.as_ref() {
             bail!("GET returned a different value than was PUT");
         }
-        Ok(())
+        Ok(body.len())
     }
 }
 
@@ -161,11 +164,10 @@ pub async fn put_workload(
     .await
 }
 
-/// GET one of `keys` populated keys per request, default consistency or `?stale`.
+/// GET one of the `GET_KEYS` populated keys per request, default consistency or `?stale`.
 pub async fn get_workload(
     addr: SocketAddr,
     clients: usize,
-    keys: usize,
     stale: bool,
     plan: Plan,
     sampler: &Sampler,
@@ -176,6 +178,7 @@ pub async fn get_workload(
         ctx.ready().await?;
         // Clients start at different keys and stride by the client count, so
         // together they sweep the whole key set.
+        let keys = GET_KEYS;
         let mut k = i % keys;
         while let Some(t0) = ctx.begin() {
             let path = format!("/v1/kv/{}{suffix}", get_key(k));

@@ -6,8 +6,11 @@
 //!   `.ci/run` calls.
 //! - `tidy`: house rules (also run as a `#[test]`, see [`tidy`]).
 //! - `compat go|py|all`: the Go `api` package's and py-consul's own test suites.
+//! - `bench kv`: the KV benchmark against etcd, raw fdatasync and bare hyper
+//!   (release build; see BENCHMARKS.md).
 //! - `prereqs`: install or check the system packages the build needs.
 
+mod bench;
 mod compat;
 mod prereqs;
 mod tidy;
@@ -53,9 +56,11 @@ fn main() -> Result<()> {
             // The real clients' suites first: their summaries are results, and the
             // closing lines of this command are cargo test's.
             compat::run(&["all".to_owned()])?;
-            run(cargo().args(["test", "--workspace", "--no-fail-fast"]))
+            // The default members: everything but `benches`, which `cargo xtask bench` builds.
+            run(cargo().args(["test", "--no-fail-fast"]))
         }
         Some("compat") => compat::run(rest),
+        Some("bench") => bench::run(rest),
         Some("tidy") => {
             let problems = tidy::check(&project_root())?;
             for p in &problems {
@@ -69,6 +74,6 @@ fn main() -> Result<()> {
             }
         }
         Some("prereqs") => prereqs::ensure(),
-        _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|prereqs>"),
+        _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|prereqs>"),
     }
 }
