@@ -22,7 +22,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::{json, Value};
@@ -1003,17 +1003,18 @@ fn output_with_timeout(
     let mut child = cmd.spawn().with_context(|| format!("spawning {cmd:?}"))?;
     let out = read_in_thread(child.stdout.take());
     let err = read_in_thread(child.stderr.take());
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
+    // Wait in a thread and take its answer with a deadline: no polling.
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    let status = match rx.recv_timeout(limit) {
+        Ok(status) => status?,
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
             bail!("{cmd:?} did not finish within {limit:?}");
         }
-        thread::sleep(Duration::from_millis(20));
     };
     Ok((
         status,
