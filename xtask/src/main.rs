@@ -40,6 +40,49 @@ fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
+/// Runs `cargo test` for the default members, echoing its output, and closes with one
+/// plain `tests: N passed, N failed` line over every test binary (cargo's own last line
+/// is often an empty doc-test run, which says nothing about the suite).
+fn cargo_test_with_summary() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    let mut child = cargo()
+        .args(["test", "--no-fail-fast"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .context("running cargo test")?;
+    let (mut passed, mut failed) = (0u64, 0u64);
+    if let Some(out) = child.stdout.take() {
+        for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+            println!("{line}");
+            if let Some((p, f)) = parse_test_result(&line) {
+                passed += p;
+                failed += f;
+            }
+        }
+    }
+    let status = child.wait()?;
+    println!("\ntests: {passed} passed, {failed} failed");
+    if !status.success() {
+        bail!("cargo test failed with {status}");
+    }
+    if passed == 0 {
+        bail!("cargo test ran no test");
+    }
+    Ok(())
+}
+
+/// `(passed, failed)` from cargo's `test result: ok. 12 passed; 0 failed; ...` line.
+fn parse_test_result(line: &str) -> Option<(u64, u64)> {
+    let rest = line.strip_prefix("test result: ")?;
+    let count = |word: &str| {
+        rest.split(';').find_map(|part| {
+            let mut it = part.split_whitespace().rev();
+            (it.next() == Some(word)).then(|| it.next()?.parse().ok())?
+        })
+    };
+    Some((count("passed")?, count("failed")?))
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let rest = args.get(1..).unwrap_or(&[]);
@@ -57,7 +100,7 @@ fn main() -> Result<()> {
             // closing lines of this command are cargo test's.
             compat::run(&["all".to_owned()])?;
             // The default members: everything but `benches`, which `cargo xtask bench` builds.
-            run(cargo().args(["test", "--no-fail-fast"]))
+            cargo_test_with_summary()
         }
         Some("compat") => compat::run(rest),
         Some("bench") => bench::run(rest),
@@ -75,5 +118,15 @@ fn main() -> Result<()> {
         }
         Some("prereqs") => prereqs::ensure(),
         _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|prereqs>"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parses_cargo_test_result_lines() {
+        let line = "test result: FAILED. 12 passed; 3 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s";
+        assert_eq!(super::parse_test_result(line), Some((12, 3)));
+        assert_eq!(super::parse_test_result("running 3 tests"), None);
     }
 }
