@@ -18,8 +18,8 @@ use tribune_rpc::ServerApi;
 use tribune_server::{Server, ServerConfig};
 use tribune_types::goflag::FlagError;
 
-/// The Consul version we are compatible with and report (sdk/testutil parses it).
-pub const CONSUL_VERSION: &str = "1.20.0";
+/// The Consul version we report, shared with `tribune version` (sdk/testutil parses it).
+use crate::cli::CONSUL_VERSION;
 
 fn init_logging(
     cfg: &RuntimeConfig,

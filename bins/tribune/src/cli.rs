@@ -18,6 +18,8 @@ mod node;
 mod services;
 mod version;
 
+pub use version::CONSUL_VERSION;
+
 use std::io::{Read, Write};
 
 use tribune_types::goflag::{FlagError, FlagSet, Parsed};

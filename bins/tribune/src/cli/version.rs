@@ -16,7 +16,7 @@ use tribune_types::goflag::FlagSet;
 use super::{parse, Ctx};
 
 /// The Consul release whose HTTP API and CLI Tribune implements.
-pub(crate) const CONSUL_VERSION: &str = "1.20.0";
+pub const CONSUL_VERSION: &str = "1.20.0";
 
 /// Consul's RPC protocol versions: default, min, max.
 const RPC: RpcVersion = RpcVersion {
