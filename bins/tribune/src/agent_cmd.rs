@@ -278,6 +278,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     server_cfg.trailing_logs = cfg.raft_trailing_logs;
     server_cfg.rpc_hold_timeout = cfg.rpc_hold_timeout;
     server_cfg.kv_max_value_size = cfg.limits.kv_max_value_size as usize;
+    server_cfg.session_ttl_min = cfg.session_ttl_min;
     server_cfg.connect_enabled = cfg.connect.enabled;
     server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
     server_cfg.version = CONSUL_VERSION.into();

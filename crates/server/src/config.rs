@@ -42,6 +42,8 @@ pub struct ServerConfig {
     pub version: String,
     /// How long a KV tombstone lives before the leader reaps it (Consul: 15 min).
     pub tombstone_ttl: Duration,
+    /// Shortest session TTL accepted (`session_ttl_min`).
+    pub session_ttl_min: Duration,
 }
 
 impl ServerConfig {
@@ -65,6 +67,7 @@ impl ServerConfig {
             ca_cluster_id: None,
             version: "1.20.0".into(),
             tombstone_ttl: Duration::from_secs(15 * 60),
+            session_ttl_min: Duration::from_secs(10),
         }
     }
 }

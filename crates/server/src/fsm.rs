@@ -20,8 +20,8 @@ impl StateMachine for Fsm {
     type Output = ApplyOutput;
 
     fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutput, ApplyError> {
-        match Command::decode(data) {
-            Ok(cmd) => Ok(self.state.apply(index, &cmd)),
+        match Command::decode_stamped(data) {
+            Ok((cmd, now_ms)) => Ok(self.state.apply_stamped(index, now_ms, &cmd)),
             Err(e) => {
                 // Applying past it would fork this server from its peers: raft stops here,
                 // before the entry counts as applied or a snapshot can cover it.

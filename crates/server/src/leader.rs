@@ -1,6 +1,7 @@
 //! Leader duties: on gaining leadership, register this server in the catalog (node,
 //! `serfHealth`, the `consul` service) and create the Connect CA root once; while
-//! leading, reap KV tombstones older than the tombstone TTL.
+//! leading, reap KV tombstones older than the tombstone TTL and destroy TTL sessions
+//! that were not renewed in time (timers re-armed in full on every new term).
 
 use crate::ca;
 use crate::server::Server;
@@ -21,6 +22,7 @@ use tribune_types::HealthStatus;
 const GC_GRANULARITY: Duration = Duration::from_secs(30);
 
 pub(crate) fn spawn(server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
+    tokio::spawn(expire_sessions(server.clone(), shutdown.clone()));
     tokio::spawn(async move {
         let mut status = server.raft.subscribe();
         let mut established_term = 0u64;
@@ -28,6 +30,11 @@ pub(crate) fn spawn(server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
         let mut gc = tokio::time::interval(GC_GRANULARITY);
         loop {
             let s = status.borrow().clone();
+            if !s.is_leader {
+                // Timers are leader state; the next leader re-arms them in full.
+                server.session_timers.lock().clear();
+                established_term = 0;
+            }
             if s.is_leader && s.term != established_term {
                 match establish(&server).await {
                     Ok(()) => established_term = s.term,
@@ -122,8 +129,78 @@ async fn establish(server: &Arc<Server>) -> Result<(), tribune_rpc::RpcError> {
             }
         }
     }
+    arm_session_timers(server).await?;
     tracing::info!(node = %server.config.node_name, "cluster leadership established");
     Ok(())
+}
+
+/// Starts a full `TTL × 2` timer for every TTL session (Consul's
+/// `initializeSessionTimers`): whatever the previous leader knew of renewals is lost,
+/// so each session gets the benefit of the doubt.
+async fn arm_session_timers(server: &Arc<Server>) -> Result<(), tribune_rpc::RpcError> {
+    let opts = QueryOptions {
+        consistency: tribune_types::model::ops::Consistency::Stale,
+        ..Default::default()
+    };
+    let (list, _) = server.read(ReadRequest::SessionList, opts).await?;
+    let ReadResult::Sessions(sessions) = list else {
+        return Ok(());
+    };
+    let now = std::time::Instant::now();
+    let mut timers = server.session_timers.lock();
+    timers.clear();
+    for s in &sessions {
+        if let Some(ttl) = s.ttl_duration() {
+            timers.reset(s.id, ttl, now);
+        }
+    }
+    let armed = timers.len();
+    drop(timers);
+    server.timers_changed.notify_one();
+    if armed > 0 {
+        tracing::info!(sessions = armed, "session TTL timers armed");
+    }
+    Ok(())
+}
+
+/// Destroys TTL sessions whose deadline passed. Runs for the server's life; the timer
+/// set is empty while this server does not lead.
+async fn expire_sessions(server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        let next = server.session_timers.lock().next_deadline();
+        let wait = async move {
+            match next {
+                Some(d) => tokio::time::sleep_until(Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            _ = server.timers_changed.notified() => continue,
+            _ = wait => {}
+        }
+        let now = std::time::Instant::now();
+        let due = server.session_timers.lock().take_expired(now);
+        for id in due {
+            let (found, _) = server.state.read(&ReadRequest::SessionGet { id }, None);
+            if matches!(found, ReadResult::Sessions(ref s) if s.is_empty()) {
+                continue;
+            }
+            match server.propose(WriteRequest::SessionDestroy { id }).await {
+                Ok(_) => tracing::info!(session = %id, "session TTL expired; invalidated"),
+                Err(e) => {
+                    tracing::warn!(session = %id, error = %e, "invalidating expired session failed");
+                    if server.raft.status().is_leader {
+                        // Retry shortly rather than leave a dead session holding locks.
+                        server
+                            .session_timers
+                            .lock()
+                            .set_deadline(id, now + Duration::from_secs(1));
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Samples the applied index every tick; reaps tombstones whose sample is older than
@@ -142,7 +219,11 @@ async fn reap_tombstones(server: &Arc<Server>, samples: &mut VecDeque<(Instant, 
     }
     if let Some(index) = upto.filter(|i| server.state.has_tombstones_upto(*i)) {
         let cmd = Command::ReapTombstones { index };
-        if let Err(e) = server.raft.propose(cmd.encode()).await {
+        if let Err(e) = server
+            .raft
+            .propose(cmd.encode(crate::server::wall_ms()))
+            .await
+        {
             tracing::debug!(error = %e, "tombstone reap not proposed");
         }
     }

@@ -4,11 +4,13 @@ use crate::blocking;
 use crate::config::ServerConfig;
 use crate::fsm::{ApplyOutput, Fsm};
 use async_trait::async_trait;
+use parking_lot::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tribune_consensus::{NoopTransport, ProposeError, Raft, RaftConfig, RaftStatus};
+use tribune_kv::ttl::SessionTimers;
 use tribune_kv::{KvError, KvLimits};
 use tribune_rpc::{RpcError, ServerApi, ServerStatus};
 use tribune_state::StateStore;
@@ -41,6 +43,10 @@ pub struct Server {
     pub(crate) state: Arc<StateStore>,
     poisoned: Arc<AtomicBool>,
     limits: KvLimits,
+    /// TTL session deadlines; armed only while this server leads.
+    pub(crate) session_timers: Mutex<SessionTimers>,
+    /// Wakes the session timer task when a deadline moved earlier.
+    pub(crate) timers_changed: tokio::sync::Notify,
     shutdown_tx: watch::Sender<bool>,
     /// Keeps a dev server's temporary data directory alive until drop.
     _temp_dir: Option<tempfile::TempDir>,
@@ -106,7 +112,10 @@ impl Server {
         let server = Arc::new(Server {
             limits: KvLimits {
                 max_value_size: config.kv_max_value_size,
+                session_ttl_min: config.session_ttl_min,
             },
+            session_timers: Mutex::new(SessionTimers::new()),
+            timers_changed: tokio::sync::Notify::new(),
             config,
             raft,
             state,
@@ -178,20 +187,81 @@ impl Server {
     /// Proposes a write and returns its apply outcome (used by the leader loop too).
     pub(crate) async fn propose(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
         self.check_poisoned()?;
+        // What the session timers must learn once the write is applied.
+        let timer_effect = match &req {
+            WriteRequest::SessionCreate(s) => s.ttl_duration().map(|ttl| (s.id, Some(ttl))),
+            WriteRequest::SessionDestroy { id } => Some((*id, None)),
+            _ => None,
+        };
         let cmd = tribune_kv::to_command(req, &self.limits).map_err(|e| match e {
-            KvError::MissingKey | KvError::ValueTooLarge { .. } => {
+            KvError::MissingKey
+            | KvError::ValueTooLarge { .. }
+            | KvError::TxnValueTooLarge { .. } => {
                 RpcError::Rejected(WriteRejected::BadRequest(e.to_string()))
+            }
+            KvError::SessionTtlInvalid { .. } | KvError::SessionTtlRange { .. } => {
+                RpcError::Rejected(WriteRejected::Failed(e.to_string()))
             }
         })?;
         self.wait_for_leader(true).await?;
-        let applied = self.raft.propose(cmd.encode()).await.map_err(|e| match e {
-            ProposeError::NotLeader { .. } => RpcError::NoLeader,
-            ProposeError::Shutdown | ProposeError::Fatal => RpcError::ShuttingDown,
-            other => RpcError::Transport(other.to_string()),
-        })?;
+        let applied = self
+            .raft
+            .propose(cmd.encode(wall_ms()))
+            .await
+            .map_err(|e| match e {
+                ProposeError::NotLeader { .. } => RpcError::NoLeader,
+                ProposeError::Shutdown | ProposeError::Fatal => RpcError::ShuttingDown,
+                other => RpcError::Transport(other.to_string()),
+            })?;
         let output: ApplyOutput = applied.output;
-        Ok((output?, applied.index))
+        let outcome = output?;
+        if let Some((id, ttl)) = timer_effect {
+            let mut timers = self.session_timers.lock();
+            match ttl {
+                Some(ttl) => timers.reset(id, ttl, std::time::Instant::now()),
+                None => timers.remove(id),
+            }
+            drop(timers);
+            self.timers_changed.notify_one();
+        }
+        Ok((outcome, applied.index))
     }
+
+    /// `Session.Renew`: answered by the leader from its state, restarting the session's
+    /// timer when it exists.
+    async fn renew_session(
+        &self,
+        req: &ReadRequest,
+        opts: &QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError> {
+        let status = self.wait_for_leader(true).await?;
+        let (result, index) = self.state.read(req, None);
+        if let ReadResult::Sessions(found) = &result {
+            if let Some(ttl) = found.first().and_then(|s| s.ttl_duration()) {
+                let mut timers = self.session_timers.lock();
+                for s in found {
+                    timers.reset(s.id, ttl, std::time::Instant::now());
+                }
+            }
+        }
+        Ok((
+            result,
+            QueryMeta {
+                index: index.max(1),
+                known_leader: status.leader_id.is_some(),
+                last_contact: Duration::ZERO,
+                consistency: opts.consistency,
+            },
+        ))
+    }
+}
+
+/// The leader's wall clock in ms since the epoch, stamped on every proposed entry.
+pub(crate) fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[async_trait]
@@ -209,6 +279,9 @@ impl ServerApi for Server {
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
         self.check_poisoned()?;
+        if matches!(req, ReadRequest::SessionRenew { .. }) {
+            return self.renew_session(&req, &opts).await;
+        }
         // Default and consistent reads are answered by the leader. With one voter the
         // leader's applied state already includes every acknowledged write, which is
         // what a ReadIndex round would establish.

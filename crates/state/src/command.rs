@@ -1,6 +1,9 @@
 //! Raft log entries.
 //!
-//! Wire form: `[format version: u8 = 1][tag: u16 big-endian][MessagePack body]`.
+//! Wire form: `[format version: u8 = 2][tag: u16 BE][leader's wall clock, ms since the
+//! Unix epoch: u64 BE][MessagePack body]`. Version 1 entries (no clock) still decode, with
+//! a clock of 0. The clock is stamped once, by the proposing leader, so time-dependent
+//! rules (lock-delay) apply identically on every server and on replay.
 //! Tags are append-only: a number is never reused. Tag bit 0x8000 marks a command an
 //! older server may ignore (Consul's `IgnoreUnknownTypeFlag` habit); an unknown tag
 //! without it is a fatal decode error, because skipping it would fork the state.
@@ -9,7 +12,8 @@ use tribune_types::model::ops::WriteRequest;
 
 /// Tags at or above this bit may be ignored by servers that do not know them.
 pub const IGNORABLE: u16 = 0x8000;
-const FORMAT_VERSION: u8 = 1;
+const FORMAT_VERSION: u8 = 2;
+const FORMAT_V1: u8 = 1;
 
 /// A command in the raft log.
 // Commands are decoded once and applied by reference; boxing would only add an allocation.
@@ -62,14 +66,17 @@ fn request_tag(req: &WriteRequest) -> u16 {
         WriteRequest::ConfigSet { .. } => 5,
         WriteRequest::ConfigDelete { .. } => 6,
         WriteRequest::CaSetRoots { .. } => 7,
+        WriteRequest::SessionCreate(_) => 8,
+        WriteRequest::SessionDestroy { .. } => 9,
+        WriteRequest::Txn(_) => 10,
     }
 }
 
 const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
 
 impl Command {
-    /// Encodes for the raft log.
-    pub fn encode(&self) -> Vec<u8> {
+    /// Encodes for the raft log, stamped with the proposer's wall clock (`now_ms`).
+    pub fn encode(&self, now_ms: u64) -> Vec<u8> {
         let (tag, body) = match self {
             Command::Request(req) => (request_tag(req), rmp_serde::to_vec_named(req)),
             Command::ReapTombstones { index } => (TAG_REAP_TOMBSTONES, rmp_serde::to_vec(index)),
@@ -77,26 +84,43 @@ impl Command {
         };
         // Serialising plain data structs to a Vec cannot fail.
         let body = body.unwrap_or_default();
-        let mut out = Vec::with_capacity(3 + body.len());
+        let mut out = Vec::with_capacity(11 + body.len());
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&tag.to_be_bytes());
+        out.extend_from_slice(&now_ms.to_be_bytes());
         out.extend_from_slice(&body);
         out
     }
 
-    /// Decodes a raft log entry.
+    /// Decodes a raft log entry, dropping its clock stamp.
     pub fn decode(bytes: &[u8]) -> Result<Command, DecodeError> {
+        Self::decode_stamped(bytes).map(|(cmd, _)| cmd)
+    }
+
+    /// Decodes a raft log entry and its clock stamp (0 for version-1 entries).
+    pub fn decode_stamped(bytes: &[u8]) -> Result<(Command, u64), DecodeError> {
         if bytes.len() < 3 {
             return Err(DecodeError::Truncated(bytes.len()));
         }
-        if bytes[0] != FORMAT_VERSION {
-            return Err(DecodeError::Version(bytes[0]));
-        }
         let tag = u16::from_be_bytes([bytes[1], bytes[2]]);
-        let body = &bytes[3..];
+        let (now_ms, body) = match bytes[0] {
+            FORMAT_V1 => (0, &bytes[3..]),
+            FORMAT_VERSION => {
+                let clock: [u8; 8] = bytes
+                    .get(3..11)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or(DecodeError::Truncated(bytes.len()))?;
+                (u64::from_be_bytes(clock), &bytes[11..])
+            }
+            v => return Err(DecodeError::Version(v)),
+        };
+        Self::decode_body(tag, body).map(|cmd| (cmd, now_ms))
+    }
+
+    fn decode_body(tag: u16, body: &[u8]) -> Result<Command, DecodeError> {
         let wrap = |source| DecodeError::Body { tag, source };
         match tag {
-            1..=7 => {
+            1..=10 => {
                 let req: WriteRequest = rmp_serde::from_slice(body).map_err(wrap)?;
                 if request_tag(&req) != tag {
                     return Err(DecodeError::UnknownTag(tag));
@@ -129,9 +153,17 @@ mod tests {
             },
             mode: KvSetMode::Cas(0),
         });
-        assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
+        assert_eq!(
+            Command::decode_stamped(&cmd.encode(77)).unwrap(),
+            (cmd.clone(), 77)
+        );
         let reap = Command::ReapTombstones { index: 9 };
-        assert_eq!(Command::decode(&reap.encode()).unwrap(), reap);
+        assert_eq!(Command::decode(&reap.encode(1)).unwrap(), reap);
+        // Version-1 entries (before clock stamps) still decode, with a clock of 0.
+        let mut v1 = vec![1, 0, 1];
+        v1.extend_from_slice(&cmd.encode(5)[11..]);
+        assert_eq!(Command::decode_stamped(&v1).unwrap(), (cmd, 0));
+        assert!(Command::decode(&[2, 0, 1, 0, 0]).is_err());
         assert!(matches!(
             Command::decode(&[1, 0, 200]),
             Err(DecodeError::UnknownTag(200))

@@ -1,7 +1,7 @@
 //! The tables and the deterministic apply function.
 
 use crate::command::Command;
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
 use tribune_store::{Table, Watches};
@@ -9,7 +9,10 @@ use tribune_types::model::ops::{
     Deregistration, KvDeleteMode, KvSetMode, Registration, WriteOutcome, WriteRejected,
     WriteRequest,
 };
-use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, RaftIndex, Service};
+use tribune_types::model::{
+    CaRoot, Check, ConfigEntry, KvEntry, Node, RaftIndex, Service, Session,
+};
+use tribune_types::{HealthStatus, SessionId};
 
 pub(crate) const KV: &str = "kv";
 pub(crate) const NODES: &str = "nodes";
@@ -17,6 +20,7 @@ pub(crate) const SERVICES: &str = "services";
 pub(crate) const CHECKS: &str = "checks";
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const CA: &str = "ca";
+pub(crate) const SESSIONS: &str = "sessions";
 /// Topic table for per-service-name watches (catalog/health service queries).
 pub(crate) const SERVICE_NAME: &str = "service-name";
 
@@ -39,6 +43,15 @@ pub(crate) struct Db {
     /// Service name → the last index at which anything a health query of it sees changed
     /// (Consul's per-service index, so a change to one service does not wake watchers of others).
     pub(crate) service_index: OrdMap<String, u64>,
+    /// Keyed by session ID.
+    pub(crate) sessions: Table<Session>,
+    /// KV key → end of its lock-delay, in the leader-stamped clock (ms since the epoch).
+    /// Replicated (unlike Consul's in-memory map) so a new leader honours it too.
+    pub(crate) lock_delays: OrdMap<String, u64>,
+    /// Derived: node → its sessions (rebuilt on restore).
+    pub(crate) sessions_by_node: OrdMap<String, OrdSet<SessionId>>,
+    /// Derived: session → the keys whose lock it holds (rebuilt on restore).
+    pub(crate) held: OrdMap<SessionId, OrdSet<String>>,
 }
 
 impl Default for Db {
@@ -55,6 +68,10 @@ impl Default for Db {
             ca_index: 0,
             by_service: OrdMap::new(),
             service_index: OrdMap::new(),
+            sessions: Table::default(),
+            lock_delays: OrdMap::new(),
+            sessions_by_node: OrdMap::new(),
+            held: OrdMap::new(),
         }
     }
 }
@@ -76,8 +93,16 @@ pub struct StateStore {
 #[derive(Default)]
 pub(crate) struct Touched(Vec<(&'static str, String)>);
 
+/// What an apply needs besides the state: the entry's index and the leader's clock.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct At {
+    pub(crate) index: u64,
+    /// Leader wall clock at proposal, ms since the epoch (0 for unstamped entries).
+    pub(crate) now_ms: u64,
+}
+
 impl Touched {
-    fn add(&mut self, table: &'static str, key: &str) {
+    pub(crate) fn add(&mut self, table: &'static str, key: &str) {
         self.0.push((table, key.to_owned()));
     }
 }
@@ -106,14 +131,28 @@ impl StateStore {
         self.current.read().index
     }
 
-    /// Applies a decoded command at `index`. Deterministic: the same commands in the same
-    /// order give the same state and outcomes on every server.
+    /// Applies a decoded command at `index` with no clock stamp (lock-delays cannot
+    /// start or be enforced). Tests and tools; the raft state machine uses
+    /// [`StateStore::apply_stamped`].
     pub fn apply(&self, index: u64, cmd: &Command) -> Result<WriteOutcome, WriteRejected> {
+        self.apply_stamped(index, 0, cmd)
+    }
+
+    /// Applies a decoded command at `index`, stamped by the leader with `now_ms`.
+    /// Deterministic: the same commands in the same order give the same state and
+    /// outcomes on every server.
+    pub fn apply_stamped(
+        &self,
+        index: u64,
+        now_ms: u64,
+        cmd: &Command,
+    ) -> Result<WriteOutcome, WriteRejected> {
         let _w = self.write_lock.lock();
         let mut db = (**self.current.read()).clone();
         let mut touched = Touched::default();
+        let at = At { index, now_ms };
         let result = match cmd {
-            Command::Request(req) => apply_request(&mut db, index, req, &mut touched),
+            Command::Request(req) => apply_request(&mut db, at, req, &mut touched),
             Command::ReapTombstones { index: upto } => {
                 db.kv.reap_tombstones(*upto);
                 Ok(WriteOutcome::Done)
@@ -155,17 +194,26 @@ impl StateStore {
     }
 }
 
-fn apply_request(
+pub(crate) fn apply_request(
     db: &mut Db,
-    index: u64,
+    at: At,
     req: &WriteRequest,
     t: &mut Touched,
 ) -> Result<WriteOutcome, WriteRejected> {
+    let index = at.index;
     match req {
-        WriteRequest::KvSet { entry, mode } => kv_set(db, index, entry, mode, t),
+        WriteRequest::KvSet { entry, mode } => kv_set(db, at, entry, mode, t),
         WriteRequest::KvDelete { key, mode } => kv_delete(db, index, key, mode, t),
-        WriteRequest::Register(reg) => register(db, index, reg, t),
-        WriteRequest::Deregister(dereg) => deregister(db, index, dereg, t),
+        WriteRequest::Register(reg) => register(db, at, reg, t),
+        WriteRequest::Deregister(dereg) => deregister(db, at, dereg, t),
+        WriteRequest::SessionCreate(sess) => crate::session::create(db, index, sess, t),
+        WriteRequest::SessionDestroy { id } => {
+            crate::session::invalidate(db, at, *id, t);
+            Ok(WriteOutcome::Done)
+        }
+        WriteRequest::Txn(ops) => crate::txn::apply(db, at, ops, t)
+            .map(WriteOutcome::Txn)
+            .map_err(WriteRejected::TxnRolledBack),
         WriteRequest::ConfigSet { entry, cas } => {
             let key = pair(&entry.kind, &entry.name);
             let existing = db.config.get(&key);
@@ -220,13 +268,55 @@ fn apply_request(
     }
 }
 
+/// Writes a KV row, keeping the session → held keys index in step.
+pub(crate) fn kv_put(db: &mut Db, row: KvEntry, index: u64, t: &mut Touched) {
+    let key = row.key.clone();
+    let new_holder = row.session;
+    let old = db.kv.insert(key.clone(), row, index);
+    let old_holder = old.and_then(|o| o.session);
+    if old_holder != new_holder {
+        if let Some(s) = old_holder {
+            unhold(db, s, &key);
+        }
+        if let Some(s) = new_holder {
+            db.held.entry(s).or_default().insert(key.clone());
+        }
+    }
+    t.add(KV, &key);
+}
+
+/// Deletes a KV row (leaving a tombstone), keeping the held-keys index in step.
+pub(crate) fn kv_del(db: &mut Db, key: &str, index: u64, t: &mut Touched) -> bool {
+    match db.kv.remove(key, index) {
+        Some(old) => {
+            if let Some(s) = old.session {
+                unhold(db, s, key);
+            }
+            t.add(KV, key);
+            true
+        }
+        None => false,
+    }
+}
+
+fn unhold(db: &mut Db, session: SessionId, key: &str) {
+    let now_empty = db.held.get_mut(&session).is_some_and(|keys| {
+        keys.remove(key);
+        keys.is_empty()
+    });
+    if now_empty {
+        db.held.remove(&session);
+    }
+}
+
 fn kv_set(
     db: &mut Db,
-    index: u64,
+    at: At,
     entry: &KvEntry,
     mode: &KvSetMode,
     t: &mut Touched,
 ) -> Result<WriteOutcome, WriteRejected> {
+    let index = at.index;
     let existing = db.kv.get(&entry.key).cloned();
     let mut row = KvEntry {
         key: entry.key.clone(),
@@ -250,21 +340,19 @@ fn kv_set(
                 return Ok(WriteOutcome::NotApplied);
             }
         }
-        // Sessions are not part of the state yet, so no session ID can be valid; Consul
-        // answers an acquire or release with an unknown session this way.
-        KvSetMode::Acquire(session) | KvSetMode::Release(session) => {
-            return Err(WriteRejected::Failed(format!(
-                "invalid session \"{session}\""
-            )));
+        KvSetMode::Acquire(session) => {
+            return crate::session::acquire(db, at, entry, *session, t);
+        }
+        KvSetMode::Release(session) => {
+            return Ok(crate::session::release(db, index, entry, *session, t));
         }
     }
     row.raft.modify_index = index;
-    db.kv.insert(entry.key.clone(), row, index);
-    t.add(KV, &entry.key);
+    kv_put(db, row, index, t);
     Ok(WriteOutcome::Done)
 }
 
-fn kv_delete(
+pub(crate) fn kv_delete(
     db: &mut Db,
     index: u64,
     key: &str,
@@ -273,22 +361,18 @@ fn kv_delete(
 ) -> Result<WriteOutcome, WriteRejected> {
     match mode {
         KvDeleteMode::Key => {
-            if db.kv.remove(key, index).is_some() {
-                t.add(KV, key);
-            }
+            kv_del(db, key, index, t);
         }
         KvDeleteMode::Cas(cas) => match db.kv.get(key) {
             Some(e) if *cas != 0 && e.raft.modify_index == *cas => {
-                db.kv.remove(key, index);
-                t.add(KV, key);
+                kv_del(db, key, index, t);
             }
             _ => return Ok(WriteOutcome::NotApplied),
         },
         KvDeleteMode::Tree => {
             let keys: Vec<String> = db.kv.prefix(key).map(|(k, _)| k.clone()).collect();
             for k in keys {
-                db.kv.remove(&k, index);
-                t.add(KV, &k);
+                kv_del(db, &k, index, t);
             }
         }
     }
@@ -314,12 +398,13 @@ fn bump_service(db: &mut Db, name: &str, index: u64, t: &mut Touched) {
     t.add(SERVICE_NAME, name);
 }
 
-fn register(
+pub(crate) fn register(
     db: &mut Db,
-    index: u64,
+    at: At,
     reg: &Registration,
     t: &mut Touched,
 ) -> Result<WriteOutcome, WriteRejected> {
+    let index = at.index;
     let node_name = reg.node.node.as_str().to_owned();
     if node_name.is_empty() {
         return Err(WriteRejected::BadRequest("Must provide node".into()));
@@ -434,8 +519,15 @@ fn register(
             modify_index: index,
         };
         let service_name = row.service_name.clone();
+        let critical = row.status == HealthStatus::Critical;
+        let check_id = row.check_id.as_str().to_owned();
         db.checks.insert(key.clone(), row, index);
         t.add(CHECKS, &key);
+        // A critical check invalidates every session bound to it (Consul: liveness over
+        // safety, so a failed node's locks are released).
+        if critical {
+            crate::session::invalidate_bound(db, at, &node_name, &check_id, t);
+        }
         bump_check_owner(db, &node_name, &service_name, index, t);
         // A check that moved (node-level <-> service, or between services) also changes
         // what its previous owner's health queries see.
@@ -498,9 +590,11 @@ fn unindex_service(db: &mut Db, name: &str, key: &str, index: u64, t: &mut Touch
     }
 }
 
-fn remove_check(db: &mut Db, key: &str, index: u64, t: &mut Touched) {
+fn remove_check(db: &mut Db, key: &str, at: At, t: &mut Touched) {
+    let index = at.index;
     if let Some(old) = db.checks.remove(key, index) {
         t.add(CHECKS, key);
+        crate::session::invalidate_bound(db, at, old.node.as_str(), old.check_id.as_str(), t);
         if old.service_name.is_empty() {
             bump_services_on_node(db, old.node.as_str(), index, t);
         } else {
@@ -509,7 +603,8 @@ fn remove_check(db: &mut Db, key: &str, index: u64, t: &mut Touched) {
     }
 }
 
-fn remove_service(db: &mut Db, node: &str, service_id: &str, index: u64, t: &mut Touched) {
+fn remove_service(db: &mut Db, node: &str, service_id: &str, at: At, t: &mut Touched) {
+    let index = at.index;
     let key = pair(node, service_id);
     let checks: Vec<String> = db
         .checks
@@ -518,7 +613,7 @@ fn remove_service(db: &mut Db, node: &str, service_id: &str, index: u64, t: &mut
         .map(|(k, _)| k.clone())
         .collect();
     for ck in checks {
-        remove_check(db, &ck, index, t);
+        remove_check(db, &ck, at, t);
     }
     if let Some(old) = db.services.remove(&key, index) {
         t.add(SERVICES, &key);
@@ -526,19 +621,20 @@ fn remove_service(db: &mut Db, node: &str, service_id: &str, index: u64, t: &mut
     }
 }
 
-fn deregister(
+pub(crate) fn deregister(
     db: &mut Db,
-    index: u64,
+    at: At,
     d: &Deregistration,
     t: &mut Touched,
 ) -> Result<WriteOutcome, WriteRejected> {
+    let index = at.index;
     let node = d.node.as_str();
     if node.is_empty() {
         return Err(WriteRejected::BadRequest("Must provide node".into()));
     }
     match (&d.service_id, &d.check_id) {
-        (Some(sid), _) => remove_service(db, node, sid.as_str(), index, t),
-        (None, Some(cid)) => remove_check(db, &pair(node, cid.as_str()), index, t),
+        (Some(sid), _) => remove_service(db, node, sid.as_str(), at, t),
+        (None, Some(cid)) => remove_check(db, &pair(node, cid.as_str()), at, t),
         (None, None) => {
             // Services first (they bump service indexes while the node still exists),
             // then node checks, then the node.
@@ -549,15 +645,17 @@ fn deregister(
                 .map(|(_, s)| s.id.as_str().to_owned())
                 .collect();
             for sid in sids {
-                remove_service(db, node, &sid, index, t);
+                remove_service(db, node, &sid, at, t);
             }
             let cks: Vec<String> = db.checks.prefix(&prefix).map(|(k, _)| k.clone()).collect();
             for ck in cks {
-                remove_check(db, &ck, index, t);
+                remove_check(db, &ck, at, t);
             }
             if db.nodes.remove(node, index).is_some() {
                 t.add(NODES, node);
             }
+            // Sessions die with their node, whatever checks they are bound to.
+            crate::session::invalidate_node(db, at, node, t);
         }
     }
     Ok(WriteOutcome::Done)

@@ -8,13 +8,18 @@
 //!   [`ReadRequest`](tribune_types::model::ops::ReadRequest) from an O(1) snapshot and
 //!   subscribes the caller's [`WatchSet`](tribune_store::WatchSet) to exactly what it read.
 //! - [`snapshot`]: the versioned, checksummed snapshot format.
+//! - Sessions and KV locks (acquire/release, invalidation by destroy, TTL, node or check
+//!   failure, lock-delay on the leader-stamped clock) and transactions, which run each
+//!   operation through its single-operation code path on one working copy.
 //!
 //! No async runtime here: blocking is the caller's job, using the watch set.
 
 pub mod command;
 mod db;
 mod query;
+mod session;
 pub mod snapshot;
+mod txn;
 
 pub use command::{Command, DecodeError};
 pub use db::StateStore;

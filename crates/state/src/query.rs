@@ -1,7 +1,9 @@
 //! Reads: each [`ReadRequest`] subscribes to the topics it depends on, then answers from
 //! an immutable snapshot, returning the index Consul would report for it.
 
-use crate::db::{pair, Db, StateStore, CA, CHECKS, CONFIG, KV, NODES, SERVICES, SERVICE_NAME};
+use crate::db::{
+    pair, Db, StateStore, CA, CHECKS, CONFIG, KV, NODES, SERVICES, SERVICE_NAME, SESSIONS,
+};
 use std::collections::BTreeMap;
 use tribune_store::{Topic, WatchSet};
 use tribune_types::model::ops::{HealthEntry, ReadRequest, ReadResult, ServiceInstance};
@@ -54,6 +56,13 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         ReadRequest::ConfigGet { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::CaRoots => vec![Topic::Table(CA)],
+        ReadRequest::SessionGet { id } => vec![Topic::Key(SESSIONS, id.to_string())],
+        ReadRequest::SessionList | ReadRequest::SessionNode { .. } => {
+            vec![Topic::Table(SESSIONS)]
+        }
+        // Neither blocks: a renewal answers at once, and Consul's read-only transactions
+        // take no index.
+        ReadRequest::SessionRenew { .. } | ReadRequest::Txn(_) => vec![],
     }
 }
 
@@ -245,5 +254,32 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             (ReadResult::Config(list), db.config.max_index())
         }
         ReadRequest::CaRoots => (ReadResult::CaRoots(db.ca_roots.clone()), db.ca_index),
+        ReadRequest::SessionGet { id } | ReadRequest::SessionRenew { id } => (
+            ReadResult::Sessions(
+                db.sessions
+                    .get(&id.to_string())
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+            ),
+            db.sessions.max_index(),
+        ),
+        ReadRequest::SessionList => (
+            ReadResult::Sessions(db.sessions.iter().map(|(_, s)| s.clone()).collect()),
+            db.sessions.max_index(),
+        ),
+        ReadRequest::SessionNode { node } => {
+            let list = db
+                .sessions_by_node
+                .get(node.as_str())
+                .map(|ids| {
+                    ids.iter()
+                        .filter_map(|id| db.sessions.get(&id.to_string()).cloned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            (ReadResult::Sessions(list), db.sessions.max_index())
+        }
+        ReadRequest::Txn(ops) => (ReadResult::Txn(crate::txn::read_only(db, ops)), db.index),
     }
 }

@@ -7,7 +7,7 @@
 
 use crate::db::{pair, Db, StateStore};
 use serde::{Deserialize, Serialize};
-use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service};
+use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
 
 const MAGIC: &[u8; 8] = b"TRIBSNAP";
 const VERSION: u32 = 1;
@@ -51,6 +51,8 @@ struct Body {
     ca_index: u64,
     service_index: Vec<(String, u64)>,
     table_index: Vec<(String, u64)>,
+    sessions: Vec<Session>,
+    lock_delays: Vec<(String, u64)>,
 }
 
 impl StateStore {
@@ -81,7 +83,14 @@ impl StateStore {
                 ("services".into(), db.services.max_index()),
                 ("checks".into(), db.checks.max_index()),
                 ("config".into(), db.config.max_index()),
+                ("sessions".into(), db.sessions.max_index()),
             ],
+            sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
+            lock_delays: db
+                .lock_delays
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
         };
         let body = rmp_serde::to_vec_named(&body).unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER + body.len() + 4);
@@ -152,6 +161,12 @@ impl StateStore {
             let idx = e.raft.modify_index;
             db.config.insert(pair(&e.kind, &e.name), e, idx);
         }
+        for sess in body.sessions {
+            let idx = sess.raft.modify_index;
+            db.sessions.insert(sess.id.to_string(), sess, idx);
+        }
+        db.lock_delays = body.lock_delays.into_iter().collect();
+        crate::session::rebuild_indexes(&mut db);
         db.ca_roots = body.ca_roots;
         db.ca_index = body.ca_index;
         db.service_index = body.service_index.into_iter().collect();
@@ -162,6 +177,7 @@ impl StateStore {
                 "services" => db.services.bump(idx),
                 "checks" => db.checks.bump(idx),
                 "config" => db.config.bump(idx),
+                "sessions" => db.sessions.bump(idx),
                 _ => {}
             }
         }

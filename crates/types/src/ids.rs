@@ -74,8 +74,10 @@ string_id!(
     Datacenter
 );
 
-/// A session's ID: a UUID.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+/// A session's ID: a UUID (the nil UUID as the default, never a live session's).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 pub struct SessionId(pub uuid::Uuid);
 
 impl fmt::Display for SessionId {

@@ -352,3 +352,80 @@ pub struct Member {
     /// Serf status: 1 alive, 2 leaving, 3 left, 4 failed.
     pub status: u8,
 }
+
+/// What happens to the keys a session holds when it is invalidated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum SessionBehavior {
+    /// Release the locks (the keys stay, `Session` is cleared).
+    #[default]
+    Release,
+    /// Delete the held keys (ephemeral keys).
+    Delete,
+}
+
+impl SessionBehavior {
+    /// Consul's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SessionBehavior::Release => "release",
+            SessionBehavior::Delete => "delete",
+        }
+    }
+}
+
+/// A service check a session is bound to.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ServiceCheckRef {
+    /// Check ID.
+    pub id: String,
+    /// Namespace (Enterprise; carried through).
+    pub namespace: String,
+}
+
+/// Consul's maximum lock delay: longer requests are capped.
+pub const MAX_LOCK_DELAY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A session: the owner of KV locks, invalidated with its node, its checks or its TTL.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Session {
+    /// ID.
+    pub id: SessionId,
+    /// Name (free text).
+    pub name: String,
+    /// Node it belongs to (must exist).
+    pub node: NodeName,
+    /// How long keys it held stay unlockable after it is invalidated.
+    pub lock_delay: std::time::Duration,
+    /// What invalidation does to held keys.
+    pub behavior: SessionBehavior,
+    /// TTL as the client gave it (`""` = none). Kept as text because Consul echoes it.
+    pub ttl: String,
+    /// Node-level checks it is bound to (`serfHealth` unless given).
+    pub node_checks: Vec<String>,
+    /// Service checks it is bound to.
+    pub service_checks: Vec<ServiceCheckRef>,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
+impl Session {
+    /// Every check ID the session depends on, on its node.
+    pub fn check_ids(&self) -> impl Iterator<Item = &str> + '_ {
+        self.node_checks
+            .iter()
+            .map(String::as_str)
+            .chain(self.service_checks.iter().map(|c| c.id.as_str()))
+    }
+
+    /// The parsed TTL (`None` when there is none or it is zero).
+    pub fn ttl_duration(&self) -> Option<std::time::Duration> {
+        if self.ttl.is_empty() {
+            return None;
+        }
+        crate::parse_go_duration(&self.ttl)
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+}

@@ -7,6 +7,8 @@ use tribune_types::model::ops::*;
 use tribune_types::model::*;
 use tribune_types::{HealthStatus, NodeName};
 
+mod sessions;
+
 fn set(key: &str, val: &str, mode: KvSetMode) -> Command {
     Command::Request(WriteRequest::KvSet {
         entry: KvEntry {

@@ -3,7 +3,7 @@
 //! Writes ([`WriteRequest`]) become raft commands on the leader; reads ([`ReadRequest`])
 //! run against a server's state, possibly blocking ([`QueryOptions`]).
 
-use super::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service};
+use super::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
 use crate::{CheckId, HealthStatus, NodeName, ServiceId, SessionId};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -103,6 +103,156 @@ pub enum WriteRequest {
         /// Roots; the previous set is replaced.
         roots: Vec<CaRoot>,
     },
+    /// `PUT /v1/session/create`: the ID is chosen before proposing (apply must be
+    /// deterministic), defaults are already filled in.
+    SessionCreate(Session),
+    /// `PUT /v1/session/destroy/{id}`, and the leader's TTL expiry: invalidates the
+    /// session (its locks released or keys deleted, lock-delay started).
+    SessionDestroy {
+        /// The session.
+        id: SessionId,
+    },
+    /// `PUT /v1/txn` with at least one write: all operations apply, or none.
+    Txn(Vec<TxnOp>),
+}
+
+/// A KV verb of a transaction (Consul's `api.KVOp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum KvVerb {
+    /// `set`.
+    Set,
+    /// `cas` (with `index`).
+    Cas,
+    /// `lock` (with `session`).
+    Lock,
+    /// `unlock` (with `session`).
+    Unlock,
+    /// `get`: fails if the key is missing.
+    Get,
+    /// `get-or-empty`.
+    GetOrEmpty,
+    /// `get-tree`.
+    GetTree,
+    /// `check-index`.
+    CheckIndex,
+    /// `check-session`.
+    CheckSession,
+    /// `check-not-exists`.
+    CheckNotExists,
+    /// `delete`.
+    Delete,
+    /// `delete-tree`.
+    DeleteTree,
+    /// `delete-cas` (with `index`).
+    DeleteCas,
+}
+
+impl KvVerb {
+    /// Whether the verb only reads.
+    pub fn is_read(self) -> bool {
+        matches!(
+            self,
+            KvVerb::Get
+                | KvVerb::GetOrEmpty
+                | KvVerb::GetTree
+                | KvVerb::CheckIndex
+                | KvVerb::CheckSession
+                | KvVerb::CheckNotExists
+        )
+    }
+}
+
+/// A catalog verb of a transaction (`api.NodeOp`, `ServiceOp`, `CheckOp`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CatalogVerb {
+    /// `set`.
+    Set,
+    /// `cas` (on the row's ModifyIndex).
+    Cas,
+    /// `get`: fails if missing.
+    Get,
+    /// `delete`.
+    Delete,
+    /// `delete-cas`.
+    DeleteCas,
+}
+
+/// One operation of a transaction.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnOp {
+    /// A KV operation; `entry.raft.modify_index` carries the `Index` field and
+    /// `entry.session` the `Session` field.
+    Kv {
+        /// Verb.
+        verb: KvVerb,
+        /// Key, value, flags, index, session.
+        entry: KvEntry,
+    },
+    /// A node operation; `node.raft.modify_index` is the CAS index.
+    Node {
+        /// Verb.
+        verb: CatalogVerb,
+        /// The node.
+        node: Node,
+    },
+    /// A service operation on `node`; `service.raft.modify_index` is the CAS index.
+    Service {
+        /// Verb.
+        verb: CatalogVerb,
+        /// Node name.
+        node: NodeName,
+        /// The service.
+        service: Service,
+    },
+    /// A check operation; `check.raft.modify_index` is the CAS index.
+    Check {
+        /// Verb.
+        verb: CatalogVerb,
+        /// The check (its node is `check.node`).
+        check: Check,
+    },
+    /// `Session` with verb `delete`.
+    SessionDelete {
+        /// The session.
+        id: SessionId,
+    },
+}
+
+impl TxnOp {
+    /// Whether the operation only reads (read-only transactions skip raft).
+    pub fn is_read(&self) -> bool {
+        match self {
+            TxnOp::Kv { verb, .. } => verb.is_read(),
+            TxnOp::Node { verb, .. } | TxnOp::Service { verb, .. } | TxnOp::Check { verb, .. } => {
+                *verb == CatalogVerb::Get
+            }
+            TxnOp::SessionDelete { .. } => false,
+        }
+    }
+}
+
+/// One result of a transaction (`{"KV": …}`, `{"Node": …}`, ...).
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TxnResult {
+    /// A KV entry (value blanked except for reads).
+    Kv(KvEntry),
+    /// A node.
+    Node(Node),
+    /// A service.
+    Service(Service),
+    /// A check.
+    Check(Check),
+}
+
+/// Why one operation of a rolled-back transaction failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TxnError {
+    /// Position of the operation.
+    pub op_index: usize,
+    /// Consul's error text.
+    pub what: String,
 }
 
 /// What a write did, as Consul reports it (`true`/`false` for KV and config).
@@ -112,6 +262,8 @@ pub enum WriteOutcome {
     Done,
     /// A condition (CAS, lock) did not hold; nothing changed.
     NotApplied,
+    /// A transaction committed, with its results.
+    Txn(Vec<TxnResult>),
 }
 
 /// A write failed for a reason the client must hear about (no state changed).
@@ -126,6 +278,9 @@ pub enum WriteRejected {
     /// Something else, answered 500 with this text (Consul's wording).
     #[error("{0}")]
     Failed(String),
+    /// A transaction rolled back (answered 409 with the errors).
+    #[error("transaction rolled back")]
+    TxnRolledBack(Vec<TxnError>),
 }
 
 /// Consistency mode of a read.
@@ -254,6 +409,26 @@ pub enum ReadRequest {
     },
     /// Connect CA roots.
     CaRoots,
+    /// One session (`[]` when gone).
+    SessionGet {
+        /// The session.
+        id: SessionId,
+    },
+    /// Every session.
+    SessionList,
+    /// Sessions of a node.
+    SessionNode {
+        /// Node.
+        node: NodeName,
+    },
+    /// Renews a TTL session: answered by the leader, which restarts the session's
+    /// timer (Consul's `Session.Renew` is a read RPC with that side effect).
+    SessionRenew {
+        /// The session.
+        id: SessionId,
+    },
+    /// A transaction whose operations all read (no raft round).
+    Txn(Vec<TxnOp>),
 }
 
 /// A service instance together with its node (catalog service endpoint).
@@ -299,4 +474,8 @@ pub enum ReadResult {
     Config(Vec<ConfigEntry>),
     /// CA roots and the trust domain.
     CaRoots(Vec<CaRoot>),
+    /// Sessions.
+    Sessions(Vec<Session>),
+    /// A read-only transaction's results, or why it failed.
+    Txn(Result<Vec<TxnResult>, Vec<TxnError>>),
 }
