@@ -37,10 +37,11 @@ const GO_API_MODULE: &str = "github.com/hashicorp/consul/api";
 /// that builds with Go 1.26.8; v1.31.x/v1.32.x carry `replace sdk => ../sdk`).
 const GO_API_VERSION: &str = "v1.30.0";
 /// The core set: the tests of kv_test.go (named `TestAPI_Client*` / `TestAPI_KV*`),
-/// catalog, health, agent, status and the config-entry files. Plain
-/// `TestAPI_(KV|…|ConfigEntry)` would miss most of them (`TestAPI_ClientPutGetDelete`,
-/// `TestAPI_ConfigEntries…`); `TestAPI_Client(TLSOptions|Txn…)` are left out on purpose.
-const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease)|Catalog|Health|Agent|Status|ConfigEntr)";
+/// sessions, locks, semaphores and transactions (`TestAPI_ClientTxn`), catalog,
+/// health, agent, status and the config-entry files. Plain `TestAPI_(KV|…|ConfigEntry)`
+/// would miss most of them (`TestAPI_ClientPutGetDelete`, `TestAPI_ConfigEntries…`);
+/// `TestAPI_ClientTLSOptions` is left out on purpose.
+const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr)";
 const GO_DEFAULT_TIMEOUT: &str = "30m";
 const GO_DEFAULT_PARALLEL: &str = "2";
 

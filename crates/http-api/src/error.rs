@@ -4,7 +4,7 @@
 use crate::backend::BackendError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use tribune_types::model::ops::WriteRejected;
+use tribune_types::model::ops::{TxnError, WriteRejected};
 
 /// An HTTP error answer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -18,6 +18,10 @@ pub enum ApiError {
     /// 404 with a body.
     #[error("{0}")]
     NotFound(String),
+    /// 409: a transaction rolled back, answered with Consul's JSON body
+    /// (`{"Results":null,"Errors":[…]}`), not plain text.
+    #[error("transaction rolled back")]
+    TxnConflict(Vec<TxnError>),
     /// 413.
     #[error("{0}")]
     TooLarge(String),
@@ -33,6 +37,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::TxnConflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -53,6 +58,9 @@ impl From<BackendError> for ApiError {
             BackendError::Rejected(WriteRejected::NotFound(m)) | BackendError::NotFound(m) => {
                 ApiError::NotFound(m)
             }
+            BackendError::Rejected(WriteRejected::TxnRolledBack(errors)) => {
+                ApiError::TxnConflict(errors)
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -61,6 +69,10 @@ impl From<BackendError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        if let ApiError::TxnConflict(errors) = &self {
+            let body = crate::dto::output::TxnResponseOut::rolled_back(errors);
+            return crate::reply::json_status(status, &body, false);
+        }
         let mut resp = (status, self.to_string()).into_response();
         resp.headers_mut().insert(
             header::CONTENT_TYPE,

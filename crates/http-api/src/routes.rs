@@ -6,7 +6,9 @@ mod config;
 mod connect;
 mod health;
 mod kv;
+mod session;
 mod status;
+mod txn;
 
 use crate::backend::Backend;
 use crate::error::ApiError;
@@ -65,6 +67,8 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(config::routes())
         .merge(connect::routes())
         .merge(agent::routes())
+        .merge(session::routes())
+        .merge(txn::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cap))
         .with_state(state)

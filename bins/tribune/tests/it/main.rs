@@ -3,4 +3,5 @@
 mod blocking;
 mod cli;
 mod durability;
+mod sessions;
 mod support;

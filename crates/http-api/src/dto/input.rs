@@ -117,6 +117,16 @@ pub struct CheckIn {
     pub failuresbeforecritical: u32,
     #[serde(rename = "outputmaxsize", deserialize_with = "de_null_default")]
     pub outputmaxsize: u32,
+    /// Catalog checks (`api.HealthCheck`) name their type; agent definitions do not.
+    #[serde(rename = "type", deserialize_with = "de_null_default")]
+    pub r#type: String,
+    #[serde(rename = "servicename", deserialize_with = "de_null_default")]
+    pub servicename: String,
+    #[serde(rename = "servicetags", deserialize_with = "de_null_default")]
+    pub servicetags: Vec<String>,
+    /// The CAS index of a `/v1/txn` check operation.
+    #[serde(rename = "modifyindex", deserialize_with = "de_null_default")]
+    pub modifyindex: u64,
     /// Catalog registrations nest the runnable part here.
     #[serde(rename = "definition")]
     pub definition: Option<Box<CheckIn>>,
@@ -223,6 +233,12 @@ impl CheckIn {
             if !d.tcp.is_empty() {
                 m.insert("TCP".into(), Value::String(d.tcp.clone()));
             }
+            if !d.udp.is_empty() {
+                m.insert("UDP".into(), Value::String(d.udp.clone()));
+            }
+            if !d.grpc.is_empty() {
+                m.insert("GRPC".into(), Value::String(d.grpc.clone()));
+            }
             if let Some(i) = d.interval {
                 m.insert(
                     "Interval".into(),
@@ -251,18 +267,27 @@ impl CheckIn {
             notes: self.notes.clone(),
             output: self.output.clone(),
             service_id: self.serviceid.clone(),
-            check_type: def
-                .map(|d| {
+            // An explicit `Type` wins (the Go client sends `udp`); otherwise it follows
+            // from the definition, as Consul reports `tcp` for a bare TCP definition.
+            check_type: if self.r#type.is_empty() {
+                def.map(|d| {
                     if !d.http.is_empty() {
                         "http"
                     } else if !d.tcp.is_empty() {
                         "tcp"
+                    } else if !d.udp.is_empty() {
+                        "udp"
+                    } else if !d.grpc.is_empty() {
+                        "grpc"
                     } else {
                         ""
                     }
                 })
                 .unwrap_or("")
-                .to_owned(),
+                .to_owned()
+            } else {
+                self.r#type.clone()
+            },
             interval: def
                 .and_then(|d| d.interval)
                 .map(tribune_types::format_go_duration)
@@ -317,6 +342,9 @@ pub struct ServiceIn {
     pub check: Option<CheckIn>,
     #[serde(rename = "checks", deserialize_with = "de_null_default")]
     pub checks: Vec<CheckIn>,
+    /// The CAS index of a `/v1/txn` service operation.
+    #[serde(rename = "modifyindex", deserialize_with = "de_null_default")]
+    pub modifyindex: u64,
 }
 
 /// Consul's limits on service metadata.
@@ -370,16 +398,27 @@ fn opaque(v: &Option<Value>) -> Option<String> {
 impl ServiceIn {
     /// The service record (node left empty for the caller).
     pub fn to_service(&self) -> Result<Service, ApiError> {
-        let name = if self.name.is_empty() {
-            &self.service
-        } else {
-            &self.name
-        };
+        let name = self.effective_name();
         if name.is_empty() {
             return Err(ApiError::bad("Missing service name"));
         }
         validate_meta(&self.meta)
             .map_err(|e| ApiError::bad(format!("Invalid Service Meta: {e}")))?;
+        let id = if self.id.is_empty() { name } else { &self.id };
+        Ok(self.build(name, id))
+    }
+
+    /// The service of a `/v1/txn` service operation. Unlike a registration nothing is
+    /// required or defaulted here (a `get` or `delete` names only the ID), as in
+    /// Consul's `agent/txn_endpoint.go`; the state layer validates writes.
+    /// `ModifyIndex` becomes the CAS index.
+    pub fn to_txn_service(&self) -> Service {
+        let mut s = self.build(self.effective_name(), &self.id);
+        s.raft.modify_index = self.modifyindex;
+        s
+    }
+
+    fn build(&self, name: &str, id: &str) -> Service {
         // The Go client's catalog `AgentService` carries a non-pointer `Weights`, so an
         // unset value arrives as {0, 0}: that means "default", as Consul treats it. The
         // agent endpoint validates explicit weights itself ("Invalid Weights").
@@ -390,14 +429,9 @@ impl ServiceIn {
             },
             _ => Weights::default(),
         };
-        Ok(Service {
-            id: if self.id.is_empty() {
-                name.clone()
-            } else {
-                self.id.clone()
-            }
-            .into(),
-            service: name.clone(),
+        Service {
+            id: id.into(),
+            service: name.to_owned(),
             kind: self.kind.clone(),
             tags: self.tags.clone(),
             address: self.address.clone(),
@@ -430,7 +464,7 @@ impl ServiceIn {
             connect_json: opaque(&self.connect),
             locality_json: opaque(&self.locality),
             ..Default::default()
-        })
+        }
     }
 
     /// The service's check definitions; unnamed ones get Consul's `service:<id>[:n]` IDs.
@@ -567,4 +601,156 @@ pub struct CatalogDeregisterIn {
     pub serviceid: String,
     #[serde(rename = "checkid", deserialize_with = "de_null_default")]
     pub checkid: String,
+}
+
+/// A catalog node in `api.Node` shape (the `Node` of a `/v1/txn` node operation).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct NodeIn {
+    #[serde(rename = "id", deserialize_with = "de_null_default")]
+    pub id: String,
+    #[serde(rename = "node", deserialize_with = "de_null_default")]
+    pub node: String,
+    #[serde(rename = "address", deserialize_with = "de_null_default")]
+    pub address: String,
+    #[serde(rename = "datacenter", deserialize_with = "de_null_default")]
+    pub datacenter: String,
+    #[serde(rename = "taggedaddresses", deserialize_with = "de_null_default")]
+    pub taggedaddresses: BTreeMap<String, String>,
+    #[serde(rename = "meta", deserialize_with = "de_null_default")]
+    pub meta: BTreeMap<String, String>,
+    /// The CAS index.
+    #[serde(rename = "modifyindex", deserialize_with = "de_null_default")]
+    pub modifyindex: u64,
+}
+
+impl NodeIn {
+    /// The node record; an empty datacenter becomes `dc`, the agent's (Consul's
+    /// `txn_endpoint.go` does the same).
+    pub fn to_node(&self, dc: &str) -> Node {
+        Node {
+            id: self.id.clone(),
+            node: self.node.clone().into(),
+            address: self.address.clone(),
+            datacenter: if self.datacenter.is_empty() {
+                dc.to_owned()
+            } else {
+                self.datacenter.clone()
+            },
+            tagged_addresses: self.taggedaddresses.clone(),
+            meta: self.meta.clone(),
+            raft: tribune_types::model::RaftIndex {
+                create_index: 0,
+                modify_index: self.modifyindex,
+            },
+        }
+    }
+}
+
+/// The check a session is bound to when the body names none.
+pub const SERF_CHECK_ID: &str = "serfHealth";
+
+/// Consul's default session lock delay.
+pub const DEFAULT_LOCK_DELAY: Duration = Duration::from_secs(15);
+
+/// `{ID, Namespace}` of a session's service check.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct ServiceCheckIn {
+    #[serde(rename = "id", deserialize_with = "de_null_default")]
+    pub id: String,
+    #[serde(rename = "namespace", deserialize_with = "de_null_default")]
+    pub namespace: String,
+}
+
+/// `PUT /v1/session/create`. Absent and `null` fields keep Consul's defaults, so for
+/// the check lists presence itself is data: a `NodeChecks` (or legacy `Checks`) key,
+/// even `[]` or `null`, replaces the default `serfHealth` (Consul's `FixupChecks`),
+/// while `ServiceChecks` alone keeps it.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+#[allow(missing_docs)]
+pub struct SessionCreateIn {
+    #[serde(rename = "name", deserialize_with = "de_null_default")]
+    pub name: String,
+    /// `None` = the agent's node.
+    #[serde(rename = "node")]
+    pub node: Option<String>,
+    /// `None` = [`DEFAULT_LOCK_DELAY`].
+    #[serde(rename = "lockdelay", deserialize_with = "de_lock_delay")]
+    pub lockdelay: Option<Duration>,
+    #[serde(rename = "behavior", deserialize_with = "de_null_default")]
+    pub behavior: String,
+    #[serde(rename = "ttl", deserialize_with = "de_null_default")]
+    pub ttl: String,
+    /// `Some` when the key was sent at all.
+    #[serde(rename = "nodechecks", deserialize_with = "de_present")]
+    pub nodechecks: Option<Vec<String>>,
+    /// Deprecated spelling of `NodeChecks` (`Some` when sent at all).
+    #[serde(rename = "checks", deserialize_with = "de_present")]
+    pub checks: Option<Vec<String>>,
+    #[serde(rename = "servicechecks", deserialize_with = "de_null_default")]
+    pub servicechecks: Vec<ServiceCheckIn>,
+}
+
+impl SessionCreateIn {
+    /// The node checks: `serfHealth` unless a check list was sent; legacy `Checks`
+    /// entries join `NodeChecks` (once each).
+    pub fn node_checks(&self) -> Vec<String> {
+        if self.nodechecks.is_none() && self.checks.is_none() {
+            return vec![SERF_CHECK_ID.to_owned()];
+        }
+        let mut out: Vec<String> = Vec::new();
+        for c in self.nodechecks.iter().chain(self.checks.iter()).flatten() {
+            if !out.contains(c) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+
+    /// The lock delay, before the server's cap.
+    pub fn lock_delay(&self) -> Duration {
+        self.lockdelay.unwrap_or(DEFAULT_LOCK_DELAY)
+    }
+}
+
+/// Marks a field as sent (`Some`) even when its value is `null`.
+fn de_present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Some(Option::<T>::deserialize(d)?.unwrap_or_default()))
+}
+
+/// Consul's `lockDelayMinThreshold` (`agent/session_endpoint.go`): a lock delay below
+/// 1000 ns, whether sent as a number or as a duration string, is taken as seconds,
+/// because clients send `15` meaning 15 s. Numbers are nanoseconds, truncated like
+/// Go's `time.Duration(float64)`.
+fn de_lock_delay<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::de::Error;
+    let raw = match Option::<Value>::deserialize(d)? {
+        None => return Ok(None),
+        Some(Value::String(s)) => tribune_types::parse_go_duration(&s)
+            .map_err(D::Error::custom)?
+            .as_nanos(),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(f) if f >= 0.0 => f as u128,
+            _ => return Err(D::Error::custom(format!("invalid lock delay {n}"))),
+        },
+        Some(other) => {
+            return Err(D::Error::custom(format!(
+                "invalid lock delay {other}: want a duration string or nanoseconds"
+            )))
+        }
+    };
+    let nanos = u64::try_from(raw).unwrap_or(u64::MAX);
+    Ok(Some(if nanos < 1000 {
+        Duration::from_secs(nanos)
+    } else {
+        Duration::from_nanos(nanos)
+    }))
 }

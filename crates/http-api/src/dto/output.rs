@@ -3,7 +3,8 @@
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
-use tribune_types::model::{Check, KvEntry, Node, Service, ServiceAddress, Weights};
+use tribune_types::model::ops::{TxnError, TxnResult};
+use tribune_types::model::{Check, KvEntry, Node, Service, ServiceAddress, Session, Weights};
 
 fn opaque(json: &Option<String>) -> Option<Value> {
     json.as_deref().and_then(|s| serde_json::from_str(s).ok())
@@ -374,4 +375,166 @@ pub struct ServiceEntryOut {
     pub service: AgentServiceOut,
     /// Checks.
     pub checks: Vec<HealthCheckOut>,
+}
+
+/// `{ID, Namespace}` of a session's service check.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ServiceCheckOut {
+    /// ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Namespace.
+    pub namespace: String,
+}
+
+/// `Session` (`/v1/session/*`). The deprecated `Checks` (`omitempty` in Consul; the Go
+/// client's tests expect it absent) and the Enterprise `Namespace` are never written.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct SessionOut {
+    /// ID.
+    #[serde(rename = "ID")]
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Node.
+    pub node: String,
+    /// LockDelay in integer nanoseconds (Go's `time.Duration`).
+    pub lock_delay: u64,
+    /// `release` or `delete`.
+    pub behavior: &'static str,
+    /// TTL as the client gave it.
+    #[serde(rename = "TTL")]
+    pub ttl: String,
+    /// NodeChecks: always an array (`[]` when the session has none).
+    pub node_checks: Vec<String>,
+    /// ServiceChecks: `null` when empty.
+    pub service_checks: Option<Vec<ServiceCheckOut>>,
+    /// CreateIndex.
+    pub create_index: u64,
+    /// ModifyIndex.
+    pub modify_index: u64,
+}
+
+impl From<&Session> for SessionOut {
+    fn from(s: &Session) -> Self {
+        SessionOut {
+            id: s.id.to_string(),
+            name: s.name.clone(),
+            node: s.node.to_string(),
+            lock_delay: u64::try_from(s.lock_delay.as_nanos()).unwrap_or(u64::MAX),
+            behavior: s.behavior.as_str(),
+            ttl: s.ttl.clone(),
+            node_checks: s.node_checks.clone(),
+            service_checks: (!s.service_checks.is_empty()).then(|| {
+                s.service_checks
+                    .iter()
+                    .map(|c| ServiceCheckOut {
+                        id: c.id.clone(),
+                        namespace: c.namespace.clone(),
+                    })
+                    .collect()
+            }),
+            create_index: s.raft.create_index,
+            modify_index: s.raft.modify_index,
+        }
+    }
+}
+
+/// One `/v1/txn` result: `{"KV": …}`, `{"Node": …}`, `{"Service": …}` (Consul's
+/// `NodeService` shape) or `{"Check": …}`.
+#[derive(Debug, Serialize)]
+pub enum TxnResultOut {
+    /// A KV entry.
+    #[serde(rename = "KV")]
+    Kv(KvPair),
+    /// A node (as JSON: see [`nil_if_empty`]).
+    Node(Value),
+    /// A service instance (boxed: much larger than the other variants).
+    Service(Box<AgentServiceOut>),
+    /// A check (as JSON: see [`nil_if_empty`]).
+    Check(Value),
+}
+
+/// Consul's transaction results are its Go structs marshalled as they are: a map or
+/// slice that was never set is `null`, not `{}`/`[]`, and clients compare results
+/// field by field (the Go client's own `TestAPI_ClientTxn` does).
+fn nil_if_empty<T: Serialize>(row: T, keys: &[&str]) -> Value {
+    let mut v = serde_json::to_value(row).unwrap_or(Value::Null);
+    if let Some(obj) = v.as_object_mut() {
+        for key in keys {
+            let empty = match obj.get(*key) {
+                Some(Value::Object(m)) => m.is_empty(),
+                Some(Value::Array(a)) => a.is_empty(),
+                _ => false,
+            };
+            if empty {
+                obj.insert((*key).to_owned(), Value::Null);
+            }
+        }
+    }
+    v
+}
+
+impl From<&TxnResult> for TxnResultOut {
+    fn from(r: &TxnResult) -> Self {
+        match r {
+            TxnResult::Kv(e) => TxnResultOut::Kv(e.into()),
+            TxnResult::Node(n) => {
+                TxnResultOut::Node(nil_if_empty(NodeOut::from(n), &["TaggedAddresses", "Meta"]))
+            }
+            TxnResult::Service(s) => TxnResultOut::Service(Box::new(AgentServiceOut::catalog(s))),
+            TxnResult::Check(c) => {
+                TxnResultOut::Check(nil_if_empty(HealthCheckOut::from(c), &["ServiceTags"]))
+            }
+        }
+    }
+}
+
+/// `{OpIndex, What}`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnErrorOut {
+    /// Position of the failed operation.
+    pub op_index: usize,
+    /// Why it failed.
+    pub what: String,
+}
+
+/// The `/v1/txn` answer: results when committed (200), errors when rolled back (409);
+/// the other member is `null`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct TxnResponseOut {
+    /// Results.
+    pub results: Option<Vec<TxnResultOut>>,
+    /// Errors.
+    pub errors: Option<Vec<TxnErrorOut>>,
+}
+
+impl TxnResponseOut {
+    /// A committed transaction.
+    pub fn committed(results: &[TxnResult]) -> Self {
+        TxnResponseOut {
+            results: Some(results.iter().map(TxnResultOut::from).collect()),
+            errors: None,
+        }
+    }
+
+    /// A rolled-back transaction.
+    pub fn rolled_back(errors: &[TxnError]) -> Self {
+        TxnResponseOut {
+            results: None,
+            errors: Some(
+                errors
+                    .iter()
+                    .map(|e| TxnErrorOut {
+                        op_index: e.op_index,
+                        what: e.what.clone(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
 }

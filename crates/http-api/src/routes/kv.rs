@@ -157,8 +157,13 @@ async fn put_kv(
         KvSetMode::Cas(cas)
     } else if let Some(s) = session(&p, "acquire")? {
         KvSetMode::Acquire(s)
-    } else if let Some(s) = session(&p, "release")? {
-        KvSetMode::Release(s)
+    } else if p.has("release") {
+        match p.get("release").map(uuid::Uuid::parse_str) {
+            Some(Ok(u)) => KvSetMode::Release(SessionId(u)),
+            // Release does not look the session up, it compares it with the holder's:
+            // a malformed ID never matches, so Consul answers `false`, not an error.
+            _ => return Ok(bool_reply(false)),
+        }
     } else {
         KvSetMode::Set
     };

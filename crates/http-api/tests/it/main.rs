@@ -4,3 +4,5 @@
 mod support;
 
 mod agent;
+mod session;
+mod txn;

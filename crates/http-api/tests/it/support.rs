@@ -21,12 +21,13 @@ use tribune_http_api::{
 };
 use tribune_types::model::ops::{
     Deregistration, HealthEntry, KvDeleteMode, KvSetMode, QueryMeta, QueryOptions, ReadRequest,
-    ReadResult, Registration, ServiceInstance, WriteOutcome, WriteRejected, WriteRequest,
+    ReadResult, Registration, ServiceInstance, TxnError, TxnResult, WriteOutcome, WriteRejected,
+    WriteRequest,
 };
 use tribune_types::model::{
-    CaRoot, Check, CheckDefinition, ConfigEntry, KvEntry, Member, Node, RaftIndex, Service,
+    CaRoot, Check, CheckDefinition, ConfigEntry, KvEntry, Member, Node, RaftIndex, Service, Session,
 };
-use tribune_types::{format_go_duration, HealthStatus};
+use tribune_types::{format_go_duration, HealthStatus, SessionId};
 
 /// Consul's default notes for maintenance checks without a reason.
 const SERVICE_MAINT_DEFAULT: &str =
@@ -58,6 +59,15 @@ pub struct State {
     pub reloads: u32,
     pub joins: Vec<(String, bool)>,
     pub force_leaves: Vec<(String, bool, bool)>,
+    /// Sessions, kept as written (no validation: that is the state layer's job).
+    pub sessions: BTreeMap<SessionId, Session>,
+    /// Every cluster write, in order, as the handlers built it.
+    pub writes: Vec<WriteRequest>,
+    /// Every cluster read, in order, with its options.
+    pub reads: Vec<(ReadRequest, QueryOptions)>,
+    /// The canned outcome of the next transactions (read-only or not); `None` commits
+    /// with no results.
+    pub txn_outcome: Option<Result<Vec<TxnResult>, Vec<TxnError>>>,
 }
 
 /// The in-memory backend.
@@ -382,6 +392,23 @@ impl State {
                     .collect(),
             ),
             ReadRequest::CaRoots => ReadResult::CaRoots(self.ca_roots.clone()),
+            // Renewing is a lookup here: the fake has no TTL timers.
+            ReadRequest::SessionGet { id } | ReadRequest::SessionRenew { id } => {
+                ReadResult::Sessions(self.sessions.get(id).cloned().into_iter().collect())
+            }
+            ReadRequest::SessionList => {
+                ReadResult::Sessions(self.sessions.values().cloned().collect())
+            }
+            ReadRequest::SessionNode { node } => ReadResult::Sessions(
+                self.sessions
+                    .values()
+                    .filter(|s| &s.node == node)
+                    .cloned()
+                    .collect(),
+            ),
+            ReadRequest::Txn(_) => {
+                ReadResult::Txn(self.txn_outcome.clone().unwrap_or(Ok(Vec::new())))
+            }
         }
     }
 
@@ -466,6 +493,20 @@ impl State {
                 self.config.remove(&k);
                 Done
             }
+            WriteRequest::SessionCreate(mut session) => {
+                session.raft = raft(index, None);
+                self.sessions.insert(session.id, session);
+                Done
+            }
+            WriteRequest::SessionDestroy { id } => {
+                self.sessions.remove(&id);
+                Done
+            }
+            WriteRequest::Txn(_) => match self.txn_outcome.clone() {
+                None => WriteOutcome::Txn(Vec::new()),
+                Some(Ok(results)) => WriteOutcome::Txn(results),
+                Some(Err(errors)) => return Err(WriteRejected::TxnRolledBack(errors)),
+            },
             WriteRequest::CaSetRoots { roots } => {
                 self.ca_roots = roots
                     .into_iter()
@@ -535,6 +576,7 @@ impl Backend for FakeBackend {
         req: ReadRequest,
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), BackendError> {
+        self.state().reads.push((req.clone(), opts));
         let mut rx = self.index_tx.subscribe();
         let deadline = tokio::time::Instant::now() + opts.max_wait;
         loop {
@@ -559,6 +601,7 @@ impl Backend for FakeBackend {
 
     async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), BackendError> {
         let (outcome, index) = self.mutate(|st| {
+            st.writes.push(req.clone());
             let index = st.index + 1;
             (st.write(req, index), index)
         });
@@ -773,11 +816,16 @@ impl Backend for FakeBackend {
 /// Serves the real router over `backend` on 127.0.0.1 (ephemeral port) and returns the
 /// base URL, e.g. `http://127.0.0.1:41234`. The server lives as long as the test runtime.
 pub async fn serve(backend: Arc<FakeBackend>) -> String {
+    serve_with(backend, HttpConfig::default()).await
+}
+
+/// [`serve`] with non-default HTTP limits.
+pub async fn serve_with(backend: Arc<FakeBackend>, config: HttpConfig) -> String {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1:0");
     let addr = listener.local_addr().expect("local addr");
-    let router = tribune_http_api::router(backend, HttpConfig::default());
+    let router = tribune_http_api::router(backend, config);
     tokio::spawn(tribune_http_api::serve(
         listener,
         router,
@@ -791,4 +839,21 @@ pub async fn start() -> (Arc<FakeBackend>, String) {
     let backend = FakeBackend::new();
     let base = serve(backend.clone()).await;
     (backend, base)
+}
+
+/// One plain HTTP request: status, headers and body text.
+pub async fn request(
+    method: reqwest::Method,
+    url: &str,
+    body: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, String) {
+    let mut req = reqwest::Client::new().request(method, url);
+    if let Some(b) = body {
+        req = req.body(b.to_owned());
+    }
+    let resp = req.send().await.expect("request");
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    (status, headers, text)
 }

@@ -1,0 +1,155 @@
+//! Sessions and locks on a real server process: a TTL session that is not renewed loses
+//! its lock (release) or its keys (delete) within 2×TTL, a lock and its session survive
+//! `kill -9`, and the restarted leader re-arms the TTL timer so the lock still expires.
+//! Waiting is done with blocking queries on the lock key, never with sleeps.
+
+use crate::support::Agent;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+async fn create_session(c: &reqwest::Client, base: &str, body: Value) -> Result<String> {
+    let resp = c
+        .put(format!("{base}/v1/session/create"))
+        .json(&body)
+        .send()
+        .await?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    if !status.is_success() {
+        bail!("session create: {status} {text}");
+    }
+    let v: Value = serde_json::from_str(&text)?;
+    Ok(v["ID"].as_str().context("no ID")?.to_owned())
+}
+
+async fn put(c: &reqwest::Client, url: String, body: &str) -> Result<String> {
+    Ok(c.put(url)
+        .body(body.to_owned())
+        .send()
+        .await?
+        .text()
+        .await?)
+}
+
+/// Blocks on `key` until `done(entry)` holds (entry = `None` when the key is gone).
+async fn wait_for(
+    c: &reqwest::Client,
+    base: &str,
+    key: &str,
+    limit: Duration,
+    done: impl Fn(Option<&Value>) -> bool,
+) -> Result<Duration> {
+    let start = Instant::now();
+    let mut index = 0u64;
+    tokio::time::timeout(limit, async {
+        loop {
+            let resp = c
+                .get(format!("{base}/v1/kv/{key}?index={index}&wait=30s"))
+                .send()
+                .await?;
+            index = resp.headers()["x-consul-index"].to_str()?.parse()?;
+            let entries: Option<Value> = if resp.status() == 404 {
+                None
+            } else {
+                Some(resp.json().await?)
+            };
+            if done(entries.as_ref().and_then(|v| v.get(0))) {
+                return anyhow::Ok(start.elapsed());
+            }
+        }
+    })
+    .await
+    .context("condition not reached in time")?
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unrenewed_ttl_sessions_release_or_delete_their_keys() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(&dir.path().join("data"), json!({"session_ttl_min": "1s"}))?;
+    let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    let rel = create_session(
+        &c,
+        &base,
+        json!({"TTL": "1s", "LockDelay": "0s", "NodeChecks": []}),
+    )
+    .await?;
+    let del = create_session(
+        &c,
+        &base,
+        json!({"TTL": "1s", "Behavior": "delete", "NodeChecks": []}),
+    )
+    .await?;
+    assert_eq!(
+        put(&c, format!("{base}/v1/kv/lock?acquire={rel}"), "a").await?,
+        "true"
+    );
+    assert_eq!(
+        put(&c, format!("{base}/v1/kv/eph?acquire={del}"), "b").await?,
+        "true"
+    );
+    // Neither is renewed: within 2×TTL (plus scheduling slack) both die.
+    wait_for(&c, &base, "lock", Duration::from_secs(20), |e| {
+        e.is_some_and(|e| e.get("Session").is_none())
+    })
+    .await?;
+    wait_for(&c, &base, "eph", Duration::from_secs(20), |e| e.is_none()).await?;
+    let renew = c
+        .put(format!("{base}/v1/session/renew/{rel}"))
+        .send()
+        .await?;
+    assert_eq!(renew.status(), 404);
+    assert_eq!(renew.text().await?, format!("Session id '{rel}' not found"));
+    // A released lock can be taken again (lock-delay 0); LockIndex moves on.
+    let next = create_session(&c, &base, json!({"NodeChecks": []})).await?;
+    assert_eq!(
+        put(&c, format!("{base}/v1/kv/lock?acquire={next}"), "c").await?,
+        "true"
+    );
+    let v: Value = c
+        .get(format!("{base}/v1/kv/lock"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(v[0]["LockIndex"], 2);
+    agent.kill9()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_lock_survives_kill_9_and_the_new_leader_still_expires_it() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let cfg = json!({"session_ttl_min": "1s"});
+    let agent = Agent::start(&data, cfg.clone())?;
+    let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    let id = create_session(&c, &base, json!({"TTL": "2s", "NodeChecks": []})).await?;
+    assert_eq!(
+        put(&c, format!("{base}/v1/kv/leader?acquire={id}"), "me").await?,
+        "true"
+    );
+    agent.kill9()?;
+
+    let agent = Agent::start(&data, cfg)?;
+    let base = agent.http.clone();
+    // The acknowledged session and lock are there after the crash...
+    let info: Value = c
+        .get(format!("{base}/v1/session/info/{id}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(info[0]["ID"], id.as_str());
+    // ...and the restarted leader armed a fresh timer, so the lock is released.
+    wait_for(&c, &base, "leader", Duration::from_secs(30), |e| {
+        e.is_some_and(|e| e.get("Session").is_none())
+    })
+    .await?;
+    // Lock-delay (default 15 s) now blocks a new holder.
+    let other = create_session(&c, &base, json!({"NodeChecks": []})).await?;
+    assert_eq!(
+        put(&c, format!("{base}/v1/kv/leader?acquire={other}"), "x").await?,
+        "false"
+    );
+    agent.kill9()
+}
