@@ -7,6 +7,7 @@ use tribune_types::model::ops::*;
 use tribune_types::model::*;
 use tribune_types::{HealthStatus, NodeName};
 
+mod lock_sim;
 mod sessions;
 
 fn set(key: &str, val: &str, mode: KvSetMode) -> Command {
