@@ -396,6 +396,18 @@ fn run_go(ctx: &Ctx, opts: &Opts) -> Result<usize> {
     remove_tree(&work)?;
     copy_tree(&src, &work)
         .with_context(|| format!("copying {} to {}", src.display(), work.display()))?;
+    // Our own tests in the package's terms (tests/compat/go/*_test.go), such as the
+    // Go api.Lock against Tribune's Rust lock; upstream files are never modified.
+    let ours = ctx.root.join("tests/compat/go");
+    if let Ok(entries) = fs::read_dir(&ours) {
+        for e in entries.flatten() {
+            let name = e.file_name();
+            if name.to_string_lossy().ends_with("_test.go") {
+                fs::copy(e.path(), work.join(&name))
+                    .with_context(|| format!("installing {}", e.path().display()))?;
+            }
+        }
+    }
 
     // 3. Its dependencies (sdk/testutil, testify, …), then compile the test binary
     //    once so that build problems are harness errors, not test failures.

@@ -8,11 +8,14 @@
 //!
 //! A command runs against a `Ctx` that supplies environment variables and stdin and
 //! collects stdout/stderr, so tests can drive commands without touching the process.
+//! Long-running commands (`lock`) write through to the process's streams instead, so
+//! their messages appear when they happen.
 
 mod catalog;
 mod format;
 mod http;
 mod kv;
+mod lock;
 mod members;
 mod node;
 mod services;
@@ -34,18 +37,23 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "leave",
         "Gracefully leaves the Consul cluster and shuts down",
     ),
+    ("lock", "Execute a command holding a lock"),
     ("members", "Lists the members of a Consul cluster"),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
     ("version", "Prints the Consul version"),
 ];
 
+/// Commands whose output streams as it happens rather than when they finish.
+const STREAMING: &[&str] = &["lock"];
+
 /// Runs a non-agent subcommand (`args` excludes the program name and the command name).
 /// Returns the exit code.
 pub async fn run(command: &str, args: &[String]) -> anyhow::Result<i32> {
     let mut ctx = Ctx::process();
+    ctx.live = STREAMING.contains(&command);
     let code = dispatch(command, args, &mut ctx).await;
-    // Output is written once the command is done; none of these commands stream.
+    // Other commands' output is written once they are done (a no-op for streaming ones).
     let mut stdout = std::io::stdout().lock();
     stdout.write_all(&ctx.out)?;
     stdout.flush()?;
@@ -63,6 +71,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "join" => node::join(args, ctx).await,
         "kv" => kv::run(args, ctx).await,
         "leave" => node::leave(args, ctx).await,
+        "lock" => lock::run(args, ctx).await,
         "members" => members::run(args, ctx).await,
         "reload" => node::reload(args, ctx).await,
         "services" => services::run(args, ctx).await,
@@ -86,6 +95,8 @@ pub(crate) struct Ctx {
     pub(crate) out: Vec<u8>,
     /// What the command printed to stderr.
     pub(crate) err: Vec<u8>,
+    /// Write output straight to the process's stdout/stderr instead of collecting it.
+    live: bool,
 }
 
 impl Ctx {
@@ -96,6 +107,7 @@ impl Ctx {
             stdin: None,
             out: Vec::new(),
             err: Vec::new(),
+            live: false,
         }
     }
 
@@ -113,6 +125,7 @@ impl Ctx {
             stdin: Some(stdin.to_vec()),
             out: Vec::new(),
             err: Vec::new(),
+            live: false,
         }
     }
 
@@ -136,12 +149,20 @@ impl Ctx {
     /// Prints a line to stdout (Consul's `UI.Info`/`UI.Output`). Bytes, not text:
     /// `kv get` prints stored values as they are.
     pub(crate) fn info(&mut self, line: impl AsRef<[u8]>) {
+        if self.live {
+            write_line(&mut std::io::stdout().lock(), line.as_ref());
+            return;
+        }
         self.out.extend_from_slice(line.as_ref());
         self.out.push(b'\n');
     }
 
     /// Prints a line to stderr (Consul's `UI.Error`).
     pub(crate) fn error(&mut self, line: &str) {
+        if self.live {
+            write_line(&mut std::io::stderr().lock(), line.as_bytes());
+            return;
+        }
         self.err.extend_from_slice(line.as_bytes());
         self.err.push(b'\n');
     }
@@ -157,6 +178,14 @@ impl Ctx {
     pub(crate) fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.err).into_owned()
     }
+}
+
+/// Writes one line and flushes. Errors are ignored: there is nowhere left to report a
+/// broken stdout or stderr, and Go's `UI` ignores them too.
+fn write_line(out: &mut impl Write, line: &[u8]) {
+    let _ = out.write_all(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
 }
 
 /// Full help for a command: its description and its flags.

@@ -83,6 +83,16 @@ impl Error {
         }
     }
 
+    /// Whether retrying may help: the agent could not be reached, or it answered 500
+    /// (no leader, an RPC failure). The Go client's `IsRetryableError`, which lock and
+    /// semaphore monitors use to ride out brief outages.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Transport { .. } | Error::Status { code: 500, .. }
+        )
+    }
+
     /// Wraps a transport error with its whole cause chain, since reqwest's own
     /// `Display` stops at "error sending request" and hides "connection refused".
     pub(crate) fn transport(err: reqwest::Error) -> Self {

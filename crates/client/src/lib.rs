@@ -15,9 +15,15 @@
 //! ```
 //!
 //! - [`Client`] and [`Config`] (address, token, datacenter; [`Config::from_env`] reads `CONSUL_HTTP_*`).
-//! - Endpoint groups: [`Client::kv`], [`Client::catalog`], [`Client::agent`], [`Client::status`].
+//! - Endpoint groups: [`Client::kv`], [`Client::catalog`], [`Client::agent`],
+//!   [`Client::session`], [`Client::status`].
 //! - Reads take [`QueryOptions`] and return [`QueryMeta`] from the `X-Consul-*` headers.
 //! - Failures are [`Error`]; an unexpected HTTP status is [`Error::Status`].
+//! - Coordination, interoperable with the Go client's `api.Lock` and `api.Semaphore`
+//!   on the same keys: [`Lock`] (a mutex on one key), [`Semaphore`] (up to N holders
+//!   under a prefix), and [`LeaderElection`] (a background campaign built on `Lock`).
+//!   Each holds a session kept alive by [`Session::renew_periodic`], and reports a lost
+//!   hold through [`LockLost`].
 //! - [`service_def`] turns Consul service-definition files (JSON or HCL) into
 //!   [`AgentServiceRegistration`]s.
 //!
@@ -28,11 +34,16 @@
 mod agent;
 mod catalog;
 mod config;
+mod coord;
+mod election;
 mod error;
 mod kv;
+mod lock;
 mod query;
+mod semaphore;
 mod serde_util;
 pub mod service_def;
+mod session;
 mod status;
 
 use std::sync::Arc;
@@ -50,9 +61,23 @@ pub use config::{
     parse_address, BasicAuth, Config, Endpoint, DEFAULT_ADDRESS, HTTP_ADDR_ENV, HTTP_AUTH_ENV,
     HTTP_SSL_ENV, HTTP_TOKEN_ENV, HTTP_TOKEN_FILE_ENV,
 };
+pub use coord::{
+    path_join, AcquireOutcome, DestroyOutcome, LockError, LockLost, DEFAULT_LOCK_RETRY_TIME,
+    DEFAULT_MONITOR_RETRY_TIME, DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
+};
+pub use election::{current_leader, LeaderElection};
 pub use error::Error;
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
+pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
 pub use query::{QueryMeta, QueryOptions};
+pub use semaphore::{
+    Semaphore, SemaphoreDoc, SemaphoreOptions, DEFAULT_SEMAPHORE_SESSION_NAME,
+    SEMAPHORE_FLAG_VALUE, SEMAPHORE_LOCK_KEY,
+};
+pub use session::{
+    RenewEnd, ServiceCheck, Session, SessionBehavior, SessionCreateOptions, SessionEntry,
+    SessionRenewal,
+};
 pub use status::Status;
 
 /// Characters escaped in a URL path: Go's `url.URL.EscapedPath` keeps unreserved
@@ -153,6 +178,11 @@ impl Client {
     /// The local agent (`/v1/agent`).
     pub fn agent(&self) -> Agent<'_> {
         Agent::new(self)
+    }
+
+    /// Sessions (`/v1/session`).
+    pub fn session(&self) -> Session<'_> {
+        Session::new(self)
     }
 
     /// Raft status (`/v1/status`).

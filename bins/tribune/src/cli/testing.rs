@@ -2,6 +2,8 @@
 //! extra dev-dependencies. It speaks just enough HTTP/1.1 for reqwest: one request per
 //! connection, `Content-Length` bodies, `Connection: close`.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -68,8 +70,23 @@ impl Fake {
     }
 }
 
+/// An answer computed asynchronously (a blocking query that waits for a change).
+pub(crate) type AsyncAnswer = Pin<Box<dyn Future<Output = Answer> + Send>>;
+
 /// Starts the fake; `handler` answers each request.
 pub(crate) async fn fake(handler: impl Fn(&Req) -> Answer + Send + Sync + 'static) -> Fake {
+    fake_async(move |req| {
+        let answer = handler(&req);
+        Box::pin(async move { answer })
+    })
+    .await
+}
+
+/// Starts the fake with a handler that may take its time (blocking queries). The
+/// usual query headers are added unless the handler's answer carries its own.
+pub(crate) async fn fake_async(
+    handler: impl Fn(Req) -> AsyncAnswer + Send + Sync + 'static,
+) -> Fake {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let requests: Arc<Mutex<Vec<Req>>> = Arc::default();
@@ -115,12 +132,20 @@ pub(crate) async fn fake(handler: impl Fn(&Req) -> Answer + Send + Sync + 'stati
                     body: buf[head_end..head_end + length].to_vec(),
                 };
                 seen.lock().unwrap().push(req.clone());
-                let (code, headers, body) = handler(&req);
+                let (code, mut headers, body) = handler(req).await;
                 let mut resp = format!(
-                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\nX-Consul-Index: 1\r\n\
-                     X-Consul-KnownLeader: true\r\nX-Consul-LastContact: 0\r\n",
+                    "HTTP/1.1 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n",
                     body.len()
                 );
+                for (name, value) in [
+                    ("X-Consul-Index", "1"),
+                    ("X-Consul-KnownLeader", "true"),
+                    ("X-Consul-LastContact", "0"),
+                ] {
+                    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+                        headers.push((name, value.to_owned()));
+                    }
+                }
                 for (name, value) in headers {
                     resp.push_str(&format!("{name}: {value}\r\n"));
                 }

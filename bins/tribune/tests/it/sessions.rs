@@ -153,3 +153,62 @@ async fn a_held_lock_survives_kill_9_and_the_new_leader_still_expires_it() -> Re
     );
     agent.kill9()
 }
+
+/// `tribune lock` end to end: the holder's child runs with `CONSUL_LOCK_HELD=true`; the
+/// holder is killed with `-9` (so nobody releases or destroys anything); a second
+/// `tribune lock` on the same prefix gets the lock once the server invalidates the dead
+/// holder's session — within TTL×2 (the CLI's session TTL is Consul's 15 s) plus the
+/// 15 s lock-delay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_lock_holder_is_replaced_after_ttl_and_lock_delay() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(&dir.path().join("data"), json!({}))?;
+    let addr = format!("-http-addr={}", agent.http);
+    // The child blocks reading stdin (passed through with -pass-stdin), which this test
+    // holds open; it ends when the test drops it.
+    let mut holder = Command::new(crate::support::bin())
+        .args(["lock", &addr, "-pass-stdin", "job"])
+        .arg(r#"test "$CONSUL_LOCK_HELD" = true && echo held; read _"#)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    let stdout = holder.stdout.take().context("holder stdout")?;
+    let first = tokio::task::spawn_blocking(move || {
+        BufReader::new(stdout)
+            .lines()
+            .map_while(|l| l.ok())
+            .find(|l| l == "held")
+    });
+    let held = tokio::time::timeout(Duration::from_secs(30), first).await??;
+    assert_eq!(held.as_deref(), Some("held"));
+    let c = reqwest::Client::new();
+    let lock: Value = c
+        .get(format!("{}/v1/kv/job/.lock", agent.http))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert!(lock[0]["Session"].is_string(), "{lock}");
+    assert_eq!(
+        lock[0]["Flags"], 3304740253564472344u64,
+        "Go's LockFlagValue"
+    );
+
+    holder.kill()?;
+    holder.wait()?;
+    let contender = tokio::process::Command::new(crate::support::bin())
+        .args(["lock", &addr, "-timeout=120s", "job"])
+        .arg(r#"test "$CONSUL_LOCK_HELD" = true && echo got"#)
+        .output();
+    let out = tokio::time::timeout(Duration::from_secs(90), contender).await??;
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("got"),
+        "{out:?}"
+    );
+    drop(holder.stdin.take());
+    agent.kill9()
+}
