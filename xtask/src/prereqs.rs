@@ -6,11 +6,17 @@
 //!   C++ build.
 //! - `libclang-dev`: `librocksdb-sys` generates its bindings with bindgen.
 //! - `protobuf-compiler`: `protoc` for tonic-build (`/proto`) and raft-proto.
+//! - `bind9-dnsutils`: the real `dig`, which the DNS golden tests query us with.
 
 use anyhow::{bail, Result};
 use std::process::Command;
 
-const PACKAGES: &[&str] = &["librocksdb-dev", "libclang-dev", "protobuf-compiler"];
+const PACKAGES: &[&str] = &[
+    "librocksdb-dev",
+    "libclang-dev",
+    "protobuf-compiler",
+    "bind9-dnsutils",
+];
 
 fn installed(pkg: &str) -> bool {
     Command::new("dpkg-query")

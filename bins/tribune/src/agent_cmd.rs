@@ -346,6 +346,28 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         bound.push(addr);
         http_tasks.push(task);
     }
+    let dns_cfg = tribune_agent::dns::dns_config(&cfg);
+    let mut dns_addrs = Vec::new();
+    if !dns_cfg.bind.is_empty() {
+        let lookup = Arc::new(tribune_agent::dns::CatalogLookup::new(
+            server.clone(),
+            &cfg.datacenter,
+            &dns_cfg,
+        ));
+        let dns = tribune_dns::DnsServer::bind(dns_cfg, lookup)
+            .await
+            .context("starting the DNS interface")?;
+        dns_addrs = dns.udp_addrs().to_vec();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let shutdown = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            if let Err(e) = dns.run(shutdown).await {
+                tracing::error!(error = %e, "DNS server failed");
+            }
+        });
+    }
     // Local state is loaded and the API is up: start TTLs and anti-entropy.
     agent.start_sync();
     println!("==> Tribune agent running (Consul {CONSUL_VERSION} compatible)");
@@ -358,6 +380,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     );
     for b in &bound {
         println!("     HTTP API: {b}");
+    }
+    for d in &dns_addrs {
+        println!("          DNS: {d} (UDP and TCP)");
     }
     println!("   Server RPC: {}", SocketAddr::new(advertise, rpc_port));
 

@@ -31,7 +31,10 @@ const OUR_TARGETS: &[&str] = &[
 pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
     let (tx, _) = broadcast::channel(1024);
     // Dependencies stay at info even when we log at debug/trace.
-    let directives = format!("{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info");
+    // hickory-server logs every DNS request at info: far too chatty for a console.
+    let directives = format!(
+        "{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,hickory_server=warn,hickory_proto=warn"
+    );
     let console_filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
     let monitor_filter = OUR_TARGETS
         .iter()

@@ -8,11 +8,13 @@
 //!   local state and forwarding everything else to the servers through a
 //!   [`tribune_rpc::ServerApi`] (in process on a server, gRPC on a client agent).
 //! - [`config`]: the agent's configuration from flags, JSON and HCL files.
+//! - [`dns`]: the catalog reads behind the DNS interface, and its configuration.
 
 mod agent;
 mod anti_entropy;
 mod backend;
 pub mod config;
+pub mod dns;
 mod local;
 mod metrics;
 

@@ -2,6 +2,7 @@
 
 mod blocking;
 mod cli;
+mod dns;
 mod durability;
 mod sessions;
 mod support;

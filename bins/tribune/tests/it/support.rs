@@ -24,6 +24,8 @@ pub fn free_port() -> u16 {
 pub struct Agent {
     pub child: Child,
     pub http: String,
+    /// The DNS port (UDP and TCP), when started with DNS.
+    pub dns: Option<u16>,
     lines: mpsc::Receiver<String>,
 }
 
@@ -31,9 +33,16 @@ impl Agent {
     /// Starts a durable single server on `data_dir` with extra JSON config, and waits
     /// until it reports its listeners.
     pub fn start(data_dir: &Path, extra: serde_json::Value) -> Result<Agent> {
+        Self::start_with(data_dir, extra, false)
+    }
+
+    /// [`Agent::start`], with the DNS interface on a free port when `dns` is set.
+    pub fn start_with(data_dir: &Path, extra: serde_json::Value, dns: bool) -> Result<Agent> {
         let http = free_port();
+        let dns = dns.then(free_port);
         let mut cfg = serde_json::json!({
-            "ports": {"http": http, "server": free_port(), "dns": -1, "grpc": -1,
+            "ports": {"http": http, "server": free_port(),
+                      "dns": dns.map_or(-1, i32::from), "grpc": -1,
                       "serf_lan": free_port(), "serf_wan": free_port()},
             "performance": {"raft_multiplier": 1},
         });
@@ -72,6 +81,7 @@ impl Agent {
         let mut agent = Agent {
             child,
             http: format!("http://127.0.0.1:{http}"),
+            dns,
             lines,
         };
         agent.wait_for_line("HTTP API:", Duration::from_secs(30))?;

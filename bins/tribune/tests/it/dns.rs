@@ -1,0 +1,307 @@
+//! The DNS interface against the real `dig` (Debian `bind9-dnsutils`, installed by
+//! `cargo xtask prereqs`), over UDP and TCP, with `+bufsize=512`, `+noedns` and
+//! `+bufsize=4096`, on a seeded agent: three nodes, twenty instances of `web` with tags,
+//! one of them critical, one with its own address.
+//!
+//! dig's output is normalised (message ID and SOA serial masked, records of each
+//! section sorted) and compared with `golden/dns.txt`. Answers that are trimmed from a
+//! shuffled set differ from run to run, so for those the golden file records how many
+//! records of which type came back, and the test checks they are a subset of the full
+//! TCP answer. `TRIBUNE_BLESS=1` rewrites the golden file.
+
+use crate::support::Agent;
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::process::Command;
+
+const INSTANCES: usize = 20;
+const CRITICAL: usize = 7;
+const OWN_ADDRESS: usize = 3;
+
+async fn seed(http: &str) -> Result<()> {
+    let c = reqwest::Client::new();
+    for i in 0..INSTANCES {
+        let node = format!("node{}", i % 3 + 1);
+        let mut service = json!({
+            "ID": format!("web-{i}"),
+            "Service": "web",
+            "Port": 8000 + i,
+            "Tags": [if i % 2 == 0 { "v1" } else { "v2" }],
+        });
+        if i == OWN_ADDRESS {
+            service["Address"] = json!("10.0.1.3");
+        }
+        let mut body = json!({
+            "Node": node,
+            "Address": format!("10.0.0.{}", i % 3 + 1),
+            "NodeMeta": {"rack": format!("r{}", i % 3 + 1), "rfc1035-note": "plain"},
+            "Service": service,
+        });
+        if i == CRITICAL {
+            body["Check"] = json!({
+                "CheckID": "web-7-down", "Name": "down", "Status": "critical",
+                "ServiceID": "web-7",
+            });
+        }
+        let resp = c
+            .put(format!("{http}/v1/catalog/register"))
+            .json(&body)
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("register: {}", resp.text().await?);
+        }
+    }
+    Ok(())
+}
+
+/// One dig query and its normalised output.
+struct Dig {
+    text: String,
+    /// Answer records as dig prints them (for subset checks).
+    answers: Vec<String>,
+    /// Additional records (for subset checks).
+    additional: Vec<String>,
+}
+
+fn dig(port: u16, args: &[&str]) -> Result<Dig> {
+    let out = Command::new("dig")
+        .args(["@127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "+noall",
+            "+comments",
+            "+answer",
+            "+authority",
+            "+additional",
+        ])
+        .args(["+tries=1", "+time=5"])
+        .args(args)
+        .output()
+        .context("running dig (cargo xtask prereqs installs bind9-dnsutils)")?;
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let mut text = String::new();
+    let mut section: Vec<String> = Vec::new();
+    let mut answers = Vec::new();
+    let mut additional = Vec::new();
+    let mut in_answer = false;
+    let mut in_additional = false;
+    let flush = |text: &mut String, section: &mut Vec<String>| {
+        section.sort();
+        for l in section.drain(..) {
+            text.push_str(&l);
+            text.push('\n');
+        }
+    };
+    for line in raw.lines() {
+        let line = line.trim_end();
+        if line.is_empty() || line.starts_with(";; Got answer") {
+            continue;
+        }
+        if line.starts_with(";;") || line.starts_with("; EDNS") {
+            flush(&mut text, &mut section);
+            in_answer = line.starts_with(";; ANSWER SECTION");
+            in_additional = line.starts_with(";; ADDITIONAL SECTION");
+            let masked = match line.find(", id: ") {
+                Some(pos) => line[..pos].to_owned() + ", id: <id>",
+                None => line.to_owned(),
+            };
+            text.push_str(&masked);
+            text.push('\n');
+            continue;
+        }
+        // Records: collapse whitespace; mask the SOA serial (Unix time).
+        let mut fields: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+        if fields.get(3).map(String::as_str) == Some("SOA") && fields.len() > 6 {
+            fields[6] = "<serial>".into();
+        }
+        let rec = fields.join(" ");
+        if in_answer {
+            answers.push(rec.clone());
+        }
+        if in_additional {
+            additional.push(rec.clone());
+        }
+        section.push(rec);
+    }
+    flush(&mut text, &mut section);
+    Ok(Dig {
+        text,
+        answers,
+        additional,
+    })
+}
+
+/// Replaces the answer and additional sections of a shuffled, trimmed answer by their
+/// size and types (and the header's additional count, which depends on which SRV
+/// targets were drawn), after checking both are subsets of the full answer's.
+fn summarise_subset(d: &Dig, full: &Dig) -> Result<String> {
+    for (part, got, all) in [
+        ("answer", &d.answers, &full.answers),
+        ("additional", &d.additional, &full.additional),
+    ] {
+        let all: BTreeSet<&String> = all.iter().collect();
+        if let Some(extra) = got.iter().find(|r| !all.contains(r)) {
+            bail!("trimmed {part} section has {extra:?}, which the full answer does not");
+        }
+    }
+    let kinds = |recs: &[String]| -> BTreeSet<String> {
+        recs.iter()
+            .filter_map(|a| a.split(' ').nth(3).map(str::to_owned))
+            .collect()
+    };
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in d.text.lines() {
+        let (section, recs) = if line.starts_with(";; ANSWER SECTION") {
+            ("ANSWER", &d.answers)
+        } else if line.starts_with(";; ADDITIONAL SECTION") {
+            ("ADDITIONAL", &d.additional)
+        } else {
+            ("", &d.answers)
+        };
+        if !section.is_empty() {
+            let count = if section == "ANSWER" {
+                recs.len().to_string()
+            } else {
+                "some".to_owned()
+            };
+            out.push_str(&format!(
+                ";; {section} SECTION: {count} records of {:?}, a subset of the full answer's\n",
+                kinds(recs)
+            ));
+            skipping = true;
+            continue;
+        }
+        if line.starts_with(";;") {
+            skipping = false;
+        }
+        if skipping {
+            continue;
+        }
+        match line.find(", ADDITIONAL: ") {
+            Some(pos) if line.starts_with(";; flags:") => {
+                out.push_str(&line[..pos]);
+                out.push_str(", ADDITIONAL: <n>\n");
+            }
+            _ => {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dig_golden_answers_over_udp_and_tcp() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start_with(&dir.path().join("data"), json!({}), true)?;
+    let port = agent.dns.context("no DNS port")?;
+    seed(&agent.http).await?;
+
+    // (name, type, shuffled-and-trimmed under small UDP sizes?)
+    let queries: &[(&str, &str, bool)] = &[
+        ("web.service.consul", "A", true),
+        ("web.service.consul", "SRV", true),
+        ("v1.web.service.consul", "A", true),
+        ("_web._tcp.service.consul", "SRV", true),
+        ("_web._v2.service.dc1.consul", "SRV", true),
+        ("WEB.Service.CONSUL", "A", true),
+        ("node1.node.consul", "A", false),
+        ("node1.node.dc1.consul", "TXT", false),
+        ("node2.node.consul", "AAAA", false),
+        ("0a000103.addr.consul", "A", false),
+        ("1.0.0.10.in-addr.arpa", "PTR", false),
+        ("consul", "SOA", false),
+        ("consul", "NS", false),
+        ("nosuch.service.consul", "A", false),
+        ("nosuch.node.consul", "A", false),
+        ("web.service.dc2.consul", "A", false),
+        ("example.com", "A", false),
+    ];
+    let mut golden = String::new();
+    for (name, qtype, shuffled) in queries {
+        let full = dig(port, &["+tcp", name, qtype])?;
+        for variant in [
+            &["+tcp"][..],
+            &["+bufsize=4096"],
+            &["+bufsize=512"],
+            &["+noedns"],
+        ] {
+            let mut args: Vec<&str> = variant.to_vec();
+            args.extend([*name, *qtype]);
+            let d = dig(port, &args)?;
+            golden.push_str(&format!("=== dig {}\n", args.join(" ")));
+            if *shuffled && !variant.contains(&"+tcp") {
+                golden.push_str(&summarise_subset(&d, &full)?);
+            } else {
+                golden.push_str(&d.text);
+            }
+        }
+    }
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/golden/dns.txt");
+    if std::env::var_os("TRIBUNE_BLESS").is_some() {
+        std::fs::write(&path, &golden)?;
+    }
+    let want = std::fs::read_to_string(&path)
+        .with_context(|| format!("{} (run with TRIBUNE_BLESS=1 to create)", path.display()))?;
+    if want != golden {
+        let diff: Vec<String> = want
+            .lines()
+            .zip(golden.lines())
+            .enumerate()
+            .filter(|(_, (a, b))| a != b)
+            .take(10)
+            .map(|(i, (a, b))| format!("line {}:\n  want {a}\n  got  {b}", i + 1))
+            .collect();
+        bail!(
+            "dig output differs from golden/dns.txt ({} vs {} lines):\n{}",
+            want.lines().count(),
+            golden.lines().count(),
+            diff.join("\n")
+        );
+    }
+    Ok(())
+}
+
+/// Garbage on the DNS port (short packets, random bytes, a response instead of a
+/// query, a name with a 200-byte label) is answered with an error or dropped; the
+/// server keeps answering real queries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_packets_never_take_dns_down() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start_with(&dir.path().join("data"), json!({}), true)?;
+    let port = agent.dns.context("no DNS port")?;
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0")?;
+    sock.connect(("127.0.0.1", port))?;
+    let mut long_label = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 200];
+    long_label.extend(std::iter::repeat_n(b'a', 200));
+    long_label.extend([0, 0, 1, 0, 1]);
+    let mut state = 0x2545_f491_u64;
+    let noise: Vec<u8> = (0..300)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state as u8
+        })
+        .collect();
+    let packets: Vec<Vec<u8>> = vec![
+        vec![0xff; 5],
+        noise,
+        // QR set: a response, not a query.
+        vec![0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0],
+        // Claims one question, carries none.
+        vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0],
+        long_label,
+    ];
+    for p in &packets {
+        sock.send(p)?;
+    }
+    let d = dig(port, &["node-not-there.node.consul", "A"])?;
+    assert!(d.text.contains("status: NXDOMAIN"), "{}", d.text);
+    let d = dig(port, &["+tcp", "consul", "SOA"])?;
+    assert!(d.text.contains("status: NOERROR"), "{}", d.text);
+    Ok(())
+}
