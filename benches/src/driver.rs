@@ -4,7 +4,8 @@
 //! Every client connects first; the clock starts only once all of them are ready,
 //! so connection setup is never measured. Only requests *started* inside the
 //! measured window are recorded; throughput is those requests divided by the
-//! window's length.
+//! window's length. A client may sort its requests into several kinds (create,
+//! renew, destroy, ...), each measured separately over the same window.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -36,8 +37,8 @@ pub struct Ctx {
     barrier: Arc<Barrier>,
     timing_rx: watch::Receiver<Option<Timing>>,
     timing: Option<Timing>,
-    /// Latencies of measured requests, in nanoseconds.
-    samples: Vec<u64>,
+    /// Latencies of measured requests, in nanoseconds, one list per kind.
+    samples: Vec<Vec<u64>>,
     errors: u64,
     first_error: Option<String>,
 }
@@ -66,11 +67,28 @@ impl Ctx {
 
     /// Record a completed request that started at `t0`.
     pub fn done(&mut self, t0: Instant) {
-        if let Some(t) = self.timing {
-            if t0 >= t.measure_start {
-                self.samples.push(t0.elapsed().as_nanos() as u64);
-            }
+        self.done_kind(0, t0);
+    }
+
+    /// Record a completed request of kind `kind` (below the `kinds` given to
+    /// [`run_kinds`]) that started at `t0`.
+    pub fn done_kind(&mut self, kind: usize, t0: Instant) {
+        if self.in_window(t0) {
+            self.samples[kind].push(t0.elapsed().as_nanos() as u64);
         }
+    }
+
+    /// Whether `t` falls in the measured window (warm-up excluded), for clients
+    /// that measure something other than their own request latencies.
+    pub fn in_window(&self, t: Instant) -> bool {
+        self.timing
+            .is_some_and(|w| t >= w.measure_start && t < w.end)
+    }
+
+    /// When the run ends (once [`Ctx::ready`] has returned): a client that waits
+    /// on something open-ended (a blocking query) stops waiting then.
+    pub fn end(&self) -> Option<Instant> {
+        self.timing.map(|t| t.end)
     }
 
     /// Record a failed request. Failures are counted and shown, not fatal: one
@@ -165,6 +183,25 @@ where
     F: Fn(usize, Ctx) -> Fut,
     Fut: Future<Output = Result<Ctx>> + Send + 'static,
 {
+    let mut kinds = run_kinds(clients, 1, plan, sampler, client).await?;
+    Ok(kinds.remove(0))
+}
+
+/// [`run`] for clients that record `kinds` kinds of request with
+/// [`Ctx::done_kind`]: one [`Measured`] per kind, all over the same window and
+/// carrying the same resource use. Errors and the first error go to kind 0.
+pub async fn run_kinds<F, Fut>(
+    clients: usize,
+    kinds: usize,
+    plan: Plan,
+    sampler: &Sampler,
+    client: F,
+) -> Result<Vec<Measured>>
+where
+    F: Fn(usize, Ctx) -> Fut,
+    Fut: Future<Output = Result<Ctx>> + Send + 'static,
+{
+    assert!(kinds >= 1, "at least one kind of request");
     let barrier = Arc::new(Barrier::new(clients + 1));
     let (timing_tx, timing_rx) = watch::channel(None);
     let mut tasks = tokio::task::JoinSet::new();
@@ -173,7 +210,7 @@ where
             barrier: barrier.clone(),
             timing_rx: timing_rx.clone(),
             timing: None,
-            samples: Vec::with_capacity(1 << 16),
+            samples: (0..kinds).map(|_| Vec::with_capacity(1 << 14)).collect(),
             errors: 0,
             first_error: None,
         };
@@ -207,22 +244,74 @@ where
     let after = sampler.sample();
     let usage = sampler.usage(&before, &after);
 
-    let mut samples = Vec::new();
+    let mut samples = vec![Vec::new(); kinds];
     let mut errors = 0;
     let mut first_error = None;
     while let Some(res) = tasks.join_next().await {
         let ctx = res.context("client task panicked")??;
-        samples.extend_from_slice(&ctx.samples);
+        for (all, mine) in samples.iter_mut().zip(&ctx.samples) {
+            all.extend_from_slice(mine);
+        }
         errors += ctx.errors;
         if first_error.is_none() {
             first_error = ctx.first_error;
         }
     }
-    Ok(Measured::from_samples(
-        samples,
-        plan.measure.as_secs_f64(),
-        errors,
-        first_error,
-        usage,
-    ))
+    let secs = plan.measure.as_secs_f64();
+    Ok(samples
+        .into_iter()
+        .enumerate()
+        .map(|(kind, s)| {
+            let (errors, first_error) = if kind == 0 {
+                (errors, first_error.clone())
+            } else {
+                (0, None)
+            };
+            Measured::from_samples(s, secs, errors, first_error, usage.clone())
+        })
+        .collect())
+}
+
+/// Run a workload; if something else on the machine took CPU during it (a build,
+/// another test suite: this machine is shared), wait for the machine to be quiet
+/// and run it again, up to `retries` times. The last attempt is kept either way,
+/// and the table still flags it. `is_disturbed` says whether an attempt's result
+/// was disturbed.
+pub async fn undisturbed<T, F, Fut>(
+    retries: usize,
+    is_disturbed: impl Fn(&T) -> bool,
+    mut f: F,
+) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T>>,
+{
+    let mut attempt = 0;
+    loop {
+        let m = f().await?;
+        if !is_disturbed(&m) || attempt >= retries {
+            return Ok(m);
+        }
+        attempt += 1;
+        println!(
+            "  (disturbed by other processes; waiting for a quiet machine, attempt {} of {})",
+            attempt + 1,
+            retries + 1
+        );
+        wait_quiet().await;
+    }
+}
+
+/// Wait until the machine has been below 10% busy for 5 s (at most 10 minutes).
+pub async fn wait_quiet() {
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while Instant::now() < deadline {
+        let load = tokio::task::spawn_blocking(|| crate::sys::background_load(5.0))
+            .await
+            .ok()
+            .flatten();
+        if load.is_none_or(|l| l < 0.10) {
+            return;
+        }
+    }
 }

@@ -13,7 +13,7 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1::SendRequest;
-use hyper::header::{HeaderValue, CONTENT_TYPE, HOST};
+use hyper::header::{HeaderMap, HeaderValue, CONTENT_TYPE, HOST};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -63,6 +63,21 @@ impl HttpConn {
         body: Bytes,
         json: bool,
     ) -> Result<(StatusCode, Bytes)> {
+        let (status, _, body) = self
+            .request_with_headers(method, path_and_query, body, json)
+            .await?;
+        Ok((status, body))
+    }
+
+    /// [`HttpConn::request`], also returning the response headers (blocking
+    /// queries need `X-Consul-Index`).
+    pub async fn request_with_headers(
+        &mut self,
+        method: Method,
+        path_and_query: &str,
+        body: Bytes,
+        json: bool,
+    ) -> Result<(StatusCode, HeaderMap, Bytes)> {
         let mut req = Request::builder()
             .method(method)
             .uri(path_and_query)
@@ -75,9 +90,9 @@ impl HttpConn {
             let sender = self.sender().await?;
             sender.ready().await?;
             let resp = sender.send_request(req).await?;
-            let status = resp.status();
-            let body = resp.into_body().collect().await?.to_bytes();
-            anyhow::Ok((status, body))
+            let (parts, body) = resp.into_parts();
+            let body = body.collect().await?.to_bytes();
+            anyhow::Ok((parts.status, parts.headers, body))
         }
         .await;
         if result.is_err() {

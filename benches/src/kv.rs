@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 
-use crate::driver::{disturbed, Measured, Plan, DISTURBED_CORES};
+use crate::driver::{disturbed, wait_quiet, Measured, Plan, DISTURBED_CORES};
 use crate::etcd::{self, Api, Etcd};
 use crate::fsync::{self, Mode};
 use crate::http::HttpConn;
@@ -136,19 +136,9 @@ pub fn run(args: &[String]) -> Result<()> {
         .prefix("tribune-bench-")
         .tempdir_in(&opts.data_root)
         .with_context(|| format!("creating a temp dir in {}", opts.data_root.display()))?;
-    let disk = Disk::of(tmp.path()).unwrap_or_else(|e| {
-        println!("note: no block-device counters for this disk: {e:#}");
-        Disk {
-            name: "unknown".into(),
-        }
-    });
-    let machine = sys::describe_machine();
-    let disk_desc = sys::describe_disk(tmp.path(), &disk);
-    println!("machine: {machine}");
-    println!("disk:    {disk_desc}");
-    if disk_desc.contains("(tmpfs") || disk_desc.contains("(ramfs") {
-        println!("WARNING: {} is in memory: fdatasync is free there, durable-write figures mean nothing (use --data-root)", tmp.path().display());
-    }
+    let env = sys::Env::announce(tmp.path());
+    let (disk, machine, disk_desc, background) =
+        (env.disk, env.machine, env.disk_desc, env.background);
     println!(
         "plan:    {} s warm-up + {} s measured per workload; {} clients; load generator on {} tokio thread(s), sharing the machine with the server; etcd gRPC over {} connection(s); {} interleaved GET round(s)",
         opts.plan.warmup.as_secs_f64(),
@@ -158,18 +148,6 @@ pub fn run(args: &[String]) -> Result<()> {
         opts.etcd_conns,
         opts.rounds
     );
-    // Anything else running (a build, another test suite) takes CPU from the
-    // servers and the client alike; say so rather than publish skewed figures.
-    let background = sys::background_load(2.0);
-    if let Some(b) = background {
-        println!(
-            "background CPU load before the run: {:.0}% of all cores",
-            b * 100.0
-        );
-        if b > 0.10 {
-            println!("WARNING: the machine is not idle; figures will be lower and noisier than they should be");
-        }
-    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(opts.client_threads)
         .enable_all()
@@ -228,7 +206,7 @@ pub fn run(args: &[String]) -> Result<()> {
 
 /// A 256-byte value of pseudo-random bytes, so nothing along the way (RocksDB's
 /// block compression, say) gets an unrealistically easy time.
-fn value() -> Bytes {
+pub fn value() -> Bytes {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..VALUE_SIZE)
         .map(|_| {
@@ -266,7 +244,7 @@ impl Rows {
     ) {
         let row = Row {
             system,
-            id,
+            id: id.to_owned(),
             workload: workload.to_owned(),
             clients,
             m,
@@ -508,20 +486,6 @@ where
     }
 }
 
-/// Wait until the machine has been below 10% busy for 5 s (at most 10 minutes).
-async fn wait_quiet() {
-    let deadline = std::time::Instant::now() + Duration::from_secs(600);
-    while std::time::Instant::now() < deadline {
-        let load = tokio::task::spawn_blocking(|| sys::background_load(5.0))
-            .await
-            .ok()
-            .flatten();
-        if load.is_none_or(|l| l < 0.10) {
-            return;
-        }
-    }
-}
-
 /// Install Debian's etcd 3.4 when it is missing and we may (root); otherwise say how.
 fn ensure_etcd(bin: &Path) -> Result<()> {
     if bin.exists() {
@@ -567,13 +531,16 @@ fn ensure_etcd(bin: &Path) -> Result<()> {
 }
 
 /// A bare hyper server process (this binary's `hello-server`).
-struct Hello {
-    proc: Proc,
-    addr: std::net::SocketAddr,
+pub struct Hello {
+    /// The process (killed on drop).
+    pub proc: Proc,
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
 }
 
 impl Hello {
-    async fn start(tmp: &Path, body_size: Option<usize>) -> Result<Hello> {
+    /// Start one in `tmp` (its log goes there); `body_size` pads its answer.
+    pub async fn start(tmp: &Path, body_size: Option<usize>) -> Result<Hello> {
         let port = free_port()?;
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("hello-server").arg("--port").arg(port.to_string());

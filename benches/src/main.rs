@@ -3,15 +3,20 @@
 //! - `kv [options]`: the KV benchmark (raw fdatasync, Tribune, etcd, a bare hyper
 //!   server), printed as a table with the ratios the performance targets are stated
 //!   in. See `BENCHMARKS.md` at the repository root for what it measures and why.
+//! - `locks [options]`: the coordination benchmark (lock hand-off, session churn,
+//!   transactions, renewal CPU) against Tribune, with the raw fdatasync loop as
+//!   the same-run reference; see `BENCHMARKS.md`.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
 
+mod coord;
 mod driver;
 mod etcd;
 mod fsync;
 mod hello;
 mod http;
 mod kv;
+mod locks;
 mod procs;
 mod report;
 mod sys;
@@ -23,10 +28,11 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("kv") => kv::run(&args[1..]),
+        Some("locks") => locks::run(&args[1..]),
         Some("hello-server") => hello::main(&args[1..]),
         _ => {
-            eprint!("{}", kv::USAGE);
-            bail!("usage: tribune-benches kv [options]")
+            eprint!("{}\n{}", kv::USAGE, locks::USAGE);
+            bail!("usage: tribune-benches kv|locks [options]")
         }
     }
 }

@@ -1,4 +1,6 @@
-//! The results table, the target ratios, and the JSON record of a run.
+//! The results table, the KV benchmark's target ratios, and the JSON record of a
+//! run. The table and the per-row JSON serve every benchmark; the targets are
+//! each benchmark's own.
 
 use std::fmt::Write;
 
@@ -11,7 +13,7 @@ pub struct Row {
     /// `disk`, `tribune`, `etcd`, `etcd-gw`, `hyper`.
     pub system: &'static str,
     /// Stable identifier used to find the row for the ratios.
-    pub id: &'static str,
+    pub id: String,
     /// Human description.
     pub workload: String,
     /// Concurrent clients.
@@ -49,7 +51,7 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
 }
 
 /// Server CPU per request, in microseconds.
-fn server_us_per_op(m: &Measured) -> Option<f64> {
+pub fn server_us_per_op(m: &Measured) -> Option<f64> {
     let ops = m.ops_per_sec();
     m.usage
         .server_cores
@@ -73,13 +75,14 @@ pub fn table(rows: &[Row]) -> String {
         let u = &r.m.usage;
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {:.0} | {:.3} | {:.3} | {} | {} | {} | {} | {} | {} | {:.0} |",
+            "| {} | {} | {} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} |",
             r.system,
             r.workload,
             r.clients,
             r.m.ops_per_sec(),
-            r.m.p50_us / 1e3,
-            r.m.p99_us / 1e3,
+            // No samples (a row that only measures CPU) has no latency.
+            opt(Some(r.m.p50_us).filter(|v| v.is_finite()), 1e-3, 3),
+            opt(Some(r.m.p99_us).filter(|v| v.is_finite()), 1e-3, 3),
             r.m.errors,
             opt(u.server_cores, 1.0, 2),
             opt(server_us_per_op(&r.m), 1.0, 0),
@@ -252,8 +255,25 @@ pub fn to_json(rows: &[Row], rounds: &[Round], meta: Value) -> Value {
         .into_iter()
         .map(|t| json!({"name": t.name.trim(), "ratio": t.ratio, "want": t.want, "met": t.met, "disturbed": t.disturbed}))
         .collect();
-    let rows: Vec<Value> = rows
+    let rows = rows_json(rows);
+    let rounds: Vec<Value> = rounds
         .iter()
+        .map(|r| {
+            json!({
+                "tribune_stale_ops_per_sec": r.tribune.ops_per_sec(),
+                "tribune_server_us_per_op": server_us_per_op(&r.tribune),
+                "hyper_ops_per_sec": r.hyper.ops_per_sec(),
+                "hyper_server_us_per_op": server_us_per_op(&r.hyper),
+                "ratio": r.ratio(),
+            })
+        })
+        .collect();
+    json!({ "meta": meta, "rows": rows, "get_rounds": rounds, "targets": targets })
+}
+
+/// The rows, as JSON.
+pub fn rows_json(rows: &[Row]) -> Vec<Value> {
+    rows.iter()
         .map(|r| {
             let u = &r.m.usage;
             json!({
@@ -278,18 +298,5 @@ pub fn to_json(rows: &[Row], rounds: &[Round], meta: Value) -> Value {
                 "disk_flushes_per_sec": u.disk_flushes_per_sec,
             })
         })
-        .collect();
-    let rounds: Vec<Value> = rounds
-        .iter()
-        .map(|r| {
-            json!({
-                "tribune_stale_ops_per_sec": r.tribune.ops_per_sec(),
-                "tribune_server_us_per_op": server_us_per_op(&r.tribune),
-                "hyper_ops_per_sec": r.hyper.ops_per_sec(),
-                "hyper_server_us_per_op": server_us_per_op(&r.hyper),
-                "ratio": r.ratio(),
-            })
-        })
-        .collect();
-    json!({ "meta": meta, "rows": rows, "get_rounds": rounds, "targets": targets })
+        .collect()
 }

@@ -236,6 +236,57 @@ impl Sampler {
     }
 }
 
+/// The setting a benchmark runs in, printed before it starts and kept for the
+/// JSON record.
+pub struct Env {
+    /// The block device under the data directories.
+    pub disk: Disk,
+    /// [`describe_machine`].
+    pub machine: String,
+    /// [`describe_disk`].
+    pub disk_desc: String,
+    /// Whole-machine busy fraction just before the run (see [`background_load`]).
+    pub background: Option<f64>,
+}
+
+impl Env {
+    /// Describe the machine and the disk holding `dir`, print both, and measure
+    /// the background load for 2 s.
+    pub fn announce(dir: &Path) -> Env {
+        let disk = Disk::of(dir).unwrap_or_else(|e| {
+            println!("note: no block-device counters for this disk: {e:#}");
+            Disk {
+                name: "unknown".into(),
+            }
+        });
+        let machine = describe_machine();
+        let disk_desc = describe_disk(dir, &disk);
+        println!("machine: {machine}");
+        println!("disk:    {disk_desc}");
+        if disk_desc.contains("(tmpfs") || disk_desc.contains("(ramfs") {
+            println!("WARNING: {} is in memory: fdatasync is free there, durable-write figures mean nothing (use --data-root)", dir.display());
+        }
+        // Anything else running (a build, another test suite) takes CPU from the
+        // servers and the client alike; say so rather than publish skewed figures.
+        let background = background_load(2.0);
+        if let Some(b) = background {
+            println!(
+                "background CPU load before the run: {:.0}% of all cores",
+                b * 100.0
+            );
+            if b > 0.10 {
+                println!("WARNING: the machine is not idle; figures will be lower and noisier than they should be");
+            }
+        }
+        Env {
+            disk,
+            machine,
+            disk_desc,
+            background,
+        }
+    }
+}
+
 /// Whole-machine busy fraction over `secs` seconds, with nothing of ours running:
 /// anything else on the machine competes with the servers for the same cores.
 pub fn background_load(secs: f64) -> Option<f64> {

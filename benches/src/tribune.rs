@@ -125,7 +125,8 @@ fn get_key(k: usize) -> String {
     format!("bench/get/{k:05}")
 }
 
-async fn put(c: &mut HttpConn, key: &str, value: Bytes) -> Result<()> {
+/// `PUT /v1/kv/<key>` with `value`; fails unless answered `true`.
+pub async fn put(c: &mut HttpConn, key: &str, value: Bytes) -> Result<()> {
     let (status, body) = c
         .request(Method::PUT, &format!("/v1/kv/{key}"), value, false)
         .await?;

@@ -1,7 +1,9 @@
-//! `cargo xtask bench kv [options]`: build Tribune and the benchmark driver in
-//! release mode, then run the KV benchmark (`benches/`, binary `tribune-benches`).
+//! `cargo xtask bench kv|locks [options]`: build Tribune and the benchmark driver
+//! in release mode, then run one benchmark (`benches/`, binary `tribune-benches`):
+//! `kv` (KV PUT/GET against etcd, raw fdatasync and bare hyper) or `locks` (lock
+//! hand-off, sessions, transactions and renewal CPU against raw fdatasync).
 //!
-//! Options after `kv` go to the driver (`--duration`, `--clients`, `--only`,
+//! Options after the benchmark's name go to the driver (`--duration`, `--only`,
 //! `--json`, ...; `cargo xtask bench kv --help` lists them). The data directories
 //! and the raw fdatasync loop default to `<target>/bench-data`, on the
 //! repository's disk: `/tmp` is a tmpfs on some machines, where fdatasync costs
@@ -15,14 +17,17 @@ use anyhow::{bail, Result};
 
 use crate::{cargo, project_root, run as run_cmd};
 
-const USAGE: &str = "usage: cargo xtask bench kv [driver options; --help lists them]";
+const USAGE: &str = "usage: cargo xtask bench kv|locks [driver options; --help lists them]";
+
+/// The benchmarks `tribune-benches` knows.
+const BENCHMARKS: [&str; 2] = ["kv", "locks"];
 
 /// Entry point: `args` are the words after `bench`.
 pub fn run(args: &[String]) -> Result<()> {
     let Some((what, rest)) = args.split_first() else {
         bail!("{USAGE}");
     };
-    if what != "kv" {
+    if !BENCHMARKS.contains(&what.as_str()) {
         bail!("unknown benchmark {what:?}\n{USAGE}");
     }
     crate::prereqs::ensure()?;
@@ -38,7 +43,7 @@ pub fn run(args: &[String]) -> Result<()> {
     ]))?;
     let release = target_dir().join("release");
     let mut driver = Command::new(release.join("tribune-benches"));
-    driver.current_dir(project_root()).arg("kv");
+    driver.current_dir(project_root()).arg(what);
     if !rest.iter().any(|a| a == "--tribune") {
         driver.arg("--tribune").arg(release.join("tribune"));
     }

@@ -6,7 +6,8 @@
 //!   `.ci/run` calls.
 //! - `tidy`: house rules (also run as a `#[test]`, see [`tidy`]).
 //! - `compat go|py|all`: the Go `api` package's and py-consul's own test suites.
-//! - `bench kv`: the KV benchmark against etcd, raw fdatasync and bare hyper
+//! - `bench kv`: the KV benchmark against etcd, raw fdatasync and bare hyper;
+//!   `bench locks`: lock hand-off, session churn, transactions and TTL renewals
 //!   (release build; see BENCHMARKS.md).
 //! - `prereqs`: install or check the system packages the build needs.
 
@@ -117,7 +118,7 @@ fn main() -> Result<()> {
             }
         }
         Some("prereqs") => prereqs::ensure(),
-        _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|prereqs>"),
+        _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|prereqs>"),
     }
 }
 
