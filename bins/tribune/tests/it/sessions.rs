@@ -71,13 +71,13 @@ async fn unrenewed_ttl_sessions_release_or_delete_their_keys() -> Result<()> {
     let rel = create_session(
         &c,
         &base,
-        json!({"TTL": "1s", "LockDelay": "0s", "NodeChecks": []}),
+        json!({"TTL": "3s", "LockDelay": "0s", "NodeChecks": []}),
     )
     .await?;
     let del = create_session(
         &c,
         &base,
-        json!({"TTL": "1s", "Behavior": "delete", "NodeChecks": []}),
+        json!({"TTL": "3s", "Behavior": "delete", "NodeChecks": []}),
     )
     .await?;
     assert_eq!(
@@ -89,11 +89,11 @@ async fn unrenewed_ttl_sessions_release_or_delete_their_keys() -> Result<()> {
         "true"
     );
     // Neither is renewed: within 2×TTL (plus scheduling slack) both die.
-    wait_for(&c, &base, "lock", Duration::from_secs(20), |e| {
+    wait_for(&c, &base, "lock", Duration::from_secs(30), |e| {
         e.is_some_and(|e| e.get("Session").is_none())
     })
     .await?;
-    wait_for(&c, &base, "eph", Duration::from_secs(20), |e| e.is_none()).await?;
+    wait_for(&c, &base, "eph", Duration::from_secs(30), |e| e.is_none()).await?;
     let renew = c
         .put(format!("{base}/v1/session/renew/{rel}"))
         .send()
@@ -123,7 +123,8 @@ async fn a_held_lock_survives_kill_9_and_the_new_leader_still_expires_it() -> Re
     let cfg = json!({"session_ttl_min": "1s"});
     let agent = Agent::start(&data, cfg.clone())?;
     let (c, base) = (reqwest::Client::new(), agent.http.clone());
-    let id = create_session(&c, &base, json!({"TTL": "2s", "NodeChecks": []})).await?;
+    // Long enough that a loaded machine cannot expire it before the kill (20 s).
+    let id = create_session(&c, &base, json!({"TTL": "10s", "NodeChecks": []})).await?;
     assert_eq!(
         put(&c, format!("{base}/v1/kv/leader?acquire={id}"), "me").await?,
         "true"
@@ -141,7 +142,7 @@ async fn a_held_lock_survives_kill_9_and_the_new_leader_still_expires_it() -> Re
         .await?;
     assert_eq!(info[0]["ID"], id.as_str());
     // ...and the restarted leader armed a fresh timer, so the lock is released.
-    wait_for(&c, &base, "leader", Duration::from_secs(30), |e| {
+    wait_for(&c, &base, "leader", Duration::from_secs(60), |e| {
         e.is_some_and(|e| e.get("Session").is_none())
     })
     .await?;
