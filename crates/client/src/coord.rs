@@ -518,3 +518,20 @@ mod tests {
         assert!(other.is_lost());
     }
 }
+
+/// What a held lock or semaphore slot owns: its session (and, when the recipe created
+/// it, the renewal that keeps it alive) and the monitor task watching for its loss.
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub(crate) session: String,
+    /// `None` when the caller supplied the session.
+    pub(crate) own: Option<OwnSession>,
+    pub(crate) monitor: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        // Stopping the monitor drops its sender, which fires every `LockLost`.
+        self.monitor.abort();
+    }
+}

@@ -21,11 +21,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use tokio::task::JoinHandle;
 
 use crate::coord::{
-    attempt_wait, lock_delay_pause, monitor, next_index, OwnSession, DEFAULT_MONITOR_RETRY_TIME,
-    DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
+    attempt_wait, lock_delay_pause, monitor, next_index, Held, OwnSession,
+    DEFAULT_MONITOR_RETRY_TIME, DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
 };
 use crate::{
     AcquireOutcome, Client, DestroyOutcome, KvDeleteOptions, KvPair, KvPutOptions, LockError,
@@ -199,22 +198,6 @@ pub(crate) fn destroy_step(pair: Option<&KvPair>) -> DestroyStep {
         Some(p) if p.flags != LOCK_FLAG_VALUE => DestroyStep::Conflict,
         Some(p) if holder(p).is_some() => DestroyStep::InUse,
         Some(p) => DestroyStep::Delete(p.modify_index),
-    }
-}
-
-/// A held lock's resources.
-#[derive(Debug)]
-struct Held {
-    session: String,
-    /// `None` when the caller supplied the session.
-    own: Option<OwnSession>,
-    monitor: JoinHandle<()>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        // Stopping the monitor drops its sender, which fires every `LockLost`.
-        self.monitor.abort();
     }
 }
 

@@ -25,10 +25,9 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 use crate::coord::{
-    attempt_wait, monitor, next_index, path_join, OwnSession, DEFAULT_MONITOR_RETRY_TIME,
+    attempt_wait, monitor, next_index, path_join, Held, OwnSession, DEFAULT_MONITOR_RETRY_TIME,
     DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
 };
 use crate::serde_util::null_default;
@@ -263,20 +262,6 @@ pub(crate) fn destroy_step(
         Ok(DestroyStep::Delete(lock.modify_index))
     } else {
         Ok(DestroyStep::InUse)
-    }
-}
-
-/// A held slot's resources.
-#[derive(Debug)]
-struct Held {
-    session: String,
-    own: Option<OwnSession>,
-    monitor: JoinHandle<()>,
-}
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        self.monitor.abort();
     }
 }
 
