@@ -325,6 +325,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         revision: option_env!("TRIBUNE_GIT_SHA").unwrap_or("").into(),
         sync_interval: Duration::from_secs(60),
         debug_config,
+        // Dev agents keep nothing; a durable agent keeps API registrations with its
+        // raft data.
+        data_dir: if cfg.dev { None } else { cfg.data_dir.clone() },
     };
     // Ports are known once listeners are bound (port 0 picks one).
     let mut agent_cfg = agent_cfg;
@@ -333,6 +336,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let (agent, mut events) = Agent::start(agent_cfg, server.clone(), logs);
     let mut from_config = FromConfig::default();
     apply_config_definitions(&agent, &cfg, &mut from_config, false).await?;
+    agent.load_persisted();
 
     let http_cfg = HttpConfig {
         kv_max_value_size: cfg.limits.kv_max_value_size as usize,

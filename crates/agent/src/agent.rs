@@ -1,6 +1,7 @@
 //! [`Agent`]: local state, background TTL/anti-entropy loop, and lifecycle events.
 
 use crate::local::{service_maint_id, Local, LocalCheck, NODE_MAINT};
+use crate::persist::{PersistedCheck, Store};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -43,6 +44,9 @@ pub struct AgentConfig {
     pub sync_interval: Duration,
     /// Settings shown in `/v1/agent/self`'s `DebugConfig`.
     pub debug_config: BTreeMap<String, String>,
+    /// Where API-registered services and checks are persisted (`None`: dev mode,
+    /// nothing survives a restart).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// Things the agent asks its process to do.
@@ -65,6 +69,8 @@ pub struct Agent {
     pub(crate) sync_lock: tokio::sync::Mutex<()>,
     /// Log records for `/v1/agent/monitor` (fed by the process's tracing layer).
     pub(crate) logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
+    /// Persistence of API registrations.
+    pub(crate) persist: Option<Store>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -95,7 +101,9 @@ impl Agent {
     ) -> (Arc<Agent>, mpsc::Receiver<AgentEvent>) {
         let (events, rx) = mpsc::channel(8);
         let (changed, _) = watch::channel(0);
+        let persist = cfg.data_dir.as_deref().map(Store::new);
         let agent = Arc::new(Agent {
+            persist,
             cfg,
             servers,
             local: Mutex::new(Local::default()),
@@ -138,7 +146,26 @@ impl Agent {
 
     /// Registers a service and its checks locally, then syncs them.
     pub async fn add_service(&self, reg: ServiceRegistration) -> Result<(), BackendError> {
+        // Durable before it is acknowledged: a registration must not vanish on restart.
+        if let Some(store) = &self.persist {
+            let mut svc = reg.service.clone();
+            svc.node = self.cfg.node_name.clone().into();
+            store.save_service(&svc).map_err(persist_err)?;
+            for def in &reg.checks {
+                store
+                    .save_check(&PersistedCheck {
+                        definition: def.clone(),
+                        maintenance: false,
+                    })
+                    .map_err(persist_err)?;
+            }
+        }
         let (id, removed) = self.load_service(reg);
+        if let Some(store) = &self.persist {
+            for cid in &removed {
+                store.remove_check(cid).map_err(persist_err)?;
+            }
+        }
         for cid in removed {
             self.sync_check_removed(&cid).await;
         }
@@ -185,11 +212,25 @@ impl Agent {
 
     /// Removes a local service and its checks.
     pub async fn remove_service(&self, id: &str) -> Result<(), BackendError> {
-        let existed = {
+        let (existed, checks) = {
             let mut local = self.local.lock();
-            local.checks.retain(|_, c| c.check.service_id != id);
-            local.services.remove(id).is_some()
+            let checks: Vec<String> = local
+                .checks
+                .iter()
+                .filter(|(_, c)| c.check.service_id == id)
+                .map(|(cid, _)| cid.clone())
+                .collect();
+            for cid in &checks {
+                local.checks.remove(cid);
+            }
+            (local.services.remove(id).is_some(), checks)
         };
+        if let Some(store) = &self.persist {
+            store.remove_service(id).map_err(persist_err)?;
+            for cid in &checks {
+                store.remove_check(cid).map_err(persist_err)?;
+            }
+        }
         if existed {
             self.bump();
             self.sync_service_removed(id).await;
@@ -199,6 +240,15 @@ impl Agent {
 
     /// Registers a local check, then syncs it.
     pub async fn add_check(&self, def: CheckDefinition) -> Result<(), BackendError> {
+        self.check_service_exists(&def)?;
+        if let Some(store) = &self.persist {
+            store
+                .save_check(&PersistedCheck {
+                    definition: def.clone(),
+                    maintenance: false,
+                })
+                .map_err(persist_err)?;
+        }
         let cid = self.load_check(def)?;
         self.sync_check(&cid).await;
         Ok(())
@@ -207,23 +257,74 @@ impl Agent {
     /// Registers a check in local state only; returns its ID.
     pub fn load_check(&self, def: CheckDefinition) -> Result<String, BackendError> {
         let cid = def.id.as_str().to_owned();
-        {
-            let mut local = self.local.lock();
-            if !def.service_id.is_empty() && !local.services.contains_key(&def.service_id) {
-                return Err(BackendError::NotFound(format!(
-                    "ServiceID \"{}\" does not exist",
-                    def.service_id
-                )));
-            }
-            insert_check(&mut local, &self.cfg.node_name, def, Instant::now());
-        }
+        self.check_service_exists(&def)?;
+        insert_check(
+            &mut self.local.lock(),
+            &self.cfg.node_name,
+            def,
+            Instant::now(),
+        );
         self.bump();
         Ok(cid)
+    }
+
+    fn check_service_exists(&self, def: &CheckDefinition) -> Result<(), BackendError> {
+        if !def.service_id.is_empty() && !self.local.lock().services.contains_key(&def.service_id) {
+            return Err(BackendError::NotFound(format!(
+                "ServiceID \"{}\" does not exist",
+                def.service_id
+            )));
+        }
+        Ok(())
+    }
+
+    /// Loads the services and checks persisted by earlier runs (after the config-file
+    /// definitions, which win on a shared ID). Call before [`Agent::start_sync`].
+    pub fn load_persisted(&self) {
+        let Some(store) = &self.persist else {
+            return;
+        };
+        let now = Instant::now();
+        let (mut services, mut checks) = (0, 0);
+        {
+            let mut local = self.local.lock();
+            for mut svc in store.services() {
+                let id = svc.id.as_str().to_owned();
+                if local.services.contains_key(&id) {
+                    continue;
+                }
+                svc.node = self.cfg.node_name.clone().into();
+                local.services.insert(id, svc);
+                services += 1;
+            }
+            for p in store.checks() {
+                let def = p.definition;
+                let cid = def.id.as_str().to_owned();
+                let orphan =
+                    !def.service_id.is_empty() && !local.services.contains_key(&def.service_id);
+                if orphan || local.checks.contains_key(&cid) {
+                    continue;
+                }
+                let mut lc = LocalCheck::new(&self.cfg.node_name, def, now);
+                if p.maintenance {
+                    lc.check.check_type = "maintenance".into();
+                }
+                local.checks.insert(cid, lc);
+                checks += 1;
+            }
+        }
+        if services + checks > 0 {
+            tracing::info!(services, checks, "restored persisted services and checks");
+            self.bump();
+        }
     }
 
     /// Removes a local check.
     pub async fn remove_check(&self, id: &str) -> Result<(), BackendError> {
         let existed = self.local.lock().checks.remove(id).is_some();
+        if let Some(store) = &self.persist {
+            store.remove_check(id).map_err(persist_err)?;
+        }
         if existed {
             self.bump();
             self.sync_check_removed(id).await;
@@ -312,6 +413,14 @@ impl Agent {
             }
         };
         if enable {
+            if let Some(store) = &self.persist {
+                store
+                    .save_check(&PersistedCheck {
+                        definition: def.clone(),
+                        maintenance: true,
+                    })
+                    .map_err(persist_err)?;
+            }
             let mut lc = LocalCheck::new(&self.cfg.node_name, def, Instant::now());
             lc.check.check_type = "maintenance".into();
             self.local.lock().checks.insert(cid.clone(), lc);
@@ -329,6 +438,10 @@ impl Agent {
             .await
             .map_err(|_| BackendError::Unavailable("agent is shutting down".into()))
     }
+}
+
+fn persist_err(e: crate::persist::PersistError) -> BackendError {
+    BackendError::Unavailable(e.to_string())
 }
 
 /// Delay before retrying a failed full sync.

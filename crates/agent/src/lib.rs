@@ -17,5 +17,7 @@ pub mod config;
 pub mod dns;
 mod local;
 mod metrics;
+mod persist;
 
 pub use agent::{Agent, AgentConfig, AgentEvent};
+pub use persist::PersistError;

@@ -4,5 +4,6 @@ mod blocking;
 mod cli;
 mod dns;
 mod durability;
+mod persistence;
 mod sessions;
 mod support;
