@@ -16,6 +16,7 @@ mod format;
 mod http;
 mod kv;
 mod lock;
+mod maint;
 mod members;
 mod node;
 mod services;
@@ -38,6 +39,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "Gracefully leaves the Consul cluster and shuts down",
     ),
     ("lock", "Execute a command holding a lock"),
+    ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a Consul cluster"),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
@@ -72,6 +74,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "kv" => kv::run(args, ctx).await,
         "leave" => node::leave(args, ctx).await,
         "lock" => lock::run(args, ctx).await,
+        "maint" => maint::run(args, ctx).await,
         "members" => members::run(args, ctx).await,
         "reload" => node::reload(args, ctx).await,
         "services" => services::run(args, ctx).await,

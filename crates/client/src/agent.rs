@@ -161,6 +161,33 @@ pub struct AgentSelfConfig {
     pub version: String,
 }
 
+/// A check registered with the agent (`GET /v1/agent/checks`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+pub struct AgentCheck {
+    /// Node.
+    pub node: String,
+    /// Check ID.
+    #[serde(rename = "CheckID")]
+    pub check_id: String,
+    /// Name.
+    pub name: String,
+    /// `passing`, `warning` or `critical`.
+    pub status: String,
+    /// Notes (a maintenance check's reason).
+    pub notes: String,
+    /// Last output.
+    pub output: String,
+    /// Bound service instance.
+    #[serde(rename = "ServiceID")]
+    pub service_id: String,
+    /// Bound service name.
+    pub service_name: String,
+    /// Check type.
+    #[serde(rename = "Type")]
+    pub check_type: String,
+}
+
 /// `GET /v1/agent/self`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
@@ -495,6 +522,42 @@ impl<'a> Agent<'a> {
         let req = self
             .client
             .request(Method::PUT, "/v1/agent/reload", None, None);
+        self.client.write_unit(req).await
+    }
+
+    /// `GET /v1/agent/checks`: checks registered with this agent, by check ID.
+    pub async fn checks(&self) -> Result<BTreeMap<String, AgentCheck>, Error> {
+        let (checks, _) = self
+            .client
+            .get_json::<Option<BTreeMap<String, AgentCheck>>>(
+                "/v1/agent/checks",
+                &QueryOptions::default(),
+                &[],
+            )
+            .await?;
+        Ok(checks.unwrap_or_default())
+    }
+
+    /// `PUT /v1/agent/maintenance` (`service` = None) or
+    /// `/v1/agent/service/maintenance/{id}`: enter (with an optional reason) or leave
+    /// maintenance mode.
+    pub async fn maintenance(
+        &self,
+        service: Option<&str>,
+        enable: bool,
+        reason: &str,
+    ) -> Result<(), Error> {
+        let path = match service {
+            None => "/v1/agent/maintenance".to_owned(),
+            Some(id) => format!("/v1/agent/service/maintenance/{}", escape_segment(id)),
+        };
+        let mut req = self
+            .client
+            .request(Method::PUT, &path, None, None)
+            .query(&[("enable", if enable { "true" } else { "false" })]);
+        if enable && !reason.is_empty() {
+            req = req.query(&[("reason", reason)]);
+        }
         self.client.write_unit(req).await
     }
 

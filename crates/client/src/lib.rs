@@ -53,8 +53,8 @@ use reqwest::{Method, RequestBuilder, Response};
 use serde::de::DeserializeOwned;
 
 pub use agent::{
-    Agent, AgentMember, AgentSelf, AgentSelfConfig, AgentService, AgentServiceRegistration,
-    AgentWeights, MembersOptions, ServiceAddress, ServiceRegisterOptions,
+    Agent, AgentCheck, AgentMember, AgentSelf, AgentSelfConfig, AgentService,
+    AgentServiceRegistration, AgentWeights, MembersOptions, ServiceAddress, ServiceRegisterOptions,
 };
 pub use catalog::{Catalog, CatalogNode, CatalogNodeServices, CatalogService};
 pub use config::{

@@ -21,7 +21,6 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-
 use crate::coord::{
     attempt_wait, lock_delay_pause, monitor, next_index, Held, OwnSession,
     DEFAULT_MONITOR_RETRY_TIME, DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
