@@ -463,6 +463,9 @@ fn insert_check(local: &mut Local, node: &str, def: CheckDefinition, now: Instan
         if old.def.ttl == fresh.def.ttl {
             fresh.ttl_deadline = old.ttl_deadline;
         }
+        if fresh.check.status == old.check.status {
+            fresh.critical_since = old.critical_since;
+        }
     }
     local.checks.insert(cid, fresh);
 }
@@ -482,6 +485,13 @@ async fn background(agent: std::sync::Weak<Agent>) {
         for id in expired {
             a.bump();
             a.sync_check(&id).await;
+        }
+        let reap = a.local.lock().reap(now);
+        for sid in reap {
+            tracing::info!(service = %sid, "a check of the service has been critical for too long; deregistering it");
+            if let Err(e) = a.remove_service(&sid).await {
+                tracing::warn!(service = %sid, error = %e, "deregistering a critical service failed");
+            }
         }
         if now >= next_sync {
             // A failed sync (no leader yet at startup, a server restarting) is retried

@@ -19,6 +19,9 @@ pub(crate) struct LocalCheck {
     pub(crate) check: Check,
     pub(crate) def: CheckDefinition,
     pub(crate) ttl_deadline: Option<Instant>,
+    /// Since when the agent has seen the check critical (for
+    /// `deregister_critical_service_after`); kept up to date by [`Local::reap`].
+    pub(crate) critical_since: Option<Instant>,
 }
 
 /// Everything registered at this agent.
@@ -47,10 +50,12 @@ impl LocalCheck {
             ..Default::default()
         };
         let ttl_deadline = def.ttl.map(|ttl| now + ttl);
+        let critical_since = (check.status == HealthStatus::Critical).then_some(now);
         LocalCheck {
             check,
             def,
             ttl_deadline,
+            critical_since,
         }
     }
 }
@@ -88,9 +93,40 @@ impl Local {
         changed
     }
 
-    /// The earliest pending TTL deadline.
+    /// Notes when checks turned critical (or stopped being critical) and returns the
+    /// services to deregister: those with a check whose
+    /// `deregister_critical_service_after` has passed while critical.
+    pub(crate) fn reap(&mut self, now: Instant) -> Vec<String> {
+        let mut reap = Vec::new();
+        for c in self.checks.values_mut() {
+            if c.check.status != HealthStatus::Critical {
+                c.critical_since = None;
+                continue;
+            }
+            let since = *c.critical_since.get_or_insert(now);
+            if let Some(after) = c.def.deregister_critical_service_after {
+                if !c.check.service_id.is_empty()
+                    && since + after <= now
+                    && !reap.contains(&c.check.service_id)
+                {
+                    reap.push(c.check.service_id.clone());
+                }
+            }
+        }
+        reap
+    }
+
+    /// The earliest pending TTL deadline or critical-service reaping deadline.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        self.checks.values().filter_map(|c| c.ttl_deadline).min()
+        let reaps = self.checks.values().filter_map(|c| {
+            let after = c.def.deregister_critical_service_after?;
+            Some(c.critical_since? + after)
+        });
+        self.checks
+            .values()
+            .filter_map(|c| c.ttl_deadline)
+            .chain(reaps)
+            .min()
     }
 }
 
@@ -98,6 +134,37 @@ impl Local {
 mod tests {
     use super::*;
     use std::time::Duration;
+
+    #[test]
+    fn critical_services_are_reaped_after_their_deadline_with_manual_time() {
+        let t0 = Instant::now();
+        let mut local = Local::default();
+        local.services.insert("web".into(), Service::default());
+        let def = CheckDefinition {
+            id: "web-check".into(),
+            name: "web-check".into(),
+            service_id: "web".into(),
+            ttl: Some(Duration::from_secs(600)),
+            deregister_critical_service_after: Some(Duration::from_secs(60)),
+            ..Default::default()
+        };
+        local
+            .checks
+            .insert("web-check".into(), LocalCheck::new("n", def, t0));
+        // Starts critical: reaped 60 s later unless it recovers.
+        assert!(local.reap(t0 + Duration::from_secs(59)).is_empty());
+        assert_eq!(local.next_deadline(), Some(t0 + Duration::from_secs(60)));
+        // It passes for a while, then fails again at 100 s: the clock restarts.
+        local.checks.get_mut("web-check").unwrap().check.status = HealthStatus::Passing;
+        assert!(local.reap(t0 + Duration::from_secs(70)).is_empty());
+        local.checks.get_mut("web-check").unwrap().check.status = HealthStatus::Critical;
+        assert!(local.reap(t0 + Duration::from_secs(100)).is_empty());
+        assert!(local.reap(t0 + Duration::from_secs(159)).is_empty());
+        assert_eq!(
+            local.reap(t0 + Duration::from_secs(160)),
+            vec!["web".to_owned()]
+        );
+    }
 
     #[test]
     fn ttl_expiry_with_manual_time() {
