@@ -4,12 +4,15 @@
 //!   and peers). A server implements it in process; [`GrpcClient`] implements it over
 //!   the network, so an agent does not care which it has.
 //! - [`serve`]: exposes any [`ServerApi`] as the `tribune.v1.Server` gRPC service.
+//! - [`ServerPool`]: a client agent's view of the servers, with failover.
 //! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
 
 mod codec;
 mod grpc;
+mod pool;
 
 pub use grpc::{serve, GrpcClient};
+pub use pool::{ServerPool, NO_SERVERS};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -97,3 +97,66 @@ async fn round_trip() {
     tx.send(()).unwrap();
     server.await.unwrap().unwrap();
 }
+
+/// A write the server refused with "no leader" was not applied, so the pool may try it
+/// on the next server; a refused connection likewise. Reads fail over the same way, and
+/// the dead server stops being preferred.
+#[tokio::test]
+async fn pool_fails_over_to_a_live_server() {
+    use tribune_rpc::ServerPool;
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let live = listener.local_addr().unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, Arc::new(Fake), async {
+        let _ = rx.await;
+    }));
+    let pool = ServerPool::new();
+    assert!(pool
+        .read(
+            ReadRequest::KvGet { key: "k".into() },
+            QueryOptions::default()
+        )
+        .await
+        .is_err());
+    pool.set_servers(&[dead.to_string(), live.to_string()]);
+    let (res, meta) = pool
+        .read(
+            ReadRequest::KvGet { key: "k".into() },
+            QueryOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(res, ReadResult::Kv(ref v) if v[0].key == "k"));
+    assert_eq!(meta.index, 1);
+    assert_eq!(
+        pool.servers()[0],
+        live.to_string(),
+        "the live server is now preferred"
+    );
+    // A write to a dead server is retried only because the connection was refused.
+    pool.set_servers(&[dead.to_string(), live.to_string()]);
+    let write = WriteRequest::KvSet {
+        entry: KvEntry::default(),
+        mode: KvSetMode::Set,
+    };
+    let (outcome, index) = pool.write(write).await.unwrap();
+    assert_eq!((outcome, index), (WriteOutcome::NotApplied, 42));
+    // A refusal from the server itself is final, not retried.
+    let err = pool
+        .write(WriteRequest::KvDelete {
+            key: "k".into(),
+            mode: KvDeleteMode::Key,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err,
+        RpcError::Rejected(WriteRejected::BadRequest("nope".into()))
+    );
+    let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}

@@ -1,0 +1,217 @@
+//! [`ServerPool`]: how a client agent talks to "the servers" — one [`ServerApi`] over a
+//! changing set of server addresses (learned from gossip or configured), with one
+//! reused gRPC connection per server.
+//!
+//! Requests go to the agent's current preferred server. When a server cannot be
+//! reached the pool moves on to the next one and keeps the new one preferred, so a dead
+//! server costs one failed attempt, not one per request. Reads are always retried on
+//! the next server; writes only when the failure proves the write was not applied (the
+//! connection could not be made, or the server answered "no leader"), because a
+//! retried CAS or lock acquisition must not apply twice. [`ServerPool::rebalance`]
+//! (called periodically by the agent) moves the preference to a random server so
+//! clients spread over the servers, as Consul's router does.
+
+use crate::{GrpcClient, RpcError, ServerApi, ServerStatus};
+use async_trait::async_trait;
+use parking_lot::Mutex;
+use rand::Rng;
+use std::collections::HashMap;
+use tribune_types::model::ops::{
+    QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
+};
+
+/// Consul's error when a client agent knows no server.
+pub const NO_SERVERS: &str = "No known Consul servers";
+
+#[derive(Default)]
+struct State {
+    /// Server RPC addresses (`ip:port`), preferred first.
+    order: Vec<String>,
+    clients: HashMap<String, GrpcClient>,
+}
+
+/// A [`ServerApi`] over a set of servers with failover.
+#[derive(Default)]
+pub struct ServerPool {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for ServerPool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerPool")
+            .field("servers", &self.state.lock().order)
+            .finish()
+    }
+}
+
+/// Whether a failed request certainly did not reach a server (so even a write may be
+/// retried elsewhere).
+fn not_sent(e: &RpcError) -> bool {
+    match e {
+        RpcError::NoLeader => true,
+        // tonic reports a failed connect as a transport error mentioning it.
+        RpcError::Transport(m) => {
+            let m = m.to_ascii_lowercase();
+            m.contains("connect") || m.contains("connection refused") || m.contains(NO_SERVERS)
+        }
+        _ => false,
+    }
+}
+
+/// Whether another server might answer a read that failed this way.
+fn retry_read(e: &RpcError) -> bool {
+    matches!(
+        e,
+        RpcError::Transport(_) | RpcError::NoLeader | RpcError::ShuttingDown
+    )
+}
+
+impl ServerPool {
+    /// An empty pool (every request fails with [`NO_SERVERS`] until servers are set).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Replaces the set of servers. Known servers keep their place and connection; new
+    /// ones are appended; gone ones are dropped.
+    pub fn set_servers(&self, addrs: &[String]) {
+        let mut st = self.state.lock();
+        st.order.retain(|a| addrs.contains(a));
+        for a in addrs {
+            if !st.order.contains(a) {
+                st.order.push(a.clone());
+            }
+        }
+        let keep = st.order.clone();
+        st.clients.retain(|a, _| keep.contains(a));
+    }
+
+    /// The servers, preferred first.
+    pub fn servers(&self) -> Vec<String> {
+        self.state.lock().order.clone()
+    }
+
+    /// Makes a random server the preferred one.
+    pub fn rebalance(&self) {
+        let mut st = self.state.lock();
+        if st.order.len() > 1 {
+            let k = rand::thread_rng().gen_range(0..st.order.len());
+            st.order.rotate_left(k);
+        }
+    }
+
+    /// The servers to try, in order, with their (lazily connecting) clients.
+    fn candidates(&self) -> Result<Vec<(String, GrpcClient)>, RpcError> {
+        let mut st = self.state.lock();
+        if st.order.is_empty() {
+            return Err(RpcError::Transport(NO_SERVERS.into()));
+        }
+        let order = st.order.clone();
+        let mut out = Vec::with_capacity(order.len());
+        for a in order {
+            let client = match st.clients.get(&a) {
+                Some(c) => c.clone(),
+                None => {
+                    let c = GrpcClient::new(&format!("http://{a}"))?;
+                    st.clients.insert(a.clone(), c.clone());
+                    c
+                }
+            };
+            out.push((a, client));
+        }
+        Ok(out)
+    }
+
+    /// Moves a failed server to the back, unless the order changed meanwhile.
+    fn demote(&self, addr: &str) {
+        let mut st = self.state.lock();
+        if st.order.first().map(String::as_str) == Some(addr) {
+            st.order.rotate_left(1);
+        }
+    }
+
+    async fn each<T, F, Fut>(
+        &self,
+        retry: fn(&RpcError) -> bool,
+        mut call: F,
+    ) -> Result<T, RpcError>
+    where
+        F: FnMut(GrpcClient) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RpcError>>,
+    {
+        let mut last = RpcError::Transport(NO_SERVERS.into());
+        for (addr, client) in self.candidates()? {
+            match call(client).await {
+                Ok(v) => return Ok(v),
+                Err(e) if retry(&e) => {
+                    tracing::debug!(server = %addr, error = %e, "server failed; trying the next one");
+                    self.demote(&addr);
+                    last = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last)
+    }
+}
+
+#[async_trait]
+impl ServerApi for ServerPool {
+    async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
+        self.each(not_sent, |c| {
+            let req = req.clone();
+            async move { c.write(req).await }
+        })
+        .await
+    }
+
+    async fn read(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError> {
+        self.each(retry_read, |c| {
+            let req = req.clone();
+            async move { c.read(req, opts).await }
+        })
+        .await
+    }
+
+    async fn status(&self) -> Result<ServerStatus, RpcError> {
+        self.each(retry_read, |c| async move { c.status().await })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_servers_keeps_order_and_rebalance_rotates() {
+        let pool = ServerPool::new();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        pool.set_servers(&s(&["a:1", "b:1", "c:1"]));
+        pool.demote("a:1");
+        assert_eq!(pool.servers(), s(&["b:1", "c:1", "a:1"]));
+        pool.set_servers(&s(&["a:1", "c:1", "d:1"]));
+        assert_eq!(pool.servers(), s(&["c:1", "a:1", "d:1"]));
+        for _ in 0..10 {
+            pool.rebalance();
+            let mut got = pool.servers();
+            got.sort();
+            assert_eq!(got, s(&["a:1", "c:1", "d:1"]));
+        }
+    }
+
+    #[test]
+    fn only_unsent_writes_are_retried() {
+        assert!(not_sent(&RpcError::NoLeader));
+        assert!(not_sent(&RpcError::Transport(
+            "transport error: tcp connect error: Connection refused".into()
+        )));
+        assert!(!not_sent(&RpcError::Transport("timeout expired".into())));
+        assert!(!not_sent(&RpcError::ShuttingDown));
+        assert!(retry_read(&RpcError::Transport("timeout expired".into())));
+    }
+}
