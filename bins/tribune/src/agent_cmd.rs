@@ -328,6 +328,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         // Dev agents keep nothing; a durable agent keeps API registrations with its
         // raft data.
         data_dir: if cfg.dev { None } else { cfg.data_dir.clone() },
+        enable_script_checks: cfg.enable_script_checks,
+        enable_local_script_checks: cfg.enable_local_script_checks,
+        check_output_max_size: cfg.check_output_max_size as usize,
     };
     // Ports are known once listeners are bound (port 0 picks one).
     let mut agent_cfg = agent_cfg;

@@ -47,6 +47,12 @@ pub struct AgentConfig {
     /// Where API-registered services and checks are persisted (`None`: dev mode,
     /// nothing survives a restart).
     pub data_dir: Option<std::path::PathBuf>,
+    /// `enable_script_checks`: script checks from the HTTP API (and config files).
+    pub enable_script_checks: bool,
+    /// `enable_local_script_checks`: script checks from config files only.
+    pub enable_local_script_checks: bool,
+    /// `check_output_max_size`.
+    pub check_output_max_size: usize,
 }
 
 /// Things the agent asks its process to do.
@@ -71,6 +77,14 @@ pub struct Agent {
     pub(crate) logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
     /// Persistence of API registrations.
     pub(crate) persist: Option<Store>,
+    /// Runs the active checks (HTTP, TCP, UDP, gRPC, H2PING, script).
+    pub(crate) runner: tribune_health::CheckRunner,
+    /// Its results, until the background loop takes them.
+    pub(crate) results: Mutex<Option<mpsc::Receiver<tribune_health::CheckResult>>>,
+    /// Alias checks' watch tasks, by check ID.
+    pub(crate) aliases: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+    /// This agent, for tasks it starts (they must not keep it alive).
+    this: std::sync::Weak<Agent>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -102,8 +116,22 @@ impl Agent {
         let (events, rx) = mpsc::channel(8);
         let (changed, _) = watch::channel(0);
         let persist = cfg.data_dir.as_deref().map(Store::new);
-        let agent = Arc::new(Agent {
+        let (runner, results) = tribune_health::CheckRunner::start(tribune_health::RunnerConfig {
+            limits: tribune_health::Limits {
+                // The runner enforces "scripts at all"; the remote/local distinction is
+                // made where API registrations come in (`Agent::admit`).
+                enable_script_checks: cfg.enable_script_checks || cfg.enable_local_script_checks,
+                check_output_max_size: cfg.check_output_max_size,
+                ..tribune_health::Limits::default()
+            },
+            ..Default::default()
+        });
+        let agent = Arc::new_cyclic(|this| Agent {
+            this: this.clone(),
             persist,
+            runner,
+            results: Mutex::new(Some(results)),
+            aliases: Mutex::new(BTreeMap::new()),
             cfg,
             servers,
             local: Mutex::new(Local::default()),
@@ -120,6 +148,78 @@ impl Agent {
     /// sync does not remove services from the catalog that are about to be re-added.
     pub fn start_sync(self: &Arc<Self>) {
         tokio::spawn(background(Arc::downgrade(self)));
+        if let Some(results) = self.results.lock().take() {
+            tokio::spawn(check_results(Arc::downgrade(self), results));
+        }
+    }
+
+    /// Refuses a check from the HTTP API that this agent will not run: script checks
+    /// need `enable_script_checks` (config files may use `enable_local_script_checks`),
+    /// and an active check needs a valid interval (Consul's messages).
+    fn admit(&self, def: &CheckDefinition) -> Result<(), BackendError> {
+        let script = !def.args.is_empty() || !def.docker_container_id.is_empty();
+        if script && !self.cfg.enable_script_checks {
+            return Err(BackendError::BadRequest(
+                if self.cfg.enable_local_script_checks {
+                    "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true".into()
+                } else {
+                    "Scripts are disabled on this agent; to enable, configure 'enable_script_checks' or 'enable_local_script_checks' to true".into()
+                },
+            ));
+        }
+        match self.runner.validate(def) {
+            Ok(()) | Err(tribune_health::PlanError::NotActive { .. }) => Ok(()),
+            Err(e) => Err(BackendError::BadRequest(e.to_string())),
+        }
+    }
+
+    /// Starts running a check that was just put into local state: active checks go to
+    /// the runner, alias checks get a watch task; TTL and maintenance checks need
+    /// nothing (the background loop expires TTLs).
+    pub(crate) fn activate(&self, def: &CheckDefinition) {
+        let id = def.id.as_str().to_owned();
+        if let Some(task) = self.aliases.lock().remove(&id) {
+            task.abort();
+        }
+        if !def.alias_node.is_empty() || !def.alias_service.is_empty() {
+            let task = tokio::spawn(crate::alias::watch(self.this.clone(), def.clone()));
+            self.aliases.lock().insert(id, task);
+            return;
+        }
+        match self.runner.add(def) {
+            Ok(())
+            | Err(tribune_health::AddError::Invalid(tribune_health::PlanError::NotActive {
+                ..
+            })) => {}
+            Err(e) => tracing::warn!(check = %id, error = %e, "check not started"),
+        }
+    }
+
+    /// Stops running a check (it was removed from local state).
+    pub(crate) fn deactivate(&self, id: &str) {
+        self.runner.remove(&id.into());
+        if let Some(task) = self.aliases.lock().remove(id) {
+            task.abort();
+        }
+    }
+
+    /// Records a new status and output for a local check and pushes it to the catalog.
+    pub(crate) async fn set_check_status(&self, id: &str, status: HealthStatus, output: String) {
+        let changed = {
+            let mut local = self.local.lock();
+            match local.checks.get_mut(id) {
+                Some(c) if c.check.status != status || c.check.output != output => {
+                    c.check.status = status;
+                    c.check.output = output;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if changed {
+            self.bump();
+            self.sync_check(id).await;
+        }
     }
 
     /// The agent's configuration.
@@ -146,6 +246,9 @@ impl Agent {
 
     /// Registers a service and its checks locally, then syncs them.
     pub async fn add_service(&self, reg: ServiceRegistration) -> Result<(), BackendError> {
+        for def in &reg.checks {
+            self.admit(def)?;
+        }
         // Durable before it is acknowledged: a registration must not vanish on restart.
         if let Some(store) = &self.persist {
             let mut svc = reg.service.clone();
@@ -201,11 +304,17 @@ impl Agent {
                 local.checks.remove(cid);
             }
             local.services.insert(id.clone(), svc);
-            for def in reg.checks {
+            for def in reg.checks.iter().cloned() {
                 insert_check(&mut local, &self.cfg.node_name, def, now);
             }
             removed
         };
+        for cid in &removed {
+            self.deactivate(cid);
+        }
+        for def in &reg.checks {
+            self.activate(def);
+        }
         self.bump();
         (id, removed)
     }
@@ -225,6 +334,9 @@ impl Agent {
             }
             (local.services.remove(id).is_some(), checks)
         };
+        for cid in &checks {
+            self.deactivate(cid);
+        }
         if let Some(store) = &self.persist {
             store.remove_service(id).map_err(persist_err)?;
             for cid in &checks {
@@ -241,6 +353,7 @@ impl Agent {
     /// Registers a local check, then syncs it.
     pub async fn add_check(&self, def: CheckDefinition) -> Result<(), BackendError> {
         self.check_service_exists(&def)?;
+        self.admit(&def)?;
         if let Some(store) = &self.persist {
             store
                 .save_check(&PersistedCheck {
@@ -261,9 +374,10 @@ impl Agent {
         insert_check(
             &mut self.local.lock(),
             &self.cfg.node_name,
-            def,
+            def.clone(),
             Instant::now(),
         );
+        self.activate(&def);
         self.bump();
         Ok(cid)
     }
@@ -286,6 +400,7 @@ impl Agent {
         };
         let now = Instant::now();
         let (mut services, mut checks) = (0, 0);
+        let mut to_run = Vec::new();
         {
             let mut local = self.local.lock();
             for mut svc in store.services() {
@@ -305,6 +420,9 @@ impl Agent {
                 if orphan || local.checks.contains_key(&cid) {
                     continue;
                 }
+                if !p.maintenance {
+                    to_run.push(def.clone());
+                }
                 let mut lc = LocalCheck::new(&self.cfg.node_name, def, now);
                 if p.maintenance {
                     lc.check.check_type = "maintenance".into();
@@ -312,6 +430,9 @@ impl Agent {
                 local.checks.insert(cid, lc);
                 checks += 1;
             }
+        }
+        for def in &to_run {
+            self.activate(def);
         }
         if services + checks > 0 {
             tracing::info!(services, checks, "restored persisted services and checks");
@@ -322,6 +443,7 @@ impl Agent {
     /// Removes a local check.
     pub async fn remove_check(&self, id: &str) -> Result<(), BackendError> {
         let existed = self.local.lock().checks.remove(id).is_some();
+        self.deactivate(id);
         if let Some(store) = &self.persist {
             store.remove_check(id).map_err(persist_err)?;
         }
@@ -468,6 +590,17 @@ fn insert_check(local: &mut Local, node: &str, def: CheckDefinition, now: Instan
         }
     }
     local.checks.insert(cid, fresh);
+}
+
+/// Applies the check runner's results to local state (and so to the catalog).
+async fn check_results(
+    agent: std::sync::Weak<Agent>,
+    mut results: mpsc::Receiver<tribune_health::CheckResult>,
+) {
+    while let Some(r) = results.recv().await {
+        let Some(a) = agent.upgrade() else { return };
+        a.set_check_status(r.id.as_str(), r.status, r.output).await;
+    }
 }
 
 /// Expires TTL checks at their deadlines and runs the periodic full sync. Holds only a

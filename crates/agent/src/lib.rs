@@ -11,6 +11,7 @@
 //! - [`dns`]: the catalog reads behind the DNS interface, and its configuration.
 
 mod agent;
+mod alias;
 mod anti_entropy;
 mod backend;
 pub mod config;

@@ -74,12 +74,24 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .with_state(state)
 }
 
+/// Consul's index handler, which also answers every path no endpoint matched: the
+/// root says what this server is (there is no web UI in this build), anything else is
+/// a 404 whose text tells API users what went wrong.
 async fn not_found(uri: Uri) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        format!("404 page not found: {}", uri.path()),
-    )
-        .into_response()
+    let path = uri.path();
+    if path == "/" {
+        return (
+            StatusCode::OK,
+            "Consul Agent: UI disabled. To enable, set ui_config.enabled=true in the agent configuration and restart.",
+        )
+            .into_response();
+    }
+    let text = if path.contains("/v1/") {
+        "Invalid URL path: not a recognized HTTP API endpoint\n"
+    } else {
+        "Invalid URL path: if attempting to use the HTTP API, ensure the path starts with '/v1/'\n"
+    };
+    (StatusCode::NOT_FOUND, text).into_response()
 }
 
 /// Serves `router` on an already-bound listener until `shutdown` resolves.

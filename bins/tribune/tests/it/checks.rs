@@ -1,0 +1,190 @@
+//! Active health checks on a real agent against real targets on loopback: an HTTP
+//! server whose answer the test flips, a TCP listener the test closes, and a script
+//! whose exit code the test changes. Each check turns critical and back, and
+//! `/v1/health/service/<name>?passing` follows. Waiting is done with blocking queries.
+
+use crate::support::Agent;
+use anyhow::{Context, Result};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A minimal HTTP/1.0 responder answering every request with `status`.
+fn http_target(status: Arc<AtomicU16>) -> Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().map_while(Result::ok) {
+            let mut buf = [0u8; 2048];
+            let _ = conn.read(&mut buf);
+            let code = status.load(Ordering::SeqCst);
+            let body = format!("status {code}");
+            let _ = write!(
+                conn,
+                "HTTP/1.0 {code} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(port)
+}
+
+/// Blocks on the service's checks until `check` has `want` status.
+async fn wait_status(
+    c: &reqwest::Client,
+    base: &str,
+    service: &str,
+    check: &str,
+    want: &str,
+) -> Result<Value> {
+    let mut index = 0u64;
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let r = c
+                .get(format!(
+                    "{base}/v1/health/checks/{service}?index={index}&wait=20s"
+                ))
+                .send()
+                .await?;
+            index = r.headers()["x-consul-index"].to_str()?.parse()?;
+            let checks: Value = r.json().await?;
+            if let Some(found) = checks
+                .as_array()
+                .and_then(|a| a.iter().find(|c| c["CheckID"] == check))
+            {
+                if found["Status"] == want {
+                    return anyhow::Ok(found.clone());
+                }
+            }
+        }
+    })
+    .await
+    .with_context(|| format!("{check} never became {want}"))?
+}
+
+async fn passing_count(c: &reqwest::Client, base: &str, service: &str) -> Result<usize> {
+    let v: Value = c
+        .get(format!("{base}/v1/health/service/{service}?passing"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(v.as_array().map_or(0, Vec::len))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_tcp_and_script_checks_follow_their_targets() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(
+        &dir.path().join("data"),
+        json!({"enable_script_checks": true}),
+    )?;
+    let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    let status = Arc::new(AtomicU16::new(200));
+    let http_port = http_target(status.clone())?;
+    let tcp = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let tcp_port = tcp.local_addr()?.port();
+    let exit_file = dir.path().join("exit");
+    std::fs::write(&exit_file, "0")?;
+    let script = format!("exit $(cat {})", exit_file.display());
+    let register =
+        |id: &str, check: Value| json!({"ID": id, "Name": id, "Port": 1, "Check": check});
+    for (id, check) in [
+        (
+            "web",
+            json!({"CheckID": "web-http", "HTTP": format!("http://127.0.0.1:{http_port}/health"),
+                       "Interval": "1s", "Timeout": "1s"}),
+        ),
+        (
+            "db",
+            json!({"CheckID": "db-tcp", "TCP": format!("127.0.0.1:{tcp_port}"),
+                      "Interval": "1s", "Timeout": "1s"}),
+        ),
+        (
+            "job",
+            json!({"CheckID": "job-script", "Args": ["sh", "-c", script],
+                       "Interval": "1s", "Timeout": "5s"}),
+        ),
+    ] {
+        let r = c
+            .put(format!("{base}/v1/agent/service/register"))
+            .json(&register(id, check))
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    }
+    let up = wait_status(&c, &base, "web", "web-http", "passing").await?;
+    assert!(up["Output"].as_str().unwrap_or("").contains("200"), "{up}");
+    wait_status(&c, &base, "db", "db-tcp", "passing").await?;
+    wait_status(&c, &base, "job", "job-script", "passing").await?;
+    assert_eq!(passing_count(&c, &base, "web").await?, 1);
+
+    // Break each target; each check goes critical and ?passing drops the instance.
+    status.store(503, Ordering::SeqCst);
+    drop(tcp);
+    std::fs::write(&exit_file, "2")?;
+    let down = wait_status(&c, &base, "web", "web-http", "critical").await?;
+    assert!(
+        down["Output"].as_str().unwrap_or("").contains("503"),
+        "{down}"
+    );
+    wait_status(&c, &base, "db", "db-tcp", "critical").await?;
+    wait_status(&c, &base, "job", "job-script", "critical").await?;
+    assert_eq!(passing_count(&c, &base, "web").await?, 0);
+
+    // 429 is a warning; exit 1 is a warning.
+    status.store(429, Ordering::SeqCst);
+    std::fs::write(&exit_file, "1")?;
+    wait_status(&c, &base, "web", "web-http", "warning").await?;
+    wait_status(&c, &base, "job", "job-script", "warning").await?;
+    // And back.
+    status.store(200, Ordering::SeqCst);
+    std::fs::write(&exit_file, "0")?;
+    wait_status(&c, &base, "web", "web-http", "passing").await?;
+    wait_status(&c, &base, "job", "job-script", "passing").await?;
+    assert_eq!(passing_count(&c, &base, "web").await?, 1);
+    agent.kill9()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn script_checks_need_enable_script_checks_and_alias_checks_follow_their_target() -> Result<()>
+{
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(&dir.path().join("data"), json!({}))?;
+    let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    let r = c
+        .put(format!("{base}/v1/agent/check/register"))
+        .json(&json!({"ID": "s", "Name": "s", "Args": ["true"], "Interval": "1s"}))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    assert!(r
+        .text()
+        .await?
+        .starts_with("Scripts are disabled on this agent"));
+    // An alias of a TTL-checked service follows it.
+    for body in [
+        json!({"ID": "api", "Name": "api", "Check": {"CheckID": "api-ttl", "TTL": "60s"}}),
+        json!({"ID": "api-proxy", "Name": "api-proxy",
+               "Check": {"CheckID": "api-alias", "AliasService": "api"}}),
+    ] {
+        let r = c
+            .put(format!("{base}/v1/agent/service/register"))
+            .json(&body)
+            .send()
+            .await?;
+        anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    }
+    wait_status(&c, &base, "api-proxy", "api-alias", "critical").await?;
+    c.put(format!("{base}/v1/agent/check/pass/api-ttl"))
+        .send()
+        .await?;
+    wait_status(&c, &base, "api-proxy", "api-alias", "passing").await?;
+    c.put(format!("{base}/v1/agent/check/warn/api-ttl"))
+        .send()
+        .await?;
+    wait_status(&c, &base, "api-proxy", "api-alias", "warning").await?;
+    agent.kill9()
+}

@@ -1,0 +1,63 @@
+//! One run of a check: the async probes, each bounded by the check's timeout and
+//! each returning a [`Probe`] (status + Consul's output text), never an error —
+//! every failure is a critical result with a message saying what went wrong.
+//!
+//! | probe | passing | output on success |
+//! |---|---|---|
+//! | HTTP | 2xx (429 warning) | `HTTP GET <url>: 200 OK Output: <body tail>` |
+//! | TCP | connected | `TCP connect <addr>: Success` |
+//! | UDP | a reply, or silence until the timeout | `UDP connect <addr>: Success` |
+//! | gRPC | `SERVING` | `gRPC check <target>: success` |
+//! | H2PING | PING acknowledged | `HTTP2 ping was successful` |
+//! | script | exit 0 (1 warning) | the program's combined output |
+//!
+//! Docker and OS-service checks need clients this build does not have and always
+//! report critical with a message saying so.
+
+mod grpc;
+mod h2ping;
+mod http;
+mod script;
+mod tcp;
+mod udp;
+
+pub use grpc::{HealthCheckRequest, HealthCheckResponse, ServingStatus, HEALTH_CHECK_PATH};
+
+use crate::plan::ProbeSpec;
+use crate::status::Probe;
+use std::time::Duration;
+
+/// Runs one probe. `timeout` bounds the whole run (for scripts: the process is
+/// killed when it expires); `output_max_size` bounds the captured output.
+pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) -> Probe {
+    match spec {
+        ProbeSpec::Http(h) => http::probe(h, timeout, output_max_size).await,
+        ProbeSpec::Tcp { addr } => tcp::probe(addr, timeout).await,
+        ProbeSpec::Udp { addr } => udp::probe(addr, timeout).await,
+        ProbeSpec::Grpc { target, use_tls } => grpc::probe(target, *use_tls, timeout).await,
+        ProbeSpec::H2Ping { addr } => h2ping::probe(addr, timeout).await,
+        ProbeSpec::Script { args } => script::probe(args, timeout, output_max_size).await,
+        ProbeSpec::Docker { container_id } => Probe::critical(format!(
+            "Docker checks are not supported by this agent: it has no Docker client to run the script in container {container_id}"
+        )),
+        ProbeSpec::OsService { name } => Probe::critical(format!(
+            "OS service checks are not supported by this agent: cannot query the state of service \"{name}\""
+        )),
+    }
+}
+
+/// An error and its sources, joined with `: ` (Go's wrapped-error style), skipping
+/// a source whose text the previous level already included.
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(e) = source {
+        let text = e.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = e.source();
+    }
+    out
+}

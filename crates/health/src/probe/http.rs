@@ -1,0 +1,257 @@
+//! HTTP checks, as Consul's `CheckHTTP`: one request per run without keep-alive,
+//! `User-Agent: Consul Health Check` and `Accept: text/plain, text/*, */*` unless the
+//! check sets them, redirects followed (up to 10, Go's default) unless
+//! `disable_redirects`, and the response body's last `output_max_size` bytes in the
+//! output. 2xx is passing, 429 Too Many Requests warning, anything else critical.
+//!
+//! This build has no TLS stack (the workspace's `reqwest` is built without one), so
+//! `https://` URLs report critical instead of silently going over cleartext.
+
+use super::error_chain;
+use crate::output::TailBuffer;
+use crate::plan::HttpSpec;
+use crate::status::Probe;
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, HOST, USER_AGENT};
+use std::time::Duration;
+
+/// Consul's `checks.UserAgent`.
+pub(crate) const CHECK_USER_AGENT: &str = "Consul Health Check";
+/// The `Accept` header Consul sends unless the check sets one.
+pub(crate) const CHECK_ACCEPT: &str = "text/plain, text/*, */*";
+/// What an `https://` check reports in this build.
+pub(crate) const HTTPS_UNSUPPORTED: &str = "HTTPS checks are not supported in this build";
+
+pub(crate) async fn probe(spec: &HttpSpec, timeout: Duration, output_max_size: usize) -> Probe {
+    let method = if spec.method.is_empty() {
+        "GET"
+    } else {
+        spec.method.as_str()
+    };
+    let request = match build_request(spec, method, timeout) {
+        Ok(r) => r,
+        Err(msg) => return Probe::critical(msg),
+    };
+    // reqwest's own timeout covers connect, headers and body; this outer bound is a
+    // backstop for anything it does not (a stuck resolver), with the same message.
+    let run = async {
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) => return Probe::critical(request_error(method, &spec.url, &e)),
+        };
+        let status = status_text(&response);
+        let code = response.status().as_u16();
+        let body = read_tail(response, output_max_size).await;
+        let output = format!("HTTP {method} {}: {status} Output: {body}", spec.url);
+        match code {
+            200..=299 => Probe::passing(output),
+            // 429 Too Many Requests (RFC 6585): the service is up but shedding load.
+            429 => Probe::warning(output),
+            _ => Probe::critical(output),
+        }
+    };
+    match tokio::time::timeout(timeout + Duration::from_millis(100), run).await {
+        Ok(p) => p,
+        Err(_) => Probe::critical(format!(
+            "{} \"{}\": {}",
+            go_op(method),
+            spec.url,
+            TIMEOUT_TEXT
+        )),
+    }
+}
+
+/// Go's `http.Client` timeout message, which Consul users know from check output.
+const TIMEOUT_TEXT: &str =
+    "context deadline exceeded (Client.Timeout exceeded while awaiting headers)";
+
+fn build_request(
+    spec: &HttpSpec,
+    method: &str,
+    timeout: Duration,
+) -> Result<reqwest::RequestBuilder, String> {
+    let url = reqwest::Url::parse(&spec.url).map_err(|e| format!("parse \"{}\": {e}", spec.url))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => return Err(HTTPS_UNSUPPORTED.to_owned()),
+        other => {
+            return Err(format!(
+                "{} \"{}\": unsupported protocol scheme \"{other}\"",
+                go_op(method),
+                spec.url
+            ))
+        }
+    }
+    let method_value = reqwest::Method::from_bytes(method.as_bytes())
+        .map_err(|_| format!("net/http: invalid method {method:?}"))?;
+    let headers = headers(&spec.header)?;
+    let redirects = if spec.disable_redirects {
+        // Go's `http.ErrUseLastResponse`: the 3xx itself is the result.
+        reqwest::redirect::Policy::none()
+    } else {
+        reqwest::redirect::Policy::limited(10)
+    };
+    let client = reqwest::Client::builder()
+        .timeout(timeout)
+        // Consul disables keep-alive so a check never fails on a connection the
+        // server closed between two runs.
+        .pool_max_idle_per_host(0)
+        .redirect(redirects)
+        .build()
+        .map_err(|e| format!("cannot build the HTTP client: {}", error_chain(&e)))?;
+    let mut request = client.request(method_value, url).headers(headers);
+    if !spec.body.is_empty() {
+        request = request.body(spec.body.clone());
+    }
+    Ok(request)
+}
+
+/// The check's headers plus Consul's defaults. A `Host` header sets the request's
+/// host (Go's `req.Host`), so only its first value is used.
+fn headers(header: &std::collections::BTreeMap<String, Vec<String>>) -> Result<HeaderMap, String> {
+    let mut map = HeaderMap::new();
+    for (name, values) in header {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| format!("net/http: invalid header field name {name:?}"))?;
+        for value in values {
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| format!("net/http: invalid header field value for {name:?}"))?;
+            if name == HOST {
+                map.insert(HOST, value);
+                break;
+            }
+            map.append(name.clone(), value);
+        }
+    }
+    if !map.contains_key(USER_AGENT) {
+        map.insert(USER_AGENT, HeaderValue::from_static(CHECK_USER_AGENT));
+    }
+    if !map.contains_key(ACCEPT) {
+        map.insert(ACCEPT, HeaderValue::from_static(CHECK_ACCEPT));
+    }
+    Ok(map)
+}
+
+/// `200 OK`: the code and the server's own reason phrase (Go's `resp.Status`),
+/// falling back to the canonical one.
+fn status_text(response: &reqwest::Response) -> String {
+    let code = response.status();
+    let reason = response
+        .extensions()
+        .get::<hyper::ext::ReasonPhrase>()
+        .map(|r| String::from_utf8_lossy(r.as_bytes()).into_owned())
+        .or_else(|| code.canonical_reason().map(str::to_owned))
+        .unwrap_or_default();
+    format!("{} {reason}", code.as_u16()).trim_end().to_owned()
+}
+
+/// The body's tail. A read error (or the timeout) mid-body ends the read and keeps
+/// what arrived: Consul logs it and still judges by the status code.
+async fn read_tail(mut response: reqwest::Response, max: usize) -> String {
+    let mut buf = TailBuffer::new(max);
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => buf.write(&chunk),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(error = %error_chain(&e), "check error while reading body");
+                break;
+            }
+        }
+    }
+    buf.text()
+}
+
+/// Go's `url.Error` prefix: the method with only its first letter upper-case.
+fn go_op(method: &str) -> String {
+    let mut chars = method.chars();
+    match chars.next() {
+        Some(first) => first
+            .to_uppercase()
+            .chain(chars.flat_map(char::to_lowercase))
+            .collect(),
+        None => String::new(),
+    }
+}
+
+/// `Get "<url>": <cause>`, Go's `url.Error` shape, without reqwest's own
+/// "error sending request for url (...)" wrapper.
+fn request_error(method: &str, url: &str, err: &reqwest::Error) -> String {
+    let cause = if err.is_timeout() {
+        TIMEOUT_TEXT.to_owned()
+    } else {
+        match std::error::Error::source(err) {
+            Some(source) => error_chain(source),
+            None => err.to_string(),
+        }
+    };
+    format!("{} \"{url}\": {cause}", go_op(method))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn go_op_capitalises_like_url_error() {
+        assert_eq!(go_op("GET"), "Get");
+        assert_eq!(go_op("POST"), "Post");
+        assert_eq!(go_op("purge"), "Purge");
+    }
+
+    #[test]
+    fn default_headers_unless_set() {
+        let map = headers(&BTreeMap::new()).unwrap();
+        assert_eq!(map[USER_AGENT], CHECK_USER_AGENT);
+        assert_eq!(map[ACCEPT], CHECK_ACCEPT);
+
+        let mut h = BTreeMap::new();
+        h.insert("user-agent".to_owned(), vec!["mine".to_owned()]);
+        h.insert("X-Multi".to_owned(), vec!["a".to_owned(), "b".to_owned()]);
+        h.insert("Host".to_owned(), vec!["one".to_owned(), "two".to_owned()]);
+        let map = headers(&h).unwrap();
+        assert_eq!(map[USER_AGENT], "mine");
+        assert_eq!(
+            map.get_all("x-multi").iter().collect::<Vec<_>>(),
+            vec!["a", "b"]
+        );
+        assert_eq!(map.get_all(HOST).iter().count(), 1);
+        assert_eq!(map[HOST], "one");
+    }
+
+    #[test]
+    fn bad_header_names_are_reported() {
+        let mut h = BTreeMap::new();
+        h.insert("bad name".to_owned(), vec!["x".to_owned()]);
+        assert_eq!(
+            headers(&h).unwrap_err(),
+            "net/http: invalid header field name \"bad name\""
+        );
+    }
+
+    #[tokio::test]
+    async fn https_and_bad_urls_are_critical_without_io() {
+        let spec = |url: &str| HttpSpec {
+            url: url.to_owned(),
+            method: String::new(),
+            header: BTreeMap::new(),
+            body: String::new(),
+            disable_redirects: false,
+            tls_server_name: String::new(),
+            tls_skip_verify: true,
+        };
+        let p = probe(&spec("https://127.0.0.1:1/"), Duration::from_secs(1), 4096).await;
+        assert_eq!(p, Probe::critical(HTTPS_UNSUPPORTED));
+        let p = probe(&spec("ftp://x/"), Duration::from_secs(1), 4096).await;
+        assert_eq!(
+            p,
+            Probe::critical("Get \"ftp://x/\": unsupported protocol scheme \"ftp\"")
+        );
+        let p = probe(&spec("not a url"), Duration::from_secs(1), 4096).await;
+        assert!(
+            p.output.starts_with("parse \"not a url\": "),
+            "{}",
+            p.output
+        );
+    }
+}

@@ -1,0 +1,201 @@
+//! Script checks, as Consul's `CheckMonitor` with `args`: the program runs directly
+//! (no shell), stdout and stderr go into one ring buffer of `output_max_size` bytes,
+//! and the exit code decides: 0 passing, 1 warning, anything else (or a signal)
+//! critical. Past the timeout (default 30 s) the process group is killed and the
+//! result is critical: `Timed out (<timeout>) running check`, then a blank line and
+//! whatever output was captured.
+//!
+//! Each run gets its own process group so the kill reaches the script's children
+//! too (Consul's `exec.KillCommandSubtree` sends SIGKILL to `-pid`). Without `libc`
+//! or `unsafe` the group signal goes through `kill(1)`; the direct child is killed
+//! through tokio as well, so a missing `kill` binary still stops the script itself.
+//! The process is also killed if the run is cancelled (check removed, runner shut
+//! down), through `kill_on_drop`.
+
+use crate::output::TailBuffer;
+use crate::status::Probe;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::process::{Child, Command};
+use tribune_types::format_go_duration;
+
+pub(crate) async fn probe(args: &[String], timeout: Duration, output_max_size: usize) -> Probe {
+    let Some((program, rest)) = args.split_first() else {
+        return Probe::critical("script check has no arguments");
+    };
+    let mut command = Command::new(program);
+    command.args(rest).stdin(Stdio::null()).kill_on_drop(true);
+    #[cfg(unix)]
+    command.process_group(0);
+    let output_pipe = match combined_output(&mut command) {
+        Ok(r) => r,
+        Err(e) => return Probe::critical(format!("cannot capture the output of {program:?}: {e}")),
+    };
+    let spawned = command.spawn();
+    // The command still holds the pipe's write end; closing ours lets the read see
+    // end-of-file once the script (and anything it started) is done writing.
+    drop(command);
+    let mut child = match spawned {
+        Ok(c) => c,
+        Err(e) => return Probe::critical(format!("exec: {program:?}: {e}")),
+    };
+    let buffer = Mutex::new(TailBuffer::new(output_max_size));
+    // Like Go's `cmd.Wait`, a normal run ends when the process has exited *and* the
+    // pipe is closed, so output written just before exit is never lost.
+    let completed = {
+        let work = async {
+            let (status, ()) = tokio::join!(child.wait(), pump(output_pipe, &buffer));
+            status
+        };
+        tokio::time::timeout(timeout, work).await
+    };
+    let output = |b: &Mutex<TailBuffer>| {
+        b.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .script_output()
+    };
+    match completed {
+        Ok(Ok(status)) => judge(status, output(&buffer)),
+        Ok(Err(e)) => Probe::critical(format!("failed waiting for {program:?}: {e}")),
+        Err(_) => {
+            kill_tree(&mut child).await;
+            let mut msg = format!("Timed out ({}) running check", format_go_duration(timeout));
+            // Whatever arrived before the kill; the pipe is not waited on again,
+            // because a grandchild that escaped the group could hold it open.
+            let captured = output(&buffer);
+            if !captured.is_empty() {
+                msg.push_str("\n\n");
+                msg.push_str(&captured);
+            }
+            Probe::critical(msg)
+        }
+    }
+}
+
+/// One pipe for both stdout and stderr, so the buffer sees writes in the order the
+/// script made them (Go hands the same `circbuf` writer to both).
+#[cfg(unix)]
+fn combined_output(command: &mut Command) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
+    let (sender, receiver) = tokio::net::unix::pipe::pipe()?;
+    let write = sender.into_blocking_fd()?;
+    command
+        .stderr(Stdio::from(write.try_clone()?))
+        .stdout(Stdio::from(write));
+    Ok(receiver)
+}
+
+/// The project runs on Unix; elsewhere a script check reports why it cannot run.
+#[cfg(not(unix))]
+fn combined_output(_: &mut Command) -> std::io::Result<tokio::io::Empty> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "script checks need a Unix host in this build",
+    ))
+}
+
+fn judge(status: ExitStatus, output: String) -> Probe {
+    match status.code() {
+        Some(0) => Probe::passing(output),
+        Some(1) => Probe::warning(output),
+        _ => Probe::critical(output),
+    }
+}
+
+async fn pump<R: AsyncRead + Unpin>(mut reader: R, buffer: &Mutex<TailBuffer>) {
+    let mut chunk = [0u8; 4096];
+    loop {
+        match reader.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buffer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .write(&chunk[..n]),
+        }
+    }
+}
+
+/// SIGKILL to the run's process group, then to the child itself, and reap it so no
+/// zombie is left and the next run never overlaps this one.
+async fn kill_tree(child: &mut Child) {
+    #[cfg(unix)]
+    if let Some(pid) = child.id() {
+        let group = format!("-{pid}");
+        let killed = Command::new("kill")
+            .args(["-s", "KILL", "--", &group])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+        if let Err(e) = killed {
+            tracing::warn!(error = %e, "check failed to kill its process group after timeout");
+        }
+    }
+    if let Err(e) = child.start_kill() {
+        // Already exited (the group kill got it) is the common case here.
+        tracing::debug!(error = %e, "check process already gone at kill");
+    }
+    let _ = child.wait().await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh(script: &str) -> Vec<String> {
+        vec!["sh".into(), "-c".into(), script.into()]
+    }
+
+    #[tokio::test]
+    async fn exit_codes() {
+        let t = Duration::from_secs(10);
+        assert_eq!(probe(&sh("echo ok"), t, 4096).await, Probe::passing("ok\n"));
+        assert_eq!(
+            probe(&sh("echo slow >&2; exit 1"), t, 4096).await,
+            Probe::warning("slow\n")
+        );
+        assert_eq!(probe(&sh("exit 2"), t, 4096).await, Probe::critical(""));
+        assert_eq!(probe(&sh("kill -9 $$"), t, 4096).await, Probe::critical(""));
+    }
+
+    #[tokio::test]
+    async fn missing_program_is_critical() {
+        let p = probe(
+            &["/nonexistent/tribune-check".to_owned()],
+            Duration::from_secs(1),
+            4096,
+        )
+        .await;
+        assert_eq!(p.status, tribune_types::HealthStatus::Critical);
+        assert!(
+            p.output
+                .starts_with("exec: \"/nonexistent/tribune-check\": "),
+            "{}",
+            p.output
+        );
+        assert_eq!(
+            probe(&[], Duration::from_secs(1), 4096).await.status,
+            tribune_types::HealthStatus::Critical
+        );
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_and_reports_what_was_captured() {
+        let p = tokio::time::timeout(
+            Duration::from_secs(10),
+            probe(
+                &sh("echo started; sleep 30 & wait"),
+                Duration::from_millis(300),
+                4096,
+            ),
+        )
+        .await
+        .expect("probe returns soon after its timeout");
+        assert_eq!(
+            p,
+            Probe::critical("Timed out (300ms) running check\n\nstarted\n")
+        );
+    }
+}

@@ -1,0 +1,299 @@
+//! The async shell: one tokio task drives the [`Scheduler`] with tokio time, spawns
+//! each due probe as its own task (so a slow probe delays nobody but itself), feeds
+//! results through each check's [`StatusTracker`] and sends the agent only changes.
+//!
+//! ```text
+//! CheckRunner::add/remove ──commands──▶ driver ──spawn──▶ probe task ─┐
+//!                                         ▲                            │
+//!                                         └──────── Done{id, gen} ◀────┘
+//!                                         │
+//!                                         └──▶ mpsc::Receiver<CheckResult> (agent)
+//! ```
+//!
+//! What the runner does not do: TTL checks (the agent's TTL timers own them), alias
+//! checks (they need the catalog; the agent folds statuses with
+//! [`crate::alias::aggregate`]), persisting anything, or deciding initial statuses.
+
+use crate::plan::{Limits, Plan, PlanError};
+use crate::probe;
+use crate::schedule::{stagger, Scheduler};
+use crate::status::{Probe, StatusTracker};
+use rand::rngs::StdRng;
+use rand::SeedableRng;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinHandle};
+use tribune_types::model::CheckDefinition;
+use tribune_types::{CheckId, HealthStatus};
+
+/// Default capacity of the result channel.
+pub const DEFAULT_RESULT_CAPACITY: usize = 1024;
+
+/// How the runner is set up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerConfig {
+    /// Script switch, output limit and minimum interval.
+    pub limits: Limits,
+    /// Capacity of the result channel. When it is full the driver waits for the agent
+    /// to catch up (probes already running keep running).
+    pub result_capacity: usize,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> Self {
+        RunnerConfig {
+            limits: Limits::default(),
+            result_capacity: DEFAULT_RESULT_CAPACITY,
+        }
+    }
+}
+
+/// A status change to record for a check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    /// The check.
+    pub id: CheckId,
+    /// Its new status.
+    pub status: HealthStatus,
+    /// Its new output.
+    pub output: String,
+}
+
+/// Why [`CheckRunner::add`] refused a definition.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddError {
+    /// The definition cannot be run (Consul's message is the display).
+    #[error(transparent)]
+    Invalid(#[from] PlanError),
+    /// The runner's task has ended.
+    #[error("the check runner has shut down")]
+    Stopped,
+}
+
+enum Command {
+    Add(Box<Plan>),
+    Remove(CheckId),
+    Shutdown,
+}
+
+/// Handle to the running checks. Dropping it stops them as [`CheckRunner::shutdown`]
+/// does, without waiting.
+#[derive(Debug)]
+pub struct CheckRunner {
+    commands: mpsc::UnboundedSender<Command>,
+    limits: Limits,
+    driver: JoinHandle<()>,
+}
+
+impl CheckRunner {
+    /// Starts the driver task on the current tokio runtime (so, like
+    /// `tokio::spawn`, it panics outside one). Results arrive on the returned
+    /// receiver; it closes when the runner stops, and dropping it stops the runner at
+    /// its next result.
+    pub fn start(config: RunnerConfig) -> (CheckRunner, mpsc::Receiver<CheckResult>) {
+        let (results_tx, results_rx) = mpsc::channel(config.result_capacity.max(1));
+        let (commands_tx, commands_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let driver = Driver {
+            scheduler: Scheduler::new(),
+            slots: HashMap::new(),
+            next_generation: 0,
+            rng: StdRng::from_entropy(),
+            done_tx,
+            done_rx,
+            results: results_tx,
+        };
+        let driver = tokio::spawn(driver.run(commands_rx));
+        (
+            CheckRunner {
+                commands: commands_tx,
+                limits: config.limits,
+                driver,
+            },
+            results_rx,
+        )
+    }
+
+    /// Checks that `def` could be added, without adding it (for registration
+    /// endpoints that validate before persisting).
+    pub fn validate(&self, def: &CheckDefinition) -> Result<(), PlanError> {
+        Plan::from_definition(def, &self.limits).map(|_| ())
+    }
+
+    /// Starts running a check, replacing (and cancelling any run of) a check with the
+    /// same ID. Its first run is staggered randomly within its interval; its counters
+    /// start afresh, so its first result is always sent.
+    pub fn add(&self, def: &CheckDefinition) -> Result<(), AddError> {
+        let plan = Plan::from_definition(def, &self.limits)?;
+        self.commands
+            .send(Command::Add(Box::new(plan)))
+            .map_err(|_| AddError::Stopped)
+    }
+
+    /// Stops running a check and cancels its run in flight (a script is killed).
+    /// Unknown IDs are ignored. A result already queued on the channel may still
+    /// arrive after this returns; the agent drops results for checks it no longer has.
+    pub fn remove(&self, id: &CheckId) {
+        // A send error means the runner is gone, and with it every check.
+        let _ = self.commands.send(Command::Remove(id.clone()));
+    }
+
+    /// Stops every check, cancels runs in flight and waits for the driver to end;
+    /// the result channel then closes.
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown);
+        if let Err(e) = self.driver.await {
+            tracing::warn!(error = %e, "check runner task ended abnormally");
+        }
+    }
+}
+
+/// One check's live state in the driver.
+struct Slot {
+    plan: Arc<Plan>,
+    /// Tags this registration's runs, so a run of a replaced or removed registration
+    /// is recognised as stale when it reports.
+    generation: u64,
+    tracker: StatusTracker,
+    last_sent: Option<(HealthStatus, String)>,
+    run: Option<AbortHandle>,
+}
+
+/// A probe task's report.
+struct Done {
+    id: CheckId,
+    generation: u64,
+    probe: Probe,
+}
+
+struct Driver {
+    scheduler: Scheduler<CheckId>,
+    slots: HashMap<CheckId, Slot>,
+    next_generation: u64,
+    rng: StdRng,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    results: mpsc::Sender<CheckResult>,
+}
+
+fn now() -> std::time::Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+impl Driver {
+    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        loop {
+            let deadline = self.scheduler.next_deadline();
+            let timer = async move {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                // Commands first: a remove must win over starting the same check.
+                biased;
+                command = commands.recv() => match command {
+                    Some(Command::Add(plan)) => self.add(*plan),
+                    Some(Command::Remove(id)) => self.remove(&id),
+                    Some(Command::Shutdown) | None => break,
+                },
+                Some(done) = self.done_rx.recv() => {
+                    if !self.complete(done).await {
+                        break;
+                    }
+                }
+                () = timer => self.start_due(),
+            }
+        }
+        for slot in self.slots.values() {
+            if let Some(run) = &slot.run {
+                run.abort();
+            }
+        }
+    }
+
+    fn add(&mut self, plan: Plan) {
+        self.remove(&plan.id);
+        self.next_generation += 1;
+        let offset = stagger(plan.interval, &mut self.rng);
+        self.scheduler
+            .add(plan.id.clone(), plan.interval, now(), offset);
+        tracing::debug!(check = %plan.id, interval = ?plan.interval, first_in = ?offset, "check scheduled");
+        self.slots.insert(
+            plan.id.clone(),
+            Slot {
+                tracker: StatusTracker::new(plan.policy),
+                plan: Arc::new(plan),
+                generation: self.next_generation,
+                last_sent: None,
+                run: None,
+            },
+        );
+    }
+
+    fn remove(&mut self, id: &CheckId) {
+        self.scheduler.remove(id);
+        if let Some(slot) = self.slots.remove(id) {
+            if let Some(run) = slot.run {
+                run.abort();
+            }
+        }
+    }
+
+    fn start_due(&mut self) {
+        for id in self.scheduler.due(now()) {
+            let Some(slot) = self.slots.get_mut(&id) else {
+                continue;
+            };
+            let plan = Arc::clone(&slot.plan);
+            let generation = slot.generation;
+            let done = self.done_tx.clone();
+            let task = tokio::spawn(async move {
+                let probe = probe::run(&plan.probe, plan.timeout, plan.output_max_size).await;
+                // The driver holds a receiver until it ends; after that nobody cares.
+                let _ = done.send(Done {
+                    id: plan.id.clone(),
+                    generation,
+                    probe,
+                });
+            });
+            slot.run = Some(task.abort_handle());
+        }
+    }
+
+    /// Handles a probe report; returns false when the agent dropped the receiver.
+    async fn complete(&mut self, done: Done) -> bool {
+        let Some(slot) = self.slots.get_mut(&done.id) else {
+            return true;
+        };
+        if slot.generation != done.generation {
+            return true;
+        }
+        slot.run = None;
+        self.scheduler.finished(&done.id, now());
+        let raw = done.probe.status;
+        let Some(update) = slot.tracker.observe(done.probe) else {
+            tracing::debug!(check = %done.id, status = %raw, "check result held back by its thresholds");
+            return true;
+        };
+        let unchanged = slot
+            .last_sent
+            .as_ref()
+            .is_some_and(|(s, o)| *s == update.status && *o == update.output);
+        if unchanged {
+            return true;
+        }
+        slot.last_sent = Some((update.status, update.output.clone()));
+        tracing::debug!(check = %done.id, status = %update.status, "check status updated");
+        self.results
+            .send(CheckResult {
+                id: done.id,
+                status: update.status,
+                output: update.output,
+            })
+            .await
+            .is_ok()
+    }
+}
