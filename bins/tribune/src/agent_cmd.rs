@@ -1,7 +1,7 @@
 //! `tribune agent`: load the configuration, start the server and the agent, serve the
 //! HTTP API and the internal gRPC, and run until SIGINT/SIGTERM or `/v1/agent/leave`.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
@@ -146,7 +146,7 @@ async fn apply_config_definitions(
     Ok(())
 }
 
-fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: u16) -> BTreeMap<String, u16> {
+fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: Option<u16>) -> BTreeMap<String, u16> {
     let p = &cfg.ports;
     let mut m = BTreeMap::new();
     for (name, port) in [
@@ -157,7 +157,7 @@ fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: u16) -> BTreeMap<Strin
         ("grpc_tls", p.grpc_tls),
         ("serf_lan", p.serf_lan),
         ("serf_wan", p.serf_wan),
-        ("server", Some(rpc)),
+        ("server", rpc),
     ] {
         if let Some(port) = port {
             m.insert(name.to_owned(), port);
@@ -223,6 +223,269 @@ fn write_pid_file(path: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("writing pid file {}", path.display()))
 }
 
+/// Starts the server role: binds the server RPC port, opens raft and state, and
+/// serves the internal gRPC until `stop`. Returns the server and its RPC port.
+async fn start_server(
+    cfg: &RuntimeConfig,
+    node_id: &str,
+    advertise: IpAddr,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(Arc<Server>, u16)> {
+    let rpc_bind = cfg
+        .rpc_bind_addr()
+        .unwrap_or_else(|| SocketAddr::new(cfg.bind_addr, 8300));
+    let rpc_listener = TcpListener::bind(rpc_bind)
+        .await
+        .with_context(|| format!("binding the server RPC port {rpc_bind}"))?;
+    let rpc_port = rpc_listener.local_addr()?.port();
+    let mut server_cfg = ServerConfig::new(&cfg.node_name, SocketAddr::new(advertise, rpc_port));
+    server_cfg.node_id = node_id.to_owned();
+    server_cfg.datacenter = cfg.datacenter.clone();
+    server_cfg.advertise_addr = advertise.to_string();
+    server_cfg.node_meta = cfg.node_meta.clone();
+    server_cfg.data_dir = if cfg.dev { None } else { cfg.data_dir.clone() };
+    server_cfg.bootstrap = cfg.dev || cfg.bootstrap || cfg.bootstrap_expect == 1;
+    server_cfg.raft_multiplier = cfg.raft_multiplier;
+    server_cfg.snapshot_threshold = cfg.raft_snapshot_threshold;
+    server_cfg.trailing_logs = cfg.raft_trailing_logs;
+    server_cfg.rpc_hold_timeout = cfg.rpc_hold_timeout;
+    server_cfg.kv_max_value_size = cfg.limits.kv_max_value_size as usize;
+    server_cfg.session_ttl_min = cfg.session_ttl_min;
+    server_cfg.connect_enabled = cfg.connect.enabled;
+    server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
+    server_cfg.version = CONSUL_VERSION.into();
+    let server = Server::start(server_cfg)
+        .await
+        .context("starting the server")?;
+    let api: Arc<dyn ServerApi> = server.clone();
+    let mut stop = stop;
+    tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = stop.wait_for(|v| *v).await;
+        };
+        if let Err(e) = tribune_rpc::serve(rpc_listener, api, shutdown).await {
+            tracing::error!(error = %e, "server RPC failed");
+        }
+    });
+    Ok((server, rpc_port))
+}
+
+/// The Serf tags Consul agents gossip: role, datacenter, node ID, protocol versions
+/// and, for servers, the server RPC port clients connect to.
+fn gossip_tags(
+    cfg: &RuntimeConfig,
+    node_id: &str,
+    rpc_port: Option<u16>,
+) -> BTreeMap<String, String> {
+    let mut tags: BTreeMap<String, String> = [
+        ("role", if cfg.server { "consul" } else { "node" }),
+        ("dc", cfg.datacenter.as_str()),
+        ("id", node_id),
+        ("segment", ""),
+        ("vsn", "2"),
+        ("vsn_min", "2"),
+        ("vsn_max", "3"),
+        ("build", CONSUL_VERSION),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    if let Some(port) = rpc_port {
+        tags.insert("port".into(), port.to_string());
+        tags.insert("raft_vsn".into(), "3".into());
+        if cfg.bootstrap || cfg.dev {
+            tags.insert("bootstrap".into(), "1".into());
+        }
+        if cfg.bootstrap_expect > 0 {
+            tags.insert("expect".into(), cfg.bootstrap_expect.to_string());
+        }
+    }
+    tags
+}
+
+fn gossip_core(g: &config::Gossip, profile: tribune_gossip::Profile) -> tribune_gossip::CoreConfig {
+    let mut core = profile.config();
+    core.probe_interval = g.probe_interval;
+    core.probe_timeout = g.probe_timeout;
+    core.gossip_interval = g.gossip_interval;
+    core.gossip_nodes = g.gossip_nodes as usize;
+    core.suspicion_mult = g.suspicion_mult;
+    core.retransmit_mult = g.retransmit_mult;
+    core
+}
+
+/// Starts the LAN pool (every agent) and the WAN pool (servers), with `encrypt` and
+/// the keyrings Consul keeps in `data_dir/serf/`. A disabled port (`-1`) disables
+/// that pool.
+async fn start_gossip(
+    cfg: &RuntimeConfig,
+    node_id: &str,
+    advertise: IpAddr,
+    rpc_port: Option<u16>,
+) -> anyhow::Result<(
+    Option<Arc<tribune_gossip::Gossip>>,
+    Option<Arc<tribune_gossip::Gossip>>,
+)> {
+    let keyring = match &cfg.encrypt {
+        Some(key) => Some(
+            tribune_gossip::Keyring::new(key)
+                .map_err(|e| anyhow::anyhow!("invalid encrypt key: {e}"))?,
+        ),
+        None => None,
+    };
+    let keyring_dir = (!cfg.dev)
+        .then(|| cfg.data_dir.clone())
+        .flatten()
+        .map(|d| d.join("serf"));
+    let tags = gossip_tags(cfg, node_id, rpc_port);
+    let lan = match cfg.ports.serf_lan {
+        None => None,
+        Some(port) => {
+            let bind = SocketAddr::new(cfg.serf_lan_bind.unwrap_or(cfg.bind_addr), port);
+            let mut g = tribune_gossip::GossipConfig::new(
+                cfg.node_name.clone(),
+                bind,
+                tribune_gossip::Profile::Lan,
+            );
+            g.advertise = Some(SocketAddr::new(advertise, 0));
+            g.tags = tags.clone();
+            g.core = gossip_core(&cfg.gossip_lan, tribune_gossip::Profile::Lan);
+            g.core.reconnect_timeout = cfg.reconnect_timeout;
+            g.keyring = keyring.clone();
+            g.keyring_file = keyring_dir.as_ref().map(|d| d.join("local.keyring"));
+            let gossip = tribune_gossip::Gossip::start(g)
+                .await
+                .with_context(|| format!("starting the LAN gossip pool on {bind}"))?;
+            Some(Arc::new(gossip))
+        }
+    };
+    let wan = match (cfg.server, cfg.ports.serf_wan) {
+        (true, Some(port)) => {
+            let bind = SocketAddr::new(cfg.bind_addr, port);
+            let mut g = tribune_gossip::GossipConfig::new(
+                format!("{}.{}", cfg.node_name, cfg.datacenter),
+                bind,
+                tribune_gossip::Profile::Wan,
+            );
+            g.advertise = Some(SocketAddr::new(
+                cfg.advertise_addr_wan.unwrap_or(advertise),
+                0,
+            ));
+            g.tags = tags;
+            g.core = gossip_core(&cfg.gossip_wan, tribune_gossip::Profile::Wan);
+            g.core.reconnect_timeout = cfg.reconnect_timeout_wan;
+            g.keyring = keyring;
+            g.keyring_file = keyring_dir.as_ref().map(|d| d.join("remote.keyring"));
+            let gossip = tribune_gossip::Gossip::start(g)
+                .await
+                .with_context(|| format!("starting the WAN gossip pool on {bind}"))?;
+            Some(Arc::new(gossip))
+        }
+        _ => None,
+    };
+    Ok((lan, wan))
+}
+
+/// `-join` once, then `-retry-join` every `retry_interval` until one join works or
+/// `retry_max` attempts (0 = forever) were made. Runs in the background.
+fn join_pool(gossip: Arc<tribune_gossip::Gossip>, cfg: &RuntimeConfig, what: &'static str) {
+    let (start, retry, interval, max) = if what == "LAN" {
+        (
+            cfg.start_join.clone(),
+            cfg.retry_join.clone(),
+            cfg.retry_interval,
+            cfg.retry_max,
+        )
+    } else {
+        (
+            cfg.start_join_wan.clone(),
+            cfg.retry_join_wan.clone(),
+            cfg.retry_interval_wan,
+            cfg.retry_max_wan,
+        )
+    };
+    tokio::spawn(async move {
+        if !start.is_empty() {
+            match gossip.join(&start).await {
+                Ok(n) => tracing::info!(pool = what, joined = n, "joined"),
+                Err(e) => tracing::warn!(pool = what, error = %e, "join failed"),
+            }
+        }
+        if retry.is_empty() {
+            return;
+        }
+        let mut attempt = 0u32;
+        let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+        loop {
+            tick.tick().await;
+            attempt += 1;
+            match gossip.join(&retry).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(pool = what, joined = n, "retry-join succeeded");
+                    return;
+                }
+                Ok(_) => tracing::warn!(pool = what, attempt, "retry-join: no member contacted"),
+                Err(e) => tracing::warn!(pool = what, attempt, error = %e, "retry-join failed"),
+            }
+            if max > 0 && attempt >= max {
+                tracing::error!(pool = what, "retry-join gave up after {max} attempts");
+                return;
+            }
+        }
+    });
+}
+
+/// Server RPC addresses of this datacenter's alive servers in the LAN pool.
+fn servers_in(members: &[tribune_types::model::Member], dc: &str) -> Vec<String> {
+    members
+        .iter()
+        .filter(|m| m.status == 1)
+        .filter(|m| m.tags.get("role").map(String::as_str) == Some("consul"))
+        .filter(|m| m.tags.get("dc").map(String::as_str) == Some(dc))
+        .filter_map(|m| {
+            let port = m.tags.get("port")?;
+            Some(format!("{}:{port}", m.addr))
+        })
+        .collect()
+}
+
+/// Keeps the catalog and the client's server list in line with gossip: on every
+/// member event, and every `reconcile` interval (Consul: 60 s) in full.
+fn follow_membership(
+    lan: Arc<tribune_gossip::Gossip>,
+    server: Option<Arc<Server>>,
+    pool: Arc<tribune_rpc::ServerPool>,
+    datacenter: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut events = lan.subscribe();
+    tokio::spawn(async move {
+        let mut full = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            let whole = tokio::select! {
+                _ = stop.wait_for(|v| *v) => return,
+                _ = full.tick() => true,
+                ev = events.recv() => match ev {
+                    Ok(tribune_gossip::GossipEvent::Member { .. }) => false,
+                    Ok(_) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(_) => return,
+                },
+            };
+            let members = lan.members();
+            pool.set_servers(&servers_in(&members, &datacenter));
+            if let Some(server) = &server {
+                if let Err(e) = server.reconcile(&members, whole).await {
+                    tracing::warn!(error = %e, "reconciling gossip members into the catalog failed");
+                }
+            } else if whole {
+                // Spread client agents over the servers over time.
+                pool.rebalance();
+            }
+        }
+    });
+}
+
 /// Runs `tribune agent` with `args`; returns the exit code.
 pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let flags = config::agent_flags();
@@ -251,53 +514,26 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     if cfg.ui {
         tracing::info!("-ui accepted; the web UI is not part of this build");
     }
-    if !cfg.server {
-        bail!("client agents (without -server) find servers through gossip, which this build does not have yet; run with -server or -dev");
-    }
     if let Some(pid) = &cfg.pid_file {
         write_pid_file(pid)?;
     }
     let node_id = node_id(&cfg)?;
     let advertise = advertise_ip(&cfg);
-    let rpc_bind = cfg
-        .rpc_bind_addr()
-        .unwrap_or_else(|| SocketAddr::new(cfg.bind_addr, 8300));
-    let rpc_listener = TcpListener::bind(rpc_bind)
-        .await
-        .with_context(|| format!("binding the server RPC port {rpc_bind}"))?;
-    let rpc_port = rpc_listener.local_addr()?.port();
-    let mut server_cfg = ServerConfig::new(&cfg.node_name, SocketAddr::new(advertise, rpc_port));
-    server_cfg.node_id = node_id.clone();
-    server_cfg.datacenter = cfg.datacenter.clone();
-    server_cfg.advertise_addr = advertise.to_string();
-    server_cfg.node_meta = cfg.node_meta.clone();
-    server_cfg.data_dir = if cfg.dev { None } else { cfg.data_dir.clone() };
-    server_cfg.bootstrap = cfg.dev || cfg.bootstrap || cfg.bootstrap_expect == 1;
-    server_cfg.raft_multiplier = cfg.raft_multiplier;
-    server_cfg.snapshot_threshold = cfg.raft_snapshot_threshold;
-    server_cfg.trailing_logs = cfg.raft_trailing_logs;
-    server_cfg.rpc_hold_timeout = cfg.rpc_hold_timeout;
-    server_cfg.kv_max_value_size = cfg.limits.kv_max_value_size as usize;
-    server_cfg.session_ttl_min = cfg.session_ttl_min;
-    server_cfg.connect_enabled = cfg.connect.enabled;
-    server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
-    server_cfg.version = CONSUL_VERSION.into();
-    let server = Server::start(server_cfg)
-        .await
-        .context("starting the server")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let api: Arc<dyn ServerApi> = server.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let shutdown = async move {
-                let _ = stop.wait_for(|v| *v).await;
-            };
-            if let Err(e) = tribune_rpc::serve(rpc_listener, api, shutdown).await {
-                tracing::error!(error = %e, "server RPC failed");
-            }
-        });
-    }
+    // A server answers the internal RPC itself; a client agent reaches the servers it
+    // learns from gossip through a pool.
+    let (server, rpc_port) = if cfg.server {
+        let (server, port) = start_server(&cfg, &node_id, advertise, stop_rx.clone()).await?;
+        (Some(server), Some(port))
+    } else {
+        (None, None)
+    };
+    let pool = Arc::new(tribune_rpc::ServerPool::new());
+    let servers: Arc<dyn ServerApi> = match &server {
+        Some(s) => s.clone(),
+        None => pool.clone(),
+    };
+    let (lan, wan) = start_gossip(&cfg, &node_id, advertise, rpc_port).await?;
 
     let http_listeners = cfg.http_listeners();
     let mut debug_config = BTreeMap::new();
@@ -336,7 +572,21 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut agent_cfg = agent_cfg;
     let http_port_hint = cfg.ports.http;
     agent_cfg.ports = ports_map(&cfg, http_port_hint, rpc_port);
-    let (agent, mut events) = Agent::start(agent_cfg, server.clone(), logs);
+    let (agent, mut events) = Agent::start(agent_cfg, servers.clone(), logs);
+    if let Some(lan) = &lan {
+        agent.attach_gossip(lan.clone(), wan.clone());
+        join_pool(lan.clone(), &cfg, "LAN");
+        follow_membership(
+            lan.clone(),
+            server.clone(),
+            pool.clone(),
+            cfg.datacenter.clone(),
+            stop_rx.clone(),
+        );
+    }
+    if let Some(wan) = &wan {
+        join_pool(wan.clone(), &cfg, "WAN");
+    }
     let mut from_config = FromConfig::default();
     apply_config_definitions(&agent, &cfg, &mut from_config, false).await?;
     agent.load_persisted();
@@ -357,7 +607,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut dns_addrs = Vec::new();
     if !dns_cfg.bind.is_empty() {
         let lookup = Arc::new(tribune_agent::dns::CatalogLookup::new(
-            server.clone(),
+            servers.clone(),
             &cfg.datacenter,
             &dns_cfg,
         ));
@@ -391,35 +641,56 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     for d in &dns_addrs {
         println!("          DNS: {d} (UDP and TCP)");
     }
-    println!("   Server RPC: {}", SocketAddr::new(advertise, rpc_port));
+    if let Some(port) = rpc_port {
+        println!("   Server RPC: {}", SocketAddr::new(advertise, port));
+    }
+    if let Some(lan) = &lan {
+        println!("     Gossip LAN: {}", lan.local_addr());
+    }
+    if let Some(wan) = &wan {
+        println!("     Gossip WAN: {}", wan.local_addr());
+    }
 
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
-    loop {
+    // Whether to leave the gossip pools gracefully (others then see this node `left`,
+    // not `failed`): Consul's skip_leave_on_interrupt / leave_on_terminate, and always
+    // for `/v1/agent/leave`.
+    let leave = loop {
         tokio::select! {
-            _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break; }
-            _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break; }
+            _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
+            _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
                 if let Err(e) = reload(&parsed, &agent, &mut from_config).await {
                     tracing::error!(error = %e, "reload failed");
                 }
             }
             ev = events.recv() => match ev {
-                None | Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); break; }
+                None | Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); break true; }
                 Some(AgentEvent::Reload(reply)) => {
                     let r = reload(&parsed, &agent, &mut from_config).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
                 }
             },
         }
+    };
+    for pool in [&lan, &wan].into_iter().flatten() {
+        if leave {
+            if let Err(e) = pool.leave().await {
+                tracing::warn!(error = %e, "leaving the gossip pool failed");
+            }
+        }
+        pool.shutdown().await;
     }
     let _ = stop_tx.send(true);
     // Let in-flight requests (e.g. the answer to `/v1/agent/leave`) finish; parked
     // blocking queries would hold graceful shutdown for minutes, so bound the wait.
     let drain = futures_join(http_tasks);
     let _ = tokio::time::timeout(Duration::from_secs(3), drain).await;
-    server.shutdown().await;
+    if let Some(server) = &server {
+        server.shutdown().await;
+    }
     if let Some(pid) = &cfg.pid_file {
         let _ = std::fs::remove_file(pid);
     }

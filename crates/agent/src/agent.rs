@@ -84,7 +84,13 @@ pub struct Agent {
     /// Alias checks' watch tasks, by check ID.
     pub(crate) aliases: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
     /// This agent, for tasks it starts (they must not keep it alive).
-    this: std::sync::Weak<Agent>,
+    pub(crate) this: std::sync::Weak<Agent>,
+    /// Gossip pools, once attached.
+    pub(crate) pools: Mutex<crate::membership::Pools>,
+    /// Received user events (oldest first).
+    pub(crate) user_events: Mutex<std::collections::VecDeque<tribune_http_api::UserEvent>>,
+    /// Ticks when an event is kept.
+    pub(crate) event_tx: watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -128,6 +134,9 @@ impl Agent {
         });
         let agent = Arc::new_cyclic(|this| Agent {
             this: this.clone(),
+            pools: Mutex::new(Default::default()),
+            user_events: Mutex::new(Default::default()),
+            event_tx: watch::channel(0).0,
             persist,
             runner,
             results: Mutex::new(Some(results)),

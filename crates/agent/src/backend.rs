@@ -89,7 +89,11 @@ impl Backend for Agent {
     }
 
     fn members(&self, wan: bool) -> Vec<Member> {
-        // Until gossip exists the pool is this agent alone; only servers are in the WAN pool.
+        if let Some(members) = self.gossip_members(wan) {
+            return members;
+        }
+        // Without gossip (unit tests) the pool is this agent alone; only servers are in
+        // the WAN pool.
         if wan && !self.cfg.server {
             return Vec::new();
         }
@@ -165,24 +169,47 @@ impl Backend for Agent {
         }
     }
 
-    async fn join(&self, addr: &str, _wan: bool) -> Result<(), BackendError> {
-        // Gossip membership is not built yet (issue: gossip); say so rather than
-        // pretend to have joined.
-        Err(BackendError::Unavailable(format!(
-            "Error joining address '{addr}': gossip membership is not available in this build"
-        )))
+    async fn join(&self, addr: &str, wan: bool) -> Result<(), BackendError> {
+        let Some(pool) = self.pool(wan) else {
+            return Err(BackendError::Unavailable(if wan {
+                "Must be a server to join WAN cluster".into()
+            } else {
+                "this agent is not in a gossip pool".into()
+            }));
+        };
+        match pool.join(&[addr.to_owned()]).await {
+            Ok(n) if n > 0 => Ok(()),
+            Ok(_) => Err(BackendError::Unavailable(format!(
+                "Error joining address '{addr}': no member could be contacted"
+            ))),
+            Err(e) => Err(BackendError::Unavailable(e.to_string())),
+        }
     }
 
-    async fn force_leave(&self, node: &str, _prune: bool, _wan: bool) -> Result<(), BackendError> {
-        // The member list is this agent alone until gossip exists. Forcing an alive
-        // member to leave is a no-op in Serf, so naming ourselves succeeds as in Consul.
-        if node == self.cfg.node_name {
-            Ok(())
-        } else {
-            Err(BackendError::Unavailable(format!(
+    async fn force_leave(&self, node: &str, prune: bool, wan: bool) -> Result<(), BackendError> {
+        let Some(pool) = self.pool(wan) else {
+            return Err(BackendError::Unavailable(format!(
                 "agent: No node found with name '{node}'"
-            )))
-        }
+            )));
+        };
+        pool.force_leave(node, prune)
+            .await
+            .map_err(|e| BackendError::Unavailable(e.to_string()))
+    }
+
+    async fn fire_event(
+        &self,
+        event: tribune_http_api::UserEvent,
+    ) -> Result<tribune_http_api::UserEvent, BackendError> {
+        self.fire_user_event(event).await
+    }
+
+    fn events(&self) -> Vec<tribune_http_api::UserEvent> {
+        self.kept_events()
+    }
+
+    fn event_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.event_tx.subscribe()
     }
 
     fn gauges(&self) -> Vec<tribune_http_api::Gauge> {

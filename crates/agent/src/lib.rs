@@ -17,6 +17,7 @@ mod backend;
 pub mod config;
 pub mod dns;
 mod local;
+mod membership;
 mod metrics;
 mod persist;
 

@@ -112,6 +112,27 @@ pub struct LocalCheck {
     pub definition: CheckDefinition,
 }
 
+/// A Consul user event (`/v1/event/fire`, `/v1/event/list`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UserEvent {
+    /// Event ID (a UUID; set by the agent when fired).
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Opaque payload (`None`: no body).
+    pub payload: Option<Vec<u8>>,
+    /// Regex on node names.
+    pub node_filter: String,
+    /// Regex on service names.
+    pub service_filter: String,
+    /// Regex on service tags (needs a service filter).
+    pub tag_filter: String,
+    /// Record version.
+    pub version: u32,
+    /// Lamport time of the gossip event.
+    pub ltime: u64,
+}
+
 /// What the HTTP API needs from its agent.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -171,4 +192,10 @@ pub trait Backend: Send + Sync + 'static {
     /// A receiver whose value changes whenever local services or checks change, for
     /// hash-based blocking on agent endpoints. The value itself is meaningless.
     fn local_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Fires a user event to the cluster; returns it as sent (with its ID).
+    async fn fire_event(&self, event: UserEvent) -> Result<UserEvent, BackendError>;
+    /// The user events this agent received and kept (oldest first, at most 256).
+    fn events(&self) -> Vec<UserEvent>;
+    /// A receiver whose value changes whenever an event arrives.
+    fn event_changes(&self) -> tokio::sync::watch::Receiver<u64>;
 }

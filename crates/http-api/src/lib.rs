@@ -21,7 +21,7 @@ pub mod reply;
 mod routes;
 
 pub use backend::{
-    AgentInfo, Backend, BackendError, ClusterStatus, Gauge, LogLine, ServiceRegistration,
+    AgentInfo, Backend, BackendError, ClusterStatus, Gauge, LogLine, ServiceRegistration, UserEvent,
 };
 pub use error::ApiError;
 pub use routes::{router, serve, HttpConfig};

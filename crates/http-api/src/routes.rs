@@ -4,6 +4,7 @@ mod agent;
 mod catalog;
 mod config;
 mod connect;
+mod event;
 mod health;
 mod kv;
 mod session;
@@ -67,6 +68,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(config::routes())
         .merge(connect::routes())
         .merge(agent::routes())
+        .merge(event::routes())
         .merge(session::routes())
         .merge(txn::routes())
         .fallback(not_found)

@@ -11,13 +11,15 @@
 //!   query options ([`blocking`]).
 //! - When this server becomes leader it registers itself in the catalog (node,
 //!   `serfHealth`, the `consul` service), creates the Connect CA root once, and
-//!   garbage-collects KV tombstones ([`leader`]).
+//!   garbage-collects KV tombstones ([`leader`]), and keeps TTL session timers.
+//! - [`Server::reconcile`] makes the catalog follow gossip membership (`reconcile`).
 
 mod blocking;
 mod ca;
 mod config;
 mod fsm;
 mod leader;
+mod reconcile;
 mod server;
 
 pub use config::ServerConfig;

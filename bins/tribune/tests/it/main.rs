@@ -5,6 +5,7 @@ mod checks;
 mod cli;
 mod dns;
 mod durability;
+mod gossip;
 mod persistence;
 mod sessions;
 mod support;

@@ -38,6 +38,21 @@ impl Agent {
 
     /// [`Agent::start`], with the DNS interface on a free port when `dns` is set.
     pub fn start_with(data_dir: &Path, extra: serde_json::Value, dns: bool) -> Result<Agent> {
+        Self::launch(data_dir, extra, dns, &["-server", "-bootstrap", "-node=n1"])
+    }
+
+    /// An agent with these role flags (`-server -bootstrap -node=…`, or a client's
+    /// `-node=… -retry-join=…`); `extra`'s `ports` entries override the free ports.
+    pub fn start_opts(data_dir: &Path, extra: serde_json::Value, role: &[&str]) -> Result<Agent> {
+        Self::launch(data_dir, extra, false, role)
+    }
+
+    fn launch(
+        data_dir: &Path,
+        extra: serde_json::Value,
+        dns: bool,
+        role: &[&str],
+    ) -> Result<Agent> {
         let http = free_port();
         let dns = dns.then(free_port);
         let mut cfg = serde_json::json!({
@@ -48,21 +63,26 @@ impl Agent {
         });
         if let (Some(c), Some(e)) = (cfg.as_object_mut(), extra.as_object()) {
             for (k, v) in e {
-                c.insert(k.clone(), v.clone());
+                // `ports` merges key by key, so a test can pin one (e.g. serf_lan).
+                match (c.get_mut(k).and_then(|x| x.as_object_mut()), v.as_object()) {
+                    (Some(into), Some(from)) if k == "ports" => {
+                        for (pk, pv) in from {
+                            into.insert(pk.clone(), pv.clone());
+                        }
+                    }
+                    _ => {
+                        c.insert(k.clone(), v.clone());
+                    }
+                }
             }
         }
         std::fs::create_dir_all(data_dir)?;
         let cfg_path = data_dir.with_extension("json");
         std::fs::write(&cfg_path, cfg.to_string())?;
         let mut child = Command::new(bin())
-            .args([
-                "agent",
-                "-server",
-                "-bootstrap",
-                "-node=n1",
-                "-bind=127.0.0.1",
-                "-client=127.0.0.1",
-            ])
+            .arg("agent")
+            .args(role)
+            .args(["-bind=127.0.0.1", "-client=127.0.0.1"])
             .arg(format!("-data-dir={}", data_dir.display()))
             .arg(format!("-config-file={}", cfg_path.display()))
             .stdout(Stdio::piped())

@@ -4,6 +4,7 @@
 mod support;
 
 mod agent;
+mod event;
 mod session;
 mod txn;
 

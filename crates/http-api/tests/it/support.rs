@@ -82,6 +82,9 @@ pub struct FakeBackend {
     subscriptions: watch::Sender<usize>,
     /// Log lines for `/v1/agent/monitor`.
     pub logs: tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>,
+    /// Fired user events (the fake delivers them to itself, as gossip would).
+    events: Mutex<Vec<tribune_http_api::UserEvent>>,
+    events_tx: watch::Sender<u64>,
 }
 
 impl FakeBackend {
@@ -150,6 +153,8 @@ impl FakeBackend {
             local_tx,
             subscriptions,
             logs: tokio::sync::broadcast::channel(64).0,
+            events: Mutex::new(Vec::new()),
+            events_tx: watch::channel(0).0,
         })
     }
 
@@ -808,6 +813,30 @@ impl Backend for FakeBackend {
 
     fn local_changes(&self) -> watch::Receiver<u64> {
         let rx = self.local_tx.subscribe();
+        self.subscriptions.send_modify(|n| *n += 1);
+        rx
+    }
+
+    async fn fire_event(
+        &self,
+        mut event: tribune_http_api::UserEvent,
+    ) -> Result<tribune_http_api::UserEvent, BackendError> {
+        let mut events = self.events.lock().unwrap();
+        event.id = format!("00000000-0000-0000-0000-{:012x}", events.len() + 1);
+        event.version = 1;
+        event.ltime = events.len() as u64 + 1;
+        events.push(event.clone());
+        drop(events);
+        self.events_tx.send_modify(|v| *v += 1);
+        Ok(event)
+    }
+
+    fn events(&self) -> Vec<tribune_http_api::UserEvent> {
+        self.events.lock().unwrap().clone()
+    }
+
+    fn event_changes(&self) -> watch::Receiver<u64> {
+        let rx = self.events_tx.subscribe();
         self.subscriptions.send_modify(|n| *n += 1);
         rx
     }

@@ -1,0 +1,188 @@
+//! A gossip cluster of real processes on loopback: one server and six client agents
+//! join; every member sees seven alive; `kill -9` of a client makes the others mark it
+//! failed and the catalog shows its `serfHealth` critical; restarted, it is alive and
+//! passing again; after `leave` it is `left` (not failed) and gone from the catalog.
+//! A user event fired on one client is listed on another. Short gossip timings keep
+//! detection to seconds; all waiting is bounded polling of the state the test waits for, never fixed sleeps.
+
+use crate::support::{free_port, Agent};
+use anyhow::{bail, Result};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+fn fast_gossip() -> Value {
+    json!({"probe_interval": "200ms", "probe_timeout": "100ms", "gossip_interval": "50ms"})
+}
+
+/// Polls `f` (each call is one HTTP round trip) until it holds or `limit` passes.
+async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<()>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<bool>>,
+{
+    let deadline = Instant::now() + limit;
+    // Membership has no blocking endpoint: the condition itself is what the test waits
+    // for; the interval only keeps the poll from saturating two cores.
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        pace.tick().await;
+        if f().await? {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("{what}: not reached within {limit:?}");
+        }
+    }
+}
+
+async fn member_status(c: &reqwest::Client, http: &str, node: &str) -> Result<Option<u64>> {
+    let members: Value = c
+        .get(format!("{http}/v1/agent/members"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(members
+        .as_array()
+        .and_then(|a| a.iter().find(|m| m["Name"] == node))
+        .and_then(|m| m["Status"].as_u64()))
+}
+
+async fn serf_health(c: &reqwest::Client, http: &str, node: &str) -> Result<Option<String>> {
+    let checks: Value = c
+        .get(format!("{http}/v1/health/node/{node}"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    Ok(checks
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["CheckID"] == "serfHealth"))
+        .and_then(|c| c["Status"].as_str().map(str::to_owned)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_server_six_clients_join_fail_recover_and_leave() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let serf = free_port();
+    let server = Agent::start_opts(
+        &dir.path().join("server"),
+        json!({"gossip_lan": fast_gossip(), "ports": {"serf_lan": serf}}),
+        &["-server", "-bootstrap", "-node=srv"],
+    )?;
+    let join = format!("-retry-join=127.0.0.1:{serf}");
+    let client_cfg = json!({"gossip_lan": fast_gossip(), "retry_interval": "200ms"});
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let name = format!("-node=c{i}");
+        clients.push(Agent::start_opts(
+            &dir.path().join(format!("c{i}")),
+            client_cfg.clone(),
+            &[name.as_str(), join.as_str()],
+        )?);
+    }
+    let c = reqwest::Client::new();
+    let http = server.http.clone();
+    eventually(Duration::from_secs(60), "seven alive members", || {
+        let (c, http) = (c.clone(), http.clone());
+        async move {
+            let members: Value = c
+                .get(format!("{http}/v1/agent/members"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let alive = members
+                .as_array()
+                .map_or(0, |a| a.iter().filter(|m| m["Status"] == 1).count());
+            Ok(alive == 7)
+        }
+    })
+    .await?;
+    eventually(Duration::from_secs(30), "c3 passing in the catalog", || {
+        let (c, http) = (c.clone(), http.clone());
+        async move { Ok(serf_health(&c, &http, "c3").await?.as_deref() == Some("passing")) }
+    })
+    .await?;
+
+    // A user event fired on one client reaches another.
+    let fired = c
+        .put(format!("{}/v1/event/fire/deploy", clients[0].http))
+        .body("v2")
+        .send()
+        .await?;
+    assert_eq!(fired.status(), 200);
+    let other = clients[5].http.clone();
+    eventually(Duration::from_secs(30), "the event on c5", || {
+        let (c, other) = (c.clone(), other.clone());
+        async move {
+            let list: Value = c
+                .get(format!("{other}/v1/event/list?name=deploy"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            Ok(list
+                .as_array()
+                .is_some_and(|a| a.len() == 1 && a[0]["Payload"] == "djI="))
+        }
+    })
+    .await?;
+
+    // kill -9 c3: failed for the others, serfHealth critical in the catalog.
+    let c3 = clients.remove(3);
+    c3.kill9()?;
+    for observer in [&http, &clients[0].http] {
+        let o = observer.clone();
+        eventually(Duration::from_secs(60), "c3 failed", || {
+            let (c, o) = (c.clone(), o.clone());
+            async move { Ok(member_status(&c, &o, "c3").await? == Some(4)) }
+        })
+        .await?;
+    }
+    eventually(Duration::from_secs(30), "c3 critical", || {
+        let (c, http) = (c.clone(), http.clone());
+        async move { Ok(serf_health(&c, &http, "c3").await?.as_deref() == Some("critical")) }
+    })
+    .await?;
+
+    // Restarted on its data dir, it is back and passing.
+    let c3 = Agent::start_opts(
+        &dir.path().join("c3"),
+        client_cfg.clone(),
+        &["-node=c3", join.as_str()],
+    )?;
+    eventually(
+        Duration::from_secs(60),
+        "c3 alive and passing again",
+        || {
+            let (c, http) = (c.clone(), http.clone());
+            async move {
+                Ok(member_status(&c, &http, "c3").await? == Some(1)
+                    && serf_health(&c, &http, "c3").await?.as_deref() == Some("passing"))
+            }
+        },
+    )
+    .await?;
+
+    // A graceful leave: `left`, not failed, and deregistered.
+    let r = c.put(format!("{}/v1/agent/leave", c3.http)).send().await?;
+    assert_eq!(r.status(), 200);
+    eventually(Duration::from_secs(60), "c3 left and deregistered", || {
+        let (c, http) = (c.clone(), http.clone());
+        async move {
+            let nodes: Value = c
+                .get(format!("{http}/v1/catalog/nodes"))
+                .send()
+                .await?
+                .json()
+                .await?;
+            let listed = nodes
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n["Node"] == "c3"));
+            Ok(member_status(&c, &http, "c3").await? == Some(3) && !listed)
+        }
+    })
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! The agent's gossip side: its LAN pool (and a server's WAN pool), what
+//! `/v1/agent/members`, `join` and `force-leave` act on, and Consul user events —
+//! fired into the pool as `consul:event:<name>` and, on receipt, kept (at most 256,
+//! deduplicated by ID) when this node matches the event's node/service/tag filters.
+
+use crate::agent::Agent;
+use regex::Regex;
+use std::sync::{Arc, Weak};
+use tribune_gossip::{EventMessage, Gossip, GossipEvent};
+use tribune_http_api::{BackendError, UserEvent};
+use tribune_types::model::Member;
+
+/// How many received events the agent keeps (Consul's `eventBuf` of 256).
+pub(crate) const EVENT_BUFFER: usize = 256;
+
+/// The gossip pools an agent is in.
+#[derive(Default)]
+pub(crate) struct Pools {
+    pub(crate) lan: Option<Arc<Gossip>>,
+    pub(crate) wan: Option<Arc<Gossip>>,
+}
+
+fn to_api(m: &EventMessage) -> UserEvent {
+    UserEvent {
+        id: m.id.to_string(),
+        name: m.name.clone(),
+        payload: m.payload.clone(),
+        node_filter: m.node_filter.clone(),
+        service_filter: m.service_filter.clone(),
+        tag_filter: m.tag_filter.clone(),
+        version: m.version,
+        ltime: m.ltime,
+    }
+}
+
+fn bad_filter(what: &str, e: regex::Error) -> BackendError {
+    BackendError::BadRequest(format!("Invalid {what} filter: {e}"))
+}
+
+/// Consul's `validateUserEventParams`.
+fn validate(ev: &UserEvent) -> Result<(), BackendError> {
+    if ev.name.is_empty() {
+        return Err(BackendError::BadRequest("User event missing name".into()));
+    }
+    if !ev.tag_filter.is_empty() && ev.service_filter.is_empty() {
+        return Err(BackendError::BadRequest(
+            "Cannot provide tag filter without service filter".into(),
+        ));
+    }
+    for (what, f) in [
+        ("node", &ev.node_filter),
+        ("service", &ev.service_filter),
+        ("tag", &ev.tag_filter),
+    ] {
+        if !f.is_empty() {
+            Regex::new(f).map_err(|e| bad_filter(what, e))?;
+        }
+    }
+    Ok(())
+}
+
+impl Agent {
+    /// Puts the agent in its gossip pools (LAN; WAN for servers) and starts taking
+    /// user events from the LAN pool.
+    pub fn attach_gossip(&self, lan: Arc<Gossip>, wan: Option<Arc<Gossip>>) {
+        let events = lan.subscribe();
+        {
+            let mut pools = self.pools.lock();
+            pools.lan = Some(lan);
+            pools.wan = wan;
+        }
+        tokio::spawn(ingest(self.this.clone(), events));
+    }
+
+    pub(crate) fn lan(&self) -> Option<Arc<Gossip>> {
+        self.pools.lock().lan.clone()
+    }
+
+    pub(crate) fn pool(&self, wan: bool) -> Option<Arc<Gossip>> {
+        let pools = self.pools.lock();
+        if wan {
+            pools.wan.clone()
+        } else {
+            pools.lan.clone()
+        }
+    }
+
+    /// Members of a pool (`None` when the agent has no gossip, e.g. in unit tests).
+    pub(crate) fn gossip_members(&self, wan: bool) -> Option<Vec<Member>> {
+        self.pool(wan).map(|g| g.members())
+    }
+
+    /// `PUT /v1/event/fire`: validates, then broadcasts the event to the pool.
+    pub(crate) async fn fire_user_event(&self, ev: UserEvent) -> Result<UserEvent, BackendError> {
+        validate(&ev)?;
+        let Some(lan) = self.lan() else {
+            return Err(BackendError::Unavailable(
+                "this agent is not in a gossip pool".into(),
+            ));
+        };
+        let mut msg = EventMessage::new(ev.name.clone(), ev.payload.clone());
+        msg.node_filter = ev.node_filter;
+        msg.service_filter = ev.service_filter;
+        msg.tag_filter = ev.tag_filter;
+        let payload = msg
+            .to_payload()
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        lan.fire_event(&msg.gossip_name(), &payload)
+            .await
+            .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        Ok(to_api(&msg))
+    }
+
+    /// Whether this node is a target of the event's filters (Consul's
+    /// `shouldProcessUserEvent`): the node filter matches the node name; a service
+    /// filter matches a local service name, and with a tag filter one of its tags.
+    fn targets_me(&self, m: &EventMessage) -> bool {
+        let matches =
+            |pattern: &str, text: &str| Regex::new(pattern).is_ok_and(|r| r.is_match(text));
+        if !m.node_filter.is_empty() && !matches(&m.node_filter, &self.cfg.node_name) {
+            return false;
+        }
+        if m.service_filter.is_empty() {
+            return true;
+        }
+        let local = self.local.lock();
+        local.services.values().any(|s| {
+            matches(&m.service_filter, &s.service)
+                && (m.tag_filter.is_empty() || s.tags.iter().any(|t| matches(&m.tag_filter, t)))
+        })
+    }
+
+    fn keep_event(&self, ev: UserEvent) {
+        {
+            let mut buf = self.user_events.lock();
+            if buf.iter().any(|e| e.id == ev.id) {
+                return;
+            }
+            if buf.len() == EVENT_BUFFER {
+                buf.pop_front();
+            }
+            buf.push_back(ev);
+        }
+        self.event_tx.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    pub(crate) fn kept_events(&self) -> Vec<UserEvent> {
+        self.user_events.lock().iter().cloned().collect()
+    }
+}
+
+/// Takes Consul user events off the LAN pool for as long as the agent lives.
+async fn ingest(agent: Weak<Agent>, mut events: tokio::sync::broadcast::Receiver<GossipEvent>) {
+    loop {
+        let ev = match events.recv().await {
+            Ok(ev) => ev,
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                tracing::warn!(missed = n, "gossip events dropped: the agent fell behind");
+                continue;
+            }
+            Err(_) => return,
+        };
+        let GossipEvent::User(user) = ev else {
+            continue;
+        };
+        // Consul's agent sends its events as `consul:event:<name>`; other gossip
+        // events (none yet) are not user events.
+        let Some(name) = user.name.strip_prefix("consul:event:") else {
+            continue;
+        };
+        let Some(a) = agent.upgrade() else { return };
+        match EventMessage::from_payload(&user.payload, user.ltime) {
+            Ok(msg) if a.targets_me(&msg) => {
+                tracing::debug!(event = name, id = %msg.id, "user event received");
+                a.keep_event(to_api(&msg));
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(event = name, error = %e, "undecodable user event dropped"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn event_parameters_are_validated_like_consul() {
+        let ev = |name: &str, node: &str, svc: &str, tag: &str| UserEvent {
+            name: name.into(),
+            node_filter: node.into(),
+            service_filter: svc.into(),
+            tag_filter: tag.into(),
+            ..Default::default()
+        };
+        assert!(validate(&ev("deploy", "web.*", "api", "v1")).is_ok());
+        assert!(validate(&ev("", "", "", "")).is_err());
+        assert_eq!(
+            validate(&ev("x", "", "", "v1")),
+            Err(BackendError::BadRequest(
+                "Cannot provide tag filter without service filter".into()
+            ))
+        );
+        assert!(matches!(
+            validate(&ev("x", "(", "", "")),
+            Err(BackendError::BadRequest(m)) if m.starts_with("Invalid node filter")
+        ));
+    }
+}
