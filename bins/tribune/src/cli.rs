@@ -12,6 +12,7 @@
 //! their messages appear when they happen.
 
 mod catalog;
+mod event;
 mod format;
 mod http;
 mod kv;
@@ -31,13 +32,25 @@ use tribune_types::goflag::{FlagError, FlagSet, Parsed};
 /// Commands this module implements, with their one-line synopses (for help text).
 pub const COMMANDS: &[(&str, &str)] = &[
     ("catalog", "Interact with the catalog"),
+    ("event", "Fire a new event"),
+    (
+        "force-leave",
+        "Forces a member of the cluster to enter the \"left\" state",
+    ),
     ("info", "Provides debugging information for operators."),
     ("join", "Tell Consul agent to join cluster"),
+    ("keygen", "Generates a new encryption key"),
     ("kv", "Interact with the key-value store"),
     (
         "leave",
         "Gracefully leaves the Consul cluster and shuts down",
     ),
+    ("event", "Fire a new event"),
+    (
+        "force-leave",
+        "Forces a member of the cluster to enter the \"left\" state",
+    ),
+    ("keygen", "Generates a new encryption key"),
     ("lock", "Execute a command holding a lock"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a Consul cluster"),
@@ -69,8 +82,11 @@ pub async fn run(command: &str, args: &[String]) -> anyhow::Result<i32> {
 pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i32 {
     match command {
         "catalog" => catalog::run(args, ctx).await,
+        "event" => event::event(args, ctx).await,
+        "force-leave" => event::force_leave(args, ctx).await,
         "info" => node::info(args, ctx).await,
         "join" => node::join(args, ctx).await,
+        "keygen" => event::keygen(args, ctx),
         "kv" => kv::run(args, ctx).await,
         "leave" => node::leave(args, ctx).await,
         "lock" => lock::run(args, ctx).await,

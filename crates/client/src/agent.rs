@@ -525,6 +525,20 @@ impl<'a> Agent<'a> {
         self.client.write_unit(req).await
     }
 
+    /// `PUT /v1/agent/force-leave/{node}`: mark a failed member left (`prune`: forget
+    /// it at once).
+    pub async fn force_leave(&self, node: &str, prune: bool, wan: bool) -> Result<(), Error> {
+        let path = format!("/v1/agent/force-leave/{}", escape_segment(node));
+        let mut req = self.client.request(Method::PUT, &path, None, None);
+        if prune {
+            req = req.query(&[("prune", "1")]);
+        }
+        if wan {
+            req = req.query(&[("wan", "1")]);
+        }
+        self.client.write_unit(req).await
+    }
+
     /// `GET /v1/agent/checks`: checks registered with this agent, by check ID.
     pub async fn checks(&self) -> Result<BTreeMap<String, AgentCheck>, Error> {
         let (checks, _) = self

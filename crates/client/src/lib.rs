@@ -37,6 +37,7 @@ mod config;
 mod coord;
 mod election;
 mod error;
+mod event;
 mod kv;
 mod lock;
 mod query;
@@ -67,6 +68,7 @@ pub use coord::{
 };
 pub use election::{current_leader, LeaderElection};
 pub use error::Error;
+pub use event::{Event, UserEvent};
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
 pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
 pub use query::{QueryMeta, QueryOptions};
@@ -178,6 +180,11 @@ impl Client {
     /// The local agent (`/v1/agent`).
     pub fn agent(&self) -> Agent<'_> {
         Agent::new(self)
+    }
+
+    /// The `/v1/event` endpoints.
+    pub fn event(&self) -> Event<'_> {
+        Event::new(self)
     }
 
     /// Sessions (`/v1/session`).
