@@ -1,7 +1,8 @@
 //! A gossip cluster of real processes on loopback: one server and six client agents
 //! join; every member sees seven alive; `kill -9` of a client makes the others mark it
 //! failed and the catalog shows its `serfHealth` critical; restarted, it is alive and
-//! passing again; after `leave` it is `left` (not failed) and gone from the catalog.
+//! passing again with the services of its HCL and JSON config files in the catalog;
+//! after `leave` it is `left` (not failed) and gone from the catalog.
 //! A user event fired on one client is listed on another. Short gossip timings keep
 //! detection to seconds; all waiting is bounded polling of the state the test waits for, never fixed sleeps.
 
@@ -72,13 +73,32 @@ async fn one_server_six_clients_join_fail_recover_and_leave() -> Result<()> {
     )?;
     let join = format!("-retry-join=127.0.0.1:{serf}");
     let client_cfg = json!({"gossip_lan": fast_gossip(), "retry_interval": "200ms"});
+    // c3 also registers services from an HCL and a JSON config file.
+    let hcl = dir.path().join("web.hcl");
+    std::fs::write(
+        &hcl,
+        "service {\n  name = \"web\"\n  port = 8080\n  check {\n    ttl = \"10m\"\n    status = \"passing\"\n  }\n}\n",
+    )?;
+    let json_file = dir.path().join("db.json");
+    std::fs::write(
+        &json_file,
+        r#"{"services": [{"name": "db", "port": 5432}]}"#,
+    )?;
+    let c3_files = [
+        format!("-config-file={}", hcl.display()),
+        format!("-config-file={}", json_file.display()),
+    ];
     let mut clients = Vec::new();
     for i in 0..6 {
         let name = format!("-node=c{i}");
+        let mut role = vec![name.as_str(), join.as_str()];
+        if i == 3 {
+            role.extend(c3_files.iter().map(String::as_str));
+        }
         clients.push(Agent::start_opts(
             &dir.path().join(format!("c{i}")),
             client_cfg.clone(),
-            &[name.as_str(), join.as_str()],
+            &role,
         )?);
     }
     let c = reqwest::Client::new();
