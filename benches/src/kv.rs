@@ -488,46 +488,12 @@ where
 
 /// Install Debian's etcd 3.4 when it is missing and we may (root); otherwise say how.
 fn ensure_etcd(bin: &Path) -> Result<()> {
-    if bin.exists() {
-        return Ok(());
-    }
-    if bin != Path::new("/usr/bin/etcd") {
+    if !bin.exists() && bin != Path::new("/usr/bin/etcd") {
         bail!("{} not found", bin.display());
     }
-    let uid = std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("Uid:"))
-                .and_then(|l| l.split_whitespace().nth(1).map(str::to_owned))
-        })
-        .unwrap_or_default();
-    if uid != "0" {
-        bail!("/usr/bin/etcd not found; install it with: sudo apt-get install -y etcd-server");
-    }
-    println!("etcd: installing Debian's etcd-server");
-    let apt = |args: &[&str]| -> Result<bool> {
-        Ok(Command::new("apt-get")
-            .args(args)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .status()
-            .context("running apt-get")?
-            .success())
-    };
-    // A fresh machine may have no package lists yet.
-    if !apt(&["install", "-y", "etcd-server"])? {
-        apt(&["update"])?;
-        apt(&["install", "-y", "etcd-server"])?;
-    }
-    if !bin.exists() {
-        bail!(
-            "apt-get install -y etcd-server did not provide {}",
-            bin.display()
-        );
-    }
-    // If the package started a system etcd (default ports, /var/lib/etcd), it is
+    // If the package starts a system etcd (default ports, /var/lib/etcd), it is
     // left alone: ours has its own ports and data directory.
-    Ok(())
+    crate::apt::ensure(&[(bin, "etcd-server")])
 }
 
 /// A bare hyper server process (this binary's `hello-server`).

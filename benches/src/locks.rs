@@ -20,7 +20,7 @@ use crate::coord::{self, LockRun, PacedRequest, SESSION_KINDS};
 use crate::driver::{disturbed, undisturbed, Measured, Plan, DISTURBED_CORES};
 use crate::fsync::{self, Mode};
 use crate::kv::Hello;
-use crate::report::{self, Row};
+use crate::report::{self, Row, TargetLine};
 use crate::sys::{self, Disk, Sampler};
 use crate::tribune::Tribune;
 
@@ -288,7 +288,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 })
             })
             .collect();
-        let targets: Vec<_> = targets.iter().map(Target::json).collect();
+        let targets: Vec<_> = targets.iter().map(TargetLine::json).collect();
         let doc = json!({
             "meta": meta,
             "rows": report::rows_json(&res.rows),
@@ -638,53 +638,7 @@ fn renew_plan(o: &Opts) -> Plan {
     }
 }
 
-/// One target and its verdict.
-struct Target {
-    name: String,
-    measured: Option<f64>,
-    unit: &'static str,
-    goal: String,
-    met: Option<bool>,
-    disturbed: bool,
-    /// A reference line under a target, with no verdict of its own.
-    reference: bool,
-}
-
-impl Target {
-    fn verdict(&self) -> &'static str {
-        match (self.met, self.disturbed) {
-            _ if self.reference => "",
-            (Some(true), false) => "met",
-            (Some(false), false) => "NOT met",
-            (Some(_), true) => "(disturbed: no verdict)",
-            (None, _) => "(not measured)",
-        }
-    }
-
-    fn line(&self) -> String {
-        format!(
-            "{:<66} {:>10} {:<28} {}",
-            self.name,
-            self.measured
-                .map_or_else(|| "-".into(), |v| format!("{v:.3} {}", self.unit)),
-            self.goal,
-            self.verdict()
-        )
-    }
-
-    fn json(&self) -> serde_json::Value {
-        json!({
-            "name": self.name.trim(),
-            "measured": self.measured,
-            "unit": self.unit,
-            "goal": self.goal,
-            "met": if self.reference { None } else { self.met },
-            "disturbed": self.disturbed,
-        })
-    }
-}
-
-fn targets(res: &Results) -> Vec<Target> {
+fn targets(res: &Results) -> Vec<TargetLine> {
     let find = |id: &str| res.rows.iter().find(|r| r.id == id).map(|r| &r.m);
     let fsync = find("fsync-append");
     let fsync_ms = fsync.map(|m| m.p50_us / 1e3).filter(|v| v.is_finite());
@@ -701,7 +655,7 @@ fn targets(res: &Results) -> Vec<Target> {
         let shaky = all.is_some_and(disturbed) || fsync.is_some_and(disturbed);
         let p99 = |m: Option<&Measured>| m.map(|m| m.p99_us / 1e3).filter(|v| v.is_finite());
         let all_p99 = p99(all);
-        out.push(Target {
+        out.push(TargetLine {
             name: format!("lock hand-off p99, {c} contenders"),
             measured: all_p99,
             unit: "ms",
@@ -711,7 +665,7 @@ fn targets(res: &Results) -> Vec<Target> {
             reference: false,
         });
         let cross_p99 = p99(cross);
-        out.push(Target {
+        out.push(TargetLine {
             name: "  for reference: hand-offs to another contender only".into(),
             measured: cross_p99,
             unit: "ms",
@@ -725,7 +679,7 @@ fn targets(res: &Results) -> Vec<Target> {
         let cores = m.usage.server_cores;
         let wanted = res.renew_rate;
         let achieved = m.ops_per_sec();
-        out.push(Target {
+        out.push(TargetLine {
             name: format!(
                 "server CPU, {} sessions renewed at {achieved:.0}/s",
                 res.sessions
@@ -742,7 +696,7 @@ fn targets(res: &Results) -> Vec<Target> {
         // extrapolation, not a measurement.
         if let Some(us) = report::server_us_per_op(m) {
             if achieved < 0.95 * wanted {
-                out.push(Target {
+                out.push(TargetLine {
                     name: format!(
                         "  EXTRAPOLATED to {wanted:.0} renewals/s ({us:.0} µs per renewal)"
                     ),

@@ -6,10 +6,17 @@
 //! - `locks [options]`: the coordination benchmark (lock hand-off, session churn,
 //!   transactions, renewal CPU) against Tribune, with the raw fdatasync loop as
 //!   the same-run reference; see `BENCHMARKS.md`.
+//! - `dns [options]`: the DNS benchmark: dnsperf against Tribune's DNS server
+//!   and against unbound serving the same records, both pinned to one core,
+//!   with the target ratios; see `BENCHMARKS.md`.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
 
+mod apt;
 mod coord;
+mod dns;
+mod dnsclient;
+mod dnsperf;
 mod driver;
 mod etcd;
 mod fsync;
@@ -21,6 +28,7 @@ mod procs;
 mod report;
 mod sys;
 mod tribune;
+mod unbound;
 
 use anyhow::{bail, Result};
 
@@ -29,10 +37,11 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("kv") => kv::run(&args[1..]),
         Some("locks") => locks::run(&args[1..]),
+        Some("dns") => dns::run(&args[1..]),
         Some("hello-server") => hello::main(&args[1..]),
         _ => {
-            eprint!("{}\n{}", kv::USAGE, locks::USAGE);
-            bail!("usage: tribune-benches kv|locks [options]")
+            eprint!("{}\n{}\n{}", kv::USAGE, locks::USAGE, dns::USAGE);
+            bail!("usage: tribune-benches kv|locks|dns [options]")
         }
     }
 }

@@ -50,6 +50,30 @@ impl Proc {
         Ok(())
     }
 
+    /// Wait (polling, so the runtime stays free) until the process exits on its
+    /// own, at most `timeout`; fails with the end of its log if it exits
+    /// unsuccessfully or does not exit in time. For clients run to completion
+    /// (dnsperf), not for servers.
+    pub async fn wait(&mut self, timeout: std::time::Duration) -> Result<()> {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                if status.success() {
+                    return Ok(());
+                }
+                anyhow::bail!(
+                    "{} exited with {status}; end of its log:\n{}",
+                    self.name,
+                    self.log_tail()
+                );
+            }
+            if std::time::Instant::now() >= deadline {
+                anyhow::bail!("{} still running after {timeout:?}", self.name);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
     /// The last lines of the process's log, for error messages.
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();

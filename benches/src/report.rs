@@ -1,6 +1,6 @@
 //! The results table, the KV benchmark's target ratios, and the JSON record of a
-//! run. The table and the per-row JSON serve every benchmark; the targets are
-//! each benchmark's own.
+//! run. The table, the per-row JSON and the target line ([`TargetLine`]) serve
+//! every benchmark; which targets there are is each benchmark's own.
 
 use std::fmt::Write;
 
@@ -36,7 +36,8 @@ impl Round {
     }
 }
 
-fn median(mut v: Vec<f64>) -> Option<f64> {
+/// The median of the finite values, if any.
+pub fn median(mut v: Vec<f64>) -> Option<f64> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -247,6 +248,62 @@ pub fn ratios(rows: &[Row], rounds: &[Round]) -> String {
         }
     }
     out
+}
+
+/// One target and its verdict, as the `locks` and `dns` benchmarks print them:
+/// a measured figure against a goal, or a reference line under a target.
+pub struct TargetLine {
+    /// What is measured (indented two spaces for a reference line).
+    pub name: String,
+    /// The figure, in `unit`.
+    pub measured: Option<f64>,
+    /// `ms`, `cores`, `x` (a ratio), ...
+    pub unit: &'static str,
+    /// The goal, as printed (`< 5.125 ms`, `>= 1.0`).
+    pub goal: String,
+    /// Whether the goal is met; `None` when not measured.
+    pub met: Option<bool>,
+    /// Some input was measured while other processes took CPU: no verdict.
+    pub disturbed: bool,
+    /// A reference line under a target, with no verdict of its own.
+    pub reference: bool,
+}
+
+impl TargetLine {
+    /// `met`, `NOT met`, or why there is no verdict.
+    pub fn verdict(&self) -> &'static str {
+        match (self.met, self.disturbed) {
+            _ if self.reference => "",
+            (Some(true), false) => "met",
+            (Some(false), false) => "NOT met",
+            (Some(_), true) => "(disturbed: no verdict)",
+            (None, _) => "(not measured)",
+        }
+    }
+
+    /// One line of the printed report.
+    pub fn line(&self) -> String {
+        format!(
+            "{:<66} {:>10} {:<28} {}",
+            self.name,
+            self.measured
+                .map_or_else(|| "-".into(), |v| format!("{v:.3} {}", self.unit)),
+            self.goal,
+            self.verdict()
+        )
+    }
+
+    /// The JSON record.
+    pub fn json(&self) -> serde_json::Value {
+        json!({
+            "name": self.name.trim(),
+            "measured": self.measured,
+            "unit": self.unit,
+            "goal": self.goal,
+            "met": if self.reference { None } else { self.met },
+            "disturbed": self.disturbed,
+        })
+    }
 }
 
 /// Everything, as JSON (for `--json`).

@@ -141,7 +141,8 @@ pub struct Sample {
 pub struct Usage {
     /// CPU of the server process(es), in cores (1.0 = one core fully busy).
     pub server_cores: Option<f64>,
-    /// CPU of this (load-generating) process, in cores.
+    /// CPU of the load generator, in cores: this process plus any external
+    /// client processes given to [`Sampler::with_clients`].
     pub client_cores: Option<f64>,
     /// The server's busiest thread and its CPU, in cores: a thread near 1.0
     /// is a serial bottleneck whatever the process total says.
@@ -161,13 +162,25 @@ pub struct Usage {
 #[derive(Clone)]
 pub struct Sampler {
     pids: Vec<u32>,
+    clients: Vec<u32>,
     disk: Disk,
 }
 
 impl Sampler {
     /// `pids`: the server processes whose CPU counts as "server".
     pub fn new(pids: Vec<u32>, disk: Disk) -> Sampler {
-        Sampler { pids, disk }
+        Sampler {
+            pids,
+            clients: Vec::new(),
+            disk,
+        }
+    }
+
+    /// Also count `pids` as load generator: an external client (dnsperf) whose
+    /// CPU would otherwise show up as "other" and mark every row disturbed.
+    pub fn with_clients(mut self, pids: Vec<u32>) -> Sampler {
+        self.clients = pids;
+        self
     }
 
     /// Read the counters now.
@@ -176,7 +189,10 @@ impl Sampler {
             at: Instant::now(),
             procs: self.pids.iter().map(|p| process_cpu_secs(*p)).collect(),
             threads: self.pids.iter().flat_map(|p| thread_cpu_secs(*p)).collect(),
-            own: process_cpu_secs(std::process::id()),
+            own: std::iter::once(std::process::id())
+                .chain(self.clients.iter().copied())
+                .map(process_cpu_secs)
+                .sum(),
             machine: machine_jiffies(),
             disk: self.disk.counts(),
         }

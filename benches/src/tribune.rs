@@ -1,5 +1,6 @@
 //! Tribune under test: a durable single server (`agent -server -bootstrap`) with
-//! its data directory on the benchmark disk, driven over Consul's KV HTTP API.
+//! its data directory on the benchmark disk, driven over Consul's HTTP API (and,
+//! for `dns`, queried on its DNS port).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -29,6 +30,18 @@ impl Tribune {
     /// Start `bin` with its data directory and log under `dir`, and wait until it
     /// is leader and accepts a write.
     pub async fn start(bin: &Path, dir: &Path) -> Result<Tribune> {
+        Tribune::start_with(bin, dir, None, None).await
+    }
+
+    /// [`Tribune::start`], also serving DNS on 127.0.0.1:`dns_port` when given
+    /// (otherwise DNS is off), and pinned to CPU `cpu` with `taskset` when given
+    /// (taskset execs the agent, so the process id is still the agent's).
+    pub async fn start_with(
+        bin: &Path,
+        dir: &Path,
+        dns_port: Option<u16>,
+        cpu: Option<usize>,
+    ) -> Result<Tribune> {
         let http_port = free_port()?;
         let config = serde_json::json!({
             "ports": {
@@ -36,14 +49,21 @@ impl Tribune {
                 "server": free_port()?,
                 "serf_lan": free_port()?,
                 "serf_wan": free_port()?,
-                "dns": -1,
+                "dns": dns_port.map_or(-1, i32::from),
                 "grpc": -1,
             }
         });
         let config_path = dir.join("tribune.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
         let data = dir.join("tribune-data");
-        let mut cmd = Command::new(bin);
+        let mut cmd = match cpu {
+            Some(cpu) => {
+                let mut c = Command::new("taskset");
+                c.arg("-c").arg(cpu.to_string()).arg(bin);
+                c
+            }
+            None => Command::new(bin),
+        };
         cmd.arg("agent")
             .arg("-server")
             .arg("-bootstrap")

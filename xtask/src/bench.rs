@@ -1,7 +1,9 @@
-//! `cargo xtask bench kv|locks [options]`: build Tribune and the benchmark driver
-//! in release mode, then run one benchmark (`benches/`, binary `tribune-benches`):
-//! `kv` (KV PUT/GET against etcd, raw fdatasync and bare hyper) or `locks` (lock
-//! hand-off, sessions, transactions and renewal CPU against raw fdatasync).
+//! `cargo xtask bench kv|locks|dns [options]`: build Tribune and the benchmark
+//! driver in release mode, then run one benchmark (`benches/`, binary
+//! `tribune-benches`): `kv` (KV PUT/GET against etcd, raw fdatasync and bare
+//! hyper), `locks` (lock hand-off, sessions, transactions and renewal CPU against
+//! raw fdatasync) or `dns` (A and SRV queries with dnsperf against unbound on the
+//! same pinned core; the driver installs Debian's dnsperf and unbound if missing).
 //!
 //! Options after the benchmark's name go to the driver (`--duration`, `--only`,
 //! `--json`, ...; `cargo xtask bench kv --help` lists them). The data directories
@@ -17,10 +19,10 @@ use anyhow::{bail, Result};
 
 use crate::{cargo, project_root, run as run_cmd};
 
-const USAGE: &str = "usage: cargo xtask bench kv|locks [driver options; --help lists them]";
+const USAGE: &str = "usage: cargo xtask bench kv|locks|dns [driver options; --help lists them]";
 
 /// The benchmarks `tribune-benches` knows.
-const BENCHMARKS: [&str; 2] = ["kv", "locks"];
+const BENCHMARKS: [&str; 3] = ["kv", "locks", "dns"];
 
 /// Entry point: `args` are the words after `bench`.
 pub fn run(args: &[String]) -> Result<()> {

@@ -7,7 +7,8 @@
 //! - `tidy`: house rules (also run as a `#[test]`, see [`tidy`]).
 //! - `compat go|py|all`: the Go `api` package's and py-consul's own test suites.
 //! - `bench kv`: the KV benchmark against etcd, raw fdatasync and bare hyper;
-//!   `bench locks`: lock hand-off, session churn, transactions and TTL renewals
+//!   `bench locks`: lock hand-off, session churn, transactions and TTL renewals;
+//!   `bench dns`: dnsperf against our DNS server and unbound on one pinned core
 //!   (release build; see BENCHMARKS.md).
 //! - `prereqs`: install or check the system packages the build needs.
 
@@ -118,7 +119,9 @@ fn main() -> Result<()> {
             }
         }
         Some("prereqs") => prereqs::ensure(),
-        _ => bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|prereqs>"),
+        _ => {
+            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|prereqs>")
+        }
     }
 }
 
