@@ -655,8 +655,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     // Whether to leave the gossip pools gracefully (others then see this node `left`,
-    // not `failed`): Consul's skip_leave_on_interrupt / leave_on_terminate, and always
-    // for `/v1/agent/leave`.
+    // not `failed`): Consul's skip_leave_on_interrupt / leave_on_terminate.
+    // `/v1/agent/leave` has already left by the time it gets here.
     let leave = loop {
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
@@ -667,7 +667,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 }
             }
             ev = events.recv() => match ev {
-                None | Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); break true; }
+                // The agent already left its pools before answering `/v1/agent/leave`.
+                None | Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); break false; }
                 Some(AgentEvent::Reload(reply)) => {
                     let r = reload(&parsed, &agent, &mut from_config).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);

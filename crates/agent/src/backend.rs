@@ -156,6 +156,16 @@ impl Backend for Agent {
     }
 
     async fn leave(&self) -> Result<(), BackendError> {
+        // Consul answers only once the leave has propagated, so a client that asks the
+        // other members right after sees this node `left` (the Go client's own test
+        // does exactly that).
+        for wan in [false, true] {
+            if let Some(pool) = self.pool(wan) {
+                pool.leave()
+                    .await
+                    .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+            }
+        }
         self.send_event(AgentEvent::Leave).await
     }
 
@@ -192,6 +202,15 @@ impl Backend for Agent {
                 "agent: No node found with name '{node}'"
             )));
         };
+        // Serf ignores a force-leave of a member that is alive (it would only rejoin),
+        // this agent included, and reports success.
+        if pool
+            .members()
+            .iter()
+            .any(|m| m.name == node && m.status == 1)
+        {
+            return Ok(());
+        }
         pool.force_leave(node, prune)
             .await
             .map_err(|e| BackendError::Unavailable(e.to_string()))
