@@ -15,6 +15,14 @@ use tribune_types::HealthStatus;
 impl Agent {
     fn member(&self) -> Member {
         let c = &self.cfg;
+        // In a pool, the entry the others see is the one to report (clients compare
+        // `/v1/agent/self`'s Member with `/v1/agent/members`).
+        if let Some(me) = self
+            .gossip_members(false)
+            .and_then(|ms| ms.into_iter().find(|m| m.name == c.node_name))
+        {
+            return me;
+        }
         let mut tags = BTreeMap::new();
         tags.insert(
             "role".into(),
@@ -22,7 +30,7 @@ impl Agent {
         );
         tags.insert("dc".into(), c.datacenter.clone());
         tags.insert("id".into(), c.node_id.clone());
-        tags.insert("build".into(), format!("{}:tribune", c.version));
+        tags.insert("build".into(), c.version.clone());
         tags.insert("vsn".into(), "2".into());
         tags.insert("vsn_min".into(), "2".into());
         tags.insert("vsn_max".into(), "3".into());
