@@ -1,11 +1,13 @@
 //! The coordination workloads of `locks`, driven over Consul's session, KV-lock
 //! and transaction HTTP API: lock contention on one key, session churn, 10-op
-//! transactions, and a steady renewal schedule for many TTL sessions.
+//! transactions, and a steady renewal schedule for many TTL sessions (also sent
+//! over the server's internal gRPC, as client agents forward renewals).
 //!
-//! Every client follows what Consul's own Go `api` package does for the same
-//! job (its `Lock` recipe, `Session().Create`/`Renew`, `Txn()`), one request at a
-//! time on its own keep-alive connection.
+//! Every HTTP client follows what Consul's own Go `api` package does for the
+//! same job (its `Lock` recipe, `Session().Create`/`Renew`, `Txn()`), one request
+//! at a time on its own keep-alive connection.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -15,6 +17,9 @@ use base64::Engine;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use tokio::time::MissedTickBehavior;
+use tribune_rpc::{GrpcClient, ServerApi};
+use tribune_types::model::ops::{QueryOptions, ReadRequest, ReadResult};
+use tribune_types::SessionId;
 
 use crate::driver::{self, Ctx, Measured, Plan};
 use crate::http::HttpConn;
@@ -465,30 +470,43 @@ pub async fn destroy_sessions(
 /// method and path.
 pub type PacedRequest = Arc<dyn Fn(usize, u64) -> (Method, String) + Send + Sync>;
 
+/// One sender of a paced schedule ([`paced`]): whatever it sends its requests
+/// over. `send` sends the `seq`-th request of sender `sender` and waits for the
+/// answer; an error is a failed request.
+pub trait PacedSender: Send + 'static {
+    /// Send one request and wait for its answer.
+    fn send(&mut self, sender: usize, seq: u64) -> impl Future<Output = Result<()>> + Send;
+}
+
 /// Send `rate` requests per second on a fixed schedule spread evenly over time:
-/// `conns` connections each send one request per `conns / rate` seconds, their
+/// `senders` senders each send one request per `senders / rate` seconds, their
 /// ticks offset from each other so that together they tick every `1 / rate`.
-/// `request` says what each request is; any answer but 200 is an error.
-/// Latency is per request; throughput is the rate the schedule achieved (it
-/// only falls short of `rate` if the server or this process cannot keep up).
-pub async fn paced_workload(
-    addr: SocketAddr,
+/// `connect(j)` makes sender `j` (its connection is set up before the clock
+/// starts). Latency is per request; throughput is the rate the schedule
+/// achieved (it only falls short of `rate` if the server or this process cannot
+/// keep up).
+async fn paced<S, F, Fut>(
     rate: f64,
-    conns: usize,
+    senders: usize,
     plan: Plan,
     sampler: &Sampler,
-    request: PacedRequest,
-) -> Result<Measured> {
-    let period = Duration::from_secs_f64(conns as f64 / rate);
-    driver::run(conns, plan, sampler, move |j, mut ctx: Ctx| {
-        let request = request.clone();
+    connect: F,
+) -> Result<Measured>
+where
+    S: PacedSender,
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = Result<S>> + Send + 'static,
+{
+    let period = Duration::from_secs_f64(senders as f64 / rate);
+    driver::run(senders, plan, sampler, move |j, mut ctx: Ctx| {
+        let sender = connect(j);
         async move {
-            let mut c = HttpConn::connect(addr).await?;
+            let mut s = sender.await?;
             ctx.ready().await?;
             let end = ctx.end().context("run without an end")?;
-            // Connection j starts j/conns of a period late, so the connections'
-            // requests interleave evenly instead of arriving `conns` at a time.
-            let phase = period.mul_f64(j as f64 / conns as f64);
+            // Sender j starts j/senders of a period late, so the senders'
+            // requests interleave evenly instead of arriving `senders` at a time.
+            let phase = period.mul_f64(j as f64 / senders as f64);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + phase, period);
             // After a stall, catch up: a renewal schedule must still renew each
             // session once per period on average, as a real client's would.
@@ -500,14 +518,10 @@ pub async fn paced_workload(
                     _ = tokio::time::sleep_until(end.into()) => break,
                 }
                 let Some(t0) = ctx.begin() else { break };
-                let (method, path) = request(j, seq);
+                let res = s.send(j, seq).await;
                 seq += 1;
-                match c.request(method, &path, Bytes::new(), false).await {
-                    Ok((StatusCode::OK, _)) => ctx.done(t0),
-                    Ok((status, body)) => ctx.failed(
-                        t0,
-                        anyhow!("{path}: {status}: {}", String::from_utf8_lossy(&body)),
-                    ),
+                match res {
+                    Ok(()) => ctx.done(t0),
                     Err(e) => ctx.failed(t0, e),
                 }
             }
@@ -517,10 +531,56 @@ pub async fn paced_workload(
     .await
 }
 
+/// A [`PacedSender`] over its own HTTP/1.1 keep-alive connection.
+struct HttpSender {
+    c: HttpConn,
+    request: PacedRequest,
+}
+
+impl PacedSender for HttpSender {
+    async fn send(&mut self, sender: usize, seq: u64) -> Result<()> {
+        let (method, path) = (self.request)(sender, seq);
+        let (status, body) = self.c.request(method, &path, Bytes::new(), false).await?;
+        if status != StatusCode::OK {
+            bail!("{path}: {status}: {}", String::from_utf8_lossy(&body));
+        }
+        Ok(())
+    }
+}
+
+/// [`paced`] over HTTP: `conns` connections, each one sender. `request` says
+/// what each request is; any answer but 200 is an error.
+pub async fn paced_workload(
+    addr: SocketAddr,
+    rate: f64,
+    conns: usize,
+    plan: Plan,
+    sampler: &Sampler,
+    request: PacedRequest,
+) -> Result<Measured> {
+    paced(rate, conns, plan, sampler, move |_| {
+        let request = request.clone();
+        async move {
+            let c = HttpConn::connect(addr).await?;
+            Ok(HttpSender { c, request })
+        }
+    })
+    .await
+}
+
+/// Which of `n` sessions sender `j` of `senders` renews as its `seq`-th
+/// renewal: it owns every `senders`-th session, from the `j`-th, and renews
+/// them in turn.
+fn owned_session(n: usize, senders: usize, j: usize, seq: u64) -> usize {
+    let mine = (n - j).div_ceil(senders);
+    j + senders * (seq as usize % mine)
+}
+
 /// Renew every session of `ids` once per `every`, evenly spread
-/// ([`paced_workload`]): connection `j` owns every `conns`-th session, from the
-/// `j`-th, and renews them in turn. A renewal answered 404 (the session expired)
-/// is an error.
+/// ([`paced_workload`]) over `conns` HTTP connections (`PUT
+/// /v1/session/renew/<id>`): connection `j` owns every `conns`-th session, from
+/// the `j`-th, and renews them in turn. A renewal answered 404 (the session
+/// expired) is an error.
 pub async fn renew_workload(
     addr: SocketAddr,
     ids: Arc<Vec<String>>,
@@ -536,9 +596,97 @@ pub async fn renew_workload(
     let conns = conns.min(ids.len());
     let rate = ids.len() as f64 / every.as_secs_f64();
     let request: PacedRequest = Arc::new(move |j, seq| {
-        let mine = (ids.len() - j).div_ceil(conns);
-        let k = j + conns * (seq as usize % mine);
+        let k = owned_session(ids.len(), conns, j, seq);
         (Method::PUT, format!("/v1/session/renew/{}", ids[k]))
     });
     paced_workload(addr, rate, conns, plan, sampler, request).await
+}
+
+/// A [`PacedSender`] renewing sessions over the server's internal gRPC, on a
+/// channel it may share with other senders (HTTP/2 multiplexes them).
+struct RpcRenewer {
+    client: GrpcClient,
+    ids: Arc<Vec<SessionId>>,
+    senders: usize,
+}
+
+impl PacedSender for RpcRenewer {
+    async fn send(&mut self, sender: usize, seq: u64) -> Result<()> {
+        let id = self.ids[owned_session(self.ids.len(), self.senders, sender, seq)];
+        let (res, _) = self
+            .client
+            .read(ReadRequest::SessionRenew { id }, QueryOptions::default())
+            .await
+            .with_context(|| format!("Session.Renew {id}"))?;
+        match res {
+            // What the HTTP endpoint turns into a 404: the session expired.
+            ReadResult::Sessions(found) if found.is_empty() => {
+                bail!("Session.Renew {id}: session not found")
+            }
+            ReadResult::Sessions(_) => Ok(()),
+            _ => bail!("Session.Renew {id}: answered with something else than sessions"),
+        }
+    }
+}
+
+/// [`renew_workload`]'s schedule (the same `senders`, rate and session
+/// ownership), sent as `Session.Renew` RPCs to the server's RPC address `rpc`
+/// the way client agents forward their applications' renewals: the senders
+/// share `channels` gRPC connections (sender `j` uses connection `j %
+/// channels`), each connected before the clock starts. A renewal of a session
+/// the server no longer has is an error.
+pub async fn renew_rpc_workload(
+    rpc: SocketAddr,
+    ids: Arc<Vec<SessionId>>,
+    senders: usize,
+    channels: usize,
+    every: Duration,
+    plan: Plan,
+    sampler: &Sampler,
+) -> Result<Measured> {
+    if ids.is_empty() {
+        bail!("no sessions to renew");
+    }
+    let senders = senders.min(ids.len());
+    let channels = channels.clamp(1, senders);
+    let rate = ids.len() as f64 / every.as_secs_f64();
+    let mut clients = Vec::with_capacity(channels);
+    for _ in 0..channels {
+        let c = GrpcClient::new(&format!("http://{rpc}"))?;
+        // The channel connects lazily: make it connect now, outside the window.
+        c.status()
+            .await
+            .with_context(|| format!("server RPC status on {rpc}"))?;
+        clients.push(c);
+    }
+    paced(rate, senders, plan, sampler, move |j| {
+        let sender = RpcRenewer {
+            client: clients[j % channels].clone(),
+            ids: ids.clone(),
+            senders,
+        };
+        async move { Ok(sender) }
+    })
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::owned_session;
+
+    #[test]
+    fn senders_split_the_sessions_and_renew_each_in_turn() {
+        let (n, senders) = (10, 4);
+        let mut seen = vec![0; n];
+        for j in 0..senders {
+            let mine = (n - j).div_ceil(senders);
+            // Two full rounds of sender j: each of its sessions twice.
+            for seq in 0..2 * mine as u64 {
+                let k = owned_session(n, senders, j, seq);
+                assert_eq!(k % senders, j);
+                seen[k] += 1;
+            }
+        }
+        assert_eq!(seen, vec![2; n]);
+    }
 }

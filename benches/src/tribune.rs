@@ -1,6 +1,7 @@
 //! Tribune under test: a durable single server (`agent -server -bootstrap`) with
 //! its data directory on the benchmark disk, driven over Consul's HTTP API (and,
-//! for `dns`, queried on its DNS port).
+//! for `dns`, queried on its DNS port; for `locks`' renewals, also over its
+//! server RPC port, as a client agent would).
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -24,6 +25,9 @@ pub struct Tribune {
     pub proc: Proc,
     /// Its HTTP API address.
     pub http: SocketAddr,
+    /// Its server RPC address (`ports.server`): the internal gRPC service client
+    /// agents forward their requests to.
+    pub rpc: SocketAddr,
 }
 
 impl Tribune {
@@ -43,10 +47,11 @@ impl Tribune {
         cpu: Option<usize>,
     ) -> Result<Tribune> {
         let http_port = free_port()?;
+        let rpc_port = free_port()?;
         let config = serde_json::json!({
             "ports": {
                 "http": http_port,
-                "server": free_port()?,
+                "server": rpc_port,
                 "serf_lan": free_port()?,
                 "serf_wan": free_port()?,
                 "dns": dns_port.map_or(-1, i32::from),
@@ -76,6 +81,7 @@ impl Tribune {
         let mut t = Tribune {
             proc,
             http: SocketAddr::from(([127, 0, 0, 1], http_port)),
+            rpc: SocketAddr::from(([127, 0, 0, 1], rpc_port)),
         };
         t.wait_ready().await?;
         Ok(t)

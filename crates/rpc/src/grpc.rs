@@ -58,7 +58,15 @@ pub async fn serve(
     api: Arc<dyn ServerApi>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    use tokio_stream::StreamExt;
+    // Answers are small and written in more than one piece: with Nagle's algorithm on,
+    // the second piece waits for the client's delayed ACK (up to 40 ms per RPC).
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
+        if let Ok(s) = &s {
+            let _ = s.set_nodelay(true);
+        }
+        s
+    });
     tonic::transport::Server::builder()
         .add_service(ServerServer::new(Service(api)))
         .serve_with_incoming_shutdown(incoming, shutdown)
@@ -77,7 +85,7 @@ impl GrpcClient {
         let ep = Endpoint::from_shared(addr.to_owned())
             .map_err(|e| RpcError::Transport(e.to_string()))?;
         Ok(Self {
-            inner: ServerClient::new(ep.connect_lazy()),
+            inner: ServerClient::new(ep.tcp_nodelay(true).connect_lazy()),
         })
     }
 }
