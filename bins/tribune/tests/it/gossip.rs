@@ -206,3 +206,57 @@ async fn one_server_six_clients_join_fail_recover_and_leave() -> Result<()> {
     .await?;
     Ok(())
 }
+
+/// With `encrypt`, a client holding another key cannot join (its packets are dropped
+/// and counted, nothing crashes), while one with the right key joins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_with_mismatched_gossip_keys_do_not_join() -> Result<()> {
+    let key = tribune_gossip::keygen();
+    let other = tribune_gossip::keygen();
+    let dir = tempfile::tempdir()?;
+    let serf = free_port();
+    let server = Agent::start_opts(
+        &dir.path().join("server"),
+        json!({"gossip_lan": fast_gossip(), "encrypt": key, "ports": {"serf_lan": serf}}),
+        &["-server", "-bootstrap", "-node=srv"],
+    )?;
+    let join = format!("-join=127.0.0.1:{serf}");
+    let wrong = Agent::start_opts(
+        &dir.path().join("wrong"),
+        json!({"gossip_lan": fast_gossip(), "encrypt": other}),
+        &["-node=wrong", join.as_str()],
+    )?;
+    let right = Agent::start_opts(
+        &dir.path().join("right"),
+        json!({"gossip_lan": fast_gossip(), "encrypt": key}),
+        &["-node=right", join.as_str()],
+    )?;
+    let c = reqwest::Client::new();
+    let http = server.http.clone();
+    eventually(
+        Duration::from_secs(60),
+        "the right-key client alive",
+        || {
+            let (c, http) = (c.clone(), http.clone());
+            async move { Ok(member_status(&c, &http, "right").await? == Some(1)) }
+        },
+    )
+    .await?;
+    // By the time the right-key client has joined through the same seed, the
+    // wrong-key one has had the same chance: it is not a member on either side.
+    assert_eq!(member_status(&c, &http, "wrong").await?, None);
+    let r = c
+        .put(format!("{}/v1/agent/join/127.0.0.1:{serf}", wrong.http))
+        .send()
+        .await?;
+    assert_eq!(
+        r.status(),
+        500,
+        "a join through a seed with another key fails"
+    );
+    assert_eq!(member_status(&c, &wrong.http, "srv").await?, None);
+    // The server is still serving.
+    assert_eq!(member_status(&c, &http, "srv").await?, Some(1));
+    drop(right);
+    Ok(())
+}
