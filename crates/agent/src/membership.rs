@@ -6,7 +6,7 @@
 use crate::agent::Agent;
 use regex::Regex;
 use std::sync::{Arc, Weak};
-use tribune_gossip::{EventMessage, Gossip, GossipEvent};
+use tribune_gossip::{EventMessage, Gossip, GossipEvent, CONSUL_EVENT_PREFIX};
 use tribune_http_api::{BackendError, UserEvent};
 use tribune_types::model::Member;
 
@@ -165,7 +165,7 @@ async fn ingest(agent: Weak<Agent>, mut events: tokio::sync::broadcast::Receiver
         };
         // Consul's agent sends its events as `consul:event:<name>`; other gossip
         // events (none yet) are not user events.
-        let Some(name) = user.name.strip_prefix("consul:event:") else {
+        let Some(name) = user.name.strip_prefix(CONSUL_EVENT_PREFIX) else {
             continue;
         };
         let Some(a) = agent.upgrade() else { return };

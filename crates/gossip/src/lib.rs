@@ -67,6 +67,6 @@ pub mod wire;
 pub use crate::config::{CoreConfig, Profile};
 pub use crate::core::{Event, MemberEventKind, MemberStatus, UserEvent};
 pub use crate::error::GossipError;
-pub use crate::event::EventMessage;
+pub use crate::event::{EventMessage, CONSUL_EVENT_PREFIX};
 pub use crate::keyring::{keygen, Keyring};
 pub use crate::shell::{Gossip, GossipConfig, GossipEvent, GossipStats};
