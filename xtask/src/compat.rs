@@ -182,10 +182,7 @@ struct Ctx {
 
 impl Ctx {
     fn new(verbose: bool) -> Result<Ctx> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .context("xtask has no parent directory")?
-            .to_path_buf();
+        let root = crate::project_root();
         let target = match std::env::var_os("CARGO_TARGET_DIR") {
             Some(t) if Path::new(&t).is_absolute() => PathBuf::from(t),
             Some(t) => root.join(t),
