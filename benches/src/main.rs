@@ -9,6 +9,9 @@
 //! - `dns [options]`: the DNS benchmark: dnsperf against Tribune's DNS server
 //!   and against unbound serving the same records, both pinned to one core,
 //!   with the target ratios; see `BENCHMARKS.md`.
+//! - `gossip [options]`: the gossip benchmark on the simulated network (failure
+//!   detection, broadcast spread, steady-state bytes, CPU starvation) with
+//!   Consul's LAN timings; see `BENCHMARKS.md`.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
 
@@ -20,6 +23,7 @@ mod dnsperf;
 mod driver;
 mod etcd;
 mod fsync;
+mod gossip;
 mod hello;
 mod http;
 mod kv;
@@ -38,10 +42,17 @@ fn main() -> Result<()> {
         Some("kv") => kv::run(&args[1..]),
         Some("locks") => locks::run(&args[1..]),
         Some("dns") => dns::run(&args[1..]),
+        Some("gossip") => gossip::run(&args[1..]),
         Some("hello-server") => hello::main(&args[1..]),
         _ => {
-            eprint!("{}\n{}\n{}", kv::USAGE, locks::USAGE, dns::USAGE);
-            bail!("usage: tribune-benches kv|locks|dns [options]")
+            eprint!(
+                "{}\n{}\n{}\n{}",
+                kv::USAGE,
+                locks::USAGE,
+                dns::USAGE,
+                gossip::USAGE
+            );
+            bail!("usage: tribune-benches kv|locks|dns|gossip [options]")
         }
     }
 }

@@ -1,9 +1,12 @@
-//! `cargo xtask bench kv|locks|dns [options]`: build Tribune and the benchmark
-//! driver in release mode, then run one benchmark (`benches/`, binary
+//! `cargo xtask bench kv|locks|dns|gossip [options]`: build Tribune and the
+//! benchmark driver in release mode, then run one benchmark (`benches/`, binary
 //! `tribune-benches`): `kv` (KV PUT/GET against etcd, raw fdatasync and bare
 //! hyper), `locks` (lock hand-off, sessions, transactions and renewal CPU against
-//! raw fdatasync) or `dns` (A and SRV queries with dnsperf against unbound on the
-//! same pinned core; the driver installs Debian's dnsperf and unbound if missing).
+//! raw fdatasync), `dns` (A and SRV queries with dnsperf against unbound on the
+//! same pinned core; the driver installs Debian's dnsperf and unbound if missing)
+//! or `gossip` (failure detection, broadcast spread, traffic and CPU starvation
+//! on the gossip crate's simulated network: it runs no server, so only the
+//! driver is built and it gets no `--tribune` or `--data-root`).
 //!
 //! Options after the benchmark's name go to the driver (`--duration`, `--only`,
 //! `--json`, ...; `cargo xtask bench kv --help` lists them). The data directories
@@ -19,10 +22,14 @@ use anyhow::{bail, Result};
 
 use crate::{cargo, project_root, run as run_cmd};
 
-const USAGE: &str = "usage: cargo xtask bench kv|locks|dns [driver options; --help lists them]";
+const USAGE: &str =
+    "usage: cargo xtask bench kv|locks|dns|gossip [driver options; --help lists them]";
 
 /// The benchmarks `tribune-benches` knows.
-const BENCHMARKS: [&str; 3] = ["kv", "locks", "dns"];
+const BENCHMARKS: [&str; 4] = ["kv", "locks", "dns", "gossip"];
+
+/// Those that run entirely in the driver's process, with no server to build.
+const IN_PROCESS: [&str; 1] = ["gossip"];
 
 /// Entry point: `args` are the words after `bench`.
 pub fn run(args: &[String]) -> Result<()> {
@@ -33,6 +40,16 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("unknown benchmark {what:?}\n{USAGE}");
     }
     crate::prereqs::ensure()?;
+    let release = target_dir().join("release");
+    if IN_PROCESS.contains(&what.as_str()) {
+        run_cmd(cargo().args(["build", "--release", "-p", "tribune-benches"]))?;
+        return run_cmd(
+            Command::new(release.join("tribune-benches"))
+                .current_dir(project_root())
+                .arg(what)
+                .args(rest),
+        );
+    }
     // One cargo invocation for both: they share dependencies, and on a two-core
     // machine two builds in a row would only redo work.
     run_cmd(cargo().args([
@@ -43,7 +60,6 @@ pub fn run(args: &[String]) -> Result<()> {
         "-p",
         "tribune-benches",
     ]))?;
-    let release = target_dir().join("release");
     let mut driver = Command::new(release.join("tribune-benches"));
     driver.current_dir(project_root()).arg(what);
     if !rest.iter().any(|a| a == "--tribune") {

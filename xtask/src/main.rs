@@ -8,8 +8,9 @@
 //! - `compat go|py|all`: the Go `api` package's and py-consul's own test suites.
 //! - `bench kv`: the KV benchmark against etcd, raw fdatasync and bare hyper;
 //!   `bench locks`: lock hand-off, session churn, transactions and TTL renewals;
-//!   `bench dns`: dnsperf against our DNS server and unbound on one pinned core
-//!   (release build; see BENCHMARKS.md).
+//!   `bench dns`: dnsperf against our DNS server and unbound on one pinned core;
+//!   `bench gossip`: failure detection, broadcast spread, traffic and CPU
+//!   starvation on the simulated gossip network (release build; see BENCHMARKS.md).
 //! - `prereqs`: install or check the system packages the build needs.
 
 mod bench;
@@ -21,8 +22,14 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The workspace root. `cargo run` (which `cargo xtask` is) sets `CARGO_MANIFEST_DIR`
+/// at run time too, and that is the one to trust: the compile-time value is baked into
+/// the binary, and a target directory shared between clones (as `.ci/run` does) can
+/// hand this clone an xtask built in another one.
+pub(crate) fn project_root() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
         .parent()
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("."))
@@ -120,7 +127,7 @@ fn main() -> Result<()> {
         }
         Some("prereqs") => prereqs::ensure(),
         _ => {
-            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|prereqs>")
+            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|gossip|prereqs>")
         }
     }
 }

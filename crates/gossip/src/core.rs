@@ -140,6 +140,11 @@ pub struct CoreStats {
     pub streams_malformed: u64,
     /// Broadcasts shed because the queue was full.
     pub broadcasts_dropped: u64,
+    /// Accusations: probes of a live member that failed, each of which made this
+    /// node suspect the member (or confirm a suspicion it already held).
+    pub suspicions_raised: u64,
+    /// Times this node refuted a suspicion or death notice about itself.
+    pub refutations: u64,
 }
 
 /// The local node's identity.

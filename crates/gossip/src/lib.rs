@@ -20,7 +20,9 @@
 //!   Serf's reconnect (Consul: 72 h) and tombstone (24 h) timeouts.
 //! - [`keyring::Keyring`] seals packets and frames; [`event::EventMessage`] is the
 //!   Consul event record the agent carries as a user event payload.
-//! - [`sim::SimNet`] runs many cores on a simulated lossy, partitionable network.
+//! - [`sim::SimNet`] runs many cores on a simulated lossy, partitionable network,
+//!   with crashes, `SIGSTOP`-like pauses and traffic counters (the tests and
+//!   `cargo xtask bench gossip` use it).
 //!
 //! ```
 //! use std::time::Duration;

@@ -6,7 +6,16 @@
 //! instantly when both ends can reach each other (TCP being reliable, random loss
 //! does not apply to them). Every event a node delivers is recorded with its time,
 //! and the datagrams sent can be recorded decoded, for tests that assert on the
-//! exact exchange.
+//! exact exchange. [`SimTraffic`] counts what was sent, in bytes, for the
+//! bandwidth figures of `cargo xtask bench gossip`.
+//!
+//! Two ways for a node to stop running:
+//!
+//! - [`SimNet::stop`] is a crash (`kill -9`): datagrams to it are lost.
+//! - [`SimNet::pause`] is `SIGSTOP` (a process starved of CPU): it neither ticks
+//!   nor reads, but the kernel still queues datagrams sent to it, up to its
+//!   receive buffer ([`PAUSED_RECV_BUFFER`]); [`SimNet::resume`] hands them over.
+//!   A push/pull to a paused node fails, as the stream would time out.
 //!
 //! It lives in the library (not only in tests) so that higher layers — the agent,
 //! the server's reconciliation — can test against real gossip behaviour.
@@ -22,6 +31,36 @@ use crate::config::CoreConfig;
 use crate::core::{Core, Effect, Event, LocalNode, MemberEventKind, NodeState};
 use crate::wire::{self, Message, Tags};
 
+/// Receive buffer of a paused node, in bytes: Linux's default `SO_RCVBUF`
+/// (`net.core.rmem_default`, 212,992), which the shell's UDP socket keeps.
+pub const PAUSED_RECV_BUFFER: usize = 212_992;
+
+/// What one queued datagram costs against [`PAUSED_RECV_BUFFER`] beyond its
+/// payload. The kernel charges a buffer's "truesize" (the payload plus its
+/// `sk_buff` and shared info, about 576 bytes on x86-64 for a loopback
+/// datagram), so many small pings fill the buffer sooner than their bytes alone
+/// would.
+pub const PAUSED_DATAGRAM_OVERHEAD: usize = 576;
+
+/// Traffic counters of a [`SimNet`] since it was created (all nodes together).
+///
+/// Bytes are plaintext wire bytes as the core produced them: encryption adds
+/// [`crate::keyring::SEAL_OVERHEAD`] per datagram and per stream frame, and the
+/// UDP/IP or TCP headers come on top.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SimTraffic {
+    /// Datagrams sent (also those the network then dropped).
+    pub datagrams: u64,
+    /// Their bytes.
+    pub datagram_bytes: u64,
+    /// Push/pull exchanges that took place (request and reply).
+    pub streams: u64,
+    /// Bytes of both frames of those exchanges.
+    pub stream_bytes: u64,
+    /// Datagrams lost because a paused node's receive buffer was full.
+    pub recv_buffer_overflows: u64,
+}
+
 /// One simulated member.
 #[derive(Debug)]
 pub struct SimNode {
@@ -33,9 +72,14 @@ pub struct SimNode {
     pub events: Vec<(Instant, Event)>,
     /// Whether it runs (a stopped node neither ticks nor receives).
     pub up: bool,
+    /// Whether it is paused ([`SimNet::pause`]): up, but neither ticking nor
+    /// reading; datagrams to it wait in `held`.
+    pub paused: bool,
     /// Whether it reported [`Effect::LeaveDone`].
     pub leave_done: bool,
     wake: Instant,
+    held: VecDeque<Flight>,
+    held_bytes: usize,
 }
 
 impl SimNode {
@@ -82,6 +126,7 @@ pub struct SentPacket {
     pub dropped: bool,
 }
 
+#[derive(Debug)]
 struct Flight {
     from: SocketAddr,
     to: usize,
@@ -96,6 +141,8 @@ pub struct SimNet {
     pub sent: Vec<SentPacket>,
     /// Whether to record datagrams.
     pub record: bool,
+    /// What has been sent so far.
+    pub traffic: SimTraffic,
     start: Instant,
     now: Instant,
     rng: StdRng,
@@ -116,6 +163,7 @@ impl SimNet {
             nodes: Vec::new(),
             sent: Vec::new(),
             record: false,
+            traffic: SimTraffic::default(),
             start,
             now: start,
             rng: StdRng::seed_from_u64(seed),
@@ -154,8 +202,11 @@ impl SimNet {
             addr,
             events: Vec::new(),
             up: true,
+            paused: false,
             leave_done: false,
             wake,
+            held: VecDeque::new(),
+            held_bytes: 0,
         });
         i
     }
@@ -183,6 +234,9 @@ impl SimNet {
         node.wake = core.next_wakeup();
         node.core = core;
         node.up = true;
+        node.paused = false;
+        node.held.clear();
+        node.held_bytes = 0;
         node.leave_done = false;
     }
 
@@ -210,7 +264,44 @@ impl SimNet {
 
     /// Stop node `i` without leaving (a crash).
     pub fn stop(&mut self, i: usize) {
-        self.nodes[i].up = false;
+        let node = &mut self.nodes[i];
+        node.up = false;
+        // A killed process's socket buffer goes with it.
+        node.paused = false;
+        node.held.clear();
+        node.held_bytes = 0;
+    }
+
+    /// Pause node `i` (`SIGSTOP`): no ticks, and datagrams to it are held, up to
+    /// [`PAUSED_RECV_BUFFER`], until [`SimNet::resume`].
+    pub fn pause(&mut self, i: usize) {
+        if self.nodes[i].up {
+            self.nodes[i].paused = true;
+        }
+    }
+
+    /// Resume a paused node (`SIGCONT`). Its overdue timers fire first, then the
+    /// held datagrams are read in arrival order, all at the current time. The
+    /// shell's loop picks at random among ready inputs, so with dozens of
+    /// datagrams waiting its timers fire after at most a few of them: handling
+    /// the timers first is the stale-view worst case.
+    pub fn resume(&mut self, i: usize) {
+        let node = &mut self.nodes[i];
+        if !node.paused {
+            return;
+        }
+        node.paused = false;
+        node.held_bytes = 0;
+        let held = std::mem::take(&mut node.held);
+        for flight in held {
+            self.flight_seq += 1;
+            self.in_flight.insert((self.now, self.flight_seq), flight);
+        }
+    }
+
+    /// Datagrams waiting in node `i`'s receive buffer while it is paused.
+    pub fn held(&self, i: usize) -> usize {
+        self.nodes[i].held.len()
     }
 
     /// Run an API call on node `i` and route its effects.
@@ -244,7 +335,8 @@ impl SimNet {
                         let Some(&j) = self.by_addr.get(&to) else {
                             continue;
                         };
-                        if !self.reachable(i, j) {
+                        // A paused process does not answer: the stream times out.
+                        if !self.reachable(i, j) || self.nodes[j].paused {
                             continue;
                         }
                         let (now, from) = (self.now, self.nodes[i].addr);
@@ -253,6 +345,8 @@ impl SimNet {
                         else {
                             continue;
                         };
+                        self.traffic.streams += 1;
+                        self.traffic.stream_bytes += (request.len() + reply.len()) as u64;
                         work.push_back((j, remote));
                         if let Ok(local) = self.nodes[i]
                             .core
@@ -276,6 +370,8 @@ impl SimNet {
             Some(j) => lost || !self.reachable(i, j),
             None => true,
         };
+        self.traffic.datagrams += 1;
+        self.traffic.datagram_bytes += packet.len() as u64;
         if self.record {
             let msgs = wire::decode_packet(&packet)
                 .map(|ms| ms.into_iter().filter_map(Result::ok).collect())
@@ -308,7 +404,7 @@ impl SimNet {
             .nodes
             .iter()
             .enumerate()
-            .filter(|(_, n)| n.up)
+            .filter(|(_, n)| n.up && !n.paused)
             .min_by_key(|(_, n)| n.wake)
             .map(|(i, n)| (n.wake, i));
         let flight_first = match (next_flight, next_wake) {
@@ -328,7 +424,18 @@ impl SimNet {
                 return false;
             };
             self.now = self.now.max(key.0);
-            if !self.nodes[flight.to].up {
+            let to = &mut self.nodes[flight.to];
+            if !to.up {
+                return true;
+            }
+            if to.paused {
+                let cost = flight.packet.len() + PAUSED_DATAGRAM_OVERHEAD;
+                if to.held_bytes + cost > PAUSED_RECV_BUFFER {
+                    self.traffic.recv_buffer_overflows += 1;
+                } else {
+                    to.held_bytes += cost;
+                    to.held.push_back(flight);
+                }
                 return true;
             }
             let now = self.now;
@@ -388,5 +495,51 @@ impl SimNet {
             .iter()
             .map(|n| n.core.name().to_owned())
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: Duration = Duration::from_secs(1);
+
+    fn pair() -> SimNet {
+        let mut net = SimNet::new(3, Duration::from_millis(1));
+        let a = net.add_node("a", CoreConfig::lan());
+        let b = net.add_node("b", CoreConfig::lan());
+        net.join(b, a);
+        assert!(net.run_until(5 * SEC, |n| n.all_see(&["a", "b"], NodeState::Alive)));
+        net
+    }
+
+    #[test]
+    fn a_paused_node_reads_what_was_sent_to_it_when_resumed() {
+        let mut net = pair();
+        net.pause(1);
+        net.run_for(3 * SEC);
+        let held = net.held(1);
+        assert!(held > 0, "a's probes wait in b's buffer");
+        let before = net.nodes[1].core.stats().packets_received;
+        let bytes_before = net.traffic.datagram_bytes;
+        net.resume(1);
+        net.run_for(Duration::from_millis(10));
+        assert_eq!(net.held(1), 0);
+        let read = net.nodes[1].core.stats().packets_received - before;
+        assert!(read >= held as u64, "read {read} of {held} held");
+        assert!(net.traffic.datagram_bytes > bytes_before, "b answered");
+        assert_eq!(net.traffic.recv_buffer_overflows, 0);
+    }
+
+    #[test]
+    fn a_crash_loses_the_buffer_and_later_datagrams() {
+        let mut net = pair();
+        net.pause(1);
+        net.run_for(3 * SEC);
+        net.stop(1);
+        assert_eq!(net.held(1), 0);
+        net.run_for(3 * SEC);
+        assert_eq!(net.held(1), 0);
+        assert!(!net.nodes[1].paused);
     }
 }

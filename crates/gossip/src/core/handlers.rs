@@ -94,6 +94,7 @@ impl Core {
         }
         // Being suspected is a hint that we are the slow one (Lifeguard).
         self.awareness.apply_delta(1);
+        self.stats.refutations += 1;
         self.broadcast_local_alive();
         self.changed();
     }

@@ -145,6 +145,7 @@ impl Core {
             return;
         };
         tracing::debug!(node = %p.target, "gossip: probe failed, suspecting");
+        self.stats.suspicions_raised += 1;
         let s = Suspect {
             incarnation: m.incarnation,
             node: p.target.clone(),

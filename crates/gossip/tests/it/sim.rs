@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use tribune_gossip::config::CoreConfig;
-use tribune_gossip::core::{MemberEventKind, NodeState};
+use tribune_gossip::core::{Event, MemberEventKind, NodeState};
 use tribune_gossip::sim::SimNet;
+use tribune_gossip::wire::Message;
 
 const SEC: Duration = Duration::from_secs(1);
 const N: usize = 50;
@@ -175,4 +176,78 @@ fn a_healed_partition_converges() {
         .nodes
         .iter()
         .all(|x| !x.user_events().is_empty())));
+}
+
+/// Issue 3's starvation property: a member starved of CPU (`SIGSTOP` bursts, 30 s
+/// of stopped time in all) may itself be declared failed, which is right, but no
+/// healthy member may be, by anyone. Each pause lands just after the starved
+/// member sent a ping, so it wakes with the ack still in its buffer and the
+/// probe's deadline past (the simulated network fires overdue timers before
+/// reading): the stale view that Lifeguard's awareness and refutation have to
+/// absorb.
+#[test]
+fn a_member_starved_of_cpu_causes_no_false_failures() {
+    const MEMBERS: usize = 16;
+    let mut net = SimNet::new(11, Duration::from_millis(1));
+    for i in 0..MEMBERS {
+        net.add_node(&format!("node-{i:02}"), CoreConfig::lan());
+    }
+    for i in 1..MEMBERS {
+        net.join(i, 0);
+    }
+    let all = names(&net);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert!(net.run_until(60 * SEC, |n| n.all_see(&all, NodeState::Alive)));
+    net.run_for(10 * SEC);
+
+    let starved = 5;
+    let marks: Vec<usize> = net.nodes.iter().map(|n| n.events.len()).collect();
+    for pause_ms in [5_000, 8_000, 3_000, 7_000, 4_000, 3_000] {
+        // Run until the starved member pings someone, then stop it at once.
+        net.record = true;
+        let limit = net.now() + SEC;
+        while net.now() < limit {
+            net.run_for(Duration::from_micros(50));
+            let pinged = net
+                .sent
+                .iter()
+                .any(|p| p.from == starved && matches!(p.msgs.first(), Some(Message::Ping(_))));
+            net.sent.clear();
+            if pinged {
+                break;
+            }
+        }
+        net.record = false;
+        net.pause(starved);
+        net.run_for(Duration::from_millis(pause_ms));
+        net.resume(starved);
+        net.run_for(Duration::from_millis(700));
+    }
+    // Longer than any suspicion the starved member may have raised (at most
+    // 6 × 4 × log10(16) ≈ 29 s).
+    net.run_for(90 * SEC);
+
+    assert!(
+        net.nodes[starved].core.stats().suspicions_raised > 0,
+        "the scenario is meant to make the starved member accuse someone"
+    );
+    for (i, node) in net.nodes.iter().enumerate() {
+        for (_, event) in &node.events[marks[i]..] {
+            if let Event::Member {
+                kind: MemberEventKind::Failed,
+                member,
+            } = event
+            {
+                assert_eq!(
+                    member.name, all[starved],
+                    "{} marked healthy {} failed",
+                    all[i], member.name
+                );
+            }
+        }
+    }
+    assert!(
+        net.all_see(&all, NodeState::Alive),
+        "everyone, the starved member included, is alive again"
+    );
 }
