@@ -15,6 +15,7 @@ mod catalog;
 mod event;
 mod format;
 mod http;
+mod keyring;
 mod kv;
 mod lock;
 mod maint;
@@ -22,6 +23,7 @@ mod members;
 mod node;
 mod services;
 mod version;
+mod watch;
 
 pub use version::CONSUL_VERSION;
 
@@ -40,27 +42,23 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("info", "Provides debugging information for operators."),
     ("join", "Tell Consul agent to join cluster"),
     ("keygen", "Generates a new encryption key"),
+    ("keyring", "Manages gossip layer encryption keys"),
     ("kv", "Interact with the key-value store"),
     (
         "leave",
         "Gracefully leaves the Consul cluster and shuts down",
     ),
-    ("event", "Fire a new event"),
-    (
-        "force-leave",
-        "Forces a member of the cluster to enter the \"left\" state",
-    ),
-    ("keygen", "Generates a new encryption key"),
     ("lock", "Execute a command holding a lock"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a Consul cluster"),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
     ("version", "Prints the Consul version"),
+    ("watch", "Watch for changes in Consul"),
 ];
 
 /// Commands whose output streams as it happens rather than when they finish.
-const STREAMING: &[&str] = &["lock"];
+const STREAMING: &[&str] = &["lock", "watch"];
 
 /// Runs a non-agent subcommand (`args` excludes the program name and the command name).
 /// Returns the exit code.
@@ -87,6 +85,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "info" => node::info(args, ctx).await,
         "join" => node::join(args, ctx).await,
         "keygen" => event::keygen(args, ctx),
+        "keyring" => keyring::run(args, ctx).await,
         "kv" => kv::run(args, ctx).await,
         "leave" => node::leave(args, ctx).await,
         "lock" => lock::run(args, ctx).await,
@@ -95,6 +94,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "reload" => node::reload(args, ctx).await,
         "services" => services::run(args, ctx).await,
         "version" => version::run(args, ctx),
+        "watch" => watch::run(args, ctx).await,
         other => {
             ctx.error(&format!("Unknown command: {other}"));
             1

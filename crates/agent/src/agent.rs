@@ -91,6 +91,8 @@ pub struct Agent {
     pub(crate) user_events: Mutex<std::collections::VecDeque<tribune_http_api::UserEvent>>,
     /// Ticks when an event is kept.
     pub(crate) event_tx: watch::Sender<u64>,
+    /// Key names and published digests for cluster-wide keyring operations.
+    pub(crate) keyring: crate::keyring::KeyringState,
 }
 
 impl std::fmt::Debug for Agent {
@@ -137,6 +139,7 @@ impl Agent {
             pools: Mutex::new(Default::default()),
             user_events: Mutex::new(Default::default()),
             event_tx: watch::channel(0).0,
+            keyring: Default::default(),
             persist,
             runner,
             results: Mutex::new(Some(results)),

@@ -239,6 +239,13 @@ impl Backend for Agent {
         self.event_tx.subscribe()
     }
 
+    async fn keyring(
+        &self,
+        req: tribune_http_api::KeyringRequest,
+    ) -> Result<Vec<tribune_http_api::KeyringPool>, BackendError> {
+        self.keyring_operation(req).await
+    }
+
     fn gauges(&self) -> Vec<tribune_http_api::Gauge> {
         crate::metrics::gauges(self)
     }

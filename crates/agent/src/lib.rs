@@ -16,6 +16,7 @@ mod anti_entropy;
 mod backend;
 pub mod config;
 pub mod dns;
+mod keyring;
 mod local;
 mod membership;
 mod metrics;

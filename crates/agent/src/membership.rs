@@ -2,6 +2,7 @@
 //! `/v1/agent/members`, `join` and `force-leave` act on, and Consul user events —
 //! fired into the pool as `consul:event:<name>` and, on receipt, kept (at most 256,
 //! deduplicated by ID) when this node matches the event's node/service/tag filters.
+//! Keyring changes travel as gossip events too, but are `keyring`'s.
 
 use crate::agent::Agent;
 use regex::Regex;
@@ -60,16 +61,33 @@ fn validate(ev: &UserEvent) -> Result<(), BackendError> {
 }
 
 impl Agent {
-    /// Puts the agent in its gossip pools (LAN; WAN for servers) and starts taking
-    /// user events from the LAN pool.
+    /// Puts the agent in its gossip pools (LAN; WAN for servers), starts taking user
+    /// events from the LAN pool and keyring changes from both, and publishes this
+    /// node's keyring digests (see `keyring`).
     pub fn attach_gossip(&self, lan: Arc<Gossip>, wan: Option<Arc<Gossip>>) {
         let events = lan.subscribe();
+        let lan_keyring = lan.subscribe();
+        let wan_keyring = wan.as_ref().map(|w| w.subscribe());
         {
             let mut pools = self.pools.lock();
             pools.lan = Some(lan);
             pools.wan = wan;
         }
         tokio::spawn(ingest(self.this.clone(), events));
+        tokio::spawn(crate::keyring::follow(
+            self.this.clone(),
+            false,
+            lan_keyring,
+        ));
+        if let Some(rx) = wan_keyring {
+            tokio::spawn(crate::keyring::follow(self.this.clone(), true, rx));
+        }
+        let this = self.this.clone();
+        tokio::spawn(async move {
+            let Some(agent) = this.upgrade() else { return };
+            agent.publish_digest(false).await;
+            agent.publish_digest(true).await;
+        });
     }
 
     pub(crate) fn lan(&self) -> Option<Arc<Gossip>> {

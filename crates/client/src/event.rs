@@ -1,7 +1,7 @@
 //! `/v1/event/*`: fire a user event into the datacenter's gossip pool, and list the
 //! events the agent received.
 
-use crate::{escape_segment, Client, Error};
+use crate::{escape_segment, Client, Error, QueryMeta, QueryOptions};
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
@@ -60,5 +60,25 @@ impl<'a> Event<'a> {
         let resp = self.client.send(req, false).await?;
         let out: UserEvent = Client::decode(resp, &path).await?;
         Ok(out.id)
+    }
+
+    /// `GET /v1/event/list[?name=N]`: the events the agent received, oldest first.
+    /// Blocking with `opts.index`: the index is not a raft index but a hash of the
+    /// last event, and the call returns once it differs (Consul's semantics).
+    pub async fn list(
+        &self,
+        name: &str,
+        opts: &QueryOptions,
+    ) -> Result<(Vec<UserEvent>, QueryMeta), Error> {
+        let params: Vec<(&str, String)> = if name.is_empty() {
+            Vec::new()
+        } else {
+            vec![("name", name.to_owned())]
+        };
+        let (events, meta) = self
+            .client
+            .get_json::<Option<Vec<UserEvent>>>("/v1/event/list", opts, &params)
+            .await?;
+        Ok((events.unwrap_or_default(), meta))
     }
 }

@@ -16,7 +16,7 @@
 //!
 //! - [`Client`] and [`Config`] (address, token, datacenter; [`Config::from_env`] reads `CONSUL_HTTP_*`).
 //! - Endpoint groups: [`Client::kv`], [`Client::catalog`], [`Client::agent`],
-//!   [`Client::session`], [`Client::status`].
+//!   [`Client::event`], [`Client::operator`], [`Client::session`], [`Client::status`].
 //! - Reads take [`QueryOptions`] and return [`QueryMeta`] from the `X-Consul-*` headers.
 //! - Failures are [`Error`]; an unexpected HTTP status is [`Error::Status`].
 //! - Coordination, interoperable with the Go client's `api.Lock` and `api.Semaphore`
@@ -40,6 +40,7 @@ mod error;
 mod event;
 mod kv;
 mod lock;
+mod operator;
 mod query;
 mod semaphore;
 mod serde_util;
@@ -71,6 +72,7 @@ pub use error::Error;
 pub use event::{Event, UserEvent};
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
 pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
+pub use operator::{KeyringOptions, KeyringResponse, Operator};
 pub use query::{QueryMeta, QueryOptions};
 pub use semaphore::{
     Semaphore, SemaphoreDoc, SemaphoreOptions, DEFAULT_SEMAPHORE_SESSION_NAME,
@@ -185,6 +187,11 @@ impl Client {
     /// The `/v1/event` endpoints.
     pub fn event(&self) -> Event<'_> {
         Event::new(self)
+    }
+
+    /// Operator endpoints (`/v1/operator`): the gossip keyring.
+    pub fn operator(&self) -> Operator<'_> {
+        Operator::new(self)
     }
 
     /// Sessions (`/v1/session`).

@@ -146,6 +146,7 @@ pub struct Gossip {
     local_addr: SocketAddr,
     advertise: SocketAddr,
     leave_propagate_delay: Duration,
+    gossip_interval: Duration,
     driver: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -231,6 +232,7 @@ impl Gossip {
             local_addr,
             advertise,
             leave_propagate_delay: cfg.core.leave_propagate_delay,
+            gossip_interval: cfg.core.gossip_interval,
             driver: Mutex::new(Some(driver)),
         })
     }
@@ -243,6 +245,12 @@ impl Gossip {
     /// The address announced to other members.
     pub fn advertise_addr(&self) -> SocketAddr {
         self.advertise
+    }
+
+    /// How often broadcasts are gossiped: the unit Serf scales its query timeout by,
+    /// and so the pace at which anything this node broadcasts reaches the others.
+    pub fn gossip_interval(&self) -> Duration {
+        self.gossip_interval
     }
 
     /// Every known member, this one included, by name.

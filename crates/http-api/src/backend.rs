@@ -133,6 +133,53 @@ pub struct UserEvent {
     pub ltime: u64,
 }
 
+/// A gossip keyring operation (`/v1/operator/keyring`, Consul's `KeyringOp`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyringOp {
+    /// `GET`: which keys the members hold.
+    List,
+    /// `POST`: add a key (base64) everywhere.
+    Install(String),
+    /// `PUT`: make an installed key the primary everywhere.
+    Use(String),
+    /// `DELETE`: remove a non-primary key everywhere.
+    Remove(String),
+}
+
+/// A keyring operation with its query parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringRequest {
+    /// What to do.
+    pub op: KeyringOp,
+    /// `?relay-factor` (0–5, already validated).
+    pub relay_factor: u8,
+    /// `?local-only`: leave the WAN pool out (list only).
+    pub local_only: bool,
+}
+
+/// The outcome of a keyring operation in one gossip pool (Consul's
+/// `KeyringResponse`). A failure in a pool is reported here, not as an `Err`: the
+/// other pools still answered.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct KeyringPool {
+    /// The WAN pool (servers) rather than the datacenter's LAN pool.
+    pub wan: bool,
+    /// The datacenter.
+    pub datacenter: String,
+    /// The network segment (always empty: no segments in this build).
+    pub segment: String,
+    /// Base64 key → how many members hold it.
+    pub keys: BTreeMap<String, usize>,
+    /// Base64 key → how many members encrypt with it.
+    pub primary_keys: BTreeMap<String, usize>,
+    /// Alive members of the pool.
+    pub num_nodes: usize,
+    /// Member name → what went wrong there.
+    pub messages: BTreeMap<String, String>,
+    /// Why the operation failed in this pool (Consul's `Error`), empty on success.
+    pub error: String,
+}
+
 /// What the HTTP API needs from its agent.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -198,4 +245,7 @@ pub trait Backend: Send + Sync + 'static {
     fn events(&self) -> Vec<UserEvent>;
     /// A receiver whose value changes whenever an event arrives.
     fn event_changes(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Lists or changes the gossip keyrings of the cluster: one entry per pool, the
+    /// WAN pool first on servers. `Err` only when there is no pool to act on.
+    async fn keyring(&self, req: KeyringRequest) -> Result<Vec<KeyringPool>, BackendError>;
 }

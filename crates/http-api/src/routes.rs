@@ -7,6 +7,7 @@ mod connect;
 mod event;
 mod health;
 mod kv;
+mod operator;
 mod session;
 mod status;
 mod txn;
@@ -69,6 +70,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(connect::routes())
         .merge(agent::routes())
         .merge(event::routes())
+        .merge(operator::routes())
         .merge(session::routes())
         .merge(txn::routes())
         .fallback(not_found)

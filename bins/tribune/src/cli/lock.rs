@@ -223,7 +223,9 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
 }
 
 /// Turns SIGINT and SIGTERM into messages for the command.
-fn listen(tx: mpsc::UnboundedSender<Sig>) -> std::io::Result<tokio::task::JoinHandle<()>> {
+pub(super) fn listen(
+    tx: mpsc::UnboundedSender<Sig>,
+) -> std::io::Result<tokio::task::JoinHandle<()>> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut interrupt = signal(SignalKind::interrupt())?;
     let mut terminate = signal(SignalKind::terminate())?;
@@ -242,7 +244,7 @@ fn listen(tx: mpsc::UnboundedSender<Sig>) -> std::io::Result<tokio::task::JoinHa
 }
 
 /// Resolves on the first shutdown request; never, if none can come any more.
-async fn shutdown(signals: &mut mpsc::UnboundedReceiver<Sig>) {
+pub(super) async fn shutdown(signals: &mut mpsc::UnboundedReceiver<Sig>) {
     if signals.recv().await.is_none() {
         std::future::pending::<()>().await;
     }
@@ -403,7 +405,11 @@ impl Holder {
 
 /// Program and arguments for the child: `$SHELL -c "<args joined by spaces>"` (default
 /// `/bin/sh`) with `-shell`, else the arguments as they are.
-fn command_line(shell: bool, shell_var: Option<&str>, child: &[String]) -> (String, Vec<String>) {
+pub(super) fn command_line(
+    shell: bool,
+    shell_var: Option<&str>,
+    child: &[String],
+) -> (String, Vec<String>) {
     if shell {
         let program = shell_var.filter(|s| !s.is_empty()).unwrap_or("/bin/sh");
         (program.to_owned(), vec!["-c".to_owned(), child.join(" ")])
@@ -414,7 +420,7 @@ fn command_line(shell: bool, shell_var: Option<&str>, child: &[String]) -> (Stri
 
 /// Go's `ProcessState.String()` for how the child ended (`exit status 2`,
 /// `signal: terminated`), which `consul lock` prints after "Error running handler: ".
-fn exit_text(status: ExitStatus) -> String {
+pub(super) fn exit_text(status: ExitStatus) -> String {
     use std::os::unix::process::ExitStatusExt;
     if let Some(code) = status.code() {
         return format!("exit status {code}");

@@ -11,12 +11,12 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-fn fast_gossip() -> Value {
+pub fn fast_gossip() -> Value {
     json!({"probe_interval": "200ms", "probe_timeout": "100ms", "gossip_interval": "50ms"})
 }
 
 /// Polls `f` (each call is one HTTP round trip) until it holds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<()>
+pub async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F) -> Result<()>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<bool>>,
@@ -36,7 +36,7 @@ where
     }
 }
 
-async fn member_status(c: &reqwest::Client, http: &str, node: &str) -> Result<Option<u64>> {
+pub async fn member_status(c: &reqwest::Client, http: &str, node: &str) -> Result<Option<u64>> {
     let members: Value = c
         .get(format!("{http}/v1/agent/members"))
         .send()

@@ -6,6 +6,8 @@ mod cli;
 mod dns;
 mod durability;
 mod gossip;
+mod keyring;
 mod persistence;
 mod sessions;
 mod support;
+mod watch;

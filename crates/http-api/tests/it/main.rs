@@ -5,6 +5,7 @@ mod support;
 
 mod agent;
 mod event;
+mod operator;
 mod session;
 mod txn;
 

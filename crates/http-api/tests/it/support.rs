@@ -17,7 +17,8 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tribune_http_api::backend::LocalCheck;
 use tribune_http_api::{
-    AgentInfo, Backend, BackendError, ClusterStatus, HttpConfig, ServiceRegistration,
+    AgentInfo, Backend, BackendError, ClusterStatus, HttpConfig, KeyringPool, KeyringRequest,
+    ServiceRegistration,
 };
 use tribune_types::model::ops::{
     Deregistration, HealthEntry, KvDeleteMode, KvSetMode, QueryMeta, QueryOptions, ReadRequest,
@@ -68,6 +69,10 @@ pub struct State {
     /// The canned outcome of the next transactions (read-only or not); `None` commits
     /// with no results.
     pub txn_outcome: Option<Result<Vec<TxnResult>, Vec<TxnError>>>,
+    /// The canned answer of keyring operations (one entry per pool).
+    pub keyring: Vec<KeyringPool>,
+    /// Every keyring operation, in order.
+    pub keyring_requests: Vec<KeyringRequest>,
 }
 
 /// The in-memory backend.
@@ -839,6 +844,12 @@ impl Backend for FakeBackend {
         let rx = self.events_tx.subscribe();
         self.subscriptions.send_modify(|n| *n += 1);
         rx
+    }
+
+    async fn keyring(&self, req: KeyringRequest) -> Result<Vec<KeyringPool>, BackendError> {
+        let mut st = self.state();
+        st.keyring_requests.push(req);
+        Ok(st.keyring.clone())
     }
 }
 

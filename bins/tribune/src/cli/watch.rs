@@ -1,0 +1,437 @@
+//! `watch`: consul's `consul watch` (`command/watch/watch.go`) with the loop of the
+//! Go client's watch plan (`api/watch/plan.go`).
+//!
+//! The plan runs a blocking query with the last index seen. When the index and the
+//! result changed, the handler runs: with a child command, the command gets the result
+//! as JSON on stdin and `CONSUL_INDEX` in its environment, once per change, until it
+//! fails (exit 1) or this process is interrupted (exit 0); without one, the result is
+//! printed as indented JSON and the watch ends. A failed query is retried after
+//! 5 s × failures² (at most 20 s), as the plan does.
+//!
+//! Types: `event` (optionally `-name`), `key` (`-key`) and `keyprefix` (`-prefix`).
+//! An event watch gets only the events after the last one it has seen. The event
+//! list's index is a hash of the last event's ID, so unlike the Go plan we do not
+//! treat a smaller index as "went backwards" (which would replay every kept event).
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tribune_client::{Client, Error, QueryOptions};
+use tribune_types::format_go_duration;
+use tribune_types::goflag::FlagSet;
+
+use super::http::{client, client_flags, server_flags};
+use super::lock::{command_line, exit_text, listen, shutdown};
+use super::{help_text, parse, Ctx};
+
+const HELP: &str = "Usage: tribune watch [options] [child...]
+
+  Watches for changes in a given data view from Consul. If a child process
+  is specified, it will be invoked with the latest results on changes. Otherwise,
+  the latest values are dumped to stdout and the watch terminates.
+
+  Providing the watch type is required, and other parameters may be required
+  or supported depending on the watch type.";
+
+/// The plan's first retry delay after a failed query (`retryInterval`).
+const RETRY_INTERVAL: Duration = Duration::from_secs(5);
+/// The plan's longest retry delay (`maxBackoffTime`).
+const MAX_BACKOFF: Duration = Duration::from_secs(20);
+
+/// What is watched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Kind {
+    Event { name: String },
+    Key { key: String },
+    KeyPrefix { prefix: String },
+}
+
+impl Kind {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Kind::Event { .. } => "event",
+            Kind::Key { .. } => "key",
+            Kind::KeyPrefix { .. } => "keyprefix",
+        }
+    }
+
+    /// Consul's `watch.Parse`: the type's own parameters, and an error for the ones
+    /// it does not take (`Invalid parameters: [key]`). `given` lists the non-empty
+    /// type-specific flags.
+    fn parse(kind: &str, given: &[(&'static str, String)]) -> Result<Kind, String> {
+        let take = |name: &str| {
+            given
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
+        let (parsed, uses): (Kind, &[&str]) = match kind {
+            "event" => (Kind::Event { name: take("name") }, &["name"]),
+            "key" => {
+                let key = take("key");
+                if key.is_empty() {
+                    return Err("Must specify a single key to watch".into());
+                }
+                (Kind::Key { key }, &["key"])
+            }
+            "keyprefix" => {
+                let prefix = take("prefix");
+                if prefix.is_empty() {
+                    return Err("Must specify a single prefix to watch".into());
+                }
+                (Kind::KeyPrefix { prefix }, &["prefix"])
+            }
+            "services" | "nodes" | "service" | "checks" | "connect_roots" | "connect_leaf"
+            | "agent_service" => {
+                return Err(format!(
+                    "Unsupported watch type: {kind} (not implemented in this build)"
+                ))
+            }
+            other => return Err(format!("Unsupported watch type: {other}")),
+        };
+        let extra: Vec<&str> = given
+            .iter()
+            .map(|(n, _)| *n)
+            .filter(|n| !uses.contains(n))
+            .collect();
+        if !extra.is_empty() {
+            return Err(format!("Invalid parameters: [{}]", extra.join(" ")));
+        }
+        Ok(parsed)
+    }
+}
+
+/// Consul's `IDToIndex`: an event ID's two 64-bit halves XORed, the event list's index.
+fn id_to_index(id: &str) -> u64 {
+    let hex: String = id.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return 0;
+    }
+    let hi = u64::from_str_radix(&hex[..16], 16).unwrap_or(0);
+    let lo = u64::from_str_radix(&hex[16..], 16).unwrap_or(0);
+    hi ^ lo
+}
+
+/// One run of the watch function: the index to block on next and the result.
+async fn fetch(
+    client: &Client,
+    kind: &Kind,
+    stale: bool,
+    last: Option<u64>,
+) -> Result<(u64, Value), Error> {
+    let opts = QueryOptions {
+        index: last.unwrap_or(0),
+        stale,
+        ..Default::default()
+    };
+    match kind {
+        Kind::Event { name } => {
+            let (events, meta) = client.event().list(name, &opts).await?;
+            // Only the events after the last one already handled (`eventWatch`).
+            let start = last
+                .and_then(|l| events.iter().position(|e| id_to_index(&e.id) == l))
+                .map_or(0, |i| i + 1);
+            Ok((meta.index, json(&events[start..].to_vec())))
+        }
+        Kind::Key { key } => {
+            let (pair, meta) = client.kv().get(key, &opts).await?;
+            Ok((meta.index, json(&pair)))
+        }
+        Kind::KeyPrefix { prefix } => {
+            let (pairs, meta) = client.kv().list(prefix, &opts).await?;
+            // The Go client's `KV().List` is nil (JSON `null`) when nothing matches.
+            let pairs = (!pairs.is_empty()).then_some(pairs);
+            Ok((meta.index, json(&pairs)))
+        }
+    }
+}
+
+/// A result as JSON. The client's types are plain data that always serialise.
+fn json<T: Serialize>(value: &T) -> Value {
+    serde_json::to_value(value).unwrap_or(Value::Null)
+}
+
+/// Go's `json.MarshalIndent(data, "", "    ")`.
+fn indented(value: &Value) -> String {
+    let mut out = Vec::new();
+    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
+    if value.serialize(&mut ser).is_err() {
+        return "null".into();
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Runs the child with the result on stdin; `Err` with Consul's message when it
+/// could not be started or did not exit 0.
+async fn invoke(
+    child: &[String],
+    shell: bool,
+    shell_var: Option<&str>,
+    index: u64,
+    data: &Value,
+) -> Result<(), String> {
+    let (program, args) = command_line(shell, shell_var, child);
+    let mut cmd = tokio::process::Command::new(&program);
+    cmd.args(&args)
+        .env("CONSUL_INDEX", index.to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit());
+    let mut proc = cmd
+        .spawn()
+        .map_err(|e| format!("Error starting handler: {e}"))?;
+    // Go's `json.Encoder`: compact, one trailing newline.
+    let mut input = serde_json::to_vec(data).unwrap_or_default();
+    input.push(b'\n');
+    if let Some(mut stdin) = proc.stdin.take() {
+        // A handler that does not read its input may close stdin early; that is its
+        // business, not an error of the watch.
+        let _ = stdin.write_all(&input).await;
+    }
+    let status = proc
+        .wait()
+        .await
+        .map_err(|e| format!("Error executing handler: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("Error executing handler: {}", exit_text(status)))
+    }
+}
+
+/// `watch -type=T [options] [child...]`.
+pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
+    let flags = server_flags(client_flags(
+        FlagSet::new("watch")
+            .value(
+                "type",
+                "Specifies the watch type. One of key, keyprefix, services, nodes, service, checks, or event.",
+            )
+            .value("key", "Specifies the key to watch. Only for 'key' type.")
+            .value(
+                "prefix",
+                "Specifies the key prefix to watch. Only for 'keyprefix' type.",
+            )
+            .value(
+                "service",
+                "Specifies the service to watch. Required for 'service' type, optional for 'checks' type.",
+            )
+            .value(
+                "tag",
+                "Specifies the service tag to filter on. Optional for 'service' type.",
+            )
+            .value(
+                "passingonly",
+                "Specifies if only hosts passing all checks are displayed. Optional for 'service' type, must be one of `[true|false]`. Defaults false.",
+            )
+            .bool(
+                "shell",
+                "Use a shell to run the command (can set a custom shell via the SHELL environment variable).",
+            )
+            .value("state", "Specifies the states to watch. Optional for 'checks' type.")
+            .value("name", "Specifies an event name to watch. Only for 'event' type."),
+    ));
+    let p = match parse(&flags, args, HELP, ctx) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let watch_type = p.get("type").unwrap_or_default();
+    if watch_type.is_empty() {
+        ctx.error("Watch type must be specified");
+        ctx.error("");
+        ctx.error(&help_text(HELP, &flags));
+        return 1;
+    }
+    if let Some(v) = p.get("passingonly").filter(|v| !v.is_empty()) {
+        if !matches!(
+            v,
+            "1" | "t"
+                | "T"
+                | "true"
+                | "TRUE"
+                | "True"
+                | "0"
+                | "f"
+                | "F"
+                | "false"
+                | "FALSE"
+                | "False"
+        ) {
+            ctx.error(&format!(
+                "Failed to parse passingonly flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
+            ));
+            return 1;
+        }
+    }
+    let given: Vec<(&'static str, String)> = [
+        "key",
+        "prefix",
+        "service",
+        "tag",
+        "passingonly",
+        "state",
+        "name",
+    ]
+    .into_iter()
+    .filter_map(|n| {
+        p.get(n)
+            .filter(|v| !v.is_empty())
+            .map(|v| (n, v.to_owned()))
+    })
+    .collect();
+    let kind = match Kind::parse(watch_type, &given) {
+        Ok(k) => k,
+        Err(message) => {
+            ctx.error(&message);
+            return 1;
+        }
+    };
+    let client = match client(&p, ctx) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    if let Err(err) = client.agent().self_().await {
+        ctx.error(&format!("Error querying Consul agent: {err}"));
+        return 1;
+    }
+    let (tx, mut signals) = mpsc::unbounded_channel();
+    let listener = match listen(tx) {
+        Ok(task) => task,
+        Err(err) => {
+            ctx.error(&format!("Error setting up signal handlers: {err}"));
+            return 1;
+        }
+    };
+    let settings = Settings {
+        kind,
+        stale: p.is_set("stale"),
+        child: p.args.clone(),
+        shell: p.flag("shell").unwrap_or(true),
+        shell_var: ctx.var("SHELL"),
+    };
+    let code = tokio::select! {
+        code = plan(&client, &settings, ctx) => code,
+        // Consul's watch stops and exits 0 on SIGINT/SIGTERM.
+        () = shutdown(&mut signals) => 0,
+    };
+    listener.abort();
+    code
+}
+
+struct Settings {
+    kind: Kind,
+    stale: bool,
+    child: Vec<String>,
+    shell: bool,
+    shell_var: Option<String>,
+}
+
+/// The plan loop; returns the exit code once the watch ends.
+async fn plan(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
+    let mut last: Option<u64> = None;
+    let mut last_result: Option<Value> = None;
+    let mut failures: u32 = 0;
+    loop {
+        let (index, result) = match fetch(client, &s.kind, s.stale, last).await {
+            Ok(r) => r,
+            Err(err) => {
+                failures += 1;
+                let retry = (RETRY_INTERVAL * failures.saturating_mul(failures)).min(MAX_BACKOFF);
+                ctx.error(&format!(
+                    "[ERR] consul.watch: Watch errored: type={} error=\"{err}\" retry={}",
+                    s.kind.type_name(),
+                    format_go_duration(retry)
+                ));
+                // Backoff of a product retry loop, as the Go plan does.
+                tokio::time::sleep(retry).await;
+                continue;
+            }
+        };
+        failures = 0;
+        if last == Some(index) {
+            continue;
+        }
+        let old = last;
+        last = Some(match (&s.kind, old) {
+            // A raft index that went backwards (a restored snapshot) starts over.
+            (Kind::Key { .. } | Kind::KeyPrefix { .. }, Some(o)) if index < o => 0,
+            _ => index,
+        });
+        if old.is_some() && last_result.as_ref() == Some(&result) {
+            continue;
+        }
+        last_result = Some(result.clone());
+        if s.child.is_empty() {
+            ctx.info(indented(&result));
+            return 0;
+        }
+        if let Err(message) =
+            invoke(&s.child, s.shell, s.shell_var.as_deref(), index, &result).await
+        {
+            ctx.error(&message);
+            return 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{fake, ok, run_at, status};
+    use super::*;
+
+    #[test]
+    fn watch_types_and_their_parameters() {
+        let name = [("name", "deploy".to_owned())];
+        assert_eq!(
+            Kind::parse("event", &name),
+            Ok(Kind::Event {
+                name: "deploy".into()
+            })
+        );
+        assert_eq!(
+            Kind::parse("key", &[]),
+            Err("Must specify a single key to watch".into())
+        );
+        assert_eq!(
+            Kind::parse("event", &[("key", "k".to_owned())]),
+            Err("Invalid parameters: [key]".into())
+        );
+        assert_eq!(
+            Kind::parse("bogus", &[]),
+            Err("Unsupported watch type: bogus".into())
+        );
+        assert_eq!(id_to_index("00000000-0000-0001-0000-000000000003"), 1 ^ 3);
+    }
+
+    #[tokio::test]
+    async fn event_watch_without_handler_prints_and_ends() {
+        let fake = fake(|req| match req.path() {
+            "/v1/agent/self" => ok(r#"{"Config":{"NodeName":"n1"}}"#),
+            "/v1/event/list" => ok(
+                r#"[{"ID":"00000000-0000-0000-0000-000000000001","Name":"deploy","Payload":"djI=","NodeFilter":"","ServiceFilter":"","TagFilter":"","Version":1,"LTime":4}]"#,
+            ),
+            _ => status(404, ""),
+        })
+        .await;
+        let r = run_at(&fake.addr, "watch", &["-type=event", "-name=deploy"], b"").await;
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert_eq!(
+            r.out,
+            "[\n    {\n        \"ID\": \"00000000-0000-0000-0000-000000000001\",\n        \"Name\": \"deploy\",\n        \"Payload\": \"djI=\",\n        \"NodeFilter\": \"\",\n        \"ServiceFilter\": \"\",\n        \"TagFilter\": \"\",\n        \"Version\": 1,\n        \"LTime\": 4\n    }\n]\n"
+        );
+        let list = fake
+            .requests()
+            .into_iter()
+            .find(|r| r.path() == "/v1/event/list")
+            .unwrap();
+        assert_eq!(list.query(), "name=deploy");
+        let r = run_at(&fake.addr, "watch", &[], b"").await;
+        assert!(r.err.starts_with("Watch type must be specified\n"));
+    }
+}
