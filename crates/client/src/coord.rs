@@ -310,6 +310,58 @@ impl OwnSession {
     }
 }
 
+/// The session an acquire runs under: the caller's (`given`), or one created here from
+/// `create()` and renewed until let go. Creation is not raced against the caller's
+/// stop: cancelling it midway could leave a session on the server that nobody knows to
+/// destroy.
+pub(crate) async fn acquire_session(
+    client: &Client,
+    given: Option<&str>,
+    create: impl FnOnce() -> (SessionCreateOptions, Duration),
+) -> Result<(String, Option<OwnSession>), LockError> {
+    match given {
+        Some(id) => Ok((id.to_owned(), None)),
+        None => {
+            let (opts, ttl) = create();
+            let own = OwnSession::create(client, &opts, ttl).await?;
+            Ok((own.id.clone(), Some(own)))
+        }
+    }
+}
+
+/// How the racing part of an acquire ended.
+pub(crate) enum Attempt {
+    /// The lock or slot is held.
+    Held,
+    /// The wait time ran out (try-once).
+    TimedOut,
+    /// The caller's stop completed first.
+    Stopped,
+}
+
+impl Attempt {
+    /// Races `attempt` (`true` once held, `false` when out of time) against `stop`.
+    pub(crate) async fn race(
+        attempt: impl Future<Output = Result<bool, LockError>>,
+        stop: impl Future<Output = ()>,
+    ) -> Result<Attempt, LockError> {
+        tokio::select! {
+            r = attempt => r.map(|held| if held { Attempt::Held } else { Attempt::TimedOut }),
+            () = stop => Ok(Attempt::Stopped),
+        }
+    }
+
+    /// The caller's outcome of an attempt that did not end held.
+    pub(crate) fn not_held(self) -> AcquireOutcome {
+        match self {
+            Attempt::Stopped => AcquireOutcome::Stopped,
+            // `Held` is handled before this is called; mapping it to a timeout keeps
+            // the function total without a panic path.
+            Attempt::TimedOut | Attempt::Held => AcquireOutcome::TimedOut,
+        }
+    }
+}
+
 /// Watches a hold until it is lost, then fires `lost`.
 ///
 /// `read(index)` is a blocking read (with `?index=` and `?consistent`) of what decides

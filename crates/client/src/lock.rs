@@ -22,7 +22,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 use crate::coord::{
-    attempt_wait, lock_delay_pause, monitor, next_index, Held, OwnSession,
+    self, attempt_wait, lock_delay_pause, monitor, next_index, Attempt, Held,
     DEFAULT_MONITOR_RETRY_TIME, DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
 };
 use crate::{
@@ -277,22 +277,12 @@ impl Lock {
         if self.held.is_some() {
             return Err(LockError::LockHeld);
         }
-        // Session creation is not raced against `stop`: cancelling it midway could leave
-        // a session on the server that nobody knows to destroy.
-        let (session, own) = match &self.opts.session {
-            Some(id) => (id.clone(), None),
-            None => {
-                let (create, ttl) = self.opts.own_session();
-                let own = OwnSession::create(&self.client, &create, ttl).await?;
-                (own.id.clone(), Some(own))
-            }
-        };
-        let result = tokio::select! {
-            r = self.acquire_loop(&session) => r.map(|held| {
-                if held { Attempt::Held } else { Attempt::TimedOut }
-            }),
-            () = stop => Ok(Attempt::Stopped),
-        };
+        let (session, own) =
+            coord::acquire_session(&self.client, self.opts.session.as_deref(), || {
+                self.opts.own_session()
+            })
+            .await?;
+        let result = Attempt::race(self.acquire_loop(&session), stop).await;
         match result {
             Ok(Attempt::Held) => {
                 let (tx, lost) = LockLost::channel();
@@ -317,10 +307,7 @@ impl Lock {
                 if let Some(own) = own {
                     own.close().await;
                 }
-                other.map(|attempt| match attempt {
-                    Attempt::Stopped => AcquireOutcome::Stopped,
-                    _ => AcquireOutcome::TimedOut,
-                })
+                other.map(Attempt::not_held)
             }
         }
     }
@@ -443,13 +430,6 @@ impl Lock {
             }
         }
     }
-}
-
-/// How the racing part of `acquire` ended.
-enum Attempt {
-    Held,
-    TimedOut,
-    Stopped,
 }
 
 /// The monitor task of a held lock.

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::coord::{
-    attempt_wait, monitor, next_index, path_join, Held, OwnSession, DEFAULT_MONITOR_RETRY_TIME,
+    self, attempt_wait, monitor, next_index, path_join, Attempt, Held, DEFAULT_MONITOR_RETRY_TIME,
     DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
 };
 use crate::serde_util::null_default;
@@ -335,9 +335,8 @@ impl Semaphore {
         if self.held.is_some() {
             return Err(LockError::SemaphoreHeld);
         }
-        let (session, own) = match &self.opts.session {
-            Some(id) => (id.clone(), None),
-            None => {
+        let (session, own) =
+            coord::acquire_session(&self.client, self.opts.session.as_deref(), || {
                 let create = SessionCreateOptions {
                     name: Some(self.opts.session_name.clone()),
                     ttl: Some(self.opts.session_ttl),
@@ -345,16 +344,12 @@ impl Semaphore {
                     behavior: Some(SessionBehavior::Delete),
                     ..Default::default()
                 };
-                let own = OwnSession::create(&self.client, &create, self.opts.session_ttl).await?;
-                (own.id.clone(), Some(own))
-            }
-        };
-        let result = tokio::select! {
-            r = self.acquire_inner(&session) => r.map(Some),
-            () = stop => Ok(None),
-        };
+                (create, self.opts.session_ttl)
+            })
+            .await?;
+        let result = Attempt::race(self.acquire_inner(&session), stop).await;
         match result {
-            Ok(Some(true)) => {
+            Ok(Attempt::Held) => {
                 let (tx, lost) = LockLost::channel();
                 let monitor = tokio::spawn(monitor_prefix(
                     self.client.clone(),
@@ -386,10 +381,7 @@ impl Semaphore {
                             .await;
                     }
                 }
-                other.map(|attempt| match attempt {
-                    Some(_) => AcquireOutcome::TimedOut,
-                    None => AcquireOutcome::Stopped,
-                })
+                other.map(Attempt::not_held)
             }
         }
     }
