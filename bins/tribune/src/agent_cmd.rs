@@ -314,8 +314,9 @@ fn gossip_core(g: &config::Gossip, profile: tribune_gossip::Profile) -> tribune_
     core
 }
 
-/// Starts the LAN pool (every agent) and the WAN pool (servers), with `encrypt` and
-/// the keyrings Consul keeps in `data_dir/serf/`. A disabled port (`-1`) disables
+/// Starts the LAN pool (every agent) and the WAN pool (servers), with `encrypt`, and
+/// the keyrings and member snapshots Consul keeps in `data_dir/serf/` (a restarted
+/// agent rejoins the members it knew unless it left, or `-rejoin` is set). A disabled port (`-1`) disables
 /// that pool.
 async fn start_gossip(
     cfg: &RuntimeConfig,
@@ -353,6 +354,8 @@ async fn start_gossip(
             g.core.reconnect_timeout = cfg.reconnect_timeout;
             g.keyring = keyring.clone();
             g.keyring_file = keyring_dir.as_ref().map(|d| d.join("local.keyring"));
+            g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("local.snapshot"));
+            g.rejoin_after_leave = cfg.rejoin_after_leave;
             let gossip = tribune_gossip::Gossip::start(g)
                 .await
                 .with_context(|| format!("starting the LAN gossip pool on {bind}"))?;
@@ -376,6 +379,8 @@ async fn start_gossip(
             g.core.reconnect_timeout = cfg.reconnect_timeout_wan;
             g.keyring = keyring;
             g.keyring_file = keyring_dir.as_ref().map(|d| d.join("remote.keyring"));
+            g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("remote.snapshot"));
+            g.rejoin_after_leave = cfg.rejoin_after_leave;
             let gossip = tribune_gossip::Gossip::start(g)
                 .await
                 .with_context(|| format!("starting the WAN gossip pool on {bind}"))?;

@@ -97,6 +97,14 @@ pub enum GossipError {
         /// What is wrong with it.
         reason: String,
     },
+    /// The member snapshot file could not be read, parsed or written.
+    #[error("gossip snapshot {path}: {reason}")]
+    SnapshotFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
     /// Binding the UDP or TCP socket failed.
     #[error("failed to bind gossip {proto} socket on {addr}: {source}")]
     Bind {

@@ -260,31 +260,13 @@ impl Keyring {
     /// Write the keyring file (write to a temporary file, then rename, so a crash
     /// never leaves half a keyring; mode 0600 as Serf writes it).
     pub fn save(&self, path: &Path) -> Result<(), GossipError> {
-        let io = |source| GossipError::KeyringFile {
-            path: path.to_owned(),
-            source,
-        };
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(io)?;
-        }
         let mut text =
             serde_json::to_string_pretty(&self.list()).unwrap_or_else(|_| String::from("[]"));
         text.push('\n');
-        let tmp = path.with_extension("tmp");
-        {
-            use std::io::Write as _;
-            let mut opts = std::fs::OpenOptions::new();
-            opts.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                opts.mode(0o600);
-            }
-            let mut f = opts.open(&tmp).map_err(io)?;
-            f.write_all(text.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)
+        write_atomic(path, text.as_bytes(), true).map_err(|source| GossipError::KeyringFile {
+            path: path.to_owned(),
+            source,
+        })
     }
 }
 
@@ -293,6 +275,31 @@ pub fn keygen() -> String {
     let mut key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut key);
     STANDARD.encode(key)
+}
+
+/// Writes `bytes` to `path` through a temporary file, fsync and rename, so that a crash
+/// leaves the old file or the new one, never half of one; `private` makes it 0600 (a
+/// keyring holds secrets). Creates the parent directory.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    use std::io::Write as _;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("tmp");
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        opts.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    let mut f = opts.open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

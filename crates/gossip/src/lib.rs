@@ -64,6 +64,7 @@ pub mod event;
 pub mod keyring;
 mod shell;
 pub mod sim;
+pub mod snapshot;
 pub mod wire;
 
 pub use crate::config::{CoreConfig, Profile};

@@ -55,6 +55,12 @@ pub struct GossipConfig {
     pub event_capacity: usize,
     /// Seed for the core's RNG; `None` takes one from the OS.
     pub seed: Option<u64>,
+    /// Where the member snapshot is kept (Consul `serf/local.snapshot`); on start the
+    /// node rejoins the members it lists (see [`crate::snapshot`]).
+    pub snapshot_file: Option<PathBuf>,
+    /// Rejoin from the snapshot even when the last run ended in a graceful leave
+    /// (Consul `-rejoin`, `rejoin_after_leave`).
+    pub rejoin_after_leave: bool,
 }
 
 impl GossipConfig {
@@ -70,6 +76,8 @@ impl GossipConfig {
             keyring_file: None,
             event_capacity: 1024,
             seed: None,
+            snapshot_file: None,
+            rejoin_after_leave: false,
         }
     }
 }
@@ -147,6 +155,7 @@ pub struct Gossip {
     advertise: SocketAddr,
     leave_propagate_delay: Duration,
     gossip_interval: Duration,
+    snapshot: Option<crate::snapshot::Recorder>,
     driver: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -189,6 +198,7 @@ impl Gossip {
             None => local_addr,
         };
         let seed = cfg.seed.unwrap_or_else(rand::random);
+        let name = cfg.name.clone();
         let local = LocalNode {
             name: cfg.name,
             addr: advertise,
@@ -225,6 +235,17 @@ impl Gossip {
             broadcast_timeout: cfg.core.broadcast_timeout,
         };
         let driver = tokio::spawn(driver.run(command_rx, input_rx, accept));
+        let snapshot = match &cfg.snapshot_file {
+            Some(path) => Some(start_snapshot(
+                path,
+                &name,
+                cfg.rejoin_after_leave,
+                &shared,
+                &events,
+                &commands,
+            )?),
+            None => None,
+        };
         Ok(Gossip {
             shared,
             commands,
@@ -233,6 +254,7 @@ impl Gossip {
             advertise,
             leave_propagate_delay: cfg.core.leave_propagate_delay,
             gossip_interval: cfg.core.gossip_interval,
+            snapshot,
             driver: Mutex::new(Some(driver)),
         })
     }
@@ -327,6 +349,12 @@ impl Gossip {
     /// answering probes until [`Gossip::shutdown`].
     pub async fn leave(&self) -> Result<(), GossipError> {
         self.call(|reply| Command::Leave { reply }).await?;
+        if let Some(snapshot) = &self.snapshot {
+            // Before the propagation delay: a restart right after a leave must find it.
+            if let Err(e) = snapshot.mark_left() {
+                tracing::warn!(error = %e, "leave not recorded in the gossip snapshot");
+            }
+        }
         if !self.leave_propagate_delay.is_zero() {
             // Protocol delay (Serf `LeavePropagateDelay`), not synchronisation: give
             // the last retransmissions time to land before the sockets close.
@@ -428,6 +456,69 @@ impl Drop for Gossip {
     fn drop(&mut self) {
         let _ = self.commands.send(Command::Shutdown);
     }
+}
+
+/// Reads the previous run's member snapshot, starts recording this run's, and
+/// rejoins the members it knew (in the background, one attempt, as Serf does; a node
+/// that cannot reach any of them is alone until it is joined or retry-joins).
+fn start_snapshot(
+    path: &std::path::Path,
+    name: &str,
+    rejoin_after_leave: bool,
+    shared: &Arc<Shared>,
+    events: &broadcast::Sender<GossipEvent>,
+    commands: &mpsc::UnboundedSender<Command>,
+) -> Result<crate::snapshot::Recorder, GossipError> {
+    use crate::snapshot::{load, member_addr, Recorder};
+    let previous = load(path).unwrap_or_else(|e| {
+        // Written by rename, so only outside hands can have broken it; starting
+        // alone beats refusing to start.
+        tracing::warn!(error = %e, "ignoring the gossip snapshot");
+        None
+    });
+    let alive = {
+        let shared = shared.clone();
+        move || {
+            shared
+                .members
+                .read()
+                .iter()
+                .filter(|m| m.status == 1)
+                .map(|m| (m.name.clone(), member_addr(m)))
+                .collect::<Vec<_>>()
+        }
+    };
+    let recorder = Recorder::create(path.to_owned(), name, alive())?;
+    tokio::spawn(recorder.clone().run(events.subscribe(), alive));
+    let addrs: Vec<SocketAddr> = previous
+        .as_ref()
+        .map(|p| p.rejoin_addrs(rejoin_after_leave))
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    if previous
+        .as_ref()
+        .is_some_and(|p| p.left && !rejoin_after_leave)
+    {
+        tracing::info!("left the pool last time: not rejoining (-rejoin overrides)");
+    }
+    if !addrs.is_empty() {
+        let commands = commands.clone();
+        tokio::spawn(async move {
+            let (reply, rx) = oneshot::channel();
+            let n = addrs.len();
+            if commands.send(Command::Join { addrs, reply }).is_err() {
+                return;
+            }
+            match rx.await {
+                Ok(Ok(joined)) => tracing::info!(joined, "rejoined previously known members"),
+                Ok(Err(e)) => tracing::warn!(known = n, error = %e, "rejoin failed"),
+                Err(_) => {}
+            }
+        });
+    }
+    Ok(recorder)
 }
 
 fn load_keyring(

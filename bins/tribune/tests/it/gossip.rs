@@ -260,3 +260,63 @@ async fn agents_with_mismatched_gossip_keys_do_not_join() -> Result<()> {
     drop(right);
     Ok(())
 }
+
+/// The member snapshot (`serf/local.snapshot`): a client that joined once with `-join`
+/// and was `kill -9`ed rejoins on restart with no join flag at all; after a graceful
+/// leave it rejoins only with `-rejoin`, and without it stays alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_agent_rejoins_from_its_snapshot_unless_it_left() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let serf = free_port();
+    let server = Agent::start_opts(
+        &dir.path().join("server"),
+        json!({"gossip_lan": fast_gossip(), "ports": {"serf_lan": serf}}),
+        &["-server", "-bootstrap", "-node=srv"],
+    )?;
+    let cfg = json!({"gossip_lan": fast_gossip()});
+    let data = dir.path().join("c1");
+    let join = format!("-join=127.0.0.1:{serf}");
+    let c1 = Agent::start_opts(&data, cfg.clone(), &["-node=c1", join.as_str()])?;
+    let c = reqwest::Client::new();
+    let http = server.http.clone();
+    let status_is = |want: u64| {
+        let (c, http) = (c.clone(), http.clone());
+        move || {
+            let (c, http) = (c.clone(), http.clone());
+            async move { Ok(member_status(&c, &http, "c1").await? == Some(want)) }
+        }
+    };
+    eventually(Duration::from_secs(60), "c1 alive", status_is(1)).await?;
+    // The snapshot is written within its flush interval of the join.
+    let snapshot = data.join("serf/local.snapshot");
+    eventually(Duration::from_secs(30), "srv in c1's snapshot", || {
+        let snapshot = snapshot.clone();
+        async move { Ok(std::fs::read_to_string(&snapshot).is_ok_and(|t| t.contains("\"srv\""))) }
+    })
+    .await?;
+
+    // A crash: back with no join flag, from the snapshot.
+    c1.kill9()?;
+    eventually(Duration::from_secs(60), "c1 failed", status_is(4)).await?;
+    let mut c1 = Agent::start_opts(&data, cfg.clone(), &["-node=c1"])?;
+    c1.wait_for_line("rejoined previously known members", Duration::from_secs(30))?;
+    eventually(Duration::from_secs(60), "c1 alive again", status_is(1)).await?;
+
+    // A graceful leave, then a restart with -rejoin: back again.
+    let leave = |a: &Agent| c.put(format!("{}/v1/agent/leave", a.http)).send();
+    assert_eq!(leave(&c1).await?.status(), 200);
+    c1.child.wait()?;
+    eventually(Duration::from_secs(60), "c1 left", status_is(3)).await?;
+    let mut c1 = Agent::start_opts(&data, cfg.clone(), &["-node=c1", "-rejoin"])?;
+    c1.wait_for_line("rejoined previously known members", Duration::from_secs(30))?;
+    eventually(Duration::from_secs(60), "c1 rejoined", status_is(1)).await?;
+
+    // A graceful leave, then a plain restart: it stays out.
+    assert_eq!(leave(&c1).await?.status(), 200);
+    c1.child.wait()?;
+    eventually(Duration::from_secs(60), "c1 left again", status_is(3)).await?;
+    let mut c1 = Agent::start_opts(&data, cfg, &["-node=c1"])?;
+    c1.wait_for_line("not rejoining", Duration::from_secs(30))?;
+    assert_eq!(member_status(&c, &c1.http, "srv").await?, None);
+    Ok(())
+}

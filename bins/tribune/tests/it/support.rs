@@ -27,6 +27,8 @@ pub struct Agent {
     /// The DNS port (UDP and TCP), when started with DNS.
     pub dns: Option<u16>,
     lines: mpsc::Receiver<String>,
+    /// Lines printed before the HTTP API was up (start-up logs a test may look for).
+    early: Vec<String>,
 }
 
 impl Agent {
@@ -103,13 +105,26 @@ impl Agent {
             http: format!("http://127.0.0.1:{http}"),
             dns,
             lines,
+            early: Vec::new(),
         };
-        agent.wait_for_line("HTTP API:", Duration::from_secs(30))?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match agent.lines.recv_timeout(left) {
+                Ok(line) if line.contains("HTTP API:") => break,
+                Ok(line) => agent.early.push(line),
+                Err(_) => bail!("agent did not print \"HTTP API:\" within 30s"),
+            }
+        }
         Ok(agent)
     }
 
     /// Waits for an output line containing `needle`.
+    /// Lines printed during start-up count too (each is matched once).
     pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Result<String> {
+        if let Some(i) = self.early.iter().position(|l| l.contains(needle)) {
+            return Ok(self.early.remove(i));
+        }
         let deadline = std::time::Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
