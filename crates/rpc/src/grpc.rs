@@ -1,15 +1,16 @@
 //! The `tribune.v1.Server` gRPC service and client.
 
 use crate::codec::{unwrap, wrap};
+use crate::renew::{self, RenewMux, Sent};
 use crate::{RpcError, ServerApi, ServerStatus};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 use tribune_proto::v1::server_client::ServerClient;
 use tribune_proto::v1::server_server::{Server as ServerService, ServerServer};
-use tribune_proto::v1::{Envelope, StatusRequest, StatusResponse};
+use tribune_proto::v1::{Call, Envelope, StatusRequest, StatusResponse};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -17,13 +18,18 @@ use tribune_types::model::ops::{
 type WriteReply = Result<(WriteOutcome, u64), RpcError>;
 type ReadReply = Result<(ReadResult, QueryMeta), RpcError>;
 
-struct Service(Arc<dyn ServerApi>);
+struct Service {
+    api: Arc<dyn ServerApi>,
+    /// Turns true at shutdown, ending the long-lived renewal streams, which a
+    /// graceful shutdown would otherwise wait on forever.
+    stopping: tokio::sync::watch::Receiver<bool>,
+}
 
 #[tonic::async_trait]
 impl ServerService for Service {
     async fn write(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let reply: WriteReply = match unwrap::<WriteRequest>(req.get_ref()) {
-            Ok(w) => self.0.write(w).await,
+            Ok(w) => self.api.write(w).await,
             Err(e) => Err(e),
         };
         Ok(Response::new(wrap(&reply)))
@@ -31,15 +37,28 @@ impl ServerService for Service {
 
     async fn read(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
         let reply: ReadReply = match unwrap::<(ReadRequest, QueryOptions)>(req.get_ref()) {
-            Ok((r, o)) => self.0.read(r, o).await,
+            Ok((r, o)) => self.api.read(r, o).await,
             Err(e) => Err(e),
         };
         Ok(Response::new(wrap(&reply)))
     }
 
+    type RenewStream = renew::ReplyStream;
+
+    async fn renew(
+        &self,
+        req: Request<Streaming<Call>>,
+    ) -> Result<Response<Self::RenewStream>, Status> {
+        Ok(Response::new(renew::serve(
+            self.api.clone(),
+            req.into_inner(),
+            self.stopping.clone(),
+        )))
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = self
-            .0
+            .api
             .status()
             .await
             .map_err(|e| Status::unavailable(e.to_string()))?;
@@ -67,8 +86,13 @@ pub async fn serve(
         }
         s
     });
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let shutdown = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+    };
     tonic::transport::Server::builder()
-        .add_service(ServerServer::new(Service(api)))
+        .add_service(ServerServer::new(Service { api, stopping }))
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }
@@ -77,6 +101,8 @@ pub async fn serve(
 #[derive(Clone)]
 pub struct GrpcClient {
     inner: ServerClient<Channel>,
+    /// Session renewals ride one stream (see [`crate::renew`]).
+    renewals: Arc<RenewMux>,
 }
 
 impl GrpcClient {
@@ -86,6 +112,7 @@ impl GrpcClient {
             .map_err(|e| RpcError::Transport(e.to_string()))?;
         Ok(Self {
             inner: ServerClient::new(ep.tcp_nodelay(true).connect_lazy()),
+            renewals: Arc::default(),
         })
     }
 }
@@ -107,12 +134,15 @@ impl ServerApi for GrpcClient {
     }
 
     async fn read(&self, req: ReadRequest, opts: QueryOptions) -> ReadReply {
-        let env = self
-            .inner
-            .clone()
-            .read(wrap(&(req, opts)))
-            .await
-            .map_err(transport)?;
+        let renewal = matches!(req, ReadRequest::SessionRenew { .. });
+        let body = wrap(&(req, opts));
+        if renewal {
+            match self.renewals.call(&self.inner, body.clone()).await {
+                Sent::Done(reply) => return unwrap::<ReadReply>(&reply?)?,
+                Sent::Unsupported => {}
+            }
+        }
+        let env = self.inner.clone().read(body).await.map_err(transport)?;
         unwrap::<ReadReply>(env.get_ref())?
     }
 

@@ -5,11 +5,13 @@
 //!   the network, so an agent does not care which it has.
 //! - [`serve`]: exposes any [`ServerApi`] as the `tribune.v1.Server` gRPC service.
 //! - [`ServerPool`]: a client agent's view of the servers, with failover.
+//! - `renew`: session renewals on one long-lived stream per client and server.
 //! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
 
 mod codec;
 mod grpc;
 mod pool;
+mod renew;
 
 pub use grpc::{serve, GrpcClient};
 pub use pool::{ServerPool, NO_SERVERS};

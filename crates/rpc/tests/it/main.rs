@@ -21,8 +21,11 @@ impl ServerApi for Fake {
         req: ReadRequest,
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
-        let ReadRequest::KvGet { key } = req else {
-            return Err(RpcError::NoLeader);
+        let key = match req {
+            ReadRequest::KvGet { key } => key,
+            // Echo the session, so a test can tell whose answer a caller got.
+            ReadRequest::SessionRenew { id } => id.to_string(),
+            _ => return Err(RpcError::NoLeader),
         };
         let entry = KvEntry {
             key,
@@ -158,5 +161,51 @@ async fn pool_fails_over_to_a_live_server() {
         RpcError::Rejected(WriteRejected::BadRequest("nope".into()))
     );
     let _ = tx.send(());
+    server.await.unwrap().unwrap();
+}
+
+/// Renewals ride one stream: many at once each get their own answer; a server
+/// shutdown ends the stream (and does not wait on it), and the next renewal after a
+/// restart opens a new one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_share_a_stream_that_survives_a_server_restart() {
+    use tribune_types::ids::SessionId;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let start = |listener| {
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, Arc::new(Fake), async {
+            let _ = rx.await;
+        }));
+        (tx, server)
+    };
+    let renew = |client: GrpcClient| async move {
+        let id = SessionId(uuid::Uuid::new_v4());
+        let got = client
+            .read(ReadRequest::SessionRenew { id }, QueryOptions::default())
+            .await?;
+        match got {
+            (ReadResult::Kv(v), _) if v[0].key == id.to_string() => Ok(()),
+            other => panic!("renewal of {id} answered with {other:?}"),
+        }
+    };
+    let (stop, server) = start(listener);
+    let client = GrpcClient::new(&format!("http://{addr}")).unwrap();
+    let all = (0..200).map(|_| tokio::spawn(renew(client.clone())));
+    for r in futures::future::join_all(all).await {
+        r.unwrap().unwrap();
+    }
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+
+    let (stop, server) = start(tokio::net::TcpListener::bind(addr).await.unwrap());
+    // The broken stream fails at most the renewal that finds it broken.
+    let mut failures = 0;
+    while let Err(e) = renew(client.clone()).await {
+        assert!(matches!(e, RpcError::Transport(_)), "{e:?}");
+        failures += 1;
+        assert!(failures < 3, "still failing after a reconnect: {e:?}");
+    }
+    stop.send(()).unwrap();
     server.await.unwrap().unwrap();
 }

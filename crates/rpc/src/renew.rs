@@ -1,0 +1,204 @@
+//! Session renewals on one long-lived gRPC stream per client and server.
+//!
+//! Every TTL session is renewed every TTL/2 (the Go client's `RenewPeriodic`), so ten
+//! thousand sessions with 10 s TTLs are 2,000 renewals a second, each a tiny read the
+//! leader answers at once. As unary calls each one costs the leader an HTTP/2 stream:
+//! header blocks both ways, a task, stream bookkeeping. On the `Renew` stream each is
+//! one DATA frame in and one out, matched by a call id, and answered inline by the
+//! stream's response body — no task per renewal.
+//!
+//! The client side opens the stream on first use and reopens it after it breaks; the
+//! calls in flight when it breaks fail with [`RpcError::Transport`] (a renewal is safe
+//! to retry, and the server pool does). A server that does not know `Renew` (an older
+//! version) answers `Unimplemented`, after which this client sends renewals as unary
+//! reads for good.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures::{Stream, StreamExt};
+use parking_lot::Mutex;
+use tokio::sync::{mpsc, oneshot};
+use tonic::transport::Channel;
+use tonic::{Code, Status, Streaming};
+use tribune_proto::v1::server_client::ServerClient;
+use tribune_proto::v1::{Call, Envelope, Reply};
+use tribune_types::model::ops::{QueryOptions, ReadRequest};
+
+use crate::codec::{unwrap, wrap};
+use crate::{RpcError, ServerApi};
+
+/// Calls queued on a stream before senders wait: far more than are ever in flight.
+const QUEUE: usize = 1024;
+
+/// The server's answer stream for one `Renew` call.
+pub(crate) type ReplyStream = Pin<Box<dyn Stream<Item = Result<Reply, Status>> + Send>>;
+
+/// Server side: answers each call as its reply is pulled, in the response body's own
+/// task. Only renewals are accepted: anything that could block would hold up every
+/// renewal behind it. The stream ends when `stopping` turns true (server shutdown);
+/// the client then fails what was in flight and reconnects elsewhere.
+pub(crate) fn serve(
+    api: Arc<dyn ServerApi>,
+    inbound: Streaming<Call>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> ReplyStream {
+    let stop = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+    };
+    Box::pin(inbound.take_until(stop).then(move |call| {
+        let api = api.clone();
+        async move {
+            let call = call?;
+            let reply = match call
+                .body
+                .as_ref()
+                .map(unwrap::<(ReadRequest, QueryOptions)>)
+            {
+                Some(Ok((req @ ReadRequest::SessionRenew { .. }, opts))) => {
+                    api.read(req, opts).await
+                }
+                Some(Ok(_)) => Err(RpcError::Malformed(
+                    "only session renewals travel on the Renew stream".into(),
+                )),
+                Some(Err(e)) => Err(e),
+                None => Err(RpcError::Malformed("call without a body".into())),
+            };
+            Ok(Reply {
+                id: call.id,
+                body: Some(wrap(&reply)),
+            })
+        }
+    }))
+}
+
+/// Client side: the renewal stream of one [`crate::GrpcClient`].
+#[derive(Default)]
+pub(crate) struct RenewMux {
+    /// The open stream, if any; opening is serialised so that concurrent first calls
+    /// share one stream.
+    open: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    /// The server answered `Unimplemented`: use unary reads.
+    unsupported: AtomicBool,
+}
+
+struct Conn {
+    tx: mpsc::Sender<Call>,
+    next_id: AtomicU64,
+    pending: Mutex<Pending>,
+}
+
+#[derive(Default)]
+struct Pending {
+    waiting: HashMap<u64, oneshot::Sender<Result<Envelope, RpcError>>>,
+    /// The stream ended: no call may wait on it any more.
+    closed: bool,
+}
+
+/// What [`RenewMux::call`] did.
+pub(crate) enum Sent {
+    /// The reply envelope (or why there is none).
+    Done(Result<Envelope, RpcError>),
+    /// The server has no `Renew` stream; send the renewal as a unary read.
+    Unsupported,
+}
+
+impl RenewMux {
+    /// Sends one renewal (`body` is the wrapped `(ReadRequest, QueryOptions)`).
+    pub(crate) async fn call(&self, client: &ServerClient<Channel>, body: Envelope) -> Sent {
+        if self.unsupported.load(Ordering::Relaxed) {
+            return Sent::Unsupported;
+        }
+        let conn = match self.conn(client).await {
+            Ok(c) => c,
+            Err(status) if status.code() == Code::Unimplemented => {
+                self.unsupported.store(true, Ordering::Relaxed);
+                return Sent::Unsupported;
+            }
+            Err(status) => return Sent::Done(Err(RpcError::Transport(status.message().into()))),
+        };
+        let id = conn.next_id.fetch_add(1, Ordering::Relaxed);
+        let (done, wait) = oneshot::channel();
+        {
+            let mut p = conn.pending.lock();
+            if p.closed {
+                return Sent::Done(Err(closed()));
+            }
+            p.waiting.insert(id, done);
+        }
+        if conn
+            .tx
+            .send(Call {
+                id,
+                body: Some(body),
+            })
+            .await
+            .is_err()
+        {
+            conn.pending.lock().waiting.remove(&id);
+            return Sent::Done(Err(closed()));
+        }
+        Sent::Done(wait.await.unwrap_or_else(|_| Err(closed())))
+    }
+
+    /// The open stream, opening one if there is none or the last one closed.
+    async fn conn(&self, client: &ServerClient<Channel>) -> Result<Arc<Conn>, Status> {
+        let mut open = self.open.lock().await;
+        if let Some(c) = open.as_ref().filter(|c| !c.pending.lock().closed) {
+            return Ok(c.clone());
+        }
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let replies = client
+            .clone()
+            .renew(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await?
+            .into_inner();
+        let conn = Arc::new(Conn {
+            tx,
+            next_id: AtomicU64::new(0),
+            pending: Mutex::new(Pending::default()),
+        });
+        tokio::spawn(read_replies(conn.clone(), replies));
+        *open = Some(conn.clone());
+        Ok(conn)
+    }
+}
+
+/// Hands each reply to its caller until the stream ends, then fails every call still
+/// waiting and marks the stream closed (the next call opens a new one).
+async fn read_replies(conn: Arc<Conn>, mut replies: Streaming<Reply>) {
+    let why = loop {
+        match replies.message().await {
+            Ok(Some(r)) => {
+                let waiter = conn.pending.lock().waiting.remove(&r.id);
+                if let Some(w) = waiter {
+                    let body = r
+                        .body
+                        .ok_or_else(|| RpcError::Malformed("reply without a body".into()));
+                    let _ = w.send(body);
+                }
+            }
+            Ok(None) => break "closed by the server".to_owned(),
+            Err(status) => break status.message().to_owned(),
+        }
+    };
+    let waiting = {
+        let mut p = conn.pending.lock();
+        p.closed = true;
+        std::mem::take(&mut p.waiting)
+    };
+    if !waiting.is_empty() {
+        tracing::debug!(calls = waiting.len(), reason = %why, "renewal stream ended");
+    }
+    for (_, w) in waiting {
+        let _ = w.send(Err(RpcError::Transport(format!(
+            "renewal stream ended: {why}"
+        ))));
+    }
+}
+
+fn closed() -> RpcError {
+    RpcError::Transport("renewal stream closed".into())
+}
