@@ -54,7 +54,9 @@ pub struct CoreConfig {
     /// Members asked to probe indirectly when a direct probe fails (3).
     pub indirect_checks: usize,
     /// Suspicion multiplier (LAN 4, WAN 6): the minimum suspicion timeout is
-    /// `mult × max(1, log10(max(1, n))) × probe_interval`.
+    /// `mult × max(1, log10(max(1, n))) × probe_interval` (memberlist's), reached
+    /// with `mult − 2` independent confirmations; with three times as many, a
+    /// suspicion ends at half that ([`suspicion_floor`], a Tribune extension).
     pub suspicion_mult: u32,
     /// Upper bound of the suspicion timeout as a multiple of the minimum (6); the
     /// timer starts there and falls towards the minimum with independent
@@ -237,6 +239,47 @@ pub fn suspicion_timeout(mult: u32, n: usize, interval: Duration) -> Duration {
     Duration::from_millis(ms.floor() as u64)
 }
 
+/// Lifeguard's `k`: independent confirmations that bring a suspicion timer down
+/// from the maximum to [`suspicion_timeout`] (`mult − 2`, as memberlist), or none
+/// when the cluster is too small to supply them (`n` counts the local node and the
+/// suspect).
+pub fn suspicion_confirmations(mult: u32, n: usize) -> u32 {
+    let k = mult.saturating_sub(2);
+    if (n as u32).saturating_sub(2) < k {
+        0
+    } else {
+        k
+    }
+}
+
+/// Tribune's extension of Lifeguard: confirmations past `k` keep shortening the
+/// timer, reaching [`suspicion_floor`] at `3k` — or at however many members other
+/// than the suspect and the accuser exist, if fewer (`n` as in
+/// [`suspicion_confirmations`]). Equal to `k` (no extension) when `k` is 0 or no
+/// member is left to confirm beyond `k`.
+pub fn suspicion_floor_confirmations(k: u32, n: usize) -> u32 {
+    (3 * k).min((n as u32).saturating_sub(2)).max(k)
+}
+
+/// The shortest a suspicion can run once [`suspicion_floor_confirmations`]
+/// independent members have confirmed it: half the minimum
+/// ([`suspicion_timeout`]), but never under two probe intervals — time for the
+/// suspect, if it is running, to be pinged with the accusation and for its
+/// refutation to spread — and never above the minimum.
+pub fn suspicion_floor(min: Duration, probe_interval: Duration) -> Duration {
+    (min / 2).max(probe_interval * 2).min(min)
+}
+
+/// How many members, in expectation, probe a member out of turn when they first
+/// hear it is suspected: enough to supply the confirmations that take its timer
+/// to the floor (twice [`suspicion_floor_confirmations`], at least the
+/// `indirect_checks`), and no more, so a suspect that is merely slow (or paused,
+/// its receive buffer filling) is not sent a burst of O(n) probes. Each member
+/// decides alone, with probability `reprobers / (n − 2)`.
+pub fn suspicion_reprobers(k_floor: u32, indirect_checks: usize) -> u32 {
+    (2 * k_floor).max(indirect_checks as u32).max(1)
+}
+
 /// memberlist's `retransmitLimit`: `mult × ceil(log10(n + 1))`.
 pub fn retransmit_limit(mult: u32, n: usize) -> u32 {
     let scale = ((n as f64) + 1.0).log10().ceil() as u32;
@@ -299,5 +342,35 @@ mod tests {
         assert_eq!(push_pull_scale(thirty, 33), Duration::from_secs(60));
         assert_eq!(push_pull_scale(thirty, 64), Duration::from_secs(60));
         assert_eq!(push_pull_scale(thirty, 65), Duration::from_secs(90));
+    }
+
+    #[test]
+    fn suspicion_beyond_lifeguard() {
+        let s = Duration::from_secs(1);
+        // memberlist's k, and none in clusters too small to confirm.
+        assert_eq!(suspicion_confirmations(4, 64), 2);
+        assert_eq!(suspicion_confirmations(4, 4), 2);
+        assert_eq!(suspicion_confirmations(4, 3), 0);
+        assert_eq!(suspicion_confirmations(2, 64), 0);
+        // The floor takes 3k confirmations, fewer in small clusters, never < k.
+        assert_eq!(suspicion_floor_confirmations(2, 64), 6);
+        assert_eq!(suspicion_floor_confirmations(2, 6), 4);
+        assert_eq!(suspicion_floor_confirmations(2, 4), 2);
+        assert_eq!(suspicion_floor_confirmations(0, 64), 0);
+        // Half the minimum, at least two probe intervals, at most the minimum.
+        let min64 = suspicion_timeout(4, 64, s);
+        assert_eq!(min64, Duration::from_millis(7_224));
+        assert_eq!(suspicion_floor(min64, s), Duration::from_millis(3_612));
+        assert_eq!(suspicion_floor(suspicion_timeout(4, 8, s), s), 2 * s);
+        assert_eq!(
+            suspicion_floor(Duration::from_millis(1_500), s),
+            Duration::from_millis(1_500)
+        );
+        let wan = CoreConfig::wan();
+        let wan_min = suspicion_timeout(wan.suspicion_mult, 64, wan.probe_interval);
+        assert_eq!(suspicion_floor(wan_min, wan.probe_interval), wan_min / 2);
+        assert_eq!(suspicion_reprobers(6, 3), 12);
+        assert_eq!(suspicion_reprobers(0, 3), 3);
+        assert_eq!(suspicion_reprobers(0, 0), 1);
     }
 }

@@ -13,6 +13,37 @@
 //!
 //! Packets handled here are plaintext wire packets ([`crate::wire`]); sealing is the
 //! shell's job, but the core leaves room for it in every packet it builds.
+//!
+//! # Where Tribune departs from memberlist
+//!
+//! Same messages, timings and knobs (the LAN profile is Consul's); four local
+//! policies differ, each invisible on the wire, so members running either
+//! policy interoperate (`BENCHMARKS.md`, "Gossip", has the figures):
+//!
+//! - **Probe target.** Every other probe round goes to the member's successor on
+//!   a ring of all alive members ordered by a hash of their names; the other rounds
+//!   follow memberlist's shuffled round-robin. Each member then has a prober on a
+//!   fixed two-interval beat, which bounds the wait before a crashed member is
+//!   first probed (with round-robin alone it is about exponential: 1 crash in
+//!   100 waits 4–5 intervals). Where views disagree or the predecessor is down
+//!   too, the round-robin rounds are memberlist's behaviour at half the rate.
+//! - **Suspicion past the minimum.** Lifeguard's timer falls from 6 × the
+//!   minimum to the minimum after `k = mult − 2` independent confirmations and
+//!   stops there; here it keeps falling with further confirmations, to a floor of
+//!   half the minimum (at least two probe intervals) at `3k` ([`Suspicion`],
+//!   [`config::suspicion_floor`]). A confirmation is a distinct member reporting
+//!   its own failed direct and indirect probe; a push/pull peer's view is
+//!   hearsay and does not count. A lone accuser (a member waking from a stall
+//!   with a stale view) still cannot shorten anything.
+//! - **Out-of-turn probes of a suspect.** A member that hears of a new suspect
+//!   probes it next only with probability `reprobers / (n − 2)`
+//!   ([`config::suspicion_reprobers`], 12 at the LAN defaults): enough members
+//!   to deliver the accusation to a live suspect and to confirm a dead one, not
+//!   all `n` (which sent a slow member hundreds of datagrams at 128 members).
+//! - **Ring relay of broadcasts.** News not yet passed to the ring successor
+//!   goes there as one of the gossip round's targets (the others random), so a
+//!   member the random epidemic misses gets it one gossip interval after its
+//!   ring predecessor instead of at the next push/pull.
 
 mod awareness;
 mod broadcast;
@@ -34,7 +65,7 @@ use tribune_types::model::Member;
 pub use awareness::Awareness;
 pub use broadcast::{BroadcastKey, BroadcastQueue};
 pub use lamport::LamportClock;
-pub use suspicion::Suspicion;
+pub use suspicion::{Suspicion, SuspicionBounds};
 pub use user_events::UserEvent;
 
 use outbox::check_tags;
@@ -196,6 +227,11 @@ impl MemberState {
         self.suspicion.as_ref().map(Suspicion::deadline)
     }
 
+    /// Independent confirmations of the suspicion counted so far, when suspected.
+    pub fn suspicion_confirmations(&self) -> Option<u32> {
+        self.suspicion.as_ref().map(Suspicion::confirmations)
+    }
+
     /// As `/v1/agent/members` shows it.
     pub fn to_member(&self) -> Member {
         Member {
@@ -246,6 +282,11 @@ pub struct Core {
     members: BTreeMap<String, MemberState>,
     probe_order: Vec<String>,
     probe_index: usize,
+    /// Suspects to probe before anything else (see `handle_suspect`).
+    urgent: Vec<String>,
+    /// Whether the next regular probe round goes to the ring successor (else to
+    /// the round-robin order); alternates.
+    ring_turn: bool,
     probe: Option<Probe>,
     relays: BTreeMap<u32, Relay>,
     seq: u32,
@@ -309,6 +350,8 @@ impl Core {
             members: BTreeMap::from([(local.name, me)]),
             probe_order: Vec::new(),
             probe_index: 0,
+            urgent: Vec::new(),
+            ring_turn: false,
             probe: None,
             relays: BTreeMap::new(),
             seq: 0,

@@ -10,7 +10,10 @@
 //! - [`core::Core`] is the protocol, sans-io: packets, stream exchanges, timer
 //!   ticks and API calls go in with the current time; [`core::Effect`]s come out
 //!   (send a datagram, run a push/pull, deliver an [`core::Event`]). Time and
-//!   randomness are injected, so tests step it in manual time.
+//!   randomness are injected, so tests step it in manual time. It keeps
+//!   memberlist's messages and knobs but detects crashes faster (probe ring,
+//!   suspicion below memberlist's minimum with enough independent confirmations;
+//!   see the [`core`] docs).
 //! - [`Gossip`] is the tokio shell the agent runs: UDP and TCP on one port,
 //!   encryption, a task driving the core; `members()`, `join`, `leave`,
 //!   `force_leave`, `fire_event`, `subscribe`, `set_tags`, keyring operations.

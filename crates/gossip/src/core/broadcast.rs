@@ -29,6 +29,8 @@ struct Item {
     transmits: u32,
     id: u64,
     notify: bool,
+    /// Sent to the ring successor ([`BroadcastQueue::take_relay`]).
+    relayed: bool,
 }
 
 /// Queued broadcasts.
@@ -62,6 +64,7 @@ impl BroadcastQueue {
             transmits: 0,
             id: self.next_id,
             notify,
+            relayed: false,
         });
         if self.items.len() > max_depth.max(1) {
             // Shed the most-sent, then oldest, so fresh news survives a flood.
@@ -79,6 +82,16 @@ impl BroadcastQueue {
     /// Take broadcasts whose packed size fits in `budget` bytes, counting one
     /// transmission each and retiring those that reach `limit`.
     pub fn take(&mut self, budget: usize, limit: u32) -> Vec<Vec<u8>> {
+        self.take_inner(budget, limit, false)
+    }
+
+    /// [`Self::take`] for the packet to the ring successor: also marks what it
+    /// takes as relayed there.
+    pub fn take_relay(&mut self, budget: usize, limit: u32) -> Vec<Vec<u8>> {
+        self.take_inner(budget, limit, true)
+    }
+
+    fn take_inner(&mut self, budget: usize, limit: u32, relay: bool) -> Vec<Vec<u8>> {
         if self.items.is_empty() {
             return Vec::new();
         }
@@ -93,6 +106,7 @@ impl BroadcastQueue {
             }
             left -= need;
             item.transmits += 1;
+            item.relayed |= relay;
             out.push(item.msg.clone());
         }
         let limit = limit.max(1);
@@ -104,6 +118,11 @@ impl BroadcastQueue {
         });
         self.notify_done |= done;
         out
+    }
+
+    /// Whether some queued broadcast has not been sent to the ring successor yet.
+    pub fn has_unrelayed(&self) -> bool {
+        self.items.iter().any(|i| !i.relayed)
     }
 
     /// Queued broadcasts.
@@ -154,7 +173,11 @@ mod tests {
         let mut q = BroadcastQueue::default();
         q.push(key("a"), vec![1], false, 100);
         q.take(1000, 10);
+        assert!(q.has_unrelayed(), "sent, but not to the ring successor");
+        q.take_relay(1000, 10);
+        assert!(!q.has_unrelayed());
         q.push(key("b"), vec![2], false, 100);
+        assert!(q.has_unrelayed());
         q.push(BroadcastKey::Unique, vec![3], false, 100);
         q.push(BroadcastKey::Unique, vec![4], false, 100);
         // Room for exactly two one-byte messages (3 bytes each packed).

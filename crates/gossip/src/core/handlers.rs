@@ -9,7 +9,7 @@ use rand::Rng as _;
 
 use super::{
     BroadcastKey, Core, Effect, Event, MemberEventKind, MemberState, NodeState, Phase, Relay,
-    Suspicion,
+    Suspicion, SuspicionBounds,
 };
 use crate::config;
 use crate::core::user_events::UserEvent;
@@ -261,21 +261,35 @@ impl Core {
         m.state_change = now;
         // k confirmations wanted so the timeout reaches its minimum two probe
         // rounds before the nominal one; none expected in tiny clusters (n counts
-        // us and the suspect).
-        let mut k = self.cfg.suspicion_mult.saturating_sub(2);
-        if (n as u32).saturating_sub(2) < k {
-            k = 0;
-        }
+        // us and the suspect). Past k, more of them take it on down to the floor.
+        let k = config::suspicion_confirmations(self.cfg.suspicion_mult, n);
+        let k_floor = config::suspicion_floor_confirmations(k, n);
         let min = config::suspicion_timeout(self.cfg.suspicion_mult, n, self.cfg.probe_interval);
-        let max = min * self.cfg.suspicion_max_timeout_mult;
-        m.suspicion = Some(Suspicion::new(&s.from, k, min, max, now));
+        let bounds = SuspicionBounds {
+            k,
+            k_floor,
+            min,
+            max: min * self.cfg.suspicion_max_timeout_mult,
+            floor: config::suspicion_floor(min, self.cfg.probe_interval),
+        };
+        m.suspicion = Some(Suspicion::new(&s.from, bounds, now));
         let node = s.node.clone();
-        // Probe a new suspect next rather than whenever the round-robin gets to it:
-        // the ping carries the suspicion to the member itself, which then refutes
-        // (or corrects us if we hold a stale incarnation), and if it is really down
-        // our failed probe is one more independent confirmation.
-        let at = self.probe_index.min(self.probe_order.len());
-        self.probe_order.insert(at, node.clone());
+        // Some members probe a new suspect next rather than whenever their turn
+        // comes: the ping carries the suspicion to the member itself, which then
+        // refutes (or corrects a stale incarnation), and if it is really down each
+        // failed probe is one more independent confirmation. Only about
+        // `suspicion_reprobers` of them, chosen at random by each member for
+        // itself: everyone doing it sends O(n) probes, each with three indirect
+        // ones, at a member that may just be slow (at 128 members that overflowed
+        // a paused member's receive buffer). Our own accusation needs no re-probe.
+        if s.from != self.name {
+            let wanted = config::suspicion_reprobers(k_floor, self.cfg.indirect_checks);
+            let others = n.saturating_sub(2).max(1) as f64;
+            if self.rng.gen::<f64>() < f64::from(wanted) / others {
+                self.urgent.retain(|u| *u != node);
+                self.urgent.push(node.clone());
+            }
+        }
         tracing::info!(node = %node, incarnation = s.incarnation, "gossip: member suspect");
         self.queue(BroadcastKey::Member(node), &Message::Suspect(s), false);
         self.changed();
@@ -433,6 +447,7 @@ impl Core {
         self.emit_member(MemberEventKind::Reap, name);
         self.members.remove(name);
         self.probe_order.retain(|n| n != name);
+        self.urgent.retain(|n| n != name);
     }
 
     /// Merge a remote push/pull state (memberlist `mergeState` + Serf
@@ -468,7 +483,14 @@ impl Core {
                     now,
                 ),
                 // A remote verdict of death is only a suspicion here: the member
-                // gets its chance to refute (memberlist does the same).
+                // gets its chance to refute (memberlist does the same). If we
+                // suspect it already, the remote view is hearsay, not a probe of
+                // its own, so it is not counted as a confirmation.
+                WireState::Dead | WireState::Suspect
+                    if self
+                        .members
+                        .get(&pm.node)
+                        .is_some_and(|m| m.state == NodeState::Suspect) => {}
                 WireState::Dead | WireState::Suspect => self.handle_suspect(
                     Suspect {
                         incarnation: pm.incarnation,

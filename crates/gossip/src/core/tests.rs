@@ -216,54 +216,55 @@ fn missed_ack_goes_indirect_then_suspect_then_dead_after_the_timeout() {
     let mut net = three(&cfg, 7);
     net.record = true;
     net.stop(1);
-    assert!(net.run_until(10 * SEC, |n| n.nodes[0].state_of("b")
-        == Some(NodeState::Suspect)));
-    // a's own failed probe of b: direct ping, then after the probe timeout an
-    // indirect request to c, which pings b and nacks when b stays silent.
+    assert!(net.run_until(10 * SEC, |n| [0, 2]
+        .iter()
+        .any(|&i| n.nodes[i].state_of("b") == Some(NodeState::Suspect))));
+    // The first failed probe of b, by a or c (whichever got to it first): direct
+    // ping, then after the probe timeout an indirect request to the other, which
+    // pings b and nacks when b stays silent.
     let log = probes(&net.sent);
     let ping = log
         .iter()
-        .find(|p| {
-            p.from == 0 && matches!(&p.msgs[0], Message::Ping(Ping { node, .. }) if node == "b")
-        })
-        .expect("a pinged b");
+        .find(|p| matches!(&p.msgs[0], Message::Ping(Ping { node, .. }) if node == "b"))
+        .expect("someone pinged b");
+    let (x, y) = (ping.from, 2 - ping.from);
     let Message::Ping(Ping { seq, .. }) = ping.msgs[0].clone() else {
         unreachable!()
     };
     let indirect = log
         .iter()
-        .find(|p| p.from == 0 && matches!(&p.msgs[0], Message::IndirectPing(r) if r.seq == seq))
-        .expect("a asked c");
-    assert_eq!(indirect.to, Some(2));
+        .find(|p| p.from == x && matches!(&p.msgs[0], Message::IndirectPing(r) if r.seq == seq))
+        .expect("the prober asked the other");
+    assert_eq!(indirect.to, Some(y));
     assert_eq!(indirect.at - ping.at, cfg.probe_timeout);
     let relayed = log
         .iter()
         .find(|p| {
-            p.from == 2
+            p.from == y
                 && p.at >= indirect.at
                 && matches!(&p.msgs[0], Message::Ping(Ping { node, .. }) if node == "b")
         })
-        .expect("c pinged b");
+        .expect("the relay pinged b");
     let nack = log
         .iter()
-        .find(|p| p.from == 2 && p.msgs[0] == Message::Nack(Nack { seq }))
-        .expect("c nacked");
+        .find(|p| p.from == y && p.msgs[0] == Message::Nack(Nack { seq }))
+        .expect("the relay nacked");
     assert_eq!(nack.at - relayed.at, cfg.probe_timeout * 4 / 5);
-    // The nack proves a's own network fine: no awareness penalty.
-    assert_eq!(net.nodes[0].core.awareness_score(), 0);
+    // The nack proves the prober's own network fine: no awareness penalty.
+    assert_eq!(net.nodes[x].core.awareness_score(), 0);
 
     // Three members: no one can confirm (k = 0), so the minimum applies:
     // 4 × max(1, log10(3)) × 1 s = 4 s.
-    let suspected_at = net.nodes[0].core.member("b").unwrap().state_change;
-    assert!(net.run_until(10 * SEC, |n| n.nodes[0].state_of("b")
+    let suspected_at = net.nodes[x].core.member("b").unwrap().state_change;
+    assert!(net.run_until(10 * SEC, |n| n.nodes[x].state_of("b")
         == Some(NodeState::Dead)));
-    let failed_at = net.nodes[0]
+    let failed_at = net.nodes[x]
         .last_event(MemberEventKind::Failed, "b")
         .unwrap();
     assert_eq!(failed_at - suspected_at, 4 * SEC);
-    assert!(net.run_until(SEC, |n| n.nodes[2].state_of("b") == Some(NodeState::Dead)));
+    assert!(net.run_until(SEC, |n| n.nodes[y].state_of("b") == Some(NodeState::Dead)));
     assert_eq!(
-        net.nodes[2].core.members()[1].status,
+        net.nodes[y].core.members()[1].status,
         MemberStatus::Failed as u8
     );
 }
@@ -571,4 +572,179 @@ fn garbage_packets_are_counted_not_fatal() {
     let s = a.stats();
     assert_eq!((s.packets_malformed, s.streams_malformed), (2, 1));
     assert_eq!(a.member("b").unwrap().state, NodeState::Alive);
+}
+
+/// Tribune's suspicion past Lifeguard's `k`: each distinct member that reports
+/// its own failed probe shortens the timer, down to the floor and no further; a
+/// push/pull peer's view of a suspect we already suspect is hearsay and does not
+/// count; and the accuser itself never does.
+#[test]
+fn confirmations_past_k_go_down_to_the_floor_and_hearsay_does_not_count() {
+    let t0 = Instant::now();
+    let cfg = CoreConfig::lan();
+    let mut a = core("a", 1, cfg.clone(), t0);
+    // Ten members: a, the suspect s, and m2..m9.
+    let mut alive = vec![Message::Alive(wire::Alive {
+        incarnation: 1,
+        node: "s".into(),
+        addr: addr(10),
+        tags: Tags::new(),
+    })];
+    for i in 2..=9u8 {
+        alive.push(Message::Alive(wire::Alive {
+            incarnation: 1,
+            node: format!("m{i}"),
+            addr: addr(i),
+            tags: Tags::new(),
+        }));
+    }
+    a.handle_packet(addr(2), &packet(&alive), t0);
+    assert_eq!(a.num_alive(), 10);
+    let n = 10;
+    let min = config::suspicion_timeout(cfg.suspicion_mult, n, cfg.probe_interval);
+    let floor = config::suspicion_floor(min, cfg.probe_interval);
+    let k = config::suspicion_confirmations(cfg.suspicion_mult, n);
+    let k_floor = config::suspicion_floor_confirmations(k, n);
+    assert_eq!((k, k_floor), (2, 6));
+    assert_eq!((min, floor), (4 * SEC, 2 * SEC));
+
+    let suspect = |from: &str| {
+        packet(&[Message::Suspect(Suspect {
+            incarnation: 1,
+            node: "s".into(),
+            from: from.into(),
+        })])
+    };
+    a.handle_packet(addr(2), &suspect("m2"), t0);
+    let s = a.member("s").unwrap();
+    assert_eq!(s.state, NodeState::Suspect);
+    assert_eq!(
+        s.suspicion_confirmations(),
+        Some(0),
+        "the accuser is not a confirmation"
+    );
+    assert_eq!(
+        s.suspicion_deadline(),
+        Some(t0 + min * cfg.suspicion_max_timeout_mult)
+    );
+
+    // m3 pushes its whole state: it suspects s too, but that is not a probe of
+    // its own.
+    let frame = wire::encode_stream(&wire::StreamMsg::PushPull(wire::PushPull {
+        from: "m3".into(),
+        join: false,
+        members: vec![wire::PushMember {
+            node: "s".into(),
+            addr: addr(10),
+            incarnation: 1,
+            state: wire::WireState::Suspect,
+            tags: Tags::new(),
+            status_ltime: 0,
+        }],
+        member_ltime: 1,
+        event_ltime: 0,
+        events: vec![],
+    }))
+    .unwrap();
+    a.handle_stream(addr(3), &frame, t0).unwrap();
+    assert_eq!(a.member("s").unwrap().suspicion_confirmations(), Some(0));
+
+    let mut last = a.member("s").unwrap().suspicion_deadline().unwrap();
+    for (i, from) in ["m3", "m4", "m5", "m6", "m7", "m8", "m9"]
+        .into_iter()
+        .enumerate()
+    {
+        a.handle_packet(addr(3), &suspect(from), t0);
+        let s = a.member("s").unwrap();
+        let (count, deadline) = (
+            s.suspicion_confirmations().unwrap(),
+            s.suspicion_deadline().unwrap(),
+        );
+        assert_eq!(count, (i as u32 + 1).min(k_floor));
+        assert!(deadline >= t0 + floor, "never below the floor");
+        if count <= k {
+            assert!(
+                deadline >= t0 + min,
+                "not below memberlist's minimum before k"
+            );
+        } else if count < k_floor {
+            assert!(deadline < last, "each confirmation past k shortens it");
+        }
+        last = deadline;
+    }
+    assert_eq!(last, t0 + floor);
+    // A repeat from a member already counted changes nothing.
+    a.handle_packet(addr(4), &suspect("m4"), t0);
+    assert_eq!(
+        a.member("s").unwrap().suspicion_deadline(),
+        Some(t0 + floor)
+    );
+    // And it is declared dead exactly at the floor.
+    let eff = a.tick(t0 + floor - MS);
+    assert!(member_events(&eff).is_empty());
+    let eff = a.tick(t0 + floor);
+    assert_eq!(
+        member_events(&eff),
+        vec![(
+            MemberEventKind::Failed,
+            "s".into(),
+            MemberStatus::Failed as u8
+        )]
+    );
+}
+
+/// The probe ring: the successor is the next alive member by hash position,
+/// wrapping around; suspects and the dead are skipped, so the ring heals in each
+/// member's own view as soon as it learns of trouble.
+#[test]
+fn the_ring_successor_is_the_next_alive_member_by_hash() {
+    let t0 = Instant::now();
+    let mut a = core("a", 1, CoreConfig::lan(), t0);
+    assert_eq!(a.ring_successor(), None, "alone");
+    let names: Vec<String> = (2..=9u8).map(|i| format!("m{i}")).collect();
+    let alive: Vec<Message> = names
+        .iter()
+        .zip(2u8..)
+        .map(|(n, i)| {
+            Message::Alive(wire::Alive {
+                incarnation: 1,
+                node: n.clone(),
+                addr: addr(i),
+                tags: Tags::new(),
+            })
+        })
+        .collect();
+    a.handle_packet(addr(2), &packet(&alive), t0);
+    let mut ring: Vec<String> = names.clone();
+    ring.push("a".into());
+    ring.sort_by_key(|n| rounds::ring_position(n));
+    let at = ring.iter().position(|n| n == "a").unwrap();
+    let next = |k: usize| ring[(at + k) % ring.len()].clone();
+    assert_eq!(a.ring_successor(), Some(next(1)));
+    a.handle_packet(
+        addr(2),
+        &packet(&[Message::Suspect(Suspect {
+            incarnation: 1,
+            node: next(1),
+            from: "m9".into(),
+        })]),
+        t0,
+    );
+    assert_eq!(a.ring_successor(), Some(next(2)), "a suspect is skipped");
+    for k in 2..ring.len() - 1 {
+        a.handle_packet(
+            addr(2),
+            &packet(&[Message::Dead(wire::Dead {
+                incarnation: 1,
+                node: next(k),
+                from: "m9".into(),
+            })]),
+            t0,
+        );
+    }
+    assert_eq!(
+        a.ring_successor(),
+        Some(next(ring.len() - 1)),
+        "wraps around"
+    );
 }

@@ -251,3 +251,200 @@ fn a_member_starved_of_cpu_causes_no_false_failures() {
         "everyone, the starved member included, is alive again"
     );
 }
+
+/// A converged cluster of `n` on a lossless network, settled.
+fn settled(n: usize, seed: u64) -> SimNet {
+    let mut net = SimNet::new(seed, Duration::from_millis(1));
+    for i in 0..n {
+        net.add_node(&format!("node-{i:02}"), CoreConfig::lan());
+    }
+    for i in 1..n {
+        net.join(i, if i < 3 { 0 } else { i % 3 });
+        net.run_for(Duration::from_millis(100));
+    }
+    let all = names(&net);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert!(net.run_until(60 * SEC, |n| n.all_see(&all, NodeState::Alive)));
+    net.run_for(10 * SEC);
+    net
+}
+
+/// Direct pings (not relayed ones) to node `to` in the recording.
+fn pings_to(net: &SimNet, to: usize) -> Vec<(std::time::Instant, usize)> {
+    net.sent
+        .iter()
+        .filter(|p| p.to == Some(to) && matches!(p.msgs.first(), Some(Message::Ping(_))))
+        .map(|p| (p.at, p.from))
+        .collect()
+}
+
+/// The probe ring: every member probes its successor on the hash ring every
+/// other round, so with views agreeing no member ever goes more than two probe
+/// intervals without a ping — with random round-robin alone, gaps of four or five
+/// intervals are routine at this size.
+#[test]
+fn every_member_is_probed_at_least_every_two_probe_intervals() {
+    const MEMBERS: usize = 32;
+    let mut net = settled(MEMBERS, 21);
+    net.sent.clear();
+    net.record = true;
+    let from = net.now();
+    net.run_for(60 * SEC);
+    let to = net.now();
+    for i in 0..MEMBERS {
+        let mut at: Vec<_> = pings_to(&net, i).into_iter().map(|(t, _)| t).collect();
+        at.insert(0, from);
+        at.push(to);
+        let widest = at.windows(2).map(|w| w[1] - w[0]).max().unwrap();
+        // Two rounds, plus the one-way latency.
+        assert!(
+            widest <= 2 * SEC + Duration::from_millis(1),
+            "node-{i:02} went {widest:?} without a ping"
+        );
+    }
+}
+
+/// Tribune's suspicion past Lifeguard's minimum: a crash at 64 members is
+/// confirmed by many independent members, so the timer goes below memberlist's
+/// minimum, but never below the floor; and only a bounded set of members probes
+/// the suspect out of turn (everyone doing it is O(n) datagrams at a member that
+/// may just be slow).
+#[test]
+fn a_crash_is_confirmed_by_a_bounded_set_of_witnesses_and_never_declared_before_the_floor() {
+    use tribune_gossip::config::{
+        suspicion_confirmations, suspicion_floor, suspicion_floor_confirmations,
+        suspicion_reprobers, suspicion_timeout,
+    };
+    const MEMBERS: usize = 64;
+    let cfg = CoreConfig::lan();
+    let min = suspicion_timeout(cfg.suspicion_mult, MEMBERS, cfg.probe_interval);
+    let floor = suspicion_floor(min, cfg.probe_interval);
+    let k = suspicion_confirmations(cfg.suspicion_mult, MEMBERS);
+    let k_floor = suspicion_floor_confirmations(k, MEMBERS);
+    assert!(floor < min && k_floor > k);
+
+    let mut net = settled(MEMBERS, 5);
+    let victim = 17;
+    let vname = format!("node-{victim:02}");
+    net.sent.clear();
+    net.record = true;
+    net.stop(victim);
+    let mut first_suspect = None;
+    let mut most_confirmed = 0;
+    let t0 = net.now();
+    while net.now() - t0 < 60 * SEC {
+        let up = net.nodes.iter().filter(|x| x.up);
+        if first_suspect.is_none() {
+            // Exact: when the first accuser's suspicion started.
+            first_suspect = up
+                .clone()
+                .filter_map(|x| x.core.member(&vname))
+                .filter(|m| m.state == NodeState::Suspect)
+                .map(|m| m.state_change)
+                .min();
+        }
+        for x in up.clone() {
+            let c = x
+                .core
+                .member(&vname)
+                .and_then(|m| m.suspicion_confirmations());
+            most_confirmed = most_confirmed.max(c.unwrap_or(0));
+        }
+        if up
+            .clone()
+            .all(|x| x.state_of(&vname) == Some(NodeState::Dead))
+        {
+            break;
+        }
+        net.run_for(Duration::from_millis(10));
+    }
+    let first_suspect = first_suspect.expect("suspected");
+    let first_failed = net
+        .nodes
+        .iter()
+        .filter(|x| x.up)
+        .filter_map(|x| x.last_event(MemberEventKind::Failed, &vname))
+        .min()
+        .expect("declared failed");
+    assert!(
+        net.nodes
+            .iter()
+            .filter(|x| x.up)
+            .all(|x| x.state_of(&vname) == Some(NodeState::Dead)),
+        "everyone marks it failed"
+    );
+    // Confirmations went past memberlist's k, and the first verdict came after
+    // the floor (suspicions start at or after the first one), before the minimum.
+    assert!(most_confirmed > k, "{most_confirmed} confirmations");
+    assert!(most_confirmed <= k_floor);
+    let took = first_failed - first_suspect;
+    assert!(took >= floor, "declared {took:?} after the first suspicion");
+    assert!(took < min, "declared {took:?} after the first suspicion");
+    // Out-of-turn probes: everyone who probed the dead member from the first
+    // suspicion on. Without the bound this is nearly all 63; with it, about
+    // `suspicion_reprobers` plus the ring predecessor and round-robin turns.
+    // (A prober's failed ping is followed by its indirect requests; counting
+    // those leaves out the relays' own pings.)
+    let probers: std::collections::BTreeSet<usize> = net
+        .sent
+        .iter()
+        .filter(|p| p.at >= first_suspect && p.at <= first_failed)
+        .filter(|p| matches!(p.msgs.first(), Some(Message::IndirectPing(r)) if r.node == vname))
+        .map(|p| p.from)
+        .collect();
+    let wanted = suspicion_reprobers(k_floor, cfg.indirect_checks) as usize;
+    assert!(
+        probers.len() <= 2 * wanted && probers.len() < MEMBERS / 2,
+        "{} members probed the suspect",
+        probers.len()
+    );
+}
+
+/// The ring relay of broadcasts: every member hands news it has not yet passed
+/// on to its ring successor, so the epidemic cannot miss a member for good. Here
+/// the random part is made too weak to reach everyone (one gossip target, each
+/// broadcast sent twice per member, no push/pull to repair it), and the event
+/// still reaches all 32 members, through gossip alone.
+#[test]
+fn a_broadcast_reaches_every_member_even_when_random_gossip_alone_would_not() {
+    const MEMBERS: usize = 32;
+    let cfg = CoreConfig {
+        gossip_nodes: 1,
+        retransmit_mult: 1,
+        push_pull_interval: Duration::ZERO,
+        ..CoreConfig::lan()
+    };
+    let mut net = SimNet::new(3, Duration::from_millis(1));
+    for i in 0..MEMBERS {
+        net.add_node(&format!("node-{i:02}"), cfg.clone());
+    }
+    // Joins are push/pulls: after a second round of them, through node-00 which
+    // then knows everyone, every member has the full list without gossip.
+    for _ in 0..2 {
+        for i in 1..MEMBERS {
+            net.join(i, 0);
+        }
+        net.run_for(SEC);
+    }
+    let all = names(&net);
+    let all: Vec<&str> = all.iter().map(String::as_str).collect();
+    assert!(net.run_until(60 * SEC, |n| n.all_see(&all, NodeState::Alive)));
+    net.run_until(60 * SEC, |n| {
+        n.nodes.iter().all(|x| x.core.pending_broadcasts() == 0)
+    });
+    net.call(7, |core, now| {
+        core.user_event("ring", b"x", false, now)
+            .unwrap_or_default()
+    });
+    assert!(
+        net.run_until(30 * SEC, |n| n
+            .nodes
+            .iter()
+            .all(|x| x.user_events().iter().any(|(name, _)| name == "ring"))),
+        "delivered to {} of {MEMBERS}",
+        net.nodes
+            .iter()
+            .filter(|x| x.user_events().iter().any(|(name, _)| name == "ring"))
+            .count()
+    );
+}
