@@ -12,10 +12,15 @@
 //! - `gossip [options]`: the gossip benchmark on the simulated network (failure
 //!   detection, broadcast spread, steady-state bytes, CPU starvation) with
 //!   Consul's LAN timings; see `BENCHMARKS.md`.
+//! - `checks [options]`: the health-check benchmark: one client agent running an
+//!   HTTP check per service against a target in this process; the agent's CPU and
+//!   RSS, and how fast a failing target leaves `health/service?passing`; see
+//!   `BENCHMARKS.md`.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
 
 mod apt;
+mod checks;
 mod coord;
 mod dns;
 mod dnsclient;
@@ -43,16 +48,18 @@ fn main() -> Result<()> {
         Some("locks") => locks::run(&args[1..]),
         Some("dns") => dns::run(&args[1..]),
         Some("gossip") => gossip::run(&args[1..]),
+        Some("checks") => checks::run(&args[1..]),
         Some("hello-server") => hello::main(&args[1..]),
         _ => {
             eprint!(
-                "{}\n{}\n{}\n{}",
+                "{}\n{}\n{}\n{}\n{}",
                 kv::USAGE,
                 locks::USAGE,
                 dns::USAGE,
-                gossip::USAGE
+                gossip::USAGE,
+                checks::USAGE
             );
-            bail!("usage: tribune-benches kv|locks|dns|gossip [options]")
+            bail!("usage: tribune-benches kv|locks|dns|gossip|checks [options]")
         }
     }
 }

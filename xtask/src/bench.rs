@@ -1,10 +1,12 @@
-//! `cargo xtask bench kv|locks|dns|gossip [options]`: build Tribune and the
+//! `cargo xtask bench kv|locks|dns|gossip|checks [options]`: build Tribune and the
 //! benchmark driver in release mode, then run one benchmark (`benches/`, binary
 //! `tribune-benches`): `kv` (KV PUT/GET against etcd, raw fdatasync and bare
 //! hyper), `locks` (lock hand-off, sessions, transactions and renewal CPU against
 //! raw fdatasync), `dns` (A and SRV queries with dnsperf against unbound on the
-//! same pinned core; the driver installs Debian's dnsperf and unbound if missing)
-//! or `gossip` (failure detection, broadcast spread, traffic and CPU starvation
+//! same pinned core; the driver installs Debian's dnsperf and unbound if missing),
+//! `checks` (one client agent running 1,000 HTTP checks: its CPU and RSS, and
+//! how fast a failing target leaves `health/service?passing`) or `gossip`
+//! (failure detection, broadcast spread, traffic and CPU starvation
 //! on the gossip crate's simulated network: it runs no server, so only the
 //! driver is built and it gets no `--tribune` or `--data-root`).
 //!
@@ -23,10 +25,10 @@ use anyhow::{bail, Result};
 use crate::{cargo, project_root, run as run_cmd};
 
 const USAGE: &str =
-    "usage: cargo xtask bench kv|locks|dns|gossip [driver options; --help lists them]";
+    "usage: cargo xtask bench kv|locks|dns|gossip|checks [driver options; --help lists them]";
 
 /// The benchmarks `tribune-benches` knows.
-const BENCHMARKS: [&str; 4] = ["kv", "locks", "dns", "gossip"];
+const BENCHMARKS: [&str; 5] = ["kv", "locks", "dns", "gossip", "checks"];
 
 /// Those that run entirely in the driver's process, with no server to build.
 const IN_PROCESS: [&str; 1] = ["gossip"];

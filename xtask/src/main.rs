@@ -11,6 +11,9 @@
 //!   `bench dns`: dnsperf against our DNS server and unbound on one pinned core;
 //!   `bench gossip`: failure detection, broadcast spread, traffic and CPU
 //!   starvation on the simulated gossip network (release build; see BENCHMARKS.md).
+//! - `bench checks`: one client agent running an HTTP check per service (1,000 by
+//!   default): its CPU and RSS, and how fast a failing target leaves
+//!   `health/service?passing` (release build; see BENCHMARKS.md).
 //! - `prereqs`: install or check the system packages the build needs.
 
 mod bench;
@@ -127,7 +130,7 @@ fn main() -> Result<()> {
         }
         Some("prereqs") => prereqs::ensure(),
         _ => {
-            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|gossip|prereqs>")
+            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|gossip|checks|prereqs>")
         }
     }
 }

@@ -60,10 +60,21 @@ pub struct HttpSpec {
     pub body: String,
     /// Return a 3xx response as is instead of following it.
     pub disable_redirects: bool,
-    /// TLS server name (only meaningful for `https://`, which this build refuses).
+    /// For `https://`: the name the server's certificate must match instead of the
+    /// URL's host (empty: the host).
     pub tls_server_name: String,
-    /// Skip TLS verification (likewise).
+    /// For `https://`: accept any certificate.
     pub tls_skip_verify: bool,
+}
+
+/// The TLS settings of a gRPC or H2PING check (Consul's `TLSServerName`,
+/// `TLSSkipVerify`; only used when the check's `*_use_tls` is set).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsSpec {
+    /// The name sent and verified instead of the target's host (empty: the host).
+    pub server_name: String,
+    /// Accept any certificate.
+    pub skip_verify: bool,
 }
 
 /// What one run of a check does.
@@ -87,11 +98,18 @@ pub enum ProbeSpec {
         target: String,
         /// `grpc_use_tls`.
         use_tls: bool,
+        /// Certificate checks when `use_tls`.
+        tls: TlsSpec,
     },
-    /// An HTTP/2 PING over a prior-knowledge cleartext connection to `host:port`.
+    /// An HTTP/2 PING to `host:port`, over TLS (offering `h2`) or over a
+    /// prior-knowledge cleartext connection.
     H2Ping {
         /// `host:port`.
         addr: String,
+        /// `h2ping_use_tls`.
+        use_tls: bool,
+        /// Certificate checks when `use_tls`.
+        tls: TlsSpec,
     },
     /// A program run without a shell: exit 0 passing, 1 warning, else critical.
     Script {
@@ -201,12 +219,15 @@ impl Plan {
                 ProbeSpec::Grpc {
                     target: def.grpc.clone(),
                     use_tls: def.grpc_use_tls,
+                    tls: tls_spec(def),
                 },
                 DEFAULT_NETWORK_TIMEOUT,
             ),
             "h2ping" => (
                 ProbeSpec::H2Ping {
                     addr: def.h2ping.clone(),
+                    use_tls: def.h2ping_use_tls,
+                    tls: tls_spec(def),
                 },
                 DEFAULT_NETWORK_TIMEOUT,
             ),
@@ -268,6 +289,13 @@ impl Plan {
     }
 }
 
+fn tls_spec(def: &CheckDefinition) -> TlsSpec {
+    TlsSpec {
+        server_name: def.tls_server_name.clone(),
+        skip_verify: def.tls_skip_verify,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,6 +320,48 @@ mod tests {
         assert_eq!(plan.interval, Duration::from_secs(10));
         assert_eq!(plan.output_max_size, 4096);
         assert!(matches!(plan.probe, ProbeSpec::Http(ref h) if h.url == "http://x/health"));
+    }
+
+    #[test]
+    fn tls_settings_reach_grpc_and_h2ping() {
+        let def = CheckDefinition {
+            id: "g".into(),
+            grpc: "127.0.0.1:1/svc".into(),
+            grpc_use_tls: true,
+            tls_server_name: "svc.internal".into(),
+            tls_skip_verify: true,
+            interval: secs(10),
+            ..Default::default()
+        };
+        let tls = TlsSpec {
+            server_name: "svc.internal".into(),
+            skip_verify: true,
+        };
+        let plan = Plan::from_definition(&def, &Limits::default()).unwrap();
+        assert_eq!(
+            plan.probe,
+            ProbeSpec::Grpc {
+                target: "127.0.0.1:1/svc".into(),
+                use_tls: true,
+                tls: tls.clone(),
+            }
+        );
+        let def = CheckDefinition {
+            id: "h".into(),
+            h2ping: "127.0.0.1:1".into(),
+            h2ping_use_tls: true,
+            grpc: String::new(),
+            ..def
+        };
+        let plan = Plan::from_definition(&def, &Limits::default()).unwrap();
+        assert_eq!(
+            plan.probe,
+            ProbeSpec::H2Ping {
+                addr: "127.0.0.1:1".into(),
+                use_tls: true,
+                tls,
+            }
+        );
     }
 
     #[test]

@@ -11,6 +11,9 @@
 //! | H2PING | PING acknowledged | `HTTP2 ping was successful` |
 //! | script | exit 0 (1 warning) | the program's combined output |
 //!
+//! HTTPS, gRPC with `grpc_use_tls` and H2PING with `h2ping_use_tls` go over TLS
+//! with the check's `tls_skip_verify` and `tls_server_name` (module `tls`).
+//!
 //! Docker and OS-service checks need clients this build does not have and always
 //! report critical with a message saying so.
 
@@ -19,6 +22,7 @@ mod h2ping;
 mod http;
 mod script;
 mod tcp;
+mod tls;
 mod udp;
 
 pub use grpc::{HealthCheckRequest, HealthCheckResponse, ServingStatus, HEALTH_CHECK_PATH};
@@ -34,8 +38,14 @@ pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) ->
         ProbeSpec::Http(h) => http::probe(h, timeout, output_max_size).await,
         ProbeSpec::Tcp { addr } => tcp::probe(addr, timeout).await,
         ProbeSpec::Udp { addr } => udp::probe(addr, timeout).await,
-        ProbeSpec::Grpc { target, use_tls } => grpc::probe(target, *use_tls, timeout).await,
-        ProbeSpec::H2Ping { addr } => h2ping::probe(addr, timeout).await,
+        ProbeSpec::Grpc {
+            target,
+            use_tls,
+            tls,
+        } => grpc::probe(target, use_tls.then_some(tls), timeout).await,
+        ProbeSpec::H2Ping { addr, use_tls, tls } => {
+            h2ping::probe(addr, use_tls.then_some(tls), timeout).await
+        }
         ProbeSpec::Script { args } => script::probe(args, timeout, output_max_size).await,
         ProbeSpec::Docker { container_id } => Probe::critical(format!(
             "Docker checks are not supported by this agent: it has no Docker client to run the script in container {container_id}"

@@ -282,6 +282,10 @@ pub struct CheckDefinition {
     pub grpc_use_tls: bool,
     /// H2PING address.
     pub h2ping: String,
+    /// H2PING over TLS. Consul defaults it to true for H2PING checks; that default
+    /// is applied where definitions are decoded, so records written before the field
+    /// existed keep the cleartext they were run with.
+    pub h2ping_use_tls: bool,
     /// Script arguments.
     pub args: Vec<String>,
     /// Alias of a node.
@@ -294,9 +298,9 @@ pub struct CheckDefinition {
     pub shell: String,
     /// OS service name.
     pub os_service: String,
-    /// TLS server name.
+    /// TLS server name for HTTPS, gRPC and H2PING over TLS (empty: the target's host).
     pub tls_server_name: String,
-    /// Skip TLS verification.
+    /// Skip TLS certificate verification for HTTPS, gRPC and H2PING over TLS.
     pub tls_skip_verify: bool,
     /// Consecutive successes before passing.
     pub success_before_passing: u32,

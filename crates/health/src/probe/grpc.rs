@@ -5,22 +5,21 @@
 //!
 //! The two messages are written out here with `prost` derives rather than generated,
 //! to keep `tonic-build` out of this crate, and called through tonic's generic
-//! client. TLS (`grpc_use_tls`) needs a TLS stack this build does not have and
-//! reports critical.
+//! client. With `grpc_use_tls` the connection is TLS offering ALPN `h2`, opened by
+//! our own connector so `tls_skip_verify` and `tls_server_name` apply (tonic's TLS
+//! settings have no way to skip verification).
 
-use super::error_chain;
+use super::{error_chain, tls};
+use crate::plan::TlsSpec;
 use crate::status::Probe;
+use hyper_util::rt::TokioIo;
 use std::time::Duration;
 use tonic::codegen::http::uri::PathAndQuery;
-use tonic::transport::Endpoint;
+use tonic::transport::{Channel, Endpoint};
 use tonic::Code;
 
 /// The RPC's path.
 pub const HEALTH_CHECK_PATH: &str = "/grpc.health.v1.Health/Check";
-
-/// What a gRPC check with `grpc_use_tls` reports in this build.
-pub(crate) const GRPC_TLS_UNSUPPORTED: &str =
-    "gRPC checks over TLS are not supported in this build";
 
 /// `grpc.health.v1.HealthCheckRequest`.
 #[derive(Clone, PartialEq, Eq, prost::Message)]
@@ -69,22 +68,17 @@ fn rpc_error(code: Code, desc: &str) -> String {
     format!("rpc error: code = {code:?} desc = {desc}")
 }
 
-pub(crate) async fn probe(target: &str, use_tls: bool, timeout: Duration) -> Probe {
-    if use_tls {
-        return Probe::critical(GRPC_TLS_UNSUPPORTED);
-    }
+pub(crate) async fn probe(target: &str, tls: Option<&TlsSpec>, timeout: Duration) -> Probe {
     let (server, service) = target.split_once('/').unwrap_or((target, ""));
     let run = async {
-        let endpoint = Endpoint::from_shared(format!("http://{server}"))
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let endpoint = Endpoint::from_shared(format!("{scheme}://{server}"))
             .map_err(|e| format!("invalid gRPC target {target:?}: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout);
-        let channel = endpoint.connect().await.map_err(|e| {
-            rpc_error(
-                Code::Unavailable,
-                &format!("connection error: {}", error_chain(&e)),
-            )
-        })?;
+        let channel = connect(&endpoint, server, tls)
+            .await
+            .map_err(|e| rpc_error(Code::Unavailable, &format!("connection error: {e}")))?;
         let mut client = tonic::client::Grpc::new(channel);
         client.ready().await.map_err(|e| {
             rpc_error(
@@ -119,6 +113,40 @@ pub(crate) async fn probe(target: &str, use_tls: bool, timeout: Duration) -> Pro
     }
 }
 
+/// A channel to `server`, in cleartext or over TLS with the check's settings.
+async fn connect(
+    endpoint: &Endpoint,
+    server: &str,
+    tls: Option<&TlsSpec>,
+) -> Result<Channel, String> {
+    let Some(tls) = tls else {
+        return endpoint.connect().await.map_err(|e| error_chain(&e));
+    };
+    let server = server.to_owned();
+    let tls = tls.clone();
+    let connector = tower::service_fn(move |_uri| {
+        let server = server.clone();
+        let tls = tls.clone();
+        async move {
+            let tcp = tokio::net::TcpStream::connect(&server).await?;
+            let stream = tls::connect(
+                tcp,
+                &server,
+                tls.skip_verify,
+                &tls.server_name,
+                &[tls::ALPN_H2],
+            )
+            .await
+            .map_err(std::io::Error::other)?;
+            Ok::<_, std::io::Error>(TokioIo::new(stream))
+        }
+    });
+    endpoint
+        .connect_with_connector(connector)
+        .await
+        .map_err(|e| error_chain(&e))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -140,13 +168,5 @@ mod tests {
         assert_eq!(ServingStatus::NotServing.proto_name(), "NOT_SERVING");
         // An empty message is UNKNOWN (proto3 default).
         assert_eq!(HealthCheckResponse::decode(&[][..]).unwrap().status, 0);
-    }
-
-    #[tokio::test]
-    async fn tls_is_refused_up_front() {
-        assert_eq!(
-            probe("127.0.0.1:1", true, Duration::from_secs(1)).await,
-            Probe::critical(GRPC_TLS_UNSUPPORTED)
-        );
     }
 }

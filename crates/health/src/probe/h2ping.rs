@@ -4,14 +4,18 @@
 //! hyper's HTTP/2 client does not expose PING, so the few frames involved are
 //! spoken here directly (RFC 9113 §3.4, §6.5, §6.7, §6.8): a pure [`PingExchange`]
 //! decides what to send for each frame received, and [`probe`] moves the bytes.
-//! The connection is cleartext with prior knowledge (Go's `AllowHTTP`), which is what
-//! Consul does with `h2ping_use_tls = false`. Consul's default is TLS, but
-//! `CheckDefinition` has no `h2ping_use_tls` field and this build no TLS stack, so
-//! every H2PING check here is cleartext.
+//! With `h2ping_use_tls` (Consul's default for checks registered over the API or in
+//! config files) the connection is TLS offering ALPN `h2`; like Go's `tls.Dialer`,
+//! the negotiated protocol is not enforced — a server that does not speak HTTP/2
+//! fails the exchange instead. Without it, the connection is cleartext with prior
+//! knowledge (Go's `AllowHTTP`). A TLS handshake failure is a dial failure, as in
+//! Consul (`Failed to dial to <addr>: ...`).
 
+use super::tls;
+use crate::plan::TlsSpec;
 use crate::status::Probe;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
@@ -150,7 +154,7 @@ fn error_code_name(code: u32) -> String {
     name.to_owned()
 }
 
-pub(crate) async fn probe(addr: &str, timeout: Duration) -> Probe {
+pub(crate) async fn probe(addr: &str, tls: Option<&TlsSpec>, timeout: Duration) -> Probe {
     let deadline = Instant::now() + timeout;
     let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -164,14 +168,39 @@ pub(crate) async fn probe(addr: &str, timeout: Duration) -> Probe {
         Ok(Ok(s)) => s,
     };
     let mut exchange = PingExchange::new(rand::random());
-    match tokio::time::timeout_at(deadline, run(stream, &mut exchange)).await {
+    let result = match tls {
+        None => tokio::time::timeout_at(deadline, run(stream, &mut exchange)).await,
+        Some(tls) => {
+            let handshake = tls::connect(
+                stream,
+                addr,
+                tls.skip_verify,
+                &tls.server_name,
+                &[tls::ALPN_H2],
+            );
+            let stream = match tokio::time::timeout_at(deadline, handshake).await {
+                Err(_) => {
+                    return Probe::critical(format!(
+                        "Failed to dial to {addr}: tls: handshake timed out"
+                    ))
+                }
+                Ok(Err(e)) => return Probe::critical(format!("Failed to dial to {addr}: {e}")),
+                Ok(Ok(s)) => s,
+            };
+            tokio::time::timeout_at(deadline, run(stream, &mut exchange)).await
+        }
+    };
+    match result {
         Err(_) => Probe::critical("HTTP2 ping failed: context deadline exceeded"),
         Ok(Err(msg)) => Probe::critical(format!("HTTP2 ping failed: {msg}")),
         Ok(Ok(())) => Probe::passing("HTTP2 ping was successful"),
     }
 }
 
-async fn run(mut stream: TcpStream, exchange: &mut PingExchange) -> Result<(), String> {
+async fn run<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    exchange: &mut PingExchange,
+) -> Result<(), String> {
     let io = |e: std::io::Error| {
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             "connection closed before the PING was acknowledged".to_owned()
@@ -194,6 +223,8 @@ async fn run(mut stream: TcpStream, exchange: &mut PingExchange) -> Result<(), S
             Step::Acked => {
                 // Go's `ClientConn.Shutdown`: a polite GOAWAY(NO_ERROR), best effort.
                 let _ = stream.write_all(&frame(GOAWAY, 0, &[0; 8])).await;
+                // Over TLS, the close_notify alert; best effort too.
+                let _ = stream.shutdown().await;
                 return Ok(());
             }
             Step::Failed(msg) => return Err(msg),

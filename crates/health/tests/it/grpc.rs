@@ -20,20 +20,35 @@ use tokio::net::TcpListener;
 use tribune_health::probe::{HealthCheckRequest, HealthCheckResponse, ServingStatus};
 use tribune_types::HealthStatus::{Critical, Passing};
 
-type Statuses = Arc<Mutex<HashMap<String, ServingStatus>>>;
+pub type Statuses = Arc<Mutex<HashMap<String, ServingStatus>>>;
 type GrpcBody = StreamBody<stream::Iter<std::vec::IntoIter<Result<Frame<Bytes>, Infallible>>>>;
 
 async fn health_server(statuses: Statuses) -> SocketAddr {
+    health_server_with(statuses, None).await
+}
+
+/// The health server, over TLS when `tls` is given (each connection is handshaken
+/// on its own task, so a client that rejects the certificate blocks nobody).
+pub async fn health_server_with(
+    statuses: Statuses,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let statuses = Arc::clone(&statuses);
+            let tls = tls.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req| check(Arc::clone(&statuses), req));
-                let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let http2 = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+                let _ = match tls {
+                    None => http2.serve_connection(TokioIo::new(stream), svc).await,
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(stream) => http2.serve_connection(TokioIo::new(stream), svc).await,
+                        Err(_) => return,
+                    },
+                };
             });
         }
     });

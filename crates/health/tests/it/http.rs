@@ -137,19 +137,6 @@ async fn unreachable_and_silent_servers_are_critical() {
     runner.shutdown().await;
 }
 
-#[tokio::test]
-async fn https_is_reported_as_unsupported() {
-    let (runner, mut rx) = runner(false);
-    let mut d = def("tls");
-    d.http = "https://127.0.0.1:1/".into();
-    d.tls_skip_verify = true;
-    runner.add(&d).expect("add");
-    let r = next_for(&mut rx, "tls").await;
-    assert_eq!(r.status, Critical);
-    assert_eq!(r.output, "HTTPS checks are not supported in this build");
-    runner.shutdown().await;
-}
-
 /// `success_before_passing` and `failures_before_warning/critical`, end to end: each
 /// published change needs the configured number of consecutive answers, which the
 /// server counts.

@@ -7,3 +7,4 @@ mod runner;
 mod script;
 mod sockets;
 mod support;
+mod tls;

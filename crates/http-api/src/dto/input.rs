@@ -88,6 +88,10 @@ pub struct CheckIn {
     pub grpcusetls: bool,
     #[serde(rename = "h2ping", deserialize_with = "de_null_default")]
     pub h2ping: String,
+    /// Absent means Consul's default: TLS for an H2PING check
+    /// (`CheckType.UnmarshalJSON` in `agent/structs/check_type.go`).
+    #[serde(rename = "h2pingusetls", default)]
+    pub h2pingusetls: Option<bool>,
     #[serde(rename = "args", deserialize_with = "de_null_default")]
     pub args: Vec<String>,
     #[serde(rename = "scriptargs", deserialize_with = "de_null_default")]
@@ -177,6 +181,7 @@ impl CheckIn {
             grpc: self.grpc.clone(),
             grpc_use_tls: self.grpcusetls,
             h2ping: self.h2ping.clone(),
+            h2ping_use_tls: self.h2pingusetls.unwrap_or(!self.h2ping.is_empty()),
             args,
             alias_node: self.aliasnode.clone(),
             alias_service: self.aliasservice.clone(),
@@ -753,4 +758,33 @@ fn de_lock_delay<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Durati
     } else {
         Duration::from_nanos(nanos)
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn definition(json: &str) -> CheckDefinition {
+        crate::json_in::decode::<CheckIn>(json.as_bytes())
+            .expect("decode")
+            .to_definition("")
+            .expect("definition")
+    }
+
+    #[test]
+    fn tls_fields_reach_the_definition_and_h2ping_defaults_to_tls() {
+        let d = definition(r#"{"Name":"a","H2PING":"x:1","Interval":"5s"}"#);
+        assert!(d.h2ping_use_tls);
+        let d = definition(r#"{"Name":"a","H2PING":"x:1","H2PingUseTLS":false}"#);
+        assert!(!d.h2ping_use_tls);
+        let d = definition(r#"{"name":"a","h2ping":"x:1","h2ping_use_tls":false}"#);
+        assert!(!d.h2ping_use_tls);
+        // Not an H2PING check: nothing to default.
+        assert!(!definition(r#"{"Name":"a","TCP":"x:1"}"#).h2ping_use_tls);
+        let d = definition(
+            r#"{"Name":"a","GRPC":"x:1","grpc_use_tls":true,"tls_skip_verify":true,"TLSServerName":"svc.internal"}"#,
+        );
+        assert!(d.grpc_use_tls && d.tls_skip_verify);
+        assert_eq!(d.tls_server_name, "svc.internal");
+    }
 }

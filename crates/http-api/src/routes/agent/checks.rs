@@ -105,6 +105,7 @@ fn definition_json(d: &CheckDefinition) -> Value {
         ("TLSSkipVerify", d.tls_skip_verify),
         ("DisableRedirects", d.disable_redirects),
         ("GRPCUseTLS", d.grpc_use_tls),
+        ("H2PingUseTLS", d.h2ping_use_tls),
     ] {
         if v {
             m.insert(k.to_owned(), Value::Bool(true));
