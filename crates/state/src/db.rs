@@ -370,7 +370,7 @@ pub(crate) fn kv_delete(
             _ => return Ok(WriteOutcome::NotApplied),
         },
         KvDeleteMode::Tree => {
-            let keys: Vec<String> = db.kv.prefix(key).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<String> = db.kv.prefix(key).map(|(k, _)| k.to_owned()).collect();
             for k in keys {
                 kv_del(db, &k, index, t);
             }
@@ -558,7 +558,7 @@ fn refresh_service_checks(db: &mut Db, svc: &Service, index: u64, t: &mut Touche
             c.service_id == svc.id.as_str()
                 && (c.service_name != svc.service || c.service_tags != svc.tags)
         })
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k.to_owned())
         .collect();
     for key in stale {
         if let Some(mut c) = db.checks.get(&key).cloned() {
@@ -610,7 +610,7 @@ fn remove_service(db: &mut Db, node: &str, service_id: &str, at: At, t: &mut Tou
         .checks
         .prefix(&pair(node, ""))
         .filter(|(_, c)| c.service_id == service_id)
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k.to_owned())
         .collect();
     for ck in checks {
         remove_check(db, &ck, at, t);
@@ -647,7 +647,7 @@ pub(crate) fn deregister(
             for sid in sids {
                 remove_service(db, node, &sid, at, t);
             }
-            let cks: Vec<String> = db.checks.prefix(&prefix).map(|(k, _)| k.clone()).collect();
+            let cks: Vec<String> = db.checks.prefix(&prefix).map(|(k, _)| k.to_owned()).collect();
             for ck in cks {
                 remove_check(db, &ck, at, t);
             }

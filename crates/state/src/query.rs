@@ -154,7 +154,7 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
                 let rest = &k[prefix.len()..];
                 let name = match (separator.is_empty(), rest.find(separator.as_str())) {
                     (false, Some(pos)) => format!("{prefix}{}", &rest[..pos + separator.len()]),
-                    _ => k.clone(),
+                    _ => k.to_owned(),
                 };
                 if keys.last() != Some(&name) {
                     keys.push(name);

@@ -154,7 +154,7 @@ fn prune_lock_delays(db: &mut Db, now_ms: u64) {
         .lock_delays
         .iter()
         .filter(|(_, until)| **until <= now_ms)
-        .map(|(k, _)| k.clone())
+        .map(|(k, _)| k.to_owned())
         .collect();
     for k in ended {
         db.lock_delays.remove(&k);
@@ -284,7 +284,7 @@ pub(crate) fn rebuild_indexes(db: &mut Db) {
     let held: Vec<(SessionId, String)> = db
         .kv
         .iter()
-        .filter_map(|(k, e)| e.session.map(|s| (s, k.clone())))
+        .filter_map(|(k, e)| e.session.map(|s| (s, k.to_owned())))
         .collect();
     for (s, k) in held {
         db.held.entry(s).or_default().insert(k);

@@ -67,7 +67,7 @@ impl StateStore {
             tombstones: db
                 .kv
                 .tombstones()
-                .map(|(k, t)| (k.clone(), t.index))
+                .map(|(k, t)| (k.to_owned(), t.index))
                 .collect(),
             config: db.config.iter().map(|(_, v)| v.clone()).collect(),
             ca_roots: db.ca_roots.clone(),
