@@ -647,7 +647,11 @@ pub(crate) fn deregister(
             for sid in sids {
                 remove_service(db, node, &sid, at, t);
             }
-            let cks: Vec<String> = db.checks.prefix(&prefix).map(|(k, _)| k.to_owned()).collect();
+            let cks: Vec<String> = db
+                .checks
+                .prefix(&prefix)
+                .map(|(k, _)| k.to_owned())
+                .collect();
             for ck in cks {
                 remove_check(db, &ck, at, t);
             }

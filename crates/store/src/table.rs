@@ -96,7 +96,10 @@ impl<V: Clone> Table<V> {
     /// Rows whose key starts with `prefix`, in key order.
     pub fn prefix<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = (&'a str, &'a V)> + 'a {
         self.rows
-            .range::<_, str>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<_, str>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (&**k, &**v))
     }
@@ -122,7 +125,10 @@ impl<V: Clone> Table<V> {
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a str, &'a Tombstone)> + 'a {
         self.tombstones
-            .range::<_, str>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<_, str>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(move |(k, _)| k.starts_with(prefix))
             .map(|(k, t)| (&**k, t))
     }
