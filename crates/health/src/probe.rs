@@ -33,9 +33,16 @@ use std::time::Duration;
 
 /// Runs one probe. `timeout` bounds the whole run (for scripts: the process is
 /// killed when it expires); `output_max_size` bounds the captured output.
+///
+/// Each call readies the probe afresh; the runner keeps a [`Prober`] per check
+/// instead.
 pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) -> Probe {
     match spec {
-        ProbeSpec::Http(h) => http::probe(h, timeout, output_max_size).await,
+        ProbeSpec::Http(h) => {
+            http::Check::new(h.clone())
+                .run(timeout, output_max_size)
+                .await
+        }
         ProbeSpec::Tcp { addr } => tcp::probe(addr, timeout).await,
         ProbeSpec::Udp { addr } => udp::probe(addr, timeout).await,
         ProbeSpec::Grpc {
@@ -53,6 +60,33 @@ pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) ->
         ProbeSpec::OsService { name } => Probe::critical(format!(
             "OS service checks are not supported by this agent: cannot query the state of service \"{name}\""
         )),
+    }
+}
+
+/// One check's probe, readied once for all its runs: an HTTP check's request is
+/// parsed and built here rather than on every run (module `http`). Other probes
+/// have nothing worth keeping and run from their spec.
+#[derive(Debug)]
+pub(crate) enum Prober {
+    /// Boxed: a readied request is several times the size of any other spec.
+    Http(Box<http::Check>),
+    Other(ProbeSpec),
+}
+
+impl Prober {
+    pub(crate) fn new(spec: &ProbeSpec) -> Prober {
+        match spec {
+            ProbeSpec::Http(h) => Prober::Http(Box::new(http::Check::new(h.clone()))),
+            other => Prober::Other(other.clone()),
+        }
+    }
+
+    /// One run, as [`run`].
+    pub(crate) async fn run(&self, timeout: Duration, output_max_size: usize) -> Probe {
+        match self {
+            Prober::Http(check) => check.run(timeout, output_max_size).await,
+            Prober::Other(spec) => run(spec, timeout, output_max_size).await,
+        }
     }
 }
 

@@ -15,7 +15,7 @@
 //! [`crate::alias::aggregate`]), persisting anything, or deciding initial statuses.
 
 use crate::plan::{Limits, Plan, PlanError};
-use crate::probe;
+use crate::probe::Prober;
 use crate::schedule::{stagger, Scheduler};
 use crate::status::{Probe, StatusTracker};
 use rand::rngs::StdRng;
@@ -152,6 +152,8 @@ impl CheckRunner {
 /// One check's live state in the driver.
 struct Slot {
     plan: Arc<Plan>,
+    /// The plan's probe, readied once for all runs.
+    prober: Arc<Prober>,
     /// Tags this registration's runs, so a run of a replaced or removed registration
     /// is recognised as stale when it reports.
     generation: u64,
@@ -225,6 +227,7 @@ impl Driver {
             plan.id.clone(),
             Slot {
                 tracker: StatusTracker::new(plan.policy),
+                prober: Arc::new(Prober::new(&plan.probe)),
                 plan: Arc::new(plan),
                 generation: self.next_generation,
                 last_sent: None,
@@ -248,10 +251,11 @@ impl Driver {
                 continue;
             };
             let plan = Arc::clone(&slot.plan);
+            let prober = Arc::clone(&slot.prober);
             let generation = slot.generation;
             let done = self.done_tx.clone();
             let task = tokio::spawn(async move {
-                let probe = probe::run(&plan.probe, plan.timeout, plan.output_max_size).await;
+                let probe = prober.run(plan.timeout, plan.output_max_size).await;
                 // The driver holds a receiver until it ends; after that nobody cares.
                 let _ = done.send(Done {
                     id: plan.id.clone(),

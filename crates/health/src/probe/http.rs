@@ -4,36 +4,110 @@
 //! `disable_redirects`, and the response body's last `output_max_size` bytes in the
 //! output. 2xx is passing, 429 Too Many Requests warning, anything else critical.
 //!
+//! Two ways to run one: a [`Check`] sends plain `http://` requests over a bare
+//! hyper connection readied once per check (module `plain`), and everything else —
+//! `https://`, a proxy in the environment, credentials in the URL, a redirect to
+//! follow — through reqwest (this module).
+//!
 //! `https://` URLs use the check's `tls_skip_verify` and `tls_server_name` (see
 //! [`super::tls`]). `tls_server_name` is the name the certificate is verified
 //! against; unlike Go, the name sent in SNI stays the URL's host, because the HTTP
 //! client opens connections for the URL it is given.
 //!
-//! Clients are shared between runs and checks with the same TLS and redirect
-//! settings: building one per run (a connector, a resolver, a TLS configuration)
-//! is needless work with a thousand checks a second. Sharing them reuses no
-//! connection: the pool keeps no idle connection.
+//! reqwest clients are shared between runs and checks with the same TLS and
+//! redirect settings: building one per run (a connector, a resolver, a TLS
+//! configuration) is needless work with a thousand checks a second. Sharing them
+//! reuses no connection: the pool keeps no idle connection.
+
+mod plain;
 
 use super::{error_chain, tls};
 use crate::output::TailBuffer;
 use crate::plan::HttpSpec;
 use crate::status::Probe;
+use plain::{Outcome, PlainRequest};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, HOST, USER_AGENT};
 use std::collections::HashMap;
+use std::ffi::OsString;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
+use tokio::time::Instant;
 
 /// Consul's `checks.UserAgent`.
 pub(crate) const CHECK_USER_AGENT: &str = "Consul Health Check";
 /// The `Accept` header Consul sends unless the check sets one.
 pub(crate) const CHECK_ACCEPT: &str = "text/plain, text/*, */*";
 
-pub(crate) async fn probe(spec: &HttpSpec, timeout: Duration, output_max_size: usize) -> Probe {
-    let method = if spec.method.is_empty() {
+/// An HTTP check readied for its runs.
+#[derive(Debug)]
+pub(crate) struct Check {
+    spec: HttpSpec,
+    /// The lean request, when the check can use it.
+    plain: Option<PlainRequest>,
+    /// Set when a run met a redirect to follow: later runs go straight to reqwest,
+    /// which follows it, instead of asking twice per run.
+    redirects: AtomicBool,
+}
+
+impl Check {
+    /// Works out once what every run sends.
+    pub(crate) fn new(spec: HttpSpec) -> Check {
+        // Invalid headers leave the check to reqwest's path, which reports them.
+        let plain = headers(&spec.header)
+            .ok()
+            .and_then(|h| PlainRequest::new(&spec, method(&spec), h, proxy_configured()));
+        Check {
+            spec,
+            plain,
+            redirects: AtomicBool::new(false),
+        }
+    }
+
+    /// One run, bounded by `timeout` as a whole (a redirect handed to reqwest
+    /// gets what is left of it).
+    pub(crate) async fn run(&self, timeout: Duration, output_max_size: usize) -> Probe {
+        let deadline = Instant::now() + timeout;
+        if let Some(plain) = &self.plain {
+            if !self.redirects.load(Ordering::Relaxed) {
+                let follow = !self.spec.disable_redirects;
+                match plain.run(deadline, follow, output_max_size).await {
+                    Outcome::Done(p) => return p,
+                    Outcome::Redirect => self.redirects.store(true, Ordering::Relaxed),
+                }
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        probe(&self.spec, left, output_max_size).await
+    }
+}
+
+/// The check's method; empty means `GET`.
+fn method(spec: &HttpSpec) -> &str {
+    if spec.method.is_empty() {
         "GET"
     } else {
         spec.method.as_str()
-    };
+    }
+}
+
+/// Whether the environment names a proxy reqwest would use for `http://` URLs
+/// (`HTTP_PROXY`, `ALL_PROXY`, either case; it applies `NO_PROXY` itself). Read
+/// once per process, as Go's `ProxyFromEnvironment` and reqwest's clients do.
+fn proxy_configured() -> bool {
+    static CONFIGURED: OnceLock<bool> = OnceLock::new();
+    *CONFIGURED.get_or_init(|| proxy_in(|name| std::env::var_os(name)))
+}
+
+fn proxy_in(var: impl Fn(&str) -> Option<OsString>) -> bool {
+    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
+        .into_iter()
+        .any(|name| var(name).is_some_and(|v| !v.is_empty()))
+}
+
+/// One run through reqwest.
+pub(crate) async fn probe(spec: &HttpSpec, timeout: Duration, output_max_size: usize) -> Probe {
+    let method = method(spec);
     let request = match build_request(spec, method, timeout) {
         Ok(r) => r,
         Err(msg) => return Probe::critical(msg),
@@ -281,6 +355,49 @@ mod tests {
             headers(&h).unwrap_err(),
             "net/http: invalid header field name \"bad name\""
         );
+    }
+
+    #[test]
+    fn a_proxy_in_the_environment_is_noticed() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| OsString::from(v))
+            }
+        };
+        assert!(!proxy_in(env(&[])));
+        assert!(!proxy_in(env(&[
+            ("HTTPS_PROXY", "http://p:3128"),
+            ("http_proxy", "")
+        ])));
+        assert!(proxy_in(env(&[("http_proxy", "http://p:3128")])));
+        assert!(proxy_in(env(&[("ALL_PROXY", "socks5://p:1080")])));
+    }
+
+    #[tokio::test]
+    async fn invalid_requests_stay_on_reqwest_which_reports_them() {
+        let mut spec = HttpSpec {
+            url: "http://127.0.0.1:1/".to_owned(),
+            method: "BAD METHOD".to_owned(),
+            header: BTreeMap::new(),
+            body: String::new(),
+            disable_redirects: false,
+            tls_server_name: String::new(),
+            tls_skip_verify: false,
+        };
+        let check = Check::new(spec.clone());
+        assert!(check.plain.is_none());
+        let p = check.run(Duration::from_secs(1), 4096).await;
+        assert_eq!(
+            p,
+            Probe::critical("net/http: invalid method \"BAD METHOD\"")
+        );
+        spec.method = String::new();
+        spec.header
+            .insert("bad name".to_owned(), vec![String::new()]);
+        assert!(Check::new(spec).plain.is_none());
     }
 
     #[tokio::test]
