@@ -114,11 +114,7 @@ fn parse(args: &[String]) -> Result<Opts> {
 /// Entry point.
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    std::fs::create_dir_all(&opts.data_root)?;
-    let tmp = tempfile::Builder::new()
-        .prefix("tribune-bench-")
-        .tempdir_in(&opts.data_root)
-        .with_context(|| format!("creating a temp dir in {}", opts.data_root.display()))?;
+    let tmp = sys::bench_dir(&opts.data_root)?;
     let _env = sys::Env::announce(tmp.path());
     println!(
         "plan:    {} services with an HTTP check every {} s (timeout {} s) on one client agent; {} s settle + {} s steady window; {} flips to 503",

@@ -390,13 +390,7 @@ pub fn run(args: &[String]) -> Result<()> {
         (Path::new(UNBOUND), "unbound"),
         (Path::new("/usr/bin/dig"), "bind9-dnsutils"),
     ])?;
-    std::fs::create_dir_all(&opts.data_root)?;
-    // Removed when dropped, after every process below is killed: they live
-    // inside the future that `block_on` drops first.
-    let tmp = tempfile::Builder::new()
-        .prefix("tribune-bench-")
-        .tempdir_in(&opts.data_root)
-        .with_context(|| format!("creating a temp dir in {}", opts.data_root.display()))?;
+    let tmp = sys::bench_dir(&opts.data_root)?;
     let env = sys::Env::announce(tmp.path());
     println!(
         "plan:    {} round(s); per server and round, {} s each: A+SRV over UDP and TCP saturating (dnsperf, {} sockets/connections), over UDP at {}/s (dnsperf, {PACED_CLIENTS} socket), over UDP and TCP one query at a time (our client); servers on CPU {}, dnsperf and this process on CPU {}",

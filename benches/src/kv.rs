@@ -129,13 +129,7 @@ fn parse(args: &[String]) -> Result<Opts> {
 /// Entry point of `tribune-benches kv`.
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    std::fs::create_dir_all(&opts.data_root)?;
-    // Removed when dropped, which happens after every process below is killed:
-    // the processes live inside the future that `block_on` drops first.
-    let tmp = tempfile::Builder::new()
-        .prefix("tribune-bench-")
-        .tempdir_in(&opts.data_root)
-        .with_context(|| format!("creating a temp dir in {}", opts.data_root.display()))?;
+    let tmp = sys::bench_dir(&opts.data_root)?;
     let env = sys::Env::announce(tmp.path());
     let (disk, machine, disk_desc, background) =
         (env.disk, env.machine, env.disk_desc, env.background);

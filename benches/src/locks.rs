@@ -206,13 +206,7 @@ struct Results {
 /// Entry point of `tribune-benches locks`.
 pub fn run(args: &[String]) -> Result<()> {
     let opts = parse(args)?;
-    std::fs::create_dir_all(&opts.data_root)?;
-    // Removed when dropped, after every process below is killed: they live
-    // inside the future that `block_on` drops first.
-    let tmp = tempfile::Builder::new()
-        .prefix("tribune-bench-")
-        .tempdir_in(&opts.data_root)
-        .with_context(|| format!("creating a temp dir in {}", opts.data_root.display()))?;
+    let tmp = sys::bench_dir(&opts.data_root)?;
     let env = sys::Env::announce(tmp.path());
     println!(
         "plan:    {} s warm-up + {} s measured per workload; lock contenders {:?}; {} session clients; txn clients {:?} x {} ops; {} TTL sessions renewed every {} s by {} senders, over HTTP (a connection each) then over server RPC ({} gRPC connections) ({} s idle + {} s measured each)",

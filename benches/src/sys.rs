@@ -252,6 +252,18 @@ impl Sampler {
     }
 }
 
+/// The benchmark's own directory under `data_root` (created if missing), removed when
+/// the returned guard drops. Callers drop it last, after every process they started
+/// inside it was killed: those live inside the future that `block_on` drops first.
+pub fn bench_dir(data_root: &Path) -> Result<tempfile::TempDir> {
+    std::fs::create_dir_all(data_root)
+        .with_context(|| format!("creating {}", data_root.display()))?;
+    tempfile::Builder::new()
+        .prefix("tribune-bench-")
+        .tempdir_in(data_root)
+        .with_context(|| format!("creating a temp dir in {}", data_root.display()))
+}
+
 /// The setting a benchmark runs in, printed before it starts and kept for the
 /// JSON record.
 pub struct Env {

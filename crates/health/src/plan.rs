@@ -47,8 +47,9 @@ impl Default for Limits {
     }
 }
 
-/// An HTTP check's request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// An HTTP check's request. The default is an empty GET with no headers, following
+/// redirects and verifying certificates, to fill in with at least `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct HttpSpec {
     /// The URL as registered (also echoed in the output).
     pub url: String,

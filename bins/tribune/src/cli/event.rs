@@ -2,7 +2,7 @@
 
 use tribune_types::goflag::FlagSet;
 
-use super::http::{client, client_flags};
+use super::http::{client, client_flags, reachable_client};
 use super::{help_text, parse, Ctx};
 
 const EVENT_HELP: &str = "Usage: tribune event [options] [payload]
@@ -58,14 +58,10 @@ pub(crate) async fn event(args: &[String], ctx: &mut Ctx) -> i32 {
             return 1;
         }
     };
-    let client = match client(&p, ctx) {
+    let client = match reachable_client(&p, ctx).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(err) = client.agent().self_().await {
-        ctx.error(&format!("Error querying Consul agent: {err}"));
-        return 1;
-    }
     let ev = tribune_client::UserEvent {
         name,
         payload,

@@ -104,6 +104,18 @@ pub(crate) fn client(parsed: &Parsed, ctx: &mut Ctx) -> Result<Client, i32> {
     })
 }
 
+/// [`client`], then `/v1/agent/self` so that a command fails early, with Consul's
+/// "Error querying Consul agent", when the agent cannot be reached at all (`lock`,
+/// `event`, `watch` check this before doing anything).
+pub(crate) async fn reachable_client(parsed: &Parsed, ctx: &mut Ctx) -> Result<Client, i32> {
+    let client = client(parsed, ctx)?;
+    if let Err(err) = client.agent().self_().await {
+        ctx.error(&format!("Error querying Consul agent: {err}"));
+        return Err(1);
+    }
+    Ok(client)
+}
+
 /// Query options carrying `-stale`.
 pub(crate) fn query(parsed: &Parsed) -> QueryOptions {
     QueryOptions {

@@ -23,7 +23,7 @@ use tribune_client::{
 use tribune_types::duration::{parse_go_duration, DurationError};
 use tribune_types::goflag::{FlagSet, Parsed};
 
-use super::http::{client, client_flags, server_flags, tenancy_flags};
+use super::http::{client_flags, reachable_client, server_flags, tenancy_flags};
 use super::{flag_error, number_flag, parse, Ctx};
 
 /// Time a child gets between SIGTERM and SIGKILL (Consul's `lockKillGracePeriod`,
@@ -269,15 +269,10 @@ pub(crate) async fn run_with(
             return 1;
         }
     };
-    let client = match client(&p, ctx) {
+    let client = match reachable_client(&p, ctx).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    // Fail early, with Consul's message, when the agent cannot be reached at all.
-    if let Err(err) = client.agent().self_().await {
-        ctx.error(&format!("Error querying Consul agent: {err}"));
-        return 1;
-    }
     let mut holder = match Holder::new(client, &s, ctx) {
         Ok(h) => h,
         Err(err) => {

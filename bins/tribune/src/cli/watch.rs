@@ -24,7 +24,7 @@ use tribune_client::{Client, Error, QueryOptions};
 use tribune_types::format_go_duration;
 use tribune_types::goflag::FlagSet;
 
-use super::http::{client, client_flags, server_flags};
+use super::http::{client_flags, reachable_client, server_flags};
 use super::lock::{command_line, exit_text, listen, shutdown};
 use super::{help_text, parse, Ctx};
 
@@ -292,14 +292,10 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
             return 1;
         }
     };
-    let client = match client(&p, ctx) {
+    let client = match reachable_client(&p, ctx).await {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(err) = client.agent().self_().await {
-        ctx.error(&format!("Error querying Consul agent: {err}"));
-        return 1;
-    }
     let (tx, mut signals) = mpsc::unbounded_channel();
     let listener = match listen(tx) {
         Ok(task) => task,

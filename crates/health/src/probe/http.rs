@@ -404,12 +404,8 @@ mod tests {
     async fn bad_urls_are_critical_without_io() {
         let spec = |url: &str| HttpSpec {
             url: url.to_owned(),
-            method: String::new(),
-            header: BTreeMap::new(),
-            body: String::new(),
-            disable_redirects: false,
-            tls_server_name: String::new(),
             tls_skip_verify: true,
+            ..HttpSpec::default()
         };
         let p = probe(&spec("ftp://x/"), Duration::from_secs(1), 4096).await;
         assert_eq!(

@@ -2,7 +2,6 @@
 //! runs of the lean `http://` path through `probe::run`.
 
 use crate::support::*;
-use std::collections::BTreeMap;
 use std::time::Duration;
 use tribune_health::plan::HttpSpec;
 use tribune_health::{probe, Probe, ProbeSpec};
@@ -191,12 +190,7 @@ async fn thresholds_hold_back_changes() {
 fn spec(url: &str) -> ProbeSpec {
     ProbeSpec::Http(HttpSpec {
         url: url.to_owned(),
-        method: String::new(),
-        header: BTreeMap::new(),
-        body: String::new(),
-        disable_redirects: false,
-        tls_server_name: String::new(),
-        tls_skip_verify: false,
+        ..HttpSpec::default()
     })
 }
 

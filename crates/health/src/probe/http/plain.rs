@@ -315,17 +315,11 @@ impl<C: Future<Output = hyper::Result<()>>> Conn<'_, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeMap;
 
     fn spec(url: &str) -> HttpSpec {
         HttpSpec {
             url: url.to_owned(),
-            method: String::new(),
-            header: BTreeMap::new(),
-            body: String::new(),
-            disable_redirects: false,
-            tls_server_name: String::new(),
-            tls_skip_verify: false,
+            ..HttpSpec::default()
         }
     }
 
