@@ -169,8 +169,11 @@ impl Recorder {
     /// Records a graceful leave and writes it out before returning, so that a restart
     /// right after it does not rejoin.
     pub fn mark_left(&self) -> Result<(), GossipError> {
-        self.inner.state.lock().file.left = true;
-        self.inner.state.lock().dirty = true;
+        {
+            let mut st = self.inner.state.lock();
+            st.file.left = true;
+            st.dirty = true;
+        }
         self.flush()
     }
 
