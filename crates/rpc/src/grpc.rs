@@ -102,7 +102,7 @@ pub async fn serve(
 pub struct GrpcClient {
     inner: ServerClient<Channel>,
     /// Session renewals ride one stream (see [`crate::renew`]).
-    renewals: Arc<RenewMux>,
+    pub(crate) renewals: Arc<RenewMux>,
 }
 
 impl GrpcClient {

@@ -128,16 +128,14 @@ impl RenewMux {
             }
             p.waiting.insert(id, done);
         }
-        if conn
-            .tx
-            .send(Call {
-                id,
-                body: Some(body),
-            })
-            .await
-            .is_err()
-        {
-            conn.pending.lock().waiting.remove(&id);
+        // Whatever ends this call — its answer, an error, or the caller dropping the
+        // future (an HTTP client that hung up) — its entry leaves the pending map.
+        let _entry = Entry { conn: &conn, id };
+        let call = Call {
+            id,
+            body: Some(body),
+        };
+        if conn.tx.send(call).await.is_err() {
             return Sent::Done(Err(closed()));
         }
         Sent::Done(wait.await.unwrap_or_else(|_| Err(closed())))
@@ -163,6 +161,18 @@ impl RenewMux {
         tokio::spawn(read_replies(conn.clone(), replies));
         *open = Some(conn.clone());
         Ok(conn)
+    }
+}
+
+/// A call's place in the pending map, given up when the call ends however it ends.
+struct Entry<'a> {
+    conn: &'a Conn,
+    id: u64,
+}
+
+impl Drop for Entry<'_> {
+    fn drop(&mut self) {
+        self.conn.pending.lock().waiting.remove(&self.id);
     }
 }
 
@@ -201,4 +211,70 @@ async fn read_replies(conn: Arc<Conn>, mut replies: Streaming<Reply>) {
 
 fn closed() -> RpcError {
     RpcError::Transport("renewal stream closed".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{GrpcClient, ServerStatus};
+    use async_trait::async_trait;
+    use tribune_types::model::ops::{QueryMeta, ReadResult, WriteOutcome, WriteRequest};
+
+    /// A server that never answers a renewal.
+    struct Stuck;
+
+    #[async_trait]
+    impl ServerApi for Stuck {
+        async fn write(&self, _: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
+            Err(RpcError::NoLeader)
+        }
+        async fn read(
+            &self,
+            _: ReadRequest,
+            _: QueryOptions,
+        ) -> Result<(ReadResult, QueryMeta), RpcError> {
+            std::future::pending().await
+        }
+        async fn status(&self) -> Result<ServerStatus, RpcError> {
+            Err(RpcError::NoLeader)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_renewal_leaves_nothing_pending() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server = tokio::spawn(crate::serve(listener, Arc::new(Stuck), async {
+            let _ = stopped.await;
+        }));
+        let client = GrpcClient::new(&format!("http://{addr}")).unwrap();
+        let renew = ReadRequest::SessionRenew {
+            id: tribune_types::ids::SessionId(uuid::Uuid::new_v4()),
+        };
+        // Boxed, so that dropping it drops the future itself.
+        let mut call = Box::pin(client.read(renew, QueryOptions::default()));
+        // Drive the call until it waits on the server's answer, then drop it there.
+        let pending = || {
+            let open = client.renewals.open.try_lock().ok()?;
+            let n = open.as_ref()?.pending.lock().waiting.len();
+            Some(n)
+        };
+        let registered = async {
+            while pending() != Some(1) {
+                tokio::select! {
+                    biased;
+                    _ = &mut call => panic!("the stuck server answered"),
+                    () = tokio::task::yield_now() => {}
+                }
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), registered)
+            .await
+            .expect("the renewal never reached the stream");
+        drop(call);
+        assert_eq!(pending(), Some(0));
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+    }
 }
