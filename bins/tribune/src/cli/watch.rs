@@ -48,6 +48,8 @@ enum Kind {
     Event { name: String },
     Key { key: String },
     KeyPrefix { prefix: String },
+    Services,
+    Nodes,
 }
 
 impl Kind {
@@ -56,6 +58,8 @@ impl Kind {
             Kind::Event { .. } => "event",
             Kind::Key { .. } => "key",
             Kind::KeyPrefix { .. } => "keyprefix",
+            Kind::Services => "services",
+            Kind::Nodes => "nodes",
         }
     }
 
@@ -86,8 +90,9 @@ impl Kind {
                 }
                 (Kind::KeyPrefix { prefix }, &["prefix"])
             }
-            "services" | "nodes" | "service" | "checks" | "connect_roots" | "connect_leaf"
-            | "agent_service" => {
+            "services" => (Kind::Services, &[]),
+            "nodes" => (Kind::Nodes, &[]),
+            "service" | "checks" | "connect_roots" | "connect_leaf" | "agent_service" => {
                 return Err(format!(
                     "Unsupported watch type: {kind} (not implemented in this build)"
                 ))
@@ -147,6 +152,15 @@ async fn fetch(
             // The Go client's `KV().List` is nil (JSON `null`) when nothing matches.
             let pairs = (!pairs.is_empty()).then_some(pairs);
             Ok((meta.index, json(&pairs)))
+        }
+        // Consul's `servicesWatch` and `nodesWatch`: the catalog listings as they are.
+        Kind::Services => {
+            let (services, meta) = client.catalog().services(&opts).await?;
+            Ok((meta.index, json(&services)))
+        }
+        Kind::Nodes => {
+            let (nodes, meta) = client.catalog().nodes(&opts).await?;
+            Ok((meta.index, json(&nodes)))
         }
     }
 }
@@ -429,5 +443,32 @@ mod tests {
         assert_eq!(list.query(), "name=deploy");
         let r = run_at(&fake.addr, "watch", &[], b"").await;
         assert!(r.err.starts_with("Watch type must be specified\n"));
+    }
+
+    #[tokio::test]
+    async fn services_and_nodes_watches_print_the_catalog_listings() {
+        let fake = fake(|req| match req.path() {
+            "/v1/agent/self" => ok(r#"{"Config":{"NodeName":"n1"}}"#),
+            "/v1/catalog/services" => ok(r#"{"consul":[],"web":["v1"]}"#),
+            "/v1/catalog/nodes" => ok(
+                r#"[{"ID":"i1","Node":"n1","Address":"127.0.0.1","Datacenter":"dc1","TaggedAddresses":null,"Meta":null,"CreateIndex":5,"ModifyIndex":6}]"#,
+            ),
+            _ => status(404, ""),
+        })
+        .await;
+        let r = run_at(&fake.addr, "watch", &["-type=services"], b"").await;
+        assert_eq!(r.code, 0, "{}", r.err);
+        assert_eq!(
+            r.out,
+            "{\n    \"consul\": [],\n    \"web\": [\n        \"v1\"\n    ]\n}\n"
+        );
+        let r = run_at(&fake.addr, "watch", &["-type=nodes"], b"").await;
+        assert_eq!(r.code, 0, "{}", r.err);
+        let nodes: Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(nodes[0]["Node"], "n1");
+        assert_eq!(nodes[0]["ModifyIndex"], 6);
+        let r = run_at(&fake.addr, "watch", &["-type=nodes", "-key=k"], b"").await;
+        assert_eq!(r.code, 1);
+        assert!(r.err.contains("Invalid parameters: [key]"), "{}", r.err);
     }
 }
