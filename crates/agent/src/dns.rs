@@ -52,33 +52,62 @@ impl CatalogLookup {
     /// A read bounded by [`LOOKUP_TIMEOUT`]: a resolver gives up after a few seconds
     /// anyway, and a hung server must not pile up DNS tasks.
     async fn read(&self, req: ReadRequest) -> Result<ReadResult, LookupError> {
-        tokio::time::timeout(LOOKUP_TIMEOUT, self.read_unbounded(req))
+        Ok(self.read_indexed(req).await?.0)
+    }
+
+    /// [`CatalogLookup::read`] with the answer's index.
+    async fn read_indexed(&self, req: ReadRequest) -> Result<(ReadResult, u64), LookupError> {
+        let opts = QueryOptions::default();
+        tokio::time::timeout(LOOKUP_TIMEOUT, self.read_unbounded(req, opts))
             .await
             .unwrap_or_else(|_| Err(LookupError::Unavailable("catalog read timed out".into())))
     }
 
-    async fn read_unbounded(&self, req: ReadRequest) -> Result<ReadResult, LookupError> {
+    /// A stale read unless `allow_stale` is off or the answering server is more than
+    /// `max_stale` behind, in which case the leader answers. `opts` carries the
+    /// blocking parameters.
+    async fn read_unbounded(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, u64), LookupError> {
         let unavailable = |e: RpcError| LookupError::Unavailable(e.to_string());
         if self.allow_stale {
-            let opts = QueryOptions {
+            let stale = QueryOptions {
                 consistency: Consistency::Stale,
-                ..Default::default()
+                ..opts
             };
             let (res, meta) = self
                 .servers
-                .read(req.clone(), opts)
+                .read(req.clone(), stale)
                 .await
                 .map_err(unavailable)?;
             if meta.last_contact <= self.max_stale {
-                return Ok(res);
+                return Ok((res, meta.index));
             }
         }
-        let (res, _) = self
+        let (res, meta) = self
             .servers
-            .read(req, QueryOptions::default())
+            .read(
+                req,
+                QueryOptions {
+                    consistency: Consistency::Default,
+                    ..opts
+                },
+            )
             .await
             .map_err(unavailable)?;
-        Ok(res)
+        Ok((res, meta.index))
+    }
+}
+
+/// The read behind a service question.
+fn health_request(service: &str, connect: bool) -> ReadRequest {
+    let service = service.to_owned();
+    if connect {
+        ReadRequest::HealthConnect { service }
+    } else {
+        ReadRequest::HealthService { service }
     }
 }
 
@@ -98,16 +127,41 @@ impl Lookup for CatalogLookup {
         service: &str,
         connect: bool,
     ) -> Result<Vec<HealthEntry>, LookupError> {
+        Ok(self.health_service_indexed(dc, service, connect).await?.0)
+    }
+
+    async fn health_service_indexed(
+        &self,
+        dc: Option<&str>,
+        service: &str,
+        connect: bool,
+    ) -> Result<(Vec<HealthEntry>, Option<u64>), LookupError> {
         self.check_dc(dc)?;
-        let service = service.to_owned();
-        let req = if connect {
-            ReadRequest::HealthConnect { service }
-        } else {
-            ReadRequest::HealthService { service }
-        };
-        match self.read(req).await? {
-            ReadResult::Health(entries) => Ok(entries),
+        match self.read_indexed(health_request(service, connect)).await? {
+            (ReadResult::Health(entries), index) => Ok((entries, Some(index))),
             _ => Err(mismatch("health service")),
+        }
+    }
+
+    async fn wait_service(
+        &self,
+        dc: Option<&str>,
+        service: &str,
+        connect: bool,
+        index: u64,
+        wait: Duration,
+    ) -> Result<u64, LookupError> {
+        self.check_dc(dc)?;
+        let opts = QueryOptions {
+            min_index: index,
+            max_wait: wait,
+            ..QueryOptions::default()
+        };
+        // The server ends the wait itself; the margin covers a slow answer.
+        let read = self.read_unbounded(health_request(service, connect), opts);
+        match tokio::time::timeout(wait + LOOKUP_TIMEOUT, read).await {
+            Ok(result) => Ok(result?.1),
+            Err(_) => Err(LookupError::Unavailable("catalog wait timed out".into())),
         }
     }
 

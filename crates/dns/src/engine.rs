@@ -7,6 +7,7 @@
 //! and seed always gets the same bytes back.
 
 use crate::answer::{self, Answer, Ctx, ServiceSpec};
+use crate::cache::{self, Entry};
 use crate::query::{self, Question, Zone, Zones};
 use crate::recursor;
 use crate::response::Response;
@@ -41,10 +42,35 @@ pub(crate) struct Inbound<'a> {
 
 /// What to do with a question.
 enum Step {
-    Answer(Answer),
+    /// Answer with these records; a service answer carries what its cache entry
+    /// depends on.
+    Answer(Answer, Option<Watch>),
     Recurse,
     Refuse,
     NotImplemented,
+}
+
+/// What a cached service answer depends on: the watcher blocks on this service's
+/// index and drops the entry when it moves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Watch {
+    /// The datacenter asked for (`None`: ours).
+    pub dc: Option<String>,
+    /// The service, as looked up.
+    pub service: String,
+    /// Connect-capable instances rather than the service's own.
+    pub connect: bool,
+    /// The catalog index of the answer.
+    pub index: u64,
+}
+
+/// A cache entry made by a request: the question's bytes, the encoded answer, what
+/// invalidates it.
+#[derive(Debug)]
+pub(crate) struct Fill {
+    pub question: Box<[u8]>,
+    pub entry: Entry,
+    pub watch: Watch,
 }
 
 /// The DNS server's logic, shared by every listener.
@@ -65,14 +91,26 @@ impl Engine {
 
     /// Answers one request. `now` is Unix time (the SOA serial); `seed` drives the
     /// shuffling of answers and the recursor order.
+    #[cfg(test)]
     pub async fn handle(&self, req: &Inbound<'_>, now: u32, seed: u64) -> Response {
+        self.handle_and_fill(req, now, seed).await.0
+    }
+
+    /// [`Engine::handle`], plus the cache entry the answer makes when it can be
+    /// cached.
+    pub async fn handle_and_fill(
+        &self,
+        req: &Inbound<'_>,
+        now: u32,
+        seed: u64,
+    ) -> (Response, Option<Fill>) {
         let mut rng = StdRng::seed_from_u64(seed);
         if req.metadata.op_code != OpCode::Query {
             // NOTIFY, UPDATE, ...: as miekg/dns answers them for Consul.
-            return self.error(req, ResponseCode::NotImp);
+            return (self.error(req, ResponseCode::NotImp), None);
         }
         let Some(query) = req.queries.first() else {
-            return self.error(req, ResponseCode::FormErr);
+            return (self.error(req, ResponseCode::FormErr), None);
         };
         let qtype = query.query_type();
         let parsed = query::parse(query.name(), qtype, &self.zones);
@@ -84,15 +122,41 @@ impl Engine {
             now,
         };
         match self.resolve(&ctx, &parsed.question, &mut rng).await {
-            Step::Answer(answer) => self.finish(req, qtype, answer),
-            Step::Recurse => self.recurse(req, &mut rng).await,
-            Step::Refuse => self.error(req, ResponseCode::Refused),
-            Step::NotImplemented => self.error(req, ResponseCode::NotImp),
+            Step::Answer(answer, watch) => {
+                let fill = watch.and_then(|watch| self.fill(req, &answer, watch));
+                (self.finish(req, qtype, answer), fill)
+            }
+            Step::Recurse => (self.recurse(req, &mut rng).await, None),
+            Step::Refuse => (self.error(req, ResponseCode::Refused), None),
+            Step::NotImplemented => (self.error(req, ResponseCode::NotImp), None),
         }
+    }
+
+    /// The cache entry for a service answer, when the fast path can serve it: a
+    /// positive answer, not cut by `a_record_limit`, to a request the fast path
+    /// parses.
+    fn fill(&self, req: &Inbound<'_>, answer: &Answer, watch: Watch) -> Option<Fill> {
+        let limited =
+            self.cfg.a_record_limit != 0 && answer.answers.len() >= self.cfg.a_record_limit;
+        if answer.rcode != ResponseCode::NoError
+            || !answer.authority.is_empty()
+            || limited
+            || self.cfg.disable_compression
+        {
+            return None;
+        }
+        let question = cache::parse(req.raw)?.question;
+        let entry = Entry::build(question, &answer.answers, &answer.additional, watch.index)?;
+        Some(Fill {
+            question: question.into(),
+            entry,
+            watch,
+        })
     }
 
     async fn resolve(&self, ctx: &Ctx<'_>, question: &Question, rng: &mut StdRng) -> Step {
         let qtype = ctx.qtype;
+        let mut watch = None;
         let answer = match question {
             Question::OutOfZone if self.cfg.recursion_available() => return Step::Recurse,
             Question::OutOfZone => return Step::Refuse,
@@ -127,8 +191,8 @@ impl Engine {
                     })
             }
             Question::Service { name, tag, dc } => {
-                self.service(ctx, name, tag.as_deref(), dc.as_deref(), false, rng)
-                    .await
+                let spec = (name.as_str(), tag.as_deref(), dc.as_deref(), false);
+                self.service(ctx, spec, rng, &mut watch).await
             }
             Question::Rfc2782 {
                 service,
@@ -137,12 +201,12 @@ impl Engine {
             } => {
                 // `_tcp` is the protocol everyone asks for, not a tag.
                 let tag = (tag_or_proto != "tcp").then_some(tag_or_proto.as_str());
-                self.service(ctx, service, tag, dc.as_deref(), false, rng)
-                    .await
+                let spec = (service.as_str(), tag, dc.as_deref(), false);
+                self.service(ctx, spec, rng, &mut watch).await
             }
             Question::Connect { service, dc } => {
-                self.service(ctx, service, None, dc.as_deref(), true, rng)
-                    .await
+                let spec = (service.as_str(), None, dc.as_deref(), true);
+                self.service(ctx, spec, rng, &mut watch).await
             }
             Question::Addr { ip, .. } => Ok(answer::addr(ctx, *ip)),
             // Prepared queries, virtual IPs and ingress gateways are not implemented:
@@ -152,19 +216,31 @@ impl Engine {
             | Question::Ingress { .. }
             | Question::Invalid => Ok(Answer::name_error(ctx)),
         };
-        Step::Answer(answer.unwrap_or_else(|error| lookup_failure(ctx, error)))
+        match answer {
+            Ok(answer) => Step::Answer(answer, watch),
+            Err(error) => Step::Answer(lookup_failure(ctx, error), None),
+        }
     }
 
+    /// A service question: `(name, tag, dc, connect)`. Sets `watch` when the catalog
+    /// reported the index the answer was built from.
     async fn service(
         &self,
         ctx: &Ctx<'_>,
-        name: &str,
-        tag: Option<&str>,
-        dc: Option<&str>,
-        connect: bool,
+        (name, tag, dc, connect): (&str, Option<&str>, Option<&str>, bool),
         rng: &mut StdRng,
+        watch: &mut Option<Watch>,
     ) -> Result<Answer, LookupError> {
-        let entries = self.lookup.health_service(dc, name, connect).await?;
+        let (entries, index) = self
+            .lookup
+            .health_service_indexed(dc, name, connect)
+            .await?;
+        *watch = index.map(|index| Watch {
+            dc: dc.map(str::to_owned),
+            service: name.to_owned(),
+            connect,
+            index,
+        });
         let dc = dc.map_or_else(|| self.lookup.datacenter(), str::to_owned);
         let spec = ServiceSpec { name, tag, dc: &dc };
         Ok(answer::service(ctx, &spec, entries, rng))
@@ -174,10 +250,10 @@ impl Engine {
     /// its own address (Consul's `handlePtr`), else the recursors or NXDOMAIN.
     async fn reverse(&self, ctx: &Ctx<'_>, ip: IpAddr) -> Step {
         match self.ptr_target(ip).await {
-            Ok(Some(target)) => Step::Answer(answer::ptr(ctx, target)),
+            Ok(Some(target)) => Step::Answer(answer::ptr(ctx, target), None),
             Ok(None) if self.cfg.recursion_available() => Step::Recurse,
-            Ok(None) => Step::Answer(Answer::name_error(ctx)),
-            Err(error) => Step::Answer(lookup_failure(ctx, error)),
+            Ok(None) => Step::Answer(Answer::name_error(ctx), None),
+            Err(error) => Step::Answer(lookup_failure(ctx, error), None),
         }
     }
 

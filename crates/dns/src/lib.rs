@@ -1,4 +1,4 @@
-//! The `.consul` DNS domain, served on hickory-server.
+//! The `.consul` DNS domain, on hickory-proto and hickory-server's request types.
 //!
 //! A guided tour:
 //!
@@ -15,6 +15,11 @@
 //! catalog, build the records (health-filtered, shuffled with an injected RNG, TTLs
 //! from the config), set header and EDNS, trim to the requester's buffer. Names
 //! outside `domain`/`alt_domain` are forwarded to `recursors`, or REFUSED.
+//!
+//! Positive service answers are also kept pre-encoded in an answer cache that the
+//! UDP and TCP listeners answer repeated questions from without entering the pipeline;
+//! an entry is dropped as soon as the catalog index behind it moves
+//! ([`Lookup::wait_service`]). Lookups that report no index are never cached.
 //!
 //! This is the only crate that knows hickory types.
 //!
@@ -34,6 +39,7 @@
 //! ```
 
 mod answer;
+mod cache;
 mod config;
 mod engine;
 mod lookup;
@@ -42,7 +48,10 @@ pub mod query;
 mod recursor;
 mod response;
 mod server;
+mod slow;
+mod tcp;
 mod trim;
+mod udp;
 
 pub use config::{DnsConfig, RecursorStrategy, SoaConfig};
 pub use lookup::{Lookup, LookupError, ServerInfo};

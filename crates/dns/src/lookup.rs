@@ -6,6 +6,7 @@
 
 use async_trait::async_trait;
 use std::net::IpAddr;
+use std::time::Duration;
 use tribune_types::model::ops::HealthEntry;
 use tribune_types::model::{Node, Service};
 
@@ -53,6 +54,33 @@ pub trait Lookup: Send + Sync + 'static {
         service: &str,
         connect: bool,
     ) -> Result<Vec<HealthEntry>, LookupError>;
+    /// [`Lookup::health_service`] with the catalog index the answer reflects, when
+    /// the catalog can report one and wait on it ([`Lookup::wait_service`]). Only
+    /// answers with an index are cached; the default reports none.
+    async fn health_service_indexed(
+        &self,
+        dc: Option<&str>,
+        service: &str,
+        connect: bool,
+    ) -> Result<(Vec<HealthEntry>, Option<u64>), LookupError> {
+        Ok((self.health_service(dc, service, connect).await?, None))
+    }
+    /// Waits until the answer to that service question may have changed since
+    /// `index` (a blocking query), or `wait` has passed; returns the index then. Only
+    /// called after [`Lookup::health_service_indexed`] reported an index.
+    async fn wait_service(
+        &self,
+        dc: Option<&str>,
+        service: &str,
+        connect: bool,
+        index: u64,
+        wait: Duration,
+    ) -> Result<u64, LookupError> {
+        let _ = (dc, service, connect, index, wait);
+        Err(LookupError::Unavailable(
+            "this catalog cannot wait for changes".into(),
+        ))
+    }
     /// One node.
     async fn node(&self, dc: Option<&str>, name: &str) -> Result<Option<Node>, LookupError>;
     /// Every node (reverse lookups).

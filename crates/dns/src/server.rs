@@ -1,27 +1,29 @@
-//! The network shell: UDP and TCP listeners on hickory-server, feeding the
-//! [`Engine`](crate::engine::Engine).
-//!
-//! hickory-server owns the sockets, TCP framing, idle timeouts and the protocol
-//! errors that never reach us: a datagram shorter than a header is dropped, one that
-//! does not decode gets FORMERR, a response (QR set) is ignored.
+//! The network shell: the UDP ([`udp`](crate::udp)) and TCP ([`tcp`](crate::tcp))
+//! listeners, which answer cached questions themselves and hand the rest to the
+//! [`Engine`](crate::engine::Engine) through one hickory-server request handler, and
+//! the watchers that keep the answer cache ([`cache`](crate::cache)) true to the
+//! catalog.
 
-use crate::engine::{Engine, Inbound};
+use crate::cache::{AnswerCache, Entry, FastConfig};
+use crate::engine::{Engine, Fill, Inbound, Watch};
+use crate::tcp;
+use crate::udp::UdpWorker;
 use crate::{DnsConfig, Lookup};
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
 use hickory_server::proto::op::{Header, HeaderCounts, Metadata, ResponseCode};
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
-use hickory_server::Server;
 use std::fmt;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::net::{TcpListener, UdpSocket};
-use tracing::{info, warn};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
 
 /// How a request arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,29 +60,32 @@ pub enum DnsError {
         #[source]
         source: io::Error,
     },
-    /// A listener stopped on its own (its socket failed).
-    #[error("DNS listener failed: {source}")]
-    Serve {
-        /// hickory's error.
+    /// A UDP listener's socket failed.
+    #[error("DNS UDP listener failed: {source}")]
+    Udp {
+        /// The socket error.
         #[source]
-        source: NetError,
+        source: io::Error,
     },
 }
 
-/// How long a TCP connection may stay idle between requests (miekg/dns's default
-/// idle timeout, which Consul inherits).
-const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(8);
-/// Responses queued per TCP connection.
-const TCP_RESPONSE_BUFFER: usize = 32;
+/// How long a cache watcher's blocking query waits before checking that its entry is
+/// still asked for.
+const WATCH_WAIT: Duration = Duration::from_secs(60);
 
 /// A running DNS server: UDP and TCP listeners on every configured address.
 ///
 /// Serving starts in [`DnsServer::bind`]; [`DnsServer::run`] waits for a shutdown
 /// signal and stops the listeners. Dropping it stops them too.
 pub struct DnsServer {
-    server: Server<Handler>,
     udp: Vec<SocketAddr>,
     tcp: Vec<SocketAddr>,
+    workers: Vec<UdpWorker>,
+    tcp_tasks: Vec<JoinHandle<()>>,
+    failed: mpsc::UnboundedReceiver<io::Error>,
+    /// Turned true to stop the TCP listeners and the cache watchers; dropping it
+    /// stops them too.
+    stop: watch::Sender<bool>,
 }
 
 impl fmt::Debug for DnsServer {
@@ -112,9 +117,7 @@ impl DnsServer {
                     source,
                 }
             };
-            let udp = UdpSocket::bind(addr)
-                .await
-                .map_err(bind_err(Transport::Udp))?;
+            let udp = std::net::UdpSocket::bind(addr).map_err(bind_err(Transport::Udp))?;
             let udp_addr = udp.local_addr().map_err(bind_err(Transport::Udp))?;
             let tcp = if addr.port() == 0 {
                 match TcpListener::bind(udp_addr).await {
@@ -132,23 +135,49 @@ impl DnsServer {
             sockets.push((udp, udp_addr, tcp, tcp_addr));
         }
 
+        let cache = Arc::new(AnswerCache::new(FastConfig::new(
+            config.recursion_available(),
+            config.udp_answer_limit,
+        )));
+        let (stop, stopped) = watch::channel(false);
         let handler = Handler {
-            engine: Arc::new(Engine::new(config, lookup)),
+            inner: Arc::new(Inner {
+                engine: Engine::new(config, Arc::clone(&lookup)),
+                lookup,
+                cache: Arc::clone(&cache),
+                stopped: stopped.clone(),
+            }),
         };
-        let mut server = Server::new(handler);
+        let (report, failed) = mpsc::unbounded_channel();
         let mut udp_addrs = Vec::new();
         let mut tcp_addrs = Vec::new();
+        let mut workers = Vec::new();
+        let mut tcp_tasks = Vec::new();
         for (udp, udp_addr, tcp, tcp_addr) in sockets {
-            server.register_socket(udp);
-            server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+            let worker = UdpWorker::spawn(udp, Arc::clone(&cache), handler.clone(), report.clone())
+                .map_err(|source| DnsError::Bind {
+                    transport: Transport::Udp,
+                    addr: udp_addr,
+                    source,
+                })?;
+            workers.push(worker);
+            tcp_tasks.push(tokio::spawn(tcp::serve(
+                tcp,
+                Arc::clone(&cache),
+                handler.clone(),
+                stopped.clone(),
+            )));
             info!(udp = %udp_addr, tcp = %tcp_addr, "DNS server listening");
             udp_addrs.push(udp_addr);
             tcp_addrs.push(tcp_addr);
         }
         Ok(DnsServer {
-            server,
             udp: udp_addrs,
             tcp: tcp_addrs,
+            workers,
+            tcp_tasks,
+            failed,
+            stop,
         })
     }
 
@@ -162,21 +191,28 @@ impl DnsServer {
         &self.tcp
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and waits for the
-    /// listeners to finish. Returns early with an error if a listener fails.
-    pub async fn run(mut self, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {
-        let token = self.server.shutdown_token().clone();
-        let done = self.server.block_until_done();
-        tokio::pin!(done);
-        tokio::pin!(shutdown);
+    /// Serves until `shutdown` completes, then stops the listeners and waits for
+    /// them. Returns early with an error if a UDP socket fails.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), DnsError> {
+        let DnsServer {
+            workers,
+            tcp_tasks,
+            mut failed,
+            stop,
+            ..
+        } = self;
         let result = tokio::select! {
-            result = &mut done => result,
-            () = &mut shutdown => {
-                token.cancel();
-                done.await
-            }
+            Some(source) = failed.recv() => Err(DnsError::Udp { source }),
+            () = shutdown => Ok(()),
         };
-        result.map_err(|source| DnsError::Serve { source })
+        let _ = stop.send(true);
+        for task in tcp_tasks {
+            let _ = task.await;
+        }
+        for worker in workers {
+            worker.stop().await;
+        }
+        result
     }
 }
 
@@ -190,9 +226,78 @@ pub async fn serve(
     DnsServer::bind(config, lookup).await?.run(shutdown).await
 }
 
-/// hickory's side of the engine.
+/// The request handler both transports share: the engine, and the answer cache it
+/// fills.
+#[derive(Clone)]
 struct Handler {
-    engine: Arc<Engine>,
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    lookup: Arc<dyn Lookup>,
+    cache: Arc<AnswerCache>,
+    /// Becomes true when the server stops: the watchers end.
+    stopped: watch::Receiver<bool>,
+}
+
+impl Inner {
+    /// Caches a fresh answer and starts the watcher that drops it once the catalog
+    /// moves on.
+    fn keep(&self, fill: Fill) {
+        let Fill {
+            question,
+            entry,
+            watch,
+        } = fill;
+        let Some(entry) = self.cache.insert(&question, entry) else {
+            return;
+        };
+        tokio::spawn(watch_entry(
+            Arc::clone(&self.cache),
+            Arc::clone(&self.lookup),
+            question,
+            entry,
+            watch,
+            self.stopped.clone(),
+        ));
+    }
+}
+
+/// Keeps a cache entry while the service's index stays where the answer was built and
+/// someone keeps asking; drops it as soon as either stops being true (or the server
+/// stops, or the catalog cannot be watched).
+async fn watch_entry(
+    cache: Arc<AnswerCache>,
+    lookup: Arc<dyn Lookup>,
+    question: Box<[u8]>,
+    entry: Arc<Entry>,
+    watch: Watch,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let wait = lookup.wait_service(
+            watch.dc.as_deref(),
+            &watch.service,
+            watch.connect,
+            watch.index,
+            WATCH_WAIT,
+        );
+        let changed = tokio::select! {
+            result = wait => match result {
+                Ok(index) => index != watch.index,
+                Err(error) => {
+                    debug!(%error, service = %watch.service, "cannot watch a cached DNS answer");
+                    true
+                }
+            },
+            _ = stopped.wait_for(|stopped| *stopped) => true,
+        };
+        if changed || !cache.still_used(&question, &entry) {
+            cache.remove(&question, &entry);
+            return;
+        }
+    }
 }
 
 fn unix_now() -> u32 {
@@ -226,10 +331,14 @@ impl RequestHandler for Handler {
             transport,
             raw: request.as_slice(),
         };
-        let response = self
+        let (response, fill) = self
+            .inner
             .engine
-            .handle(&inbound, unix_now(), rand::random())
+            .handle_and_fill(&inbound, unix_now(), rand::random())
             .await;
+        if let Some(fill) = fill {
+            self.inner.keep(fill);
+        }
         let mut builder = MessageResponseBuilder::new(&request.queries, None);
         if let Some(edns) = &response.edns {
             builder.edns(edns);

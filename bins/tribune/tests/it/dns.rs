@@ -273,6 +273,52 @@ async fn dig_golden_answers_over_udp_and_tcp() -> Result<()> {
     Ok(())
 }
 
+/// Repeated questions are answered from the agent's answer cache; a health change
+/// must still reach the answers, through the cache's blocking query on the service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cached_answers_follow_health_changes() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start_with(&dir.path().join("data"), json!({}), true)?;
+    let port = agent.dns.context("no DNS port")?;
+    let c = reqwest::Client::new();
+    let register = |status: &str| {
+        json!({
+            "Node": "api-node", "Address": "10.0.9.1",
+            "Service": {"ID": "api-1", "Service": "api", "Port": 80},
+            "Check": {"CheckID": "api-up", "Name": "up", "Status": status, "ServiceID": "api-1"},
+        })
+    };
+    let answers = || -> Result<usize> {
+        Ok(dig(port, &["+bufsize=4096", "api.service.consul", "A"])?
+            .answers
+            .len())
+    };
+    // Until `want` answers come back (bounded: the watcher runs on its own task).
+    let expect = |want: usize| -> Result<()> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while answers()? != want {
+            if std::time::Instant::now() > deadline {
+                bail!("api.service.consul never had {want} answers");
+            }
+        }
+        Ok(())
+    };
+    for (status, want) in [("passing", 1), ("critical", 0), ("passing", 1)] {
+        let resp = c
+            .put(format!("{}/v1/catalog/register", agent.http))
+            .json(&register(status))
+            .send()
+            .await?;
+        if !resp.status().is_success() {
+            bail!("register: {}", resp.text().await?);
+        }
+        expect(want)?;
+        // Asked again (from the cache when positive), the answer holds.
+        assert_eq!(answers()?, want, "after the check went {status}");
+    }
+    Ok(())
+}
+
 /// Garbage on the DNS port (short packets, random bytes, a response instead of a
 /// query, a name with a 200-byte label) is answered with an error or dropped; the
 /// server keeps answering real queries.

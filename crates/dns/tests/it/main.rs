@@ -4,6 +4,7 @@
 
 mod support;
 
+mod cache;
 mod malformed;
 mod recursion;
 mod transport;

@@ -1,0 +1,91 @@
+//! The way through the engine for requests the cache cannot answer, shared by the
+//! UDP and TCP listeners: decoding as hickory-server decodes, and encoding the request
+//! handler's response as hickory-server encodes it.
+//!
+//! A request shorter than a header is dropped, one that does not decode gets FORMERR,
+//! a response (QR set) is ignored: reflection starts with answering answers.
+
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{
+    Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
+};
+use hickory_server::proto::rr::Record;
+use hickory_server::proto::serialize::binary::{
+    BinDecodable, BinDecoder, BinEncodable, BinEncoder,
+};
+use hickory_server::server::{Request, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use std::net::SocketAddr;
+use tracing::{debug, warn};
+
+/// What became of a request's bytes.
+pub(crate) enum Decoded {
+    /// A request for the handler.
+    Request(Box<Request>),
+    /// Not decodable: this FORMERR goes back.
+    Reply(Vec<u8>),
+    /// Not worth an answer.
+    Drop,
+}
+
+/// Decodes a request that arrived over `protocol` from `src`.
+pub(crate) fn decode(bytes: Vec<u8>, src: SocketAddr, protocol: Protocol) -> Decoded {
+    let header = match Header::read(&mut BinDecoder::new(&bytes)) {
+        Ok(header) => header,
+        Err(_) => return Decoded::Drop,
+    };
+    match Request::from_bytes(bytes, src, protocol) {
+        Ok(request) if request.metadata.message_type == MessageType::Response => Decoded::Drop,
+        Ok(request) => Decoded::Request(Box::new(request)),
+        Err(error) => {
+            debug!(%error, %src, "undecodable DNS request");
+            let mut metadata = Metadata::response_from_request(&header.metadata);
+            metadata.response_code = ResponseCode::FormErr;
+            Decoded::Reply(header_only(metadata).1)
+        }
+    }
+}
+
+/// A message of just a header.
+fn header_only(metadata: Metadata) -> (ResponseInfo, Vec<u8>) {
+    let header = Header {
+        metadata,
+        counts: HeaderCounts::default(),
+    };
+    let mut bytes = Vec::with_capacity(12);
+    // A bare header always encodes.
+    let _ = header.emit(&mut BinEncoder::new(&mut bytes));
+    (ResponseInfo::from(header), bytes)
+}
+
+/// Encodes the handler's response for `protocol`: cut at the requester's buffer over
+/// UDP (512 without EDNS), whole over TCP; SERVFAIL when it does not encode.
+pub(crate) fn encode<'a>(
+    response: MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    protocol: Protocol,
+) -> (ResponseInfo, Vec<u8>) {
+    let id = response.metadata().id;
+    let max_size = match protocol {
+        Protocol::Udp => response.edns().map_or(512, |edns| edns.max_payload()),
+        _ => u16::MAX,
+    };
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max_size);
+    match response.destructive_emit(&mut encoder) {
+        Ok(info) => (info, bytes),
+        Err(error) => {
+            warn!(%error, "error encoding DNS response");
+            let mut metadata = Metadata::new(id, MessageType::Response, OpCode::Query);
+            metadata.response_code = ResponseCode::ServFail;
+            header_only(metadata)
+        }
+    }
+}
