@@ -12,7 +12,8 @@
 //! runs a watcher per entry that blocks on that service's index and drops the entry
 //! when it moves (see `server.rs`). The engine stays the reference: the fast path
 //! serves only requests whose answer the engine would send whole (no trimming), with
-//! no EDNS options, and every other request goes through the engine unchanged.
+//! no EDNS option the engine acts on, and every other request goes through the
+//! engine unchanged.
 //!
 //! The records are encoded so that they do not depend on where they land in the
 //! message: names point only into the question (always at offset 12) or are written
@@ -49,7 +50,7 @@ const CD: u8 = 0x10;
 const OPT: u16 = 41;
 
 /// A request the fast path can answer: one question in class IN, at most an OPT
-/// record without options, nothing else.
+/// record with options the engine ignores, nothing else.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Parsed<'a> {
     /// The question: name (uncompressed, as asked), type, class.
@@ -96,19 +97,36 @@ pub(crate) fn parse(pkt: &[u8]) -> Option<Parsed<'_>> {
     let rest = &pkt[end..];
     let edns = match additional {
         0 if rest.is_empty() => None,
-        // Root owner, OPT, version 0, no options. The DO bit is accepted and not
-        // echoed, as the engine does (it signs nothing).
-        1 if rest.len() == 11
-            && rest[0] == 0
-            && u16::from_be_bytes([rest[1], rest[2]]) == OPT
-            && rest[6] == 0
-            && rest[9..11] == [0, 0] =>
-        {
-            Some(u16::from_be_bytes([rest[3], rest[4]]))
-        }
+        1 => Some(parse_opt(rest)?),
         _ => return None,
     };
     Some(Parsed { question, edns })
+}
+
+/// The requester's buffer size from its OPT record: root owner, version 0, options
+/// well formed. The DO bit is accepted and not echoed, as the engine does (it signs
+/// nothing). Options the engine ignores (cookies, padding, keepalive, ...) are skipped;
+/// those it echoes or that hickory validates (NSID, the DNSSEC algorithm lists, client
+/// subnet) leave the request to the engine.
+fn parse_opt(opt: &[u8]) -> Option<u16> {
+    if opt.len() < 11
+        || opt[0] != 0
+        || u16::from_be_bytes([opt[1], opt[2]]) != OPT
+        || opt[6] != 0
+        || usize::from(u16::from_be_bytes([opt[9], opt[10]])) != opt.len() - 11
+    {
+        return None;
+    }
+    let mut options = &opt[11..];
+    while !options.is_empty() {
+        let code = u16::from_be_bytes([*options.first()?, *options.get(1)?]);
+        let len = usize::from(u16::from_be_bytes([*options.get(2)?, *options.get(3)?]));
+        if matches!(code, 3 | 5..=8) {
+            return None;
+        }
+        options = options.get(4 + len..)?;
+    }
+    Some(u16::from_be_bytes([opt[3], opt[4]]))
 }
 
 /// The labels of the question's name with their offsets in the message.
@@ -323,17 +341,17 @@ impl Entry {
         let opt_len = if req.edns.is_some() { 11 } else { 0 };
         let total = QUESTION_OFFSET + req.question.len() + self.body + opt_len;
         // The size the engine trims to: over UDP it keeps 8 bytes spare (Consul's),
-        // and without EDNS it first cuts to `udp_answer_limit` answers. An answer
-        // that fits here fits there too, since the engine compresses at least as
-        // well as these records are, so it would send every record.
+        // and at 512 bytes (no EDNS, or EDNS asking no more) it first cuts to
+        // `udp_answer_limit` answers. An answer that fits here fits there too, since
+        // the engine compresses at least as well as these records are, so it would
+        // send every record.
         let limit = match (transport, req.edns) {
             (Transport::Tcp, _) => MAX_TCP_SIZE,
             (Transport::Udp, Some(size)) if usize::from(size) > DEFAULT_UDP_SIZE => {
                 usize::from(size).min(MAX_UDP_SIZE) - 8
             }
-            (Transport::Udp, Some(_)) => DEFAULT_UDP_SIZE - 8,
-            (Transport::Udp, None) if count > cfg.max_udp_answers => return false,
-            (Transport::Udp, None) => DEFAULT_UDP_SIZE - 8,
+            (Transport::Udp, _) if count > cfg.max_udp_answers => return false,
+            (Transport::Udp, _) => DEFAULT_UDP_SIZE - 8,
         };
         if total > limit || total > MAX_POINTER {
             return false;
@@ -390,7 +408,7 @@ impl Entry {
 pub(crate) struct FastConfig {
     /// RA in every answer.
     pub recursion_available: bool,
-    /// Answers allowed without EDNS (`udp_answer_limit`, at most 8).
+    /// Answers allowed in a 512-byte UDP answer (`udp_answer_limit`, at most 8).
     pub max_udp_answers: usize,
 }
 

@@ -196,6 +196,120 @@ fn summarise_subset(d: &Dig, full: &Dig) -> Result<String> {
     Ok(out)
 }
 
+/// The same question asked and parsed with hickory-proto, as a second parser: the
+/// response must decode, with dig's status, and the same records (owner and type) as
+/// dig saw, or for a trimmed, shuffled answer a subset of the full one. The query
+/// carries no cookie (dig's does), so it also takes the answer cache's path.
+fn second_parser(
+    port: u16,
+    name: &str,
+    qtype: &str,
+    variant: &[&str],
+    dig: &Dig,
+    full: &Dig,
+) -> Result<()> {
+    use hickory_proto::op::{Edns, Message, Query};
+    use hickory_proto::rr::{Name, RecordType};
+    use std::io::{Read, Write};
+    use std::str::FromStr;
+
+    let mut query = Message::query();
+    query.metadata.id = 0x7e57;
+    query.metadata.recursion_desired = true;
+    query.add_query(Query::query(
+        Name::from_ascii(name)?,
+        RecordType::from_str(qtype)?,
+    ));
+    let edns_size = match variant {
+        ["+noedns"] => None,
+        ["+bufsize=512"] => Some(512),
+        ["+bufsize=4096"] => Some(4096),
+        _ => Some(1232),
+    };
+    if let Some(size) = edns_size {
+        let mut edns = Edns::new();
+        edns.set_max_payload(size);
+        query.set_edns(edns);
+    }
+    let bytes = query.to_vec()?;
+    let timeout = Some(std::time::Duration::from_secs(5));
+    let reply = if variant == ["+tcp"] {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(timeout)?;
+        stream.write_all(&(bytes.len() as u16).to_be_bytes())?;
+        stream.write_all(&bytes)?;
+        let mut len = [0u8; 2];
+        stream.read_exact(&mut len)?;
+        let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        stream.read_exact(&mut reply)?;
+        reply
+    } else {
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0")?;
+        socket.set_read_timeout(timeout)?;
+        socket.send_to(&bytes, ("127.0.0.1", port))?;
+        let mut buf = vec![0u8; 65535];
+        let n = socket.recv(&mut buf)?;
+        buf.truncate(n);
+        buf
+    };
+    let message = Message::from_vec(&reply)?;
+    let key = |name: &str, rtype: &str| format!("{} {}", name.to_ascii_lowercase(), rtype);
+    let theirs = |records: &[String]| -> Vec<String> {
+        let mut v: Vec<String> = records
+            .iter()
+            .filter_map(|r| {
+                let f: Vec<&str> = r.split(' ').collect();
+                Some(key(f.first()?, f.get(3)?))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let ours = |records: &[hickory_proto::rr::Record]| -> Vec<String> {
+        let mut v: Vec<String> = records
+            .iter()
+            .map(|r| key(&r.name.to_ascii(), &r.record_type().to_string()))
+            .collect();
+        v.sort();
+        v
+    };
+    let (answers, additional) = (ours(&message.answers), ours(&message.additionals));
+    let trimmed = variant != ["+tcp"] && dig.answers.len() < full.answers.len();
+    if trimmed {
+        let all: BTreeSet<String> = theirs(&full.answers).into_iter().collect();
+        if let Some(extra) = answers.iter().find(|a| !all.contains(*a)) {
+            bail!("answer {extra} is not in the full answer");
+        }
+    } else {
+        if answers != theirs(&dig.answers) {
+            bail!("answers {answers:?} but dig saw {:?}", theirs(&dig.answers));
+        }
+        if additional != theirs(&dig.additional) {
+            bail!(
+                "additional {additional:?} but dig saw {:?}",
+                theirs(&dig.additional)
+            );
+        }
+    }
+    let dig_status = dig
+        .text
+        .split("status: ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_default();
+    let our_status = match message.metadata.response_code {
+        hickory_proto::op::ResponseCode::NoError => "NOERROR",
+        hickory_proto::op::ResponseCode::NXDomain => "NXDOMAIN",
+        hickory_proto::op::ResponseCode::Refused => "REFUSED",
+        hickory_proto::op::ResponseCode::ServFail => "SERVFAIL",
+        other => bail!("unexpected status {other}"),
+    };
+    if dig_status != our_status {
+        bail!("status {our_status} but dig saw {dig_status}");
+    }
+    Ok(())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dig_golden_answers_over_udp_and_tcp() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -235,6 +349,8 @@ async fn dig_golden_answers_over_udp_and_tcp() -> Result<()> {
             let mut args: Vec<&str> = variant.to_vec();
             args.extend([*name, *qtype]);
             let d = dig(port, &args)?;
+            second_parser(port, name, qtype, variant, &d, &full)
+                .with_context(|| format!("hickory-proto on {}", args.join(" ")))?;
             golden.push_str(&format!("=== dig {}\n", args.join(" ")));
             if *shuffled && !variant.contains(&"+tcp") {
                 golden.push_str(&summarise_subset(&d, &full)?);

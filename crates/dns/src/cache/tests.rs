@@ -8,6 +8,7 @@ use crate::server::Transport;
 use crate::{DnsConfig, Lookup, LookupError, MemLookup, ServerInfo};
 use async_trait::async_trait;
 use hickory_proto::op::{Edns, Message, Query};
+use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::Name;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -280,6 +281,20 @@ async fn answers_the_engine_would_trim_are_left_to_it() {
         .await;
     assert!(both.slow.answers.len() < 40);
     assert!(both.fast.is_none());
+    // EDNS asking for 512 bytes is cut to udp_answer_limit like no EDNS (Consul).
+    let two = Harness::new(DnsConfig {
+        udp_answer_limit: 2,
+        ..DnsConfig::default()
+    });
+    let both = two
+        .ask("web.service.consul.", RecordType::A, Some(512))
+        .await;
+    assert_eq!(both.slow.answers.len(), 2);
+    assert!(both.fast.is_none());
+    let both = two
+        .ask("web.service.consul.", RecordType::A, Some(513))
+        .await;
+    assert_same(&both);
     // The same entry serves a bigger buffer.
     let both = h
         .ask("big.service.consul.", RecordType::SRV, Some(8192))
@@ -374,8 +389,19 @@ fn only_plain_queries_are_parsed() {
         Some(1400)
     );
 
+    // Options the engine ignores (a cookie, padding) are skipped.
+    let mut cookie = with_edns.clone();
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    e.options_mut()
+        .insert(EdnsOption::Unknown(10, vec![1, 2, 3, 4, 5, 6, 7, 8]));
+    e.options_mut().insert(EdnsOption::Unknown(12, vec![0; 5]));
+    cookie.set_edns(e);
+    assert_eq!(parse(&cookie.to_vec().unwrap()).unwrap().edns, Some(1232));
+
     // A response, another opcode, two questions, trailing bytes, class CH, a
-    // compressed name, an OPT with an option, EDNS version 1: all the engine's.
+    // compressed name, an OPT with an option the engine acts on (client subnet,
+    // NSID), options overrunning the OPT, EDNS version 1: all the engine's.
     let mut response = plain.clone();
     response[2] |= 0x80;
     let mut notify = plain.clone();
@@ -391,10 +417,20 @@ fn only_plain_queries_are_parsed() {
     let n = chaos.len();
     chaos[n - 1] = 3;
     let pointer = [0, 1, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0xc0, 12, 0, 1, 0, 1];
-    let mut option = with_edns.to_vec().unwrap();
-    let n = option.len();
-    option[n - 1] = 4;
-    option.extend_from_slice(&[0, 10, 0, 0]);
+    let with_option = |code: u16, data: &[u8]| {
+        let mut bytes = with_edns.to_vec().unwrap();
+        let n = bytes.len();
+        bytes[n - 1] = (4 + data.len()) as u8;
+        bytes.extend_from_slice(&code.to_be_bytes());
+        bytes.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    };
+    let subnet = with_option(8, &[0, 1, 24, 0, 10, 0, 0]);
+    let nsid = with_option(3, &[]);
+    let mut overrun = with_option(10, &[1, 2, 3, 4, 5, 6, 7, 8]);
+    let n = overrun.len();
+    overrun[n - 9] = 20;
     let mut v1 = with_edns.to_vec().unwrap();
     let n = v1.len();
     v1[n - 5] = 1;
@@ -405,7 +441,9 @@ fn only_plain_queries_are_parsed() {
         trailing,
         chaos,
         pointer.to_vec(),
-        option,
+        subnet,
+        nsid,
+        overrun,
         v1,
         plain[..11].to_vec(),
         plain[..plain.len() - 1].to_vec(),
