@@ -152,17 +152,31 @@ impl Lookup for CatalogLookup {
         wait: Duration,
     ) -> Result<u64, LookupError> {
         self.check_dc(dc)?;
+        let consistency = if self.allow_stale {
+            Consistency::Stale
+        } else {
+            Consistency::Default
+        };
         let opts = QueryOptions {
             min_index: index,
             max_wait: wait,
-            ..QueryOptions::default()
+            consistency,
         };
+        let unavailable = |e: RpcError| LookupError::Unavailable(e.to_string());
         // The server ends the wait itself; the margin covers a slow answer.
-        let read = self.read_unbounded(health_request(service, connect), opts);
-        match tokio::time::timeout(wait + LOOKUP_TIMEOUT, read).await {
-            Ok(result) => Ok(result?.1),
-            Err(_) => Err(LookupError::Unavailable("catalog wait timed out".into())),
+        let read = self.servers.read(health_request(service, connect), opts);
+        let (_, meta) = tokio::time::timeout(wait + LOOKUP_TIMEOUT, read)
+            .await
+            .map_err(|_| LookupError::Unavailable("catalog wait timed out".into()))?
+            .map_err(unavailable)?;
+        // A server further behind than max_stale: the cached answer may be too, and
+        // a fresh lookup would have gone to the leader, so give the entry up.
+        if consistency == Consistency::Stale && meta.last_contact > self.max_stale {
+            return Err(LookupError::Unavailable(
+                "the answering server is staler than max_stale".into(),
+            ));
         }
+        Ok(meta.index)
     }
 
     async fn node(&self, dc: Option<&str>, name: &str) -> Result<Option<Node>, LookupError> {

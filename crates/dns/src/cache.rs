@@ -4,9 +4,10 @@
 //! health filtering, record building, trimming, encoding) costs tens of microseconds
 //! of CPU, several times what a plain authoritative server spends, while the same
 //! few questions repeat thousands of times a second between catalog changes. So the
-//! engine's answer to a service question is kept here pre-encoded, keyed by the exact
-//! bytes of the question (name as asked, type, class), and a repeated question costs a
-//! header parse, a hash lookup, a shuffle and a copy.
+//! engine's answer to a service question is kept here pre-encoded, keyed by the
+//! question (name lower-cased, type, class), and a repeated question costs a header
+//! parse, a hash lookup, a shuffle and a copy. The question is echoed from the request
+//! and names that repeat it point at it, so every response carries the asked case.
 //!
 //! An entry stays valid as long as the catalog index it was built from: the server
 //! runs a watcher per entry that blocks on that service's index and drops the entry
@@ -17,9 +18,11 @@
 //!
 //! The records are encoded so that they do not depend on where they land in the
 //! message: names point only into the question (always at offset 12) or are written
-//! in full, and an additional record owned by an SRV target points at that target,
-//! wherever the shuffle put its SRV record. Answers are therefore shuffled per
-//! response, as the engine shuffles them.
+//! in full (SRV targets always are, RFC 2782), and an additional record owned by an
+//! SRV target points at that target, wherever the shuffle put its SRV record. Answers
+//! are therefore shuffled per response, as the engine shuffles them. Whether the
+//! engine would trim is decided by the size the engine measured when the entry was
+//! made, not by this encoding's.
 
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use parking_lot::RwLock;
@@ -129,6 +132,20 @@ fn parse_opt(opt: &[u8]) -> Option<u16> {
     Some(u16::from_be_bytes([opt[3], opt[4]]))
 }
 
+/// The longest question: a 255-byte name, type and class.
+const MAX_QUESTION: usize = 255 + 4;
+
+/// The cache key of a question: its name lower-cased (DNS names are
+/// case-insensitive, and resolvers that randomise case must not each get an entry),
+/// its type and class as they are. Label length bytes (below 64) are never letters.
+fn lower<'a>(question: &[u8], buf: &'a mut [u8; MAX_QUESTION]) -> &'a [u8] {
+    let key = &mut buf[..question.len()];
+    key.copy_from_slice(question);
+    let name = question.len().saturating_sub(4);
+    key[..name].make_ascii_lowercase();
+    key
+}
+
 /// The labels of the question's name with their offsets in the message.
 struct QuestionName<'a> {
     labels: Vec<(usize, &'a [u8])>,
@@ -173,6 +190,15 @@ impl<'a> QuestionName<'a> {
     }
 }
 
+/// A name in full, uncompressed.
+fn write_full(name: &Name, out: &mut Vec<u8>) {
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
+    out.push(0);
+}
+
 fn pointer(offset: usize) -> [u8; 2] {
     [0xC0 | (offset >> 8) as u8, offset as u8]
 }
@@ -209,8 +235,11 @@ struct ExtraRr {
 pub(crate) struct Entry {
     answers: Vec<AnswerRr>,
     extras: Vec<ExtraRr>,
-    /// Encoded size of all the records.
+    /// Encoded size of all the records, as written here.
     body: usize,
+    /// The size the engine measures for the whole answer (header, question and
+    /// records, compressed its way, without OPT): what its trimming compares.
+    engine_size: usize,
     /// The catalog index the answer was built from.
     pub index: u64,
     /// Set on every hit, cleared by the watcher: an entry nobody asked for during a
@@ -233,8 +262,9 @@ fn write_rr(record: &Record, q: &QuestionName<'_>, out: &mut Vec<u8>) -> Option<
             out.extend_from_slice(&srv.priority.to_be_bytes());
             out.extend_from_slice(&srv.weight.to_be_bytes());
             out.extend_from_slice(&srv.port.to_be_bytes());
+            // Never compressed (RFC 2782), as hickory writes it too.
             target = Some(out.len());
-            q.write(&srv.target, out);
+            write_full(&srv.target, out);
         }
         RData::CNAME(cname) => {
             q.write(&cname.0, out);
@@ -255,14 +285,20 @@ fn write_rr(record: &Record, q: &QuestionName<'_>, out: &mut Vec<u8>) -> Option<
 impl Entry {
     /// Encodes the engine's answer to `question` (the bytes [`parse`] returned), or
     /// `None` when its shape is not one the fast path reproduces (records not owned
-    /// by the question, record types it does not encode, too many answers).
+    /// by the question, a CNAME (the engine picks one of several per answer), record
+    /// types it does not encode, too many answers). `engine_size` is the size the
+    /// engine measures for the untrimmed answer without OPT.
     pub fn build(
         question: &[u8],
         answers: &[Record],
         additional: &[Record],
+        engine_size: usize,
         index: u64,
     ) -> Option<Entry> {
-        if answers.is_empty() || answers.len() > MAX_CACHED_ANSWERS {
+        if answers.is_empty()
+            || answers.len() > MAX_CACHED_ANSWERS
+            || answers.iter().any(|a| a.record_type() == RecordType::CNAME)
+        {
             return None;
         }
         let q = QuestionName::new(question)?;
@@ -321,6 +357,7 @@ impl Entry {
             answers: cached,
             extras,
             body,
+            engine_size,
             index,
             used: AtomicBool::new(false),
         })
@@ -340,11 +377,10 @@ impl Entry {
         let count = self.answers.len();
         let opt_len = if req.edns.is_some() { 11 } else { 0 };
         let total = QUESTION_OFFSET + req.question.len() + self.body + opt_len;
-        // The size the engine trims to: over UDP it keeps 8 bytes spare (Consul's),
-        // and at 512 bytes (no EDNS, or EDNS asking no more) it first cuts to
-        // `udp_answer_limit` answers. An answer that fits here fits there too, since
-        // the engine compresses at least as well as these records are, so it would
-        // send every record.
+        // What the engine's trimming compares with: the requester's buffer less 8
+        // bytes (Consul's margin) over UDP, and at 512 bytes (no EDNS, or EDNS asking
+        // no more) a first cut to `udp_answer_limit` answers. When the engine would
+        // send every record, so can we, provided our encoding fits too.
         let limit = match (transport, req.edns) {
             (Transport::Tcp, _) => MAX_TCP_SIZE,
             (Transport::Udp, Some(size)) if usize::from(size) > DEFAULT_UDP_SIZE => {
@@ -353,7 +389,8 @@ impl Entry {
             (Transport::Udp, _) if count > cfg.max_udp_answers => return false,
             (Transport::Udp, _) => DEFAULT_UDP_SIZE - 8,
         };
-        if total > limit || total > MAX_POINTER {
+        if self.engine_size.saturating_add(opt_len) > limit || total > limit || total > MAX_POINTER
+        {
             return false;
         }
         out.clear();
@@ -451,15 +488,19 @@ impl AnswerCache {
         let Some(req) = parse(pkt) else {
             return false;
         };
+        let mut buf = [0u8; MAX_QUESTION];
+        let key = lower(req.question, &mut buf);
         let entries = self.entries.read();
         entries
-            .get(req.question)
+            .get(key)
             .is_some_and(|entry| entry.write(pkt, &req, transport, &self.cfg, rng, out))
     }
 
     /// Keeps `entry` for `question` unless an entry at least as recent is there or
     /// the cache is full. Returns the entry kept, for its watcher.
     pub fn insert(&self, question: &[u8], entry: Entry) -> Option<Arc<Entry>> {
+        let mut buf = [0u8; MAX_QUESTION];
+        let question = lower(question, &mut buf);
         let mut entries = self.entries.write();
         match entries.get(question) {
             Some(old) if old.index >= entry.index => return None,
@@ -475,6 +516,8 @@ impl AnswerCache {
     /// Whether `entry` is still the one cached for `question` and was used since the
     /// last call; clears its mark.
     pub fn still_used(&self, question: &[u8], entry: &Arc<Entry>) -> bool {
+        let mut buf = [0u8; MAX_QUESTION];
+        let question = lower(question, &mut buf);
         let entries = self.entries.read();
         entries
             .get(question)
@@ -484,6 +527,8 @@ impl AnswerCache {
 
     /// Drops `entry` if it is still the one cached for `question`.
     pub fn remove(&self, question: &[u8], entry: &Arc<Entry>) {
+        let mut buf = [0u8; MAX_QUESTION];
+        let question = lower(question, &mut buf);
         let mut entries = self.entries.write();
         if entries
             .get(question)

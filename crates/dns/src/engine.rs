@@ -123,7 +123,7 @@ impl Engine {
         };
         match self.resolve(&ctx, &parsed.question, &mut rng).await {
             Step::Answer(answer, watch) => {
-                let fill = watch.and_then(|watch| self.fill(req, &answer, watch));
+                let fill = watch.and_then(|watch| self.fill(req, qtype, &answer, watch));
                 (self.finish(req, qtype, answer), fill)
             }
             Step::Recurse => (self.recurse(req, &mut rng).await, None),
@@ -135,9 +135,17 @@ impl Engine {
     /// The cache entry for a service answer, when the fast path can serve it: a
     /// positive answer, not cut by `a_record_limit`, to a request the fast path
     /// parses.
-    fn fill(&self, req: &Inbound<'_>, answer: &Answer, watch: Watch) -> Option<Fill> {
-        let limited =
-            self.cfg.a_record_limit != 0 && answer.answers.len() >= self.cfg.a_record_limit;
+    fn fill(
+        &self,
+        req: &Inbound<'_>,
+        qtype: RecordType,
+        answer: &Answer,
+        watch: Watch,
+    ) -> Option<Fill> {
+        // SRV answers are not subject to a_record_limit.
+        let limited = qtype != RecordType::SRV
+            && self.cfg.a_record_limit != 0
+            && answer.answers.len() >= self.cfg.a_record_limit;
         if answer.rcode != ResponseCode::NoError
             || !answer.authority.is_empty()
             || limited
@@ -146,7 +154,23 @@ impl Engine {
             return None;
         }
         let question = cache::parse(req.raw)?.question;
-        let entry = Entry::build(question, &answer.answers, &answer.additional, watch.index)?;
+        // The size the engine's trimming measures for the untrimmed answer.
+        let draft = Response {
+            metadata: Metadata::response_from_request(&req.metadata),
+            queries: req.queries.clone(),
+            answers: answer.answers.clone(),
+            authority: Vec::new(),
+            additional: answer.additional.clone(),
+            edns: None,
+        };
+        let engine_size = draft.len(true);
+        let entry = Entry::build(
+            question,
+            &answer.answers,
+            &answer.additional,
+            engine_size,
+            watch.index,
+        )?;
         Some(Fill {
             question: question.into(),
             entry,

@@ -31,11 +31,14 @@ pub(crate) enum Decoded {
 /// Decodes a request that arrived over `protocol` from `src`.
 pub(crate) fn decode(bytes: Vec<u8>, src: SocketAddr, protocol: Protocol) -> Decoded {
     let header = match Header::read(&mut BinDecoder::new(&bytes)) {
+        // A response is never answered, not even with FORMERR.
+        Ok(header) if header.metadata.message_type == MessageType::Response => {
+            return Decoded::Drop
+        }
         Ok(header) => header,
         Err(_) => return Decoded::Drop,
     };
     match Request::from_bytes(bytes, src, protocol) {
-        Ok(request) if request.metadata.message_type == MessageType::Response => Decoded::Drop,
         Ok(request) => Decoded::Request(Box::new(request)),
         Err(error) => {
             debug!(%error, %src, "undecodable DNS request");

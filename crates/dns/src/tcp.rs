@@ -85,10 +85,19 @@ async fn connection<H: RequestHandler + Clone>(
     let in_flight = Arc::new(Semaphore::new(IN_FLIGHT));
     let mut rng = Rng::new(rand::random());
     let mut out = Vec::with_capacity(512);
+    // The engine's answers in progress: they end with the connection (dropping the
+    // set aborts them), but a peer that closes its side after asking still gets them.
+    let mut engine = JoinSet::new();
     loop {
+        while engine.try_join_next().is_some() {}
         let bytes = match tokio::time::timeout(TCP_IDLE_TIMEOUT, read_frame(&mut reader)).await {
             Ok(Ok(Some(bytes))) => bytes,
-            Ok(Ok(None)) | Err(_) => return,
+            Ok(Ok(None)) => {
+                let drain = async { while engine.join_next().await.is_some() {} };
+                let _ = tokio::time::timeout(TCP_IDLE_TIMEOUT, drain).await;
+                return;
+            }
+            Err(_) => return,
             Ok(Err(error)) => {
                 debug!(%error, %src, "DNS TCP read");
                 return;
@@ -105,7 +114,7 @@ async fn connection<H: RequestHandler + Clone>(
         };
         let handler = handler.clone();
         let writer = Arc::clone(&writer);
-        tokio::spawn(async move {
+        engine.spawn(async move {
             match slow::decode(bytes, src, Protocol::Tcp) {
                 Decoded::Request(request) => {
                     let reply = TcpReply { writer };
@@ -139,14 +148,18 @@ async fn read_frame(
 }
 
 /// Writes one message behind its length, in one write so a concurrent answer cannot
-/// land between the two.
+/// land between the two. A peer that stops reading gets [`TCP_IDLE_TIMEOUT`] to
+/// drain before the write fails (and the connection with it).
 async fn write_frame(writer: &Mutex<OwnedWriteHalf>, message: &[u8]) -> io::Result<()> {
     let len = u16::try_from(message.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "DNS message over 64 KiB"))?;
     let mut frame = Vec::with_capacity(2 + message.len());
     frame.extend_from_slice(&len.to_be_bytes());
     frame.extend_from_slice(message);
-    writer.lock().await.write_all(&frame).await
+    let write = async { writer.lock().await.write_all(&frame).await };
+    tokio::time::timeout(TCP_IDLE_TIMEOUT, write)
+        .await
+        .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "peer not reading")))
 }
 
 /// Sends the handler's response on the connection.

@@ -107,6 +107,12 @@ fn catalog() -> MemLookup {
             .with_node(node(&name, &format!("10.1.0.{i}")))
             .with_service(service(&name, "big", 9000 + i));
     }
+    for i in 0..20u16 {
+        let name = format!("node-{i:02}");
+        lookup = lookup
+            .with_node(node(&name, &format!("10.2.0.{i}")))
+            .with_service(service(&name, "twenty", 7000 + i));
+    }
     lookup
 }
 
@@ -253,19 +259,25 @@ async fn the_question_is_echoed_in_the_case_asked() {
     assert_same(&both);
     let (fast, _) = both.fast.unwrap();
     assert_eq!(fast.queries[0].name().to_ascii(), "WeB.SerVice.Consul.");
-    // Another case is another question: not answered from that entry.
+    // Another case is the same question: answered from that entry, in its own case.
     let mut out = Vec::new();
     let mut other = Message::query();
     other.add_query(Query::query(
-        Name::from_ascii("web.service.consul.").unwrap(),
+        Name::from_ascii("WEB.service.CONSUL.").unwrap(),
         RecordType::SRV,
     ));
-    assert!(!h.cache.answer(
+    let mut e = Edns::new();
+    e.set_max_payload(1232);
+    other.set_edns(e);
+    assert!(h.cache.answer(
         &other.to_vec().unwrap(),
         Transport::Udp,
         &mut Rng::new(1),
         &mut out
     ));
+    let reply = Message::from_vec(&out).unwrap();
+    assert_eq!(reply.queries[0].name().to_ascii(), "WEB.service.CONSUL.");
+    assert_eq!(reply.answers.len(), 3);
 }
 
 #[tokio::test]
@@ -300,6 +312,30 @@ async fn answers_the_engine_would_trim_are_left_to_it() {
         .ask("big.service.consul.", RecordType::SRV, Some(8192))
         .await;
     assert_same(&both);
+}
+
+/// Near the limit, whether the cache answers is exactly whether the engine would
+/// have sent the whole answer, for every buffer size.
+#[tokio::test]
+async fn at_the_size_limit_the_cache_follows_the_engine() {
+    let h = Harness::new(DnsConfig::default());
+    let (mut whole, mut cut) = (0, 0);
+    for size in (520..1600).step_by(8) {
+        let both = h
+            .ask("twenty.service.consul.", RecordType::SRV, Some(size))
+            .await;
+        if both.slow.answers.len() == 20 {
+            whole += 1;
+            assert_same(&both);
+        } else {
+            cut += 1;
+            assert!(both.fast.is_none(), "at {size} the engine trims");
+        }
+    }
+    assert!(
+        whole > 0 && cut > 0,
+        "both sides of the limit: {whole} / {cut}"
+    );
 }
 
 #[tokio::test]
@@ -478,11 +514,11 @@ async fn entries_are_replaced_only_by_newer_ones_and_removed_only_by_their_owner
         0,
         RData::A("10.9.9.9".parse().unwrap()),
     )];
-    let older = Entry::build(&question, &a, &[], 7).unwrap();
+    let older = Entry::build(&question, &a, &[], 0, 7).unwrap();
     assert!(h.cache.insert(&question, older).is_none(), "same index");
-    let newer = Entry::build(&question, &a, &[], 8).unwrap();
+    let newer = Entry::build(&question, &a, &[], 0, 8).unwrap();
     let newer = h.cache.insert(&question, newer).expect("newer index");
-    let stale = Arc::new(Entry::build(&question, &a, &[], 7).unwrap());
+    let stale = Arc::new(Entry::build(&question, &a, &[], 0, 7).unwrap());
     h.cache.remove(&question, &stale);
     assert_eq!(h.cache.len(), 1, "not the cached entry");
     assert!(!h.cache.still_used(&question, &newer), "unused yet");

@@ -135,3 +135,34 @@ async fn bind_reports_ports_and_rejects_an_empty_list() {
         "{err}"
     );
 }
+
+/// A client that sends its question and closes its side of the connection (as some
+/// stub resolvers do) still gets the answer, which the engine produces after the
+/// read side has seen the end of the stream.
+#[tokio::test]
+async fn a_half_closed_tcp_connection_still_gets_its_answer() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = TestServer::start(DnsConfig::default(), catalog(0)).await;
+    let bytes = query(77, "web.service.consul.", RecordType::A, None)
+        .to_vec()
+        .unwrap();
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(server.tcp).await.unwrap();
+        stream
+            .write_all(&(bytes.len() as u16).to_be_bytes())
+            .await
+            .unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        stream.shutdown().await.unwrap();
+        let mut reply = Vec::new();
+        stream.read_to_end(&mut reply).await.unwrap();
+        reply
+    };
+    let reply = tokio::time::timeout(WAIT, exchange).await.expect("in time");
+    let len = usize::from(u16::from_be_bytes([reply[0], reply[1]]));
+    assert_eq!(reply.len(), 2 + len, "one framed answer, then the close");
+    let message = hickory_proto::op::Message::from_vec(&reply[2..]).unwrap();
+    assert_eq!(message.metadata.id, 77);
+    assert_eq!(message.answers.len(), 1);
+    server.stop().await;
+}
