@@ -53,6 +53,10 @@ usage: tribune-benches dns [options]
   --paced-qps N          offered load of the paced UDP run (dnsperf -Q, one
                          socket; default 10000)
   --server-cpu N         the CPU both servers are pinned to (default 1)
+  --server-quota F       also cap both servers at F of their CPU (a cgroup CPU
+                         quota, e.g. 0.5), so that one CPU of dnsperf can
+                         saturate them and the queries/s ratio compares the
+                         servers rather than the load generator (default: no cap)
   --client-cpu N         the CPU dnsperf and this process are pinned to (default 0)
   --retries N            repeat a disturbed run after the machine quiets down, up
                          to N times (default 3): a saturating run during which
@@ -152,6 +156,8 @@ struct Opts {
     clients: usize,
     paced_qps: u32,
     server_cpu: usize,
+    /// CPU share the servers may use on their CPU (`--server-quota`).
+    server_quota: Option<f64>,
     client_cpu: usize,
     retries: usize,
     only: Vec<String>,
@@ -161,6 +167,11 @@ struct Opts {
 }
 
 impl Opts {
+    /// The CPU the servers may use, in cores.
+    fn cap(&self) -> f64 {
+        self.server_quota.unwrap_or(1.0)
+    }
+
     fn wants(&self, what: &str) -> bool {
         self.only.is_empty() || self.only.iter().any(|o| o == what)
     }
@@ -192,6 +203,7 @@ fn parse(args: &[String]) -> Result<Opts> {
         clients: 4,
         paced_qps: 10_000,
         server_cpu: 1,
+        server_quota: None,
         client_cpu: 0,
         retries: 3,
         only: Vec::new(),
@@ -212,6 +224,13 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--clients" => o.clients = value()?.parse()?,
             "--paced-qps" => o.paced_qps = value()?.parse()?,
             "--server-cpu" => o.server_cpu = value()?.parse()?,
+            "--server-quota" => {
+                let q: f64 = value()?.parse()?;
+                if !(0.05..=1.0).contains(&q) {
+                    bail!("--server-quota must be between 0.05 and 1");
+                }
+                o.server_quota = Some(q);
+            }
             "--client-cpu" => o.client_cpu = value()?.parse()?,
             "--retries" => o.retries = value()?.parse()?,
             "--only" => o.only = value()?.split(',').map(str::to_owned).collect(),
@@ -439,7 +458,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let shaky_rows: Vec<String> = res
         .rows
         .iter()
-        .filter(|r| shaky(row_kind(&opts, r), &r.m))
+        .filter(|r| shaky(row_kind(&opts, r), &r.m, opts.cap()))
         .map(|r| format!("{} {}", r.system, r.workload))
         .collect();
     if !shaky_rows.is_empty() {
@@ -557,6 +576,17 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<Results> {
     }
     println!("both servers give the expected A and SRV answers over UDP and TCP");
 
+    let _quota = match o.server_quota {
+        Some(q) => {
+            println!("both servers capped at {q} of a CPU (cgroup CPU quota)");
+            Some(sys::CpuQuota::new(
+                "tribune-bench-dns",
+                q,
+                &[t.proc.pid(), u.proc.pid()],
+            )?)
+        }
+        None => None,
+    };
     let t_sampler = Sampler::new(vec![t.proc.pid()], disk.clone());
     let u_sampler = Sampler::new(vec![u.proc.pid()], disk.clone());
     let servers = [
@@ -603,7 +633,7 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<Results> {
                         let l = load(w, s.port, o.secs);
                         let out: Outcome = undisturbed(
                             o.retries,
-                            |r: &Outcome| shaky(w.kind, &r.m),
+                            |r: &Outcome| shaky(w.kind, &r.m, o.cap()),
                             || dnsperf::run(&l, &queries, tmp, s.sampler),
                         )
                         .await?;
@@ -623,7 +653,7 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<Results> {
                         let questions = [(QNAME, TYPE_A), (QNAME, TYPE_SRV)];
                         undisturbed(
                             o.retries,
-                            |m| shaky(w.kind, m),
+                            |m| shaky(w.kind, m, o.cap()),
                             || {
                                 dnsclient::closed_loop(
                                     server,
@@ -708,7 +738,7 @@ fn median_ratio(o: &Opts, rows: &[Row], workload_id: &str, fig: Figure) -> (Opti
     let mut any_shaky = false;
     for round in 1..=o.rounds {
         if let Some((t, u)) = pair(rows, workload_id, round) {
-            any_shaky |= shaky(kind, t) || shaky(kind, u);
+            any_shaky |= shaky(kind, t, o.cap()) || shaky(kind, u, o.cap());
             if let Some(r) = fig.of(t, u) {
                 ratios.push(r);
             }
@@ -732,10 +762,11 @@ fn row_kind(o: &Opts, r: &Row) -> Kind {
 
 /// Whether a run cannot be trusted (see [`SATURATED_CORES`] and
 /// [`LATENCY_DISTURBED_CORES`]); such a run is repeated, and a target that
-/// uses it gets no verdict.
-fn shaky(kind: Kind, m: &Measured) -> bool {
+/// uses it gets no verdict. `cap` is the CPU the servers may use (1.0, or the
+/// `--server-quota`).
+fn shaky(kind: Kind, m: &Measured, cap: f64) -> bool {
     match kind {
-        Kind::Saturating => disturbed(m) || stalled(m),
+        Kind::Saturating => disturbed(m) || stalled(m, cap),
         Kind::Paced | Kind::OneAtATime => m
             .usage
             .other_cores
@@ -743,10 +774,10 @@ fn shaky(kind: Kind, m: &Measured) -> bool {
     }
 }
 
-/// Neither side of a saturating run kept its CPU busy.
-fn stalled(m: &Measured) -> bool {
+/// Neither side of a saturating run kept its CPU (or the server its quota) busy.
+fn stalled(m: &Measured, cap: f64) -> bool {
     match (m.usage.server_cores, m.usage.client_cores) {
-        (Some(s), Some(c)) => s.max(c) < SATURATED_CORES,
+        (Some(s), Some(c)) => (s / cap).max(c) < SATURATED_CORES,
         _ => false,
     }
 }
@@ -884,7 +915,7 @@ fn client_bound(o: &Opts, rows: &[Row]) -> Vec<String> {
         let server = r.m.usage.server_cores.unwrap_or(1.0);
         if row_kind(o, r) == Kind::Saturating
             && client >= CLIENT_BOUND_CORES
-            && server < CLIENT_BOUND_CORES
+            && server < CLIENT_BOUND_CORES * o.cap()
         {
             out.push(format!(
                 "{} {}: dnsperf used {client:.2} cores of its one CPU, the server {server:.2}: dnsperf was the bottleneck, so this is a lower bound on the server's throughput",

@@ -4,7 +4,7 @@
 //! processes add up to ~2 cores is CPU-bound, one with many flushes per second and
 //! idle CPUs is waiting on the disk.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -393,4 +393,64 @@ pub fn describe_disk(path: &Path, disk: &Disk) -> String {
         sys("rotational"),
         sys("write_cache")
     )
+}
+
+/// A CPU quota on some processes, through a cgroup of its own (v2 `cpu.max` when the
+/// unified hierarchy has the cpu controller, else v1 `cpu.cfs_quota_us`). Dropping it
+/// moves the processes back to the root group and removes the group.
+pub struct CpuQuota {
+    dir: PathBuf,
+    root: PathBuf,
+    pids: Vec<u32>,
+}
+
+impl CpuQuota {
+    /// Caps `pids` (with all their threads) at `cores` of one CPU, in a group named
+    /// `name`.
+    pub fn new(name: &str, cores: f64, pids: &[u32]) -> Result<CpuQuota> {
+        const PERIOD_US: u64 = 100_000;
+        let quota_us = (cores * PERIOD_US as f64).round() as u64;
+        let v2 = Path::new("/sys/fs/cgroup/unified");
+        let v2_root = if v2.join("cgroup.controllers").exists() {
+            v2.to_path_buf()
+        } else {
+            PathBuf::from("/sys/fs/cgroup")
+        };
+        let v2_has_cpu = std::fs::read_to_string(v2_root.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"));
+        let (root, dir) = if v2_has_cpu {
+            let dir = v2_root.join(name);
+            std::fs::create_dir_all(&dir)?;
+            std::fs::write(dir.join("cpu.max"), format!("{quota_us} {PERIOD_US}"))?;
+            (v2_root, dir)
+        } else {
+            let root = PathBuf::from("/sys/fs/cgroup/cpu");
+            let dir = root.join(name);
+            std::fs::create_dir_all(&dir).with_context(|| {
+                format!("creating {} (needs root and cgroup v1 cpu)", dir.display())
+            })?;
+            std::fs::write(dir.join("cpu.cfs_period_us"), PERIOD_US.to_string())?;
+            std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string())?;
+            (root, dir)
+        };
+        let quota = CpuQuota {
+            dir,
+            root,
+            pids: pids.to_vec(),
+        };
+        for pid in pids {
+            std::fs::write(quota.dir.join("cgroup.procs"), pid.to_string())
+                .with_context(|| format!("moving process {pid} into {}", quota.dir.display()))?;
+        }
+        Ok(quota)
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        for pid in &self.pids {
+            let _ = std::fs::write(self.root.join("cgroup.procs"), pid.to_string());
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
 }
