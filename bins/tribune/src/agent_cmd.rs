@@ -247,6 +247,7 @@ async fn start_server(
     server_cfg.bootstrap = cfg.dev || cfg.bootstrap || cfg.bootstrap_expect == 1;
     server_cfg.raft_multiplier = cfg.raft_multiplier;
     server_cfg.snapshot_threshold = cfg.raft_snapshot_threshold;
+    server_cfg.snapshot_interval = cfg.raft_snapshot_interval;
     server_cfg.trailing_logs = cfg.raft_trailing_logs;
     server_cfg.rpc_hold_timeout = cfg.rpc_hold_timeout;
     server_cfg.kv_max_value_size = cfg.limits.kv_max_value_size as usize;

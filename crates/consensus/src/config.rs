@@ -26,6 +26,12 @@ pub struct RaftConfig {
     /// Entries applied since the last snapshot before a new one is taken
     /// (default 16384). Zero disables automatic snapshots.
     pub snapshot_threshold: u64,
+    /// The least time between two automatic snapshots (default zero: as soon as the
+    /// threshold is reached). Consul's servers use `raft_snapshot_interval` (30 s):
+    /// under a steady write load a snapshot serialises the whole state, so taking
+    /// one every `snapshot_threshold` entries would cost more than the writes. The
+    /// actual wait is stretched by a random 0–100%, as hashicorp/raft does.
+    pub snapshot_interval: Duration,
     /// Entries kept in the log behind a snapshot so slow followers can catch up
     /// without a full snapshot transfer (default 10240).
     pub trailing_logs: u64,
@@ -52,6 +58,7 @@ impl RaftConfig {
             election_tick: 10,
             heartbeat_tick: 1,
             snapshot_threshold: 16384,
+            snapshot_interval: Duration::ZERO,
             trailing_logs: 10240,
             bootstrap: false,
             max_proposal_bytes: 16 * 1024 * 1024,

@@ -28,6 +28,11 @@ use crate::storage::RocksStorage;
 use crate::transport::Transport;
 use crate::MembershipChange;
 
+/// Where a normal proposal's outcome goes.
+type NormalReply<O> = oneshot::Sender<Result<Applied<O>, ProposeError>>;
+/// Outcomes held back until the batch that produced them is published.
+type Replies<O> = Vec<(NormalReply<O>, Applied<O>)>;
+
 /// Upper bound on commands handled per cycle, so a flood of proposals cannot
 /// starve ticks (and with them heartbeats and elections).
 const MAX_COMMANDS_PER_CYCLE: usize = 4096;
@@ -79,6 +84,7 @@ impl Shared {
 pub(crate) struct DriverConfig {
     pub(crate) tick: Duration,
     pub(crate) snapshot_threshold: u64,
+    pub(crate) snapshot_interval: Duration,
     pub(crate) trailing_logs: u64,
 }
 
@@ -107,6 +113,10 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     config: DriverConfig,
     applied: u64,
     applied_since_snapshot: u64,
+    /// No automatic snapshot before this (see [`RaftConfig::snapshot_interval`]).
+    ///
+    /// [`RaftConfig::snapshot_interval`]: crate::RaftConfig::snapshot_interval
+    next_snapshot: Instant,
     /// `Some` once a stop was requested; holds the callers to notify.
     stopping: Option<Vec<oneshot::Sender<()>>>,
 }
@@ -144,6 +154,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         config: DriverConfig,
     ) -> Self {
         let applied = raw.raft.raft_log.applied;
+        let next_snapshot = Instant::now() + jittered(config.snapshot_interval);
         Driver {
             _panic_guard: PanicGuard(shared.clone()),
             raw,
@@ -155,6 +166,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             config,
             applied,
             applied_since_snapshot: 0,
+            next_snapshot,
             stopping: None,
         }
     }
@@ -422,7 +434,27 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         Ok(())
     }
 
+    /// Applies a cycle's committed entries as one batch of the state machine
+    /// ([`StateMachine::end_batch`] runs before any proposer hears its outcome).
     fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), ConsensusError> {
+        if entries.iter().all(|e| e.index <= self.applied) {
+            return Ok(());
+        }
+        let mut replies = Vec::new();
+        self.sm.begin_batch();
+        let result = self.apply_batch(entries, &mut replies);
+        self.sm.end_batch();
+        for (tx, applied) in replies {
+            let _ = tx.send(Ok(applied));
+        }
+        result
+    }
+
+    fn apply_batch(
+        &mut self,
+        entries: Vec<Entry>,
+        replies: &mut Replies<S::Output>,
+    ) -> Result<(), ConsensusError> {
         let mut applied_normal = 0;
         for entry in entries {
             let index = entry.index;
@@ -452,7 +484,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                         applied_normal += 1;
                         match waiter {
                             Some(Waiter::Normal(tx)) => {
-                                let _ = tx.send(Ok(Applied { index, output }));
+                                replies.push((tx, Applied { index, output }));
                             }
                             Some(w @ Waiter::ConfChange(_)) => {
                                 w.fail(ProposeError::ConfChangeRejected)
@@ -552,6 +584,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             self.config.trailing_logs,
         )?;
         self.applied_since_snapshot = 0;
+        self.next_snapshot = Instant::now() + jittered(self.config.snapshot_interval);
         tracing::info!(index, bytes = data.len(), "snapshot taken");
         Ok(index)
     }
@@ -566,7 +599,8 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         }
         let wanted = self.raw.store().take_snapshot_wanted();
         let due = self.config.snapshot_threshold > 0
-            && self.applied_since_snapshot >= self.config.snapshot_threshold;
+            && self.applied_since_snapshot >= self.config.snapshot_threshold
+            && Instant::now() >= self.next_snapshot;
         if (due || wanted) && self.applied > self.raw.store().snapshot_index() {
             if let Err(e) = self.take_snapshot() {
                 // Not fatal: the log is intact, only compaction is delayed. Back
@@ -589,6 +623,20 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         });
         Ok(())
     }
+}
+
+/// `interval` stretched by a random 0–100%, as hashicorp/raft randomises its
+/// snapshot timer, so servers that started together do not all snapshot at once.
+fn jittered(interval: Duration) -> Duration {
+    if interval.is_zero() {
+        return interval;
+    }
+    // No RNG dependency for this: the clock's nanoseconds are random enough to
+    // spread servers apart.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    interval + interval.mul_f64(f64::from(nanos % 1000) / 1000.0)
 }
 
 /// Build a status view from the raw node.

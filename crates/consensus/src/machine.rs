@@ -18,6 +18,16 @@ pub trait StateMachine: Send + 'static {
     /// entry applied, so no later entry is applied and no snapshot covers it.
     fn apply(&mut self, index: u64, data: &[u8]) -> Result<Self::Output, ApplyError>;
 
+    /// Called before the `apply` calls for the entries committed in one cycle of the
+    /// raft loop, and [`StateMachine::end_batch`] after them (also when an `apply`
+    /// failed). No proposer hears an outcome before `end_batch` returns, so a
+    /// machine may make the batch's effects visible there, all at once, instead of
+    /// after every entry. Both do nothing by default.
+    fn begin_batch(&mut self) {}
+
+    /// See [`StateMachine::begin_batch`].
+    fn end_batch(&mut self) {}
+
     /// Serialise the whole state as of the last applied index.
     fn snapshot(&self) -> Vec<u8>;
 

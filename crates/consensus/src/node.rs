@@ -112,6 +112,7 @@ pub fn start<S: StateMachine, T: Transport>(
         DriverConfig {
             tick: config.tick,
             snapshot_threshold: config.snapshot_threshold,
+            snapshot_interval: config.snapshot_interval,
             trailing_logs: config.trailing_logs,
         },
     );

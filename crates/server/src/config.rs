@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub raft_multiplier: u32,
     /// Entries between snapshots (`raft_snapshot_threshold`).
     pub snapshot_threshold: u64,
+    /// The least time between automatic snapshots (`raft_snapshot_interval`).
+    pub snapshot_interval: std::time::Duration,
     /// Entries kept behind a snapshot (`raft_trailing_logs`).
     pub trailing_logs: u64,
     /// How long requests wait for a leader before failing (`rpc_hold_timeout`).
@@ -60,6 +62,7 @@ impl ServerConfig {
             bootstrap: true,
             raft_multiplier: 5,
             snapshot_threshold: 16384,
+            snapshot_interval: std::time::Duration::from_secs(30),
             trailing_logs: 10240,
             rpc_hold_timeout: Duration::from_secs(7),
             kv_max_value_size: tribune_kv::DEFAULT_MAX_VALUE_SIZE,

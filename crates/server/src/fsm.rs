@@ -32,6 +32,14 @@ impl StateMachine for Fsm {
         }
     }
 
+    fn begin_batch(&mut self) {
+        self.state.begin_batch();
+    }
+
+    fn end_batch(&mut self) {
+        self.state.end_batch();
+    }
+
     fn snapshot(&self) -> Vec<u8> {
         self.state.snapshot()
     }

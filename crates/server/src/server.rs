@@ -99,6 +99,7 @@ impl Server {
         rc.election_tick = 50;
         rc.heartbeat_tick = 5;
         rc.snapshot_threshold = config.snapshot_threshold;
+        rc.snapshot_interval = config.snapshot_interval;
         rc.trailing_logs = config.trailing_logs;
         rc.bootstrap = config.bootstrap;
         let state = Arc::new(StateStore::new());

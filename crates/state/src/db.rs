@@ -87,6 +87,24 @@ pub struct StateStore {
     pub(crate) watches: Watches,
     /// Serialises writers; readers never take it.
     write_lock: Mutex<()>,
+    /// The batch being applied, between [`StateStore::begin_batch`] and
+    /// [`StateStore::end_batch`].
+    batch: Mutex<Option<Batch>>,
+}
+
+/// Commands applied to a working copy that is published once, at the end.
+///
+/// Why: publishing a new state after every command makes the next command copy the
+/// B-tree paths it touches, because the published state still shares them; within
+/// a batch the working copy owns its paths after the first write, so later writes
+/// change them in place.
+#[derive(Debug)]
+struct Batch {
+    db: Db,
+    /// What to wake once the batch is published, with the index that touched it.
+    touched: Vec<(&'static str, String, u64)>,
+    /// Whether anything was applied (an empty batch publishes nothing).
+    changed: bool,
 }
 
 /// Keys a write touched, to wake their watchers after the new state is published.
@@ -147,18 +165,34 @@ impl StateStore {
         now_ms: u64,
         cmd: &Command,
     ) -> Result<WriteOutcome, WriteRejected> {
+        let at = At { index, now_ms };
+        let mut open = self.batch.lock();
+        if let Some(batch) = open.as_mut() {
+            // A rejected command must change nothing. The KV writes that dominate
+            // the load are decided before they change anything (they never fail);
+            // anything else keeps a copy to go back to (cheap to take, but its
+            // writes then copy their paths).
+            let checkpoint = may_fail_midway(cmd).then(|| batch.db.clone());
+            let mut touched = Touched::default();
+            let result = apply_command(&mut batch.db, at, cmd, &mut touched);
+            if result.is_err() {
+                if let Some(before) = checkpoint {
+                    batch.db = before;
+                }
+                touched.0.clear();
+            }
+            batch.db.index = index;
+            batch.changed = true;
+            batch
+                .touched
+                .extend(touched.0.into_iter().map(|(t, k)| (t, k, index)));
+            return result;
+        }
+        drop(open);
         let _w = self.write_lock.lock();
         let mut db = (**self.current.read()).clone();
         let mut touched = Touched::default();
-        let at = At { index, now_ms };
-        let result = match cmd {
-            Command::Request(req) => apply_request(&mut db, at, req, &mut touched),
-            Command::ReapTombstones { index: upto } => {
-                db.kv.reap_tombstones(*upto);
-                Ok(WriteOutcome::Done)
-            }
-            Command::Ignored { .. } => Ok(WriteOutcome::Done),
-        };
+        let result = apply_command(&mut db, at, cmd, &mut touched);
         // A rejected request must change nothing: discard the working copy.
         let mut db = if result.is_ok() {
             db
@@ -172,6 +206,35 @@ impl StateStore {
             self.watches.notify(table, &key, index);
         }
         result
+    }
+
+    /// Starts a batch: until [`StateStore::end_batch`], applied commands change a
+    /// working copy that readers do not see. Only the raft thread applies, so
+    /// nothing else writes meanwhile.
+    pub fn begin_batch(&self) {
+        let mut open = self.batch.lock();
+        if open.is_none() {
+            *open = Some(Batch {
+                db: (**self.current.read()).clone(),
+                touched: Vec::new(),
+                changed: false,
+            });
+        }
+    }
+
+    /// Publishes the batch's state and wakes the watchers of what it touched.
+    pub fn end_batch(&self) {
+        let Some(batch) = self.batch.lock().take() else {
+            return;
+        };
+        if !batch.changed {
+            return;
+        }
+        let _w = self.write_lock.lock();
+        *self.current.write() = Arc::new(batch.db);
+        for (table, key, index) in batch.touched {
+            self.watches.notify(table, &key, index);
+        }
     }
 
     /// Whether any KV tombstone is at or below `index` (so reaping would do something).
@@ -192,6 +255,38 @@ impl StateStore {
             *self.current.write() = Arc::new(db);
         }
     }
+}
+
+/// One command against `db`.
+fn apply_command(
+    db: &mut Db,
+    at: At,
+    cmd: &Command,
+    touched: &mut Touched,
+) -> Result<WriteOutcome, WriteRejected> {
+    match cmd {
+        Command::Request(req) => apply_request(db, at, req, touched),
+        Command::ReapTombstones { index: upto } => {
+            db.kv.reap_tombstones(*upto);
+            Ok(WriteOutcome::Done)
+        }
+        Command::Ignored { .. } => Ok(WriteOutcome::Done),
+    }
+}
+
+/// Whether applying `cmd` could change something and then fail. Plain KV sets, CAS
+/// sets and deletes decide before they write and never fail.
+fn may_fail_midway(cmd: &Command) -> bool {
+    !matches!(
+        cmd,
+        Command::Request(
+            WriteRequest::KvSet {
+                mode: KvSetMode::Set | KvSetMode::Cas(_),
+                ..
+            } | WriteRequest::KvDelete { .. }
+        ) | Command::ReapTombstones { .. }
+            | Command::Ignored { .. }
+    )
 }
 
 pub(crate) fn apply_request(

@@ -12,7 +12,11 @@ async fn kill_9_loses_no_acknowledged_write() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let data = dir.path().join("data");
     // A low snapshot threshold so the stream crosses snapshots and compactions.
-    let extra = serde_json::json!({"raft_snapshot_threshold": 40, "raft_trailing_logs": 10});
+    let extra = serde_json::json!({
+        "raft_snapshot_threshold": 40,
+        "raft_snapshot_interval": "0s",
+        "raft_trailing_logs": 10
+    });
     let agent = Agent::start(&data, extra.clone())?;
     let acked: Arc<Mutex<BTreeMap<String, String>>> = Arc::default();
     let (count_tx, mut count_rx) = watch::channel(0usize);

@@ -138,3 +138,25 @@ async fn all_snapshots_corrupt_is_a_typed_error() {
         Ok(_) => panic!("started from corrupt snapshots"),
     }
 }
+
+/// `snapshot_interval` holds automatic snapshots back however far past the threshold
+/// the log runs; an explicit snapshot still happens at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_interval_spaces_automatic_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = snap_config(dir.path(), 10, 5);
+    c.snapshot_interval = std::time::Duration::from_secs(3600);
+    let (raft, _state) = single_with(c).await;
+    // The bootstrap configuration is written as a snapshot of its own.
+    let (taken, index) = (raft.metrics().snapshots_taken, raft.status().snapshot_index);
+    let last = propose_many(&raft, "i", 200, 10).await;
+    assert_eq!(
+        raft.metrics().snapshots_taken,
+        taken,
+        "held back by the interval"
+    );
+    assert_eq!(raft.status().snapshot_index, index);
+    assert_eq!(raft.snapshot_now().await.unwrap(), last);
+    assert_eq!(raft.metrics().snapshots_taken, taken + 1);
+    raft.shutdown().await;
+}

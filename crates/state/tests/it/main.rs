@@ -420,3 +420,52 @@ fn a_check_that_moves_bumps_its_old_owner_and_renames_follow_the_service() {
     // A NUL byte in a name is refused.
     assert!(s.apply(5, &register("a\0b", None, vec![])).is_err());
 }
+
+/// A batch (the commands one raft cycle commits) is invisible to readers and
+/// watchers until it ends, then visible all at once; a command rejected inside it
+/// changes nothing while the others stand.
+#[tokio::test(start_paused = true)]
+async fn a_batch_is_published_at_its_end() {
+    let s = StateStore::new();
+    s.apply(1, &set("a", "0", KvSetMode::Set)).unwrap();
+    let mut early = WatchSet::new();
+    s.read(&ReadRequest::KvGet { key: "b".into() }, Some(&mut early));
+    let mut ws = WatchSet::new();
+    s.read(&ReadRequest::KvGet { key: "b".into() }, Some(&mut ws));
+
+    s.begin_batch();
+    s.apply(2, &set("a", "1", KvSetMode::Set)).unwrap();
+    let bad = Command::Request(WriteRequest::SessionCreate(Session {
+        node: "nowhere".into(),
+        ..Default::default()
+    }));
+    assert!(s.apply(3, &bad).is_err(), "unknown node");
+    s.apply(4, &set("b", "2", KvSetMode::Set)).unwrap();
+    assert_eq!(
+        s.apply(5, &set("a", "x", KvSetMode::Cas(1))).unwrap(),
+        WriteOutcome::NotApplied,
+        "CAS sees the batch's own write (a is at 2 now)"
+    );
+    assert_eq!(kv(&s, "a").0.unwrap().value, b"0", "not published yet");
+    assert!(kv(&s, "b").0.is_none());
+    assert_eq!(s.last_index(), 1);
+    assert!(
+        !early.wait(Duration::from_millis(1)).await,
+        "nobody woken yet"
+    );
+
+    s.end_batch();
+    assert_eq!(kv(&s, "a").0.unwrap().value, b"1");
+    let (b, index) = kv(&s, "b");
+    assert_eq!((b.unwrap().value, index), (b"2".to_vec(), 4));
+    assert_eq!(s.last_index(), 5);
+    assert!(ws.wait(Duration::from_secs(5)).await, "b's watcher woken");
+    match s.read(&ReadRequest::SessionList, None) {
+        (ReadResult::Sessions(list), _) => assert!(list.is_empty()),
+        other => panic!("{other:?}"),
+    }
+    // An empty batch publishes nothing.
+    s.begin_batch();
+    s.end_batch();
+    assert_eq!(s.last_index(), 5);
+}
