@@ -520,6 +520,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     if cfg.ui {
         tracing::info!("-ui accepted; the web UI is not part of this build");
     }
+    // Before anything starts: bad TLS files stop the agent, as they stop Consul.
+    let check_tls = match tribune_agent::load_check_tls(&cfg) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("==> enable_agent_tls_for_checks: {e}");
+            return Ok(1);
+        }
+    };
     if let Some(pid) = &cfg.pid_file {
         write_pid_file(pid)?;
     }
@@ -573,6 +581,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         enable_script_checks: cfg.enable_script_checks,
         enable_local_script_checks: cfg.enable_local_script_checks,
         check_output_max_size: cfg.check_output_max_size as usize,
+        check_tls,
     };
     // Ports are known once listeners are bound (port 0 picks one).
     let mut agent_cfg = agent_cfg;

@@ -53,6 +53,21 @@ pub struct AgentConfig {
     pub enable_local_script_checks: bool,
     /// `check_output_max_size`.
     pub check_output_max_size: usize,
+    /// `enable_agent_tls_for_checks`: the agent's CAs and certificate, loaded at
+    /// start ([`crate::load_check_tls`]), for TLS checks. `None`: checks verify
+    /// against the system's trust store and present no certificate.
+    pub check_tls: Option<Arc<tribune_health::AgentTls>>,
+}
+
+/// Loads the agent's TLS for checks when `enable_agent_tls_for_checks` is set
+/// (`Ok(None)` otherwise). An unreadable or invalid file is an error naming it: the
+/// agent should refuse to start, as Consul does on bad TLS files.
+pub fn load_check_tls(
+    cfg: &crate::config::RuntimeConfig,
+) -> Result<Option<Arc<tribune_health::AgentTls>>, tribune_health::AgentTlsError> {
+    cfg.check_tls_files()
+        .map(|files| tribune_health::AgentTls::load(&files).map(Arc::new))
+        .transpose()
 }
 
 /// Things the agent asks its process to do.
@@ -132,6 +147,7 @@ impl Agent {
                 check_output_max_size: cfg.check_output_max_size,
                 ..tribune_health::Limits::default()
             },
+            agent_tls: cfg.check_tls.clone(),
             ..Default::default()
         });
         let agent = Arc::new_cyclic(|this| Agent {

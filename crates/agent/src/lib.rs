@@ -22,5 +22,5 @@ mod membership;
 mod metrics;
 mod persist;
 
-pub use agent::{Agent, AgentConfig, AgentEvent};
+pub use agent::{load_check_tls, Agent, AgentConfig, AgentEvent};
 pub use persist::PersistError;

@@ -69,6 +69,7 @@ pub mod status;
 
 pub use output::{truncate_ttl_output, DEFAULT_OUTPUT_MAX_SIZE};
 pub use plan::{Limits, Plan, PlanError, ProbeSpec, TlsSpec};
+pub use probe::{AgentTls, AgentTlsError, AgentTlsFiles};
 pub use runner::{AddError, CheckResult, CheckRunner, RunnerConfig};
 pub use schedule::Scheduler;
 pub use status::{Probe, StatusPolicy, StatusTracker, Update};

@@ -61,8 +61,8 @@ pub struct HttpSpec {
     pub body: String,
     /// Return a 3xx response as is instead of following it.
     pub disable_redirects: bool,
-    /// For `https://`: the name the server's certificate must match instead of the
-    /// URL's host (empty: the host).
+    /// For `https://`: the name sent in SNI and the server's certificate must match
+    /// instead of the URL's host (empty: the host); `Host` stays the URL's.
     pub tls_server_name: String,
     /// For `https://`: accept any certificate.
     pub tls_skip_verify: bool,

@@ -12,7 +12,8 @@
 //! | script | exit 0 (1 warning) | the program's combined output |
 //!
 //! HTTPS, gRPC with `grpc_use_tls` and H2PING with `h2ping_use_tls` go over TLS
-//! with the check's `tls_skip_verify` and `tls_server_name` (module `tls`).
+//! with the check's `tls_skip_verify` and `tls_server_name`, and with the agent's
+//! own CAs and certificate when it lends them ([`AgentTls`]; module `tls`).
 //!
 //! Docker and OS-service checks need clients this build does not have and always
 //! report critical with a message saying so.
@@ -26,20 +27,36 @@ mod tls;
 mod udp;
 
 pub use grpc::{HealthCheckRequest, HealthCheckResponse, ServingStatus, HEALTH_CHECK_PATH};
+pub use tls::{AgentTls, AgentTlsError, AgentTlsFiles};
 
 use crate::plan::ProbeSpec;
 use crate::status::Probe;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Runs one probe. `timeout` bounds the whole run (for scripts: the process is
-/// killed when it expires); `output_max_size` bounds the captured output.
+/// killed when it expires); `output_max_size` bounds the captured output. TLS
+/// checks verify against the system's trust store ([`run_with`] lends them the
+/// agent's TLS).
 ///
 /// Each call readies the probe afresh; the runner keeps a [`Prober`] per check
 /// instead.
 pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) -> Probe {
+    run_with(spec, None, timeout, output_max_size).await
+}
+
+/// [`run`], with the agent's TLS for TLS checks when `agent_tls` is given
+/// (`enable_agent_tls_for_checks`).
+pub async fn run_with(
+    spec: &ProbeSpec,
+    agent_tls: Option<&Arc<AgentTls>>,
+    timeout: Duration,
+    output_max_size: usize,
+) -> Probe {
+    let agent = agent_tls.map(|a| &**a);
     match spec {
         ProbeSpec::Http(h) => {
-            http::Check::new(h.clone())
+            http::Check::new(h.clone(), agent_tls.cloned())
                 .run(timeout, output_max_size)
                 .await
         }
@@ -49,9 +66,9 @@ pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) ->
             target,
             use_tls,
             tls,
-        } => grpc::probe(target, use_tls.then_some(tls), timeout).await,
+        } => grpc::probe(target, use_tls.then_some(tls), agent, timeout).await,
         ProbeSpec::H2Ping { addr, use_tls, tls } => {
-            h2ping::probe(addr, use_tls.then_some(tls), timeout).await
+            h2ping::probe(addr, use_tls.then_some(tls), agent, timeout).await
         }
         ProbeSpec::Script { args } => script::probe(args, timeout, output_max_size).await,
         ProbeSpec::Docker { container_id } => Probe::critical(format!(
@@ -70,22 +87,31 @@ pub async fn run(spec: &ProbeSpec, timeout: Duration, output_max_size: usize) ->
 pub(crate) enum Prober {
     /// Boxed: a readied request is several times the size of any other spec.
     Http(Box<http::Check>),
-    Other(ProbeSpec),
+    Other {
+        spec: ProbeSpec,
+        agent_tls: Option<Arc<AgentTls>>,
+    },
 }
 
 impl Prober {
-    pub(crate) fn new(spec: &ProbeSpec) -> Prober {
+    /// `agent_tls`: the agent's TLS for TLS checks, when it lends it.
+    pub(crate) fn new(spec: &ProbeSpec, agent_tls: Option<Arc<AgentTls>>) -> Prober {
         match spec {
-            ProbeSpec::Http(h) => Prober::Http(Box::new(http::Check::new(h.clone()))),
-            other => Prober::Other(other.clone()),
+            ProbeSpec::Http(h) => Prober::Http(Box::new(http::Check::new(h.clone(), agent_tls))),
+            other => Prober::Other {
+                spec: other.clone(),
+                agent_tls,
+            },
         }
     }
 
-    /// One run, as [`run`].
+    /// One run, as [`run_with`].
     pub(crate) async fn run(&self, timeout: Duration, output_max_size: usize) -> Probe {
         match self {
             Prober::Http(check) => check.run(timeout, output_max_size).await,
-            Prober::Other(spec) => run(spec, timeout, output_max_size).await,
+            Prober::Other { spec, agent_tls } => {
+                run_with(spec, agent_tls.as_ref(), timeout, output_max_size).await
+            }
         }
     }
 }

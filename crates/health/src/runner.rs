@@ -15,7 +15,7 @@
 //! [`crate::alias::aggregate`]), persisting anything, or deciding initial statuses.
 
 use crate::plan::{Limits, Plan, PlanError};
-use crate::probe::Prober;
+use crate::probe::{AgentTls, Prober};
 use crate::schedule::{stagger, Scheduler};
 use crate::status::{Probe, StatusTracker};
 use rand::rngs::StdRng;
@@ -38,6 +38,10 @@ pub struct RunnerConfig {
     /// Capacity of the result channel. When it is full the driver waits for the agent
     /// to catch up (probes already running keep running).
     pub result_capacity: usize,
+    /// The agent's TLS for TLS checks (`enable_agent_tls_for_checks`): its CAs and
+    /// client certificate. `None`: the system's trust store and no client
+    /// certificate, Consul's default.
+    pub agent_tls: Option<Arc<AgentTls>>,
 }
 
 impl Default for RunnerConfig {
@@ -45,6 +49,7 @@ impl Default for RunnerConfig {
         RunnerConfig {
             limits: Limits::default(),
             result_capacity: DEFAULT_RESULT_CAPACITY,
+            agent_tls: None,
         }
     }
 }
@@ -103,6 +108,7 @@ impl CheckRunner {
             done_tx,
             done_rx,
             results: results_tx,
+            agent_tls: config.agent_tls,
         };
         let driver = tokio::spawn(driver.run(commands_rx));
         (
@@ -177,6 +183,8 @@ struct Driver {
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
     results: mpsc::Sender<CheckResult>,
+    /// Lent to every check's prober.
+    agent_tls: Option<Arc<AgentTls>>,
 }
 
 fn now() -> std::time::Instant {
@@ -227,7 +235,7 @@ impl Driver {
             plan.id.clone(),
             Slot {
                 tracker: StatusTracker::new(plan.policy),
-                prober: Arc::new(Prober::new(&plan.probe)),
+                prober: Arc::new(Prober::new(&plan.probe, self.agent_tls.clone())),
                 plan: Arc::new(plan),
                 generation: self.next_generation,
                 last_sent: None,

@@ -867,6 +867,7 @@ pub(crate) fn build(
         enable_local_script_checks: t
             .opt_bool("enable_local_script_checks")
             .unwrap_or(enable_script_checks),
+        enable_agent_tls_for_checks: t.bool("enable_agent_tls_for_checks", false),
         enable_debug: t.bool("enable_debug", false),
         enable_central_service_config: t.bool("enable_central_service_config", true),
         disable_update_check: t.bool("disable_update_check", false),

@@ -182,6 +182,9 @@ pub struct RuntimeConfig {
     pub enable_script_checks: bool,
     /// `enable_local_script_checks` (defaults to `enable_script_checks`).
     pub enable_local_script_checks: bool,
+    /// `enable_agent_tls_for_checks`: HTTPS, gRPC and H2PING checks over TLS trust
+    /// the agent's CAs and present its certificate ([`RuntimeConfig::check_tls_files`]).
+    pub enable_agent_tls_for_checks: bool,
     /// `enable_debug` (true with `-dev`).
     pub enable_debug: bool,
     /// `enable_central_service_config` (true).
@@ -709,6 +712,23 @@ impl RuntimeConfig {
     pub fn serf_lan_bind_addr(&self) -> Option<SocketAddr> {
         let ip = self.serf_lan_bind.unwrap_or(self.bind_addr);
         self.ports.serf_lan.map(|p| SocketAddr::new(ip, p))
+    }
+
+    /// The agent's TLS files lent to TLS checks, or `None` without
+    /// `enable_agent_tls_for_checks`. As Consul's `OutgoingTLSConfigForCheck`,
+    /// they are the internal-RPC ones (`tls.internal_rpc`, which inherits
+    /// `tls.defaults` and the legacy top-level `ca_file`, `cert_file`, ...).
+    pub fn check_tls_files(&self) -> Option<tribune_health::AgentTlsFiles> {
+        if !self.enable_agent_tls_for_checks {
+            return None;
+        }
+        let rpc = &self.tls.internal_rpc;
+        Some(tribune_health::AgentTlsFiles {
+            ca_file: rpc.ca_file.clone(),
+            ca_path: rpc.ca_path.clone(),
+            cert_file: rpc.cert_file.clone(),
+            key_file: rpc.key_file.clone(),
+        })
     }
 
     /// The Serf WAN listen address; `None` when `ports.serf_wan` is disabled.

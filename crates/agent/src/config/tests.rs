@@ -1055,3 +1055,51 @@ fn empty_files_and_null_values_are_skipped() {
     assert_eq!(c.node_name, "kept");
     assert!(c.retry_join.is_empty());
 }
+
+/// `enable_agent_tls_for_checks` is parsed (off by default), lends the internal-RPC
+/// TLS files (legacy flat keys included) to checks, and a bad file is an error that
+/// names it, for the agent to refuse to start with.
+#[test]
+fn agent_tls_for_checks_is_parsed_and_bad_files_are_reported() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let off = load_args(&["-dev"]).expect("loads");
+    assert!(!off.enable_agent_tls_for_checks);
+    assert_eq!(off.check_tls_files(), None);
+    assert!(matches!(crate::load_check_tls(&off), Ok(None)));
+
+    let missing = tmp.path().join("missing-ca.pem");
+    let garbage = write(tmp.path(), "key.pem", "-----BEGIN PRIVATE KEY-----\n!!\n");
+    let text = json!({
+        "enable_agent_tls_for_checks": true,
+        "ca_file": s(&missing),
+        "tls": {"defaults": {"cert_file": s(&garbage), "key_file": s(&garbage)}}
+    });
+    let file = write(tmp.path(), "tls.json", &text.to_string());
+    let on = load_args(&["-dev", "-config-file", s(&file)]).expect("loads");
+    assert!(on.enable_agent_tls_for_checks);
+    assert!(on.unknown_keys.is_empty(), "{:?}", on.unknown_keys);
+    let files = on.check_tls_files().expect("files lent to checks");
+    assert_eq!(files.ca_file.as_deref(), Some(missing.as_path()));
+    assert_eq!(files.key_file.as_deref(), Some(garbage.as_path()));
+    let err = crate::load_check_tls(&on).expect_err("missing CA file");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("cannot read {}: ", missing.display())),
+        "{err}"
+    );
+
+    // The CA problem fixed (no CA: the system's trust store), the key is next.
+    let text = json!({
+        "enable_agent_tls_for_checks": true,
+        "cert_file": s(&garbage),
+        "key_file": s(&garbage)
+    });
+    let file = write(tmp.path(), "tls.json", &text.to_string());
+    let on = load_args(&["-dev", "-config-file", s(&file)]).expect("loads");
+    let err = crate::load_check_tls(&on).expect_err("invalid PEM");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("invalid PEM in {}: ", garbage.display())),
+        "{err}"
+    );
+}

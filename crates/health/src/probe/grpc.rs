@@ -6,11 +6,12 @@
 //! The two messages are written out here with `prost` derives rather than generated,
 //! to keep `tonic-build` out of this crate, and called through tonic's generic
 //! client. With `grpc_use_tls` the connection is TLS offering ALPN `h2`, opened by
-//! our own connector so `tls_skip_verify` and `tls_server_name` apply (tonic's TLS
-//! settings have no way to skip verification).
+//! our own connector so `tls_skip_verify`, `tls_server_name` and the agent's TLS
+//! for checks apply (tonic's TLS settings have no way to skip verification).
 
 use super::{error_chain, tls};
 use crate::plan::TlsSpec;
+use crate::probe::AgentTls;
 use crate::status::Probe;
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
@@ -68,7 +69,12 @@ fn rpc_error(code: Code, desc: &str) -> String {
     format!("rpc error: code = {code:?} desc = {desc}")
 }
 
-pub(crate) async fn probe(target: &str, tls: Option<&TlsSpec>, timeout: Duration) -> Probe {
+pub(crate) async fn probe(
+    target: &str,
+    tls: Option<&TlsSpec>,
+    agent: Option<&AgentTls>,
+    timeout: Duration,
+) -> Probe {
     let (server, service) = target.split_once('/').unwrap_or((target, ""));
     let run = async {
         let scheme = if tls.is_some() { "https" } else { "http" };
@@ -76,7 +82,7 @@ pub(crate) async fn probe(target: &str, tls: Option<&TlsSpec>, timeout: Duration
             .map_err(|e| format!("invalid gRPC target {target:?}: {e}"))?
             .connect_timeout(timeout)
             .timeout(timeout);
-        let channel = connect(&endpoint, server, tls)
+        let channel = connect(&endpoint, server, tls, agent)
             .await
             .map_err(|e| rpc_error(Code::Unavailable, &format!("connection error: {e}")))?;
         let mut client = tonic::client::Grpc::new(channel);
@@ -118,31 +124,35 @@ async fn connect(
     endpoint: &Endpoint,
     server: &str,
     tls: Option<&TlsSpec>,
+    agent: Option<&AgentTls>,
 ) -> Result<Channel, String> {
     let Some(tls) = tls else {
         return endpoint.connect().await.map_err(|e| error_chain(&e));
     };
+    // Readied once for the channel's connections (a run makes one).
+    let connector = tls::Connector::new(
+        tls::host_of(server),
+        tls.skip_verify,
+        &tls.server_name,
+        &[tls::ALPN_H2],
+        agent,
+    )?;
+    let connector = std::sync::Arc::new(connector);
     let server = server.to_owned();
-    let tls = tls.clone();
-    let connector = tower::service_fn(move |_uri| {
+    let connect = tower::service_fn(move |_uri| {
         let server = server.clone();
-        let tls = tls.clone();
+        let connector = std::sync::Arc::clone(&connector);
         async move {
             let tcp = tokio::net::TcpStream::connect(&server).await?;
-            let stream = tls::connect(
-                tcp,
-                &server,
-                tls.skip_verify,
-                &tls.server_name,
-                &[tls::ALPN_H2],
-            )
-            .await
-            .map_err(std::io::Error::other)?;
+            let stream = connector
+                .connect(tcp)
+                .await
+                .map_err(std::io::Error::other)?;
             Ok::<_, std::io::Error>(TokioIo::new(stream))
         }
     });
     endpoint
-        .connect_with_connector(connector)
+        .connect_with_connector(connect)
         .await
         .map_err(|e| error_chain(&e))
 }

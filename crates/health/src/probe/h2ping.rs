@@ -5,7 +5,7 @@
 //! spoken here directly (RFC 9113 §3.4, §6.5, §6.7, §6.8): a pure [`PingExchange`]
 //! decides what to send for each frame received, and [`probe`] moves the bytes.
 //! With `h2ping_use_tls` (Consul's default for checks registered over the API or in
-//! config files) the connection is TLS offering ALPN `h2`; like Go's `tls.Dialer`,
+//! config files) the connection is TLS offering ALPN `h2` (module `tls`); like Go's `tls.Dialer`,
 //! the negotiated protocol is not enforced — a server that does not speak HTTP/2
 //! fails the exchange instead. Without it, the connection is cleartext with prior
 //! knowledge (Go's `AllowHTTP`). A TLS handshake failure is a dial failure, as in
@@ -13,6 +13,7 @@
 
 use super::tls;
 use crate::plan::TlsSpec;
+use crate::probe::AgentTls;
 use crate::status::Probe;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -154,7 +155,12 @@ fn error_code_name(code: u32) -> String {
     name.to_owned()
 }
 
-pub(crate) async fn probe(addr: &str, tls: Option<&TlsSpec>, timeout: Duration) -> Probe {
+pub(crate) async fn probe(
+    addr: &str,
+    tls: Option<&TlsSpec>,
+    agent: Option<&AgentTls>,
+    timeout: Duration,
+) -> Probe {
     let deadline = Instant::now() + timeout;
     let stream = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
         Err(_) => {
@@ -177,6 +183,7 @@ pub(crate) async fn probe(addr: &str, tls: Option<&TlsSpec>, timeout: Duration) 
                 tls.skip_verify,
                 &tls.server_name,
                 &[tls::ALPN_H2],
+                agent,
             );
             let stream = match tokio::time::timeout_at(deadline, handshake).await {
                 Err(_) => {

@@ -4,15 +4,19 @@
 //! `disable_redirects`, and the response body's last `output_max_size` bytes in the
 //! output. 2xx is passing, 429 Too Many Requests warning, anything else critical.
 //!
-//! Two ways to run one: a [`Check`] sends plain `http://` requests over a bare
-//! hyper connection readied once per check (module `plain`), and everything else —
-//! `https://`, a proxy in the environment, credentials in the URL, a redirect to
-//! follow — through reqwest (this module).
+//! Two ways to run one: a [`Check`] sends `http://` and `https://` requests over a
+//! bare hyper connection readied once per check (module `plain`), and what that
+//! path does not cover — a proxy in the environment, credentials in the URL, a
+//! redirect to follow — goes through reqwest (this module).
 //!
-//! `https://` URLs use the check's `tls_skip_verify` and `tls_server_name` (see
-//! [`super::tls`]). `tls_server_name` is the name the certificate is verified
-//! against; unlike Go, the name sent in SNI stays the URL's host, because the HTTP
-//! client opens connections for the URL it is given.
+//! `https://` URLs use the check's `tls_skip_verify` and `tls_server_name`, and the
+//! agent's CAs and client certificate when it lends them (see [`super::tls`]). On
+//! the lean path `tls_server_name` is, as in Go, both the name sent in SNI and the
+//! name the certificate is verified against, while the `Host` header stays the
+//! URL's host. On the reqwest path (proxies, credentials, redirects) the
+//! certificate is still verified against `tls_server_name`, but the SNI is the
+//! host of the URL being fetched, because reqwest opens connections for the URL it
+//! is given.
 //!
 //! reqwest clients are shared between runs and checks with the same TLS and
 //! redirect settings: building one per run (a connector, a resolver, a TLS
@@ -21,7 +25,7 @@
 
 mod plain;
 
-use super::{error_chain, tls};
+use super::{error_chain, tls, AgentTls};
 use crate::output::TailBuffer;
 use crate::plan::HttpSpec;
 use crate::status::Probe;
@@ -30,7 +34,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue, ACCEPT, HOST, USER_AGE
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -43,6 +47,8 @@ pub(crate) const CHECK_ACCEPT: &str = "text/plain, text/*, */*";
 #[derive(Debug)]
 pub(crate) struct Check {
     spec: HttpSpec,
+    /// The agent's TLS for `https://`, when lent.
+    agent_tls: Option<Arc<AgentTls>>,
     /// The lean request, when the check can use it.
     plain: Option<PlainRequest>,
     /// Set when a run met a redirect to follow: later runs go straight to reqwest,
@@ -52,13 +58,20 @@ pub(crate) struct Check {
 
 impl Check {
     /// Works out once what every run sends.
-    pub(crate) fn new(spec: HttpSpec) -> Check {
+    pub(crate) fn new(spec: HttpSpec, agent_tls: Option<Arc<AgentTls>>) -> Check {
         // Invalid headers leave the check to reqwest's path, which reports them.
-        let plain = headers(&spec.header)
-            .ok()
-            .and_then(|h| PlainRequest::new(&spec, method(&spec), h, proxy_configured()));
+        let plain = headers(&spec.header).ok().and_then(|h| {
+            PlainRequest::new(
+                &spec,
+                method(&spec),
+                h,
+                proxy_configured,
+                agent_tls.as_deref(),
+            )
+        });
         Check {
             spec,
+            agent_tls,
             plain,
             redirects: AtomicBool::new(false),
         }
@@ -78,7 +91,7 @@ impl Check {
             }
         }
         let left = deadline.saturating_duration_since(Instant::now());
-        probe(&self.spec, left, output_max_size).await
+        probe(&self.spec, self.agent_tls.as_deref(), left, output_max_size).await
     }
 }
 
@@ -91,24 +104,42 @@ fn method(spec: &HttpSpec) -> &str {
     }
 }
 
-/// Whether the environment names a proxy reqwest would use for `http://` URLs
-/// (`HTTP_PROXY`, `ALL_PROXY`, either case; it applies `NO_PROXY` itself). Read
-/// once per process, as Go's `ProxyFromEnvironment` and reqwest's clients do.
-fn proxy_configured() -> bool {
-    static CONFIGURED: OnceLock<bool> = OnceLock::new();
-    *CONFIGURED.get_or_init(|| proxy_in(|name| std::env::var_os(name)))
+/// Whether the environment names a proxy reqwest would use for URLs of `scheme`
+/// (`HTTP_PROXY` for `http`, `HTTPS_PROXY` for `https`, `ALL_PROXY` for both,
+/// either case; it applies `NO_PROXY` itself). Read once per process, as Go's
+/// `ProxyFromEnvironment` and reqwest's clients do.
+fn proxy_configured(scheme: &str) -> bool {
+    static HTTP: OnceLock<bool> = OnceLock::new();
+    static HTTPS: OnceLock<bool> = OnceLock::new();
+    let cell = match scheme {
+        "http" => &HTTP,
+        "https" => &HTTPS,
+        // No other scheme takes the lean path; say "proxied" to keep it off it.
+        _ => return true,
+    };
+    *cell.get_or_init(|| proxy_in(scheme, |name| std::env::var_os(name)))
 }
 
-fn proxy_in(var: impl Fn(&str) -> Option<OsString>) -> bool {
-    ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"]
-        .into_iter()
+fn proxy_in(scheme: &str, var: impl Fn(&str) -> Option<OsString>) -> bool {
+    let own: [&str; 2] = if scheme == "https" {
+        ["HTTPS_PROXY", "https_proxy"]
+    } else {
+        ["HTTP_PROXY", "http_proxy"]
+    };
+    own.into_iter()
+        .chain(["ALL_PROXY", "all_proxy"])
         .any(|name| var(name).is_some_and(|v| !v.is_empty()))
 }
 
 /// One run through reqwest.
-pub(crate) async fn probe(spec: &HttpSpec, timeout: Duration, output_max_size: usize) -> Probe {
+pub(crate) async fn probe(
+    spec: &HttpSpec,
+    agent_tls: Option<&AgentTls>,
+    timeout: Duration,
+    output_max_size: usize,
+) -> Probe {
     let method = method(spec);
-    let request = match build_request(spec, method, timeout) {
+    let request = match build_request(spec, method, timeout, agent_tls) {
         Ok(r) => r,
         Err(msg) => return Probe::critical(msg),
     };
@@ -149,6 +180,7 @@ fn build_request(
     spec: &HttpSpec,
     method: &str,
     timeout: Duration,
+    agent_tls: Option<&AgentTls>,
 ) -> Result<reqwest::RequestBuilder, String> {
     let url = reqwest::Url::parse(&spec.url).map_err(|e| format!("parse \"{}\": {e}", spec.url))?;
     match url.scheme() {
@@ -164,11 +196,15 @@ fn build_request(
     let method_value = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| format!("net/http: invalid method {method:?}"))?;
     let headers = headers(&spec.header)?;
-    let client = client(&ClientKey {
-        disable_redirects: spec.disable_redirects,
-        tls_skip_verify: spec.tls_skip_verify,
-        tls_server_name: spec.tls_server_name.clone(),
-    })?;
+    let client = client(
+        &ClientKey {
+            disable_redirects: spec.disable_redirects,
+            tls_skip_verify: spec.tls_skip_verify,
+            tls_server_name: spec.tls_server_name.clone(),
+            agent_tls: agent_tls.map(AgentTls::id),
+        },
+        agent_tls,
+    )?;
     let mut request = client
         .request(method_value, url)
         .headers(headers)
@@ -185,14 +221,17 @@ struct ClientKey {
     disable_redirects: bool,
     tls_skip_verify: bool,
     tls_server_name: String,
+    /// Which load of the agent's TLS the client was built with, if any.
+    agent_tls: Option<u64>,
 }
 
 /// Past this many distinct settings the cache starts over, so a stream of checks
 /// with ever new `tls_server_name`s cannot grow it without bound.
 const MAX_CACHED_CLIENTS: usize = 64;
 
-/// The shared client for `key`, built on first use.
-fn client(key: &ClientKey) -> Result<reqwest::Client, String> {
+/// The shared client for `key`, built on first use (`agent_tls` is the one `key`
+/// names).
+fn client(key: &ClientKey, agent_tls: Option<&AgentTls>) -> Result<reqwest::Client, String> {
     static CLIENTS: OnceLock<Mutex<HashMap<ClientKey, reqwest::Client>>> = OnceLock::new();
     let cache = CLIENTS.get_or_init(Mutex::default);
     // A poisoned lock only means another check panicked mid-insert; the map is fine.
@@ -200,7 +239,7 @@ fn client(key: &ClientKey) -> Result<reqwest::Client, String> {
     if let Some(c) = clients.get(key) {
         return Ok(c.clone());
     }
-    let built = build_client(key)?;
+    let built = build_client(key, agent_tls)?;
     if clients.len() >= MAX_CACHED_CLIENTS {
         clients.clear();
     }
@@ -208,7 +247,7 @@ fn client(key: &ClientKey) -> Result<reqwest::Client, String> {
     Ok(built)
 }
 
-fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
+fn build_client(key: &ClientKey, agent_tls: Option<&AgentTls>) -> Result<reqwest::Client, String> {
     let redirects = if key.disable_redirects {
         // Go's `http.ErrUseLastResponse`: the 3xx itself is the result.
         reqwest::redirect::Policy::none()
@@ -220,7 +259,12 @@ fn build_client(key: &ClientKey) -> Result<reqwest::Client, String> {
     } else {
         Some(tls::server_name(&key.tls_server_name)?)
     };
-    let tls = tls::client_config(key.tls_skip_verify, verify_name, &[tls::ALPN_HTTP1])?;
+    let tls = tls::client_config(
+        key.tls_skip_verify,
+        verify_name,
+        &[tls::ALPN_HTTP1],
+        agent_tls,
+    )?;
     reqwest::Client::builder()
         // Consul disables keep-alive so a check never fails on a connection the
         // server closed between two runs. (Reusing connections for 4 s was tried:
@@ -367,13 +411,16 @@ mod tests {
                     .map(|(_, v)| OsString::from(v))
             }
         };
-        assert!(!proxy_in(env(&[])));
-        assert!(!proxy_in(env(&[
-            ("HTTPS_PROXY", "http://p:3128"),
-            ("http_proxy", "")
-        ])));
-        assert!(proxy_in(env(&[("http_proxy", "http://p:3128")])));
-        assert!(proxy_in(env(&[("ALL_PROXY", "socks5://p:1080")])));
+        assert!(!proxy_in("http", env(&[])));
+        assert!(!proxy_in(
+            "http",
+            env(&[("HTTPS_PROXY", "http://p:3128"), ("http_proxy", "")])
+        ));
+        assert!(proxy_in("http", env(&[("http_proxy", "http://p:3128")])));
+        assert!(proxy_in("http", env(&[("ALL_PROXY", "socks5://p:1080")])));
+        assert!(proxy_in("https", env(&[("HTTPS_PROXY", "http://p:3128")])));
+        assert!(proxy_in("https", env(&[("all_proxy", "socks5://p:1080")])));
+        assert!(!proxy_in("https", env(&[("HTTP_PROXY", "http://p:3128")])));
     }
 
     #[tokio::test]
@@ -387,7 +434,7 @@ mod tests {
             tls_server_name: String::new(),
             tls_skip_verify: false,
         };
-        let check = Check::new(spec.clone());
+        let check = Check::new(spec.clone(), None);
         assert!(check.plain.is_none());
         let p = check.run(Duration::from_secs(1), 4096).await;
         assert_eq!(
@@ -397,7 +444,7 @@ mod tests {
         spec.method = String::new();
         spec.header
             .insert("bad name".to_owned(), vec![String::new()]);
-        assert!(Check::new(spec).plain.is_none());
+        assert!(Check::new(spec, None).plain.is_none());
     }
 
     #[tokio::test]
@@ -407,12 +454,12 @@ mod tests {
             tls_skip_verify: true,
             ..HttpSpec::default()
         };
-        let p = probe(&spec("ftp://x/"), Duration::from_secs(1), 4096).await;
+        let p = probe(&spec("ftp://x/"), None, Duration::from_secs(1), 4096).await;
         assert_eq!(
             p,
             Probe::critical("Get \"ftp://x/\": unsupported protocol scheme \"ftp\"")
         );
-        let p = probe(&spec("not a url"), Duration::from_secs(1), 4096).await;
+        let p = probe(&spec("not a url"), None, Duration::from_secs(1), 4096).await;
         assert!(
             p.output.starts_with("parse \"not a url\": "),
             "{}",
@@ -421,7 +468,7 @@ mod tests {
         let mut bad_name = spec("https://127.0.0.1:1/");
         bad_name.tls_skip_verify = false;
         bad_name.tls_server_name = "not a name".to_owned();
-        let p = probe(&bad_name, Duration::from_secs(1), 4096).await;
+        let p = probe(&bad_name, None, Duration::from_secs(1), 4096).await;
         assert!(
             p.output.starts_with("invalid TLS server name"),
             "{}",

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tribune_health::{CheckResult, CheckRunner, Limits, RunnerConfig};
+use tribune_health::{AgentTls, CheckResult, CheckRunner, Limits, RunnerConfig};
 use tribune_types::model::CheckDefinition;
 use tribune_types::{CheckId, HealthStatus};
 
@@ -23,12 +23,18 @@ pub const WAIT: Duration = Duration::from_secs(15);
 pub const INTERVAL: Duration = Duration::from_millis(50);
 
 pub fn runner(scripts: bool) -> (CheckRunner, Results) {
+    runner_with(scripts, None)
+}
+
+/// A runner lending `agent_tls` to TLS checks (`enable_agent_tls_for_checks`).
+pub fn runner_with(scripts: bool, agent_tls: Option<Arc<AgentTls>>) -> (CheckRunner, Results) {
     let (runner, rx) = CheckRunner::start(RunnerConfig {
         limits: Limits {
             enable_script_checks: scripts,
             min_interval: Duration::from_millis(10),
             ..Limits::default()
         },
+        agent_tls,
         ..RunnerConfig::default()
     });
     (

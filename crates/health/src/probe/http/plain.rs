@@ -1,17 +1,24 @@
-//! The lean path for `http://` checks: one TCP connection and one HTTP/1.1
-//! exchange per run over hyper's low-level client connection, with everything that
-//! does not change between runs worked out once per check.
+//! The lean path for `http://` and `https://` checks: one TCP connection (wrapped
+//! in TLS for `https://`) and one HTTP/1.1 exchange per run over hyper's low-level
+//! client connection, with everything that does not change between runs worked
+//! out once per check.
 //!
 //! Why not reqwest here: a thousand 1 s checks are a thousand fresh connections a
 //! second (Consul disables keep-alive), and reqwest's per-request work — URL
 //! parsing, the connector and pool layers, redirect and timeout wrappers, a task
 //! per connection — cost more CPU than the exchange itself (BENCHMARKS.md, `bench
 //! checks`). A check's request never changes, so this path keeps its method,
-//! origin-form target, headers and body ready, and each run only dials, writes,
-//! reads and drops.
+//! origin-form target, headers, body and TLS client ready, and each run only
+//! dials, handshakes, writes, reads and drops.
 //!
-//! What stays on the reqwest path (module [`super`]): `https://`, URLs with
-//! credentials (Go turns them into basic auth), any check while a proxy is
+//! For `https://` this path is also what makes `tls_server_name` the name sent in
+//! SNI, as Go's `tls.Config.ServerName` does (module [`crate::probe::tls`]); the
+//! `Host` header stays the URL's host. The TLS handshake counts against the run's
+//! timeout like the dial, and a handshake failure reads `<Method> "<url>": tls:
+//! <cause>`.
+//!
+//! What stays on the reqwest path (module [`super`]): URLs with credentials (Go
+//! turns them into basic auth), any check while a proxy for its scheme is
 //! configured in the environment, and the run that meets a redirect to follow.
 //!
 //! As Go's transport with `DisableKeepAlives` (Consul's `CheckHTTP`), the request
@@ -20,7 +27,8 @@
 use super::{go_op, TIMEOUT_TEXT};
 use crate::output::TailBuffer;
 use crate::plan::HttpSpec;
-use crate::probe::error_chain;
+use crate::probe::tls::{self, Connector};
+use crate::probe::{error_chain, AgentTls};
 use crate::status::Probe;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -32,8 +40,9 @@ use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
 use std::pin::{pin, Pin};
 use std::task::Poll;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 /// Where a run connects.
 #[derive(Debug)]
@@ -51,6 +60,8 @@ pub(super) struct PlainRequest {
     target: Target,
     /// `host:port` for dial errors (`dial tcp <addr>: …`, as the TCP check says).
     dial_addr: String,
+    /// For `https://`: the TLS client, readied once.
+    tls: Option<Connector>,
     method: Method,
     /// Origin form: path and query.
     uri: Uri,
@@ -75,18 +86,24 @@ impl PlainRequest {
     /// The lean request for `spec`, or `None` when the check needs the full client
     /// (see the module doc) or its request is invalid (the full client then reports
     /// why, in the same words on every run). `headers` are the check's headers with
-    /// Consul's defaults, already validated.
+    /// Consul's defaults, already validated; `proxy_configured` says whether the
+    /// environment names a proxy for a scheme; `agent_tls` is the agent's TLS for
+    /// checks, when lent.
     pub(super) fn new(
         spec: &HttpSpec,
         method: &str,
         headers: HeaderMap,
-        proxy_configured: bool,
+        proxy_configured: impl Fn(&str) -> bool,
+        agent_tls: Option<&AgentTls>,
     ) -> Option<PlainRequest> {
-        if proxy_configured {
-            return None;
-        }
         let url = reqwest::Url::parse(&spec.url).ok()?;
-        if url.scheme() != "http" || !url.username().is_empty() || url.password().is_some() {
+        let https = match url.scheme() {
+            "http" => false,
+            "https" => true,
+            _ => return None,
+        };
+        if proxy_configured(url.scheme()) || !url.username().is_empty() || url.password().is_some()
+        {
             return None;
         }
         let port = url.port_or_known_default()?;
@@ -116,6 +133,20 @@ impl PlainRequest {
         }
         let uri = Uri::try_from(path_and_query).ok()?;
         let method = Method::from_bytes(method.as_bytes()).ok()?;
+        // An invalid `tls_server_name` leaves the check to the full client, which
+        // reports it.
+        let tls = if https {
+            let connector = Connector::new(
+                literal,
+                spec.tls_skip_verify,
+                &spec.tls_server_name,
+                &[tls::ALPN_HTTP1],
+                agent_tls,
+            );
+            Some(connector.ok()?)
+        } else {
+            None
+        };
         let mut headers = headers;
         if !headers.contains_key(HOST) {
             // `host_str` keeps an IPv6 literal's brackets; `port` is only the
@@ -132,6 +163,7 @@ impl PlainRequest {
         Some(PlainRequest {
             target,
             dial_addr,
+            tls,
             output_prefix: format!("HTTP {method} {}: ", spec.url),
             error_prefix: format!("{} \"{}\": ", go_op(method.as_str()), spec.url),
             method,
@@ -150,7 +182,7 @@ impl PlainRequest {
         follow_redirects: bool,
         output_max_size: usize,
     ) -> Outcome {
-        // One timer for the whole run, shared by both phases.
+        // One timer for the whole run, shared by every phase.
         let mut expiry = pin!(tokio::time::sleep_until(deadline));
         let stream = tokio::select! {
             biased;
@@ -167,6 +199,36 @@ impl PlainRequest {
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY on a check connection");
         }
+        let Some(tls) = &self.tls else {
+            return self
+                .exchange(stream, expiry, follow_redirects, output_max_size)
+                .await;
+        };
+        let stream = tokio::select! {
+            biased;
+            s = tls.connect(stream) => s,
+            () = expiry.as_mut() => return Outcome::Done(self.timed_out()),
+        };
+        match stream {
+            Ok(s) => {
+                self.exchange(s, expiry, follow_redirects, output_max_size)
+                    .await
+            }
+            Err(e) => Outcome::Done(self.failed(format_args!("{e}"))),
+        }
+    }
+
+    /// The HTTP/1.1 exchange over a connected stream, under the run's timer.
+    async fn exchange<S>(
+        &self,
+        stream: S,
+        mut expiry: Pin<&mut Sleep>,
+        follow_redirects: bool,
+        output_max_size: usize,
+    ) -> Outcome
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) = match http1::handshake(TokioIo::new(stream)).await {
             Ok(pair) => pair,
             Err(e) => return Outcome::Done(self.failed(format_args!("{}", error_chain(&e)))),
@@ -324,19 +386,45 @@ mod tests {
     }
 
     fn plain(url: &str) -> Option<PlainRequest> {
-        PlainRequest::new(&spec(url), "GET", HeaderMap::new(), false)
+        PlainRequest::new(&spec(url), "GET", HeaderMap::new(), |_| false, None)
     }
 
     #[test]
-    fn only_plain_http_without_credentials_or_proxy_takes_this_path() {
+    fn http_and_https_without_credentials_or_proxy_take_this_path() {
         assert!(plain("http://127.0.0.1:8080/x").is_some());
         assert!(plain("http://localhost/").is_some());
-        assert!(plain("https://127.0.0.1/").is_none());
+        assert!(plain("https://127.0.0.1/").is_some());
+        assert!(plain("ftp://127.0.0.1/").is_none());
         assert!(plain("http://user:pw@127.0.0.1/").is_none());
+        assert!(plain("https://user@127.0.0.1/").is_none());
         assert!(plain("not a url").is_none());
-        assert!(
-            PlainRequest::new(&spec("http://127.0.0.1/"), "GET", HeaderMap::new(), true).is_none()
-        );
+        // A proxy for the URL's scheme only.
+        let https_proxy = |scheme: &str| scheme == "https";
+        let new =
+            |url: &str| PlainRequest::new(&spec(url), "GET", HeaderMap::new(), https_proxy, None);
+        assert!(new("http://127.0.0.1/").is_some());
+        assert!(new("https://127.0.0.1/").is_none());
+        // An invalid `tls_server_name` is the full client's to report.
+        let mut bad = spec("https://127.0.0.1/");
+        bad.tls_server_name = "not a name".to_owned();
+        assert!(PlainRequest::new(&bad, "GET", HeaderMap::new(), |_| false, None).is_none());
+    }
+
+    #[test]
+    fn https_sends_the_server_name_but_keeps_the_url_host() {
+        let p = plain("https://localhost:8443/h").expect("plain");
+        assert_eq!(p.headers[HOST], "localhost:8443");
+        assert_eq!(p.dial_addr, "localhost:8443");
+        let name = |p: &PlainRequest| format!("{:?}", p.tls.as_ref().expect("tls"));
+        assert!(name(&p).contains("localhost"), "{}", name(&p));
+
+        let mut s = spec("https://127.0.0.1/");
+        s.tls_server_name = "svc.example".to_owned();
+        let p = PlainRequest::new(&s, "GET", HeaderMap::new(), |_| false, None).expect("plain");
+        assert_eq!(p.headers[HOST], "127.0.0.1");
+        assert_eq!(p.dial_addr, "127.0.0.1:443");
+        assert!(name(&p).contains("svc.example"), "{}", name(&p));
+        assert!(plain("http://127.0.0.1/").expect("plain").tls.is_none());
     }
 
     #[test]
@@ -370,7 +458,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(HOST, HeaderValue::from_static("virtual"));
         h.insert(CONNECTION, HeaderValue::from_static("keep-alive"));
-        let p = PlainRequest::new(&spec("http://127.0.0.1/"), "GET", h, false).expect("plain");
+        let p = PlainRequest::new(&spec("http://127.0.0.1/"), "GET", h, |_| false, None)
+            .expect("plain");
         assert_eq!(p.headers[HOST], "virtual");
         assert_eq!(p.headers[CONNECTION], "keep-alive");
     }
