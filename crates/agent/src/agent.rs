@@ -108,6 +108,8 @@ pub struct Agent {
     pub(crate) event_tx: watch::Sender<u64>,
     /// Key names and published digests for cluster-wide keyring operations.
     pub(crate) keyring: crate::keyring::KeyringState,
+    /// `?cached` answers.
+    pub(crate) read_cache: Arc<crate::cache::ReadCache>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -156,6 +158,7 @@ impl Agent {
             user_events: Mutex::new(Default::default()),
             event_tx: watch::channel(0).0,
             keyring: Default::default(),
+            read_cache: Default::default(),
             persist,
             runner,
             results: Mutex::new(Some(results)),

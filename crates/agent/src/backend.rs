@@ -65,6 +65,16 @@ impl Backend for Agent {
         self.servers.read(req, opts).await.map_err(backend_err)
     }
 
+    async fn read_cached(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), BackendError> {
+        crate::cache::ReadCache::read(&self.read_cache, &self.servers, req, opts)
+            .await
+            .map_err(backend_err)
+    }
+
     async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), BackendError> {
         self.servers.write(req).await.map_err(backend_err)
     }

@@ -14,6 +14,7 @@ mod agent;
 mod alias;
 mod anti_entropy;
 mod backend;
+mod cache;
 pub mod config;
 pub mod dns;
 mod keyring;

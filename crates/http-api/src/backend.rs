@@ -189,6 +189,16 @@ pub trait Backend: Send + Sync + 'static {
         req: ReadRequest,
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), BackendError>;
+    /// A `?cached` read: answered from the agent's cache where it keeps one for
+    /// `req` (then `QueryMeta::cache` says whether it was a hit), else as
+    /// [`Backend::read`]. The default keeps no cache.
+    async fn read_cached(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), BackendError> {
+        self.read(req, opts).await
+    }
     /// A write, forwarded to the leader; returns the outcome and raft index.
     async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), BackendError>;
     /// Leader and peers.

@@ -5,7 +5,7 @@
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tribune_types::model::ops::QueryMeta;
+use tribune_types::model::ops::{CacheStatus, QueryMeta};
 
 /// Serialises `value` as Consul does: compact, or indented by 4 spaces with `?pretty`.
 pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {
@@ -38,6 +38,18 @@ pub fn add_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
         "x-consul-effective-consistency",
         HeaderValue::from_static(meta.consistency.header_value()),
     );
+    if let Some(cache) = meta.cache {
+        headers.insert(
+            "x-cache",
+            HeaderValue::from_static(match cache {
+                CacheStatus::Hit => "HIT",
+                CacheStatus::Miss => "MISS",
+            }),
+        );
+        // Cached entries are refreshed by blocking queries as soon as they change,
+        // so they are never older than the servers' answer (Consul reports 0 too).
+        headers.insert(header::AGE, HeaderValue::from_static("0"));
+    }
 }
 
 /// A JSON response with status 200.

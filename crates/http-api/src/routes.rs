@@ -130,7 +130,8 @@ impl AppState {
         Ok(())
     }
 
-    /// Runs a (possibly blocking) read with the request's query options.
+    /// Runs a (possibly blocking) read with the request's query options; `?cached`
+    /// asks the agent's cache first.
     pub(crate) async fn read(
         &self,
         p: &Params,
@@ -138,6 +139,9 @@ impl AppState {
     ) -> Result<(ReadResult, QueryMeta), ApiError> {
         self.check_dc(p)?;
         let opts = p.query_options()?;
+        if p.has("cached") {
+            return Ok(self.backend.read_cached(req, opts).await?);
+        }
         Ok(self.backend.read(req, opts).await?)
     }
 }

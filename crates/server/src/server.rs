@@ -252,6 +252,7 @@ impl Server {
                 known_leader: status.leader_id.is_some(),
                 last_contact: Duration::ZERO,
                 consistency: opts.consistency,
+                cache: None,
             },
         ))
     }
@@ -298,6 +299,7 @@ impl ServerApi for Server {
                 known_leader: status.leader_id.is_some(),
                 last_contact: status.last_contact.unwrap_or_default(),
                 consistency: opts.consistency,
+                cache: None,
             },
         ))
     }

@@ -198,6 +198,7 @@ impl FakeBackend {
             known_leader: true,
             last_contact: Duration::ZERO,
             consistency: opts.consistency,
+            cache: None,
         }
     }
 }

@@ -328,6 +328,19 @@ pub struct QueryMeta {
     pub last_contact: Duration,
     /// The consistency mode actually used.
     pub consistency: Consistency,
+    /// For a `?cached` read the agent answered from its cache or filled it with:
+    /// which (`X-Cache`). Local to the agent, never sent between servers.
+    #[serde(skip)]
+    pub cache: Option<CacheStatus>,
+}
+
+/// Whether a `?cached` read was answered from the agent's cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// From the cache (`X-Cache: HIT`).
+    Hit,
+    /// Fetched from the servers, and cached (`X-Cache: MISS`).
+    Miss,
 }
 
 /// A read against the replicated state.

@@ -1,0 +1,184 @@
+//! `?cached` reads (Consul's agent cache) for the service queries clients poll:
+//! `/v1/catalog/service/{name}` and `/v1/health/service/{name}`.
+//!
+//! Why: an application that asks its local agent for a service's instances on
+//! every request would otherwise send every one of those reads to the servers. Here
+//! the first `?cached` read of a service is fetched and kept (`X-Cache: MISS`), and
+//! later ones are answered by the agent alone (`X-Cache: HIT`). As Consul's cache
+//! does for these types, a background refresher keeps each entry current with
+//! blocking queries, so an entry is never older than the servers' answer (`Age: 0`)
+//! by more than the time a blocking query takes to return.
+//!
+//! An entry lives while it is asked for: one not read for [`IDLE`] is dropped when its
+//! refresher next wakes, and so is one whose refresh fails (the next read fetches
+//! afresh). A blocking read (`?index=`) with `?cached` is passed through to the
+//! servers uncached. Filters, tags and node-meta selections apply to the cached
+//! answer afterwards in the HTTP layer, so one entry serves them all.
+
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+use tribune_rpc::{RpcError, ServerApi};
+use tribune_types::model::ops::{CacheStatus, QueryMeta, QueryOptions, ReadRequest, ReadResult};
+
+/// An entry not read for this long is dropped (Consul keeps them for 3 days; an
+/// entry here also holds a blocking query on the servers, so it goes sooner).
+const IDLE: Duration = Duration::from_secs(3600);
+/// How long each background blocking query waits (Consul's longest).
+const REFRESH_WAIT: Duration = Duration::from_secs(600);
+/// Entries kept at most; past it, reads go to the servers uncached.
+const MAX_ENTRIES: usize = 1024;
+
+/// What is cached: the service reads.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key {
+    CatalogService(String),
+    HealthService(String),
+}
+
+impl Key {
+    fn of(req: &ReadRequest) -> Option<Key> {
+        match req {
+            ReadRequest::CatalogService { service } => Some(Key::CatalogService(service.clone())),
+            ReadRequest::HealthService { service } => Some(Key::HealthService(service.clone())),
+            _ => None,
+        }
+    }
+
+    fn request(&self) -> ReadRequest {
+        match self {
+            Key::CatalogService(service) => ReadRequest::CatalogService {
+                service: service.clone(),
+            },
+            Key::HealthService(service) => ReadRequest::HealthService {
+                service: service.clone(),
+            },
+        }
+    }
+}
+
+/// One cached answer.
+struct Slot {
+    answer: Mutex<(ReadResult, QueryMeta)>,
+    last_read: Mutex<Instant>,
+}
+
+/// The agent's `?cached` answers.
+#[derive(Default)]
+pub(crate) struct ReadCache {
+    entries: Mutex<HashMap<Key, Arc<Slot>>>,
+}
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCache")
+            .field("entries", &self.entries.lock().len())
+            .finish()
+    }
+}
+
+/// Whether the cache may answer: a non-blocking read of a cached kind.
+fn cacheable(req: &ReadRequest, opts: &QueryOptions) -> Option<Key> {
+    if opts.min_index != 0 {
+        return None;
+    }
+    Key::of(req)
+}
+
+impl ReadCache {
+    /// Answers `req` from the cache, or fetches it through `servers` and keeps it
+    /// (starting its refresher); reads the cache does not keep go straight through.
+    /// `cache` is the cache's own handle, which the refresher holds weakly so that
+    /// it ends with the agent.
+    pub(crate) async fn read(
+        cache: &Arc<ReadCache>,
+        servers: &Arc<dyn ServerApi>,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError> {
+        let Some(key) = cacheable(&req, &opts) else {
+            return servers.read(req, opts).await;
+        };
+        let hit = cache.entries.lock().get(&key).cloned();
+        if let Some(slot) = hit {
+            *slot.last_read.lock() = Instant::now();
+            let (result, mut meta) = slot.answer.lock().clone();
+            meta.cache = Some(CacheStatus::Hit);
+            return Ok((result, meta));
+        }
+        let fetch = QueryOptions {
+            min_index: 0,
+            ..opts
+        };
+        let (result, meta) = servers.read(req, fetch).await?;
+        let slot = Arc::new(Slot {
+            answer: Mutex::new((result.clone(), meta)),
+            last_read: Mutex::new(Instant::now()),
+        });
+        let kept = {
+            let mut entries = cache.entries.lock();
+            if entries.len() < MAX_ENTRIES && !entries.contains_key(&key) {
+                entries.insert(key.clone(), Arc::clone(&slot));
+                true
+            } else {
+                false
+            }
+        };
+        if kept {
+            tokio::spawn(refresh(
+                Arc::downgrade(cache),
+                Arc::clone(servers),
+                key,
+                slot,
+                fetch,
+            ));
+        }
+        let mut meta = meta;
+        meta.cache = Some(CacheStatus::Miss);
+        Ok((result, meta))
+    }
+
+    /// How many answers are kept.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+}
+
+/// Keeps one entry current with blocking queries until it idles, a refresh fails,
+/// or the agent (and with it the cache) is gone.
+async fn refresh(
+    cache: Weak<ReadCache>,
+    servers: Arc<dyn ServerApi>,
+    key: Key,
+    slot: Arc<Slot>,
+    fetch: QueryOptions,
+) {
+    loop {
+        let index = slot.answer.lock().1.index;
+        let opts = QueryOptions {
+            min_index: index,
+            max_wait: REFRESH_WAIT,
+            ..fetch
+        };
+        let outcome = servers.read(key.request(), opts).await;
+        let Some(cache) = cache.upgrade() else {
+            return;
+        };
+        let idle = slot.last_read.lock().elapsed() > IDLE;
+        match outcome {
+            Ok(answer) if !idle => *slot.answer.lock() = answer,
+            Ok(_) | Err(_) => {
+                let mut entries = cache.entries.lock();
+                if entries.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                    entries.remove(&key);
+                }
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
