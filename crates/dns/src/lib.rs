@@ -42,6 +42,8 @@ mod answer;
 mod cache;
 mod config;
 mod engine;
+#[cfg(test)]
+mod fixtures;
 mod lookup;
 mod mem;
 pub mod query;

@@ -59,24 +59,7 @@ impl Lookup for Indexed {
     }
 }
 
-fn node(name: &str, addr: &str) -> Node {
-    Node {
-        node: name.into(),
-        address: addr.into(),
-        datacenter: "dc1".into(),
-        ..Node::default()
-    }
-}
-
-fn service(node: &str, name: &str, port: u16) -> Service {
-    Service {
-        node: node.into(),
-        id: format!("{name}-{port}").into(),
-        service: name.into(),
-        port,
-        ..Service::default()
-    }
-}
+use crate::fixtures::{node, service};
 
 /// Three `web` instances (one node with meta), a `db` with its own address, an IPv6
 /// service, a service on a node named by hostname, and 40 instances of `big`.

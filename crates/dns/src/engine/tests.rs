@@ -10,30 +10,13 @@ use hickory_proto::rr::rdata::opt::{ClientSubnet, EdnsCode, EdnsOption};
 use hickory_proto::rr::{RData, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
-use tribune_types::model::{Check, Node, Service, ServiceAddress, Weights};
+use tribune_types::model::{Check, Service, ServiceAddress, Weights};
 use tribune_types::HealthStatus;
 
 const NOW: u32 = 1_700_000_000;
 const SEED: u64 = 7;
 
-fn node(name: &str, addr: &str) -> Node {
-    Node {
-        node: name.into(),
-        address: addr.into(),
-        datacenter: "dc1".into(),
-        ..Node::default()
-    }
-}
-
-fn service(node: &str, name: &str, port: u16) -> Service {
-    Service {
-        node: node.into(),
-        id: format!("{name}-{port}").into(),
-        service: name.into(),
-        port,
-        ..Service::default()
-    }
-}
+use crate::fixtures::{node, service};
 
 fn check(node: &str, service_id: &str, status: HealthStatus) -> Check {
     Check {
