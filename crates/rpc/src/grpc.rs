@@ -10,7 +10,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 use tribune_proto::v1::server_client::ServerClient;
 use tribune_proto::v1::server_server::{Server as ServerService, ServerServer};
-use tribune_proto::v1::{Call, Envelope, StatusRequest, StatusResponse};
+use tribune_proto::v1::{Call, Calls, Envelope, StatusRequest, StatusResponse};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -50,6 +50,19 @@ impl ServerService for Service {
         req: Request<Streaming<Call>>,
     ) -> Result<Response<Self::RenewStream>, Status> {
         Ok(Response::new(renew::serve(
+            self.api.clone(),
+            req.into_inner(),
+            self.stopping.clone(),
+        )))
+    }
+
+    type RenewalsStream = renew::RepliesStream;
+
+    async fn renewals(
+        &self,
+        req: Request<Streaming<Calls>>,
+    ) -> Result<Response<Self::RenewalsStream>, Status> {
+        Ok(Response::new(renew::serve_batches(
             self.api.clone(),
             req.into_inner(),
             self.stopping.clone(),

@@ -3,15 +3,21 @@
 //! Every TTL session is renewed every TTL/2 (the Go client's `RenewPeriodic`), so ten
 //! thousand sessions with 10 s TTLs are 2,000 renewals a second, each a tiny read the
 //! leader answers at once. As unary calls each one costs the leader an HTTP/2 stream:
-//! header blocks both ways, a task, stream bookkeeping. On the `Renew` stream each is
-//! one DATA frame in and one out, matched by a call id, and answered inline by the
+//! header blocks both ways, a task, stream bookkeeping. On a renewal stream each is
+//! part of a DATA frame in and out, matched by a call id, and answered inline by the
 //! stream's response body — no task per renewal.
+//!
+//! Clients use the batched `Renewals` stream: renewals sent within [`GATHER`] of each
+//! other travel in one `Calls` message and come back in one `Replies`, so the leader
+//! pays one read and one write for all of them (the single-call `Renew` stream stays
+//! for older clients). Even so, one message per renewal dominated the leader's cost
+//! (BENCHMARKS.md): a busy agent's renewals now share them.
 //!
 //! The client side opens the stream on first use and reopens it after it breaks; the
 //! calls in flight when it breaks fail with [`RpcError::Transport`] (a renewal is safe
-//! to retry, and the server pool does). A server that does not know `Renew` (an older
-//! version) answers `Unimplemented`, after which this client sends renewals as unary
-//! reads for good.
+//! to retry, and the server pool does). A server that does not know `Renewals` (an
+//! older version) answers `Unimplemented`, after which this client sends renewals as
+//! unary reads for good.
 
 use std::collections::HashMap;
 use std::pin::Pin;
@@ -24,7 +30,7 @@ use tokio::sync::{mpsc, oneshot};
 use tonic::transport::Channel;
 use tonic::{Code, Status, Streaming};
 use tribune_proto::v1::server_client::ServerClient;
-use tribune_proto::v1::{Call, Envelope, Reply};
+use tribune_proto::v1::{Call, Calls, Envelope, Replies, Reply};
 use tribune_types::model::ops::{QueryOptions, ReadRequest};
 
 use crate::codec::{unwrap, wrap};
@@ -32,6 +38,14 @@ use crate::{RpcError, ServerApi};
 
 /// Calls queued on a stream before senders wait: far more than are ever in flight.
 const QUEUE: usize = 1024;
+/// How long the first renewal of a batch waits for others. Renewals run every TTL/2
+/// (5 s and more), so a few milliseconds cost nothing, and an agent renewing many
+/// sessions sends a fraction of the messages.
+const GATHER: std::time::Duration = std::time::Duration::from_millis(5);
+/// Renewals in one message at most.
+const MAX_BATCH: usize = 256;
+/// Batches queued for the stream's request body.
+const BATCHES_QUEUED: usize = 16;
 
 /// The server's answer stream for one `Renew` call.
 pub(crate) type ReplyStream = Pin<Box<dyn Stream<Item = Result<Reply, Status>> + Send>>;
@@ -43,35 +57,59 @@ pub(crate) type ReplyStream = Pin<Box<dyn Stream<Item = Result<Reply, Status>> +
 pub(crate) fn serve(
     api: Arc<dyn ServerApi>,
     inbound: Streaming<Call>,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) -> ReplyStream {
-    let stop = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-    };
-    Box::pin(inbound.take_until(stop).then(move |call| {
+    Box::pin(inbound.take_until(stopped(stopping)).then(move |call| {
+        let api = api.clone();
+        async move { Ok(answer(&api, call?).await) }
+    }))
+}
+
+/// The server's answer stream for one `Renewals` call.
+pub(crate) type RepliesStream = Pin<Box<dyn Stream<Item = Result<Replies, Status>> + Send>>;
+
+/// Server side of the batched stream: each `Calls` message is answered by one
+/// `Replies` holding a reply to each of its calls, in order.
+pub(crate) fn serve_batches(
+    api: Arc<dyn ServerApi>,
+    inbound: Streaming<Calls>,
+    stopping: tokio::sync::watch::Receiver<bool>,
+) -> RepliesStream {
+    Box::pin(inbound.take_until(stopped(stopping)).then(move |batch| {
         let api = api.clone();
         async move {
-            let call = call?;
-            let reply = match call
-                .body
-                .as_ref()
-                .map(unwrap::<(ReadRequest, QueryOptions)>)
-            {
-                Some(Ok((req @ ReadRequest::SessionRenew { .. }, opts))) => {
-                    api.read(req, opts).await
-                }
-                Some(Ok(_)) => Err(RpcError::Malformed(
-                    "only session renewals travel on the Renew stream".into(),
-                )),
-                Some(Err(e)) => Err(e),
-                None => Err(RpcError::Malformed("call without a body".into())),
-            };
-            Ok(Reply {
-                id: call.id,
-                body: Some(wrap(&reply)),
-            })
+            let mut replies = Vec::new();
+            for call in batch?.calls {
+                replies.push(answer(&api, call).await);
+            }
+            Ok(Replies { replies })
         }
     }))
+}
+
+/// Resolves when the server starts shutting down.
+async fn stopped(mut stopping: tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
+
+/// One renewal's reply.
+async fn answer(api: &Arc<dyn ServerApi>, call: Call) -> Reply {
+    let reply = match call
+        .body
+        .as_ref()
+        .map(unwrap::<(ReadRequest, QueryOptions)>)
+    {
+        Some(Ok((req @ ReadRequest::SessionRenew { .. }, opts))) => api.read(req, opts).await,
+        Some(Ok(_)) => Err(RpcError::Malformed(
+            "only session renewals travel on the Renew stream".into(),
+        )),
+        Some(Err(e)) => Err(e),
+        None => Err(RpcError::Malformed("call without a body".into())),
+    };
+    Reply {
+        id: call.id,
+        body: Some(wrap(&reply)),
+    }
 }
 
 /// Client side: the renewal stream of one [`crate::GrpcClient`].
@@ -148,9 +186,11 @@ impl RenewMux {
             return Ok(c.clone());
         }
         let (tx, rx) = mpsc::channel(QUEUE);
+        let (batches_tx, batches_rx) = mpsc::channel(BATCHES_QUEUED);
+        tokio::spawn(gather(rx, batches_tx));
         let replies = client
             .clone()
-            .renew(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .renewals(tokio_stream::wrappers::ReceiverStream::new(batches_rx))
             .await?
             .into_inner();
         let conn = Arc::new(Conn {
@@ -176,18 +216,44 @@ impl Drop for Entry<'_> {
     }
 }
 
+/// Sends the calls queued on `calls` in batches: the first call of a batch waits up
+/// to [`GATHER`] for others (or until [`MAX_BATCH`] are there), so that renewals
+/// sent close together share one message, one frame and one write each way.
+/// Ends when every sender is gone (the connection is dropped).
+async fn gather(mut calls: mpsc::Receiver<Call>, batches: mpsc::Sender<Calls>) {
+    while let Some(first) = calls.recv().await {
+        let mut batch = vec![first];
+        let deadline = tokio::time::sleep(GATHER);
+        tokio::pin!(deadline);
+        while batch.len() < MAX_BATCH {
+            tokio::select! {
+                more = calls.recv() => match more {
+                    Some(call) => batch.push(call),
+                    None => break,
+                },
+                () = &mut deadline => break,
+            }
+        }
+        if batches.send(Calls { calls: batch }).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Hands each reply to its caller until the stream ends, then fails every call still
 /// waiting and marks the stream closed (the next call opens a new one).
-async fn read_replies(conn: Arc<Conn>, mut replies: Streaming<Reply>) {
+async fn read_replies(conn: Arc<Conn>, mut replies: Streaming<Replies>) {
     let why = loop {
         match replies.message().await {
-            Ok(Some(r)) => {
-                let waiter = conn.pending.lock().waiting.remove(&r.id);
-                if let Some(w) = waiter {
-                    let body = r
-                        .body
-                        .ok_or_else(|| RpcError::Malformed("reply without a body".into()));
-                    let _ = w.send(body);
+            Ok(Some(batch)) => {
+                let mut pending = conn.pending.lock();
+                for r in batch.replies {
+                    if let Some(w) = pending.waiting.remove(&r.id) {
+                        let body = r
+                            .body
+                            .ok_or_else(|| RpcError::Malformed("reply without a body".into()));
+                        let _ = w.send(body);
+                    }
                 }
             }
             Ok(None) => break "closed by the server".to_owned(),
@@ -276,5 +342,40 @@ mod tests {
         assert_eq!(pending(), Some(0));
         stop.send(()).unwrap();
         server.await.unwrap().unwrap();
+    }
+
+    fn call(id: u64) -> Call {
+        Call { id, body: None }
+    }
+
+    /// Calls queued together leave as one batch; a lone call waits GATHER, no more.
+    #[tokio::test(start_paused = true)]
+    async fn renewals_sent_together_share_a_message() {
+        let (tx, rx) = mpsc::channel(QUEUE);
+        let (batches_tx, mut batches) = mpsc::channel(BATCHES_QUEUED);
+        tokio::spawn(gather(rx, batches_tx));
+        for id in 0..10 {
+            tx.send(call(id)).await.unwrap();
+        }
+        let first = batches.recv().await.unwrap();
+        let ids: Vec<u64> = first.calls.iter().map(|c| c.id).collect();
+        assert_eq!(ids, (0..10).collect::<Vec<_>>());
+
+        let start = tokio::time::Instant::now();
+        tx.send(call(10)).await.unwrap();
+        let lone = batches.recv().await.unwrap();
+        assert_eq!(lone.calls.len(), 1);
+        assert_eq!(start.elapsed(), GATHER, "held exactly the gathering window");
+
+        // A full batch goes at once.
+        for id in 0..(MAX_BATCH as u64 + 1) {
+            tx.send(call(id)).await.unwrap();
+        }
+        let start = tokio::time::Instant::now();
+        assert_eq!(batches.recv().await.unwrap().calls.len(), MAX_BATCH);
+        assert_eq!(start.elapsed(), std::time::Duration::ZERO);
+        assert_eq!(batches.recv().await.unwrap().calls.len(), 1);
+        drop(tx);
+        assert!(batches.recv().await.is_none(), "ends with its senders");
     }
 }
