@@ -11,7 +11,10 @@
 //!
 //! An entry lives while it is asked for: one not read for [`IDLE`] is dropped when its
 //! refresher next wakes, and so is one whose refresh fails (the next read fetches
-//! afresh). A blocking read (`?index=`) with `?cached` is passed through to the
+//! afresh, and fails while the servers cannot answer: unlike Consul, which keeps
+//! serving the old answer with a growing `Age`, a cached answer here is never older
+//! than a working refresh). Fetches and refreshes are stale reads, as Consul's are;
+//! `?cached` with `?consistent` is refused. A blocking read (`?index=`) with `?cached` is passed through to the
 //! servers uncached. Filters, tags and node-meta selections apply to the cached
 //! answer afterwards in the HTTP layer, so one entry serves them all.
 
@@ -20,13 +23,18 @@ use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 use tribune_rpc::{RpcError, ServerApi};
-use tribune_types::model::ops::{CacheStatus, QueryMeta, QueryOptions, ReadRequest, ReadResult};
+use tribune_types::model::ops::{
+    CacheStatus, Consistency, QueryMeta, QueryOptions, ReadRequest, ReadResult,
+};
 
 /// An entry not read for this long is dropped (Consul keeps them for 3 days; an
 /// entry here also holds a blocking query on the servers, so it goes sooner).
 const IDLE: Duration = Duration::from_secs(3600);
 /// How long each background blocking query waits (Consul's longest).
 const REFRESH_WAIT: Duration = Duration::from_secs(600);
+/// The longest a refresh may take: the wait, the servers' jitter (wait/16) and a
+/// margin.
+const REFRESH_DEADLINE: Duration = Duration::from_secs(600 + 600 / 16 + 30);
 /// Entries kept at most; past it, reads go to the servers uncached.
 const MAX_ENTRIES: usize = 1024;
 
@@ -107,8 +115,11 @@ impl ReadCache {
             meta.cache = Some(CacheStatus::Hit);
             return Ok((result, meta));
         }
+        // Always stale, as Consul's cache types read: an answer served from a cache
+        // is as stale as the cache anyway, and any server can refresh it.
         let fetch = QueryOptions {
             min_index: 0,
+            consistency: Consistency::Stale,
             ..opts
         };
         let (result, meta) = servers.read(req, fetch).await?;
@@ -162,7 +173,11 @@ async fn refresh(
             max_wait: REFRESH_WAIT,
             ..fetch
         };
-        let outcome = servers.read(key.request(), opts).await;
+        // Bounded here too: a server that vanished without a reset would otherwise
+        // keep an entry answering HIT forever.
+        let outcome = tokio::time::timeout(REFRESH_DEADLINE, servers.read(key.request(), opts))
+            .await
+            .unwrap_or_else(|_| Err(RpcError::Transport("cache refresh timed out".into())));
         let Some(cache) = cache.upgrade() else {
             return;
         };

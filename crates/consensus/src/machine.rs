@@ -20,9 +20,9 @@ pub trait StateMachine: Send + 'static {
 
     /// Called before the `apply` calls for the entries committed in one cycle of the
     /// raft loop, and [`StateMachine::end_batch`] after them (also when an `apply`
-    /// failed). No proposer hears an outcome before `end_batch` returns, so a
-    /// machine may make the batch's effects visible there, all at once, instead of
-    /// after every entry. Both do nothing by default.
+    /// failed). No proposer of a normal entry hears its outcome before `end_batch`
+    /// returns, so a machine may make the batch's effects visible there, all at
+    /// once, instead of after every entry. Both do nothing by default.
     fn begin_batch(&mut self) {}
 
     /// See [`StateMachine::begin_batch`].

@@ -25,7 +25,7 @@ use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
-use tribune_types::model::ops::{QueryMeta, ReadRequest, ReadResult};
+use tribune_types::model::ops::{Consistency, QueryMeta, ReadRequest, ReadResult};
 
 /// HTTP-level limits and settings.
 #[derive(Debug, Clone)]
@@ -140,6 +140,11 @@ impl AppState {
         self.check_dc(p)?;
         let opts = p.query_options()?;
         if p.has("cached") {
+            if opts.consistency == Consistency::Consistent {
+                return Err(ApiError::bad(
+                    "Cannot specify ?cached with ?consistent, conflicting semantics.",
+                ));
+            }
             return Ok(self.backend.read_cached(req, opts).await?);
         }
         Ok(self.backend.read(req, opts).await?)

@@ -78,10 +78,11 @@ pub(crate) fn serve_batches(
     Box::pin(inbound.take_until(stopped(stopping)).then(move |batch| {
         let api = api.clone();
         async move {
-            let mut replies = Vec::new();
-            for call in batch?.calls {
-                replies.push(answer(&api, call).await);
-            }
+            // Concurrently: while there is no leader each renewal may wait out
+            // rpc_hold_timeout, and they should wait together, not in turn.
+            let calls = batch?.calls;
+            let replies =
+                futures::future::join_all(calls.into_iter().map(|c| answer(&api, c))).await;
             Ok(Replies { replies })
         }
     }))

@@ -136,6 +136,9 @@ impl StateStore {
     }
 
     pub(crate) fn replace(&self, db: Db) {
+        // Restores run between raft cycles, never inside a batch, which would
+        // otherwise publish its older working copy over the restored state.
+        debug_assert!(self.batch.lock().is_none(), "restore during an apply batch");
         let _w = self.write_lock.lock();
         let index = db.index;
         *self.current.write() = Arc::new(db);

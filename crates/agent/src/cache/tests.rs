@@ -98,6 +98,10 @@ async fn a_miss_fills_the_cache_and_the_refresher_keeps_it_current() {
     // One fetch, then only blocking refreshes past the index held.
     let reads = fake.reads.lock().clone();
     assert_eq!(reads[0].min_index, 0);
+    assert!(
+        reads.iter().all(|o| o.consistency == Consistency::Stale),
+        "cache fetches are stale reads"
+    );
     assert!(reads[1..]
         .iter()
         .all(|o| o.min_index >= 2 && o.max_wait == REFRESH_WAIT));

@@ -4,6 +4,7 @@
 mod support;
 
 mod agent;
+mod cached;
 mod event;
 mod operator;
 mod session;
