@@ -10,18 +10,20 @@
 //! by more than the time a blocking query takes to return.
 //!
 //! An entry lives while it is asked for: one not read for [`IDLE`] is dropped when its
-//! refresher next wakes, and so is one whose refresh fails (the next read fetches
-//! afresh, and fails while the servers cannot answer: unlike Consul, which keeps
-//! serving the old answer with a growing `Age`, a cached answer here is never older
-//! than a working refresh). Fetches and refreshes are stale reads, as Consul's are;
-//! `?cached` with `?consistent` is refused. A blocking read (`?index=`) with `?cached` is passed through to the
+//! refresher next wakes. When refreshing fails (the servers are unreachable), the
+//! entry keeps being served, as Consul serves it, with `Age` counting from the last
+//! answer the servers gave, while the refresher retries with a growing backoff.
+//! Fetches and refreshes are stale reads, as Consul's are; `?cached` with
+//! `?consistent` is refused. A blocking read (`?index=`) with `?cached` is passed through to the
 //! servers uncached. Filters, tags and node-meta selections apply to the cached
 //! answer afterwards in the HTTP layer, so one entry serves them all.
 
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock, so tests can run the refresher on paused time.
+use tokio::time::Instant;
 use tribune_rpc::{RpcError, ServerApi};
 use tribune_types::model::ops::{
     CacheStatus, Consistency, QueryMeta, QueryOptions, ReadRequest, ReadResult,
@@ -66,10 +68,16 @@ impl Key {
     }
 }
 
+/// Backoff between failed refreshes: doubling from the first, up to the last.
+const RETRY_FIRST: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// One cached answer.
 struct Slot {
     answer: Mutex<(ReadResult, QueryMeta)>,
     last_read: Mutex<Instant>,
+    /// Set while refreshing fails: when the servers last answered.
+    stale_since: Mutex<Option<Instant>>,
 }
 
 /// The agent's `?cached` answers.
@@ -112,7 +120,11 @@ impl ReadCache {
         if let Some(slot) = hit {
             *slot.last_read.lock() = Instant::now();
             let (result, mut meta) = slot.answer.lock().clone();
-            meta.cache = Some(CacheStatus::Hit);
+            let age = slot
+                .stale_since
+                .lock()
+                .map_or(Duration::ZERO, |t| t.elapsed());
+            meta.cache = Some(CacheStatus::Hit { age });
             return Ok((result, meta));
         }
         // Always stale, as Consul's cache types read: an answer served from a cache
@@ -126,6 +138,7 @@ impl ReadCache {
         let slot = Arc::new(Slot {
             answer: Mutex::new((result.clone(), meta)),
             last_read: Mutex::new(Instant::now()),
+            stale_since: Mutex::new(None),
         });
         let kept = {
             let mut entries = cache.entries.lock();
@@ -157,8 +170,9 @@ impl ReadCache {
     }
 }
 
-/// Keeps one entry current with blocking queries until it idles, a refresh fails,
-/// or the agent (and with it the cache) is gone.
+/// Keeps one entry current with blocking queries until it idles or the agent (and
+/// with it the cache) is gone. A failed refresh keeps the entry, marks it stale
+/// from its last good answer, and is retried after a growing backoff.
 async fn refresh(
     cache: Weak<ReadCache>,
     servers: Arc<dyn ServerApi>,
@@ -166,6 +180,8 @@ async fn refresh(
     slot: Arc<Slot>,
     fetch: QueryOptions,
 ) {
+    let mut last_good = Instant::now();
+    let mut backoff = RETRY_FIRST;
     loop {
         let index = slot.answer.lock().1.index;
         let opts = QueryOptions {
@@ -174,22 +190,33 @@ async fn refresh(
             ..fetch
         };
         // Bounded here too: a server that vanished without a reset would otherwise
-        // keep an entry answering HIT forever.
+        // leave the entry looking current forever.
         let outcome = tokio::time::timeout(REFRESH_DEADLINE, servers.read(key.request(), opts))
             .await
             .unwrap_or_else(|_| Err(RpcError::Transport("cache refresh timed out".into())));
         let Some(cache) = cache.upgrade() else {
             return;
         };
-        let idle = slot.last_read.lock().elapsed() > IDLE;
+        if slot.last_read.lock().elapsed() > IDLE {
+            let mut entries = cache.entries.lock();
+            if entries.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
+                entries.remove(&key);
+            }
+            return;
+        }
+        drop(cache);
         match outcome {
-            Ok(answer) if !idle => *slot.answer.lock() = answer,
-            Ok(_) | Err(_) => {
-                let mut entries = cache.entries.lock();
-                if entries.get(&key).is_some_and(|s| Arc::ptr_eq(s, &slot)) {
-                    entries.remove(&key);
-                }
-                return;
+            Ok(answer) => {
+                *slot.answer.lock() = answer;
+                *slot.stale_since.lock() = None;
+                last_good = Instant::now();
+                backoff = RETRY_FIRST;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "cached read refresh failed; serving the last answer");
+                *slot.stale_since.lock() = Some(last_good);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(RETRY_MAX);
             }
         }
     }

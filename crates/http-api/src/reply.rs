@@ -39,16 +39,14 @@ pub fn add_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
         HeaderValue::from_static(meta.consistency.header_value()),
     );
     if let Some(cache) = meta.cache {
-        headers.insert(
-            "x-cache",
-            HeaderValue::from_static(match cache {
-                CacheStatus::Hit => "HIT",
-                CacheStatus::Miss => "MISS",
-            }),
-        );
-        // Cached entries are refreshed by blocking queries as soon as they change,
-        // so they are never older than the servers' answer (Consul reports 0 too).
-        headers.insert(header::AGE, HeaderValue::from_static("0"));
+        let (hit, age) = match cache {
+            CacheStatus::Hit { age } => ("HIT", age.as_secs()),
+            CacheStatus::Miss => ("MISS", 0),
+        };
+        headers.insert("x-cache", HeaderValue::from_static(hit));
+        // Entries are refreshed by blocking queries as soon as they change, so the
+        // age is 0 unless refreshing has been failing (Consul reports the same).
+        headers.insert(header::AGE, HeaderValue::from(age));
     }
 }
 

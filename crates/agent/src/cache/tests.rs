@@ -12,6 +12,22 @@ use tribune_types::model::Node;
 struct Fake {
     n: watch::Sender<u64>,
     reads: Mutex<Vec<QueryOptions>>,
+    /// Every read fails (after any wait) while set.
+    failing: std::sync::atomic::AtomicBool,
+}
+
+impl Fake {
+    fn new(n: u64) -> Arc<Fake> {
+        Arc::new(Fake {
+            n: watch::channel(n).0,
+            reads: Mutex::new(Vec::new()),
+            failing: std::sync::atomic::AtomicBool::new(false),
+        })
+    }
+
+    fn fail(&self, on: bool) {
+        self.failing.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 #[async_trait]
@@ -28,6 +44,9 @@ impl ServerApi for Fake {
         let mut rx = self.n.subscribe();
         if opts.min_index > 0 {
             let _ = tokio::time::timeout(opts.max_wait, rx.wait_for(|n| *n > opts.min_index)).await;
+        }
+        if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(RpcError::Transport("unreachable".into()));
         }
         let n = *rx.borrow();
         let nodes = (0..n).map(|_| Node::default()).collect();
@@ -59,10 +78,7 @@ fn web() -> ReadRequest {
 
 #[tokio::test]
 async fn a_miss_fills_the_cache_and_the_refresher_keeps_it_current() {
-    let fake = Arc::new(Fake {
-        n: watch::channel(2).0,
-        reads: Mutex::new(Vec::new()),
-    });
+    let fake = Fake::new(2);
     let servers: Arc<dyn ServerApi> = fake.clone();
     let cache = Arc::new(ReadCache::default());
     let opts = QueryOptions::default();
@@ -76,7 +92,13 @@ async fn a_miss_fills_the_cache_and_the_refresher_keeps_it_current() {
         .unwrap();
     assert_eq!(
         (count(&r), meta.index, meta.cache),
-        (2, 2, Some(CacheStatus::Hit))
+        (
+            2,
+            2,
+            Some(CacheStatus::Hit {
+                age: Duration::ZERO
+            })
+        )
     );
 
     // The catalog changes: the refresher's blocking query returns and the entry
@@ -87,7 +109,12 @@ async fn a_miss_fills_the_cache_and_the_refresher_keeps_it_current() {
         let (r, meta) = ReadCache::read(&cache, &servers, web(), opts)
             .await
             .unwrap();
-        assert_eq!(meta.cache, Some(CacheStatus::Hit));
+        assert_eq!(
+            meta.cache,
+            Some(CacheStatus::Hit {
+                age: Duration::ZERO
+            })
+        );
         if count(&r) == 3 {
             assert_eq!(meta.index, 3);
             break;
@@ -110,10 +137,7 @@ async fn a_miss_fills_the_cache_and_the_refresher_keeps_it_current() {
 
 #[tokio::test]
 async fn blocking_and_uncached_kinds_pass_through() {
-    let fake = Arc::new(Fake {
-        n: watch::channel(1).0,
-        reads: Mutex::new(Vec::new()),
-    });
+    let fake = Fake::new(1);
     let servers: Arc<dyn ServerApi> = fake.clone();
     let cache = Arc::new(ReadCache::default());
     let blocking = QueryOptions {
@@ -138,10 +162,7 @@ async fn blocking_and_uncached_kinds_pass_through() {
 
 #[tokio::test]
 async fn the_refresher_ends_with_the_cache() {
-    let fake = Arc::new(Fake {
-        n: watch::channel(1).0,
-        reads: Mutex::new(Vec::new()),
-    });
+    let fake = Fake::new(1);
     let servers: Arc<dyn ServerApi> = fake.clone();
     let cache = Arc::new(ReadCache::default());
     ReadCache::read(&cache, &servers, web(), QueryOptions::default())
@@ -159,4 +180,42 @@ async fn the_refresher_ends_with_the_cache() {
         );
         tokio::task::yield_now().await;
     }
+}
+
+/// While the servers cannot be reached the entry is still served, with `Age`
+/// counting from the servers' last answer; once they answer again it is current.
+#[tokio::test(start_paused = true)]
+async fn a_failing_refresh_serves_the_last_answer_with_its_age() {
+    let fake = Fake::new(2);
+    let servers: Arc<dyn ServerApi> = fake.clone();
+    let cache = Arc::new(ReadCache::default());
+    let opts = QueryOptions::default();
+    ReadCache::read(&cache, &servers, web(), opts)
+        .await
+        .unwrap();
+
+    fake.fail(true);
+    fake.n.send_replace(3);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let (r, meta) = ReadCache::read(&cache, &servers, web(), opts)
+        .await
+        .unwrap();
+    assert_eq!(count(&r), 2, "the last answer the servers gave");
+    match meta.cache {
+        Some(CacheStatus::Hit { age }) => assert!(age >= Duration::from_secs(10), "{age:?}"),
+        other => panic!("{other:?}"),
+    }
+
+    fake.fail(false);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    let (r, meta) = ReadCache::read(&cache, &servers, web(), opts)
+        .await
+        .unwrap();
+    assert_eq!(count(&r), 3);
+    assert_eq!(
+        meta.cache,
+        Some(CacheStatus::Hit {
+            age: Duration::ZERO
+        })
+    );
 }

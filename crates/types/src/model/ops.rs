@@ -337,8 +337,12 @@ pub struct QueryMeta {
 /// Whether a `?cached` read was answered from the agent's cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStatus {
-    /// From the cache (`X-Cache: HIT`).
-    Hit,
+    /// From the cache (`X-Cache: HIT`); `age` is how long ago the servers last
+    /// confirmed it (`Age`): zero while its refresher keeps it current.
+    Hit {
+        /// Time since the last successful fetch or refresh, when refreshing fails.
+        age: Duration,
+    },
     /// Fetched from the servers, and cached (`X-Cache: MISS`).
     Miss,
 }
