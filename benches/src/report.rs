@@ -270,6 +270,32 @@ pub struct TargetLine {
 }
 
 impl TargetLine {
+    /// A target met when `measured` is below `limit`.
+    pub fn below(name: &str, measured: f64, unit: &'static str, limit: f64, goal: String) -> Self {
+        TargetLine {
+            name: name.into(),
+            measured: Some(measured),
+            unit,
+            goal,
+            met: Some(measured < limit),
+            disturbed: false,
+            reference: false,
+        }
+    }
+
+    /// A figure printed under a target, with no verdict of its own.
+    pub fn reference(name: &str, measured: Option<f64>, unit: &'static str) -> Self {
+        TargetLine {
+            name: name.into(),
+            measured,
+            unit,
+            goal: String::new(),
+            met: None,
+            disturbed: false,
+            reference: true,
+        }
+    }
+
     /// `met`, `NOT met`, or why there is no verdict.
     pub fn verdict(&self) -> &'static str {
         match (self.met, self.disturbed) {
