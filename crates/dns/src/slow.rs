@@ -5,7 +5,9 @@
 //! A request shorter than a header is dropped, one that does not decode gets FORMERR,
 //! a response (QR set) is ignored: reflection starts with answering answers.
 
+use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
 use hickory_server::proto::op::{
     Header, HeaderCounts, MessageType, Metadata, OpCode, ResponseCode,
 };
@@ -13,13 +15,97 @@ use hickory_server::proto::rr::Record;
 use hickory_server::proto::serialize::binary::{
     BinDecodable, BinDecoder, BinEncodable, BinEncoder,
 };
-use hickory_server::server::{Request, ResponseInfo};
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use std::net::SocketAddr;
+use std::io;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::Mutex;
 use tracing::{debug, warn};
 
+/// Where a request came from, and so where its answer goes.
+#[derive(Clone)]
+pub(crate) enum Peer {
+    /// A datagram's sender, answered on the listener's socket.
+    Udp {
+        socket: Arc<UdpSocket>,
+        dst: SocketAddr,
+    },
+    /// A TCP connection, answered with a length-prefixed frame.
+    Tcp {
+        writer: Arc<Mutex<OwnedWriteHalf>>,
+        src: SocketAddr,
+    },
+}
+
+impl Peer {
+    fn protocol(&self) -> Protocol {
+        match self {
+            Peer::Udp { .. } => Protocol::Udp,
+            Peer::Tcp { .. } => Protocol::Tcp,
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        match self {
+            Peer::Udp { dst, .. } => *dst,
+            Peer::Tcp { src, .. } => *src,
+        }
+    }
+
+    /// Sends one message. A full socket buffer is the only way a UDP send blocks,
+    /// and then only briefly; the answer is dropped on any error, as a lost
+    /// datagram would be.
+    async fn send(&self, bytes: &[u8]) -> io::Result<()> {
+        match self {
+            Peer::Udp { socket, dst } => socket.send_to(bytes, *dst).map(drop),
+            Peer::Tcp { writer, .. } => crate::tcp::write_frame(writer, bytes).await,
+        }
+    }
+}
+
+/// A request the cache could not answer: decoded, and answered through the request
+/// handler (or with FORMERR, or not at all).
+pub(crate) async fn answer<H: RequestHandler>(handler: H, bytes: Vec<u8>, peer: Peer) {
+    match decode(bytes, peer.addr(), peer.protocol()) {
+        Decoded::Request(request) => {
+            handler
+                .handle_request::<_, TokioTime>(&request, Reply(peer))
+                .await;
+        }
+        Decoded::Reply(bytes) => {
+            let _ = peer.send(&bytes).await;
+        }
+        Decoded::Drop => {}
+    }
+}
+
+/// Sends the handler's response back to its peer.
+#[derive(Clone)]
+struct Reply(Peer);
+
+#[async_trait::async_trait]
+impl ResponseHandler for Reply {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let (info, bytes) = encode(response, self.0.protocol());
+        self.0.send(&bytes).await?;
+        Ok(info)
+    }
+}
+
 /// What became of a request's bytes.
-pub(crate) enum Decoded {
+enum Decoded {
     /// A request for the handler.
     Request(Box<Request>),
     /// Not decodable: this FORMERR goes back.
@@ -29,7 +115,7 @@ pub(crate) enum Decoded {
 }
 
 /// Decodes a request that arrived over `protocol` from `src`.
-pub(crate) fn decode(bytes: Vec<u8>, src: SocketAddr, protocol: Protocol) -> Decoded {
+fn decode(bytes: Vec<u8>, src: SocketAddr, protocol: Protocol) -> Decoded {
     let header = match Header::read(&mut BinDecoder::new(&bytes)) {
         // A response is never answered, not even with FORMERR.
         Ok(header) if header.metadata.message_type == MessageType::Response => {
@@ -63,7 +149,7 @@ fn header_only(metadata: Metadata) -> (ResponseInfo, Vec<u8>) {
 
 /// Encodes the handler's response for `protocol`: cut at the requester's buffer over
 /// UDP (512 without EDNS), whole over TCP; SERVFAIL when it does not encode.
-pub(crate) fn encode<'a>(
+fn encode<'a>(
     response: MessageResponse<
         '_,
         'a,

@@ -11,13 +11,8 @@
 
 use crate::cache::{AnswerCache, Rng};
 use crate::server::Transport;
-use crate::slow::{self, Decoded};
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::proto::rr::Record;
-use hickory_server::server::{RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use crate::slow::{self, Peer};
+use hickory_server::server::RequestHandler;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -115,18 +110,7 @@ async fn connection<H: RequestHandler + Clone>(
         let handler = handler.clone();
         let writer = Arc::clone(&writer);
         engine.spawn(async move {
-            match slow::decode(bytes, src, Protocol::Tcp) {
-                Decoded::Request(request) => {
-                    let reply = TcpReply { writer };
-                    handler
-                        .handle_request::<_, TokioTime>(&request, reply)
-                        .await;
-                }
-                Decoded::Reply(bytes) => {
-                    let _ = write_frame(&writer, &bytes).await;
-                }
-                Decoded::Drop => {}
-            }
+            slow::answer(handler, bytes, Peer::Tcp { writer, src }).await;
             drop(permit);
         });
     }
@@ -150,7 +134,7 @@ async fn read_frame(
 /// Writes one message behind its length, in one write so a concurrent answer cannot
 /// land between the two. A peer that stops reading gets [`TCP_IDLE_TIMEOUT`] to
 /// drain before the write fails (and the connection with it).
-async fn write_frame(writer: &Mutex<OwnedWriteHalf>, message: &[u8]) -> io::Result<()> {
+pub(crate) async fn write_frame(writer: &Mutex<OwnedWriteHalf>, message: &[u8]) -> io::Result<()> {
     let len = u16::try_from(message.len())
         .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "DNS message over 64 KiB"))?;
     let mut frame = Vec::with_capacity(2 + message.len());
@@ -160,29 +144,4 @@ async fn write_frame(writer: &Mutex<OwnedWriteHalf>, message: &[u8]) -> io::Resu
     tokio::time::timeout(TCP_IDLE_TIMEOUT, write)
         .await
         .unwrap_or_else(|_| Err(io::Error::new(io::ErrorKind::TimedOut, "peer not reading")))
-}
-
-/// Sends the handler's response on the connection.
-#[derive(Clone)]
-struct TcpReply {
-    writer: Arc<Mutex<OwnedWriteHalf>>,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for TcpReply {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = slow::encode(response, Protocol::Tcp);
-        write_frame(&self.writer, &bytes).await?;
-        Ok(info)
-    }
 }

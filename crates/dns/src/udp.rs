@@ -11,13 +11,8 @@
 
 use crate::cache::{AnswerCache, Rng};
 use crate::server::Transport;
-use crate::slow::{self, Decoded};
-use hickory_server::net::runtime::TokioTime;
-use hickory_server::net::xfer::Protocol;
-use hickory_server::net::NetError;
-use hickory_server::proto::rr::Record;
-use hickory_server::server::{RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponse;
+use crate::slow::{self, Peer};
+use hickory_server::server::RequestHandler;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -158,58 +153,9 @@ impl<H: RequestHandler + Clone> Listener<H> {
             let handler = self.handler.clone();
             let socket = Arc::clone(&self.socket);
             let bytes = pkt.to_vec();
-            self.runtime
-                .spawn(async move { answer_slowly(handler, socket, bytes, src).await });
+            let peer = Peer::Udp { socket, dst: src };
+            self.runtime.spawn(slow::answer(handler, bytes, peer));
         }
         Ok(())
-    }
-}
-
-/// A request the cache could not answer, through the request handler.
-async fn answer_slowly<H: RequestHandler>(
-    handler: H,
-    socket: Arc<UdpSocket>,
-    bytes: Vec<u8>,
-    src: SocketAddr,
-) {
-    match slow::decode(bytes, src, Protocol::Udp) {
-        Decoded::Request(request) => {
-            let reply = UdpReply { socket, dst: src };
-            handler
-                .handle_request::<_, TokioTime>(&request, reply)
-                .await;
-        }
-        Decoded::Reply(bytes) => {
-            let _ = socket.send_to(&bytes, src);
-        }
-        Decoded::Drop => {}
-    }
-}
-
-/// Sends the handler's response back to the requester.
-#[derive(Clone)]
-struct UdpReply {
-    socket: Arc<UdpSocket>,
-    dst: SocketAddr,
-}
-
-#[async_trait::async_trait]
-impl ResponseHandler for UdpReply {
-    async fn send_response<'a>(
-        &mut self,
-        response: MessageResponse<
-            '_,
-            'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-            impl Iterator<Item = &'a Record> + Send + 'a,
-        >,
-    ) -> Result<ResponseInfo, NetError> {
-        let (info, bytes) = slow::encode(response, Protocol::Udp);
-        // A full socket buffer is the only way a UDP send blocks, and then only
-        // briefly; the answer is dropped on any error, as a lost datagram would be.
-        self.socket.send_to(&bytes, self.dst)?;
-        Ok(info)
     }
 }
