@@ -23,6 +23,8 @@ use crate::codec;
 use crate::error::{ConsensusError, CorruptionError, ProposeError};
 use crate::machine::{Applied, StateMachine};
 use crate::pending::{Pending, Waiter};
+use crate::reads::{ReadReply, Reads};
+use crate::status::PeerProgress;
 use crate::status::{MetricCounters, RaftStatus};
 use crate::storage::RocksStorage;
 use crate::transport::Transport;
@@ -57,6 +59,20 @@ pub(crate) enum Command<O> {
         success: bool,
     },
     SnapshotNow(oneshot::Sender<Result<u64, ConsensusError>>),
+    /// A linearizable read: reply with the index to read at, once applied.
+    ReadIndex(ReadReply),
+    /// Form a new cluster with these voters if this server has no raft state.
+    Bootstrap {
+        voters: Vec<u64>,
+        reply: oneshot::Sender<Result<(), ConsensusError>>,
+    },
+    /// Hand leadership to a peer.
+    TransferLeader {
+        to: u64,
+        reply: oneshot::Sender<Result<(), ProposeError>>,
+    },
+    /// The leader's view of each member's replication.
+    Progress(oneshot::Sender<Vec<PeerProgress>>),
     /// Stop the thread; the reply (if any) is sent once RocksDB is closed.
     Stop(Option<oneshot::Sender<()>>),
 }
@@ -109,6 +125,7 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     transport: T,
     rx: Receiver<Command<S::Output>>,
     pending: Pending<S::Output>,
+    reads: Reads,
     shared: Arc<Shared>,
     config: DriverConfig,
     applied: u64,
@@ -162,6 +179,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             transport,
             rx,
             pending: Pending::new(),
+            reads: Reads::default(),
             shared,
             config,
             applied,
@@ -189,6 +207,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             }
         };
         self.pending.fail_all(err.clone());
+        self.reads.fail_all(&err);
         let mut replies = self.stopping.take().unwrap_or_default();
         // Nobody will read the channel again: answer whatever is still queued.
         while let Ok(cmd) = self.rx.try_recv() {
@@ -202,8 +221,18 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 Command::SnapshotNow(reply) => {
                     let _ = reply.send(Err(ConsensusError::Shutdown));
                 }
+                Command::ReadIndex(reply) => {
+                    let _ = reply.send(Err(err.clone()));
+                }
+                Command::Bootstrap { reply, .. } => {
+                    let _ = reply.send(Err(ConsensusError::Shutdown));
+                }
+                Command::TransferLeader { reply, .. } => {
+                    let _ = reply.send(Err(err.clone()));
+                }
                 Command::Stop(Some(reply)) => replies.push(reply),
-                Command::Stop(None)
+                Command::Progress(_)
+                | Command::Stop(None)
                 | Command::Step(_)
                 | Command::ReportUnreachable(_)
                 | Command::ReportSnapshot { .. } => {}
@@ -246,9 +275,77 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     next_tick = now + self.config.tick;
                 }
             }
+            self.start_read_round();
             self.on_ready()?;
             self.after_cycle()?;
         }
+    }
+
+    /// One ReadIndex round for every read queued this cycle.
+    fn start_read_round(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            if self.reads.has_unanswered() {
+                let leader = self.leader();
+                self.reads
+                    .fail_unanswered(&ProposeError::NotLeader { leader });
+            }
+            return;
+        }
+        if let Some(ctx) = self.reads.start_round() {
+            self.raw.read_index(ctx);
+        }
+    }
+
+    /// Forms a cluster of `voters` on a server that has never had raft state, as
+    /// if a leader had sent it a snapshot at (1, 1) of the empty state machine
+    /// carrying that membership. Every server of the new cluster does the same
+    /// with the same voters, so they agree on index 1 without any leader.
+    fn bootstrap(&mut self, mut voters: Vec<u64>) -> Result<(), ConsensusError> {
+        voters.sort_unstable();
+        voters.dedup();
+        if !voters.contains(&self.raw.raft.id) {
+            return Err(ConsensusError::BootstrapWithoutSelf);
+        }
+        if !self.raw.store().is_empty() || self.raw.raft.raft_log.last_index() > 0 {
+            return Err(ConsensusError::AlreadyBootstrapped);
+        }
+        let snap = raft::eraftpb::Snapshot {
+            data: self.sm.snapshot().into(),
+            metadata: Some(raft::eraftpb::SnapshotMetadata {
+                conf_state: Some(raft::eraftpb::ConfState {
+                    voters,
+                    ..Default::default()
+                }),
+                index: 1,
+                term: 1,
+            }),
+        };
+        if !self.raw.raft.restore(snap) {
+            return Err(ConsensusError::AlreadyBootstrapped);
+        }
+        tracing::info!(id = self.raw.raft.id, "bootstrapped a new raft cluster");
+        Ok(())
+    }
+
+    fn progress(&self) -> Vec<PeerProgress> {
+        if self.raw.raft.state != StateRole::Leader {
+            return Vec::new();
+        }
+        let conf = self.raw.raft.prs().conf();
+        let mut out: Vec<PeerProgress> = self
+            .raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(id, pr)| PeerProgress {
+                id: *id,
+                matched: pr.matched,
+                voter: conf.voters().contains(*id),
+                recent_active: pr.recent_active,
+            })
+            .collect();
+        out.sort_by_key(|p| p.id);
+        out
     }
 
     /// A sole voter has nobody to wait for: become leader now rather than after
@@ -282,6 +379,24 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             }
             Command::SnapshotNow(reply) => {
                 let _ = reply.send(self.take_snapshot());
+            }
+            Command::ReadIndex(reply) => self.reads.queue(reply),
+            Command::Bootstrap { voters, reply } => {
+                let _ = reply.send(self.bootstrap(voters));
+            }
+            Command::TransferLeader { to, reply } => {
+                let result = if self.raw.raft.state == StateRole::Leader {
+                    self.raw.transfer_leader(to);
+                    Ok(())
+                } else {
+                    Err(ProposeError::NotLeader {
+                        leader: self.leader(),
+                    })
+                };
+                let _ = reply.send(result);
+            }
+            Command::Progress(reply) => {
+                let _ = reply.send(self.progress());
             }
             Command::Stop(reply) => {
                 let stopping = self.stopping.get_or_insert_with(Vec::new);
@@ -395,6 +510,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         if !ready.messages().is_empty() {
             self.send(ready.take_messages());
         }
+        for rs in ready.take_read_states() {
+            self.reads.answered(&rs.request_ctx, rs.index);
+        }
         // 2. A snapshot from the leader replaces both log and state machine.
         if !ready.snapshot().is_empty() {
             let snap = ready.snapshot().clone();
@@ -431,6 +549,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         self.send(light.take_messages());
         self.apply_entries(light.take_committed_entries())?;
         self.raw.advance_apply();
+        self.reads.release(self.applied);
         Ok(())
     }
 
@@ -596,6 +715,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             // Stepped down (possibly in the same term, via check-quorum): only a
             // leader can see its proposals through, so their outcome is unknown.
             self.pending.fail_all(ProposeError::Dropped);
+            if self.reads.has_unanswered() {
+                self.reads.fail_unanswered(&ProposeError::Dropped);
+            }
         }
         let wanted = self.raw.store().take_snapshot_wanted();
         let due = self.config.snapshot_threshold > 0

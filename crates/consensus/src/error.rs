@@ -260,7 +260,14 @@ pub enum ConsensusError {
     /// An incoming raft message decoded but is not acceptable.
     #[error("invalid raft message: {0}")]
     InvalidMessage(InvalidMessage),
-    /// There is nothing applied yet to snapshot.
+    /// Bootstrap was asked of a server that already has raft state (or is
+    /// already part of a cluster).
+    #[error("this server already has raft state; it will not bootstrap a new cluster")]
+    AlreadyBootstrapped,
+    /// A bootstrap configuration must include the server doing it.
+    #[error("bootstrap voters do not include this server")]
+    BootstrapWithoutSelf,
+    /// Nothing has been applied yet, so there is nothing to snapshot.
     #[error("nothing has been applied yet")]
     NothingToSnapshot,
     /// The raft thread has stopped.

@@ -75,6 +75,7 @@ mod logger;
 mod machine;
 mod node;
 mod pending;
+mod reads;
 mod snapfile;
 mod status;
 mod storage;
@@ -88,6 +89,6 @@ pub use error::{
 pub use machine::{Applied, StateMachine};
 pub use node::{start, MembershipChange, Raft, RaftInbox};
 pub use snapfile::{read_snapshot_file, SnapshotFile};
-pub use status::{RaftMetrics, RaftStatus};
+pub use status::{PeerProgress, RaftMetrics, RaftStatus};
 pub use storage::{OpenedStorage, RocksStorage};
 pub use transport::{NoopTransport, Transport};

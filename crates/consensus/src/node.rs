@@ -19,7 +19,7 @@ use crate::driver::{thread_main, Command, Driver, DriverConfig, Shared};
 use crate::error::{io_err, ConsensusError, ProposeError};
 use crate::logger;
 use crate::machine::{Applied, StateMachine};
-use crate::status::{MetricCounters, RaftMetrics, RaftStatus};
+use crate::status::{MetricCounters, PeerProgress, RaftMetrics, RaftStatus};
 use crate::storage::{OpenedStorage, RocksStorage};
 use crate::transport::Transport;
 
@@ -258,6 +258,52 @@ impl<S: StateMachine> Raft<S> {
             .send(Command::SnapshotNow(reply))
             .map_err(|_| ConsensusError::Shutdown)?;
         rx.await.unwrap_or(Err(ConsensusError::Shutdown))
+    }
+
+    /// Waits until this server may serve a linearizable read: a quorum confirmed
+    /// it still leads (ReadIndex, one round shared by every read queued at the
+    /// same time) and it has applied everything committed before the read began.
+    /// Returns the index the read is at. Fails with `NotLeader` on followers.
+    pub async fn read_index(&self) -> Result<u64, ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::ReadIndex(reply))
+            .map_err(|_| self.inner.stopped())?;
+        rx.await.unwrap_or_else(|_| Err(self.inner.stopped()))
+    }
+
+    /// Forms a new cluster with `voters` (which must include this server) if this
+    /// server has never had raft state; every founding server must be given the
+    /// same voters. Fails with [`ConsensusError::AlreadyBootstrapped`] otherwise,
+    /// so a cluster is never formed twice over existing data.
+    pub async fn bootstrap(&self, voters: Vec<u64>) -> Result<(), ConsensusError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::Bootstrap { voters, reply })
+            .map_err(|_| ConsensusError::Shutdown)?;
+        rx.await.unwrap_or(Err(ConsensusError::Shutdown))
+    }
+
+    /// Asks the leader (this server) to hand leadership to `to`; raft does so
+    /// once `to` has caught up, within an election timeout.
+    pub async fn transfer_leader(&self, to: u64) -> Result<(), ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Command::TransferLeader { to, reply })
+            .map_err(|_| self.inner.stopped())?;
+        rx.await.unwrap_or_else(|_| Err(self.inner.stopped()))
+    }
+
+    /// The leader's view of each member's replication (empty on followers).
+    pub async fn progress(&self) -> Vec<PeerProgress> {
+        let (reply, rx) = oneshot::channel();
+        if self.inner.tx.send(Command::Progress(reply)).is_err() {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
     }
 
     /// Hand an incoming raft message from a peer (an encoded raft `Message`) to

@@ -36,6 +36,19 @@ pub struct RaftStatus {
     pub running: bool,
 }
 
+/// How far one member's log matches the leader's (from the leader's tracker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerProgress {
+    /// The member's raft id.
+    pub id: u64,
+    /// Highest log index known to match the leader's.
+    pub matched: u64,
+    /// Whether it votes (otherwise a learner).
+    pub voter: bool,
+    /// Whether it answered the leader within the last election timeout.
+    pub recent_active: bool,
+}
+
 /// Monotonic counters describing the work the raft thread has done.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct RaftMetrics {

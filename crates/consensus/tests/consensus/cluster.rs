@@ -164,3 +164,58 @@ async fn learner_membership_is_persisted() {
     assert_eq!(s.learners, vec![8]);
     raft.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_bootstrap_together_read_linearizably_and_transfer_leadership() {
+    let router: Router = Arc::default();
+    let nodes: Vec<Node> = (1..=3).map(|id| spawn(&router, id, false, 0)).collect();
+    // Unformed servers never elect anyone.
+    for n in &nodes {
+        assert!(n.raft.status().voters.is_empty());
+    }
+    for n in &nodes {
+        n.raft.bootstrap(vec![3, 2, 1]).await.unwrap();
+    }
+    let leader = tokio::select! {
+        _ = wait_for(&nodes[0].raft, "leader", |s| s.is_leader) => 0,
+        _ = wait_for(&nodes[1].raft, "leader", |s| s.is_leader) => 1,
+        _ = wait_for(&nodes[2].raft, "leader", |s| s.is_leader) => 2,
+    };
+    let l = &nodes[leader].raft;
+    // A second bootstrap is refused: a cluster is formed once.
+    assert!(matches!(
+        l.bootstrap(vec![1, 2, 3]).await,
+        Err(tribune_consensus::ConsensusError::AlreadyBootstrapped)
+    ));
+    let applied = l.propose(b"k=v".to_vec()).await.unwrap();
+    // Many concurrent consistent reads: each sees at least the acknowledged write.
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let r = l.clone();
+        set.spawn(async move { r.read_index().await });
+    }
+    while let Some(res) = set.join_next().await {
+        assert!(res.unwrap().unwrap() >= applied.index);
+    }
+    let follower = (leader + 1) % 3;
+    assert!(matches!(
+        nodes[follower].raft.read_index().await,
+        Err(ProposeError::NotLeader { .. })
+    ));
+    let progress = l.progress().await;
+    assert_eq!(progress.len(), 3);
+    assert!(progress.iter().all(|p| p.voter));
+    let to = nodes[follower].raft.id();
+    wait_for(&nodes[follower].raft, "catch up", |s| {
+        s.applied >= applied.index
+    })
+    .await;
+    l.transfer_leader(to).await.unwrap();
+    wait_for(&nodes[follower].raft, "transferred leadership", |s| {
+        s.is_leader
+    })
+    .await;
+    for n in &nodes {
+        n.raft.shutdown().await;
+    }
+}
