@@ -14,9 +14,13 @@
 //! - `bench checks`: one client agent running an HTTP check per service (1,000 by
 //!   default): its CPU and RSS, and how fast a failing target leaves
 //!   `health/service?passing` (release build; see BENCHMARKS.md).
+//! - `cluster up|status|down|kill|restart`: a real multi-node cluster on this
+//!   machine, one loopback address per node (127.0.0.I), with Consul's default
+//!   ports; `up [--servers N] [--clients M]` builds and starts it (see [`cluster`]).
 //! - `prereqs`: install or check the system packages the build needs.
 
 mod bench;
+mod cluster;
 mod compat;
 mod prereqs;
 mod tidy;
@@ -116,6 +120,7 @@ fn main() -> Result<()> {
         }
         Some("compat") => compat::run(rest),
         Some("bench") => bench::run(rest),
+        Some("cluster") => cluster::run(rest),
         Some("tidy") => {
             let problems = tidy::check(&project_root())?;
             for p in &problems {
@@ -130,7 +135,7 @@ fn main() -> Result<()> {
         }
         Some("prereqs") => prereqs::ensure(),
         _ => {
-            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|gossip|checks|prereqs>")
+            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|gossip|checks|cluster up|status|down|kill|restart|prereqs>")
         }
     }
 }

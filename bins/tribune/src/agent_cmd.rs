@@ -245,6 +245,7 @@ async fn start_server(
     server_cfg.node_meta = cfg.node_meta.clone();
     server_cfg.data_dir = if cfg.dev { None } else { cfg.data_dir.clone() };
     server_cfg.bootstrap = cfg.dev || cfg.bootstrap || cfg.bootstrap_expect == 1;
+    server_cfg.bootstrap_expect = cfg.bootstrap_expect;
     server_cfg.raft_multiplier = cfg.raft_multiplier;
     server_cfg.snapshot_threshold = cfg.raft_snapshot_threshold;
     server_cfg.snapshot_interval = cfg.raft_snapshot_interval;
@@ -481,6 +482,7 @@ fn follow_membership(
             let members = lan.members();
             pool.set_servers(&servers_in(&members, &datacenter));
             if let Some(server) = &server {
+                server.observe_members(&members);
                 if let Err(e) = server.reconcile(&members, whole).await {
                     tracing::warn!(error = %e, "reconciling gossip members into the catalog failed");
                 }

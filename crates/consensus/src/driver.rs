@@ -310,7 +310,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             return Err(ConsensusError::AlreadyBootstrapped);
         }
         let snap = raft::eraftpb::Snapshot {
-            data: self.sm.snapshot().into(),
+            data: self.sm.snapshot(),
             metadata: Some(raft::eraftpb::SnapshotMetadata {
                 conf_state: Some(raft::eraftpb::ConfState {
                     voters,
@@ -487,7 +487,12 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     fn send(&mut self, msgs: Vec<Message>) {
         for msg in msgs {
             let to = msg.to;
-            self.transport.send(to, codec::encode_message(&msg));
+            if msg.msg_type == MessageType::MsgSnapshot as i32 {
+                self.transport
+                    .send_snapshot(to, codec::encode_message(&msg));
+            } else {
+                self.transport.send(to, codec::encode_message(&msg));
+            }
         }
     }
 

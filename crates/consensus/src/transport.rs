@@ -10,6 +10,13 @@
 pub trait Transport: Send + 'static {
     /// Send `msg_bytes` (an encoded raft `Message`) to server `to`.
     fn send(&mut self, to: u64, msg_bytes: Vec<u8>);
+
+    /// Send a snapshot message. Its delivery (or failure) must be reported with
+    /// [`crate::Raft::report_snapshot`], or raft stops replicating to `to`
+    /// until it is. The default sends it like any other message.
+    fn send_snapshot(&mut self, to: u64, msg_bytes: Vec<u8>) {
+        self.send(to, msg_bytes);
+    }
 }
 
 /// A transport for a single-server cluster: there is never anyone to talk to.

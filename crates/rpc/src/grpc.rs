@@ -10,7 +10,9 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status, Streaming};
 use tribune_proto::v1::server_client::ServerClient;
 use tribune_proto::v1::server_server::{Server as ServerService, ServerServer};
-use tribune_proto::v1::{Call, Calls, Envelope, StatusRequest, StatusResponse};
+use tribune_proto::v1::{
+    Call, Calls, Envelope, RaftAck, RaftChunk, RaftMessages, StatusRequest, StatusResponse,
+};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -69,6 +71,24 @@ impl ServerService for Service {
         )))
     }
 
+    async fn raft(
+        &self,
+        req: Request<Streaming<RaftMessages>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        crate::raft::receive(self.api.as_ref(), req.into_inner(), self.stopping.clone())
+            .await
+            .map(Response::new)
+    }
+
+    async fn install_snapshot(
+        &self,
+        req: Request<Streaming<RaftChunk>>,
+    ) -> Result<Response<RaftAck>, Status> {
+        crate::raft::receive_large(self.api.as_ref(), req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
     async fn status(&self, _: Request<StatusRequest>) -> Result<Response<StatusResponse>, Status> {
         let s = self
             .api
@@ -105,7 +125,10 @@ pub async fn serve(
         let _ = stop.send(true);
     };
     tonic::transport::Server::builder()
-        .add_service(ServerServer::new(Service { api, stopping }))
+        .add_service(
+            ServerServer::new(Service { api, stopping })
+                .max_decoding_message_size(crate::raft::MAX_DECODE),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

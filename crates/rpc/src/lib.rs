@@ -5,16 +5,20 @@
 //!   the network, so an agent does not care which it has.
 //! - [`serve`]: exposes any [`ServerApi`] as the `tribune.v1.Server` gRPC service.
 //! - [`ServerPool`]: a client agent's view of the servers, with failover.
+//! - [`RaftLinks`]: raft messages between servers on one long-lived stream per peer,
+//!   snapshots in verified chunks (`raft`).
 //! - `renew`: session renewals on one long-lived stream per client and server.
 //! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
 
 mod codec;
 mod grpc;
 mod pool;
+mod raft;
 mod renew;
 
 pub use grpc::{serve, GrpcClient};
 pub use pool::{ServerPool, NO_SERVERS};
+pub use raft::{RaftFeedback, RaftLinks};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -71,4 +75,10 @@ pub trait ServerApi: Send + Sync + 'static {
     ) -> Result<(ReadResult, QueryMeta), RpcError>;
     /// Leader and peers.
     async fn status(&self) -> Result<ServerStatus, RpcError>;
+    /// An encoded raft message from a peer server. Only servers take them.
+    fn raft_step(&self, _msg: &[u8]) -> Result<(), RpcError> {
+        Err(RpcError::Transport(
+            "not a server: raft messages refused".into(),
+        ))
+    }
 }

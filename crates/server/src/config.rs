@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub data_dir: Option<PathBuf>,
     /// Create a single-voter cluster if there is no raft state yet.
     pub bootstrap: bool,
+    /// `bootstrap_expect`: form a cluster once this many servers are seen (0 or 1:
+    /// no formation; 1 means `bootstrap`).
+    pub bootstrap_expect: u32,
     /// `performance.raft_multiplier` (1 = fastest, Consul's default 5).
     pub raft_multiplier: u32,
     /// Entries between snapshots (`raft_snapshot_threshold`).
@@ -60,6 +63,7 @@ impl ServerConfig {
             node_meta: BTreeMap::new(),
             data_dir: None,
             bootstrap: true,
+            bootstrap_expect: 0,
             raft_multiplier: 5,
             snapshot_threshold: 16384,
             snapshot_interval: std::time::Duration::from_secs(30),

@@ -130,6 +130,13 @@ async fn establish(server: &Arc<Server>) -> Result<(), tribune_rpc::RpcError> {
         }
     }
     arm_session_timers(server).await?;
+    // Member events seen while another server led (or none did) were not written
+    // to the catalog: catch up from gossip's current view, as Consul's leader
+    // does when it takes over.
+    let members = server.members.lock().clone();
+    if !members.is_empty() {
+        server.reconcile(&members, false).await?;
+    }
     tracing::info!(node = %server.config.node_name, "cluster leadership established");
     Ok(())
 }

@@ -16,11 +16,13 @@
 
 mod blocking;
 mod ca;
+mod cluster;
 mod config;
 mod fsm;
 mod leader;
 mod reconcile;
 mod server;
 
+pub use cluster::{raft_id, AutopilotConfig};
 pub use config::ServerConfig;
 pub use server::{Server, ServerError};

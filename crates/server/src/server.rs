@@ -1,18 +1,20 @@
 //! [`Server`]: starting, writes through raft, reads with blocking, shutdown.
 
 use crate::blocking;
+use crate::cluster::{self, AutopilotConfig, Feedback, GrpcTransport, PeerServer};
 use crate::config::ServerConfig;
 use crate::fsm::{ApplyOutput, Fsm};
 use async_trait::async_trait;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tribune_consensus::{NoopTransport, ProposeError, Raft, RaftConfig, RaftStatus};
+use tribune_consensus::{ProposeError, Raft, RaftConfig, RaftStatus};
 use tribune_kv::ttl::SessionTimers;
 use tribune_kv::{KvError, KvLimits};
-use tribune_rpc::{RpcError, ServerApi, ServerStatus};
+use tribune_rpc::{GrpcClient, RaftLinks, RpcError, ServerApi, ServerStatus};
 use tribune_state::StateStore;
 use tribune_types::model::ops::{
     Consistency, QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRejected,
@@ -48,6 +50,16 @@ pub struct Server {
     /// Wakes the session timer task when a deadline moved earlier.
     pub(crate) timers_changed: tokio::sync::Notify,
     shutdown_tx: watch::Sender<bool>,
+    /// Raft traffic to the other servers.
+    pub(crate) links: Arc<RaftLinks>,
+    /// Connections to other servers for forwarding, by RPC address.
+    pub(crate) clients: Mutex<HashMap<String, GrpcClient>>,
+    /// This datacenter's servers as gossip last showed them.
+    pub(crate) servers: Mutex<Vec<PeerServer>>,
+    /// Autopilot settings.
+    pub(crate) autopilot: Mutex<AutopilotConfig>,
+    /// The LAN gossip members as last observed.
+    pub(crate) members: Mutex<Vec<tribune_types::model::Member>>,
     /// Keeps a dev server's temporary data directory alive until drop.
     _temp_dir: Option<tempfile::TempDir>,
 }
@@ -58,17 +70,6 @@ impl std::fmt::Debug for Server {
             .field("node", &self.config.node_name)
             .finish()
     }
-}
-
-/// A raft ID from the node ID: stable across restarts, non-zero.
-fn raft_id(node_id: &str) -> u64 {
-    let bytes = node_id.as_bytes();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in bytes {
-        h ^= u64::from(*b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h.max(1)
 }
 
 impl Server {
@@ -92,7 +93,7 @@ impl Server {
             source,
         })?;
         let mult = config.raft_multiplier.clamp(1, 10);
-        let mut rc = RaftConfig::new(raft_id(&config.node_id), &dir);
+        let mut rc = RaftConfig::new(cluster::raft_id(&config.node_id), &dir);
         // Consul scales its raft timeouts by raft_multiplier; ticks of 20 ms × multiplier
         // give a 1 s × multiplier election timeout and 100 ms × multiplier heartbeats.
         rc.tick = Duration::from_millis(20 * u64::from(mult));
@@ -108,7 +109,9 @@ impl Server {
             state: state.clone(),
             poisoned: poisoned.clone(),
         };
-        let raft = tribune_consensus::start(rc, fsm, NoopTransport)?;
+        let links = Arc::new(RaftLinks::new(tokio::runtime::Handle::current()));
+        let raft = tribune_consensus::start(rc, fsm, GrpcTransport(links.clone()))?;
+        links.set_feedback(Arc::new(Feedback(raft.inbox())));
         let (shutdown_tx, _) = watch::channel(false);
         let server = Arc::new(Server {
             limits: KvLimits {
@@ -122,9 +125,22 @@ impl Server {
             state,
             poisoned,
             shutdown_tx,
+            links,
+            clients: Mutex::new(HashMap::new()),
+            servers: Mutex::new(Vec::new()),
+            autopilot: Mutex::new(AutopilotConfig::default()),
+            members: Mutex::new(Vec::new()),
             _temp_dir: temp,
         });
         crate::leader::spawn(server.clone(), server.shutdown_tx.subscribe());
+        if server.config.bootstrap_expect > 1 && !server.config.bootstrap {
+            cluster::spawn_formation(
+                server.clone(),
+                server.config.bootstrap_expect,
+                server.shutdown_tx.subscribe(),
+            );
+        }
+        cluster::spawn_autopilot(server.clone(), server.shutdown_tx.subscribe());
         Ok(server)
     }
 
@@ -266,32 +282,42 @@ pub(crate) fn wall_ms() -> u64 {
         .unwrap_or(0)
 }
 
-#[async_trait]
-impl ServerApi for Server {
-    async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
-        use tracing::Instrument;
-        self.propose(req)
-            .instrument(tracing::debug_span!("raft.apply"))
-            .await
+/// How a request is served, given this server's raft status.
+enum Route {
+    /// Here: this server leads (or the read may be stale).
+    Local(RaftStatus),
+    /// On the leader, through its server RPC.
+    Forward(GrpcClient),
+}
+
+impl Server {
+    /// Where a request that needs the leader goes: here if this server leads,
+    /// otherwise to the leader, waiting up to `rpc_hold_timeout` for one.
+    async fn route(&self) -> Result<Route, RpcError> {
+        let status = self.wait_for_leader(false).await?;
+        if status.is_leader {
+            return Ok(Route::Local(status));
+        }
+        let leader = status.leader_id.ok_or(RpcError::NoLeader)?;
+        Ok(Route::Forward(cluster::leader_client(self, leader).await?))
     }
 
-    async fn read(
+    /// A read answered here: consistent reads first confirm leadership with a
+    /// quorum (ReadIndex) and wait until this server has applied that far.
+    async fn read_local(
         &self,
-        req: ReadRequest,
-        opts: QueryOptions,
+        req: &ReadRequest,
+        opts: &QueryOptions,
+        status: RaftStatus,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
-        self.check_poisoned()?;
-        if matches!(req, ReadRequest::SessionRenew { .. }) {
-            return self.renew_session(&req, &opts).await;
+        if opts.consistency == Consistency::Consistent {
+            self.raft.read_index().await.map_err(|e| match e {
+                ProposeError::NotLeader { .. } | ProposeError::Dropped => RpcError::NoLeader,
+                ProposeError::Shutdown | ProposeError::Fatal => RpcError::ShuttingDown,
+                other => RpcError::Transport(other.to_string()),
+            })?;
         }
-        // Default and consistent reads are answered by the leader. With one voter the
-        // leader's applied state already includes every acknowledged write, which is
-        // what a ReadIndex round would establish.
-        let status = match opts.consistency {
-            Consistency::Stale => self.raft.status(),
-            Consistency::Default | Consistency::Consistent => self.wait_for_leader(true).await?,
-        };
-        let (result, index) = blocking::run(&self.state, &req, &opts).await;
+        let (result, index) = blocking::run(&self.state, req, opts).await;
         Ok((
             result,
             QueryMeta {
@@ -303,22 +329,68 @@ impl ServerApi for Server {
             },
         ))
     }
+}
+
+#[async_trait]
+impl ServerApi for Server {
+    async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
+        use tracing::Instrument;
+        self.check_poisoned()?;
+        // Followers forward writes to the leader (Consul's RPC forwarding); the
+        // leader proposes them.
+        match self.route().await? {
+            Route::Local(_) => {
+                self.propose(req)
+                    .instrument(tracing::debug_span!("raft.apply"))
+                    .await
+            }
+            Route::Forward(leader) => leader.write(req).await,
+        }
+    }
+
+    async fn read(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError> {
+        self.check_poisoned()?;
+        // Stale reads are answered by any server, even without a leader.
+        if opts.consistency == Consistency::Stale {
+            let status = self.raft.status();
+            return self.read_local(&req, &opts, status).await;
+        }
+        // Default reads are answered by the leader from its state: raft's check
+        // quorum makes a leader cut off from the majority step down within an
+        // election timeout (Consul's default mode has the same window).
+        match self.route().await? {
+            Route::Local(status) => {
+                if matches!(req, ReadRequest::SessionRenew { .. }) {
+                    return self.renew_session(&req, &opts).await;
+                }
+                self.read_local(&req, &opts, status).await
+            }
+            Route::Forward(leader) => leader.read(req, opts).await,
+        }
+    }
 
     async fn status(&self) -> Result<ServerStatus, RpcError> {
         let s = self.raft.status();
-        let me = self.config.rpc_addr.to_string();
-        // Only this server's address is known until servers learn each other through
-        // gossip (cluster issue); with one voter that is the whole configuration.
-        let leader = if s.is_leader {
-            me.clone()
-        } else {
-            String::new()
-        };
+        let leader = s
+            .leader_id
+            .and_then(|id| self.addr_of(id))
+            .unwrap_or_default();
+        let peers = s.voters.iter().filter_map(|id| self.addr_of(*id)).collect();
         Ok(ServerStatus {
             known_leader: s.leader_id.is_some(),
             last_contact_ms: s.last_contact.unwrap_or_default().as_millis() as u64,
             leader,
-            peers: vec![me],
+            peers,
         })
+    }
+
+    fn raft_step(&self, msg: &[u8]) -> Result<(), RpcError> {
+        self.raft
+            .step(msg)
+            .map_err(|e| RpcError::Malformed(e.to_string()))
     }
 }

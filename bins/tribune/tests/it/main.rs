@@ -3,6 +3,7 @@
 mod blocking;
 mod checks;
 mod cli;
+mod cluster;
 mod dns;
 mod durability;
 mod gossip;

@@ -1,0 +1,239 @@
+//! Raft clusters of real server processes on loopback: three (and five) servers
+//! started with `-bootstrap-expect` form one cluster through gossip; under a
+//! steady write load sent to every server (followers forward to the leader),
+//! `kill -9` of the leader yields a new leader and writes resume; every
+//! acknowledged write is then readable from every surviving server, and the
+//! killed server, restarted on its data directory, catches up.
+//!
+//! All waiting is bounded polling of the state the test waits for.
+
+use crate::gossip::{eventually, fast_gossip};
+use crate::support::{free_port, Agent};
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// One server process and what the test needs to reach or restart it.
+struct Node {
+    name: String,
+    agent: Option<Agent>,
+    data: PathBuf,
+    extra: serde_json::Value,
+    role: Vec<String>,
+    http: String,
+    rpc: String,
+}
+
+impl Node {
+    fn start(&mut self) -> Result<()> {
+        let role: Vec<&str> = self.role.iter().map(String::as_str).collect();
+        let agent = Agent::start_opts(&self.data, self.extra.clone(), &role)?;
+        self.http = agent.http.clone();
+        self.agent = Some(agent);
+        Ok(())
+    }
+}
+
+/// Starts `n` servers expecting each other; they find each other through the
+/// first two servers' gossip ports.
+fn start_cluster(dir: &Path, n: usize) -> Result<Vec<Node>> {
+    let serf: Vec<u16> = (0..n).map(|_| free_port()).collect();
+    let mut nodes = Vec::new();
+    for (i, port) in serf.iter().enumerate() {
+        let name = format!("s{}", i + 1);
+        let rpc_port = free_port();
+        let extra = json!({
+            "gossip_lan": fast_gossip(),
+            "ports": {"serf_lan": port, "server": rpc_port},
+        });
+        let role = vec![
+            "-server".to_owned(),
+            format!("-bootstrap-expect={n}"),
+            format!("-node={name}"),
+            format!("-retry-join=127.0.0.1:{}", serf[0]),
+            format!("-retry-join=127.0.0.1:{}", serf[1]),
+            "-retry-interval=200ms".to_owned(),
+        ];
+        let mut node = Node {
+            data: dir.join(&name),
+            name,
+            agent: None,
+            extra,
+            role,
+            http: String::new(),
+            rpc: format!("127.0.0.1:{rpc_port}"),
+        };
+        node.start()?;
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+async fn get_json(c: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
+    let r = c.get(url).send().await?;
+    if !r.status().is_success() {
+        bail!("GET {url}: {}", r.status());
+    }
+    Ok(r.json().await?)
+}
+
+/// Waits until every live node names the same leader and `voters` peers; returns
+/// the leader's index in `nodes`.
+async fn agreed_leader(c: &reqwest::Client, nodes: &[Node], voters: usize) -> Result<usize> {
+    let found = Arc::new(Mutex::new(None));
+    let f = found.clone();
+    eventually(
+        Duration::from_secs(30),
+        "one leader all servers agree on",
+        || {
+            let f = f.clone();
+            async move {
+                let mut seen = BTreeSet::new();
+                for n in nodes.iter().filter(|n| n.agent.is_some()) {
+                    let leader = get_json(c, &format!("{}/v1/status/leader", n.http)).await;
+                    let peers = get_json(c, &format!("{}/v1/status/peers", n.http)).await;
+                    match (leader, peers) {
+                        (Ok(l), Ok(p)) if p.as_array().is_some_and(|p| p.len() == voters) => {
+                            seen.insert(l.as_str().unwrap_or_default().to_owned());
+                        }
+                        _ => return Ok(false),
+                    }
+                }
+                let leader = match seen.into_iter().collect::<Vec<_>>().as_slice() {
+                    [one] if !one.is_empty() => one.clone(),
+                    _ => return Ok(false),
+                };
+                *f.lock().unwrap() = nodes.iter().position(|n| n.rpc == leader);
+                Ok(f.lock().unwrap().is_some())
+            }
+        },
+    )
+    .await?;
+    let leader = found.lock().unwrap().context("leader")?;
+    Ok(leader)
+}
+
+/// Writes `load/<n>` keys round-robin to every live server until stopped,
+/// recording the ones acknowledged; failed writes (the server was killed, no
+/// leader yet) are simply not recorded.
+fn write_load(
+    c: reqwest::Client,
+    targets: Arc<Mutex<Vec<String>>>,
+    acked: Arc<Mutex<Vec<u64>>>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            n += 1;
+            let list = targets.lock().unwrap().clone();
+            let http = &list[n as usize % list.len()];
+            let res = c
+                .put(format!("{http}/v1/kv/load/{n}"))
+                .body(n.to_string())
+                .timeout(Duration::from_secs(10))
+                .send()
+                .await;
+            if let Ok(r) = res {
+                if r.status().is_success() && r.text().await.is_ok_and(|t| t == "true") {
+                    acked.lock().unwrap().push(n);
+                }
+            }
+        }
+    })
+}
+
+/// Waits until `node` has every acknowledged key in its own state (`?stale`).
+async fn has_all(c: &reqwest::Client, node: &Node, acked: &[u64]) -> Result<()> {
+    let want: BTreeSet<String> = acked.iter().map(|n| format!("load/{n}")).collect();
+    let url = format!("{}/v1/kv/load/?keys&stale", node.http);
+    eventually(
+        Duration::from_secs(30),
+        &format!("{} has every acknowledged write", node.name),
+        || {
+            let want = &want;
+            let url = &url;
+            async move {
+                let keys = match get_json(c, url).await {
+                    Ok(k) => k,
+                    Err(_) => return Ok(false),
+                };
+                let have: BTreeSet<String> = keys
+                    .as_array()
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|k| k.as_str().map(str::to_owned))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                Ok(want.is_subset(&have))
+            }
+        },
+    )
+    .await
+}
+
+/// Counts acknowledged writes until `more` new ones arrived (bounded).
+async fn wait_for_writes(acked: &Arc<Mutex<Vec<u64>>>, more: usize) -> Result<()> {
+    let start = acked.lock().unwrap().len();
+    eventually(Duration::from_secs(30), "writes acknowledged", || {
+        let now = acked.lock().unwrap().len();
+        async move { Ok(now >= start + more) }
+    })
+    .await
+}
+
+async fn kill_leaders_under_load(servers: usize, kills: usize) -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = start_cluster(dir.path(), servers)?;
+    let c = reqwest::Client::new();
+    agreed_leader(&c, &nodes, servers).await?;
+
+    let targets = Arc::new(Mutex::new(
+        nodes.iter().map(|n| n.http.clone()).collect::<Vec<_>>(),
+    ));
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = write_load(c.clone(), targets.clone(), acked.clone(), stop.clone());
+    wait_for_writes(&acked, 20).await?;
+
+    let mut killed = Vec::new();
+    for _ in 0..kills {
+        let live = servers - killed.len();
+        // With the previous victim removed by autopilot, the live servers are
+        // the whole configuration.
+        let leader = agreed_leader(&c, &nodes, live).await?;
+        let victim = &mut nodes[leader];
+        victim.agent.take().context("leader running")?.kill9()?;
+        targets.lock().unwrap().retain(|h| *h != victim.http);
+        killed.push(leader);
+        // A new leader is elected and writes are acknowledged again.
+        wait_for_writes(&acked, 20).await?;
+    }
+    stop.store(true, Ordering::Relaxed);
+    load.await?;
+    let acked: Vec<u64> = acked.lock().unwrap().clone();
+    for n in nodes.iter().filter(|n| n.agent.is_some()) {
+        has_all(&c, n, &acked).await?;
+    }
+    // The killed servers restart on their data and catch up.
+    for i in killed {
+        nodes[i].start()?;
+        has_all(&c, &nodes[i], &acked).await?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_servers_survive_kill9_of_the_leader() -> Result<()> {
+    kill_leaders_under_load(3, 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_servers_survive_two_leader_kills() -> Result<()> {
+    kill_leaders_under_load(5, 2).await
+}
