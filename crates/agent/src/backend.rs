@@ -87,6 +87,13 @@ impl Backend for Agent {
         })
     }
 
+    async fn operator(
+        &self,
+        req: tribune_types::model::operator::OperatorRequest,
+    ) -> Result<tribune_types::model::operator::OperatorReply, BackendError> {
+        self.servers.operator(req).await.map_err(backend_err)
+    }
+
     fn agent_info(&self) -> AgentInfo {
         let c = &self.cfg;
         AgentInfo {

@@ -203,6 +203,15 @@ pub trait Backend: Send + Sync + 'static {
     async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), BackendError>;
     /// Leader and peers.
     async fn status(&self) -> Result<ClusterStatus, BackendError>;
+    /// An operator request on raft itself, answered by the servers.
+    async fn operator(
+        &self,
+        _req: tribune_types::model::operator::OperatorRequest,
+    ) -> Result<tribune_types::model::operator::OperatorReply, BackendError> {
+        Err(BackendError::Unavailable(
+            "operator requests need a server".into(),
+        ))
+    }
 
     /// The agent's identity and configuration.
     fn agent_info(&self) -> AgentInfo;

@@ -8,6 +8,7 @@ mod event;
 mod health;
 mod kv;
 mod operator;
+mod raft;
 mod session;
 mod status;
 mod txn;
@@ -71,6 +72,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(agent::routes())
         .merge(event::routes())
         .merge(operator::routes())
+        .merge(raft::routes())
         .merge(session::routes())
         .merge(txn::routes())
         .fallback(not_found)

@@ -13,6 +13,7 @@ use tribune_proto::v1::server_server::{Server as ServerService, ServerServer};
 use tribune_proto::v1::{
     Call, Calls, Envelope, RaftAck, RaftChunk, RaftMessages, StatusRequest, StatusResponse,
 };
+use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -69,6 +70,15 @@ impl ServerService for Service {
             req.into_inner(),
             self.stopping.clone(),
         )))
+    }
+
+    async fn operator(&self, req: Request<Envelope>) -> Result<Response<Envelope>, Status> {
+        let reply: Result<OperatorReply, RpcError> = match unwrap::<OperatorRequest>(req.get_ref())
+        {
+            Ok(r) => self.api.operator(r).await,
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(wrap(&reply)))
     }
 
     async fn raft(
@@ -180,6 +190,16 @@ impl ServerApi for GrpcClient {
         }
         let env = self.inner.clone().read(body).await.map_err(transport)?;
         unwrap::<ReadReply>(env.get_ref())?
+    }
+
+    async fn operator(&self, req: OperatorRequest) -> Result<OperatorReply, RpcError> {
+        let env = self
+            .inner
+            .clone()
+            .operator(wrap(&req))
+            .await
+            .map_err(transport)?;
+        unwrap::<Result<OperatorReply, RpcError>>(env.get_ref())?
     }
 
     async fn status(&self) -> Result<ServerStatus, RpcError> {

@@ -22,6 +22,7 @@ pub use raft::{RaftFeedback, RaftLinks};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRejected, WriteRequest,
 };
@@ -75,6 +76,12 @@ pub trait ServerApi: Send + Sync + 'static {
     ) -> Result<(ReadResult, QueryMeta), RpcError>;
     /// Leader and peers.
     async fn status(&self) -> Result<ServerStatus, RpcError>;
+    /// An operator request on raft itself (configuration, leadership, health).
+    async fn operator(&self, _req: OperatorRequest) -> Result<OperatorReply, RpcError> {
+        Err(RpcError::Transport(
+            "operator requests are answered by servers".into(),
+        ))
+    }
     /// An encoded raft message from a peer server. Only servers take them.
     fn raft_step(&self, _msg: &[u8]) -> Result<(), RpcError> {
         Err(RpcError::Transport(

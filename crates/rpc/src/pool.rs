@@ -16,6 +16,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::Rng;
 use std::collections::HashMap;
+use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -180,6 +181,15 @@ impl ServerApi for ServerPool {
     async fn status(&self) -> Result<ServerStatus, RpcError> {
         self.each(retry_read, |c| async move { c.status().await })
             .await
+    }
+
+    async fn operator(&self, req: OperatorRequest) -> Result<OperatorReply, RpcError> {
+        // Removing a peer or moving leadership must not happen twice.
+        self.each(not_sent, |c| {
+            let req = req.clone();
+            async move { c.operator(req).await }
+        })
+        .await
     }
 }
 

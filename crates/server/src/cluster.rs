@@ -26,6 +26,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 use tribune_consensus::{MembershipChange, RaftInbox, Transport};
 use tribune_rpc::{GrpcClient, RaftFeedback, RaftLinks, ServerApi};
+use tribune_types::model::operator::{AutopilotHealth, AutopilotSettings, ServerHealth};
 use tribune_types::model::Member;
 
 use crate::fsm::Fsm;
@@ -83,6 +84,8 @@ pub(crate) struct PeerServer {
     pub(crate) status: u8,
     /// Its `bootstrap_expect`, if it gossips one.
     pub(crate) expect: Option<u32>,
+    /// The version it gossips (`build` tag).
+    pub(crate) version: String,
 }
 
 /// The servers of `datacenter` among `members`.
@@ -101,6 +104,7 @@ pub(crate) fn servers_of(members: &[Member], datacenter: &str) -> Vec<PeerServer
                 rpc_addr: format!("{}:{port}", m.addr),
                 status: m.status,
                 expect: m.tags.get("expect").and_then(|e| e.parse().ok()),
+                version: m.tags.get("build").cloned().unwrap_or_default(),
             })
         })
         .collect()
@@ -127,35 +131,7 @@ pub(crate) struct View<'a> {
     /// When each learner was first seen caught up and active.
     pub(crate) healthy_since: &'a HashMap<u64, Instant>,
     pub(crate) now: Instant,
-    pub(crate) config: &'a AutopilotConfig,
-}
-
-/// Autopilot settings (Consul's `autopilot` block and operator API).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AutopilotConfig {
-    /// Remove failed servers from the raft configuration.
-    pub cleanup_dead_servers: bool,
-    /// Followers further behind the leader than this many entries are unhealthy.
-    pub max_trailing_logs: u64,
-    /// Never remove servers to fewer voters than this.
-    pub min_quorum: u32,
-    /// How long a new server must be healthy before it becomes a voter.
-    pub server_stabilization_time: Duration,
-    /// A follower that has not heard from the leader for this long is unhealthy.
-    pub last_contact_threshold: Duration,
-}
-
-impl Default for AutopilotConfig {
-    /// Consul's defaults.
-    fn default() -> Self {
-        AutopilotConfig {
-            cleanup_dead_servers: true,
-            max_trailing_logs: 250,
-            min_quorum: 0,
-            server_stabilization_time: Duration::from_secs(10),
-            last_contact_threshold: Duration::from_millis(200),
-        }
-    }
+    pub(crate) config: &'a AutopilotSettings,
 }
 
 /// Whether `id` is caught up with the leader and in contact.
@@ -326,11 +302,102 @@ pub(crate) fn spawn_formation(server: Arc<Server>, expect: u32, mut stop: watch:
     });
 }
 
-/// Autopilot: while this server leads, one membership step per second.
+/// Serf status names, as autopilot health shows them.
+fn serf_status(status: u8) -> &'static str {
+    match status {
+        ALIVE => "alive",
+        2 => "leaving",
+        LEFT => "left",
+        FAILED => "failed",
+        _ => "none",
+    }
+}
+
+/// Autopilot's health of every raft member, from one view.
+fn health_of(
+    server: &Server,
+    view: &View<'_>,
+    term: u64,
+    last_index: u64,
+    active_at: &HashMap<u64, Instant>,
+    stable_since: &HashMap<u64, std::time::SystemTime>,
+) -> AutopilotHealth {
+    let by_id: HashMap<u64, &PeerServer> = view.servers.iter().map(|s| (s.raft_id, s)).collect();
+    let mut servers = Vec::new();
+    for (id, voter) in view
+        .voters
+        .iter()
+        .map(|id| (*id, true))
+        .chain(view.learners.iter().map(|id| (*id, false)))
+    {
+        let me = id == view.me;
+        let peer = by_id.get(&id);
+        let alive = me || peer.is_some_and(|p| p.status == ALIVE);
+        let since_ms = |t: &std::time::SystemTime| {
+            t.duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64)
+        };
+        servers.push(ServerHealth {
+            id: if me {
+                server.config.node_id.clone()
+            } else {
+                peer.map_or_else(|| id.to_string(), |p| p.node_id.clone())
+            },
+            name: if me {
+                server.config.node_name.clone()
+            } else {
+                peer.map(|p| p.name.clone()).unwrap_or_default()
+            },
+            address: server.addr_of(id).unwrap_or_default(),
+            serf_status: if me {
+                "alive"
+            } else {
+                peer.map_or("none", |p| serf_status(p.status))
+            }
+            .to_owned(),
+            version: if me {
+                server.config.version.clone()
+            } else {
+                peer.map(|p| p.version.clone()).unwrap_or_default()
+            },
+            leader: me,
+            last_contact: if me {
+                Duration::ZERO
+            } else {
+                active_at
+                    .get(&id)
+                    .map_or(Duration::ZERO, |t| view.now.saturating_duration_since(*t))
+            },
+            last_term: term,
+            last_index: if me {
+                last_index
+            } else {
+                view.matched.get(&id).map_or(0, |(m, _)| *m)
+            },
+            healthy: alive && healthy(view, id),
+            voter,
+            stable_since_ms: stable_since.get(&id).map_or(0, since_ms),
+        });
+    }
+    let healthy_voters = servers.iter().filter(|s| s.voter && s.healthy).count();
+    let quorum = view.voters.len() / 2 + 1;
+    AutopilotHealth {
+        healthy: servers.iter().all(|s| s.healthy),
+        failure_tolerance: healthy_voters.saturating_sub(quorum) as u32,
+        servers,
+        leader: server.config.node_id.clone(),
+    }
+}
+
+/// Autopilot: while this server leads, once a second, it records every member's
+/// health and makes at most one membership change.
 pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<bool>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
+        // When each member was last seen active, and since when it is healthy.
+        let mut active_at: HashMap<u64, Instant> = HashMap::new();
         let mut healthy_since: HashMap<u64, Instant> = HashMap::new();
+        let mut stable_since: HashMap<u64, std::time::SystemTime> = HashMap::new();
         loop {
             tokio::select! {
                 _ = stop.wait_for(|v| *v) => return,
@@ -338,7 +405,10 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
             }
             let status = server.raft.status();
             if !status.is_leader {
+                active_at.clear();
                 healthy_since.clear();
+                stable_since.clear();
+                *server.health.lock() = None;
                 continue;
             }
             let matched: HashMap<u64, (u64, bool)> = server
@@ -349,8 +419,13 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
                 .map(|p| (p.id, (p.matched, p.recent_active)))
                 .collect();
             let servers = server.servers.lock().clone();
-            let config = server.autopilot.lock().clone();
+            let settings = server.autopilot_settings();
             let now = Instant::now();
+            for (id, (_, active)) in &matched {
+                if *active {
+                    active_at.insert(*id, now);
+                }
+            }
             let mut view = View {
                 me: status.id,
                 voters: &status.voters,
@@ -360,23 +435,36 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
                 servers: &servers,
                 healthy_since: &HashMap::new(),
                 now,
-                config: &config,
+                config: &settings,
             };
-            // A learner's stabilization clock starts when it is first healthy and
+            // A member's stabilization clock starts when it is first healthy and
             // restarts whenever it is not.
             let healthy_now: Vec<u64> = status
-                .learners
+                .voters
                 .iter()
+                .chain(&status.learners)
                 .copied()
                 .filter(|id| healthy(&view, *id))
                 .collect();
             healthy_since.retain(|id, _| healthy_now.contains(id));
+            stable_since.retain(|id, _| healthy_now.contains(id));
             for id in healthy_now {
                 healthy_since.entry(id).or_insert(now);
+                stable_since
+                    .entry(id)
+                    .or_insert_with(std::time::SystemTime::now);
             }
             view.healthy_since = &healthy_since;
-            let step = next_step(&view);
-            if let Step::Change(change) = step {
+            let health = health_of(
+                &server,
+                &view,
+                status.term,
+                status.last_index,
+                &active_at,
+                &stable_since,
+            );
+            *server.health.lock() = Some(health);
+            if let Step::Change(change) = next_step(&view) {
                 tracing::info!(?change, "autopilot: changing raft membership");
                 if let Err(e) = server.raft.change_membership(change).await {
                     tracing::warn!(?change, error = %e, "autopilot: membership change failed");
@@ -409,6 +497,7 @@ mod tests {
             rpc_addr: format!("127.0.0.{id}:8300"),
             status,
             expect: None,
+            version: String::new(),
         }
     }
 
@@ -418,7 +507,7 @@ mod tests {
         matched: HashMap<u64, (u64, bool)>,
         servers: Vec<PeerServer>,
         since: HashMap<u64, Instant>,
-        config: AutopilotConfig,
+        config: AutopilotSettings,
         now: Instant,
     }
 
@@ -435,7 +524,7 @@ mod tests {
                 matched,
                 servers,
                 since: HashMap::new(),
-                config: AutopilotConfig::default(),
+                config: AutopilotSettings::default(),
                 now: Instant::now(),
             }
         }

@@ -62,19 +62,30 @@ pub(crate) fn spawn(server: Arc<Server>, mut shutdown: watch::Receiver<bool>) {
     });
 }
 
-/// The node, `serfHealth` check and `consul` service of this server.
-fn self_registration(server: &Server) -> Registration {
-    let c = &server.config;
-    let service_meta = [
+/// The `consul` service every server has in the catalog, on its server RPC port.
+pub(crate) fn consul_service(port: u16, version: &str) -> Service {
+    let meta = [
         ("raft_version", "3"),
         ("serf_protocol_current", "2"),
         ("serf_protocol_min", "1"),
         ("serf_protocol_max", "5"),
-        ("version", c.version.as_str()),
+        ("version", version),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
+    Service {
+        id: "consul".into(),
+        service: "consul".into(),
+        port,
+        meta,
+        ..Default::default()
+    }
+}
+
+/// The node, `serfHealth` check and `consul` service of this server.
+fn self_registration(server: &Server) -> Registration {
+    let c = &server.config;
     Registration {
         node: Node::of_agent(
             &c.node_id,
@@ -84,13 +95,7 @@ fn self_registration(server: &Server) -> Registration {
             &c.node_meta,
             &c.version,
         ),
-        service: Some(Service {
-            id: "consul".into(),
-            service: "consul".into(),
-            port: c.rpc_addr.port(),
-            meta: service_meta,
-            ..Default::default()
-        }),
+        service: Some(consul_service(c.rpc_addr.port(), &c.version)),
         checks: vec![Check {
             check_id: "serfHealth".into(),
             name: "Serf Health Status".into(),

@@ -20,9 +20,10 @@ mod cluster;
 mod config;
 mod fsm;
 mod leader;
+mod operator;
 mod reconcile;
 mod server;
 
-pub use cluster::{raft_id, AutopilotConfig};
+pub use cluster::raft_id;
 pub use config::ServerConfig;
 pub use server::{Server, ServerError};

@@ -35,13 +35,20 @@ const FAILED: u8 = 4;
 pub(crate) struct Known {
     pub(crate) node: Node,
     pub(crate) serf: Option<HealthStatus>,
+    /// The port of the node's `consul` service, if it has one (servers do).
+    pub(crate) consul_port: Option<u16>,
 }
 
 /// One change to make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Action {
-    /// Register (or refresh) the node with `serfHealth` in this state.
-    Register { node: Node, status: HealthStatus },
+    /// Register (or refresh) the node with `serfHealth` in this state, and for a
+    /// server its `consul` service on this server RPC port.
+    Register {
+        node: Node,
+        status: HealthStatus,
+        consul_port: Option<u16>,
+    },
     /// Remove the node and everything on it.
     Deregister { node: String },
 }
@@ -68,8 +75,14 @@ pub(crate) fn plan(
         let existing = known.get(&m.name);
         match m.status {
             ALIVE => {
+                // Consul's leader registers every server's `consul` service.
+                let consul_port = (m.tags.get("role").map(String::as_str) == Some("consul"))
+                    .then(|| m.tags.get("port").and_then(|p| p.parse().ok()))
+                    .flatten();
                 let up_to_date = existing.is_some_and(|k| {
-                    k.node.address == m.addr && k.serf == Some(HealthStatus::Passing)
+                    k.node.address == m.addr
+                        && k.serf == Some(HealthStatus::Passing)
+                        && (consul_port.is_none() || k.consul_port == consul_port)
                 });
                 if !up_to_date {
                     // Keep what the member's own agent registered (meta, tagged
@@ -84,6 +97,7 @@ pub(crate) fn plan(
                     actions.push(Action::Register {
                         node,
                         status: HealthStatus::Passing,
+                        consul_port,
                     });
                 }
             }
@@ -92,6 +106,7 @@ pub(crate) fn plan(
                     actions.push(Action::Register {
                         node: k.node.clone(),
                         status: HealthStatus::Critical,
+                        consul_port: None,
                     });
                 }
             }
@@ -133,11 +148,16 @@ impl Server {
         let n = actions.len();
         for a in actions {
             let req = match a {
-                Action::Register { node, status } => {
+                Action::Register {
+                    node,
+                    status,
+                    consul_port,
+                } => {
                     tracing::info!(node = %node.node.as_str(), status = status.as_str(), "reconciling member");
                     WriteRequest::Register(Registration {
                         node,
-                        service: None,
+                        service: consul_port
+                            .map(|port| crate::leader::consul_service(port, &self.config.version)),
                         checks: vec![Check {
                             check_id: SERF_CHECK_ID.into(),
                             name: SERF_CHECK_NAME.into(),
@@ -187,10 +207,26 @@ impl Server {
                     Known {
                         node: n,
                         serf: None,
+                        consul_port: None,
                     },
                 )
             })
             .collect();
+        let (servers, _) = tribune_rpc::ServerApi::read(
+            self,
+            ReadRequest::CatalogService {
+                service: "consul".into(),
+            },
+            stale,
+        )
+        .await?;
+        if let ReadResult::ServiceInstances(servers) = servers {
+            for s in servers {
+                if let Some(k) = known.get_mut(s.node.node.as_str()) {
+                    k.consul_port = Some(s.service.port);
+                }
+            }
+        }
         for c in checks {
             if c.check_id.as_str() == SERF_CHECK_ID {
                 if let Some(k) = known.get_mut(c.node.as_str()) {
@@ -228,7 +264,14 @@ mod tests {
             ..Default::default()
         };
         node.meta.insert("rack".into(), "r1".into());
-        (name.to_owned(), Known { node, serf })
+        (
+            name.to_owned(),
+            Known {
+                node,
+                serf,
+                consul_port: None,
+            },
+        )
     }
 
     #[test]
@@ -245,6 +288,9 @@ mod tests {
         ];
         let mut members = members;
         members[7].tags.insert("dc".into(), "dc2".into());
+        // A server: registered with its `consul` service on its RPC port.
+        members[1].tags.insert("role".into(), "consul".into());
+        members[1].tags.insert("port".into(), "8300".into());
         let known: BTreeMap<String, Known> = [
             row("me", "10.0.0.1", Some(HealthStatus::Passing)),
             row("same", "10.0.0.3", Some(HealthStatus::Passing)),
@@ -260,12 +306,17 @@ mod tests {
         let summary: Vec<String> = actions
             .iter()
             .map(|a| match a {
-                Action::Register { node, status } => format!(
-                    "reg {} {} {} {}",
+                Action::Register {
+                    node,
+                    status,
+                    consul_port,
+                } => format!(
+                    "reg {} {} {} {}{}",
                     node.node.as_str(),
                     node.address,
                     status.as_str(),
-                    node.meta.get("rack").map_or("-", String::as_str)
+                    node.meta.get("rack").map_or("-", String::as_str),
+                    consul_port.map_or(String::new(), |p| format!(" consul:{p}"))
                 ),
                 Action::Deregister { node } => format!("dereg {node}"),
             })
@@ -273,7 +324,7 @@ mod tests {
         assert_eq!(
             summary,
             vec![
-                "reg new 10.0.0.2 passing -",
+                "reg new 10.0.0.2 passing - consul:8300",
                 "reg moved 10.0.0.9 passing r1",
                 "reg down 10.0.0.5 critical r1",
                 "dereg gone",
@@ -282,16 +333,16 @@ mod tests {
         );
         // Without `full`, nothing is reaped; a second pass over the result is quiet.
         assert_eq!(plan(&members, &known, "dc1", "me", false).len(), 4);
-        let settled: BTreeMap<String, Known> = [
+        let mut settled: BTreeMap<String, Known> = [
             row("new", "10.0.0.2", Some(HealthStatus::Passing)),
             row("down", "10.0.0.5", Some(HealthStatus::Critical)),
         ]
         .into_iter()
         .collect();
-        let quiet = vec![
-            member("new", "10.0.0.2", ALIVE),
-            member("down", "10.0.0.5", FAILED),
-        ];
+        let quiet = vec![members[1].clone(), member("down", "10.0.0.5", FAILED)];
+        // A server whose `consul` service is missing is registered again.
+        assert_eq!(plan(&quiet, &settled, "dc1", "me", true).len(), 1);
+        settled.get_mut("new").unwrap().consul_port = Some(8300);
         assert!(plan(&quiet, &settled, "dc1", "me", true).is_empty());
     }
 }

@@ -1,7 +1,7 @@
 //! [`Server`]: starting, writes through raft, reads with blocking, shutdown.
 
 use crate::blocking;
-use crate::cluster::{self, AutopilotConfig, Feedback, GrpcTransport, PeerServer};
+use crate::cluster::{self, Feedback, GrpcTransport, PeerServer};
 use crate::config::ServerConfig;
 use crate::fsm::{ApplyOutput, Fsm};
 use async_trait::async_trait;
@@ -16,6 +16,7 @@ use tribune_kv::ttl::SessionTimers;
 use tribune_kv::{KvError, KvLimits};
 use tribune_rpc::{GrpcClient, RaftLinks, RpcError, ServerApi, ServerStatus};
 use tribune_state::StateStore;
+use tribune_types::model::operator::{AutopilotHealth, OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
     Consistency, QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRejected,
     WriteRequest,
@@ -56,8 +57,8 @@ pub struct Server {
     pub(crate) clients: Mutex<HashMap<String, GrpcClient>>,
     /// This datacenter's servers as gossip last showed them.
     pub(crate) servers: Mutex<Vec<PeerServer>>,
-    /// Autopilot settings.
-    pub(crate) autopilot: Mutex<AutopilotConfig>,
+    /// Autopilot's latest view of server health (while this server leads).
+    pub(crate) health: Mutex<Option<AutopilotHealth>>,
     /// The LAN gossip members as last observed.
     pub(crate) members: Mutex<Vec<tribune_types::model::Member>>,
     /// Keeps a dev server's temporary data directory alive until drop.
@@ -128,7 +129,7 @@ impl Server {
             links,
             clients: Mutex::new(HashMap::new()),
             servers: Mutex::new(Vec::new()),
-            autopilot: Mutex::new(AutopilotConfig::default()),
+            health: Mutex::new(None),
             members: Mutex::new(Vec::new()),
             _temp_dir: temp,
         });
@@ -386,6 +387,17 @@ impl ServerApi for Server {
             leader,
             peers,
         })
+    }
+
+    async fn operator(&self, req: OperatorRequest) -> Result<OperatorReply, RpcError> {
+        self.check_poisoned()?;
+        if matches!(req, OperatorRequest::RaftConfiguration { stale: true }) {
+            return self.operator_local(req).await;
+        }
+        match self.route().await? {
+            Route::Local(_) => self.operator_local(req).await,
+            Route::Forward(leader) => leader.operator(req).await,
+        }
     }
 
     fn raft_step(&self, msg: &[u8]) -> Result<(), RpcError> {

@@ -69,8 +69,13 @@ fn request_tag(req: &WriteRequest) -> u16 {
         WriteRequest::SessionCreate(_) => 8,
         WriteRequest::SessionDestroy { .. } => 9,
         WriteRequest::Txn(_) => 10,
+        WriteRequest::AutopilotSet { .. } => 11,
     }
 }
+
+/// The highest tag [`request_tag`] hands out: decoding accepts `1..=` this, so a
+/// new request kind cannot be written without being readable back.
+const MAX_REQUEST_TAG: u16 = 11;
 
 const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
 
@@ -120,7 +125,7 @@ impl Command {
     fn decode_body(tag: u16, body: &[u8]) -> Result<Command, DecodeError> {
         let wrap = |source| DecodeError::Body { tag, source };
         match tag {
-            1..=10 => {
+            1..=MAX_REQUEST_TAG => {
                 let req: WriteRequest = rmp_serde::from_slice(body).map_err(wrap)?;
                 if request_tag(&req) != tag {
                     return Err(DecodeError::UnknownTag(tag));
@@ -156,6 +161,15 @@ mod tests {
         assert_eq!(
             Command::decode_stamped(&cmd.encode(77)).unwrap(),
             (cmd.clone(), 77)
+        );
+        let autopilot = Command::Request(WriteRequest::AutopilotSet {
+            config: Default::default(),
+            cas: Some(3),
+        });
+        assert_eq!(
+            Command::decode(&autopilot.encode(1)).unwrap(),
+            autopilot,
+            "every request tag decodes (MAX_REQUEST_TAG)"
         );
         let reap = Command::ReapTombstones { index: 9 };
         assert_eq!(Command::decode(&reap.encode(1)).unwrap(), reap);

@@ -5,6 +5,7 @@ use imbl::{OrdMap, OrdSet};
 use parking_lot::{Mutex, RwLock};
 use std::sync::Arc;
 use tribune_store::{Table, Watches};
+use tribune_types::model::operator::AutopilotSettings;
 use tribune_types::model::ops::{
     Deregistration, KvDeleteMode, KvSetMode, Registration, WriteOutcome, WriteRejected,
     WriteRequest,
@@ -38,6 +39,8 @@ pub(crate) struct Db {
     pub(crate) config: Table<ConfigEntry>,
     pub(crate) ca_roots: Vec<CaRoot>,
     pub(crate) ca_index: u64,
+    /// Autopilot settings stored by an operator (`None`: the defaults).
+    pub(crate) autopilot: Option<AutopilotSettings>,
     /// Service name → instance keys (`node \0 id`).
     pub(crate) by_service: OrdMap<String, OrdMap<String, ()>>,
     /// Service name → the last index at which anything a health query of it sees changed
@@ -66,6 +69,7 @@ impl Default for Db {
             config: Table::default(),
             ca_roots: Vec::new(),
             ca_index: 0,
+            autopilot: None,
             by_service: OrdMap::new(),
             service_index: OrdMap::new(),
             sessions: Table::default(),
@@ -345,6 +349,18 @@ pub(crate) fn apply_request(
             if db.config.remove(&key, index).is_some() {
                 t.add(CONFIG, &key);
             }
+            Ok(WriteOutcome::Done)
+        }
+        WriteRequest::AutopilotSet { config, cas } => {
+            let current = db.autopilot.as_ref().map_or(0, |c| c.raft.modify_index);
+            if cas.is_some_and(|cas| cas != current) {
+                return Ok(WriteOutcome::NotApplied);
+            }
+            let mut config = config.clone();
+            config.raft.create_index = db.autopilot.as_ref().map_or(index, |c| c.raft.create_index);
+            config.raft.modify_index = index;
+            db.autopilot = Some(config);
+            t.add(CA, "autopilot");
             Ok(WriteOutcome::Done)
         }
         WriteRequest::CaSetRoots { roots } => {

@@ -55,7 +55,7 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         // change moves the index a client blocks on.
         ReadRequest::ConfigGet { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
-        ReadRequest::CaRoots => vec![Topic::Table(CA)],
+        ReadRequest::CaRoots | ReadRequest::AutopilotConfig => vec![Topic::Table(CA)],
         ReadRequest::SessionGet { id } => vec![Topic::Key(SESSIONS, id.to_string())],
         ReadRequest::SessionList | ReadRequest::SessionNode { .. } => {
             vec![Topic::Table(SESSIONS)]
@@ -254,6 +254,11 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             (ReadResult::Config(list), db.config.max_index())
         }
         ReadRequest::CaRoots => (ReadResult::CaRoots(db.ca_roots.clone()), db.ca_index),
+        ReadRequest::AutopilotConfig => {
+            let config = db.autopilot.clone().unwrap_or_default();
+            let index = config.raft.modify_index;
+            (ReadResult::Autopilot(config), index)
+        }
         ReadRequest::SessionGet { id } | ReadRequest::SessionRenew { id } => (
             ReadResult::Sessions(
                 db.sessions

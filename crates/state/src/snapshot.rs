@@ -7,6 +7,7 @@
 
 use crate::db::{pair, Db, StateStore};
 use serde::{Deserialize, Serialize};
+use tribune_types::model::operator::AutopilotSettings;
 use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
 
 const MAGIC: &[u8; 8] = b"TRIBSNAP";
@@ -53,6 +54,7 @@ struct Body {
     table_index: Vec<(String, u64)>,
     sessions: Vec<Session>,
     lock_delays: Vec<(String, u64)>,
+    autopilot: Option<AutopilotSettings>,
 }
 
 impl StateStore {
@@ -91,6 +93,7 @@ impl StateStore {
                 .iter()
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
+            autopilot: db.autopilot.clone(),
         };
         let body = rmp_serde::to_vec_named(&body).unwrap_or_default();
         let mut out = Vec::with_capacity(HEADER + body.len() + 4);
@@ -169,6 +172,7 @@ impl StateStore {
         crate::session::rebuild_indexes(&mut db);
         db.ca_roots = body.ca_roots;
         db.ca_index = body.ca_index;
+        db.autopilot = body.autopilot;
         db.service_index = body.service_index.into_iter().collect();
         for (table, idx) in body.table_index {
             match table.as_str() {

@@ -56,6 +56,7 @@ pub struct State {
     /// (kind, name) → entry.
     pub config: BTreeMap<(String, String), ConfigEntry>,
     pub ca_roots: Vec<CaRoot>,
+    pub autopilot: Option<tribune_types::model::operator::AutopilotSettings>,
     pub left: bool,
     pub reloads: u32,
     pub joins: Vec<(String, bool)>,
@@ -403,6 +404,9 @@ impl State {
                     .collect(),
             ),
             ReadRequest::CaRoots => ReadResult::CaRoots(self.ca_roots.clone()),
+            ReadRequest::AutopilotConfig => {
+                ReadResult::Autopilot(self.autopilot.clone().unwrap_or_default())
+            }
             // Renewing is a lookup here: the fake has no TTL timers.
             ReadRequest::SessionGet { id } | ReadRequest::SessionRenew { id } => {
                 ReadResult::Sessions(self.sessions.get(id).cloned().into_iter().collect())
@@ -518,6 +522,15 @@ impl State {
                 Some(Ok(results)) => WriteOutcome::Txn(results),
                 Some(Err(errors)) => return Err(WriteRejected::TxnRolledBack(errors)),
             },
+            WriteRequest::AutopilotSet { mut config, cas } => {
+                let current = self.autopilot.as_ref().map_or(0, |a| a.raft.modify_index);
+                if cas.is_some_and(|c| c != current) {
+                    return Ok(NotApplied);
+                }
+                config.raft = raft(index, None);
+                self.autopilot = Some(config);
+                Done
+            }
             WriteRequest::CaSetRoots { roots } => {
                 self.ca_roots = roots
                     .into_iter()

@@ -98,6 +98,14 @@ pub enum WriteRequest {
         /// CAS index.
         cas: Option<u64>,
     },
+    /// `PUT /v1/operator/autopilot/configuration`; with `cas`, only if the stored
+    /// settings' modify index is that (0: none stored yet).
+    AutopilotSet {
+        /// The new settings.
+        config: crate::model::operator::AutopilotSettings,
+        /// Check-and-set index.
+        cas: Option<u64>,
+    },
     /// Install a CA root (done once by the leader).
     CaSetRoots {
         /// Roots; the previous set is replaced.
@@ -426,6 +434,8 @@ pub enum ReadRequest {
     },
     /// Connect CA roots.
     CaRoots,
+    /// Autopilot settings (the defaults until some are stored).
+    AutopilotConfig,
     /// One session (`[]` when gone).
     SessionGet {
         /// The session.
@@ -491,6 +501,8 @@ pub enum ReadResult {
     Config(Vec<ConfigEntry>),
     /// CA roots and the trust domain.
     CaRoots(Vec<CaRoot>),
+    /// Autopilot settings.
+    Autopilot(crate::model::operator::AutopilotSettings),
     /// Sessions.
     Sessions(Vec<Session>),
     /// A read-only transaction's results, or why it failed.
