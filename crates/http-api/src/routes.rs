@@ -10,6 +10,7 @@ mod kv;
 mod operator;
 mod raft;
 mod session;
+mod snapshot;
 mod status;
 mod txn;
 
@@ -73,6 +74,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(event::routes())
         .merge(operator::routes())
         .merge(raft::routes())
+        .merge(snapshot::routes())
         .merge(session::routes())
         .merge(txn::routes())
         .fallback(not_found)

@@ -19,6 +19,10 @@ use tribune_types::model::ops::{
 };
 
 type WriteReply = Result<(WriteOutcome, u64), RpcError>;
+
+/// Largest message either side accepts: operator snapshots travel as one
+/// message (raft frames are far smaller, see `raft`).
+const MAX_MESSAGE: usize = 256 << 20;
 type ReadReply = Result<(ReadResult, QueryMeta), RpcError>;
 
 struct Service {
@@ -136,8 +140,7 @@ pub async fn serve(
     };
     tonic::transport::Server::builder()
         .add_service(
-            ServerServer::new(Service { api, stopping })
-                .max_decoding_message_size(crate::raft::MAX_DECODE),
+            ServerServer::new(Service { api, stopping }).max_decoding_message_size(MAX_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
@@ -157,7 +160,8 @@ impl GrpcClient {
         let ep = Endpoint::from_shared(addr.to_owned())
             .map_err(|e| RpcError::Transport(e.to_string()))?;
         Ok(Self {
-            inner: ServerClient::new(ep.tcp_nodelay(true).connect_lazy()),
+            inner: ServerClient::new(ep.tcp_nodelay(true).connect_lazy())
+                .max_decoding_message_size(MAX_MESSAGE),
             renewals: Arc::default(),
         })
     }

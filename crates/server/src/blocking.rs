@@ -22,13 +22,14 @@ pub(crate) async fn run(
     // The wait arrives over the network (agents send it); clamp it here too.
     let max_wait = opts.max_wait.min(MAX_WAIT);
     let deadline = Instant::now() + max_wait;
+    let restores = state.restores();
     loop {
         let mut ws = WatchSet::new();
         let (res, index) = state.read(req, Some(&mut ws));
-        // Consul returns as soon as the index moved past the client's, and otherwise
-        // waits out the timeout (even when the index went backwards after a restore:
-        // the client then sees the smaller index and resets).
-        if index > opts.min_index {
+        // Consul returns as soon as the index moved past the client's, or when a
+        // snapshot restore replaced the state (its abandon channel): the index may
+        // then have gone backwards, and the client, seeing it smaller, resets.
+        if index > opts.min_index || state.restores() != restores {
             return (res, index);
         }
         let left = deadline.saturating_duration_since(Instant::now());

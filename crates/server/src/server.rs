@@ -104,6 +104,8 @@ impl Server {
         rc.snapshot_interval = config.snapshot_interval;
         rc.trailing_logs = config.trailing_logs;
         rc.bootstrap = config.bootstrap;
+        // An operator's snapshot restore is one entry holding the whole state.
+        rc.max_proposal_bytes = 128 << 20;
         let state = Arc::new(StateStore::new());
         let poisoned = Arc::new(AtomicBool::new(false));
         let fsm = Fsm {
@@ -391,7 +393,11 @@ impl ServerApi for Server {
 
     async fn operator(&self, req: OperatorRequest) -> Result<OperatorReply, RpcError> {
         self.check_poisoned()?;
-        if matches!(req, OperatorRequest::RaftConfiguration { stale: true }) {
+        if matches!(
+            req,
+            OperatorRequest::RaftConfiguration { stale: true }
+                | OperatorRequest::SnapshotSave { stale: true }
+        ) {
             return self.operator_local(req).await;
         }
         match self.route().await? {

@@ -27,6 +27,12 @@ pub enum Command {
         /// Highest index to reap.
         index: u64,
     },
+    /// Replace the whole state with an operator's snapshot (`PUT /v1/snapshot`):
+    /// the state store's own snapshot bytes, verified before proposing.
+    Restore {
+        /// The state snapshot.
+        state: Vec<u8>,
+    },
     /// A command from a newer server that this one may skip.
     Ignored {
         /// Its tag.
@@ -78,6 +84,8 @@ fn request_tag(req: &WriteRequest) -> u16 {
 const MAX_REQUEST_TAG: u16 = 11;
 
 const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
+/// Not ignorable: a server that skipped a restore would fork from its peers.
+const TAG_RESTORE: u16 = 101;
 
 impl Command {
     /// Encodes for the raft log, stamped with the proposer's wall clock (`now_ms`).
@@ -85,6 +93,7 @@ impl Command {
         let (tag, body) = match self {
             Command::Request(req) => (request_tag(req), rmp_serde::to_vec_named(req)),
             Command::ReapTombstones { index } => (TAG_REAP_TOMBSTONES, rmp_serde::to_vec(index)),
+            Command::Restore { state } => (TAG_RESTORE, Ok(state.clone())),
             Command::Ignored { tag } => (*tag, Ok(Vec::new())),
         };
         // Serialising plain data structs to a Vec cannot fail.
@@ -135,6 +144,9 @@ impl Command {
             TAG_REAP_TOMBSTONES => Ok(Command::ReapTombstones {
                 index: rmp_serde::from_slice(body).map_err(wrap)?,
             }),
+            TAG_RESTORE => Ok(Command::Restore {
+                state: body.to_vec(),
+            }),
             t if t & IGNORABLE != 0 => Ok(Command::Ignored { tag: t }),
             t => Err(DecodeError::UnknownTag(t)),
         }
@@ -171,6 +183,10 @@ mod tests {
             autopilot,
             "every request tag decodes (MAX_REQUEST_TAG)"
         );
+        let restore = Command::Restore {
+            state: vec![1, 2, 3],
+        };
+        assert_eq!(Command::decode(&restore.encode(1)).unwrap(), restore);
         let reap = Command::ReapTombstones { index: 9 };
         assert_eq!(Command::decode(&reap.encode(1)).unwrap(), reap);
         // Version-1 entries (before clock stamps) still decode, with a clock of 0.

@@ -94,6 +94,9 @@ pub struct StateStore {
     /// The batch being applied, between [`StateStore::begin_batch`] and
     /// [`StateStore::end_batch`].
     batch: Mutex<Option<Batch>>,
+    /// Restores so far: a blocking query that sees this move returns at once, even
+    /// if the index it watches went backwards (Consul's abandon channel).
+    restores: std::sync::atomic::AtomicU64,
 }
 
 /// Commands applied to a working copy that is published once, at the end.
@@ -109,6 +112,8 @@ struct Batch {
     touched: Vec<(&'static str, String, u64)>,
     /// Whether anything was applied (an empty batch publishes nothing).
     changed: bool,
+    /// Whether an operator's snapshot replaced the state in this batch.
+    restored: bool,
 }
 
 /// Keys a write touched, to wake their watchers after the new state is published.
@@ -146,6 +151,8 @@ impl StateStore {
         let _w = self.write_lock.lock();
         let index = db.index;
         *self.current.write() = Arc::new(db);
+        self.restores
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         // A restore can move any index, including backwards: wake every blocked query
         // so it re-reads and clients see the new index (Consul's abandon channel).
         self.watches.notify_all(index);
@@ -172,6 +179,9 @@ impl StateStore {
         now_ms: u64,
         cmd: &Command,
     ) -> Result<WriteOutcome, WriteRejected> {
+        if let Command::Restore { state } = cmd {
+            return self.restore_at(index, state);
+        }
         let at = At { index, now_ms };
         let mut open = self.batch.lock();
         if let Some(batch) = open.as_mut() {
@@ -225,6 +235,7 @@ impl StateStore {
                 db: (**self.current.read()).clone(),
                 touched: Vec::new(),
                 changed: false,
+                restored: false,
             });
         }
     }
@@ -238,10 +249,42 @@ impl StateStore {
             return;
         }
         let _w = self.write_lock.lock();
+        let index = batch.db.index;
         *self.current.write() = Arc::new(batch.db);
+        if batch.restored {
+            self.restores
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.watches.notify_all(index);
+        }
         for (table, key, index) in batch.touched {
             self.watches.notify(table, &key, index);
         }
+    }
+
+    /// How many restores have replaced the state (see [`StateStore::restores`]'s use
+    /// in blocking queries).
+    pub fn restores(&self) -> u64 {
+        self.restores.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// An operator's snapshot replaces the state as of raft index `index`; bytes
+    /// that do not decode change nothing (the same on every server).
+    fn restore_at(&self, index: u64, bytes: &[u8]) -> Result<WriteOutcome, WriteRejected> {
+        let mut db = crate::snapshot::decode_db(bytes)
+            .map_err(|e| WriteRejected::BadRequest(format!("snapshot restore failed: {e}")))?;
+        db.index = index;
+        let mut open = self.batch.lock();
+        if let Some(batch) = open.as_mut() {
+            batch.db = db;
+            batch.changed = true;
+            batch.restored = true;
+            // Everything is woken at publication; earlier keys no longer matter.
+            batch.touched.clear();
+            return Ok(WriteOutcome::Done);
+        }
+        drop(open);
+        self.replace(db);
+        Ok(WriteOutcome::Done)
     }
 
     /// Whether any KV tombstone is at or below `index` (so reaping would do something).
@@ -278,6 +321,11 @@ fn apply_command(
             Ok(WriteOutcome::Done)
         }
         Command::Ignored { .. } => Ok(WriteOutcome::Done),
+        // Replaces the whole state, so `StateStore::apply_stamped` handles it
+        // before any working copy is touched.
+        Command::Restore { .. } => Err(WriteRejected::Failed(
+            "snapshot restore applied to a working copy".into(),
+        )),
     }
 }
 
@@ -293,6 +341,7 @@ fn may_fail_midway(cmd: &Command) -> bool {
             } | WriteRequest::KvDelete { .. }
         ) | Command::ReapTombstones { .. }
             | Command::Ignored { .. }
+            | Command::Restore { .. }
     )
 }
 

@@ -109,6 +109,21 @@ impl StateStore {
 
     /// Replaces the whole state with a snapshot; returns its index. On error nothing changes.
     pub fn restore(&self, bytes: &[u8]) -> Result<u64, SnapshotError> {
+        let db = decode_db(bytes)?;
+        let index = db.index;
+        self.replace(db);
+        Ok(index)
+    }
+
+    /// Checks that `bytes` is a snapshot this build can restore, without restoring it.
+    pub fn verify_snapshot(bytes: &[u8]) -> Result<u64, SnapshotError> {
+        decode_db(bytes).map(|db| db.index)
+    }
+}
+
+/// Decodes and verifies a snapshot into a state.
+pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
+    {
         let truncated = || SnapshotError::Truncated { len: bytes.len() };
         if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
             return Err(truncated());
@@ -185,7 +200,6 @@ impl StateStore {
                 _ => {}
             }
         }
-        self.replace(db);
-        Ok(index)
+        Ok(db)
     }
 }

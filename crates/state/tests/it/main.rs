@@ -8,6 +8,7 @@ use tribune_types::model::*;
 use tribune_types::{HealthStatus, NodeName};
 
 mod lock_sim;
+mod restore;
 mod sessions;
 
 fn set(key: &str, val: &str, mode: KvSetMode) -> Command {

@@ -136,6 +136,17 @@ pub enum OperatorRequest {
     },
     /// `GET /v1/operator/autopilot/health` and `/state`.
     AutopilotHealth,
+    /// `GET /v1/snapshot`: the state as an [`crate::archive::Archive`].
+    SnapshotSave {
+        /// Any server may answer from its own state.
+        stale: bool,
+    },
+    /// `PUT /v1/snapshot`: replace the cluster's state with an archive.
+    SnapshotRestore {
+        /// The archive's bytes.
+        #[serde(with = "serde_bytes")]
+        archive: Vec<u8>,
+    },
 }
 
 /// Answers to [`OperatorRequest`]s.
@@ -147,4 +158,16 @@ pub enum OperatorReply {
     Done,
     /// Autopilot's view.
     Health(AutopilotHealth),
+    /// A snapshot archive and who answered.
+    Snapshot {
+        /// The archive's bytes.
+        #[serde(with = "serde_bytes")]
+        archive: Vec<u8>,
+        /// Raft index it was taken at.
+        index: u64,
+        /// Whether the answering server knew a leader.
+        known_leader: bool,
+        /// Time since it heard from the leader.
+        last_contact: Duration,
+    },
 }
