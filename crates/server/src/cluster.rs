@@ -408,7 +408,7 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
                 active_at.clear();
                 healthy_since.clear();
                 stable_since.clear();
-                *server.health.lock() = None;
+                server.health.send_replace(None);
                 continue;
             }
             let matched: HashMap<u64, (u64, bool)> = server
@@ -463,7 +463,7 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
                 &active_at,
                 &stable_since,
             );
-            *server.health.lock() = Some(health);
+            server.health.send_replace(Some(health));
             if let Step::Change(change) = next_step(&view) {
                 tracing::info!(?change, "autopilot: changing raft membership");
                 if let Err(e) = server.raft.change_membership(change).await {

@@ -248,13 +248,20 @@ impl Server {
                 self.snapshot_restore(&archive).await?;
                 Ok(OperatorReply::Done)
             }
-            OperatorRequest::AutopilotHealth => self
-                .health
-                .lock()
-                .clone()
-                .map(OperatorReply::Health)
-                // Autopilot has not run a round since this server became leader.
-                .ok_or(RpcError::NoLeader),
+            OperatorRequest::AutopilotHealth => {
+                // A new leader's autopilot has its first view within a round.
+                let mut rx = self.health.subscribe();
+                let first = tokio::time::timeout(Duration::from_secs(3), async {
+                    rx.wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|h| h.clone())
+                });
+                match first.await {
+                    Ok(Some(h)) => Ok(OperatorReply::Health(h)),
+                    _ => Err(RpcError::NoLeader),
+                }
+            }
         }
     }
 }

@@ -58,7 +58,7 @@ pub struct Server {
     /// This datacenter's servers as gossip last showed them.
     pub(crate) servers: Mutex<Vec<PeerServer>>,
     /// Autopilot's latest view of server health (while this server leads).
-    pub(crate) health: Mutex<Option<AutopilotHealth>>,
+    pub(crate) health: watch::Sender<Option<AutopilotHealth>>,
     /// The LAN gossip members as last observed.
     pub(crate) members: Mutex<Vec<tribune_types::model::Member>>,
     /// Keeps a dev server's temporary data directory alive until drop.
@@ -131,7 +131,7 @@ impl Server {
             links,
             clients: Mutex::new(HashMap::new()),
             servers: Mutex::new(Vec::new()),
-            health: Mutex::new(None),
+            health: watch::channel(None).0,
             members: Mutex::new(Vec::new()),
             _temp_dir: temp,
         });

@@ -237,3 +237,205 @@ async fn three_servers_survive_kill9_of_the_leader() -> Result<()> {
 async fn five_servers_survive_two_leader_kills() -> Result<()> {
     kill_leaders_under_load(5, 2).await
 }
+
+async fn put(c: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> Result<String> {
+    let r = c.put(url).body(body).send().await?;
+    let status = r.status();
+    let text = r.text().await?;
+    if !status.is_success() {
+        bail!("PUT {url}: {status}: {text}");
+    }
+    Ok(text)
+}
+
+async fn raft_servers(c: &reqwest::Client, http: &str) -> Result<Vec<serde_json::Value>> {
+    let conf = get_json(c, &format!("{http}/v1/operator/raft/configuration")).await?;
+    Ok(conf["Servers"].as_array().cloned().unwrap_or_default())
+}
+
+/// Operator endpoints against a real cluster: the raft configuration, autopilot
+/// settings and health, a fourth server joining as a non-voter and being
+/// promoted, leadership transfer, a graceful leave removing a server, removing a
+/// dead one by address, and a snapshot saved from a follower and restored
+/// through another one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut nodes = start_cluster(dir.path(), 3)?;
+    let c = reqwest::Client::new();
+    let leader = agreed_leader(&c, &nodes, 3).await?;
+    let http = nodes[(leader + 1) % 3].http.clone();
+
+    let servers = raft_servers(&c, &http).await?;
+    assert_eq!(servers.len(), 3);
+    assert_eq!(servers.iter().filter(|s| s["Leader"] == true).count(), 1);
+    assert!(servers
+        .iter()
+        .all(|s| s["Voter"] == true && s["ProtocolVersion"] == "3"));
+
+    // Autopilot settings are replicated and checked-and-set.
+    let conf = get_json(&c, &format!("{http}/v1/operator/autopilot/configuration")).await?;
+    assert_eq!(conf["ServerStabilizationTime"], "10s");
+    assert_eq!(conf["CleanupDeadServers"], true);
+    let body = json!({"CleanupDeadServers": false, "LastContactThreshold": "200ms",
+        "MaxTrailingLogs": 250, "MinQuorum": 0, "ServerStabilizationTime": "1s"});
+    let url = format!("{http}/v1/operator/autopilot/configuration?cas=0");
+    assert_eq!(put(&c, &url, body.to_string()).await?, "true");
+    assert_eq!(put(&c, &url, body.to_string()).await?, "false", "stale cas");
+    let other = nodes[(leader + 2) % 3].http.clone();
+    let conf = get_json(
+        &c,
+        &format!("{other}/v1/operator/autopilot/configuration?stale"),
+    )
+    .await?;
+    assert_eq!(conf["ServerStabilizationTime"], "1s");
+    assert_eq!(conf["CleanupDeadServers"], false);
+
+    // Autopilot health: every server healthy, one failure tolerated.
+    eventually(Duration::from_secs(20), "autopilot healthy", || async {
+        let r = c
+            .get(format!("{http}/v1/operator/autopilot/health"))
+            .send()
+            .await?;
+        let ok = r.status() == 200;
+        let h: serde_json::Value = r.json().await?;
+        Ok(ok && h["Healthy"] == true && h["FailureTolerance"] == 1)
+    })
+    .await?;
+
+    // A snapshot taken from a follower's own state.
+    for i in 0..5 {
+        put(&c, &format!("{http}/v1/kv/snap/{i}"), "before").await?;
+    }
+    let r = c.get(format!("{other}/v1/snapshot?stale")).send().await?;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-consul-index"));
+    let archive = r.bytes().await?;
+    put(&c, &format!("{http}/v1/kv/snap/after"), "x").await?;
+
+    // A fourth server started without bootstrap_expect joins as a non-voter and
+    // is promoted once stable.
+    let serf0 = nodes[0].extra["ports"]["serf_lan"]
+        .as_u64()
+        .context("serf port")?;
+    let rpc_port = free_port();
+    let mut fourth = Node {
+        name: "s4".into(),
+        agent: None,
+        data: dir.path().join("s4"),
+        extra: json!({"gossip_lan": fast_gossip(), "ports": {"server": rpc_port}}),
+        role: vec![
+            "-server".into(),
+            "-node=s4".into(),
+            format!("-retry-join=127.0.0.1:{serf0}"),
+            "-retry-interval=200ms".into(),
+        ],
+        http: String::new(),
+        rpc: format!("127.0.0.1:{rpc_port}"),
+    };
+    fourth.start()?;
+    nodes.push(fourth);
+    eventually(Duration::from_secs(30), "s4 promoted to voter", || async {
+        let servers = raft_servers(&c, &http).await?;
+        Ok(servers.len() == 4
+            && servers.iter().all(|s| s["Voter"] == true)
+            && servers.iter().any(|s| s["Node"] == "s4"))
+    })
+    .await?;
+
+    // Leadership moves where it is told.
+    let target = raft_servers(&c, &http)
+        .await?
+        .into_iter()
+        .find(|s| s["Leader"] == false)
+        .context("a follower")?;
+    let id = target["ID"].as_str().context("id")?.to_owned();
+    let r = c
+        .post(format!("{http}/v1/operator/raft/transfer-leader?id={id}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let leader_addr = get_json(&c, &format!("{http}/v1/status/leader")).await?;
+    assert_eq!(leader_addr, target["Address"]);
+
+    // Restoring the snapshot (through a follower) brings back its keys, on every
+    // server, and drops the key written after it.
+    let r = c
+        .put(format!("{other}/v1/snapshot"))
+        .body(archive.clone())
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let mut damaged = archive.to_vec();
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0xff;
+    let r = c
+        .put(format!("{http}/v1/snapshot"))
+        .body(damaged)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await?.contains("checksum"));
+    for n in nodes.iter() {
+        eventually(
+            Duration::from_secs(10),
+            "restored keys everywhere",
+            || async {
+                let keys = get_json(&c, &format!("{}/v1/kv/snap/?keys&stale", n.http)).await;
+                Ok(keys.is_ok_and(|k| k.as_array().is_some_and(|a| a.len() == 5)))
+            },
+        )
+        .await?;
+    }
+
+    // A server that leaves gracefully is removed from the configuration.
+    let leaver = nodes
+        .iter()
+        .position(|n| n.rpc != leader_addr.as_str().unwrap_or_default() && n.name != "s1")
+        .context("a follower to leave")?;
+    let r = c
+        .put(format!("{}/v1/agent/leave", nodes[leaver].http))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    let left_rpc = nodes[leaver].rpc.clone();
+    nodes[leaver].agent.take();
+    let http = nodes
+        .iter()
+        .find(|n| n.agent.is_some())
+        .context("a live server")?
+        .http
+        .clone();
+    eventually(Duration::from_secs(20), "left server removed", || async {
+        let servers = raft_servers(&c, &http).await?;
+        Ok(servers.len() == 3 && servers.iter().all(|s| s["Address"] != left_rpc.as_str()))
+    })
+    .await?;
+
+    // A dead server stays (cleanup is off) until an operator removes it.
+    let dead = nodes
+        .iter()
+        .position(|n| {
+            n.agent.is_some() && n.rpc != leader_addr.as_str().unwrap_or_default() && n.http != http
+        })
+        .context("a follower to kill")?;
+    nodes[dead].agent.take().context("running")?.kill9()?;
+    let dead_rpc = nodes[dead].rpc.clone();
+    let r = c
+        .delete(format!("{http}/v1/operator/raft/peer?address={dead_rpc}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let servers = raft_servers(&c, &http).await?;
+    assert_eq!(servers.len(), 2);
+    let r = c
+        .delete(format!("{http}/v1/operator/raft/peer?address={dead_rpc}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 500);
+    assert!(r
+        .text()
+        .await?
+        .contains("was not found in the Raft configuration"));
+    Ok(())
+}
