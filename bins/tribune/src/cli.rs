@@ -1,4 +1,5 @@
-//! The `consul`-compatible client commands (`kv`, `catalog`, `members`, `services`, ...).
+//! The `consul`-compatible client commands (`kv`, `catalog`, `members`, `operator`,
+//! `snapshot`, ...).
 //!
 //! Every command talks to an agent over the HTTP API through [`tribune_client`] and
 //! prints what Consul prints, byte for byte where scripts are known to depend on it
@@ -21,7 +22,9 @@ mod lock;
 mod maint;
 mod members;
 mod node;
+mod operator;
 mod services;
+mod snapshot;
 mod version;
 mod watch;
 
@@ -51,8 +54,16 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("lock", "Execute a command holding a lock"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a Consul cluster"),
+    (
+        "operator",
+        "Provides cluster-level tools for Consul operators",
+    ),
     ("reload", "Triggers the agent to reload configuration files"),
     ("services", "Interact with services"),
+    (
+        "snapshot",
+        "Saves, restores and inspects snapshots of Consul server state",
+    ),
     ("version", "Prints the Consul version"),
     ("watch", "Watch for changes in Consul"),
 ];
@@ -91,8 +102,10 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "lock" => lock::run(args, ctx).await,
         "maint" => maint::run(args, ctx).await,
         "members" => members::run(args, ctx).await,
+        "operator" => operator::run(args, ctx).await,
         "reload" => node::reload(args, ctx).await,
         "services" => services::run(args, ctx).await,
+        "snapshot" => snapshot::run(args, ctx).await,
         "version" => version::run(args, ctx),
         "watch" => watch::run(args, ctx).await,
         other => {

@@ -16,7 +16,8 @@
 //!
 //! - [`Client`] and [`Config`] (address, token, datacenter; [`Config::from_env`] reads `CONSUL_HTTP_*`).
 //! - Endpoint groups: [`Client::kv`], [`Client::catalog`], [`Client::agent`],
-//!   [`Client::event`], [`Client::operator`], [`Client::session`], [`Client::status`].
+//!   [`Client::event`], [`Client::operator`], [`Client::session`], [`Client::snapshot`],
+//!   [`Client::status`].
 //! - Reads take [`QueryOptions`] and return [`QueryMeta`] from the `X-Consul-*` headers.
 //! - Failures are [`Error`]; an unexpected HTTP status is [`Error::Status`].
 //! - Coordination, interoperable with the Go client's `api.Lock` and `api.Semaphore`
@@ -46,6 +47,7 @@ mod semaphore;
 mod serde_util;
 pub mod service_def;
 mod session;
+mod snapshot;
 mod status;
 
 use std::sync::Arc;
@@ -72,7 +74,11 @@ pub use error::Error;
 pub use event::{Event, UserEvent};
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
 pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
-pub use operator::{KeyringOptions, KeyringResponse, Operator};
+pub use operator::{
+    AutopilotConfiguration, AutopilotServer, AutopilotState, AutopilotUpgrade, AutopilotZone,
+    KeyringOptions, KeyringResponse, Operator, OperatorHealthReply, RaftConfiguration, RaftServer,
+    ServerHealth,
+};
 pub use query::{QueryMeta, QueryOptions};
 pub use semaphore::{
     Semaphore, SemaphoreDoc, SemaphoreOptions, DEFAULT_SEMAPHORE_SESSION_NAME,
@@ -82,6 +88,7 @@ pub use session::{
     RenewEnd, ServiceCheck, Session, SessionBehavior, SessionCreateOptions, SessionEntry,
     SessionRenewal,
 };
+pub use snapshot::Snapshot;
 pub use status::Status;
 
 /// Characters escaped in a URL path: Go's `url.URL.EscapedPath` keeps unreserved
@@ -189,9 +196,14 @@ impl Client {
         Event::new(self)
     }
 
-    /// Operator endpoints (`/v1/operator`): the gossip keyring.
+    /// Operator endpoints (`/v1/operator`): the gossip keyring, Raft peers, Autopilot.
     pub fn operator(&self) -> Operator<'_> {
         Operator::new(self)
+    }
+
+    /// Snapshots of the servers' state (`/v1/snapshot`).
+    pub fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot::new(self)
     }
 
     /// Sessions (`/v1/session`).
