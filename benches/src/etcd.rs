@@ -239,28 +239,7 @@ impl Etcd {
     /// Write the keys the GET workloads read, and check one reads back intact
     /// through both APIs.
     pub async fn populate(&self, value: &Bytes) -> Result<()> {
-        let keys = GET_KEYS;
-        let mut tasks = tokio::task::JoinSet::new();
-        let workers = 16;
-        for w in 0..workers {
-            let addr = self.client;
-            let value = value.clone();
-            tasks.spawn(async move {
-                let mut c = KvClient::connect(addr).await?;
-                for k in (w..keys).step_by(workers) {
-                    c.put(get_key(k), value.to_vec()).await?;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        let mut c = KvClient::connect(self.client).await?;
-        let r = c.get(get_key(0), false).await?;
-        if r.kvs.first().map(|kv| kv.value.as_slice()) != Some(value.as_ref()) {
-            bail!("etcd Range returned a different value than was Put");
-        }
+        populate_at(self.client, value).await?;
         let mut h = HttpConn::connect(self.client).await?;
         let body = gw_range_body(&get_key(0), false);
         let (status, resp) = h.request(Method::POST, "/v3/kv/range", body, true).await?;
@@ -394,6 +373,33 @@ pub async fn get_workload(
         }
     })
     .await
+}
+
+/// Writes the keys the GET workloads read through the member at `addr` and
+/// checks one reads back intact over gRPC.
+pub async fn populate_at(addr: SocketAddr, value: &Bytes) -> Result<()> {
+    let keys = GET_KEYS;
+    let mut tasks = tokio::task::JoinSet::new();
+    let workers = 16;
+    for w in 0..workers {
+        let value = value.clone();
+        tasks.spawn(async move {
+            let mut c = KvClient::connect(addr).await?;
+            for k in (w..keys).step_by(workers) {
+                c.put(get_key(k), value.to_vec()).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let mut c = KvClient::connect(addr).await?;
+    let r = c.get(get_key(0), false).await?;
+    if r.kvs.first().map(|kv| kv.value.as_slice()) != Some(value.as_ref()) {
+        bail!("etcd Range returned a different value than was Put");
+    }
+    Ok(())
 }
 
 /// The gRPC connections for a workload: `conns` HTTP/2 connections shared

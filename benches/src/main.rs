@@ -3,6 +3,9 @@
 //! - `kv [options]`: the KV benchmark (raw fdatasync, Tribune, etcd, a bare hyper
 //!   server), printed as a table with the ratios the performance targets are stated
 //!   in. See `BENCHMARKS.md` at the repository root for what it measures and why.
+//! - `cluster [options]`: three Tribune servers against a three-member etcd
+//!   cluster (writes and `?consistent` reads at 1, 64, 512 clients) and the
+//!   leader failover time over repeated `kill -9`; see `BENCHMARKS.md`.
 //! - `locks [options]`: the coordination benchmark (lock hand-off, session churn,
 //!   transactions, renewal CPU) against Tribune, with the raw fdatasync loop as
 //!   the same-run reference; see `BENCHMARKS.md`.
@@ -21,6 +24,7 @@
 
 mod apt;
 mod checks;
+mod cluster;
 mod coord;
 mod dns;
 mod dnsclient;
@@ -49,17 +53,19 @@ fn main() -> Result<()> {
         Some("dns") => dns::run(&args[1..]),
         Some("gossip") => gossip::run(&args[1..]),
         Some("checks") => checks::run(&args[1..]),
+        Some("cluster") => cluster::run(&args[1..]),
         Some("hello-server") => hello::main(&args[1..]),
         _ => {
             eprint!(
-                "{}\n{}\n{}\n{}\n{}",
+                "{}\n{}\n{}\n{}\n{}\n{}",
                 kv::USAGE,
+                cluster::USAGE,
                 locks::USAGE,
                 dns::USAGE,
                 gossip::USAGE,
                 checks::USAGE
             );
-            bail!("usage: tribune-benches kv|locks|dns|gossip|checks [options]")
+            bail!("usage: tribune-benches kv|cluster|locks|dns|gossip|checks [options]")
         }
     }
 }

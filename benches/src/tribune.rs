@@ -117,33 +117,39 @@ impl Tribune {
     /// Write the keys the GET workloads read, and check one reads back intact.
     /// Returns the size of a GET response body.
     pub async fn populate(&self, value: &Bytes) -> Result<usize> {
-        let keys = GET_KEYS;
-        let mut tasks = tokio::task::JoinSet::new();
-        let workers = 16;
-        for w in 0..workers {
-            let addr = self.http;
-            let value = value.clone();
-            tasks.spawn(async move {
-                let mut c = HttpConn::connect(addr).await?;
-                for k in (w..keys).step_by(workers) {
-                    put(&mut c, &get_key(k), value.clone()).await?;
-                }
-                anyhow::Ok(())
-            });
-        }
-        while let Some(r) = tasks.join_next().await {
-            r??;
-        }
-        let mut c = HttpConn::connect(self.http).await?;
-        let body = c.get_ok(&format!("/v1/kv/{}", get_key(0))).await?;
-        let v: serde_json::Value = serde_json::from_slice(&body).context("GET response")?;
-        let b64 = v[0]["Value"].as_str().context("no Value in GET response")?;
-        let got = base64::engine::general_purpose::STANDARD.decode(b64)?;
-        if got != value.as_ref() {
-            bail!("GET returned a different value than was PUT");
-        }
-        Ok(body.len())
+        populate_at(self.http, value).await
     }
+}
+
+/// Writes the keys the GET workloads read through the server at `http`, checks
+/// one reads back intact, and returns the size of a GET response body.
+pub async fn populate_at(http: SocketAddr, value: &Bytes) -> Result<usize> {
+    let keys = GET_KEYS;
+    let mut tasks = tokio::task::JoinSet::new();
+    let workers = 16;
+    for w in 0..workers {
+        let addr = http;
+        let value = value.clone();
+        tasks.spawn(async move {
+            let mut c = HttpConn::connect(addr).await?;
+            for k in (w..keys).step_by(workers) {
+                put(&mut c, &get_key(k), value.clone()).await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r??;
+    }
+    let mut c = HttpConn::connect(http).await?;
+    let body = c.get_ok(&format!("/v1/kv/{}", get_key(0))).await?;
+    let v: serde_json::Value = serde_json::from_slice(&body).context("GET response")?;
+    let b64 = v[0]["Value"].as_str().context("no Value in GET response")?;
+    let got = base64::engine::general_purpose::STANDARD.decode(b64)?;
+    if got != value.as_ref() {
+        bail!("GET returned a different value than was PUT");
+    }
+    Ok(body.len())
 }
 
 /// The key the GET workloads read as number `k`.
@@ -200,6 +206,17 @@ pub async fn get_workload(
     sampler: &Sampler,
 ) -> Result<Measured> {
     let suffix = if stale { "?stale" } else { "" };
+    get_workload_with(addr, clients, suffix, plan, sampler).await
+}
+
+/// [`get_workload`] with any query suffix (`?consistent`).
+pub async fn get_workload_with(
+    addr: SocketAddr,
+    clients: usize,
+    suffix: &'static str,
+    plan: Plan,
+    sampler: &Sampler,
+) -> Result<Measured> {
     driver::run(clients, plan, sampler, move |i, mut ctx: Ctx| async move {
         let mut c = HttpConn::connect(addr).await?;
         ctx.ready().await?;

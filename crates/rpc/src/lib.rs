@@ -17,7 +17,7 @@ mod raft;
 mod renew;
 
 pub use grpc::{serve, GrpcClient};
-pub use pool::{ServerPool, NO_SERVERS};
+pub use pool::{not_sent, ServerPool, NO_SERVERS};
 pub use raft::{RaftFeedback, RaftLinks};
 
 use async_trait::async_trait;

@@ -47,7 +47,7 @@ impl std::fmt::Debug for ServerPool {
 
 /// Whether a failed request certainly did not reach a server (so even a write may be
 /// retried elsewhere).
-fn not_sent(e: &RpcError) -> bool {
+pub fn not_sent(e: &RpcError) -> bool {
     match e {
         RpcError::NoLeader => true,
         // tonic reports a failed connect as a transport error mentioning it.

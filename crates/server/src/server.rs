@@ -96,9 +96,13 @@ impl Server {
         let mult = config.raft_multiplier.clamp(1, 10);
         let mut rc = RaftConfig::new(cluster::raft_id(&config.node_id), &dir);
         // Consul scales its raft timeouts by raft_multiplier; ticks of 20 ms × multiplier
-        // give a 1 s × multiplier election timeout and 100 ms × multiplier heartbeats.
+        // give 100 ms × multiplier heartbeats and an election timeout drawn from
+        // [600 ms, 1.2 s) × multiplier. Consul's followers wait [1 s, 2 s) × multiplier;
+        // we wait less so a dead leader is replaced sooner (failover p50 ≈ 1 s at
+        // multiplier 1, BENCHMARKS.md), which pre-vote and check-quorum make safe:
+        // a follower that times out early cannot disturb a healthy leader's term.
         rc.tick = Duration::from_millis(20 * u64::from(mult));
-        rc.election_tick = 50;
+        rc.election_tick = 30;
         rc.heartbeat_tick = 5;
         rc.snapshot_threshold = config.snapshot_threshold;
         rc.snapshot_interval = config.snapshot_interval;
@@ -277,6 +281,12 @@ impl Server {
     }
 }
 
+/// Whether a read forwarded to the leader failed in transit (another leader may
+/// answer it); reads change nothing, so any transport failure may be retried.
+fn forward_failed(e: &RpcError) -> bool {
+    matches!(e, RpcError::Transport(_) | RpcError::ShuttingDown)
+}
+
 /// The leader's wall clock in ms since the epoch, stamped on every proposed entry.
 pub(crate) fn wall_ms() -> u64 {
     std::time::SystemTime::now()
@@ -289,8 +299,8 @@ pub(crate) fn wall_ms() -> u64 {
 enum Route {
     /// Here: this server leads (or the read may be stale).
     Local(RaftStatus),
-    /// On the leader, through its server RPC.
-    Forward(GrpcClient),
+    /// On the leader (this raft id), through its server RPC.
+    Forward(u64, GrpcClient),
 }
 
 impl Server {
@@ -302,7 +312,48 @@ impl Server {
             return Ok(Route::Local(status));
         }
         let leader = status.leader_id.ok_or(RpcError::NoLeader)?;
-        Ok(Route::Forward(cluster::leader_client(self, leader).await?))
+        Ok(Route::Forward(
+            leader,
+            cluster::leader_client(self, leader).await?,
+        ))
+    }
+
+    /// Serves `req` on the leader: here, or forwarded. A forward that fails
+    /// because the leader cannot be reached (it just died) is retried once a
+    /// different leader is known, within `rpc_hold_timeout`, as Consul holds RPCs
+    /// across an election; `retry` says which failures are safe to retry (a write
+    /// only if it certainly never arrived).
+    async fn on_leader<T, L, LF, F, FF>(
+        &self,
+        retry: fn(&RpcError) -> bool,
+        local: L,
+        forward: F,
+    ) -> Result<T, RpcError>
+    where
+        L: FnOnce(RaftStatus) -> LF,
+        LF: std::future::Future<Output = Result<T, RpcError>>,
+        F: Fn(GrpcClient) -> FF,
+        FF: std::future::Future<Output = Result<T, RpcError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.rpc_hold_timeout;
+        loop {
+            let (failed, err) = match self.route().await? {
+                Route::Local(status) => return local(status).await,
+                Route::Forward(leader, client) => match forward(client).await {
+                    Err(e) if retry(&e) => (leader, e),
+                    other => return other,
+                },
+            };
+            let mut rx = self.raft.subscribe();
+            let changed = tokio::time::timeout_at(
+                deadline,
+                rx.wait_for(|s| s.leader_id.is_some_and(|l| l != failed)),
+            )
+            .await;
+            if !matches!(changed, Ok(Ok(_))) {
+                return Err(err);
+            }
+        }
     }
 
     /// A read answered here: consistent reads first confirm leadership with a
@@ -341,14 +392,18 @@ impl ServerApi for Server {
         self.check_poisoned()?;
         // Followers forward writes to the leader (Consul's RPC forwarding); the
         // leader proposes them.
-        match self.route().await? {
-            Route::Local(_) => {
-                self.propose(req)
+        self.on_leader(
+            tribune_rpc::not_sent,
+            |_| {
+                self.propose(req.clone())
                     .instrument(tracing::debug_span!("raft.apply"))
-                    .await
-            }
-            Route::Forward(leader) => leader.write(req).await,
-        }
+            },
+            |leader| {
+                let req = req.clone();
+                async move { leader.write(req).await }
+            },
+        )
+        .await
     }
 
     async fn read(
@@ -365,15 +420,21 @@ impl ServerApi for Server {
         // Default reads are answered by the leader from its state: raft's check
         // quorum makes a leader cut off from the majority step down within an
         // election timeout (Consul's default mode has the same window).
-        match self.route().await? {
-            Route::Local(status) => {
-                if matches!(req, ReadRequest::SessionRenew { .. }) {
+        let renew = matches!(req, ReadRequest::SessionRenew { .. });
+        self.on_leader(
+            forward_failed,
+            |status| async {
+                if renew {
                     return self.renew_session(&req, &opts).await;
                 }
                 self.read_local(&req, &opts, status).await
-            }
-            Route::Forward(leader) => leader.read(req, opts).await,
-        }
+            },
+            |leader| {
+                let req = req.clone();
+                async move { leader.read(req, opts).await }
+            },
+        )
+        .await
     }
 
     async fn status(&self) -> Result<ServerStatus, RpcError> {
@@ -400,10 +461,15 @@ impl ServerApi for Server {
         ) {
             return self.operator_local(req).await;
         }
-        match self.route().await? {
-            Route::Local(_) => self.operator_local(req).await,
-            Route::Forward(leader) => leader.operator(req).await,
-        }
+        self.on_leader(
+            tribune_rpc::not_sent,
+            |_| self.operator_local(req.clone()),
+            |leader| {
+                let req = req.clone();
+                async move { leader.operator(req).await }
+            },
+        )
+        .await
     }
 
     fn raft_step(&self, msg: &[u8]) -> Result<(), RpcError> {

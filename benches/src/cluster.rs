@@ -1,0 +1,577 @@
+//! `cluster`: three Tribune servers next to a three-member etcd cluster, each
+//! member on its own loopback address (127.0.0.1–3) with its own data directory
+//! on the same disk, in the same run.
+//!
+//! - Writes: 256 B PUTs with 1, 64 and 512 closed-loop clients, Tribune over
+//!   Consul's HTTP API, etcd over its gRPC `KV/Put` on one shared connection (its
+//!   best case, see `etcd`). Both are sent to the leader, so neither pays a
+//!   follower's forwarding hop.
+//! - Consistent reads: `GET /v1/kv/<key>?consistent` (ReadIndex) against etcd's
+//!   linearizable `Range`, on the leader, with the same client counts.
+//! - Failover (Tribune): `raft_multiplier = 1`; a writer per surviving server
+//!   keeps writing; the leader is killed with SIGKILL, and the time from the
+//!   kill to the first acknowledged write that was *sent after* the kill is
+//!   recorded. The killed server is restarted and the cluster waits until all
+//!   three agree on a leader before the next kill (`--kills`, default 20).
+//!   Autopilot's dead-server cleanup is turned off first, so a killed server
+//!   stays a voter and simply rejoins, as it would after a crash in production.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use hyper::Method;
+
+use crate::driver::{Measured, Plan};
+use crate::etcd::{self, Api, KvClient};
+use crate::http::HttpConn;
+use crate::procs::Proc;
+use crate::sys::{self, Disk, Sampler};
+use crate::tribune;
+
+pub const USAGE: &str = "\
+tribune-benches cluster [options]
+  --warmup SECS       warm-up per workload (default 3)
+  --secs SECS         measured seconds per workload (default 10)
+  --clients LIST      client counts (default 1,64,512)
+  --kills N           leader kills for the failover figure (default 20; 0 skips)
+  --only LIST         comma-separated subset of tribune,etcd,failover
+  --tribune PATH      tribune binary (default: next to this binary)
+  --etcd PATH         etcd binary (default: /usr/bin/etcd)
+  --data-root DIR     where the data directories go (default: the system temp dir)
+";
+
+struct Opts {
+    plan: Plan,
+    clients: Vec<usize>,
+    kills: usize,
+    only: Option<Vec<String>>,
+    tribune: PathBuf,
+    etcd: PathBuf,
+    data_root: PathBuf,
+}
+
+impl Opts {
+    fn wants(&self, what: &str) -> bool {
+        self.only
+            .as_ref()
+            .is_none_or(|o| o.iter().any(|x| x == what))
+    }
+}
+
+fn parse(args: &[String]) -> Result<Opts> {
+    let mut o = Opts {
+        plan: Plan {
+            warmup: Duration::from_secs(3),
+            measure: Duration::from_secs(10),
+        },
+        clients: vec![1, 64, 512],
+        kills: 20,
+        only: None,
+        tribune: std::env::current_exe()
+            .context("locating this binary")?
+            .with_file_name("tribune"),
+        etcd: PathBuf::from("/usr/bin/etcd"),
+        data_root: std::env::temp_dir(),
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--warmup" => o.plan.warmup = Duration::from_secs_f64(value()?.parse()?),
+            "--secs" => o.plan.measure = Duration::from_secs_f64(value()?.parse()?),
+            "--clients" => {
+                o.clients = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()?
+            }
+            "--kills" => o.kills = value()?.parse()?,
+            "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--tribune" => o.tribune = value()?.into(),
+            "--etcd" => o.etcd = value()?.into(),
+            "--data-root" => o.data_root = value()?.into(),
+            other => bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    Ok(o)
+}
+
+/// Loopback address of member `i` (0-based).
+fn ip(i: usize) -> IpAddr {
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1 + i as u8))
+}
+
+const HTTP_PORT: u16 = 18500;
+const RPC_PORT: u16 = 18300;
+const SERF_PORT: u16 = 18301;
+
+/// One Tribune server and how to start it again.
+struct Server {
+    proc: Option<Proc>,
+    http: SocketAddr,
+    rpc: String,
+    args: Vec<String>,
+    log: PathBuf,
+}
+
+struct TribuneCluster {
+    bin: PathBuf,
+    servers: Vec<Server>,
+}
+
+impl TribuneCluster {
+    async fn start(bin: &Path, dir: &Path, n: usize) -> Result<TribuneCluster> {
+        let mut servers = Vec::new();
+        for i in 0..n {
+            let data = dir.join(format!("s{}", i + 1));
+            std::fs::create_dir_all(&data)?;
+            let config = serde_json::json!({
+                "ports": {"http": HTTP_PORT, "server": RPC_PORT, "serf_lan": SERF_PORT,
+                          "serf_wan": SERF_PORT + 1, "dns": -1, "grpc": -1},
+                "performance": {"raft_multiplier": 1},
+            });
+            let config_path = data.with_extension("json");
+            std::fs::write(&config_path, serde_json::to_vec(&config)?)?;
+            let args = vec![
+                "agent".to_owned(),
+                "-server".to_owned(),
+                format!("-bootstrap-expect={n}"),
+                format!("-node=s{}", i + 1),
+                format!("-bind={}", ip(i)),
+                format!("-client={}", ip(i)),
+                format!("-data-dir={}", data.display()),
+                format!("-config-file={}", config_path.display()),
+                format!("-retry-join={}:{SERF_PORT}", ip(0)),
+                format!("-retry-join={}:{SERF_PORT}", ip(1)),
+                "-retry-interval=200ms".to_owned(),
+            ];
+            let mut s = Server {
+                proc: None,
+                http: SocketAddr::new(ip(i), HTTP_PORT),
+                rpc: format!("{}:{RPC_PORT}", ip(i)),
+                args,
+                log: dir.join(format!("s{}.log", i + 1)),
+            };
+            s.proc = Some(spawn(bin, &s)?);
+            servers.push(s);
+        }
+        let c = TribuneCluster {
+            bin: bin.to_path_buf(),
+            servers,
+        };
+        c.wait_agreed(Duration::from_secs(60)).await?;
+        Ok(c)
+    }
+
+    fn pids(&self) -> Vec<u32> {
+        self.servers
+            .iter()
+            .filter_map(|s| s.proc.as_ref().map(Proc::pid))
+            .collect()
+    }
+
+    /// Waits until every running server names the same leader and all voters;
+    /// returns the leader's index.
+    async fn wait_agreed(&self, limit: Duration) -> Result<usize> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(i)) = self.agreed().await {
+                return Ok(i);
+            }
+            if Instant::now() > deadline {
+                bail!("tribune servers did not agree on a leader within {limit:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn agreed(&self) -> Result<Option<usize>> {
+        let mut leader = None;
+        for s in self.servers.iter().filter(|s| s.proc.is_some()) {
+            let mut c = HttpConn::connect(s.http).await?;
+            let l: String = serde_json::from_slice(&c.get_ok("/v1/status/leader").await?)?;
+            let peers: Vec<String> = serde_json::from_slice(&c.get_ok("/v1/status/peers").await?)?;
+            if l.is_empty() || peers.len() != self.servers.len() {
+                return Ok(None);
+            }
+            if leader.get_or_insert(l.clone()) != &l {
+                return Ok(None);
+            }
+        }
+        Ok(leader.and_then(|l| self.servers.iter().position(|s| s.rpc == l)))
+    }
+}
+
+fn spawn(bin: &Path, s: &Server) -> Result<Proc> {
+    let mut cmd = Command::new(bin);
+    cmd.args(&s.args);
+    Proc::spawn("tribune", cmd, &s.log)
+}
+
+/// Three etcd members on 127.0.0.1–3.
+struct EtcdCluster {
+    procs: Vec<Proc>,
+    clients: Vec<SocketAddr>,
+}
+
+impl EtcdCluster {
+    async fn start(bin: &Path, dir: &Path, n: usize) -> Result<EtcdCluster> {
+        let peers: Vec<String> = (0..n)
+            .map(|i| format!("e{}=http://{}:2380", i + 1, ip(i)))
+            .collect();
+        let mut procs = Vec::new();
+        let mut clients = Vec::new();
+        for i in 0..n {
+            let client_url = format!("http://{}:2379", ip(i));
+            let peer_url = format!("http://{}:2380", ip(i));
+            let mut cmd = Command::new(bin);
+            cmd.arg(format!("--name=e{}", i + 1))
+                .arg(format!(
+                    "--data-dir={}",
+                    dir.join(format!("e{}", i + 1)).display()
+                ))
+                .arg(format!("--listen-client-urls={client_url}"))
+                .arg(format!("--advertise-client-urls={client_url}"))
+                .arg(format!("--listen-peer-urls={peer_url}"))
+                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+                .arg(format!("--initial-cluster={}", peers.join(",")))
+                .arg("--initial-cluster-state=new")
+                .arg("--quota-backend-bytes=8589934592")
+                .arg("--log-level=warn")
+                .arg("--logger=zap");
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("ETCD_") {
+                    cmd.env_remove(k);
+                }
+            }
+            procs.push(Proc::spawn(
+                "etcd",
+                cmd,
+                &dir.join(format!("e{}.log", i + 1)),
+            )?);
+            clients.push(SocketAddr::new(ip(i), 2379));
+        }
+        let e = EtcdCluster { procs, clients };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let attempt = async {
+                let mut c = KvClient::connect(e.clients[0]).await?;
+                c.put(b"bench/ready".to_vec(), b"1".to_vec()).await?;
+                anyhow::Ok(())
+            };
+            if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(2), attempt).await {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("etcd cluster not ready after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(e)
+    }
+
+    /// The leader's client address, from each member's maintenance status.
+    async fn leader(&self) -> Result<SocketAddr> {
+        for addr in &self.clients {
+            let mut c = HttpConn::connect(*addr).await?;
+            let (_, body) = c
+                .request(Method::POST, "/v3/maintenance/status", "{}".into(), true)
+                .await?;
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            let me = v["header"]["member_id"].as_str().unwrap_or_default();
+            if !me.is_empty() && v["leader"].as_str() == Some(me) {
+                return Ok(*addr);
+            }
+        }
+        bail!("no etcd member says it leads")
+    }
+}
+
+/// A workload result with what it was.
+struct Row {
+    system: &'static str,
+    workload: &'static str,
+    clients: usize,
+    m: Measured,
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let opts = parse(args)?;
+    let tmp = sys::bench_dir(&opts.data_root)?;
+    let env = sys::Env::announce(tmp.path());
+    println!(
+        "plan:    {} s warm-up + {} s measured per workload; clients {:?}; {} leader kills",
+        opts.plan.warmup.as_secs_f64(),
+        opts.plan.measure.as_secs_f64(),
+        opts.clients,
+        opts.kills
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(async {
+        tokio::select! {
+            r = run_all(&opts, tmp.path(), &env.disk) => r,
+            _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+        }
+    });
+    drop(rt);
+    let (rows, failover) = result?;
+    println!();
+    println!(
+        "{:<8} {:<16} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>7} {:>8}",
+        "system",
+        "workload",
+        "clients",
+        "ops/s",
+        "p50 ms",
+        "p99 ms",
+        "errors",
+        "srv cpu",
+        "cli cpu",
+        "flush/s"
+    );
+    let cores = |c: Option<f64>| c.map_or("-".to_owned(), |c| format!("{c:.2}"));
+    for r in &rows {
+        println!(
+            "{:<8} {:<16} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>7} {:>7} {:>8.0}",
+            r.system,
+            r.workload,
+            r.clients,
+            r.m.ops_per_sec(),
+            r.m.p50_us / 1e3,
+            r.m.p99_us / 1e3,
+            r.m.errors,
+            cores(r.m.usage.server_cores),
+            cores(r.m.usage.client_cores),
+            r.m.usage.disk_flushes_per_sec
+        );
+    }
+    println!();
+    for (workload, target) in [("PUT 256 B", 2.0), ("GET ?consistent", 2.0)] {
+        for &n in &opts.clients {
+            let find = |system: &str| {
+                rows.iter()
+                    .find(|r| r.system == system && r.workload == workload && r.clients == n)
+                    .map(|r| r.m.ops_per_sec())
+            };
+            if let (Some(t), Some(e)) = (find("tribune"), find("etcd")) {
+                let ratio = t / e.max(1e-9);
+                let judged = n >= 64 || workload != "PUT 256 B";
+                println!(
+                    "{workload} c={n}: tribune/etcd = {ratio:.2}{}",
+                    if judged {
+                        format!(
+                            " (target >= {target}: {})",
+                            if ratio >= target { "met" } else { "NOT met" }
+                        )
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+        }
+    }
+    if !failover.is_empty() {
+        let mut ms: Vec<f64> = failover.iter().map(|d| d.as_secs_f64() * 1e3).collect();
+        ms.sort_by(f64::total_cmp);
+        let pct = |p: f64| ms[((ms.len() as f64 - 1.0) * p).round() as usize];
+        println!(
+            "failover over {} kills: p50 {:.0} ms, p99 {:.0} ms, max {:.0} ms (targets p50 <= 1200, p99 <= 2500)",
+            ms.len(),
+            pct(0.5),
+            pct(0.99),
+            ms[ms.len() - 1]
+        );
+        println!(
+            "  each: {}",
+            ms.iter()
+                .map(|m| format!("{m:.0}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+    }
+    drop(tmp);
+    Ok(())
+}
+
+async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Duration>)> {
+    let value = crate::kv::value();
+    let mut rows = Vec::new();
+    let mut failover = Vec::new();
+    if o.wants("tribune") || o.wants("failover") {
+        if !o.tribune.exists() {
+            bail!(
+                "{} not found (cargo build --release -p tribune)",
+                o.tribune.display()
+            );
+        }
+        let dir = tmp.join("tribune");
+        std::fs::create_dir_all(&dir)?;
+        println!("tribune: starting 3 servers");
+        let mut c = TribuneCluster::start(&o.tribune, &dir, 3).await?;
+        if o.wants("tribune") {
+            let leader = c.wait_agreed(Duration::from_secs(30)).await?;
+            let addr = c.servers[leader].http;
+            let sampler = Sampler::new(c.pids(), disk.clone());
+            for &n in &o.clients {
+                let m = tribune::put_workload(addr, n, value.clone(), o.plan, &sampler).await?;
+                println!("  tribune PUT c={n}: {:.0} ops/s", m.ops_per_sec());
+                rows.push(Row {
+                    system: "tribune",
+                    workload: "PUT 256 B",
+                    clients: n,
+                    m,
+                });
+            }
+            tribune::populate_at(addr, &value).await?;
+            for &n in &o.clients {
+                let m =
+                    tribune::get_workload_with(addr, n, "?consistent", o.plan, &sampler).await?;
+                println!(
+                    "  tribune GET ?consistent c={n}: {:.0} ops/s",
+                    m.ops_per_sec()
+                );
+                rows.push(Row {
+                    system: "tribune",
+                    workload: "GET ?consistent",
+                    clients: n,
+                    m,
+                });
+            }
+        }
+        if o.wants("failover") && o.kills > 0 {
+            failover = kill_leaders(&mut c, o.kills).await?;
+        }
+        for s in &mut c.servers {
+            if let Some(p) = s.proc.take() {
+                p.stop();
+            }
+        }
+    }
+    if o.wants("etcd") {
+        let dir = tmp.join("etcd");
+        std::fs::create_dir_all(&dir)?;
+        println!("etcd: starting 3 members");
+        let e = EtcdCluster::start(&o.etcd, &dir, 3).await?;
+        let addr = e.leader().await?;
+        let sampler = Sampler::new(e.procs.iter().map(Proc::pid).collect(), disk.clone());
+        for &n in &o.clients {
+            let m =
+                etcd::put_workload(addr, Api::Grpc, n, 1, value.clone(), o.plan, &sampler).await?;
+            println!("  etcd PUT c={n}: {:.0} ops/s", m.ops_per_sec());
+            rows.push(Row {
+                system: "etcd",
+                workload: "PUT 256 B",
+                clients: n,
+                m,
+            });
+        }
+        etcd::populate_at(addr, &value).await?;
+        for &n in &o.clients {
+            let m = etcd::get_workload(addr, Api::Grpc, n, 1, false, o.plan, &sampler).await?;
+            println!(
+                "  etcd GET linearizable c={n}: {:.0} ops/s",
+                m.ops_per_sec()
+            );
+            rows.push(Row {
+                system: "etcd",
+                workload: "GET ?consistent",
+                clients: n,
+                m,
+            });
+        }
+        for p in e.procs {
+            p.stop();
+        }
+    }
+    Ok((rows, failover))
+}
+
+/// Kills the leader `kills` times under a steady write load; returns, per kill,
+/// the time from the kill to the first acknowledged write sent after it.
+async fn kill_leaders(c: &mut TribuneCluster, kills: usize) -> Result<Vec<Duration>> {
+    // Killed servers must stay voters and rejoin (see the module docs).
+    let leader = c.wait_agreed(Duration::from_secs(30)).await?;
+    let mut conn = HttpConn::connect(c.servers[leader].http).await?;
+    let body = r#"{"CleanupDeadServers": false, "LastContactThreshold": "200ms",
+        "MaxTrailingLogs": 250, "MinQuorum": 0, "ServerStabilizationTime": "10s"}"#;
+    let (status, _) = conn
+        .request(
+            Method::PUT,
+            "/v1/operator/autopilot/configuration",
+            body.into(),
+            true,
+        )
+        .await?;
+    if !status.is_success() {
+        bail!("setting the autopilot configuration: {status}");
+    }
+    let mut out = Vec::new();
+    for k in 0..kills {
+        let leader = c.wait_agreed(Duration::from_secs(60)).await?;
+        // Writers on the other servers (followers forward to whichever leads):
+        // (sent, acknowledged) of every acknowledged write.
+        let acks: Arc<Mutex<Vec<(Instant, Instant)>>> = Arc::default();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = tokio::task::JoinSet::new();
+        for (i, s) in c.servers.iter().enumerate().filter(|(i, _)| *i != leader) {
+            let (addr, acks, stop) = (s.http, acks.clone(), stop.clone());
+            writers.spawn(async move {
+                let mut seq = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    seq += 1;
+                    let sent = Instant::now();
+                    let put = async {
+                        let mut conn = HttpConn::connect(addr).await?;
+                        tribune::put(&mut conn, &format!("failover/{k}/{i}/{seq}"), "x".into())
+                            .await
+                    };
+                    if let Ok(Ok(())) = tokio::time::timeout(Duration::from_secs(10), put).await {
+                        acks.lock().unwrap().push((sent, Instant::now()));
+                    }
+                }
+            });
+        }
+        let killed_at = Instant::now();
+        if let Some(p) = c.servers[leader].proc.take() {
+            // Proc::stop is SIGKILL.
+            p.stop();
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let first = loop {
+            let first_after = acks
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|(sent, _)| *sent >= killed_at)
+                .map(|(_, acked)| *acked)
+                .min();
+            if let Some(t) = first_after {
+                break t;
+            }
+            if Instant::now() > deadline {
+                bail!("no write acknowledged within 30 s of killing the leader");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        };
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        while writers.join_next().await.is_some() {}
+        let took = first.duration_since(killed_at);
+        println!(
+            "  kill {}: first acknowledged write after {:.0} ms",
+            k + 1,
+            took.as_secs_f64() * 1e3
+        );
+        out.push(took);
+        let s = &mut c.servers[leader];
+        s.proc = Some(spawn(&c.bin, s)?);
+    }
+    c.wait_agreed(Duration::from_secs(60)).await?;
+    Ok(out)
+}
