@@ -455,6 +455,7 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
         }
     }
     if o.wants("etcd") {
+        crate::kv::ensure_etcd(&o.etcd)?;
         let dir = tmp.join("etcd");
         std::fs::create_dir_all(&dir)?;
         println!("etcd: starting 3 members");

@@ -481,7 +481,7 @@ where
 }
 
 /// Install Debian's etcd 3.4 when it is missing and we may (root); otherwise say how.
-fn ensure_etcd(bin: &Path) -> Result<()> {
+pub(crate) fn ensure_etcd(bin: &Path) -> Result<()> {
     if !bin.exists() && bin != Path::new("/usr/bin/etcd") {
         bail!("{} not found", bin.display());
     }

@@ -1,7 +1,8 @@
-//! `cargo xtask bench kv|locks|dns|gossip|checks [options]`: build Tribune and the
-//! benchmark driver in release mode, then run one benchmark (`benches/`, binary
-//! `tribune-benches`): `kv` (KV PUT/GET against etcd, raw fdatasync and bare
-//! hyper), `locks` (lock hand-off, sessions, transactions and renewal CPU against
+//! `cargo xtask bench kv|cluster|locks|dns|gossip|checks [options]`: build Tribune
+//! and the benchmark driver in release mode, then run one benchmark (`benches/`,
+//! binary `tribune-benches`): `kv` (KV PUT/GET against etcd, raw fdatasync and bare
+//! hyper), `cluster` (three servers against a three-member etcd, and leader
+//! failover over repeated `kill -9`), `locks` (lock hand-off, sessions, transactions and renewal CPU against
 //! raw fdatasync), `dns` (A and SRV queries with dnsperf against unbound on the
 //! same pinned core; the driver installs Debian's dnsperf and unbound if missing),
 //! `checks` (one client agent running 1,000 HTTP checks: its CPU and RSS, and
@@ -25,10 +26,10 @@ use anyhow::{bail, Result};
 use crate::{cargo, project_root, run as run_cmd};
 
 const USAGE: &str =
-    "usage: cargo xtask bench kv|locks|dns|gossip|checks [driver options; --help lists them]";
+    "usage: cargo xtask bench kv|cluster|locks|dns|gossip|checks [driver options; --help lists them]";
 
 /// The benchmarks `tribune-benches` knows.
-const BENCHMARKS: [&str; 5] = ["kv", "locks", "dns", "gossip", "checks"];
+const BENCHMARKS: [&str; 6] = ["kv", "cluster", "locks", "dns", "gossip", "checks"];
 
 /// Those that run entirely in the driver's process, with no server to build.
 const IN_PROCESS: [&str; 1] = ["gossip"];

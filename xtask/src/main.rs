@@ -7,6 +7,8 @@
 //! - `tidy`: house rules (also run as a `#[test]`, see [`tidy`]).
 //! - `compat go|py|all`: the Go `api` package's and py-consul's own test suites.
 //! - `bench kv`: the KV benchmark against etcd, raw fdatasync and bare hyper;
+//!   `bench cluster`: three servers against a three-member etcd, and leader
+//!   failover over repeated `kill -9`;
 //!   `bench locks`: lock hand-off, session churn, transactions and TTL renewals;
 //!   `bench dns`: dnsperf against our DNS server and unbound on one pinned core;
 //!   `bench gossip`: failure detection, broadcast spread, traffic and CPU
@@ -135,7 +137,7 @@ fn main() -> Result<()> {
         }
         Some("prereqs") => prereqs::ensure(),
         _ => {
-            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|locks|dns|gossip|checks|cluster up|status|down|kill|restart|prereqs>")
+            bail!("usage: cargo xtask <dev|test|tidy|compat go|py|all|bench kv|cluster|locks|dns|gossip|checks|cluster up|status|down|kill|restart|prereqs>")
         }
     }
 }
