@@ -246,6 +246,14 @@ async fn start_server(
     server_cfg.data_dir = if cfg.dev { None } else { cfg.data_dir.clone() };
     server_cfg.bootstrap = cfg.dev || cfg.bootstrap || cfg.bootstrap_expect == 1;
     server_cfg.bootstrap_expect = cfg.bootstrap_expect;
+    server_cfg.autopilot = tribune_types::model::operator::AutopilotSettings {
+        cleanup_dead_servers: cfg.autopilot.cleanup_dead_servers,
+        last_contact_threshold: cfg.autopilot.last_contact_threshold,
+        max_trailing_logs: cfg.autopilot.max_trailing_logs,
+        min_quorum: cfg.autopilot.min_quorum,
+        server_stabilization_time: cfg.autopilot.server_stabilization_time,
+        ..Default::default()
+    };
     server_cfg.raft_multiplier = cfg.raft_multiplier;
     server_cfg.snapshot_threshold = cfg.raft_snapshot_threshold;
     server_cfg.snapshot_interval = cfg.raft_snapshot_interval;

@@ -31,6 +31,10 @@ use tribune_types::model::Member;
 
 use crate::fsm::Fsm;
 
+/// How long autopilot leaves a server an operator removed out of the
+/// configuration (Consul's `reconcile_interval`).
+const REMOVED_GRACE: Duration = Duration::from_secs(60);
+
 /// Serf member statuses.
 const ALIVE: u8 = 1;
 const LEFT: u8 = 3;
@@ -418,7 +422,19 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
                 .into_iter()
                 .map(|p| (p.id, (p.matched, p.recent_active)))
                 .collect();
-            let servers = server.servers.lock().clone();
+            // Consul's leader adds alive servers back on its reconcile pass (every
+            // 60 s), so a server an operator just removed stays out that long.
+            let servers: Vec<PeerServer> = {
+                let mut removed = server.removed.lock();
+                removed.retain(|_, at| at.elapsed() < REMOVED_GRACE);
+                server
+                    .servers
+                    .lock()
+                    .iter()
+                    .filter(|s| !removed.contains_key(&s.raft_id))
+                    .cloned()
+                    .collect()
+            };
             let settings = server.autopilot_settings();
             let now = Instant::now();
             for (id, (_, active)) in &matched {

@@ -27,6 +27,9 @@ pub struct ServerConfig {
     /// `bootstrap_expect`: form a cluster once this many servers are seen (0 or 1:
     /// no formation; 1 means `bootstrap`).
     pub bootstrap_expect: u32,
+    /// Autopilot settings from the agent config (`autopilot { .. }`), in force until
+    /// an operator stores others.
+    pub autopilot: tribune_types::model::operator::AutopilotSettings,
     /// `performance.raft_multiplier` (1 = fastest, Consul's default 5).
     pub raft_multiplier: u32,
     /// Entries between snapshots (`raft_snapshot_threshold`).
@@ -64,6 +67,7 @@ impl ServerConfig {
             data_dir: None,
             bootstrap: true,
             bootstrap_expect: 0,
+            autopilot: Default::default(),
             raft_multiplier: 5,
             snapshot_threshold: 16384,
             snapshot_interval: std::time::Duration::from_secs(30),

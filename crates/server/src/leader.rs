@@ -135,6 +135,20 @@ async fn establish(server: &Arc<Server>) -> Result<(), tribune_rpc::RpcError> {
         }
     }
     arm_session_timers(server).await?;
+    // Like Consul's leader, store the agent config's autopilot settings the first
+    // time a cluster has a leader; operators change them from then on.
+    let stored = matches!(
+        server.state.read(&ReadRequest::AutopilotConfig, None).0,
+        ReadResult::Autopilot(ref a) if a.raft.modify_index > 0
+    );
+    if !stored {
+        server
+            .propose(WriteRequest::AutopilotSet {
+                config: server.config.autopilot.clone(),
+                cas: Some(0),
+            })
+            .await?;
+    }
     // Member events seen while another server led (or none did) were not written
     // to the catalog: catch up from gossip's current view, as Consul's leader
     // does when it takes over.

@@ -28,11 +28,12 @@ fn propose_err(e: ProposeError) -> RpcError {
 }
 
 impl Server {
-    /// The autopilot settings in force: the stored ones, or Consul's defaults.
+    /// The autopilot settings in force: those an operator stored, or else the
+    /// agent config's (Consul's defaults unless set).
     pub(crate) fn autopilot_settings(&self) -> AutopilotSettings {
         match self.state.read(&ReadRequest::AutopilotConfig, None).0 {
-            ReadResult::Autopilot(settings) => settings,
-            _ => AutopilotSettings::default(),
+            ReadResult::Autopilot(settings) if settings.raft.modify_index > 0 => settings,
+            _ => self.config.autopilot.clone(),
         }
     }
 
@@ -137,6 +138,9 @@ impl Server {
             raft_id = member,
             "operator: removing raft peer"
         );
+        self.removed
+            .lock()
+            .insert(member, std::time::Instant::now());
         self.raft
             .change_membership(MembershipChange::Remove(member))
             .await

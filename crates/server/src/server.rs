@@ -59,6 +59,9 @@ pub struct Server {
     pub(crate) servers: Mutex<Vec<PeerServer>>,
     /// Autopilot's latest view of server health (while this server leads).
     pub(crate) health: watch::Sender<Option<AutopilotHealth>>,
+    /// Servers an operator removed, and when: autopilot leaves them out for a
+    /// reconcile interval rather than adding them straight back.
+    pub(crate) removed: Mutex<HashMap<u64, std::time::Instant>>,
     /// The LAN gossip members as last observed.
     pub(crate) members: Mutex<Vec<tribune_types::model::Member>>,
     /// Keeps a dev server's temporary data directory alive until drop.
@@ -137,6 +140,7 @@ impl Server {
             servers: Mutex::new(Vec::new()),
             health: watch::channel(None).0,
             members: Mutex::new(Vec::new()),
+            removed: Mutex::new(HashMap::new()),
             _temp_dir: temp,
         });
         crate::leader::spawn(server.clone(), server.shutdown_tx.subscribe());

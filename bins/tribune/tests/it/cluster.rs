@@ -279,7 +279,10 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
     assert_eq!(conf["CleanupDeadServers"], true);
     let body = json!({"CleanupDeadServers": false, "LastContactThreshold": "200ms",
         "MaxTrailingLogs": 250, "MinQuorum": 0, "ServerStabilizationTime": "1s"});
-    let url = format!("{http}/v1/operator/autopilot/configuration?cas=0");
+    // The leader stored the agent config's settings when it took over.
+    let cas = conf["ModifyIndex"].as_u64().context("ModifyIndex")?;
+    assert!(cas > 0);
+    let url = format!("{http}/v1/operator/autopilot/configuration?cas={cas}");
     assert_eq!(put(&c, &url, body.to_string()).await?, "true");
     assert_eq!(put(&c, &url, body.to_string()).await?, "false", "stale cas");
     let other = nodes[(leader + 2) % 3].http.clone();
