@@ -76,6 +76,8 @@ mod machine;
 mod node;
 mod pending;
 mod reads;
+#[cfg(test)]
+mod sim;
 mod snapfile;
 mod status;
 mod storage;

@@ -3,7 +3,8 @@
 //! steady write load sent to every server (followers forward to the leader),
 //! `kill -9` of the leader yields a new leader and writes resume; every
 //! acknowledged write is then readable from every surviving server, and the
-//! killed server, restarted on its data directory, catches up.
+//! killed server, restarted on its data directory, catches up (with three
+//! servers, through a snapshot streamed from the leader, its log long compacted).
 //!
 //! All waiting is bounded polling of the state the test waits for.
 
@@ -41,15 +42,23 @@ impl Node {
 /// Starts `n` servers expecting each other; they find each other through the
 /// first two servers' gossip ports.
 fn start_cluster(dir: &Path, n: usize) -> Result<Vec<Node>> {
+    start_cluster_with(dir, n, json!({}))
+}
+
+/// [`start_cluster`] with extra agent config for every server.
+fn start_cluster_with(dir: &Path, n: usize, config: serde_json::Value) -> Result<Vec<Node>> {
     let serf: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let mut nodes = Vec::new();
     for (i, port) in serf.iter().enumerate() {
         let name = format!("s{}", i + 1);
         let rpc_port = free_port();
-        let extra = json!({
+        let mut extra = json!({
             "gossip_lan": fast_gossip(),
             "ports": {"serf_lan": port, "server": rpc_port},
         });
+        if let (Some(e), Some(c)) = (extra.as_object_mut(), config.as_object()) {
+            e.extend(c.clone());
+        }
         let role = vec![
             "-server".to_owned(),
             format!("-bootstrap-expect={n}"),
@@ -187,9 +196,18 @@ async fn wait_for_writes(acked: &Arc<Mutex<Vec<u64>>>, more: usize) -> Result<()
     .await
 }
 
-async fn kill_leaders_under_load(servers: usize, kills: usize) -> Result<()> {
+/// With `snapshots`, servers snapshot and compact their logs every few entries,
+/// and enough is written after the last kill that the restarted servers can only
+/// catch up through a snapshot sent by the leader.
+async fn kill_leaders_under_load(servers: usize, kills: usize, snapshots: bool) -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let mut nodes = start_cluster(dir.path(), servers)?;
+    let config = if snapshots {
+        json!({"raft_snapshot_threshold": 16, "raft_trailing_logs": 4,
+               "raft_snapshot_interval": "10ms"})
+    } else {
+        json!({})
+    };
+    let mut nodes = start_cluster_with(dir.path(), servers, config)?;
     let c = reqwest::Client::new();
     agreed_leader(&c, &nodes, servers).await?;
 
@@ -214,6 +232,11 @@ async fn kill_leaders_under_load(servers: usize, kills: usize) -> Result<()> {
         // A new leader is elected and writes are acknowledged again.
         wait_for_writes(&acked, 20).await?;
     }
+    if snapshots {
+        // Two snapshots past the killed servers' logs: compaction keeps the log
+        // back to the previous snapshot.
+        wait_for_writes(&acked, 80).await?;
+    }
     stop.store(true, Ordering::Relaxed);
     load.await?;
     let acked: Vec<u64> = acked.lock().unwrap().clone();
@@ -224,18 +247,25 @@ async fn kill_leaders_under_load(servers: usize, kills: usize) -> Result<()> {
     for i in killed {
         nodes[i].start()?;
         has_all(&c, &nodes[i], &acked).await?;
+        if snapshots {
+            let agent = nodes[i].agent.as_mut().context("restarted")?;
+            agent.wait_for_line(
+                "installed a snapshot received from the leader",
+                Duration::from_secs(10),
+            )?;
+        }
     }
     Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_servers_survive_kill9_of_the_leader() -> Result<()> {
-    kill_leaders_under_load(3, 1).await
+    kill_leaders_under_load(3, 1, true).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn five_servers_survive_two_leader_kills() -> Result<()> {
-    kill_leaders_under_load(5, 2).await
+    kill_leaders_under_load(5, 2, false).await
 }
 
 async fn put(c: &reqwest::Client, url: &str, body: impl Into<reqwest::Body>) -> Result<String> {
@@ -269,6 +299,24 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
     let servers = raft_servers(&c, &http).await?;
     assert_eq!(servers.len(), 3);
     assert_eq!(servers.iter().filter(|s| s["Leader"] == true).count(), 1);
+    // The CLI shows the same configuration.
+    let out = std::process::Command::new(crate::support::bin())
+        .args(["operator", "raft", "list-peers"])
+        .env("CONSUL_HTTP_ADDR", http.trim_start_matches("http://"))
+        .output()?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let table = String::from_utf8(out.stdout)?;
+    assert!(table.starts_with("Node "), "{table}");
+    assert_eq!(
+        table.lines().filter(|l| l.contains(" leader ")).count(),
+        1,
+        "{table}"
+    );
+    assert_eq!(table.lines().count(), 4, "{table}");
     assert!(servers
         .iter()
         .all(|s| s["Voter"] == true && s["ProtocolVersion"] == "3"));
