@@ -167,6 +167,20 @@ impl TribuneCluster {
         Ok(c)
     }
 
+    /// Says so if leadership moved away from `leader` (the workload then ran
+    /// partly through a follower's forwarding, or saw the election's errors).
+    async fn note_leader_change(&self, leader: usize) {
+        match self.wait_agreed(Duration::from_secs(30)).await {
+            Ok(now) if now == leader => {}
+            Ok(now) => println!(
+                "  note: leadership moved from s{} to s{} during the run",
+                leader + 1,
+                now + 1
+            ),
+            Err(e) => println!("  note: {e:#}"),
+        }
+    }
+
     fn pids(&self) -> Vec<u32> {
         self.servers
             .iter()
@@ -377,6 +391,14 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     }
+    for r in &rows {
+        if let Some(e) = &r.m.first_error {
+            println!(
+                "note: {} {} c={}: first error: {e}",
+                r.system, r.workload, r.clients
+            );
+        }
+    }
     if !failover.is_empty() {
         let mut ms: Vec<f64> = failover.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         ms.sort_by(f64::total_cmp);
@@ -421,6 +443,7 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
             let sampler = Sampler::new(c.pids(), disk.clone());
             for &n in &o.clients {
                 let m = tribune::put_workload(addr, n, value.clone(), o.plan, &sampler).await?;
+                c.note_leader_change(leader).await;
                 println!("  tribune PUT c={n}: {:.0} ops/s", m.ops_per_sec());
                 rows.push(Row {
                     system: "tribune",
@@ -433,6 +456,7 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
             for &n in &o.clients {
                 let m =
                     tribune::get_workload_with(addr, n, "?consistent", o.plan, &sampler).await?;
+                c.note_leader_change(leader).await;
                 println!(
                     "  tribune GET ?consistent c={n}: {:.0} ops/s",
                     m.ops_per_sec()
