@@ -130,6 +130,8 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     config: DriverConfig,
     applied: u64,
     applied_since_snapshot: u64,
+    /// Index of the last membership change applied since start (0 if none).
+    membership_index: u64,
     /// No automatic snapshot before this (see [`RaftConfig::snapshot_interval`]).
     ///
     /// [`RaftConfig::snapshot_interval`]: crate::RaftConfig::snapshot_interval
@@ -184,6 +186,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             config,
             applied,
             applied_since_snapshot: 0,
+            membership_index: 0,
             next_snapshot,
             stopping: None,
         }
@@ -191,7 +194,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
 
     /// The status as the raft thread sees it right now.
     pub(crate) fn current_status(&self) -> RaftStatus {
-        status_of(&self.raw, &self.shared, self.applied)
+        let mut status = status_of(&self.raw, &self.shared, self.applied);
+        status.membership_index = self.membership_index;
+        status
     }
 
     /// Run until stopped; returns the callers waiting for the stop. Consumes the
@@ -639,6 +644,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 }
                 Some(kind @ (EntryType::EntryConfChange | EntryType::EntryConfChangeV2)) => {
                     let applied = self.apply_conf_change(index, kind, &entry.data)?;
+                    if applied.is_some() {
+                        self.membership_index = index;
+                    }
                     self.raw.mut_store().note_applied(index, applied.clone());
                     match (waiter, applied) {
                         (Some(Waiter::ConfChange(tx)), Some(_)) => {
@@ -845,6 +853,7 @@ pub(crate) fn status_of(raw: &RawNode<RocksStorage>, shared: &Shared, applied: u
         snapshot_index: store.snapshot_index(),
         voters,
         learners,
+        membership_index: 0,
         running: true,
     }
 }

@@ -32,6 +32,10 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Learners (non-voting members) in the applied configuration.
     pub learners: Vec<u64>,
+    /// Log index of the last membership change this server applied since it
+    /// started (0 if none: the membership then comes from a snapshot or the
+    /// bootstrap).
+    pub membership_index: u64,
     /// False once the raft thread has stopped (shutdown or fatal error).
     pub running: bool,
 }

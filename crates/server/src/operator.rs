@@ -93,7 +93,9 @@ impl Server {
             .collect();
         RaftConfiguration {
             servers,
-            index: status.commit,
+            // Consul reports the index of the configuration itself (0 for a
+            // bootstrapped one that never changed).
+            index: status.membership_index,
         }
     }
 

@@ -108,6 +108,19 @@ fn operator_client(parsed: &Parsed, ctx: &mut Ctx) -> Result<Client, i32> {
     })
 }
 
+/// What every subcommand starts with: its flags parsed and a client built (or the
+/// exit code after the error has been printed).
+fn setup(
+    flags: &FlagSet,
+    args: &[String],
+    help: &str,
+    ctx: &mut Ctx,
+) -> Result<(Parsed, Client), i32> {
+    let p = parse(flags, args, help, ctx)?;
+    let client = operator_client(&p, ctx)?;
+    Ok((p, client))
+}
+
 /// Go's `%q` for a string: printable characters as they are, the rest escaped.
 pub(crate) fn go_quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
@@ -139,12 +152,8 @@ const LIST_PEERS_HELP: &str = "Usage: tribune operator raft list-peers [options]
 /// `operator raft list-peers [-stale]`
 async fn list_peers(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = server_flags(client_flags(FlagSet::new("operator raft list-peers")));
-    let p = match parse(&flags, args, LIST_PEERS_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match operator_client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match setup(&flags, args, LIST_PEERS_HELP, ctx) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     match client.operator().raft_get_configuration(&query(&p)).await {
@@ -232,12 +241,8 @@ async fn remove_peer(args: &[String], ctx: &mut Ctx) -> i32 {
             )
             .value("id", "The ID to remove from the Raft configuration."),
     ));
-    let p = match parse(&flags, args, REMOVE_PEER_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match operator_client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match setup(&flags, args, REMOVE_PEER_HELP, ctx) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let address = p.get("address").unwrap_or("");
@@ -278,12 +283,8 @@ async fn transfer_leader(args: &[String], ctx: &mut Ctx) -> i32 {
         FlagSet::new("operator raft transfer-leader")
             .value("id", "The ID of the node to transfer leadership to."),
     ));
-    let p = match parse(&flags, args, TRANSFER_LEADER_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match operator_client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match setup(&flags, args, TRANSFER_LEADER_HELP, ctx) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     match client
@@ -316,12 +317,8 @@ const GET_CONFIG_HELP: &str = "Usage: tribune operator autopilot get-config [opt
 /// `operator autopilot get-config [-stale]`
 async fn get_config(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = server_flags(client_flags(FlagSet::new("operator autopilot get-config")));
-    let p = match parse(&flags, args, GET_CONFIG_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match operator_client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match setup(&flags, args, GET_CONFIG_HELP, ctx) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     match client

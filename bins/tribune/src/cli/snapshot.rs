@@ -82,6 +82,27 @@ fn file_arg<'a>(args: &'a [String], ctx: &mut Ctx) -> Result<&'a str, i32> {
     }
 }
 
+/// What `save` and `restore` start with: flags parsed, the one FILE argument and a
+/// client (or the exit code after the error has been printed).
+fn setup(
+    flags: &FlagSet,
+    args: &[String],
+    help: &str,
+    ctx: &mut Ctx,
+) -> Result<
+    (
+        tribune_types::goflag::Parsed,
+        String,
+        tribune_client::Client,
+    ),
+    i32,
+> {
+    let p = parse(flags, args, help, ctx)?;
+    let file = file_arg(&p.args, ctx)?.to_owned();
+    let client = client(&p, ctx)?;
+    Ok((p, file, client))
+}
+
 const SAVE_HELP: &str = r#"Usage: tribune snapshot save [options] FILE
 
   Retrieves an atomic, point-in-time snapshot of the state of the servers which
@@ -128,16 +149,8 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 /// `snapshot save [-stale] FILE`
 async fn save(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = server_flags(client_flags(FlagSet::new("snapshot save")));
-    let p = match parse(&flags, args, SAVE_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let file = match file_arg(&p.args, ctx) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let client = match client(&p, ctx) {
-        Ok(c) => c,
+    let (p, file, client) = match setup(&flags, args, SAVE_HELP, ctx) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let (bytes, meta) = match client.snapshot().save(&query(&p)).await {
@@ -167,11 +180,11 @@ async fn save(args: &[String], ctx: &mut Ctx) -> i32 {
         ctx.error(&format!("Error verifying snapshot file: {err}"));
         return 1;
     }
-    if let Err(err) = std::fs::rename(&unverified, file) {
+    if let Err(err) = std::fs::rename(&unverified, &file) {
         ctx.error(&format!(
             "Error renaming {} to {}: {err}",
             go_quote(&unverified.to_string_lossy()),
-            go_quote(file)
+            go_quote(&file)
         ));
         return 1;
     }
@@ -203,16 +216,8 @@ const RESTORE_HELP: &str = r#"Usage: tribune snapshot restore [options] FILE
 /// `snapshot restore FILE`
 async fn restore(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = server_flags(client_flags(FlagSet::new("snapshot restore")));
-    let p = match parse(&flags, args, RESTORE_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let file = match file_arg(&p.args, ctx) {
-        Ok(f) => f,
-        Err(code) => return code,
-    };
-    let client = match client(&p, ctx) {
-        Ok(c) => c,
+    let (_, file, client) = match setup(&flags, args, RESTORE_HELP, ctx) {
+        Ok(v) => v,
         Err(code) => return code,
     };
     let bytes = match std::fs::read(file) {

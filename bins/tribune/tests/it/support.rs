@@ -12,12 +12,40 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tribune"))
 }
 
-/// A free TCP port on 127.0.0.1 (bound, then released, like sdk/freeport).
+/// A port on 127.0.0.1 free for both TCP and UDP (gossip binds both), checked and
+/// released like sdk/freeport's. Chosen below the kernel's ephemeral range
+/// (32768 and up), so the outgoing connections of tests running in parallel
+/// cannot take it between this check and the agent's bind (port 0 would hand out
+/// exactly those ports), and never handed out twice by this process.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("no free port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static STATE: AtomicU64 = AtomicU64::new(0);
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 32;
+    let _ = STATE.compare_exchange(0, seed | 1, Ordering::SeqCst, Ordering::SeqCst);
+    for _ in 0..10_000 {
+        // xorshift: spread over the range without a dependency.
+        let mut x = STATE.load(Ordering::SeqCst);
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        STATE.store(x, Ordering::SeqCst);
+        let port = 20_000 + (x % 12_000) as u16;
+        let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+        if given.contains(&port) {
+            continue;
+        }
+        let free = std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok();
+        if free {
+            given.push(port);
+            return port;
+        }
+    }
+    panic!("no free port in 20000..32000")
 }
 
 /// A running agent process.
