@@ -682,6 +682,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     // Whether to leave the gossip pools gracefully (others then see this node `left`,
     // not `failed`): Consul's skip_leave_on_interrupt / leave_on_terminate.
     // `/v1/agent/leave` has already left by the time it gets here.
+    let mut left_by_api = false;
     let leave = loop {
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
@@ -693,7 +694,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             }
             ev = events.recv() => match ev {
                 // The agent already left its pools before answering `/v1/agent/leave`.
-                None | Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); break false; }
+                None => break false,
+                Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); left_by_api = true; break false; }
                 Some(AgentEvent::Reload(reply)) => {
                     let r = reload(&parsed, &agent, &mut from_config).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
@@ -701,6 +703,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             },
         }
     };
+    if leave {
+        if let Some(server) = &server {
+            server.prepare_leave().await;
+        }
+    }
     for pool in [&lan, &wan].into_iter().flatten() {
         if leave {
             if let Err(e) = pool.leave().await {
@@ -708,6 +715,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             }
         }
         pool.shutdown().await;
+    }
+    if leave || left_by_api {
+        if let Some(server) = &server {
+            // Stay a raft member until the leader has removed this server: a
+            // removal needs the votes of the configuration it shrinks (Consul
+            // waits the same way before a server's leave completes).
+            server.wait_removed(Duration::from_secs(5)).await;
+        }
     }
     let _ = stop_tx.send(true);
     // Let in-flight requests (e.g. the answer to `/v1/agent/leave`) finish; parked

@@ -184,6 +184,7 @@ impl Backend for Agent {
         // Consul answers only once the leave has propagated, so a client that asks the
         // other members right after sees this node `left` (the Go client's own test
         // does exactly that).
+        self.servers.prepare_leave().await;
         for wan in [false, true] {
             if let Some(pool) = self.pool(wan) {
                 pool.leave()

@@ -82,6 +82,10 @@ pub trait ServerApi: Send + Sync + 'static {
             "operator requests are answered by servers".into(),
         ))
     }
+    /// Called before this agent leaves the cluster gracefully. A server that leads
+    /// hands leadership to another voter first, so the cluster does not wait out
+    /// an election timeout; for anything else there is nothing to do.
+    async fn prepare_leave(&self) {}
     /// An encoded raft message from a peer server. Only servers take them.
     fn raft_step(&self, _msg: &[u8]) -> Result<(), RpcError> {
         Err(RpcError::Transport(

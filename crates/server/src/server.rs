@@ -165,6 +165,23 @@ impl Server {
         self.raft.status()
     }
 
+    /// Waits (at most `limit`) until this server is no longer in the raft
+    /// configuration, or is the only member left.
+    pub async fn wait_removed(&self, limit: Duration) {
+        let me = self.raft.id();
+        let mut rx = self.raft.subscribe();
+        let gone = |s: &RaftStatus| {
+            !s.running
+                || (!s.voters.contains(&me) && !s.learners.contains(&me))
+                || (s.voters == [me] && s.learners.is_empty())
+        };
+        let removed = tokio::time::timeout(limit, async { rx.wait_for(gone).await.is_ok() }).await;
+        match removed {
+            Ok(_) => tracing::info!("left the raft configuration"),
+            Err(_) => tracing::warn!("leaving: still in the raft configuration after {limit:?}"),
+        }
+    }
+
     /// Stops the leader loop and raft, flushing nothing that was not already durable.
     pub async fn shutdown(&self) {
         let _ = self.shutdown_tx.send(true);
@@ -474,6 +491,19 @@ impl ServerApi for Server {
             },
         )
         .await
+    }
+
+    async fn prepare_leave(&self) {
+        if !self.raft.status().is_leader || self.raft.status().voters.len() < 2 {
+            return;
+        }
+        match self
+            .operator_local(OperatorRequest::TransferLeader { id: String::new() })
+            .await
+        {
+            Ok(_) => tracing::info!("leaving: handed leadership to another server"),
+            Err(e) => tracing::warn!(error = %e, "leaving: could not hand over leadership"),
+        }
     }
 
     fn raft_step(&self, msg: &[u8]) -> Result<(), RpcError> {

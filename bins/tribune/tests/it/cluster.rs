@@ -488,5 +488,44 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
         .text()
         .await?
         .contains("was not found in the Raft configuration"));
+
+    // The leader leaving hands leadership over first; the other server then
+    // removes it and is the whole configuration.
+    let leader_rpc: String =
+        serde_json::from_value(get_json(&c, &format!("{http}/v1/status/leader")).await?)?;
+    let leaving = nodes
+        .iter()
+        .position(|n| n.agent.is_some() && n.rpc == leader_rpc)
+        .context("the leader")?;
+    let r = c
+        .put(format!("{}/v1/agent/leave", nodes[leaving].http))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    nodes[leaving]
+        .agent
+        .as_mut()
+        .context("leader running")?
+        .wait_for_line(
+            "handed leadership to another server",
+            Duration::from_secs(10),
+        )?;
+    nodes[leaving].agent.take();
+    let last = nodes
+        .iter()
+        .find(|n| n.agent.is_some())
+        .context("the last server")?;
+    eventually(
+        Duration::from_secs(20),
+        "last server alone in the configuration",
+        || async {
+            let servers = raft_servers(&c, &last.http).await?;
+            Ok(servers.len() == 1
+                && servers[0]["Leader"] == true
+                && servers[0]["Address"] == last.rpc.as_str())
+        },
+    )
+    .await?;
+    put(&c, &format!("{}/v1/kv/after-leave", last.http), "ok").await?;
     Ok(())
 }
