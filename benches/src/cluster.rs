@@ -2,6 +2,11 @@
 //! member on its own loopback address (127.0.0.1–3) with its own data directory
 //! on the same disk, in the same run.
 //!
+//! Both clusters stay up side by side and every workload alternates between
+//! them for `--rounds` rounds (default 3); the ratios are medians of the
+//! per-round ratios, because this machine's throughput drifts by tens of percent
+//! over minutes.
+//!
 //! - Writes: 256 B PUTs with 1, 64 and 512 closed-loop clients, Tribune over
 //!   Consul's HTTP API, etcd over its gRPC `KV/Put` on one shared connection (its
 //!   best case, see `etcd`). Both are sent to the leader, so neither pays a
@@ -34,10 +39,11 @@ use crate::tribune;
 
 pub const USAGE: &str = "\
 tribune-benches cluster [options]
-  --warmup SECS       warm-up per workload (default 3)
-  --secs SECS         measured seconds per workload (default 10)
+  --warmup SECS       warm-up per workload (default 2)
+  --secs SECS         measured seconds per workload (default 5)
   --clients LIST      client counts (default 1,64,512)
   --kills N           leader kills for the failover figure (default 20; 0 skips)
+  --rounds N          rounds of every workload, alternating the systems (default 3)
   --only LIST         comma-separated subset of tribune,etcd,failover
   --tribune PATH      tribune binary (default: next to this binary)
   --etcd PATH         etcd binary (default: /usr/bin/etcd)
@@ -48,6 +54,7 @@ struct Opts {
     plan: Plan,
     clients: Vec<usize>,
     kills: usize,
+    rounds: usize,
     only: Option<Vec<String>>,
     tribune: PathBuf,
     etcd: PathBuf,
@@ -65,11 +72,12 @@ impl Opts {
 fn parse(args: &[String]) -> Result<Opts> {
     let mut o = Opts {
         plan: Plan {
-            warmup: Duration::from_secs(3),
-            measure: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            measure: Duration::from_secs(5),
         },
         clients: vec![1, 64, 512],
         kills: 20,
+        rounds: 3,
         only: None,
         tribune: std::env::current_exe()
             .context("locating this binary")?
@@ -90,6 +98,7 @@ fn parse(args: &[String]) -> Result<Opts> {
                     .collect::<Result<_, _>>()?
             }
             "--kills" => o.kills = value()?.parse()?,
+            "--rounds" => o.rounds = value()?.parse::<usize>()?.max(1),
             "--only" => o.only = Some(value()?.split(',').map(str::to_owned).collect()),
             "--tribune" => o.tribune = value()?.into(),
             "--etcd" => o.etcd = value()?.into(),
@@ -307,6 +316,7 @@ impl EtcdCluster {
 
 /// A workload result with what it was.
 struct Row {
+    round: usize,
     system: &'static str,
     workload: &'static str,
     clients: usize,
@@ -353,7 +363,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let cores = |c: Option<f64>| c.map_or("-".to_owned(), |c| format!("{c:.2}"));
     for r in &rows {
         println!(
-            "{:<8} {:<16} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>7} {:>7} {:>8.0}",
+            "{:>5} {:<8} {:<16} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>7} {:>7}",
+            r.round,
             r.system,
             r.workload,
             r.clients,
@@ -363,22 +374,35 @@ pub fn run(args: &[String]) -> Result<()> {
             r.m.errors,
             cores(r.m.usage.server_cores),
             cores(r.m.usage.client_cores),
-            r.m.usage.disk_flushes_per_sec
         );
     }
     println!();
-    for (workload, target) in [("PUT 256 B", 2.0), ("GET ?consistent", 2.0)] {
+    for (workload, target) in [(PUT, 2.0), (GET, 2.0)] {
         for &n in &opts.clients {
-            let find = |system: &str| {
+            let find = |system: &str, round: usize| {
                 rows.iter()
-                    .find(|r| r.system == system && r.workload == workload && r.clients == n)
+                    .find(|r| {
+                        r.round == round
+                            && r.system == system
+                            && r.workload == workload
+                            && r.clients == n
+                    })
                     .map(|r| r.m.ops_per_sec())
             };
-            if let (Some(t), Some(e)) = (find("tribune"), find("etcd")) {
-                let ratio = t / e.max(1e-9);
-                let judged = n >= 64 || workload != "PUT 256 B";
+            // The median of the per-round ratios: each round's pair ran minutes
+            // apart at most, under the same drift.
+            let ratios: Vec<f64> = (1..=opts.rounds)
+                .filter_map(|round| Some(find("tribune", round)? / find("etcd", round)?.max(1e-9)))
+                .collect();
+            let each = ratios
+                .iter()
+                .map(|r| format!("{r:.2}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            if let Some(ratio) = crate::report::median(ratios) {
+                let judged = n >= 64 || workload != PUT;
                 println!(
-                    "{workload} c={n}: tribune/etcd = {ratio:.2}{}",
+                    "{workload} c={n}: tribune/etcd median {ratio:.2} (rounds: {each}){}",
                     if judged {
                         format!(
                             " (target >= {target}: {})",
@@ -425,7 +449,7 @@ pub fn run(args: &[String]) -> Result<()> {
 async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Duration>)> {
     let value = crate::kv::value();
     let mut rows = Vec::new();
-    let mut failover = Vec::new();
+    let mut tribune = None;
     if o.wants("tribune") || o.wants("failover") {
         if !o.tribune.exists() {
             bail!(
@@ -436,39 +460,91 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
         let dir = tmp.join("tribune");
         std::fs::create_dir_all(&dir)?;
         println!("tribune: starting 3 servers");
-        let mut c = TribuneCluster::start(&o.tribune, &dir, 3).await?;
-        if o.wants("tribune") {
+        tribune = Some(TribuneCluster::start(&o.tribune, &dir, 3).await?);
+    }
+    let mut etcd = None;
+    if o.wants("etcd") {
+        crate::kv::ensure_etcd(&o.etcd)?;
+        let dir = tmp.join("etcd");
+        std::fs::create_dir_all(&dir)?;
+        println!("etcd: starting 3 members");
+        etcd = Some(EtcdCluster::start(&o.etcd, &dir, 3).await?);
+    }
+    // Both clusters run side by side (an idle one costs a few hundredths of a
+    // core) and the workloads alternate between them, round after round, so both
+    // see this machine's drift alike; the ratios are medians over the rounds.
+    let t = match (&tribune, o.wants("tribune")) {
+        (Some(c), true) => {
             let leader = c.wait_agreed(Duration::from_secs(30)).await?;
-            let addr = c.servers[leader].http;
-            let sampler = Sampler::new(c.pids(), disk.clone());
+            tribune::populate_at(c.servers[leader].http, &value).await?;
+            Some((c, Sampler::new(c.pids(), disk.clone())))
+        }
+        _ => None,
+    };
+    let e = match &etcd {
+        Some(e) => {
+            let addr = e.leader().await?;
+            etcd::populate_at(addr, &value).await?;
+            let pids = e.procs.iter().map(Proc::pid).collect();
+            Some((addr, Sampler::new(pids, disk.clone())))
+        }
+        None => None,
+    };
+    for round in 1..=o.rounds {
+        for workload in [PUT, GET] {
             for &n in &o.clients {
-                let m = tribune::put_workload(addr, n, value.clone(), o.plan, &sampler).await?;
-                c.note_leader_change(leader).await;
-                println!("  tribune PUT c={n}: {:.0} ops/s", m.ops_per_sec());
-                rows.push(Row {
-                    system: "tribune",
-                    workload: "PUT 256 B",
-                    clients: n,
-                    m,
-                });
-            }
-            tribune::populate_at(addr, &value).await?;
-            for &n in &o.clients {
-                let m =
-                    tribune::get_workload_with(addr, n, "?consistent", o.plan, &sampler).await?;
-                c.note_leader_change(leader).await;
-                println!(
-                    "  tribune GET ?consistent c={n}: {:.0} ops/s",
-                    m.ops_per_sec()
-                );
-                rows.push(Row {
-                    system: "tribune",
-                    workload: "GET ?consistent",
-                    clients: n,
-                    m,
-                });
+                if let Some((c, sampler)) = &t {
+                    // Whichever server leads now: an election in an earlier
+                    // workload must not turn every later one into forwarding.
+                    let leader = c.wait_agreed(Duration::from_secs(30)).await?;
+                    let addr = c.servers[leader].http;
+                    let m = if workload == PUT {
+                        tribune::put_workload(addr, n, value.clone(), o.plan, sampler).await?
+                    } else {
+                        tribune::get_workload_with(addr, n, "?consistent", o.plan, sampler).await?
+                    };
+                    c.note_leader_change(leader).await;
+                    println!(
+                        "  round {round}: tribune {workload} c={n}: {:.0} ops/s",
+                        m.ops_per_sec()
+                    );
+                    rows.push(Row {
+                        round,
+                        system: "tribune",
+                        workload,
+                        clients: n,
+                        m,
+                    });
+                }
+                if let Some((addr, sampler)) = &e {
+                    let m = if workload == PUT {
+                        etcd::put_workload(*addr, Api::Grpc, n, 1, value.clone(), o.plan, sampler)
+                            .await?
+                    } else {
+                        etcd::get_workload(*addr, Api::Grpc, n, 1, false, o.plan, sampler).await?
+                    };
+                    println!(
+                        "  round {round}: etcd {workload} c={n}: {:.0} ops/s",
+                        m.ops_per_sec()
+                    );
+                    rows.push(Row {
+                        round,
+                        system: "etcd",
+                        workload,
+                        clients: n,
+                        m,
+                    });
+                }
             }
         }
+    }
+    if let Some(e) = etcd {
+        for p in e.procs {
+            p.stop();
+        }
+    }
+    let mut failover = Vec::new();
+    if let Some(mut c) = tribune {
         if o.wants("failover") && o.kills > 0 {
             failover = kill_leaders(&mut c, o.kills).await?;
         }
@@ -478,45 +554,11 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
             }
         }
     }
-    if o.wants("etcd") {
-        crate::kv::ensure_etcd(&o.etcd)?;
-        let dir = tmp.join("etcd");
-        std::fs::create_dir_all(&dir)?;
-        println!("etcd: starting 3 members");
-        let e = EtcdCluster::start(&o.etcd, &dir, 3).await?;
-        let addr = e.leader().await?;
-        let sampler = Sampler::new(e.procs.iter().map(Proc::pid).collect(), disk.clone());
-        for &n in &o.clients {
-            let m =
-                etcd::put_workload(addr, Api::Grpc, n, 1, value.clone(), o.plan, &sampler).await?;
-            println!("  etcd PUT c={n}: {:.0} ops/s", m.ops_per_sec());
-            rows.push(Row {
-                system: "etcd",
-                workload: "PUT 256 B",
-                clients: n,
-                m,
-            });
-        }
-        etcd::populate_at(addr, &value).await?;
-        for &n in &o.clients {
-            let m = etcd::get_workload(addr, Api::Grpc, n, 1, false, o.plan, &sampler).await?;
-            println!(
-                "  etcd GET linearizable c={n}: {:.0} ops/s",
-                m.ops_per_sec()
-            );
-            rows.push(Row {
-                system: "etcd",
-                workload: "GET ?consistent",
-                clients: n,
-                m,
-            });
-        }
-        for p in e.procs {
-            p.stop();
-        }
-    }
     Ok((rows, failover))
 }
+
+const PUT: &str = "PUT 256 B";
+const GET: &str = "GET ?consistent";
 
 /// Kills the leader `kills` times under a steady write load; returns, per kill,
 /// the time from the kill to the first acknowledged write sent after it.
