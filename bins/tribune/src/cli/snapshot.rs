@@ -103,6 +103,20 @@ fn setup(
     Ok((p, file, client))
 }
 
+/// Reads an archive file and checks it decodes; on failure prints `open_error`
+/// (or Consul's verify message) and returns the exit code.
+fn read_verified(path: &Path, open_error: &str, ctx: &mut Ctx) -> Result<Vec<u8>, i32> {
+    let bytes = std::fs::read(path).map_err(|err| {
+        ctx.error(&format!("{open_error}: {err}"));
+        1
+    })?;
+    if let Err(err) = Archive::decode(&bytes) {
+        ctx.error(&format!("Error verifying snapshot file: {err}"));
+        return Err(1);
+    }
+    Ok(bytes)
+}
+
 const SAVE_HELP: &str = r#"Usage: tribune snapshot save [options] FILE
 
   Retrieves an atomic, point-in-time snapshot of the state of the servers which
@@ -169,16 +183,8 @@ async fn save(args: &[String], ctx: &mut Ctx) -> i32 {
     }
     let _cleanup = RemoveOnDrop(&unverified);
     // Verify what landed on disk, not the buffer: that is what a restore will read.
-    let on_disk = match std::fs::read(&unverified) {
-        Ok(b) => b,
-        Err(err) => {
-            ctx.error(&format!("Error opening snapshot file for verify: {err}"));
-            return 1;
-        }
-    };
-    if let Err(err) = Archive::decode(&on_disk) {
-        ctx.error(&format!("Error verifying snapshot file: {err}"));
-        return 1;
+    if let Err(code) = read_verified(&unverified, "Error opening snapshot file for verify", ctx) {
+        return code;
     }
     if let Err(err) = std::fs::rename(&unverified, &file) {
         ctx.error(&format!(
@@ -220,19 +226,12 @@ async fn restore(args: &[String], ctx: &mut Ctx) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
-        Err(err) => {
-            ctx.error(&format!("Error opening snapshot file: {err}"));
-            return 1;
-        }
-    };
     // Consul leaves this to the servers; checking here means a truncated copy or a
     // wrong file never reaches them, and the message names the actual problem.
-    if let Err(err) = Archive::decode(&bytes) {
-        ctx.error(&format!("Error verifying snapshot file: {err}"));
-        return 1;
-    }
+    let bytes = match read_verified(Path::new(&file), "Error opening snapshot file", ctx) {
+        Ok(b) => b,
+        Err(code) => return code,
+    };
     if let Err(err) = client.snapshot().restore(bytes).await {
         ctx.error(&format!("Error restoring snapshot: {err}"));
         return 1;
