@@ -56,6 +56,7 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         ReadRequest::ConfigGet { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::CaRoots | ReadRequest::AutopilotConfig => vec![Topic::Table(CA)],
+        ReadRequest::Usage => vec![Topic::Table(NODES), Topic::Table(SERVICES)],
         ReadRequest::SessionGet { id } => vec![Topic::Key(SESSIONS, id.to_string())],
         ReadRequest::SessionList | ReadRequest::SessionNode { .. } => {
             vec![Topic::Table(SESSIONS)]
@@ -136,6 +137,40 @@ fn node_checks<'a>(db: &'a Db, node: &NodeName) -> impl Iterator<Item = &'a Chec
     db.checks
         .prefix_owned(pair(node.as_str(), ""))
         .map(|(_, c)| c)
+}
+
+/// Consul's usage counts: Connect instances by kind, and "billable" instances
+/// (typical or Connect-native, other than the `consul` service).
+fn usage(db: &Db) -> tribune_types::model::operator::Usage {
+    let mut u = tribune_types::model::operator::Usage {
+        nodes: db.nodes.len(),
+        services: db.by_service.iter().filter(|(_, v)| !v.is_empty()).count(),
+        ..Default::default()
+    };
+    for kind in [
+        "api-gateway",
+        "connect-native",
+        "connect-proxy",
+        "ingress-gateway",
+        "mesh-gateway",
+        "terminating-gateway",
+    ] {
+        u.connect.insert(kind.to_owned(), 0);
+    }
+    for (_, s) in db.services.iter() {
+        u.service_instances += 1;
+        if s.kind.is_empty() {
+            if s.connect_native {
+                *u.connect.entry("connect-native".into()).or_default() += 1;
+            }
+            if s.service != "consul" {
+                u.billable += 1;
+            }
+        } else if let Some(n) = u.connect.get_mut(s.kind.as_str()) {
+            *n += 1;
+        }
+    }
+    u
 }
 
 fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
@@ -254,6 +289,10 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             (ReadResult::Config(list), db.config.max_index())
         }
         ReadRequest::CaRoots => (ReadResult::CaRoots(db.ca_roots.clone()), db.ca_index),
+        ReadRequest::Usage => (
+            ReadResult::Usage(usage(db)),
+            db.nodes.max_index().max(db.services.max_index()),
+        ),
         ReadRequest::AutopilotConfig => {
             let config = db.autopilot.clone().unwrap_or_default();
             let index = config.raft.modify_index;

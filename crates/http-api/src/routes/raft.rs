@@ -1,7 +1,7 @@
 //! `/v1/operator/raft/*` and `/v1/operator/autopilot/*`, from Consul's
 //! `agent/operator_endpoint.go`: the raft configuration, removing a peer,
 //! moving leadership, autopilot's settings (replicated, with check-and-set) and
-//! its health and state views.
+//! its health and state views; and `/v1/operator/usage`, the catalog counts.
 
 use super::AppState;
 use crate::error::ApiError;
@@ -35,6 +35,7 @@ pub(super) fn routes() -> Router<AppState> {
         )
         .route("/v1/operator/autopilot/health", get(health))
         .route("/v1/operator/autopilot/state", get(state))
+        .route("/v1/operator/usage", get(usage))
 }
 
 async fn operator(st: &AppState, req: OperatorRequest) -> Result<OperatorReply, ApiError> {
@@ -85,6 +86,35 @@ async fn configuration(State(st): State<AppState>, p: Params) -> Result<Response
         &serde_json::json!({"Servers": servers, "Index": conf.index}),
         p.pretty(),
     ))
+}
+
+/// `GET /v1/operator/usage` (`?global` is accepted: there is one datacenter).
+async fn usage(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    st.check_dc(&p)?;
+    let (result, meta) = st
+        .backend
+        .read(ReadRequest::Usage, p.query_options()?)
+        .await?;
+    let ReadResult::Usage(u) = result else {
+        return Err(unexpected());
+    };
+    let dc = st.backend.agent_info().datacenter;
+    let body = serde_json::json!({
+        "Usage": {
+            dc: {
+                "Nodes": u.nodes,
+                "Services": u.services,
+                "ServiceInstances": u.service_instances,
+                "ConnectServiceInstances": u.connect,
+                "BillableServiceInstances": u.billable,
+            }
+        },
+        "Index": meta.index,
+        "LastContact": meta.last_contact.as_millis() as u64,
+        "KnownLeader": meta.known_leader,
+        "ResultsFilteredByACLs": false,
+    });
+    Ok(reply::json_meta(&body, &meta, p.pretty()))
 }
 
 async fn remove_peer(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {

@@ -404,6 +404,7 @@ impl State {
                     .collect(),
             ),
             ReadRequest::CaRoots => ReadResult::CaRoots(self.ca_roots.clone()),
+            ReadRequest::Usage => ReadResult::Usage(Default::default()),
             ReadRequest::AutopilotConfig => {
                 ReadResult::Autopilot(self.autopilot.clone().unwrap_or_default())
             }

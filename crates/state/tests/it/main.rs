@@ -470,3 +470,46 @@ async fn a_batch_is_published_at_its_end() {
     s.end_batch();
     assert_eq!(s.last_index(), 5);
 }
+
+/// `/v1/operator/usage`'s counts: Connect kinds, and billable instances exclude
+/// proxies and the `consul` service.
+#[test]
+fn usage_counts_kinds_and_billable_instances() {
+    let state = StateStore::new();
+    let mut index = 0;
+    let mut add = |id: &str, name: &str, kind: &str, native: bool| {
+        index += 1;
+        let cmd = Command::Request(WriteRequest::Register(Registration {
+            node: Node {
+                node: "n1".into(),
+                address: "10.0.0.1".into(),
+                ..Default::default()
+            },
+            service: Some(Service {
+                id: id.into(),
+                service: name.into(),
+                kind: kind.into(),
+                connect_native: native,
+                ..Default::default()
+            }),
+            checks: Vec::new(),
+            skip_node_update: false,
+        }));
+        state.apply(index, &cmd).unwrap();
+    };
+    add("consul", "consul", "", false);
+    add("redis1", "redis", "", false);
+    add("redis2", "redis", "", false);
+    add("proxy1", "proxy", "connect-proxy", false);
+    add("web-native", "web", "", true);
+    let ReadResult::Usage(u) = state.read(&ReadRequest::Usage, None).0 else {
+        panic!("not a usage answer");
+    };
+    assert_eq!(
+        (u.nodes, u.services, u.service_instances, u.billable),
+        (1, 4, 5, 3)
+    );
+    assert_eq!(u.connect["connect-proxy"], 1);
+    assert_eq!(u.connect["connect-native"], 1);
+    assert_eq!(u.connect["mesh-gateway"], 0);
+}

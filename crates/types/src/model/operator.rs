@@ -114,6 +114,21 @@ pub struct AutopilotHealth {
     pub leader: String,
 }
 
+/// Catalog counts for `/v1/operator/usage`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Usage {
+    /// Catalog nodes.
+    pub nodes: usize,
+    /// Distinct service names.
+    pub services: usize,
+    /// Service instances.
+    pub service_instances: usize,
+    /// Connect instances by kind (`connect-proxy`, `connect-native`, the gateways).
+    pub connect: std::collections::BTreeMap<String, usize>,
+    /// Typical (and Connect-native) instances other than the `consul` service.
+    pub billable: usize,
+}
+
 /// Operator requests that act on raft itself rather than on the state store.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum OperatorRequest {

@@ -436,6 +436,8 @@ pub enum ReadRequest {
     CaRoots,
     /// Autopilot settings (the defaults until some are stored).
     AutopilotConfig,
+    /// Catalog counts (`/v1/operator/usage`).
+    Usage,
     /// One session (`[]` when gone).
     SessionGet {
         /// The session.
@@ -503,6 +505,8 @@ pub enum ReadResult {
     CaRoots(Vec<CaRoot>),
     /// Autopilot settings.
     Autopilot(crate::model::operator::AutopilotSettings),
+    /// Catalog counts.
+    Usage(crate::model::operator::Usage),
     /// Sessions.
     Sessions(Vec<Session>),
     /// A read-only transaction's results, or why it failed.
