@@ -251,26 +251,14 @@ impl EtcdCluster {
         for i in 0..n {
             let client_url = format!("http://{}:2379", ip(i));
             let peer_url = format!("http://{}:2380", ip(i));
-            let mut cmd = Command::new(bin);
-            cmd.arg(format!("--name=e{}", i + 1))
-                .arg(format!(
-                    "--data-dir={}",
-                    dir.join(format!("e{}", i + 1)).display()
-                ))
-                .arg(format!("--listen-client-urls={client_url}"))
-                .arg(format!("--advertise-client-urls={client_url}"))
-                .arg(format!("--listen-peer-urls={peer_url}"))
-                .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-                .arg(format!("--initial-cluster={}", peers.join(",")))
-                .arg("--initial-cluster-state=new")
-                .arg("--quota-backend-bytes=8589934592")
-                .arg("--log-level=warn")
-                .arg("--logger=zap");
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("ETCD_") {
-                    cmd.env_remove(k);
-                }
-            }
+            let cmd = etcd::member_command(
+                bin,
+                &format!("e{}", i + 1),
+                &dir.join(format!("e{}", i + 1)),
+                &client_url,
+                &peer_url,
+                &peers.join(","),
+            );
             procs.push(Proc::spawn(
                 "etcd",
                 cmd,

@@ -175,6 +175,39 @@ pub struct Etcd {
     pub client: SocketAddr,
 }
 
+/// The command line of one member of a new cluster (`initial_cluster`:
+/// `name=peer_url,...`).
+pub fn member_command(
+    bin: &Path,
+    name: &str,
+    data_dir: &Path,
+    client_url: &str,
+    peer_url: &str,
+    initial_cluster: &str,
+) -> Command {
+    let mut cmd = Command::new(bin);
+    cmd.arg(format!("--name={name}"))
+        .arg(format!("--data-dir={}", data_dir.display()))
+        .arg(format!("--listen-client-urls={client_url}"))
+        .arg(format!("--advertise-client-urls={client_url}"))
+        .arg(format!("--listen-peer-urls={peer_url}"))
+        .arg(format!("--initial-advertise-peer-urls={peer_url}"))
+        .arg(format!("--initial-cluster={initial_cluster}"))
+        .arg("--initial-cluster-state=new")
+        // 8 GiB, etcd's documented maximum: the run must never hit NOSPACE.
+        .arg("--quota-backend-bytes=8589934592")
+        .arg("--logger=zap")
+        .arg("--log-level=warn");
+    // etcd also reads its flags from ETCD_* variables (Debian's unit file sets
+    // them from /etc/default/etcd); make sure none leak in from our environment.
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd
+}
+
 impl Etcd {
     /// Start `bin` with its data directory and log under `dir`, and wait until it
     /// accepts a write.
@@ -183,26 +216,14 @@ impl Etcd {
         let peer_port = free_port()?;
         let client_url = format!("http://127.0.0.1:{client_port}");
         let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let mut cmd = Command::new(bin);
-        cmd.arg("--name=bench")
-            .arg(format!("--data-dir={}", dir.join("etcd-data").display()))
-            .arg(format!("--listen-client-urls={client_url}"))
-            .arg(format!("--advertise-client-urls={client_url}"))
-            .arg(format!("--listen-peer-urls={peer_url}"))
-            .arg(format!("--initial-advertise-peer-urls={peer_url}"))
-            .arg(format!("--initial-cluster=bench={peer_url}"))
-            .arg("--initial-cluster-state=new")
-            // 8 GiB, etcd's documented maximum: the run must never hit NOSPACE.
-            .arg("--quota-backend-bytes=8589934592")
-            .arg("--logger=zap")
-            .arg("--log-level=warn");
-        // etcd also reads its flags from ETCD_* variables (Debian's unit file sets
-        // them from /etc/default/etcd); make sure none leak in from our environment.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("ETCD_") {
-                cmd.env_remove(k);
-            }
-        }
+        let cmd = member_command(
+            bin,
+            "bench",
+            &dir.join("etcd-data"),
+            &client_url,
+            &peer_url,
+            &format!("bench={peer_url}"),
+        );
         let proc = Proc::spawn("etcd", cmd, &dir.join("etcd.log"))?;
         let mut e = Etcd {
             proc,

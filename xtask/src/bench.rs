@@ -18,7 +18,6 @@
 //! nothing and every durable-write figure would be meaningless. Results and
 //! their reading live in `BENCHMARKS.md`.
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{bail, Result};
@@ -43,7 +42,7 @@ pub fn run(args: &[String]) -> Result<()> {
         bail!("unknown benchmark {what:?}\n{USAGE}");
     }
     crate::prereqs::ensure()?;
-    let release = target_dir().join("release");
+    let release = crate::target_dir().join("release");
     if IN_PROCESS.contains(&what.as_str()) {
         run_cmd(cargo().args(["build", "--release", "-p", "tribune-benches"]))?;
         return run_cmd(
@@ -69,25 +68,10 @@ pub fn run(args: &[String]) -> Result<()> {
         driver.arg("--tribune").arg(release.join("tribune"));
     }
     if !rest.iter().any(|a| a == "--data-root") {
-        let data = target_dir().join("bench-data");
+        let data = crate::target_dir().join("bench-data");
         std::fs::create_dir_all(&data)?;
         driver.arg("--data-root").arg(data);
     }
     driver.args(rest);
     run_cmd(&mut driver)
-}
-
-/// Cargo's target directory (honours `CARGO_TARGET_DIR`).
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(d) => {
-            let d = PathBuf::from(d);
-            if d.is_absolute() {
-                d
-            } else {
-                project_root().join(d)
-            }
-        }
-        None => project_root().join("target"),
-    }
 }

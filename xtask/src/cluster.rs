@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 
-use crate::{cargo, project_root, run as run_cmd};
+use crate::{cargo, run as run_cmd};
 
 const USAGE: &str = "usage: cargo xtask cluster up [--servers N] [--clients M] [--dir D] [--release] [-- agent flags…]
        cargo xtask cluster status|down [--keep-data]|kill <node>|restart <node> [--dir D]";
@@ -403,22 +403,13 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     std::iter::once(line(header.to_vec())).chain(body).collect()
 }
 
-/// Cargo's target directory (honours `CARGO_TARGET_DIR`; as in `bench`).
-fn target_dir() -> PathBuf {
-    match std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from) {
-        Some(d) if d.is_absolute() => d,
-        Some(d) => project_root().join(d),
-        None => project_root().join("target"),
-    }
-}
-
 /// Entry point: `args` are the words after `cluster`.
 pub fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
     let dir = match &o.dir {
         // Absolute, because the state file and the agents' argv outlive this cwd.
         Some(d) => std::path::absolute(d)?,
-        None => target_dir().join("cluster"),
+        None => crate::target_dir().join("cluster"),
     };
     // Echoed into the commands we suggest, so they can be pasted as they are.
     let hint = o
@@ -456,7 +447,7 @@ fn up(o: &Opts, dir: &Path, hint: &str) -> Result<()> {
         build.arg("--release");
     }
     run_cmd(&mut build)?;
-    let bin = target_dir()
+    let bin = crate::target_dir()
         .join(if o.release { "release" } else { "debug" })
         .join("tribune");
     fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;

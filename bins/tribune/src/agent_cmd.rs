@@ -450,20 +450,6 @@ fn join_pool(gossip: Arc<tribune_gossip::Gossip>, cfg: &RuntimeConfig, what: &'s
     });
 }
 
-/// Server RPC addresses of this datacenter's alive servers in the LAN pool.
-fn servers_in(members: &[tribune_types::model::Member], dc: &str) -> Vec<String> {
-    members
-        .iter()
-        .filter(|m| m.status == 1)
-        .filter(|m| m.tags.get("role").map(String::as_str) == Some("consul"))
-        .filter(|m| m.tags.get("dc").map(String::as_str) == Some(dc))
-        .filter_map(|m| {
-            let port = m.tags.get("port")?;
-            Some(format!("{}:{port}", m.addr))
-        })
-        .collect()
-}
-
 /// Keeps the catalog and the client's server list in line with gossip: on every
 /// member event, and every `reconcile` interval (Consul: 60 s) in full.
 fn follow_membership(
@@ -488,7 +474,7 @@ fn follow_membership(
                 },
             };
             let members = lan.members();
-            pool.set_servers(&servers_in(&members, &datacenter));
+            pool.set_servers(&tribune_server::alive_server_addrs(&members, &datacenter));
             if let Some(server) = &server {
                 server.observe_members(&members);
                 if let Err(e) = server.reconcile(&members, whole).await {

@@ -300,6 +300,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         // has committed an entry of its own term, and a new leader has not until
         // its no-op commits. Keep such reads queued until then rather than hand
         // raft a round it will never answer (found by the simulation, `sim`).
+        if !self.reads.has_queued() {
+            return;
+        }
         let raft_log = &self.raw.raft.raft_log;
         let committed_in_term = raft_log.term(raft_log.committed).ok() == Some(self.raw.raft.term);
         if !committed_in_term {

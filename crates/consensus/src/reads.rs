@@ -93,6 +93,10 @@ impl Reads {
         }
     }
 
+    pub(crate) fn has_queued(&self) -> bool {
+        !self.queued.is_empty()
+    }
+
     pub(crate) fn has_unanswered(&self) -> bool {
         !self.queued.is_empty() || !self.in_flight.is_empty()
     }

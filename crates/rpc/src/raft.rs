@@ -45,6 +45,9 @@ const FRAME: usize = 4 << 20;
 pub(crate) const MAX_DECODE: usize = FRAME + (1 << 20);
 /// Longest wait between reconnection attempts to an unreachable peer.
 const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// The largest message the receiver reassembles: a whole-state snapshot far
+/// beyond what a server holds in memory is refused before it is buffered.
+const MAX_LARGE: usize = 4 << 30;
 /// How long a chunked transfer may take before it counts as failed.
 const LARGE_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -114,11 +117,6 @@ impl RaftLinks {
     /// The address of peer `id`, if known.
     pub fn addr(&self, id: u64) -> Option<String> {
         self.shared.addr(id)
-    }
-
-    /// Every known peer address, by raft id.
-    pub fn addrs(&self) -> HashMap<u64, String> {
-        self.shared.addrs.lock().clone()
     }
 
     /// Queues an encoded raft message for `to`; never blocks. `snapshot` marks a
@@ -316,7 +314,14 @@ pub(crate) async fn receive_large(
         return Err(Status::invalid_argument("empty raft message"));
     };
     let total = usize::try_from(first.total_len)
-        .map_err(|_| Status::invalid_argument("raft message too large"))?;
+        .ok()
+        .filter(|t| *t <= MAX_LARGE)
+        .ok_or_else(|| {
+            Status::invalid_argument(format!(
+                "raft message of {} bytes announced; at most {MAX_LARGE} accepted",
+                first.total_len
+            ))
+        })?;
     let crc = first.crc32;
     let mut buf = Vec::with_capacity(total.min(64 << 20));
     buf.extend_from_slice(&first.data);

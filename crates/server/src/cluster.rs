@@ -114,6 +114,16 @@ pub(crate) fn servers_of(members: &[Member], datacenter: &str) -> Vec<PeerServer
         .collect()
 }
 
+/// Server RPC addresses (`ip:port`) of the alive servers of `datacenter`: where a
+/// client agent sends its requests.
+pub fn alive_server_addrs(members: &[Member], datacenter: &str) -> Vec<String> {
+    servers_of(members, datacenter)
+        .into_iter()
+        .filter(|s| s.status == ALIVE)
+        .map(|s| s.rpc_addr)
+        .collect()
+}
+
 /// What the autopilot should do next, decided from the configuration, the
 /// leader's replication progress and gossip; one change at a time, because raft
 /// takes one membership change at a time.
@@ -183,7 +193,7 @@ pub(crate) fn next_step(view: &View<'_>) -> Step {
         }
     }
     for s in view.servers {
-        if s.status == ALIVE && !in_conf(s.raft_id) {
+        if s.status == ALIVE && s.raft_id != view.me && !in_conf(s.raft_id) {
             return Step::Change(MembershipChange::AddLearner(s.raft_id));
         }
     }
@@ -202,14 +212,17 @@ impl Server {
     /// Records gossip's view of the servers: their addresses for raft and
     /// forwarding, and the member list for formation and autopilot.
     pub fn observe_members(&self, members: &[Member]) {
-        let servers = servers_of(members, &self.config.datacenter);
-        for s in &servers {
+        for s in servers_of(members, &self.config.datacenter) {
             if s.raft_id != self.raft.id() {
-                self.links.set_addr(s.raft_id, s.rpc_addr.clone());
+                self.links.set_addr(s.raft_id, s.rpc_addr);
             }
         }
-        *self.servers.lock() = servers;
         *self.members.lock() = members.to_vec();
+    }
+
+    /// This datacenter's servers as gossip last showed them.
+    pub(crate) fn peer_servers(&self) -> Vec<PeerServer> {
+        servers_of(&self.members.lock(), &self.config.datacenter)
     }
 
     /// A client for forwarding to the server at `addr` (one connection each).
@@ -239,11 +252,9 @@ impl Server {
         }
         let me = self.raft.id();
         let servers: Vec<PeerServer> = self
-            .servers
-            .lock()
-            .iter()
+            .peer_servers()
+            .into_iter()
             .filter(|s| s.status == ALIVE)
-            .cloned()
             .collect();
         if servers.len() < expect as usize {
             return false;
@@ -341,17 +352,10 @@ fn health_of(
             t.duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis() as u64)
         };
+        let (node_id, name) = server.identity(id, peer.copied());
         servers.push(ServerHealth {
-            id: if me {
-                server.config.node_id.clone()
-            } else {
-                peer.map_or_else(|| id.to_string(), |p| p.node_id.clone())
-            },
-            name: if me {
-                server.config.node_name.clone()
-            } else {
-                peer.map(|p| p.name.clone()).unwrap_or_default()
-            },
+            id: node_id,
+            name,
             address: server.addr_of(id).unwrap_or_default(),
             serf_status: if me {
                 "alive"
@@ -428,11 +432,9 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
                 let mut removed = server.removed.lock();
                 removed.retain(|_, at| at.elapsed() < REMOVED_GRACE);
                 server
-                    .servers
-                    .lock()
-                    .iter()
+                    .peer_servers()
+                    .into_iter()
                     .filter(|s| !removed.contains_key(&s.raft_id))
-                    .cloned()
                     .collect()
             };
             let settings = server.autopilot_settings();
@@ -491,7 +493,7 @@ pub(crate) fn spawn_autopilot(server: Arc<Server>, mut stop: watch::Receiver<boo
 }
 
 /// A client for the leader's server RPC, to forward a call there.
-pub(crate) async fn leader_client(
+pub(crate) fn leader_client(
     server: &Server,
     leader: u64,
 ) -> Result<GrpcClient, tribune_rpc::RpcError> {
@@ -573,6 +575,14 @@ mod tests {
             ],
         );
         assert_eq!(f.step(), Step::Change(MembershipChange::AddLearner(4)));
+        // The leader never adds itself (it may have been removed by an operator).
+        let mut alone = Fixture::new(
+            &[2, 3],
+            &[],
+            vec![server(1, ALIVE), server(2, ALIVE), server(3, ALIVE)],
+        );
+        alone.since.clear();
+        assert_eq!(alone.step(), Step::Nothing);
         f.learners = vec![4];
         f.matched.insert(4, (100, true));
         assert_eq!(f.step(), Step::Nothing, "not stable yet");

@@ -24,6 +24,6 @@ mod operator;
 mod reconcile;
 mod server;
 
-pub use cluster::raft_id;
+pub use cluster::{alive_server_addrs, raft_id};
 pub use config::ServerConfig;
 pub use server::{Server, ServerError};

@@ -8,7 +8,7 @@ use crate::server::Server;
 use std::collections::HashMap;
 use std::time::Duration;
 use tribune_consensus::{MembershipChange, ProposeError};
-use tribune_rpc::RpcError;
+use tribune_rpc::{RpcError, ServerApi};
 use tribune_types::archive::Archive;
 use tribune_types::model::operator::{
     AutopilotSettings, OperatorReply, OperatorRequest, RaftConfiguration, RaftServer,
@@ -39,19 +39,18 @@ impl Server {
 
     /// Gossip's view of the other servers, by raft id.
     fn peers_by_id(&self) -> HashMap<u64, PeerServer> {
-        self.servers
-            .lock()
-            .iter()
-            .map(|s| (s.raft_id, s.clone()))
+        self.peer_servers()
+            .into_iter()
+            .map(|s| (s.raft_id, s))
             .collect()
     }
 
-    /// Node ID and name of raft member `id`.
-    fn identity(&self, id: u64, peers: &HashMap<u64, PeerServer>) -> (String, String) {
+    /// Node ID and name of raft member `id`, whom gossip shows as `peer`.
+    pub(crate) fn identity(&self, id: u64, peer: Option<&PeerServer>) -> (String, String) {
         if id == self.raft.id() {
             return (self.config.node_id.clone(), self.config.node_name.clone());
         }
-        match peers.get(&id) {
+        match peer {
             Some(p) => (p.node_id.clone(), p.name.clone()),
             // Not (or no longer) in gossip: show the raft id so it can be removed.
             None => (id.to_string(), String::new()),
@@ -76,7 +75,7 @@ impl Server {
             .chain(status.learners.iter().map(|id| (*id, false)));
         let servers = members
             .map(|(id, voter)| {
-                let (node_id, node) = self.identity(id, &peers);
+                let (node_id, node) = self.identity(id, peers.get(&id));
                 RaftServer {
                     id: node_id,
                     node,
@@ -134,6 +133,20 @@ impl Server {
 
     async fn remove_peer(&self, id: &str, address: &str) -> Result<(), RpcError> {
         let member = self.member_named(id, address)?;
+        if member == self.raft.id() {
+            // raft-rs lets a leader that removed itself go on leading a
+            // configuration it is not in; Consul's leader steps down instead. Hand
+            // leadership over first and let the new leader do the removal.
+            self.transfer_leader("").await?;
+            let leader = self.raft.status().leader_id.ok_or(RpcError::NoLeader)?;
+            return crate::cluster::leader_client(self, leader)?
+                .operator(OperatorRequest::RemovePeer {
+                    id: self.config.node_id.clone(),
+                    address: String::new(),
+                })
+                .await
+                .map(|_| ());
+        }
         tracing::info!(
             id,
             address,

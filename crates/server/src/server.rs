@@ -1,7 +1,7 @@
 //! [`Server`]: starting, writes through raft, reads with blocking, shutdown.
 
 use crate::blocking;
-use crate::cluster::{self, Feedback, GrpcTransport, PeerServer};
+use crate::cluster::{self, Feedback, GrpcTransport};
 use crate::config::ServerConfig;
 use crate::fsm::{ApplyOutput, Fsm};
 use async_trait::async_trait;
@@ -55,8 +55,6 @@ pub struct Server {
     pub(crate) links: Arc<RaftLinks>,
     /// Connections to other servers for forwarding, by RPC address.
     pub(crate) clients: Mutex<HashMap<String, GrpcClient>>,
-    /// This datacenter's servers as gossip last showed them.
-    pub(crate) servers: Mutex<Vec<PeerServer>>,
     /// Autopilot's latest view of server health (while this server leads).
     pub(crate) health: watch::Sender<Option<AutopilotHealth>>,
     /// Servers an operator removed, and when: autopilot leaves them out for a
@@ -137,7 +135,6 @@ impl Server {
             shutdown_tx,
             links,
             clients: Mutex::new(HashMap::new()),
-            servers: Mutex::new(Vec::new()),
             health: watch::channel(None).0,
             members: Mutex::new(Vec::new()),
             removed: Mutex::new(HashMap::new()),
@@ -190,14 +187,8 @@ impl Server {
 
     /// Waits until a leader is known, up to `rpc_hold_timeout` (Consul holds RPCs while
     /// an election runs rather than failing them at once).
-    async fn wait_for_leader(&self, need_local: bool) -> Result<RaftStatus, RpcError> {
-        let ok = |s: &RaftStatus| {
-            if need_local {
-                s.is_leader
-            } else {
-                s.leader_id.is_some()
-            }
-        };
+    async fn wait_for_leader(&self) -> Result<RaftStatus, RpcError> {
+        let ok = |s: &RaftStatus| s.leader_id.is_some();
         let mut rx = self.raft.subscribe();
         let current = rx.borrow().clone();
         if ok(&current) {
@@ -248,7 +239,9 @@ impl Server {
                 RpcError::Rejected(WriteRejected::Failed(e.to_string()))
             }
         })?;
-        self.wait_for_leader(true).await?;
+        // Callers propose as the leader (`ServerApi::write` routes here only then,
+        // leader duties run only while leading); if leadership moved meanwhile,
+        // raft refuses with NotLeader, answered as "No cluster leader".
         let applied = self
             .raft
             .propose(cmd.encode(wall_ms()))
@@ -274,12 +267,12 @@ impl Server {
 
     /// `Session.Renew`: answered by the leader from its state, restarting the session's
     /// timer when it exists.
-    async fn renew_session(
+    fn renew_session(
         &self,
         req: &ReadRequest,
         opts: &QueryOptions,
+        status: &RaftStatus,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
-        let status = self.wait_for_leader(true).await?;
         let (result, index) = self.state.read(req, None);
         if let ReadResult::Sessions(found) = &result {
             if let Some(ttl) = found.first().and_then(|s| s.ttl_duration()) {
@@ -328,14 +321,14 @@ impl Server {
     /// Where a request that needs the leader goes: here if this server leads,
     /// otherwise to the leader, waiting up to `rpc_hold_timeout` for one.
     async fn route(&self) -> Result<Route, RpcError> {
-        let status = self.wait_for_leader(false).await?;
+        let status = self.wait_for_leader().await?;
         if status.is_leader {
             return Ok(Route::Local(status));
         }
         let leader = status.leader_id.ok_or(RpcError::NoLeader)?;
         Ok(Route::Forward(
             leader,
-            cluster::leader_client(self, leader).await?,
+            cluster::leader_client(self, leader)?,
         ))
     }
 
@@ -446,7 +439,7 @@ impl ServerApi for Server {
             forward_failed,
             |status| async {
                 if renew {
-                    return self.renew_session(&req, &opts).await;
+                    return self.renew_session(&req, &opts, &status);
                 }
                 self.read_local(&req, &opts, status).await
             },

@@ -529,3 +529,44 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
     put(&c, &format!("{}/v1/kv/after-leave", last.http), "ok").await?;
     Ok(())
 }
+
+/// Removing the leader itself: it hands leadership over and the new leader
+/// removes it (raft-rs would otherwise leave it leading a configuration it is
+/// not in). The cluster keeps taking writes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_the_leader_hands_over_first() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let nodes = start_cluster(dir.path(), 3)?;
+    let c = reqwest::Client::new();
+    let leader = agreed_leader(&c, &nodes, 3).await?;
+    let http = nodes[(leader + 1) % 3].http.clone();
+    let servers = raft_servers(&c, &http).await?;
+    let id = servers
+        .iter()
+        .find(|s| s["Leader"] == true)
+        .and_then(|s| s["ID"].as_str())
+        .context("leader id")?
+        .to_owned();
+    let r = c
+        .delete(format!("{http}/v1/operator/raft/peer?id={id}"))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let old = nodes[leader].rpc.clone();
+    eventually(
+        Duration::from_secs(20),
+        "old leader removed, a new one leads",
+        || async {
+            let servers = raft_servers(&c, &http).await?;
+            Ok(servers.len() == 2
+                && servers.iter().all(|s| s["Address"] != old.as_str())
+                && servers.iter().any(|s| s["Leader"] == true))
+        },
+    )
+    .await?;
+    let leader_now: String =
+        serde_json::from_value(get_json(&c, &format!("{http}/v1/status/leader")).await?)?;
+    assert_ne!(leader_now, old);
+    put(&c, &format!("{http}/v1/kv/after-removal"), "ok").await?;
+    Ok(())
+}

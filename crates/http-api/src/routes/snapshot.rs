@@ -73,7 +73,8 @@ async fn restore(State(st): State<AppState>, p: Params, body: Bytes) -> Result<R
     st.check_dc(&p)?;
     st.backend
         .operator(OperatorRequest::SnapshotRestore {
-            archive: body.to_vec(),
+            // Takes the buffer over when nothing else holds it (no copy).
+            archive: Vec::from(body),
         })
         .await?;
     Ok(StatusCode::OK.into_response())
