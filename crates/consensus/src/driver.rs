@@ -132,6 +132,9 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     applied_since_snapshot: u64,
     /// Index of the last membership change applied since start (0 if none).
     membership_index: u64,
+    /// Applied membership changes whose proposers hear of them at the end of
+    /// the cycle, after the status is published.
+    membership_replies: Vec<(oneshot::Sender<Result<u64, ProposeError>>, u64)>,
     /// No automatic snapshot before this (see [`RaftConfig::snapshot_interval`]).
     ///
     /// [`RaftConfig::snapshot_interval`]: crate::RaftConfig::snapshot_interval
@@ -187,6 +190,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             applied,
             applied_since_snapshot: 0,
             membership_index: 0,
+            membership_replies: Vec::new(),
             next_snapshot,
             stopping: None,
         }
@@ -211,6 +215,10 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 ProposeError::Fatal
             }
         };
+        // Applied before the thread stopped: they did happen.
+        for (tx, index) in self.membership_replies.drain(..) {
+            let _ = tx.send(Ok(index));
+        }
         self.pending.fail_all(err.clone());
         self.reads.fail_all(&err);
         let mut replies = self.stopping.take().unwrap_or_default();
@@ -653,7 +661,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     self.raw.mut_store().note_applied(index, applied.clone());
                     match (waiter, applied) {
                         (Some(Waiter::ConfChange(tx)), Some(_)) => {
-                            let _ = tx.send(Ok(index));
+                            // Answered once the status shows the new membership
+                            // (`after_cycle`), so whoever asked can read it back.
+                            self.membership_replies.push((tx, index));
                         }
                         (Some(w), _) => w.fail(ProposeError::ConfChangeRejected),
                         (None, _) => {}
@@ -778,6 +788,9 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             }
             changed
         });
+        for (tx, index) in self.membership_replies.drain(..) {
+            let _ = tx.send(Ok(index));
+        }
         Ok(())
     }
 }

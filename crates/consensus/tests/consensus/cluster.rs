@@ -145,6 +145,8 @@ async fn learner_membership_is_persisted() {
     raft.change_membership(MembershipChange::AddLearner(9))
         .await
         .unwrap();
+    // Whoever made the change reads it back at once (the operator API does).
+    assert_eq!(raft.status().learners, vec![9]);
     raft.propose(b"k=v".to_vec()).await.unwrap();
     assert_eq!(raft.status().learners, vec![9]);
     // A second change while... nothing pending: removing works too.
