@@ -19,6 +19,9 @@ impl RocksStorage {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let max = max_size.unwrap_or(u64::MAX);
+        if let Some(cached) = self.cache.slice(low, high, max) {
+            return Ok(cached);
+        }
         let mut out = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
         let start = log_key(low);
