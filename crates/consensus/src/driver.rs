@@ -7,11 +7,13 @@
 //! commit: proposals that arrive while the previous batch was being fsync'd are
 //! all appended to raft together and persisted in one write batch.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::path::PathBuf;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use raft::eraftpb::ConfState;
 use raft::eraftpb::{
     ConfChange, ConfChangeTransition, ConfChangeType, ConfChangeV2, Entry, EntryType, Message,
     MessageType,
@@ -73,8 +75,20 @@ pub(crate) enum Command<O> {
     },
     /// The leader's view of each member's replication.
     Progress(oneshot::Sender<Vec<PeerProgress>>),
+    /// A snapshot file written off the raft thread is complete (or failed).
+    SnapshotWritten(Result<WrittenSnapshot, ConsensusError>),
     /// Stop the thread; the reply (if any) is sent once RocksDB is closed.
     Stop(Option<oneshot::Sender<()>>),
+}
+
+/// A snapshot file a background thread finished writing.
+pub(crate) struct WrittenSnapshot {
+    index: u64,
+    term: u64,
+    conf_state: ConfState,
+    path: PathBuf,
+    bytes: usize,
+    started: Instant,
 }
 
 /// State shared between the raft thread and its handles.
@@ -141,6 +155,11 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     next_snapshot: Instant,
     /// `Some` once a stop was requested; holds the callers to notify.
     stopping: Option<Vec<oneshot::Sender<()>>>,
+    /// Where background snapshot threads report; `None` takes automatic
+    /// snapshots on the raft thread (the deterministic simulation).
+    snapshot_results: Option<Sender<Command<S::Output>>>,
+    /// The automatic snapshot being written in the background, if any.
+    snapshot_in_flight: Option<std::thread::JoinHandle<()>>,
 }
 
 /// Run a driver to completion on the current thread, converting a panic into a
@@ -193,7 +212,19 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             membership_replies: Vec::new(),
             next_snapshot,
             stopping: None,
+            snapshot_results: None,
+            snapshot_in_flight: None,
         }
+    }
+
+    /// Takes automatic snapshots on a background thread, which reports back
+    /// through `commands` (the raft thread's own command channel).
+    pub(crate) fn with_background_snapshots(
+        mut self,
+        commands: Sender<Command<S::Output>>,
+    ) -> Self {
+        self.snapshot_results = Some(commands);
+        self
     }
 
     /// The status as the raft thread sees it right now.
@@ -207,6 +238,12 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     /// driver so RocksDB is closed before anyone is told the node has stopped.
     fn run(mut self) -> Vec<oneshot::Sender<()>> {
         let result = self.run_loop();
+        // A snapshot still being written is finished and recorded (below, with
+        // the queued commands) before RocksDB closes, so nothing writes into the
+        // data directory after the node has reported that it stopped.
+        if let Some(job) = self.snapshot_in_flight.take() {
+            let _ = job.join();
+        }
         let err = match result {
             Ok(()) => ProposeError::Shutdown,
             Err(e) => {
@@ -244,6 +281,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     let _ = reply.send(Err(err.clone()));
                 }
                 Command::Stop(Some(reply)) => replies.push(reply),
+                Command::SnapshotWritten(result) => self.record_background_snapshot(result),
                 Command::Progress(_)
                 | Command::Stop(None)
                 | Command::Step(_)
@@ -405,6 +443,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             Command::SnapshotNow(reply) => {
                 let _ = reply.send(self.take_snapshot());
             }
+            Command::SnapshotWritten(result) => self.record_background_snapshot(result),
             Command::ReadIndex(reply) => self.reads.queue(reply),
             Command::Bootstrap { voters, reply } => {
                 let _ = reply.send(self.bootstrap(voters));
@@ -753,6 +792,90 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         Ok(index)
     }
 
+    /// Captures the state machine at the applied index and leaves serialising
+    /// and writing it to a thread of its own; the raft thread records the file
+    /// when it hears back ([`Driver::record_background_snapshot`]).
+    fn start_background_snapshot(
+        &mut self,
+        results: Sender<Command<S::Output>>,
+    ) -> Result<(), ConsensusError> {
+        let index = self.applied;
+        let term = self
+            .raw
+            .store()
+            .term_at(index)?
+            .ok_or(raft::Error::Store(raft::StorageError::Unavailable))?;
+        let conf_state = self.raw.raft.prs().conf().to_conf_state();
+        let task = self.sm.snapshot_task();
+        let dir = self.raw.store().snapshot_dir();
+        let started = Instant::now();
+        let job = move || {
+            let write = move || {
+                let data = task();
+                let bytes = data.len();
+                dir.write(index, term, &conf_state, &data)
+                    .map(|path| WrittenSnapshot {
+                        index,
+                        term,
+                        conf_state,
+                        path,
+                        bytes,
+                        started,
+                    })
+            };
+            // Always answer, even on a panic: the raft thread takes no other
+            // automatic snapshot until it hears back.
+            let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(write))
+                .unwrap_or(Err(ConsensusError::SnapshotPanicked));
+            let _ = results.send(Command::SnapshotWritten(written));
+        };
+        let handle = std::thread::Builder::new()
+            .name("raft-snapshot".into())
+            .spawn(job)
+            .map_err(|source| ConsensusError::Io {
+                path: PathBuf::from("raft-snapshot thread"),
+                source,
+            })?;
+        self.snapshot_in_flight = Some(handle);
+        self.applied_since_snapshot = 0;
+        self.next_snapshot = Instant::now() + jittered(self.config.snapshot_interval);
+        Ok(())
+    }
+
+    /// Makes a snapshot written in the background the newest one and compacts
+    /// the log behind it. Failures are not fatal: the log is intact and the next
+    /// threshold tries again.
+    fn record_background_snapshot(&mut self, result: Result<WrittenSnapshot, ConsensusError>) {
+        if let Some(job) = self.snapshot_in_flight.take() {
+            // It has sent its result, so it is ending.
+            let _ = job.join();
+        }
+        let w = match result {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(error = %e, "writing a snapshot failed");
+                return;
+            }
+        };
+        let (index, bytes, elapsed) = (w.index, w.bytes, w.started.elapsed());
+        match self.raw.mut_store().record_local_snapshot(
+            w.index,
+            w.term,
+            w.conf_state,
+            w.path,
+            self.config.trailing_logs,
+        ) {
+            Ok(true) => tracing::info!(
+                index,
+                bytes,
+                elapsed_ms = elapsed.as_millis() as u64,
+                "snapshot taken in the background"
+            ),
+            Ok(false) => tracing::debug!(index, "snapshot superseded while it was written"),
+            Err(e) => tracing::error!(index, error = %e, "recording a snapshot failed"),
+        }
+    }
+
     fn after_cycle(&mut self) -> Result<(), ConsensusError> {
         if self.raw.raft.state == StateRole::Leader {
             self.pending.drop_stale(self.raw.raft.term);
@@ -768,8 +891,13 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         let due = self.config.snapshot_threshold > 0
             && self.applied_since_snapshot >= self.config.snapshot_threshold
             && Instant::now() >= self.next_snapshot;
-        if (due || wanted) && self.applied > self.raw.store().snapshot_index() {
-            if let Err(e) = self.take_snapshot() {
+        let idle = self.snapshot_in_flight.is_none();
+        if (due || wanted) && idle && self.applied > self.raw.store().snapshot_index() {
+            let taken = match self.snapshot_results.clone() {
+                Some(results) => self.start_background_snapshot(results),
+                None => self.take_snapshot().map(|_| ()),
+            };
+            if let Err(e) = taken {
                 // Not fatal: the log is intact, only compaction is delayed. Back
                 // off a full threshold rather than retrying every cycle.
                 tracing::error!(error = %e, "automatic snapshot failed");

@@ -276,6 +276,10 @@ pub enum ConsensusError {
     /// The raft thread panicked (a bug, or raft-rs hit an invariant violation).
     #[error("raft thread panicked")]
     Panicked,
+    /// Serialising or writing a snapshot in the background panicked (a bug); the
+    /// log is intact and the next snapshot is tried as usual.
+    #[error("snapshot thread panicked")]
+    SnapshotPanicked,
 }
 
 /// Why a snapshot file was not used at startup.

@@ -31,9 +31,23 @@ pub trait StateMachine: Send + 'static {
     /// Serialise the whole state as of the last applied index.
     fn snapshot(&self) -> Vec<u8>;
 
+    /// [`StateMachine::snapshot`] as work for another thread: the task must
+    /// serialise the state as of this call (the last applied index) whatever is
+    /// applied while it runs. A machine whose state is a persistent structure
+    /// captures a cheap clone here, so the raft thread does not stall for the
+    /// serialisation (hundreds of milliseconds for a large state: longer than an
+    /// election timeout). The default serialises right away.
+    fn snapshot_task(&self) -> SnapshotTask {
+        let data = self.snapshot();
+        Box::new(move || data)
+    }
+
     /// Replace the whole state with a snapshot taken at `index`.
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), RestoreError>;
 }
+
+/// Serialises a state captured by [`StateMachine::snapshot_task`].
+pub type SnapshotTask = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
 /// A proposal's result: where it landed in the log and what `apply` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

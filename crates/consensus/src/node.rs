@@ -115,7 +115,8 @@ pub fn start<S: StateMachine, T: Transport>(
             snapshot_interval: config.snapshot_interval,
             trailing_logs: config.trailing_logs,
         },
-    );
+    )
+    .with_background_snapshots(tx.clone());
     shared.status.send_replace(driver.current_status());
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))

@@ -51,7 +51,7 @@ pub(crate) struct SnapshotRef {
 }
 
 /// The snapshot directory of one node.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct SnapshotDir {
     dir: PathBuf,
 }

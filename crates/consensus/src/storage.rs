@@ -19,6 +19,7 @@
 //! `conf_state` are bookkeeping, not the source of truth for replay: raft starts
 //! from the snapshot's index and membership and re-applies what follows.
 
+mod cache;
 mod layout;
 mod raft_storage;
 #[cfg(test)]
@@ -37,6 +38,7 @@ use crate::codec;
 use crate::error::{io_err, ConsensusError, CorruptionError, SnapshotRejection};
 use crate::snapfile::{read_snapshot_file, SnapshotDir, SnapshotFile};
 use crate::status::MetricCounters;
+use cache::EntryCache;
 use layout::{
     cf, decode_entry, decode_u64, log_key, snapshot_meta, sync_opts, truncated_bytes, LogPos,
     CF_LOG, CF_META, FORMAT_VERSION, KEY_APPLIED, KEY_CONF_STATE, KEY_HARD_STATE, KEY_SNAPSHOT,
@@ -91,6 +93,8 @@ pub struct RocksStorage {
     dirty_hard_state: bool,
     /// Index of the last membership-change entry in the log (0 if none).
     last_conf_change: u64,
+    /// The newest entries, so raft's reads of what was just written skip RocksDB.
+    cache: EntryCache,
     metrics: Arc<MetricCounters>,
 }
 
@@ -143,6 +147,7 @@ impl RocksStorage {
             dirty_progress: None,
             dirty_hard_state: false,
             last_conf_change: 0,
+            cache: EntryCache::default(),
             metrics,
         };
         storage.check_version()?;
@@ -399,11 +404,12 @@ impl RocksStorage {
         self.truncated = pos;
         self.last = pos;
         self.last_conf_change = 0;
+        self.cache.clear();
         Ok(())
     }
 
     /// Term of the entry at `index`, if the log (or its truncation point) knows it.
-    fn term_at(&self, index: u64) -> Result<Option<u64>, ConsensusError> {
+    pub(crate) fn term_at(&self, index: u64) -> Result<Option<u64>, ConsensusError> {
         if index == self.truncated.index {
             return Ok(Some(self.truncated.term));
         }
@@ -412,6 +418,9 @@ impl RocksStorage {
         }
         if index == self.last.index {
             return Ok(Some(self.last.term));
+        }
+        if let Some(term) = self.cache.term(index) {
+            return Ok(Some(term));
         }
         Ok(self.read_entry(index)?.map(|e| e.term))
     }
@@ -532,6 +541,7 @@ impl RocksStorage {
         }
         self.write(batch, sync)?;
         self.last = new_last;
+        self.cache.append(entries);
         MetricCounters::add(&self.metrics.entries_persisted, entries.len() as u64);
         Ok(())
     }
@@ -582,6 +592,40 @@ impl RocksStorage {
             .term_at(index)?
             .ok_or(raft::Error::Store(StorageError::Unavailable))?;
         let path = self.snaps.write(index, term, &conf_state, data)?;
+        self.record_local_snapshot(index, term, conf_state, path, trailing_logs)
+            .map(|_| ())
+    }
+
+    /// Where snapshot files go, for a thread that writes one off the raft thread
+    /// (then handed to [`RocksStorage::record_local_snapshot`]).
+    pub(crate) fn snapshot_dir(&self) -> SnapshotDir {
+        self.snaps.clone()
+    }
+
+    /// Makes a snapshot file written at `index` (term `term`) the newest
+    /// snapshot and compacts the log behind it, as
+    /// [`RocksStorage::install_local_snapshot`] does after writing the file.
+    /// Returns `false`, recording nothing, if the file is stale by now: a newer
+    /// snapshot was installed (or the log reset) while it was being written.
+    pub(crate) fn record_local_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        conf_state: ConfState,
+        path: PathBuf,
+        trailing_logs: u64,
+    ) -> Result<bool, ConsensusError> {
+        if index <= self.snapshot_index()
+            || index <= self.truncated.index
+            || self.term_at(index)? != Some(term)
+        {
+            // Unrecorded, it would only be pruned once newer ones pile up. The
+            // same index and term is the same file name as the current one.
+            if self.snapshot.as_ref().is_none_or(|s| s.path != path) {
+                let _ = std::fs::remove_file(&path);
+            }
+            return Ok(false);
+        }
         let previous = self.snapshot.as_ref().map_or(0, |s| s.index);
         let compact_to = index.saturating_sub(trailing_logs).min(previous);
         let mut batch = WriteBatch::default();
@@ -612,6 +656,7 @@ impl RocksStorage {
         self.put_progress(&mut batch)?;
         self.write(batch, true)?;
         self.truncated = new_truncated;
+        self.cache.compact_to(new_truncated.index);
         self.snapshot = Some(SnapshotInfo {
             index,
             term,
@@ -620,7 +665,7 @@ impl RocksStorage {
         });
         self.snaps.prune(SNAPSHOTS_KEPT)?;
         MetricCounters::add(&self.metrics.snapshots_taken, 1);
-        Ok(())
+        Ok(true)
     }
 
     /// Install a snapshot received from the leader: write the file, discard the

@@ -2,7 +2,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use tribune_consensus::{ApplyError, RestoreError, StateMachine};
+use tribune_consensus::{ApplyError, RestoreError, SnapshotTask, StateMachine};
 use tribune_state::{Command, StateStore};
 use tribune_types::model::ops::{WriteOutcome, WriteRejected};
 
@@ -42,6 +42,10 @@ impl StateMachine for Fsm {
 
     fn snapshot(&self) -> Vec<u8> {
         self.state.snapshot()
+    }
+
+    fn snapshot_task(&self) -> SnapshotTask {
+        Box::new(self.state.snapshot_task())
     }
 
     fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), RestoreError> {

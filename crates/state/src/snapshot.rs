@@ -60,53 +60,67 @@ struct Body {
 impl StateStore {
     /// Serialises the whole state at its last applied index.
     pub fn snapshot(&self) -> Vec<u8> {
-        let db = self.snapshot_db();
-        let body = Body {
-            nodes: db.nodes.iter().map(|(_, v)| v.clone()).collect(),
-            services: db.services.iter().map(|(_, v)| v.clone()).collect(),
-            checks: db.checks.iter().map(|(_, v)| v.clone()).collect(),
-            kv: db.kv.iter().map(|(_, v)| v.clone()).collect(),
-            tombstones: db
-                .kv
-                .tombstones()
-                .map(|(k, t)| (k.to_owned(), t.index))
-                .collect(),
-            config: db.config.iter().map(|(_, v)| v.clone()).collect(),
-            ca_roots: db.ca_roots.clone(),
-            ca_index: db.ca_index,
-            service_index: db
-                .service_index
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-            table_index: vec![
-                ("kv".into(), db.kv.max_index()),
-                ("nodes".into(), db.nodes.max_index()),
-                ("services".into(), db.services.max_index()),
-                ("checks".into(), db.checks.max_index()),
-                ("config".into(), db.config.max_index()),
-                ("sessions".into(), db.sessions.max_index()),
-            ],
-            sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
-            lock_delays: db
-                .lock_delays
-                .iter()
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-            autopilot: db.autopilot.clone(),
-        };
-        let body = rmp_serde::to_vec_named(&body).unwrap_or_default();
-        let mut out = Vec::with_capacity(HEADER + body.len() + 4);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&VERSION.to_be_bytes());
-        out.extend_from_slice(&db.index.to_be_bytes());
-        out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-        out.extend_from_slice(&body);
-        let crc = crc32fast::hash(&out);
-        out.extend_from_slice(&crc.to_be_bytes());
-        out
+        encode(&self.snapshot_db())
     }
 
+    /// [`StateStore::snapshot`] split in two: the state is captured now (a
+    /// reference-count bump), the returned closure serialises it later, on any
+    /// thread, unaffected by what is applied meanwhile.
+    pub fn snapshot_task(&self) -> impl FnOnce() -> Vec<u8> + Send + 'static {
+        let db = self.snapshot_db();
+        move || encode(&db)
+    }
+}
+
+/// Serialises one version of the state.
+fn encode(db: &Db) -> Vec<u8> {
+    let body = Body {
+        nodes: db.nodes.iter().map(|(_, v)| v.clone()).collect(),
+        services: db.services.iter().map(|(_, v)| v.clone()).collect(),
+        checks: db.checks.iter().map(|(_, v)| v.clone()).collect(),
+        kv: db.kv.iter().map(|(_, v)| v.clone()).collect(),
+        tombstones: db
+            .kv
+            .tombstones()
+            .map(|(k, t)| (k.to_owned(), t.index))
+            .collect(),
+        config: db.config.iter().map(|(_, v)| v.clone()).collect(),
+        ca_roots: db.ca_roots.clone(),
+        ca_index: db.ca_index,
+        service_index: db
+            .service_index
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        table_index: vec![
+            ("kv".into(), db.kv.max_index()),
+            ("nodes".into(), db.nodes.max_index()),
+            ("services".into(), db.services.max_index()),
+            ("checks".into(), db.checks.max_index()),
+            ("config".into(), db.config.max_index()),
+            ("sessions".into(), db.sessions.max_index()),
+        ],
+        sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
+        lock_delays: db
+            .lock_delays
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect(),
+        autopilot: db.autopilot.clone(),
+    };
+    let body = rmp_serde::to_vec_named(&body).unwrap_or_default();
+    let mut out = Vec::with_capacity(HEADER + body.len() + 4);
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_be_bytes());
+    out.extend_from_slice(&db.index.to_be_bytes());
+    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
+    out.extend_from_slice(&body);
+    let crc = crc32fast::hash(&out);
+    out.extend_from_slice(&crc.to_be_bytes());
+    out
+}
+
+impl StateStore {
     /// Replaces the whole state with a snapshot; returns its index. On error nothing changes.
     pub fn restore(&self, bytes: &[u8]) -> Result<u64, SnapshotError> {
         let db = decode_db(bytes)?;

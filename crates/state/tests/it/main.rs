@@ -292,6 +292,23 @@ fn snapshot_round_trip_and_corruption() {
     assert_eq!(t.snapshot(), snap);
 }
 
+/// A snapshot task serialises the state as it was when the task was made, even
+/// if writes are applied before it runs (it runs on another thread while the
+/// raft thread goes on applying).
+#[test]
+fn snapshot_task_serialises_the_state_it_captured() {
+    let s = StateStore::new();
+    s.apply(1, &set("a", "1", KvSetMode::Set)).unwrap();
+    let expected = s.snapshot();
+    let task = s.snapshot_task();
+    s.apply(2, &set("a", "2", KvSetMode::Set)).unwrap();
+    s.apply(3, &set("b", "3", KvSetMode::Set)).unwrap();
+    let data = std::thread::spawn(task).join().unwrap();
+    assert_eq!(data, expected);
+    let t = StateStore::new();
+    assert_eq!(t.restore(&data).unwrap(), 1);
+}
+
 #[test]
 fn connect_instances_are_proxies_of_the_service_and_native_instances() {
     let s = StateStore::new();
