@@ -19,9 +19,12 @@
 //!   HTTP check per service against a target in this process; the agent's CPU and
 //!   RSS, and how fast a failing target leaves `health/service?passing`; see
 //!   `BENCHMARKS.md`.
+//! - `apply [options]`: the state store's cost per applied KV write (what every
+//!   server's raft thread pays), without raft, disk or network.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
 
+mod apply;
 mod apt;
 mod checks;
 mod cluster;
@@ -49,6 +52,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("kv") => kv::run(&args[1..]),
+        Some("apply") => apply::run(&args[1..]),
         Some("locks") => locks::run(&args[1..]),
         Some("dns") => dns::run(&args[1..]),
         Some("gossip") => gossip::run(&args[1..]),
@@ -57,15 +61,16 @@ fn main() -> Result<()> {
         Some("hello-server") => hello::main(&args[1..]),
         _ => {
             eprint!(
-                "{}\n{}\n{}\n{}\n{}\n{}",
+                "{}\n{}\n{}\n{}\n{}\n{}\n{}",
                 kv::USAGE,
                 cluster::USAGE,
                 locks::USAGE,
                 dns::USAGE,
                 gossip::USAGE,
-                checks::USAGE
+                checks::USAGE,
+                apply::USAGE
             );
-            bail!("usage: tribune-benches kv|cluster|locks|dns|gossip|checks [options]")
+            bail!("usage: tribune-benches kv|cluster|locks|dns|gossip|checks|apply [options]")
         }
     }
 }

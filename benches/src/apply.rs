@@ -1,0 +1,78 @@
+//! `apply`: the cost of applying KV writes to the state store, as the raft
+//! thread does on every server, without raft, disk or network.
+//!
+//! Preloads `--keys` rows, then applies `--writes` KV sets to new keys in
+//! batches of `--batch` (each batch between `begin_batch` and `end_batch`, which
+//! publishes the state, as one raft cycle does). Keys follow the cluster
+//! benchmark's pattern: 64 clients, each writing its own ascending sequence, so
+//! consecutive writes land in 64 regions of the key space. Prints the CPU time
+//! per write; compare builds (or commits) with the same arguments.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use tribune_state::{Command, StateStore};
+use tribune_types::model::ops::{KvSetMode, WriteRequest};
+use tribune_types::model::KvEntry;
+
+pub const USAGE: &str = "\
+tribune-benches apply [options]
+  --keys N      rows loaded before measuring (default 400000)
+  --writes N    KV sets measured (default 400000)
+  --batch N     writes per published batch (default 8)
+  --rounds N    repeat the measurement, one line per round (default 3)
+";
+
+/// Clients whose key sequences interleave, as in the cluster benchmark.
+const CLIENTS: u64 = 64;
+
+pub fn run(args: &[String]) -> Result<()> {
+    let (mut keys, mut writes, mut batch, mut rounds) = (400_000u64, 400_000u64, 8u64, 3u32);
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let v = it
+            .next()
+            .with_context(|| format!("{a} needs a value\n{USAGE}"))?;
+        match a.as_str() {
+            "--keys" => keys = v.parse()?,
+            "--writes" => writes = v.parse()?,
+            "--batch" => batch = v.parse::<u64>()?.max(1),
+            "--rounds" => rounds = v.parse()?,
+            other => anyhow::bail!("unknown option {other}\n{USAGE}"),
+        }
+    }
+    let store = StateStore::new();
+    let mut index = 0u64;
+    let mut seq = vec![0u64; CLIENTS as usize];
+    let mut apply = |n: u64, batch: u64, index: &mut u64| {
+        for i in 0..n {
+            if i % batch == 0 {
+                store.begin_batch();
+            }
+            *index += 1;
+            let client = (i % CLIENTS) as usize;
+            seq[client] += 1;
+            let cmd = Command::Request(WriteRequest::KvSet {
+                entry: KvEntry {
+                    key: format!("bench/put/c{client:03}/{:010}", seq[client]),
+                    value: vec![7; 256],
+                    ..Default::default()
+                },
+                mode: KvSetMode::Set,
+            });
+            let _ = store.apply(*index, &cmd);
+            if i % batch == batch - 1 || i == n - 1 {
+                store.end_batch();
+            }
+        }
+    };
+    apply(keys, 1024, &mut index);
+    println!("apply: {keys} rows preloaded; {writes} KV sets in batches of {batch}");
+    for round in 1..=rounds {
+        let start = Instant::now();
+        apply(writes, batch, &mut index);
+        let per = start.elapsed().as_nanos() as f64 / writes as f64;
+        println!("  round {round}: {per:.0} ns per write");
+    }
+    Ok(())
+}
