@@ -433,10 +433,23 @@ pub(crate) fn apply_request(
 
 /// Writes a KV row, keeping the session → held keys index in step.
 pub(crate) fn kv_put(db: &mut Db, row: KvEntry, index: u64, t: &mut Touched) {
+    let old = db.kv.get(&row.key).map(|o| o.session);
+    kv_put_known(db, row, index, t, old);
+}
+
+/// [`kv_put`] for a caller that has just read the key: `old` is `None` if it had
+/// no row, else the session holding the row it had.
+fn kv_put_known(
+    db: &mut Db,
+    row: KvEntry,
+    index: u64,
+    t: &mut Touched,
+    old: Option<Option<SessionId>>,
+) {
     let key = row.key.clone();
     let new_holder = row.session;
-    let old = db.kv.insert(key.clone(), row, index);
-    let old_holder = old.and_then(|o| o.session);
+    db.kv.insert_known(key.clone(), row, index, old.is_some());
+    let old_holder = old.flatten();
     if old_holder != new_holder {
         if let Some(s) = old_holder {
             unhold(db, s, &key);
@@ -480,24 +493,28 @@ fn kv_set(
     t: &mut Touched,
 ) -> Result<WriteOutcome, WriteRejected> {
     let index = at.index;
-    let existing = db.kv.get(&entry.key).cloned();
+    // Only what the new row keeps of the old one (not a copy of its value).
+    let existing = db
+        .kv
+        .get(&entry.key)
+        .map(|e| (e.lock_index, e.session, e.raft));
     let mut row = KvEntry {
         key: entry.key.clone(),
         value: entry.value.clone(),
         flags: entry.flags,
-        lock_index: existing.as_ref().map_or(0, |e| e.lock_index),
-        session: existing.as_ref().and_then(|e| e.session),
+        lock_index: existing.map_or(0, |(lock_index, _, _)| lock_index),
+        session: existing.and_then(|(_, session, _)| session),
         raft: RaftIndex {
-            create_index: existing.as_ref().map_or(index, |e| e.raft.create_index),
+            create_index: existing.map_or(index, |(_, _, raft)| raft.create_index),
             modify_index: index,
         },
     };
     match mode {
         KvSetMode::Set => {}
         KvSetMode::Cas(cas) => {
-            let ok = match &existing {
+            let ok = match existing {
                 None => *cas == 0,
-                Some(e) => *cas != 0 && e.raft.modify_index == *cas,
+                Some((_, _, raft)) => *cas != 0 && raft.modify_index == *cas,
             };
             if !ok {
                 return Ok(WriteOutcome::NotApplied);
@@ -511,7 +528,8 @@ fn kv_set(
         }
     }
     row.raft.modify_index = index;
-    kv_put(db, row, index, t);
+    let old_holder = existing.map(|(_, session, _)| session);
+    kv_put_known(db, row, index, t, old_holder);
     Ok(WriteOutcome::Done)
 }
 
