@@ -8,7 +8,7 @@
 //! all appended to raft together and persisted in one write batch.
 
 use std::path::PathBuf;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -75,14 +75,12 @@ pub(crate) enum Command<O> {
     },
     /// The leader's view of each member's replication.
     Progress(oneshot::Sender<Vec<PeerProgress>>),
-    /// A snapshot file written off the raft thread is complete (or failed).
-    SnapshotWritten(Result<WrittenSnapshot, ConsensusError>),
     /// Stop the thread; the reply (if any) is sent once RocksDB is closed.
     Stop(Option<oneshot::Sender<()>>),
 }
 
 /// A snapshot file a background thread finished writing.
-pub(crate) struct WrittenSnapshot {
+struct WrittenSnapshot {
     index: u64,
     term: u64,
     conf_state: ConfState,
@@ -155,11 +153,20 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     next_snapshot: Instant,
     /// `Some` once a stop was requested; holds the callers to notify.
     stopping: Option<Vec<oneshot::Sender<()>>>,
-    /// Where background snapshot threads report; `None` takes automatic
-    /// snapshots on the raft thread (the deterministic simulation).
-    snapshot_results: Option<Sender<Command<S::Output>>>,
-    /// The automatic snapshot being written in the background, if any.
-    snapshot_in_flight: Option<std::thread::JoinHandle<()>>,
+    /// Automatic snapshots are written on a thread of their own (off in the
+    /// deterministic simulation, which takes them on the raft thread).
+    background_snapshots: bool,
+    /// The automatic snapshot being written in the background, if any, and
+    /// where its outcome arrives. A channel of its own, polled every cycle (at
+    /// least every tick), rather than the command channel: the driver holding a
+    /// sender of that would keep it from ever disconnecting.
+    snapshot_in_flight: Option<SnapshotJob>,
+}
+
+/// A background snapshot being written.
+struct SnapshotJob {
+    thread: std::thread::JoinHandle<()>,
+    outcome: Receiver<Result<WrittenSnapshot, ConsensusError>>,
 }
 
 /// Run a driver to completion on the current thread, converting a panic into a
@@ -212,18 +219,14 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             membership_replies: Vec::new(),
             next_snapshot,
             stopping: None,
-            snapshot_results: None,
+            background_snapshots: false,
             snapshot_in_flight: None,
         }
     }
 
-    /// Takes automatic snapshots on a background thread, which reports back
-    /// through `commands` (the raft thread's own command channel).
-    pub(crate) fn with_background_snapshots(
-        mut self,
-        commands: Sender<Command<S::Output>>,
-    ) -> Self {
-        self.snapshot_results = Some(commands);
+    /// Takes automatic snapshots on a background thread.
+    pub(crate) fn with_background_snapshots(mut self) -> Self {
+        self.background_snapshots = true;
         self
     }
 
@@ -238,12 +241,10 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     /// driver so RocksDB is closed before anyone is told the node has stopped.
     fn run(mut self) -> Vec<oneshot::Sender<()>> {
         let result = self.run_loop();
-        // A snapshot still being written is finished and recorded (below, with
-        // the queued commands) before RocksDB closes, so nothing writes into the
-        // data directory after the node has reported that it stopped.
-        if let Some(job) = self.snapshot_in_flight.take() {
-            let _ = job.join();
-        }
+        // A snapshot still being written is finished and recorded before
+        // RocksDB closes, so nothing writes into the data directory after the
+        // node has reported that it stopped.
+        self.poll_background_snapshot(true);
         let err = match result {
             Ok(()) => ProposeError::Shutdown,
             Err(e) => {
@@ -281,7 +282,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                     let _ = reply.send(Err(err.clone()));
                 }
                 Command::Stop(Some(reply)) => replies.push(reply),
-                Command::SnapshotWritten(result) => self.record_background_snapshot(result),
                 Command::Progress(_)
                 | Command::Stop(None)
                 | Command::Step(_)
@@ -443,7 +443,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             Command::SnapshotNow(reply) => {
                 let _ = reply.send(self.take_snapshot());
             }
-            Command::SnapshotWritten(result) => self.record_background_snapshot(result),
             Command::ReadIndex(reply) => self.reads.queue(reply),
             Command::Bootstrap { voters, reply } => {
                 let _ = reply.send(self.bootstrap(voters));
@@ -795,10 +794,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
     /// Captures the state machine at the applied index and leaves serialising
     /// and writing it to a thread of its own; the raft thread records the file
     /// when it hears back ([`Driver::record_background_snapshot`]).
-    fn start_background_snapshot(
-        &mut self,
-        results: Sender<Command<S::Output>>,
-    ) -> Result<(), ConsensusError> {
+    fn start_background_snapshot(&mut self) -> Result<(), ConsensusError> {
         let index = self.applied;
         let term = self
             .raw
@@ -809,6 +805,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         let task = self.sm.snapshot_task();
         let dir = self.raw.store().snapshot_dir();
         let started = Instant::now();
+        let (results, outcome) = std::sync::mpsc::channel();
         let job = move || {
             let write = move || {
                 let data = task();
@@ -827,28 +824,44 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             // automatic snapshot until it hears back.
             let written = std::panic::catch_unwind(std::panic::AssertUnwindSafe(write))
                 .unwrap_or(Err(ConsensusError::SnapshotPanicked));
-            let _ = results.send(Command::SnapshotWritten(written));
+            let _ = results.send(written);
         };
-        let handle = std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("raft-snapshot".into())
             .spawn(job)
             .map_err(|source| ConsensusError::Io {
                 path: PathBuf::from("raft-snapshot thread"),
                 source,
             })?;
-        self.snapshot_in_flight = Some(handle);
+        self.snapshot_in_flight = Some(SnapshotJob { thread, outcome });
         self.applied_since_snapshot = 0;
         self.next_snapshot = Instant::now() + jittered(self.config.snapshot_interval);
         Ok(())
     }
 
-    /// Makes a snapshot written in the background the newest one and compacts
-    /// the log behind it. Failures are not fatal: the log is intact and the next
-    /// threshold tries again.
-    fn record_background_snapshot(&mut self, result: Result<WrittenSnapshot, ConsensusError>) {
+    /// If the background snapshot has finished (or, with `wait`, once it has),
+    /// makes its file the newest snapshot and compacts the log behind it.
+    /// Failures are not fatal: the log is intact and the next threshold tries
+    /// again.
+    fn poll_background_snapshot(&mut self, wait: bool) {
+        let Some(job) = &self.snapshot_in_flight else {
+            return;
+        };
+        let result = if wait {
+            job.outcome.recv().map_err(|_| TryRecvError::Disconnected)
+        } else {
+            job.outcome.try_recv()
+        };
+        let result = match result {
+            Err(TryRecvError::Empty) => return,
+            Ok(result) => result,
+            // Cannot happen (the thread always answers, panics included), but
+            // a lost answer must not stop automatic snapshots for good.
+            Err(TryRecvError::Disconnected) => Err(ConsensusError::SnapshotPanicked),
+        };
         if let Some(job) = self.snapshot_in_flight.take() {
-            // It has sent its result, so it is ending.
-            let _ = job.join();
+            // It has answered, so it is ending.
+            let _ = job.thread.join();
         }
         let w = match result {
             Ok(w) => w,
@@ -891,11 +904,13 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         let due = self.config.snapshot_threshold > 0
             && self.applied_since_snapshot >= self.config.snapshot_threshold
             && Instant::now() >= self.next_snapshot;
+        self.poll_background_snapshot(false);
         let idle = self.snapshot_in_flight.is_none();
         if (due || wanted) && idle && self.applied > self.raw.store().snapshot_index() {
-            let taken = match self.snapshot_results.clone() {
-                Some(results) => self.start_background_snapshot(results),
-                None => self.take_snapshot().map(|_| ()),
+            let taken = if self.background_snapshots {
+                self.start_background_snapshot()
+            } else {
+                self.take_snapshot().map(|_| ())
             };
             if let Err(e) = taken {
                 // Not fatal: the log is intact, only compaction is delayed. Back

@@ -116,7 +116,7 @@ pub fn start<S: StateMachine, T: Transport>(
             trailing_logs: config.trailing_logs,
         },
     )
-    .with_background_snapshots(tx.clone());
+    .with_background_snapshots();
     shared.status.send_replace(driver.current_status());
     let thread = std::thread::Builder::new()
         .name(format!("raft-{}", config.id))
