@@ -793,7 +793,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
 
     /// Captures the state machine at the applied index and leaves serialising
     /// and writing it to a thread of its own; the raft thread records the file
-    /// when it hears back ([`Driver::record_background_snapshot`]).
+    /// when it hears back ([`Driver::poll_background_snapshot`]).
     fn start_background_snapshot(&mut self) -> Result<(), ConsensusError> {
         let index = self.applied;
         let term = self

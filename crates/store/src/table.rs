@@ -139,10 +139,15 @@ impl<V: Clone> Table<V> {
 
     /// Deletes a row at `index`, leaving a tombstone if the table keeps them.
     pub fn remove(&mut self, key: &str, index: u64) -> Option<V> {
-        let old = self.get_arc(key).cloned();
+        // Where the row was found says whether the base holds the key, without a
+        // second lookup there.
+        let (old, in_base) = match self.delta.get(key) {
+            Some(change) => (change.clone(), None),
+            None => (self.base.get(key).cloned(), Some(true)),
+        };
         if old.is_some() {
             self.len -= 1;
-            if self.base.contains_key(key) {
+            if in_base.unwrap_or_else(|| self.base.contains_key(key)) {
                 self.delta.insert(Arc::from(key), None);
             } else {
                 // Only ever in the delta: nothing to hide in the base.
