@@ -48,6 +48,11 @@ mod unbound;
 
 use anyhow::{bail, Result};
 
+// The same allocator as the Tribune binaries, so `apply` measures the state
+// store as the servers run it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {

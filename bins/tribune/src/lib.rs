@@ -6,6 +6,11 @@
 //! `server` crate behind the `agent` crate's HTTP API, in process); [`cli`] holds
 //! every other command.
 
+// Every binary of this crate allocates through mimalloc: see ARCHITECTURE.md
+// ("Memory allocator") for the measurements behind the choice.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod agent_cmd;
 pub mod cli;
 mod logging;

@@ -6,11 +6,12 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 use tracing::field::{Field, Visit};
-use tracing::{Event, Level, Subscriber};
-use tracing_subscriber::filter::Targets;
+use tracing::subscriber::Interest;
+use tracing::{Event, Level, Metadata, Subscriber};
+use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::layer::{Context, SubscriberExt};
+use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 use tribune_http_api::LogLine;
@@ -36,11 +37,14 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
         "{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,hickory_server=warn,hickory_proto=warn"
     );
     let console_filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let monitor_filter = OUR_TARGETS
-        .iter()
-        .fold(Targets::new().with_default(Level::INFO), |t, target| {
-            t.with_target(*target, Level::TRACE)
-        });
+    let monitor_filter = MonitorFilter {
+        targets: OUR_TARGETS
+            .iter()
+            .fold(Targets::new().with_default(Level::INFO), |t, target| {
+                t.with_target(*target, Level::TRACE)
+            }),
+        tx: tx.clone(),
+    };
     let text = (!json).then(|| {
         tracing_subscriber::fmt::layer()
             .with_writer(std::io::stdout)
@@ -60,6 +64,41 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
         .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor_filter))
         .try_init();
     tx
+}
+
+/// The monitor's filter: its targets, but only while someone is watching.
+///
+/// A plain `Targets` filter would enable every debug and trace callsite of our
+/// crates for good, so each of them (the `raft.apply` span of every write among
+/// them) would build its span or event and hand it to the registry only for
+/// [`MonitorLayer`] to drop it. Answering "sometimes" makes tracing ask
+/// [`Filter::enabled`] at each hit instead, which costs a receiver count.
+struct MonitorFilter {
+    targets: Targets,
+    tx: broadcast::Sender<Arc<LogLine>>,
+}
+
+impl<S> Filter<S> for MonitorFilter {
+    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
+        // Info and above always pass: `callsite_enabled` only says "sometimes"
+        // for the levels the console does not show.
+        self.targets.would_enable(meta.target(), meta.level())
+            && (*meta.level() <= Level::INFO || self.tx.receiver_count() > 0)
+    }
+
+    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
+        if !self.targets.would_enable(meta.target(), meta.level()) {
+            Interest::never()
+        } else if *meta.level() <= Level::INFO {
+            Interest::always()
+        } else {
+            Interest::sometimes()
+        }
+    }
+
+    fn max_level_hint(&self) -> Option<LevelFilter> {
+        Some(LevelFilter::TRACE)
+    }
 }
 
 struct MonitorLayer {

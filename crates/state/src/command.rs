@@ -13,6 +13,8 @@ use tribune_types::model::ops::WriteRequest;
 /// Tags at or above this bit may be ignored by servers that do not know them.
 pub const IGNORABLE: u16 = 0x8000;
 const FORMAT_VERSION: u8 = 2;
+/// Version, tag and clock stamp in front of a version-2 body.
+const HEADER_LEN: usize = 11;
 const FORMAT_V1: u8 = 1;
 
 /// A command in the raft log.
@@ -90,20 +92,41 @@ const TAG_RESTORE: u16 = 101;
 impl Command {
     /// Encodes for the raft log, stamped with the proposer's wall clock (`now_ms`).
     pub fn encode(&self, now_ms: u64) -> Vec<u8> {
-        let (tag, body) = match self {
-            Command::Request(req) => (request_tag(req), rmp_serde::to_vec_named(req)),
-            Command::ReapTombstones { index } => (TAG_REAP_TOMBSTONES, rmp_serde::to_vec(index)),
-            Command::Restore { state } => (TAG_RESTORE, Ok(state.clone())),
-            Command::Ignored { tag } => (*tag, Ok(Vec::new())),
+        let tag = match self {
+            Command::Request(req) => request_tag(req),
+            Command::ReapTombstones { .. } => TAG_REAP_TOMBSTONES,
+            Command::Restore { .. } => TAG_RESTORE,
+            Command::Ignored { tag } => *tag,
         };
-        // Serialising plain data structs to a Vec cannot fail.
-        let body = body.unwrap_or_default();
-        let mut out = Vec::with_capacity(11 + body.len());
+        // The body is written behind the header in one buffer sized up front: this
+        // runs for every write the leader proposes.
+        let mut out = Vec::with_capacity(HEADER_LEN + self.body_size_hint());
         out.push(FORMAT_VERSION);
         out.extend_from_slice(&tag.to_be_bytes());
         out.extend_from_slice(&now_ms.to_be_bytes());
-        out.extend_from_slice(&body);
+        // Serialising plain data structs into a Vec cannot fail.
+        let _ = match self {
+            Command::Request(req) => rmp_serde::encode::write_named(&mut out, req),
+            Command::ReapTombstones { index } => rmp_serde::encode::write(&mut out, index),
+            Command::Restore { state } => {
+                out.extend_from_slice(state);
+                Ok(())
+            }
+            Command::Ignored { .. } => Ok(()),
+        };
         out
+    }
+
+    /// Roughly the encoded body's length: exact enough for KV sets (most of the
+    /// log) to need no reallocation, a small guess for everything else.
+    fn body_size_hint(&self) -> usize {
+        match self {
+            Command::Request(WriteRequest::KvSet { entry, .. }) => {
+                entry.key.len() + entry.value.len() + 128
+            }
+            Command::Restore { state } => state.len(),
+            _ => 256,
+        }
     }
 
     /// Decodes a raft log entry, dropping its clock stamp.
@@ -121,10 +144,10 @@ impl Command {
             FORMAT_V1 => (0, &bytes[3..]),
             FORMAT_VERSION => {
                 let clock: [u8; 8] = bytes
-                    .get(3..11)
+                    .get(3..HEADER_LEN)
                     .and_then(|b| b.try_into().ok())
                     .ok_or(DecodeError::Truncated(bytes.len()))?;
-                (u64::from_be_bytes(clock), &bytes[11..])
+                (u64::from_be_bytes(clock), &bytes[HEADER_LEN..])
             }
             v => return Err(DecodeError::Version(v)),
         };
@@ -174,6 +197,17 @@ mod tests {
             Command::decode_stamped(&cmd.encode(77)).unwrap(),
             (cmd.clone(), 77)
         );
+        // The log format: header, then the request as named msgpack.
+        let Command::Request(req) = &cmd else {
+            unreachable!()
+        };
+        let encoded = cmd.encode(77);
+        assert_eq!(&encoded[..3], &[FORMAT_VERSION, 0, 1]);
+        assert_eq!(&encoded[3..HEADER_LEN], &77u64.to_be_bytes());
+        assert_eq!(
+            &encoded[HEADER_LEN..],
+            rmp_serde::to_vec_named(req).unwrap()
+        );
         let autopilot = Command::Request(WriteRequest::AutopilotSet {
             config: Default::default(),
             cas: Some(3),
@@ -191,7 +225,7 @@ mod tests {
         assert_eq!(Command::decode(&reap.encode(1)).unwrap(), reap);
         // Version-1 entries (before clock stamps) still decode, with a clock of 0.
         let mut v1 = vec![1, 0, 1];
-        v1.extend_from_slice(&cmd.encode(5)[11..]);
+        v1.extend_from_slice(&cmd.encode(5)[HEADER_LEN..]);
         assert_eq!(Command::decode_stamped(&v1).unwrap(), (cmd, 0));
         assert!(Command::decode(&[2, 0, 1, 0, 0]).is_err());
         assert!(matches!(

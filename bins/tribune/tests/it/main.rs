@@ -8,6 +8,7 @@ mod dns;
 mod durability;
 mod gossip;
 mod keyring;
+mod logging;
 mod persistence;
 mod sessions;
 mod support;
