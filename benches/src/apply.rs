@@ -6,7 +6,8 @@
 //! publishes the state, as one raft cycle does). Keys follow the cluster
 //! benchmark's pattern: 64 clients, each writing its own ascending sequence, so
 //! consecutive writes land in 64 regions of the key space. Prints the CPU time
-//! per write; compare builds (or commits) with the same arguments.
+//! per write; compare builds (or commits) with the same arguments. Ends with the
+//! time one snapshot of the resulting state takes to serialise.
 
 use std::time::Instant;
 
@@ -74,5 +75,15 @@ pub fn run(args: &[String]) -> Result<()> {
         let per = start.elapsed().as_nanos() as f64 / writes as f64;
         println!("  round {round}: {per:.0} ns per write");
     }
+    // What an automatic raft snapshot costs at this size (the `raft-snapshot`
+    // thread does exactly this, then writes the bytes to a file).
+    let start = Instant::now();
+    let bytes = store.snapshot();
+    println!(
+        "snapshot: {} rows serialised in {:.0} ms ({:.1} MiB)",
+        keys + writes * u64::from(rounds),
+        start.elapsed().as_secs_f64() * 1e3,
+        bytes.len() as f64 / f64::from(1 << 20)
+    );
     Ok(())
 }

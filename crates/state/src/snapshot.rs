@@ -73,51 +73,132 @@ impl StateStore {
 }
 
 /// Serialises one version of the state.
+///
+/// The body is written straight from the tables into the output, behind the
+/// header: collecting owned rows first (as [`Body`] holds them for decoding)
+/// would copy every key and value of the state, twice its size in memory and
+/// most of the time a snapshot takes.
 fn encode(db: &Db) -> Vec<u8> {
-    let body = Body {
-        nodes: db.nodes.iter().map(|(_, v)| v.clone()).collect(),
-        services: db.services.iter().map(|(_, v)| v.clone()).collect(),
-        checks: db.checks.iter().map(|(_, v)| v.clone()).collect(),
-        kv: db.kv.iter().map(|(_, v)| v.clone()).collect(),
-        tombstones: db
-            .kv
-            .tombstones()
-            .map(|(k, t)| (k.to_owned(), t.index))
-            .collect(),
-        config: db.config.iter().map(|(_, v)| v.clone()).collect(),
-        ca_roots: db.ca_roots.clone(),
+    let body = BodyRef {
+        nodes: Seq::rows(&db.nodes),
+        services: Seq::rows(&db.services),
+        checks: Seq::rows(&db.checks),
+        kv: Seq::rows(&db.kv),
+        tombstones: Seq(db.kv.tombstones().count(), || {
+            db.kv.tombstones().map(|(k, t)| (k, t.index))
+        }),
+        config: Seq::rows(&db.config),
+        ca_roots: &db.ca_roots,
         ca_index: db.ca_index,
-        service_index: db
-            .service_index
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-        table_index: vec![
-            ("kv".into(), db.kv.max_index()),
-            ("nodes".into(), db.nodes.max_index()),
-            ("services".into(), db.services.max_index()),
-            ("checks".into(), db.checks.max_index()),
-            ("config".into(), db.config.max_index()),
-            ("sessions".into(), db.sessions.max_index()),
+        service_index: Seq(db.service_index.len(), || {
+            db.service_index.iter().map(|(k, v)| (k.as_str(), *v))
+        }),
+        table_index: [
+            ("kv", db.kv.max_index()),
+            ("nodes", db.nodes.max_index()),
+            ("services", db.services.max_index()),
+            ("checks", db.checks.max_index()),
+            ("config", db.config.max_index()),
+            ("sessions", db.sessions.max_index()),
         ],
-        sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
-        lock_delays: db
-            .lock_delays
-            .iter()
-            .map(|(k, v)| (k.clone(), *v))
-            .collect(),
-        autopilot: db.autopilot.clone(),
+        sessions: Seq::rows(&db.sessions),
+        lock_delays: Seq(db.lock_delays.len(), || {
+            db.lock_delays.iter().map(|(k, v)| (k.as_str(), *v))
+        }),
+        autopilot: &db.autopilot,
     };
-    let body = rmp_serde::to_vec_named(&body).unwrap_or_default();
-    let mut out = Vec::with_capacity(HEADER + body.len() + 4);
+    let mut out = Vec::with_capacity(HEADER + 4 + 64 * 1024);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&VERSION.to_be_bytes());
     out.extend_from_slice(&db.index.to_be_bytes());
-    out.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    out.extend_from_slice(&body);
+    out.extend_from_slice(&0u64.to_be_bytes()); // the body's length, filled in below
+    if let Err(e) = rmp_serde::encode::write_named(&mut out, &body) {
+        // Only a table whose length disagrees with its rows gets here: a bug, and
+        // a snapshot with an empty body would lose the state, so stop.
+        panic!("state snapshot failed to serialise: {e}");
+    }
+    let len = (out.len() - HEADER) as u64;
+    out[HEADER - 8..HEADER].copy_from_slice(&len.to_be_bytes());
     let crc = crc32fast::hash(&out);
     out.extend_from_slice(&crc.to_be_bytes());
     out
+}
+
+/// [`Body`] by reference: the same field names and encodings.
+#[derive(Serialize)]
+struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD> {
+    nodes: N,
+    services: S,
+    checks: C,
+    kv: K,
+    tombstones: T,
+    config: F,
+    ca_roots: &'a Vec<CaRoot>,
+    ca_index: u64,
+    service_index: SI,
+    table_index: [(&'static str, u64); 6],
+    sessions: SE,
+    lock_delays: LD,
+    autopilot: &'a Option<AutopilotSettings>,
+}
+
+/// A sequence of `.0` items, serialised from the iterator `.1` makes: the array
+/// length goes first in MessagePack, so it must be known up front.
+struct Seq<F>(usize, F);
+
+impl<'a, V: Clone> Seq<RowsOf<'a, V>> {
+    /// The rows of a table, in key order.
+    fn rows(table: &'a tribune_store::Table<V>) -> Self {
+        Seq(table.len(), RowsOf(table))
+    }
+}
+
+/// Makes the row iterator of a table (a closure type cannot be named in
+/// [`Seq::rows`]' return type).
+struct RowsOf<'a, V: Clone>(&'a tribune_store::Table<V>);
+
+/// What [`Seq`] calls for its items.
+trait Items {
+    type Item: Serialize;
+    fn items(&self) -> impl Iterator<Item = Self::Item>;
+}
+
+impl<'a, V: Clone + Serialize> Items for RowsOf<'a, V> {
+    type Item = &'a V;
+    fn items(&self) -> impl Iterator<Item = &'a V> {
+        self.0.iter().map(|(_, v)| v)
+    }
+}
+
+impl<F, I> Items for F
+where
+    F: Fn() -> I,
+    I: Iterator,
+    I::Item: Serialize,
+{
+    type Item = I::Item;
+    fn items(&self) -> impl Iterator<Item = I::Item> {
+        self()
+    }
+}
+
+impl<F: Items> Serialize for Seq<F> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.0))?;
+        let mut n = 0;
+        for item in self.1.items() {
+            seq.serialize_element(&item)?;
+            n += 1;
+        }
+        if n != self.0 {
+            return Err(S::Error::custom(format!(
+                "{n} items serialised where {} were announced",
+                self.0
+            )));
+        }
+        seq.end()
+    }
 }
 
 impl StateStore {
@@ -215,5 +296,129 @@ pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
             }
         }
         Ok(db)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Command;
+    use tribune_types::model::ops::{KvDeleteMode, KvSetMode, Registration, WriteRequest};
+
+    /// The body as the encoder wrote it before it serialised from references:
+    /// owned rows collected into [`Body`]. Snapshots written by earlier builds are
+    /// in this form, so the two must stay byte-identical.
+    fn collected(db: &Db) -> Vec<u8> {
+        let body = Body {
+            nodes: db.nodes.iter().map(|(_, v)| v.clone()).collect(),
+            services: db.services.iter().map(|(_, v)| v.clone()).collect(),
+            checks: db.checks.iter().map(|(_, v)| v.clone()).collect(),
+            kv: db.kv.iter().map(|(_, v)| v.clone()).collect(),
+            tombstones: db
+                .kv
+                .tombstones()
+                .map(|(k, t)| (k.to_owned(), t.index))
+                .collect(),
+            config: db.config.iter().map(|(_, v)| v.clone()).collect(),
+            ca_roots: db.ca_roots.clone(),
+            ca_index: db.ca_index,
+            service_index: db
+                .service_index
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            table_index: vec![
+                ("kv".into(), db.kv.max_index()),
+                ("nodes".into(), db.nodes.max_index()),
+                ("services".into(), db.services.max_index()),
+                ("checks".into(), db.checks.max_index()),
+                ("config".into(), db.config.max_index()),
+                ("sessions".into(), db.sessions.max_index()),
+            ],
+            sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
+            lock_delays: db
+                .lock_delays
+                .iter()
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            autopilot: db.autopilot.clone(),
+        };
+        rmp_serde::to_vec_named(&body).unwrap()
+    }
+
+    #[test]
+    fn the_body_is_written_as_the_collected_rows_were() {
+        let s = StateStore::new();
+        let mut index = 0;
+        let mut apply = |req: WriteRequest| {
+            index += 1;
+            s.apply(index, &Command::Request(req)).unwrap();
+        };
+        for i in 0..300 {
+            apply(WriteRequest::KvSet {
+                entry: KvEntry {
+                    key: format!("k/{i:03}"),
+                    value: vec![i as u8; 10],
+                    flags: i,
+                    ..Default::default()
+                },
+                mode: KvSetMode::Set,
+            });
+        }
+        for i in (0..300).step_by(7) {
+            apply(WriteRequest::KvDelete {
+                key: format!("k/{i:03}"),
+                mode: KvDeleteMode::Key,
+            });
+        }
+        for n in ["n1", "n2"] {
+            apply(WriteRequest::Register(Registration {
+                node: Node {
+                    node: n.into(),
+                    address: "127.0.0.1".into(),
+                    ..Default::default()
+                },
+                service: Some(Service {
+                    id: "web".into(),
+                    service: "web".into(),
+                    ..Default::default()
+                }),
+                checks: vec![Check {
+                    check_id: "c".into(),
+                    name: "c".into(),
+                    ..Default::default()
+                }],
+                skip_node_update: false,
+            }));
+        }
+        apply(WriteRequest::ConfigSet {
+            entry: ConfigEntry {
+                kind: "service-defaults".into(),
+                name: "web".into(),
+                ..Default::default()
+            },
+            cas: None,
+        });
+        apply(WriteRequest::SessionCreate(Session {
+            id: tribune_types::SessionId(uuid::Uuid::from_u128(7)),
+            node: "n1".into(),
+            ..Default::default()
+        }));
+        apply(WriteRequest::AutopilotSet {
+            config: AutopilotSettings::default(),
+            cas: None,
+        });
+        let mut db = (*s.snapshot_db()).clone();
+        db.lock_delays.insert("k/001".into(), 99);
+        db.ca_roots.push(CaRoot::default());
+        assert!(!db.kv.is_empty() && db.kv.tombstones().count() > 0);
+        assert!(!db.nodes.is_empty() && !db.services.is_empty() && !db.checks.is_empty());
+        assert!(!db.config.is_empty() && !db.sessions.is_empty());
+        assert!(!db.service_index.is_empty() && db.autopilot.is_some());
+
+        let snap = encode(&db);
+        assert_eq!(&snap[HEADER..snap.len() - 4], collected(&db).as_slice());
+        let back = decode_db(&snap).unwrap();
+        assert_eq!(encode(&back), snap);
     }
 }
