@@ -4,8 +4,8 @@
 //! Preloads `--keys` rows, then applies `--writes` KV sets to new keys in
 //! batches of `--batch` (each batch between `begin_batch` and `end_batch`, which
 //! publishes the state, as one raft cycle does). Keys follow the cluster
-//! benchmark's pattern: 64 clients, each writing its own ascending sequence, so
-//! consecutive writes land in 64 regions of the key space. Prints the CPU time
+//! benchmark's pattern: `--clients` clients (64), each writing its own ascending
+//! sequence, so consecutive writes land in that many regions of the key space. Prints the CPU time
 //! per write; compare builds (or commits) with the same arguments. Ends with the
 //! time one snapshot of the resulting state takes to serialise.
 
@@ -21,14 +21,14 @@ tribune-benches apply [options]
   --keys N      rows loaded before measuring (default 400000)
   --writes N    KV sets measured (default 400000)
   --batch N     writes per published batch (default 8)
+  --clients N   key sequences the writes interleave, as clients of the cluster
+                benchmark (default 64)
   --rounds N    repeat the measurement, one line per round (default 3)
 ";
 
-/// Clients whose key sequences interleave, as in the cluster benchmark.
-const CLIENTS: u64 = 64;
-
 pub fn run(args: &[String]) -> Result<()> {
     let (mut keys, mut writes, mut batch, mut rounds) = (400_000u64, 400_000u64, 8u64, 3u32);
+    let mut clients = 64u64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         let v = it
@@ -39,19 +39,20 @@ pub fn run(args: &[String]) -> Result<()> {
             "--writes" => writes = v.parse()?,
             "--batch" => batch = v.parse::<u64>()?.max(1),
             "--rounds" => rounds = v.parse()?,
+            "--clients" => clients = v.parse::<u64>()?.max(1),
             other => anyhow::bail!("unknown option {other}\n{USAGE}"),
         }
     }
     let store = StateStore::new();
     let mut index = 0u64;
-    let mut seq = vec![0u64; CLIENTS as usize];
+    let mut seq = vec![0u64; clients as usize];
     let mut apply = |n: u64, batch: u64, index: &mut u64| {
         for i in 0..n {
             if i % batch == 0 {
                 store.begin_batch();
             }
             *index += 1;
-            let client = (i % CLIENTS) as usize;
+            let client = (i % clients) as usize;
             seq[client] += 1;
             let cmd = Command::Request(WriteRequest::KvSet {
                 entry: KvEntry {
@@ -68,7 +69,9 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     };
     apply(keys, 1024, &mut index);
-    println!("apply: {keys} rows preloaded; {writes} KV sets in batches of {batch}");
+    println!(
+        "apply: {keys} rows preloaded; {writes} KV sets in batches of {batch}, {clients} key sequences"
+    );
     for round in 1..=rounds {
         let start = Instant::now();
         apply(writes, batch, &mut index);

@@ -2,7 +2,8 @@
 
 use crate::command::Command;
 use imbl::{OrdMap, OrdSet};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Condvar, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tribune_store::{Table, Watches};
 use tribune_types::model::operator::AutopilotSettings;
@@ -85,6 +86,19 @@ pub(crate) fn pair(a: &str, b: &str) -> String {
 }
 
 /// The in-memory state machine with watch points for blocking queries.
+///
+/// **Publication on demand.** Readers get an `Arc` of a whole version of the
+/// state (`current`). Publishing a version makes every B-tree node of it shared,
+/// so the next write copies the paths it touches (a 64-entry leaf per key, and
+/// freeing the old one later): at 512 writing clients that was over a third of
+/// every raft thread. So a batch that ends while nobody has read since the last
+/// one leaves its state *unpublished*, owned, and the next batch goes on changing
+/// it in place. The first reader to find `current` behind publishes the newest
+/// state itself; if a batch is being applied at that moment it waits for the
+/// batch to end (a reader must see every write acknowledged before it started,
+/// and acknowledgements follow `end_batch`). Any read since the last batch makes
+/// the next one publish as it ends, as does every [`PUBLISH_EVERY`]th batch, which
+/// bounds what an old published version keeps alive.
 #[derive(Debug, Default)]
 pub struct StateStore {
     current: RwLock<Arc<Db>>,
@@ -94,9 +108,32 @@ pub struct StateStore {
     /// The batch being applied, between [`StateStore::begin_batch`] and
     /// [`StateStore::end_batch`].
     batch: Mutex<Option<Batch>>,
+    /// The newest state when it is ahead of `current`, and whether a batch is
+    /// being applied to it.
+    newest: Mutex<Newest>,
+    /// Signalled when a batch ends, for readers waiting on it.
+    batch_ended: Condvar,
+    /// Whether `current` is behind the newest applied state.
+    stale: AtomicBool,
+    /// Whether anything read the state since the last batch ended.
+    read_since_batch: AtomicBool,
     /// Restores so far: a blocking query that sees this move returns at once, even
     /// if the index it watches went backwards (Consul's abandon channel).
-    restores: std::sync::atomic::AtomicU64,
+    restores: AtomicU64,
+}
+
+/// Batches that may end unpublished in a row before one publishes anyway.
+pub const PUBLISH_EVERY: u32 = 64;
+
+/// The newest state while readers have not been given it.
+#[derive(Debug, Default)]
+struct Newest {
+    /// Applied, not yet published, and no batch is changing it.
+    unpublished: Option<Db>,
+    /// The thread applying a batch, between `begin_batch` and `end_batch`.
+    batch_thread: Option<std::thread::ThreadId>,
+    /// Batches ended unpublished since the last publication.
+    unpublished_batches: u32,
 }
 
 /// Commands applied to a working copy that is published once, at the end.
@@ -140,8 +177,45 @@ impl StateStore {
         Self::default()
     }
 
+    /// The newest applied state (see [`StateStore`] on when this publishes it).
     pub(crate) fn snapshot_db(&self) -> Arc<Db> {
-        self.current.read().clone()
+        self.read_since_batch.store(true, Ordering::Relaxed);
+        if !self.stale.load(Ordering::Acquire) {
+            return self.current.read().clone();
+        }
+        let mut newest = self.newest.lock();
+        loop {
+            if let Some(db) = newest.unpublished.take() {
+                return self.publish(&mut newest, db);
+            }
+            match newest.batch_thread {
+                // The batch's own thread reading would wait for itself; it
+                // gets the last published state.
+                Some(t) if t != std::thread::current().id() => {
+                    self.batch_ended.wait(&mut newest);
+                }
+                _ => return self.current.read().clone(),
+            }
+        }
+    }
+
+    /// Makes `db` the state readers get. Called with `newest` locked, so no
+    /// reader publishes an older one over it.
+    fn publish(&self, newest: &mut Newest, db: Db) -> Arc<Db> {
+        let db = Arc::new(db);
+        *self.current.write() = db.clone();
+        newest.unpublished_batches = 0;
+        self.stale.store(false, Ordering::Release);
+        db
+    }
+
+    /// The newest state, owned, to apply changes to: the unpublished one, or a
+    /// copy of the published one.
+    fn take_newest(&self, newest: &mut Newest) -> Db {
+        newest
+            .unpublished
+            .take()
+            .unwrap_or_else(|| (**self.current.read()).clone())
     }
 
     pub(crate) fn replace(&self, db: Db) {
@@ -150,9 +224,11 @@ impl StateStore {
         debug_assert!(self.batch.lock().is_none(), "restore during an apply batch");
         let _w = self.write_lock.lock();
         let index = db.index;
-        *self.current.write() = Arc::new(db);
-        self.restores
-            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut newest = self.newest.lock();
+        newest.unpublished = None;
+        self.publish(&mut newest, db);
+        drop(newest);
+        self.restores.fetch_add(1, Ordering::SeqCst);
         // A restore can move any index, including backwards: wake every blocked query
         // so it re-reads and clients see the new index (Consul's abandon channel).
         self.watches.notify_all(index);
@@ -160,7 +236,7 @@ impl StateStore {
 
     /// The index of the last applied command.
     pub fn last_index(&self) -> u64 {
-        self.current.read().index
+        self.snapshot_db().index
     }
 
     /// Applies a decoded command at `index` with no clock stamp (lock-delays cannot
@@ -207,7 +283,9 @@ impl StateStore {
         }
         drop(open);
         let _w = self.write_lock.lock();
-        let mut db = (**self.current.read()).clone();
+        let mut newest = self.newest.lock();
+        let before = self.take_newest(&mut newest);
+        let mut db = before.clone();
         let mut touched = Touched::default();
         let result = apply_command(&mut db, at, cmd, &mut touched);
         // A rejected request must change nothing: discard the working copy.
@@ -215,10 +293,11 @@ impl StateStore {
             db
         } else {
             touched.0.clear();
-            (**self.current.read()).clone()
+            before
         };
         db.index = index;
-        *self.current.write() = Arc::new(db);
+        self.publish(&mut newest, db);
+        drop(newest);
         for (table, key) in touched.0 {
             self.watches.notify(table, &key, index);
         }
@@ -231,8 +310,11 @@ impl StateStore {
     pub fn begin_batch(&self) {
         let mut open = self.batch.lock();
         if open.is_none() {
+            let mut newest = self.newest.lock();
+            let db = self.take_newest(&mut newest);
+            newest.batch_thread = Some(std::thread::current().id());
             *open = Some(Batch {
-                db: (**self.current.read()).clone(),
+                db,
                 touched: Vec::new(),
                 changed: false,
                 restored: false,
@@ -245,15 +327,29 @@ impl StateStore {
         let Some(batch) = self.batch.lock().take() else {
             return;
         };
+        let _w = self.write_lock.lock();
+        let index = batch.db.index;
+        let mut newest = self.newest.lock();
+        newest.batch_thread = None;
+        // The batch's state is the newest even if it changed nothing: it may be
+        // the unpublished state it started from.
+        if self.stale.load(Ordering::Relaxed) || batch.changed {
+            newest.unpublished_batches += 1;
+            let readers = self.read_since_batch.swap(false, Ordering::Relaxed);
+            if readers || batch.restored || newest.unpublished_batches >= PUBLISH_EVERY {
+                self.publish(&mut newest, batch.db);
+            } else {
+                newest.unpublished = Some(batch.db);
+                self.stale.store(true, Ordering::Release);
+            }
+        }
+        drop(newest);
+        self.batch_ended.notify_all();
         if !batch.changed {
             return;
         }
-        let _w = self.write_lock.lock();
-        let index = batch.db.index;
-        *self.current.write() = Arc::new(batch.db);
         if batch.restored {
-            self.restores
-                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.restores.fetch_add(1, Ordering::SeqCst);
             self.watches.notify_all(index);
         }
         for (table, key, index) in batch.touched {
@@ -289,8 +385,7 @@ impl StateStore {
 
     /// Whether any KV tombstone is at or below `index` (so reaping would do something).
     pub fn has_tombstones_upto(&self, index: u64) -> bool {
-        self.current
-            .read()
+        self.snapshot_db()
             .kv
             .tombstones()
             .any(|(_, t)| t.index <= index)
@@ -299,10 +394,13 @@ impl StateStore {
     /// Records that `index` was applied without a command (raft no-ops, config changes).
     pub fn advance(&self, index: u64) {
         let _w = self.write_lock.lock();
-        let mut db = (**self.current.read()).clone();
+        let mut newest = self.newest.lock();
+        let mut db = self.take_newest(&mut newest);
         if index > db.index {
             db.index = index;
-            *self.current.write() = Arc::new(db);
+            self.publish(&mut newest, db);
+        } else if self.stale.load(Ordering::Relaxed) {
+            newest.unpublished = Some(db);
         }
     }
 }
@@ -844,4 +942,111 @@ pub(crate) fn deregister(
         }
     }
     Ok(WriteOutcome::Done)
+}
+
+#[cfg(test)]
+mod publication_tests {
+    //! Publication on demand (see [`StateStore`]): readers always see every batch
+    //! that ended before they read, however the state was (not) published.
+
+    use super::*;
+
+    fn set(key: &str) -> Command {
+        Command::Request(WriteRequest::KvSet {
+            entry: KvEntry {
+                key: key.into(),
+                value: b"v".to_vec(),
+                ..Default::default()
+            },
+            mode: KvSetMode::Set,
+        })
+    }
+
+    fn batch(s: &StateStore, index: u64, key: &str) {
+        s.begin_batch();
+        s.apply(index, &set(key)).unwrap();
+        s.end_batch();
+    }
+
+    #[test]
+    fn a_batch_nobody_read_after_stays_unpublished_until_a_read() {
+        let s = StateStore::new();
+        batch(&s, 1, "a");
+        batch(&s, 2, "b");
+        assert!(
+            s.stale.load(Ordering::Relaxed),
+            "no reader: nothing published"
+        );
+        assert_eq!(s.current.read().index, 0);
+        let db = s.snapshot_db();
+        assert_eq!(db.index, 2);
+        assert!(db.kv.get("a").is_some() && db.kv.get("b").is_some());
+        assert!(!s.stale.load(Ordering::Relaxed));
+        // That read makes the next batch publish as it ends.
+        batch(&s, 3, "c");
+        assert!(!s.stale.load(Ordering::Relaxed));
+        assert_eq!(s.current.read().index, 3);
+    }
+
+    #[test]
+    fn a_reader_during_a_batch_waits_for_it_when_the_newest_state_is_in_it() {
+        let s = Arc::new(StateStore::new());
+        batch(&s, 1, "a");
+        s.begin_batch();
+        s.apply(2, &set("b")).unwrap();
+        // The state with `a` is inside the open batch: the reader cannot return
+        // before the batch ends, so it sees `b` too.
+        let reader = {
+            let s = s.clone();
+            std::thread::spawn(move || s.snapshot_db())
+        };
+        // The batch's own thread is not blocked by its own batch.
+        assert_eq!(s.snapshot_db().index, 0);
+        s.end_batch();
+        let db = reader.join().unwrap();
+        assert_eq!(db.index, 2);
+        assert!(db.kv.get("a").is_some() && db.kv.get("b").is_some());
+    }
+
+    #[test]
+    fn a_reader_during_a_batch_gets_the_published_state_when_it_is_the_newest() {
+        let s = StateStore::new();
+        batch(&s, 1, "a");
+        assert_eq!(s.snapshot_db().index, 1);
+        s.begin_batch();
+        s.apply(2, &set("b")).unwrap();
+        let reader = std::thread::scope(|scope| scope.spawn(|| s.snapshot_db()).join().unwrap());
+        assert_eq!(reader.index, 1, "nothing newer was acknowledged");
+        s.end_batch();
+    }
+
+    #[test]
+    fn unpublished_batches_publish_every_so_often() {
+        let s = StateStore::new();
+        for i in 1..u64::from(PUBLISH_EVERY) {
+            batch(&s, i, &format!("k{i}"));
+        }
+        assert_eq!(s.current.read().index, 0);
+        let last = u64::from(PUBLISH_EVERY);
+        batch(&s, last, "last");
+        assert_eq!(s.current.read().index, last);
+        assert!(!s.stale.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn writes_outside_batches_and_advances_start_from_the_unpublished_state() {
+        let s = StateStore::new();
+        batch(&s, 1, "a");
+        s.advance(2);
+        s.apply(3, &set("b")).unwrap();
+        let db = s.snapshot_db();
+        assert_eq!(db.index, 3);
+        assert!(db.kv.get("a").is_some() && db.kv.get("b").is_some());
+        // An empty batch over an unpublished state keeps it.
+        batch(&s, 4, "c");
+        s.begin_batch();
+        s.end_batch();
+        assert_eq!(s.last_index(), 4);
+        assert!(s.snapshot_db().kv.get("c").is_some());
+    }
 }
