@@ -80,8 +80,8 @@ struct MonitorFilter {
 
 impl<S> Filter<S> for MonitorFilter {
     fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        // Info and above always pass: `callsite_enabled` only says "sometimes"
-        // for the levels the console does not show.
+        // Info and above pass whenever the targets allow them; debug and trace
+        // (the callsites answered "sometimes") only while someone watches.
         self.targets.would_enable(meta.target(), meta.level())
             && (*meta.level() <= Level::INFO || self.tx.receiver_count() > 0)
     }

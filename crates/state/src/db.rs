@@ -97,8 +97,8 @@ pub(crate) fn pair(a: &str, b: &str) -> String {
 /// state itself; if a batch is being applied at that moment it waits for the
 /// batch to end (a reader must see every write acknowledged before it started,
 /// and acknowledgements follow `end_batch`). Any read since the last batch makes
-/// the next one publish as it ends, as does every [`PUBLISH_EVERY`]th batch, which
-/// bounds what an old published version keeps alive.
+/// the next one publish as it ends, as does every 64th batch (`PUBLISH_EVERY`),
+/// which bounds what an old published version keeps alive.
 #[derive(Debug, Default)]
 pub struct StateStore {
     current: RwLock<Arc<Db>>,
@@ -125,7 +125,7 @@ pub struct StateStore {
 }
 
 /// Batches that may end unpublished in a row before one publishes anyway.
-pub const PUBLISH_EVERY: u32 = 64;
+pub(crate) const PUBLISH_EVERY: u32 = 64;
 
 /// The newest state while readers have not been given it.
 #[derive(Debug, Default)]
