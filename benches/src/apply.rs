@@ -2,12 +2,13 @@
 //! thread does on every server, without raft, disk or network.
 //!
 //! Preloads `--keys` rows, then applies `--writes` KV sets to new keys in
-//! batches of `--batch` (each batch between `begin_batch` and `end_batch`, which
-//! publishes the state, as one raft cycle does). Keys follow the cluster
-//! benchmark's pattern: `--clients` clients (64), each writing its own ascending
-//! sequence, so consecutive writes land in that many regions of the key space. Prints the CPU time
-//! per write; compare builds (or commits) with the same arguments. Ends with the
-//! time two snapshots of the resulting state take to serialise.
+//! batches of `--batch`, each between `begin_batch` and `end_batch` as one raft
+//! cycle applies them (nothing reads, so batches stay unpublished: the
+//! write-only case). Keys follow the cluster benchmark's pattern: `--clients`
+//! clients (64), each writing its own ascending sequence, so consecutive writes
+//! land in that many regions of the key space. Prints the CPU time per write;
+//! compare builds (or commits) with the same arguments. Ends with the time two
+//! snapshots of the resulting state take to serialise.
 
 use std::time::Instant;
 
