@@ -358,6 +358,14 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
     for i in 0..5 {
         put(&c, &format!("{http}/v1/kv/snap/{i}"), "before").await?;
     }
+    // A stale snapshot is the follower's own state, which learns the commit of
+    // the last write only after the leader acknowledged it: wait until it has
+    // applied all five, or the archive (and every restored server) holds four.
+    eventually(Duration::from_secs(10), "follower has the keys", || async {
+        let keys = get_json(&c, &format!("{other}/v1/kv/snap/?keys&stale")).await;
+        Ok(keys.is_ok_and(|k| k.as_array().is_some_and(|a| a.len() == 5)))
+    })
+    .await?;
     let r = c.get(format!("{other}/v1/snapshot?stale")).send().await?;
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-consul-index"));
