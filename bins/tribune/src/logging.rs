@@ -11,9 +11,9 @@ use tracing::{Event, Level, Metadata, Subscriber};
 use tracing_subscriber::filter::{LevelFilter, Targets};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
-use tracing_subscriber::layer::{Context, Filter, SubscriberExt};
+use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer};
+use tracing_subscriber::Layer;
 use tribune_http_api::LogLine;
 
 /// Our crates; the monitor sees them down to TRACE and dependencies from INFO.
@@ -36,13 +36,17 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
     let directives = format!(
         "{level},h2=info,hyper=info,hyper_util=info,tower=info,tonic=info,hickory_server=warn,hickory_proto=warn"
     );
-    let console_filter = EnvFilter::try_new(directives).unwrap_or_else(|_| EnvFilter::new("info"));
-    let monitor_filter = MonitorFilter {
-        targets: OUR_TARGETS
-            .iter()
-            .fold(Targets::new().with_default(Level::INFO), |t, target| {
-                t.with_target(*target, Level::TRACE)
-            }),
+    let console_targets: Targets = directives
+        .parse()
+        .unwrap_or_else(|_| Targets::new().with_default(Level::INFO));
+    let monitor_targets = OUR_TARGETS
+        .iter()
+        .fold(Targets::new().with_default(Level::INFO), |t, target| {
+            t.with_target(*target, Level::TRACE)
+        });
+    let gate = Gate {
+        console: console_targets.clone(),
+        monitor: monitor_targets.clone(),
         tx: tx.clone(),
     };
     let text = (!json).then(|| {
@@ -58,42 +62,46 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
     let console = text
         .map(|l| l.boxed())
         .or_else(|| json_layer.map(|l| l.boxed()))
-        .map(|l| l.with_filter(console_filter));
+        .map(|l| l.with_filter(console_targets));
     let _ = tracing_subscriber::registry()
+        .with(gate)
         .with(console)
-        .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor_filter))
+        .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor_targets))
         .try_init();
     tx
 }
 
-/// The monitor's filter: its targets, but only while someone is watching.
+/// The global filter in front of the per-layer ones: what the console logs,
+/// plus what the monitor could show while someone is watching it.
 ///
-/// A plain `Targets` filter would enable every debug and trace callsite of our
-/// crates for good, so each of them (the `raft.apply` span of every write among
-/// them) would build its span or event and hand it to the registry only for
-/// [`MonitorLayer`] to drop it. Answering "sometimes" makes tracing ask
-/// [`Filter::enabled`] at each hit instead, which costs a receiver count.
-struct MonitorFilter {
-    targets: Targets,
+/// Why a global layer: when every per-layer filter says no, tracing-subscriber's
+/// registry still creates the span (`debug_spans_are_not_built_while_nobody_watches`
+/// showed it), so with the monitor's `TRACE` for our crates every debug span and
+/// event on the write path (the `raft.apply` span of every write among them) was
+/// built and dropped. This layer answers `never` for what neither wants, `always`
+/// for what the console logs, and `sometimes` for the monitor's extra levels,
+/// which [`Layer::enabled`] then allows only while the feed has a receiver.
+struct Gate {
+    console: Targets,
+    monitor: Targets,
     tx: broadcast::Sender<Arc<LogLine>>,
 }
 
-impl<S> Filter<S> for MonitorFilter {
-    fn enabled(&self, meta: &Metadata<'_>, _cx: &Context<'_, S>) -> bool {
-        // Info and above pass whenever the targets allow them; debug and trace
-        // (the callsites answered "sometimes") only while someone watches.
-        self.targets.would_enable(meta.target(), meta.level())
-            && (*meta.level() <= Level::INFO || self.tx.receiver_count() > 0)
+impl<S: Subscriber> Layer<S> for Gate {
+    fn register_callsite(&self, meta: &'static Metadata<'static>) -> Interest {
+        if self.console.would_enable(meta.target(), meta.level()) {
+            Interest::always()
+        } else if self.monitor.would_enable(meta.target(), meta.level()) {
+            Interest::sometimes()
+        } else {
+            Interest::never()
+        }
     }
 
-    fn callsite_enabled(&self, meta: &'static Metadata<'static>) -> Interest {
-        if !self.targets.would_enable(meta.target(), meta.level()) {
-            Interest::never()
-        } else if *meta.level() <= Level::INFO {
-            Interest::always()
-        } else {
-            Interest::sometimes()
-        }
+    fn enabled(&self, meta: &Metadata<'_>, _cx: Context<'_, S>) -> bool {
+        self.console.would_enable(meta.target(), meta.level())
+            || (self.monitor.would_enable(meta.target(), meta.level())
+                && self.tx.receiver_count() > 0)
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -181,5 +189,56 @@ impl<S: Subscriber> Layer<S> for MonitorLayer {
             json: serde_json::Value::Object(obj).to_string(),
         };
         let _ = self.tx.send(Arc::new(line));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The gate and filters as `init` composes them, for a scoped dispatcher.
+    fn subscriber(level: &str) -> (impl Subscriber, broadcast::Sender<Arc<LogLine>>) {
+        let (tx, _) = broadcast::channel(16);
+        let console: Targets = level.parse().expect("level");
+        let monitor = Targets::new()
+            .with_default(Level::INFO)
+            .with_target("tribune_server", Level::TRACE);
+        let gate = Gate {
+            console: console.clone(),
+            monitor: monitor.clone(),
+            tx: tx.clone(),
+        };
+        let sub = tracing_subscriber::registry()
+            .with(gate)
+            .with(tracing_subscriber::fmt::layer().with_filter(console))
+            .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor));
+        (sub, tx)
+    }
+
+    fn debug_span_built() -> bool {
+        !tracing::debug_span!(target: "tribune_server::server", "raft.apply").is_disabled()
+    }
+
+    #[test]
+    fn debug_spans_are_not_built_while_nobody_watches() {
+        let (sub, tx) = subscriber("info");
+        tracing::subscriber::with_default(sub, || {
+            assert!(!debug_span_built());
+            let mut rx = tx.subscribe();
+            assert!(debug_span_built());
+            tracing::debug!(target: "tribune_server::server", "seen");
+            assert!(rx.try_recv().is_ok_and(|l| l.text.contains("seen")));
+            drop(rx);
+            assert!(!debug_span_built());
+            // Dependencies stay off below info for the monitor too.
+            let _rx = tx.subscribe();
+            assert!(tracing::debug_span!(target: "h2", "x").is_disabled());
+        });
+    }
+
+    #[test]
+    fn a_console_at_debug_builds_them_anyway() {
+        let (sub, _tx) = subscriber("debug");
+        tracing::subscriber::with_default(sub, || assert!(debug_span_built()));
     }
 }
