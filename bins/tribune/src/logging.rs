@@ -45,6 +45,7 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
             t.with_target(*target, Level::TRACE)
         });
     let gate = Gate {
+        console_max: max_level(&console_targets),
         console: console_targets.clone(),
         monitor: monitor_targets.clone(),
         tx: tx.clone(),
@@ -83,8 +84,20 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
 /// which [`Layer::enabled`] then allows only while the feed has a receiver.
 struct Gate {
     console: Targets,
+    /// The most verbose level `console` enables for any target.
+    console_max: LevelFilter,
     monitor: Targets,
     tx: broadcast::Sender<Arc<LogLine>>,
+}
+
+/// The most verbose level `targets` enables anywhere.
+fn max_level(targets: &Targets) -> LevelFilter {
+    targets
+        .iter()
+        .map(|(_, level)| level)
+        .chain(targets.default_level())
+        .max()
+        .unwrap_or(LevelFilter::OFF)
 }
 
 impl<S: Subscriber> Layer<S> for Gate {
@@ -99,9 +112,13 @@ impl<S: Subscriber> Layer<S> for Gate {
     }
 
     fn enabled(&self, meta: &Metadata<'_>, _cx: Context<'_, S>) -> bool {
-        self.console.would_enable(meta.target(), meta.level())
-            || (self.monitor.would_enable(meta.target(), meta.level())
-                && self.tx.receiver_count() > 0)
+        // Asked at every hit of a "sometimes" callsite (every write passes some):
+        // a level comparison and a receiver count settle the usual case before
+        // any target is matched.
+        (*meta.level() <= self.console_max
+            && self.console.would_enable(meta.target(), meta.level()))
+            || (self.tx.receiver_count() > 0
+                && self.monitor.would_enable(meta.target(), meta.level()))
     }
 
     fn max_level_hint(&self) -> Option<LevelFilter> {
@@ -204,6 +221,7 @@ mod tests {
             .with_default(Level::INFO)
             .with_target("tribune_server", Level::TRACE);
         let gate = Gate {
+            console_max: max_level(&console),
             console: console.clone(),
             monitor: monitor.clone(),
             tx: tx.clone(),
