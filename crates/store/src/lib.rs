@@ -11,6 +11,7 @@
 //! Nothing here knows about Consul. There is no async runtime: waiting uses
 //! `tokio::sync::watch` only.
 
+mod bloom;
 pub mod table;
 pub mod watch;
 

@@ -15,6 +15,10 @@
 //! delta's short path, and the base is changed only when the delta is folded into
 //! it, every [`DELTA_MAX`] changes, when one copy of each touched path serves many
 //! writes. Reads look in the delta first; scans merge the two in key order.
+//!
+//! A base of more than [`BLOOM_FROM`] rows also has a Bloom filter of its keys
+//! (module `bloom`), so looking up a key the base does not hold — what every
+//! write of a new key does first — rarely descends the B-tree.
 
 use std::cmp::Ordering;
 use std::iter::Peekable;
@@ -22,10 +26,17 @@ use std::sync::Arc;
 
 use imbl::OrdMap;
 
+use crate::bloom::Bloom;
+
 /// Changes held in a table's delta before they are folded into its base. Small
 /// enough that the delta stays two levels deep (cheap to copy per write), large
 /// enough that a fold's path copies are shared by many writes.
 pub const DELTA_MAX: usize = 256;
+
+/// Base rows from which a table keeps a Bloom filter of them: below this the
+/// B-tree is two or three levels, mostly in cache, and hashing would cost more
+/// than the lookups it saves.
+pub const BLOOM_FROM: usize = 4096;
 
 /// A deleted key's last index, kept so prefix indexes never go backwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +60,8 @@ pub struct Table<V: Clone> {
     tombstones: OrdMap<Arc<str>, Tombstone>,
     keep_tombstones: bool,
     max_index: u64,
+    /// Every key the base held since the filter was built, once it is large.
+    bloom: Option<Bloom>,
 }
 
 impl<V: Clone> Default for Table<V> {
@@ -67,6 +80,7 @@ impl<V: Clone> Table<V> {
             tombstones: OrdMap::new(),
             keep_tombstones,
             max_index: 0,
+            bloom: None,
         }
     }
 
@@ -98,8 +112,16 @@ impl<V: Clone> Table<V> {
     fn get_arc(&self, key: &str) -> Option<&Arc<V>> {
         match self.delta.get(key) {
             Some(change) => change.as_ref(),
-            None => self.base.get(key),
+            None => self.base_get(key),
         }
+    }
+
+    /// A row of the base, asking the Bloom filter (if any) first.
+    fn base_get(&self, key: &str) -> Option<&Arc<V>> {
+        if self.bloom.as_ref().is_some_and(|b| !b.may_contain(key)) {
+            return None;
+        }
+        self.base.get(key)
     }
 
     /// Inserts or replaces a row at `index`; a tombstone for the key is cleared.
@@ -111,7 +133,7 @@ impl<V: Clone> Table<V> {
         let key: Arc<str> = Arc::from(key);
         let old = match self.delta.insert(key.clone(), Some(Arc::new(value))) {
             Some(change) => change,
-            None => self.base.get(&key).cloned(),
+            None => self.base_get(&key).cloned(),
         };
         if old.is_none() {
             self.len += 1;
@@ -143,11 +165,11 @@ impl<V: Clone> Table<V> {
         // second lookup there.
         let (old, in_base) = match self.delta.get(key) {
             Some(change) => (change.clone(), None),
-            None => (self.base.get(key).cloned(), Some(true)),
+            None => (self.base_get(key).cloned(), Some(true)),
         };
         if old.is_some() {
             self.len -= 1;
-            if in_base.unwrap_or_else(|| self.base.contains_key(key)) {
+            if in_base.unwrap_or_else(|| self.base_get(key).is_some()) {
                 self.delta.insert(Arc::from(key), None);
             } else {
                 // Only ever in the delta: nothing to hide in the base.
@@ -196,12 +218,24 @@ impl<V: Clone> Table<V> {
         for (key, change) in std::mem::take(&mut self.delta) {
             match change {
                 Some(row) => {
+                    if let Some(bloom) = &mut self.bloom {
+                        bloom.add(&key);
+                    }
                     self.base.insert(key, row);
                 }
                 None => {
                     self.base.remove(&*key);
                 }
             }
+        }
+        if self.base.len() >= BLOOM_FROM && self.bloom.as_ref().is_none_or(Bloom::is_full) {
+            // Sized for twice the rows, so the next build is after as many
+            // inserts again: the builds' cost stays proportional to the inserts.
+            let mut bloom = Bloom::with_capacity(self.base.len() * 2);
+            for key in self.base.keys() {
+                bloom.add(key);
+            }
+            self.bloom = Some(bloom);
         }
     }
 
@@ -342,6 +376,22 @@ mod tests {
     /// along the way checked to stay as they were.
     #[test]
     fn base_and_delta_behave_as_one_map() {
+        let t = behaves_as_one_map(120, DELTA_MAX as u64 * 12);
+        assert!(t.bloom.is_none());
+    }
+
+    /// The same with a base large enough for a Bloom filter, rebuilt as it grows,
+    /// deletes included (their keys stay in the filter).
+    #[test]
+    fn a_base_with_a_bloom_filter_behaves_as_one_map() {
+        let t = behaves_as_one_map(4000, BLOOM_FROM as u64 * 8);
+        assert!(t.bloom.is_some());
+        assert!(t.len() > BLOOM_FROM);
+    }
+
+    /// Runs `steps` seeded operations over keys `k/<0..8>/<0..per_dir>`; returns
+    /// the table.
+    fn behaves_as_one_map(per_dir: u64, steps: u64) -> Table<u64> {
         use std::collections::BTreeMap;
         let mut rng: u64 = 0x9e37_79b9_7f4a_7c15;
         let mut next = move |n: u64| {
@@ -353,8 +403,8 @@ mod tests {
         let mut t: Table<u64> = Table::new(true);
         let mut model: BTreeMap<String, u64> = BTreeMap::new();
         let mut snaps: Vec<(Table<u64>, BTreeMap<String, u64>)> = Vec::new();
-        for step in 1..=(DELTA_MAX as u64 * 12) {
-            let key = format!("k/{:02}/{}", next(8), next(120));
+        for step in 1..=steps {
+            let key = format!("k/{:02}/{}", next(8), next(per_dir));
             if next(3) == 0 {
                 assert_eq!(t.remove(&key, step), model.remove(&key), "remove {key}");
             } else if next(2) == 0 {
@@ -365,7 +415,7 @@ mod tests {
                 assert_eq!(t.insert(key.clone(), step, step), model.insert(key, step));
             }
             assert_eq!(t.len(), model.len());
-            if step % 97 == 0 {
+            if step % (steps / 30) == 0 {
                 snaps.push((t.clone(), model.clone()));
             }
             if step % 31 == 0 {
@@ -382,6 +432,9 @@ mod tests {
             }
         }
         for (snap, want) in snaps.iter().chain(std::iter::once(&(t.clone(), model))) {
+            // Keys never written are absent (the filter's false positives fall
+            // through to the B-tree).
+            assert!((0..200).all(|i| snap.get(&format!("k/00/x{i}")).is_none()));
             let got: Vec<(String, u64)> = snap.iter().map(|(k, v)| (k.to_owned(), *v)).collect();
             let want: Vec<(String, u64)> = want.iter().map(|(k, v)| (k.clone(), *v)).collect();
             assert_eq!(got, want);
@@ -390,5 +443,6 @@ mod tests {
                 assert_eq!(snap.get(k), Some(v));
             }
         }
+        t
     }
 }
