@@ -1,7 +1,8 @@
 //! `apply`: the cost of applying KV writes to the state store, as the raft
 //! thread does on every server, without raft, disk or network.
 //!
-//! Preloads `--keys` rows, then applies `--writes` KV sets to new keys in
+//! Preloads `--keys` rows, then applies `--writes` KV sets to new keys (or, with
+//! `--overwrite`, from the second round on, the first round's keys again) in
 //! batches of `--batch`, each between `begin_batch` and `end_batch` as one raft
 //! cycle applies them (nothing reads, so batches stay unpublished: the
 //! write-only case). Keys follow the cluster benchmark's pattern: `--clients`
@@ -25,13 +26,20 @@ tribune-benches apply [options]
   --clients N   key sequences the writes interleave, as clients of the cluster
                 benchmark (default 64)
   --rounds N    repeat the measurement, one line per round (default 3)
+  --overwrite   every round writes the first round's keys again (as the
+                cluster benchmark's rounds do) instead of new ones
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
     let (mut keys, mut writes, mut batch, mut rounds) = (400_000u64, 400_000u64, 8u64, 3u32);
     let mut clients = 64u64;
+    let mut overwrite = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
+        if a == "--overwrite" {
+            overwrite = true;
+            continue;
+        }
         let v = it
             .next()
             .with_context(|| format!("{a} needs a value\n{USAGE}"))?;
@@ -47,7 +55,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let store = StateStore::new();
     let mut index = 0u64;
     let mut seq = vec![0u64; clients as usize];
-    let mut apply = |n: u64, batch: u64, index: &mut u64| {
+    let apply = |n: u64, batch: u64, index: &mut u64, seq: &mut [u64]| {
         for i in 0..n {
             if i % batch == 0 {
                 store.begin_batch();
@@ -69,13 +77,19 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
     };
-    apply(keys, 1024, &mut index);
+    apply(keys, 1024, &mut index, &mut seq);
     println!(
         "apply: {keys} rows preloaded; {writes} KV sets in batches of {batch}, {clients} key sequences"
     );
+    let first_round = seq.clone();
     for round in 1..=rounds {
+        if overwrite {
+            // Every round writes the keys of the first again, as the cluster
+            // benchmark's rounds do.
+            seq.clone_from(&first_round);
+        }
         let start = Instant::now();
-        apply(writes, batch, &mut index);
+        apply(writes, batch, &mut index, &mut seq);
         let per = start.elapsed().as_nanos() as f64 / writes as f64;
         println!("  round {round}: {per:.0} ns per write");
     }

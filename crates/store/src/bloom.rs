@@ -67,7 +67,13 @@ impl Bloom {
         for _ in 0..PROBES {
             let bit = bits & 511;
             bits >>= 9;
-            self.words[block + (bit >> 6) as usize].fetch_or(1 << (bit & 63), Ordering::Relaxed);
+            let word = &self.words[block + (bit >> 6) as usize];
+            let mask = 1 << (bit & 63);
+            // A key written again finds its bits set: a plain load then, not a
+            // locked read-modify-write.
+            if word.load(Ordering::Relaxed) & mask == 0 {
+                word.fetch_or(mask, Ordering::Relaxed);
+            }
         }
     }
 
