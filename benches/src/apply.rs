@@ -26,8 +26,8 @@ tribune-benches apply [options]
   --clients N   key sequences the writes interleave, as clients of the cluster
                 benchmark (default 64)
   --rounds N    repeat the measurement, one line per round (default 3)
-  --overwrite   every round writes the first round's keys again (as the
-                cluster benchmark's rounds do) instead of new ones
+  --overwrite   rounds after the first write the first round's keys again
+                (as the cluster benchmark's rounds do) instead of new ones
 ";
 
 pub fn run(args: &[String]) -> Result<()> {
