@@ -234,7 +234,7 @@ impl<V: Clone> Table<V> {
             }
         }
         drop(delta);
-        if self.base.len() >= BLOOM_FROM && self.bloom.as_ref().map_or(true, Bloom::is_full) {
+        if self.base.len() >= BLOOM_FROM && self.bloom.as_ref().is_none_or(Bloom::is_full) {
             // Sized for twice the rows, so the next build is after as many
             // inserts again: the builds' cost stays proportional to the inserts.
             let mut bloom = Bloom::with_capacity(self.base.len() * 2);
