@@ -15,8 +15,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use tribune_state::{Command, StateStore};
-use tribune_types::model::ops::{KvSetMode, WriteRequest};
-use tribune_types::model::KvEntry;
+use tribune_types::model::ops::WriteRequest;
 
 pub const USAGE: &str = "\
 tribune-benches apply [options]
@@ -63,14 +62,10 @@ pub fn run(args: &[String]) -> Result<()> {
             *index += 1;
             let client = (i % clients) as usize;
             seq[client] += 1;
-            let cmd = Command::Request(WriteRequest::KvSet {
-                entry: KvEntry {
-                    key: format!("bench/put/c{client:03}/{:010}", seq[client]),
-                    value: vec![7; 256],
-                    ..Default::default()
-                },
-                mode: KvSetMode::Set,
-            });
+            let cmd = Command::Request(WriteRequest::kv_set(
+                format!("bench/put/c{client:03}/{:010}", seq[client]),
+                vec![7; 256],
+            ));
             let _ = store.apply(*index, &cmd);
             if i % batch == batch - 1 || i == n - 1 {
                 store.end_batch();

@@ -954,14 +954,7 @@ mod publication_tests {
     use super::*;
 
     fn set(key: &str) -> Command {
-        Command::Request(WriteRequest::KvSet {
-            entry: KvEntry {
-                key: key.into(),
-                value: b"v".to_vec(),
-                ..Default::default()
-            },
-            mode: KvSetMode::Set,
-        })
+        Command::Request(WriteRequest::kv_set(key, b"v".to_vec()))
     }
 
     fn batch(s: &StateStore, index: u64, key: &str) {

@@ -4,18 +4,10 @@
 
 use tribune_state::{Command, StateStore};
 use tribune_store::WatchSet;
-use tribune_types::model::ops::{KvSetMode, ReadRequest, ReadResult, WriteOutcome, WriteRequest};
-use tribune_types::model::KvEntry;
+use tribune_types::model::ops::{ReadRequest, ReadResult, WriteOutcome, WriteRequest};
 
 fn set(key: &str) -> Command {
-    Command::Request(WriteRequest::KvSet {
-        entry: KvEntry {
-            key: key.into(),
-            value: b"v".to_vec(),
-            ..Default::default()
-        },
-        mode: KvSetMode::Set,
-    })
+    Command::Request(WriteRequest::kv_set(key, b"v".to_vec()))
 }
 
 fn keys(state: &StateStore) -> Vec<String> {

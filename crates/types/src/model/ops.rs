@@ -124,6 +124,21 @@ pub enum WriteRequest {
     Txn(Vec<TxnOp>),
 }
 
+impl WriteRequest {
+    /// A plain KV set of `value` under `key` (no flags, session or CAS): what
+    /// `PUT /v1/kv/<key>` without parameters proposes.
+    pub fn kv_set(key: impl Into<String>, value: Vec<u8>) -> Self {
+        WriteRequest::KvSet {
+            entry: KvEntry {
+                key: key.into(),
+                value,
+                ..Default::default()
+            },
+            mode: KvSetMode::Set,
+        }
+    }
+}
+
 /// A KV verb of a transaction (Consul's `api.KVOp`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum KvVerb {
