@@ -361,6 +361,7 @@ async fn start_gossip(
             g.advertise = Some(SocketAddr::new(advertise, 0));
             g.tags = tags.clone();
             g.core = gossip_core(&cfg.gossip_lan, tribune_gossip::Profile::Lan);
+            g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout;
             g.keyring = keyring.clone();
             g.keyring_file = keyring_dir.as_ref().map(|d| d.join("local.keyring"));
@@ -386,6 +387,7 @@ async fn start_gossip(
             ));
             g.tags = tags;
             g.core = gossip_core(&cfg.gossip_wan, tribune_gossip::Profile::Wan);
+            g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout_wan;
             g.keyring = keyring;
             g.keyring_file = keyring_dir.as_ref().map(|d| d.join("remote.keyring"));
@@ -578,6 +580,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         enable_local_script_checks: cfg.enable_local_script_checks,
         check_output_max_size: cfg.check_output_max_size as usize,
         check_tls,
+        disable_coordinates: cfg.disable_coordinates,
+        coordinate_interval_min: cfg.sync_coordinate_interval_min,
+        coordinate_rate_target: cfg.sync_coordinate_rate_target,
     };
     // Ports are known once listeners are bound (port 0 picks one).
     let mut agent_cfg = agent_cfg;

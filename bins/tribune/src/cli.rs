@@ -23,6 +23,7 @@ mod maint;
 mod members;
 mod node;
 mod operator;
+mod rtt;
 mod services;
 mod snapshot;
 mod version;
@@ -59,6 +60,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "Provides cluster-level tools for Consul operators",
     ),
     ("reload", "Triggers the agent to reload configuration files"),
+    ("rtt", "Estimates network round trip time between nodes"),
     ("services", "Interact with services"),
     (
         "snapshot",
@@ -104,6 +106,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "members" => members::run(args, ctx).await,
         "operator" => operator::run(args, ctx).await,
         "reload" => node::reload(args, ctx).await,
+        "rtt" => rtt::run(args, ctx).await,
         "services" => services::run(args, ctx).await,
         "snapshot" => snapshot::run(args, ctx).await,
         "version" => version::run(args, ctx),

@@ -57,6 +57,14 @@ pub struct AgentConfig {
     /// start ([`crate::load_check_tls`]), for TLS checks. `None`: checks verify
     /// against the system's trust store and present no certificate.
     pub check_tls: Option<Arc<tribune_health::AgentTls>>,
+    /// `disable_coordinates`.
+    pub disable_coordinates: bool,
+    /// `sync_coordinate_interval_min`: the shortest wait between two reports of
+    /// this node's coordinate (15 s).
+    pub coordinate_interval_min: Duration,
+    /// `sync_coordinate_rate_target`: reports a second across the cluster that
+    /// longer waits aim for in large clusters (64).
+    pub coordinate_rate_target: f64,
 }
 
 /// Loads the agent's TLS for checks when `enable_agent_tls_for_checks` is set

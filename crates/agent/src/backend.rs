@@ -110,6 +110,7 @@ impl Backend for Agent {
             ports: c.ports.clone(),
             member: self.member(),
             debug_config: c.debug_config.clone(),
+            disable_coordinates: c.disable_coordinates,
         }
     }
 
@@ -128,6 +129,14 @@ impl Backend for Agent {
             m.port = self.cfg.ports.get("serf_wan").copied().unwrap_or(8302);
         }
         vec![m]
+    }
+
+    fn coordinate_datacenters(&self) -> Vec<tribune_http_api::DatacenterCoordinates> {
+        match (self.pool(true), self.lan()) {
+            (Some(wan), _) => crate::coordinates::datacenters(&wan, true),
+            (None, Some(lan)) => crate::coordinates::datacenters(&lan, false),
+            (None, None) => Vec::new(),
+        }
     }
 
     fn local_services(&self) -> Vec<Service> {

@@ -16,6 +16,7 @@ mod anti_entropy;
 mod backend;
 mod cache;
 pub mod config;
+mod coordinates;
 pub mod dns;
 mod keyring;
 mod local;

@@ -66,6 +66,7 @@ impl Agent {
     /// node's keyring digests (see `keyring`).
     pub fn attach_gossip(&self, lan: Arc<Gossip>, wan: Option<Arc<Gossip>>) {
         let events = lan.subscribe();
+        tokio::spawn(crate::coordinates::report(self.this.clone(), lan.clone()));
         let lan_keyring = lan.subscribe();
         let wan_keyring = wan.as_ref().map(|w| w.subscribe());
         {

@@ -36,6 +36,7 @@ mod agent;
 mod catalog;
 mod config;
 mod coord;
+mod coordinate;
 mod election;
 mod error;
 mod event;
@@ -69,6 +70,7 @@ pub use coord::{
     path_join, AcquireOutcome, DestroyOutcome, LockError, LockLost, DEFAULT_LOCK_RETRY_TIME,
     DEFAULT_MONITOR_RETRY_TIME, DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
 };
+pub use coordinate::{Coordinate, CoordinateEntry, Coordinates, DatacenterMap};
 pub use election::{current_leader, LeaderElection};
 pub use error::Error;
 pub use event::{Event, UserEvent};
@@ -209,6 +211,11 @@ impl Client {
     /// Sessions (`/v1/session`).
     pub fn session(&self) -> Session<'_> {
         Session::new(self)
+    }
+
+    /// Network coordinates (`/v1/coordinate`).
+    pub fn coordinate(&self) -> Coordinates<'_> {
+        Coordinates::new(self)
     }
 
     /// Raft status (`/v1/status`).

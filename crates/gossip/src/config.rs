@@ -114,6 +114,9 @@ pub struct CoreConfig {
     pub leave_propagate_delay: Duration,
     /// Broadcasts beyond this many are dropped, oldest first (Serf `MaxQueueDepth`).
     pub max_queue_depth: usize,
+    /// Keep a Vivaldi network coordinate, learnt from direct probes, and send it
+    /// in acks (on; Consul's `disable_coordinates` turns it off).
+    pub coordinates: bool,
 }
 
 impl Default for CoreConfig {
@@ -151,6 +154,7 @@ impl CoreConfig {
             broadcast_timeout: Duration::from_secs(5),
             leave_propagate_delay: Duration::from_secs(1),
             max_queue_depth: 4096,
+            coordinates: true,
         }
     }
 

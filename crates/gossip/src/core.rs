@@ -60,6 +60,7 @@ use std::time::{Duration, Instant};
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use tribune_types::model::coordinate::Coordinate;
 use tribune_types::model::Member;
 
 pub use awareness::Awareness;
@@ -73,6 +74,7 @@ use user_events::{Coalescer, EventBuffer};
 
 use crate::config::{self, CoreConfig, USER_EVENT_SIZE_HARD_LIMIT};
 use crate::error::GossipError;
+use crate::vivaldi::Vivaldi;
 use crate::wire::{self, Dead, LeaveIntent, Message, Tags, UserEventMsg, WireError};
 
 /// SWIM state of a member.
@@ -259,6 +261,8 @@ enum Phase {
 struct Probe {
     target: String,
     seq: u32,
+    /// When the direct ping went out: its ack's round trip feeds the coordinate.
+    sent: Instant,
     ack_deadline: Instant,
     deadline: Instant,
     indirect_sent: bool,
@@ -306,6 +310,12 @@ pub struct Core {
     stats: CoreStats,
     out: Vec<Effect>,
     changes: u64,
+    /// This member's network coordinate.
+    vivaldi: Vivaldi,
+    /// Peers' coordinates from their direct acks (Serf's coordinate cache).
+    peer_coords: BTreeMap<String, Coordinate>,
+    /// Bumped whenever a coordinate here changes.
+    coord_changes: u64,
     /// Time of the input being handled.
     now: Instant,
 }
@@ -369,11 +379,29 @@ impl Core {
             stats: CoreStats::default(),
             out: Vec::new(),
             changes: 0,
+            vivaldi: Vivaldi::default(),
+            peer_coords: BTreeMap::new(),
+            coord_changes: 0,
             now,
         })
     }
 
     // ---- inspection -------------------------------------------------------
+
+    /// This member's network coordinate (`None` when coordinates are off).
+    pub fn coordinate(&self) -> Option<&Coordinate> {
+        self.cfg.coordinates.then(|| self.vivaldi.coordinate())
+    }
+
+    /// The last coordinate each peer sent with a direct ack.
+    pub fn peer_coordinates(&self) -> &BTreeMap<String, Coordinate> {
+        &self.peer_coords
+    }
+
+    /// Moves whenever [`Core::coordinate`] or [`Core::peer_coordinates`] changes.
+    pub fn coordinate_changes(&self) -> u64 {
+        self.coord_changes
+    }
 
     /// The local member name.
     pub fn name(&self) -> &str {

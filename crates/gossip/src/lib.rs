@@ -68,6 +68,7 @@ pub mod keyring;
 mod shell;
 pub mod sim;
 pub mod snapshot;
+pub mod vivaldi;
 pub mod wire;
 
 pub use crate::config::{CoreConfig, Profile};

@@ -8,7 +8,7 @@
 
 mod transport;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -19,6 +19,7 @@ use parking_lot::{Mutex, RwLock};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio::task::JoinHandle;
+use tribune_types::model::coordinate::Coordinate;
 use tribune_types::model::Member;
 
 use crate::config::{CoreConfig, Profile};
@@ -141,13 +142,23 @@ enum Input {
 struct Shared {
     codec: Codec,
     members: RwLock<Vec<Member>>,
+    coords: RwLock<Coords>,
     core_stats: Mutex<CoreStats>,
     keyring_file: Option<PathBuf>,
     default_port: u16,
 }
 
+/// The coordinates as of the core's last change, for readers off the driver task.
+#[derive(Debug, Default)]
+struct Coords {
+    change: u64,
+    local: Option<Coordinate>,
+    peers: BTreeMap<String, Coordinate>,
+}
+
 /// A running gossip pool member. Dropping it stops the node without leaving.
 pub struct Gossip {
+    name: String,
     shared: Arc<Shared>,
     commands: mpsc::UnboundedSender<Command>,
     events: broadcast::Sender<GossipEvent>,
@@ -208,6 +219,11 @@ impl Gossip {
         let shared = Arc::new(Shared {
             codec: Codec::new(keyring),
             members: RwLock::new(core.members()),
+            coords: RwLock::new(Coords {
+                change: core.coordinate_changes(),
+                local: core.coordinate().cloned(),
+                peers: BTreeMap::new(),
+            }),
             core_stats: Mutex::new(core.stats()),
             keyring_file: cfg.keyring_file,
             default_port: advertise.port(),
@@ -247,6 +263,7 @@ impl Gossip {
             None => None,
         };
         Ok(Gossip {
+            name,
             shared,
             commands,
             events,
@@ -278,6 +295,22 @@ impl Gossip {
     /// Every known member, this one included, by name.
     pub fn members(&self) -> Vec<Member> {
         self.shared.members.read().clone()
+    }
+
+    /// This member's name in the pool.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// This member's Vivaldi coordinate (`None` when coordinates are off).
+    pub fn coordinate(&self) -> Option<Coordinate> {
+        self.shared.coords.read().local.clone()
+    }
+
+    /// The coordinates peers sent with their latest direct acks, by member name
+    /// (Serf's coordinate cache; members reaped are dropped).
+    pub fn peer_coordinates(&self) -> BTreeMap<String, Coordinate> {
+        self.shared.coords.read().peers.clone()
     }
 
     /// Receive member and user events from now on.
@@ -687,6 +720,14 @@ impl Driver {
         if change != self.last_change {
             self.last_change = change;
             *self.shared.members.write() = self.core.members();
+        }
+        let coords = self.core.coordinate_changes();
+        if coords != self.shared.coords.read().change {
+            *self.shared.coords.write() = Coords {
+                change: coords,
+                local: self.core.coordinate().cloned(),
+                peers: self.core.peer_coordinates().clone(),
+            };
         }
         *self.shared.core_stats.lock() = self.core.stats();
     }

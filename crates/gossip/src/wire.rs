@@ -83,6 +83,10 @@ pub struct IndirectPing {
 pub struct Ack {
     /// The probe's sequence number.
     pub seq: u32,
+    /// The responder's network coordinate (Serf's ping payload), on direct
+    /// answers only: a relayed ack's round trip says nothing about the relay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub coord: Option<tribune_types::model::coordinate::Coordinate>,
 }
 
 /// Negative answer from a relay.

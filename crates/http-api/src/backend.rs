@@ -32,6 +32,17 @@ pub enum BackendError {
     Unavailable(String),
 }
 
+/// One datacenter's servers and their coordinates, for `/v1/coordinate/datacenters`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DatacenterCoordinates {
+    /// The datacenter.
+    pub datacenter: String,
+    /// The network area (`WAN` for the WAN pool).
+    pub area_id: String,
+    /// Each server's node name (without the `.dc` suffix) and coordinate.
+    pub coordinates: Vec<tribune_types::model::coordinate::CoordinateEntry>,
+}
+
 /// Leader and peers, for `/v1/status/*`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterStatus {
@@ -70,6 +81,9 @@ pub struct AgentInfo {
     pub member: Member,
     /// Arbitrary runtime configuration for `DebugConfig`.
     pub debug_config: BTreeMap<String, String>,
+    /// `disable_coordinates`: the coordinate endpoints answer 401 and `?near=`
+    /// does not sort by them.
+    pub disable_coordinates: bool,
 }
 
 /// A service registration at the agent (`/v1/agent/service/register`, config files).
@@ -217,6 +231,9 @@ pub trait Backend: Send + Sync + 'static {
     fn agent_info(&self) -> AgentInfo;
     /// Gossip members (LAN, or WAN with `wan`).
     fn members(&self, wan: bool) -> Vec<Member>;
+    /// Servers' coordinates by datacenter: a server's from its WAN pool; a client
+    /// agent has none and answers from its LAN pool's view of the servers.
+    fn coordinate_datacenters(&self) -> Vec<DatacenterCoordinates>;
     /// Locally registered services.
     fn local_services(&self) -> Vec<Service>;
     /// Locally registered checks.

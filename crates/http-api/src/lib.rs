@@ -21,8 +21,8 @@ pub mod reply;
 mod routes;
 
 pub use backend::{
-    AgentInfo, Backend, BackendError, ClusterStatus, Gauge, KeyringOp, KeyringPool, KeyringRequest,
-    LogLine, ServiceRegistration, UserEvent,
+    AgentInfo, Backend, BackendError, ClusterStatus, DatacenterCoordinates, Gauge, KeyringOp,
+    KeyringPool, KeyringRequest, LogLine, ServiceRegistration, UserEvent,
 };
 pub use error::ApiError;
 pub use routes::{router, serve, HttpConfig};

@@ -4,6 +4,7 @@ mod agent;
 mod catalog;
 mod config;
 mod connect;
+mod coordinate;
 mod event;
 mod health;
 mod kv;
@@ -69,6 +70,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(health::routes())
         .merge(status::routes())
         .merge(config::routes())
+        .merge(coordinate::routes())
         .merge(connect::routes())
         .merge(agent::routes())
         .merge(event::routes())

@@ -78,6 +78,7 @@ fn request_tag(req: &WriteRequest) -> u16 {
         WriteRequest::SessionDestroy { .. } => 9,
         WriteRequest::Txn(_) => 10,
         WriteRequest::AutopilotSet { .. } => 11,
+        WriteRequest::CoordinateBatchUpdate { .. } => TAG_COORDINATES,
     }
 }
 
@@ -86,6 +87,9 @@ fn request_tag(req: &WriteRequest) -> u16 {
 const MAX_REQUEST_TAG: u16 = 11;
 
 const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
+/// Ignorable, as Consul marks its coordinate batches: coordinates only steer
+/// `?near=` sorting, so a server that skips them stays consistent for all else.
+const TAG_COORDINATES: u16 = 102 | IGNORABLE;
 /// Not ignorable: a server that skipped a restore would fork from its peers.
 const TAG_RESTORE: u16 = 101;
 
@@ -157,7 +161,7 @@ impl Command {
     fn decode_body(tag: u16, body: &[u8]) -> Result<Command, DecodeError> {
         let wrap = |source| DecodeError::Body { tag, source };
         match tag {
-            1..=MAX_REQUEST_TAG => {
+            1..=MAX_REQUEST_TAG | TAG_COORDINATES => {
                 let req: WriteRequest = rmp_serde::from_slice(body).map_err(wrap)?;
                 if request_tag(&req) != tag {
                     return Err(DecodeError::UnknownTag(tag));
@@ -217,6 +221,19 @@ mod tests {
             autopilot,
             "every request tag decodes (MAX_REQUEST_TAG)"
         );
+        let coords = Command::Request(WriteRequest::CoordinateBatchUpdate {
+            updates: vec![tribune_types::model::coordinate::CoordinateEntry {
+                node: "n1".into(),
+                segment: String::new(),
+                coord: Default::default(),
+            }],
+        });
+        let encoded = coords.encode(1);
+        assert_eq!(
+            u16::from_be_bytes([encoded[1], encoded[2]]),
+            TAG_COORDINATES
+        );
+        assert_eq!(Command::decode(&encoded).unwrap(), coords);
         let restore = Command::Restore {
             state: vec![1, 2, 3],
         };

@@ -6,6 +6,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use tribune_store::{Table, Watches};
+use tribune_types::model::coordinate::CoordinateEntry;
 use tribune_types::model::operator::AutopilotSettings;
 use tribune_types::model::ops::{
     Deregistration, KvDeleteMode, KvSetMode, Registration, WriteOutcome, WriteRejected,
@@ -23,6 +24,7 @@ pub(crate) const CHECKS: &str = "checks";
 pub(crate) const CONFIG: &str = "config";
 pub(crate) const CA: &str = "ca";
 pub(crate) const SESSIONS: &str = "sessions";
+pub(crate) const COORDINATES: &str = "coordinates";
 /// Topic table for per-service-name watches (catalog/health service queries).
 pub(crate) const SERVICE_NAME: &str = "service-name";
 
@@ -38,6 +40,8 @@ pub(crate) struct Db {
     pub(crate) checks: Table<Check>,
     /// Keyed `kind \0 name`.
     pub(crate) config: Table<ConfigEntry>,
+    /// Network coordinates, keyed `node \0 segment`.
+    pub(crate) coordinates: Table<CoordinateEntry>,
     pub(crate) ca_roots: Vec<CaRoot>,
     pub(crate) ca_index: u64,
     /// Autopilot settings stored by an operator (`None`: the defaults).
@@ -68,6 +72,7 @@ impl Default for Db {
             services: Table::default(),
             checks: Table::default(),
             config: Table::default(),
+            coordinates: Table::default(),
             ca_roots: Vec::new(),
             ca_index: 0,
             autopilot: None,
@@ -457,6 +462,10 @@ pub(crate) fn apply_request(
         WriteRequest::KvDelete { key, mode } => kv_delete(db, index, key, mode, t),
         WriteRequest::Register(reg) => register(db, at, reg, t),
         WriteRequest::Deregister(dereg) => deregister(db, at, dereg, t),
+        WriteRequest::CoordinateBatchUpdate { updates } => {
+            coordinate_batch_update(db, index, updates, t);
+            Ok(WriteOutcome::Done)
+        }
         WriteRequest::SessionCreate(sess) => crate::session::create(db, index, sess, t),
         WriteRequest::SessionDestroy { id } => {
             crate::session::invalidate(db, at, *id, t);
@@ -902,6 +911,21 @@ fn remove_service(db: &mut Db, node: &str, service_id: &str, at: At, t: &mut Tou
     }
 }
 
+/// Upserts coordinates, skipping invalid ones and nodes the catalog lacks (an
+/// agent may report before it has registered; its next report lands). The table
+/// index moves even when every row was skipped, as in Consul.
+fn coordinate_batch_update(db: &mut Db, index: u64, updates: &[CoordinateEntry], t: &mut Touched) {
+    for u in updates {
+        if !u.coord.is_valid() || db.nodes.get(&u.node).is_none() {
+            continue;
+        }
+        db.coordinates
+            .insert(pair(&u.node, &u.segment), u.clone(), index);
+        t.add(COORDINATES, &u.node);
+    }
+    db.coordinates.bump(index);
+}
+
 pub(crate) fn deregister(
     db: &mut Db,
     at: At,
@@ -939,11 +963,101 @@ pub(crate) fn deregister(
             if db.nodes.remove(node, index).is_some() {
                 t.add(NODES, node);
             }
+            // Coordinates are only ever cleaned up with their node (Consul's rule:
+            // updates for unknown nodes are dropped, so none can be orphaned).
+            let coords: Vec<String> = db
+                .coordinates
+                .prefix(&prefix)
+                .map(|(k, _)| k.to_owned())
+                .collect();
+            for key in coords {
+                db.coordinates.remove(&key, index);
+                t.add(COORDINATES, node);
+            }
             // Sessions die with their node, whatever checks they are bound to.
             crate::session::invalidate_node(db, at, node, t);
         }
     }
     Ok(WriteOutcome::Done)
+}
+
+#[cfg(test)]
+mod coordinate_tests {
+    use super::*;
+    use tribune_types::model::coordinate::Coordinate;
+    use tribune_types::model::ops::{ReadRequest, ReadResult};
+    use tribune_types::model::Node;
+
+    fn entry(node: &str, x: f64) -> CoordinateEntry {
+        let mut coord = Coordinate::origin();
+        coord.vec[0] = x;
+        CoordinateEntry {
+            node: node.into(),
+            segment: String::new(),
+            coord,
+        }
+    }
+
+    fn write(s: &StateStore, index: u64, req: WriteRequest) {
+        s.apply(index, &Command::Request(req)).unwrap();
+    }
+
+    fn coords(s: &StateStore, req: ReadRequest) -> (Vec<CoordinateEntry>, u64) {
+        match s.read(&req, None) {
+            (ReadResult::Coordinates(c), index) => (c, index),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn updates_land_for_known_nodes_only_and_go_with_the_node() {
+        let s = StateStore::new();
+        write(
+            &s,
+            1,
+            WriteRequest::Register(Registration {
+                node: Node {
+                    node: "n1".into(),
+                    address: "127.0.0.1".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }),
+        );
+        let mut bad = entry("n1", 0.0);
+        bad.coord.height = f64::INFINITY;
+        write(
+            &s,
+            2,
+            WriteRequest::CoordinateBatchUpdate {
+                updates: vec![entry("n1", 0.25), entry("ghost", 0.5), bad],
+            },
+        );
+        let (all, index) = coords(&s, ReadRequest::Coordinates);
+        assert_eq!(all, vec![entry("n1", 0.25)], "unknown node and NaN skipped");
+        assert_eq!(index, 2);
+        let one = ReadRequest::CoordinateNode { node: "n1".into() };
+        assert_eq!(coords(&s, one.clone()).0, vec![entry("n1", 0.25)]);
+
+        // A blocking read of the node's coordinate wakes when its node goes away.
+        let mut ws = tribune_store::WatchSet::new();
+        s.read(&one, Some(&mut ws));
+        write(
+            &s,
+            3,
+            WriteRequest::Deregister(Deregistration {
+                node: "n1".into(),
+                ..Default::default()
+            }),
+        );
+        assert!(
+            ws.wait(std::time::Duration::ZERO).await,
+            "deregistration wakes coordinate watchers"
+        );
+        let (all, index) = coords(&s, ReadRequest::Coordinates);
+        assert!(all.is_empty());
+        assert_eq!(index, 3);
+    }
 }
 
 #[cfg(test)]

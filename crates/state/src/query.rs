@@ -2,7 +2,8 @@
 //! an immutable snapshot, returning the index Consul would report for it.
 
 use crate::db::{
-    pair, Db, StateStore, CA, CHECKS, CONFIG, KV, NODES, SERVICES, SERVICE_NAME, SESSIONS,
+    pair, Db, StateStore, CA, CHECKS, CONFIG, COORDINATES, KV, NODES, SERVICES, SERVICE_NAME,
+    SESSIONS,
 };
 use std::collections::BTreeMap;
 use tribune_store::{Topic, WatchSet};
@@ -64,6 +65,10 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         // Neither blocks: a renewal answers at once, and Consul's read-only transactions
         // take no index.
         ReadRequest::SessionRenew { .. } | ReadRequest::Txn(_) => vec![],
+        ReadRequest::Coordinates => vec![Topic::Table(COORDINATES)],
+        ReadRequest::CoordinateNode { node } => {
+            vec![Topic::Key(COORDINATES, node.as_str().to_owned())]
+        }
     }
 }
 
@@ -325,5 +330,18 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             (ReadResult::Sessions(list), db.sessions.max_index())
         }
         ReadRequest::Txn(ops) => (ReadResult::Txn(crate::txn::read_only(db, ops)), db.index),
+        ReadRequest::Coordinates => (
+            ReadResult::Coordinates(db.coordinates.iter().map(|(_, c)| c.clone()).collect()),
+            db.coordinates.max_index(),
+        ),
+        ReadRequest::CoordinateNode { node } => (
+            ReadResult::Coordinates(
+                db.coordinates
+                    .prefix_owned(pair(node.as_str(), ""))
+                    .map(|(_, c)| c.clone())
+                    .collect(),
+            ),
+            db.coordinates.max_index(),
+        ),
     }
 }

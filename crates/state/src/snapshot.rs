@@ -8,6 +8,7 @@
 use crate::db::{pair, Db, StateStore};
 use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use tribune_types::model::coordinate::CoordinateEntry;
 use tribune_types::model::operator::AutopilotSettings;
 use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
 
@@ -58,6 +59,7 @@ struct Body {
     sessions: Vec<Session>,
     lock_delays: Vec<(String, u64)>,
     autopilot: Option<AutopilotSettings>,
+    coordinates: Vec<CoordinateEntry>,
 }
 
 impl StateStore {
@@ -108,12 +110,16 @@ fn encode(db: &Db, last_len: &AtomicUsize) -> Vec<u8> {
             ("checks", db.checks.max_index()),
             ("config", db.config.max_index()),
             ("sessions", db.sessions.max_index()),
+            ("coordinates", db.coordinates.max_index()),
         ],
         sessions: Seq(db.sessions.len(), || db.sessions.iter().map(|(_, v)| v)),
         lock_delays: Seq(db.lock_delays.len(), || {
             db.lock_delays.iter().map(|(k, v)| (k.as_str(), *v))
         }),
         autopilot: &db.autopilot,
+        coordinates: Seq(db.coordinates.len(), || {
+            db.coordinates.iter().map(|(_, v)| v)
+        }),
     };
     let hint = last_len.load(Ordering::Relaxed);
     let mut out = Vec::with_capacity((hint + hint / 8).max(HEADER + 4 + 64 * 1024));
@@ -136,7 +142,7 @@ fn encode(db: &Db, last_len: &AtomicUsize) -> Vec<u8> {
 
 /// [`Body`] by reference: the same field names and encodings.
 #[derive(Serialize)]
-struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD> {
+struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD, CO> {
     nodes: N,
     services: S,
     checks: C,
@@ -146,10 +152,11 @@ struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD> {
     ca_roots: &'a Vec<CaRoot>,
     ca_index: u64,
     service_index: SI,
-    table_index: [(&'static str, u64); 6],
+    table_index: [(&'static str, u64); 7],
     sessions: SE,
     lock_delays: LD,
     autopilot: &'a Option<AutopilotSettings>,
+    coordinates: CO,
 }
 
 /// A sequence of `.0` items, serialised from the iterator `.1` makes: the array
@@ -253,6 +260,9 @@ pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
             let idx = e.raft.modify_index;
             db.config.insert(pair(&e.kind, &e.name), e, idx);
         }
+        for c in body.coordinates {
+            db.coordinates.insert(pair(&c.node, &c.segment), c, 0);
+        }
         for sess in body.sessions {
             let idx = sess.raft.modify_index;
             db.sessions.insert(sess.id.to_string(), sess, idx);
@@ -271,6 +281,7 @@ pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
                 "checks" => db.checks.bump(idx),
                 "config" => db.config.bump(idx),
                 "sessions" => db.sessions.bump(idx),
+                "coordinates" => db.coordinates.bump(idx),
                 _ => {}
             }
         }
@@ -313,6 +324,7 @@ mod tests {
                 ("checks".into(), db.checks.max_index()),
                 ("config".into(), db.config.max_index()),
                 ("sessions".into(), db.sessions.max_index()),
+                ("coordinates".into(), db.coordinates.max_index()),
             ],
             sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
             lock_delays: db
@@ -321,6 +333,7 @@ mod tests {
                 .map(|(k, v)| (k.clone(), *v))
                 .collect(),
             autopilot: db.autopilot.clone(),
+            coordinates: db.coordinates.iter().map(|(_, v)| v.clone()).collect(),
         };
         rmp_serde::to_vec_named(&body).unwrap()
     }
@@ -387,6 +400,13 @@ mod tests {
             config: AutopilotSettings::default(),
             cas: None,
         });
+        apply(WriteRequest::CoordinateBatchUpdate {
+            updates: vec![tribune_types::model::coordinate::CoordinateEntry {
+                node: "n2".into(),
+                segment: String::new(),
+                coord: Default::default(),
+            }],
+        });
         let mut db = (*s.snapshot_db()).clone();
         db.lock_delays.insert("k/001".into(), 99);
         db.ca_roots.push(CaRoot::default());
@@ -394,6 +414,7 @@ mod tests {
         assert!(!db.nodes.is_empty() && !db.services.is_empty() && !db.checks.is_empty());
         assert!(!db.config.is_empty() && !db.sessions.is_empty());
         assert!(!db.service_index.is_empty() && db.autopilot.is_some());
+        assert_eq!(db.coordinates.len(), 1);
 
         let snap = encode(&db, &AtomicUsize::new(0));
         assert_eq!(&snap[HEADER..snap.len() - 4], collected(&db).as_slice());

@@ -6,6 +6,7 @@
 //! snapshots (MessagePack with named fields, so added fields stay readable); they are
 //! not Consul's JSON shapes, which live in `http-api`.
 
+pub mod coordinate;
 pub mod operator;
 pub mod ops;
 

@@ -873,6 +873,9 @@ pub(crate) fn build(
         disable_update_check: t.bool("disable_update_check", false),
         disable_remote_exec: t.bool("disable_remote_exec", true),
         disable_coordinates: t.bool("disable_coordinates", false),
+        sync_coordinate_interval_min: t
+            .duration("sync_coordinate_interval_min", Duration::from_secs(15)),
+        sync_coordinate_rate_target: t.float("sync_coordinate_rate_target", 64.0),
         disable_host_node_id: t.bool("disable_host_node_id", true),
         disable_anonymous_signature: t.bool("disable_anonymous_signature", false),
         auto_reload_config: t.bool("auto_reload_config", false),

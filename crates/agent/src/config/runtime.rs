@@ -195,6 +195,11 @@ pub struct RuntimeConfig {
     pub disable_remote_exec: bool,
     /// `disable_coordinates`.
     pub disable_coordinates: bool,
+    /// `sync_coordinate_interval_min` (15 s; a Consul setting outside the
+    /// documented user config, honoured for tests).
+    pub sync_coordinate_interval_min: Duration,
+    /// `sync_coordinate_rate_target` (64 reports a second cluster-wide).
+    pub sync_coordinate_rate_target: f64,
     /// `disable_host_node_id` (true).
     pub disable_host_node_id: bool,
     /// `disable_anonymous_signature` (true with `-dev`).

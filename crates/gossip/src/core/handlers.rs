@@ -3,7 +3,7 @@
 //! push/pull merging.
 
 use std::net::SocketAddr;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng as _;
 
@@ -17,13 +17,14 @@ use crate::wire::{
     Ack, Alive, Dead, IndirectPing, JoinIntent, LeaveIntent, Message, Nack, Ping, PushPull,
     Suspect, UserEventMsg, WireState,
 };
+use tribune_types::model::coordinate::Coordinate;
 
 impl Core {
     pub(super) fn handle_message(&mut self, from: SocketAddr, msg: Message, now: Instant) {
         match msg {
             Message::Ping(p) => self.handle_ping(from, p),
             Message::IndirectPing(p) => self.handle_indirect_ping(from, p, now),
-            Message::Ack(a) => self.handle_ack(a),
+            Message::Ack(a) => self.handle_ack(a, now),
             Message::Nack(n) => self.handle_nack(n),
             Message::Alive(a) => self.handle_alive(a, now),
             Message::Suspect(s) => self.handle_suspect(s, Some(from), now),
@@ -41,7 +42,14 @@ impl Core {
             tracing::debug!(%from, node = %ping.node, "gossip: ping for another node");
             return;
         }
-        self.send(from, &[Message::Ack(Ack { seq: ping.seq })]);
+        let coord = self.coordinate().cloned();
+        self.send(
+            from,
+            &[Message::Ack(Ack {
+                seq: ping.seq,
+                coord,
+            })],
+        );
     }
 
     fn handle_indirect_ping(&mut self, from: SocketAddr, req: IndirectPing, now: Instant) {
@@ -68,15 +76,38 @@ impl Core {
         );
     }
 
-    fn handle_ack(&mut self, ack: Ack) {
+    fn handle_ack(&mut self, ack: Ack, now: Instant) {
         if let Some(relay) = self.relays.remove(&ack.seq) {
-            self.send(relay.requester, &[Message::Ack(Ack { seq: relay.seq })]);
+            let relayed = Ack {
+                seq: relay.seq,
+                coord: None,
+            };
+            self.send(relay.requester, &[Message::Ack(relayed)]);
             return;
         }
-        if self.probe.as_ref().is_some_and(|p| p.seq == ack.seq) {
+        if let Some(probe) = self.probe.take_if(|p| p.seq == ack.seq) {
             // A probe answered is evidence we are healthy ourselves.
-            self.probe = None;
             self.awareness.apply_delta(-1);
+            if let Some(coord) = ack.coord.filter(|_| self.cfg.coordinates) {
+                self.observe_rtt(
+                    &probe.target,
+                    coord,
+                    now.saturating_duration_since(probe.sent),
+                );
+            }
+        }
+    }
+
+    /// Serf's `NotifyPingComplete`: a direct round trip moves our coordinate, and
+    /// the peer's is cached. A sample the model rejects (an implausible round
+    /// trip, a coordinate from another space) changes nothing.
+    fn observe_rtt(&mut self, peer: &str, coord: Coordinate, rtt: Duration) {
+        match self.vivaldi.observe(peer, &coord, rtt, &mut self.rng) {
+            Ok(_) => {
+                self.peer_coords.insert(peer.to_owned(), coord);
+                self.coord_changes += 1;
+            }
+            Err(e) => tracing::debug!(peer, error = %e, "gossip: coordinate sample rejected"),
         }
     }
 
@@ -446,6 +477,10 @@ impl Core {
     pub(super) fn remove_member(&mut self, name: &str) {
         self.emit_member(MemberEventKind::Reap, name);
         self.members.remove(name);
+        self.vivaldi.forget(name);
+        if self.peer_coords.remove(name).is_some() {
+            self.coord_changes += 1;
+        }
         self.probe_order.retain(|n| n != name);
         self.urgent.retain(|n| n != name);
     }

@@ -147,6 +147,7 @@ impl Core {
         self.probe = Some(Probe {
             target,
             seq,
+            sent: now,
             ack_deadline: now + self.cfg.probe_timeout,
             deadline: now + round,
             indirect_sent: false,

@@ -122,12 +122,20 @@ fn probe_is_acked_and_health_stays_good() {
         unreachable!()
     };
     let eff = b.handle_packet(addr(1), packet, t + MS);
-    assert_eq!(sends(&eff), vec![(addr(1), Message::Ack(Ack { seq: 1 }))]);
+    let ack = Ack {
+        seq: 1,
+        coord: Some(Coordinate::origin()),
+    };
+    assert_eq!(sends(&eff), vec![(addr(1), Message::Ack(ack))]);
     let Effect::Send { packet, .. } = &eff[0] else {
         unreachable!()
     };
     let eff = a.handle_packet(addr(2), packet, t + 2 * MS);
     assert!(sends(&eff).is_empty());
+    // The 2 ms round trip moved a's coordinate, and b's is cached.
+    assert_eq!(a.coordinate_changes(), 1);
+    assert_eq!(a.peer_coordinates().get("b"), Some(&Coordinate::origin()));
+    assert_ne!(a.coordinate(), Some(&Coordinate::origin()));
     // Past the probe timeout and the round: no indirect probe, no suspicion.
     let eff = a.tick(t + SEC - MS);
     assert!(sends(&eff)
@@ -135,6 +143,39 @@ fn probe_is_acked_and_health_stays_good() {
         .all(|(_, m)| !matches!(m, Message::IndirectPing(_) | Message::Suspect(_))));
     assert_eq!(a.member("b").unwrap().state, NodeState::Alive);
     assert_eq!(a.awareness_score(), 0);
+}
+
+#[test]
+fn with_coordinates_off_acks_carry_none_and_nothing_is_learnt() {
+    let t0 = Instant::now();
+    let cfg = CoreConfig {
+        coordinates: false,
+        ..CoreConfig::lan()
+    };
+    let (mut a, mut b) = joined_pair(t0, cfg);
+    let (t, eff) = tick_until(&mut a, t0, 2 * SEC, |m| matches!(m, Message::Ping(_)));
+    let Effect::Send { packet: ping, .. } = &eff[0] else {
+        unreachable!()
+    };
+    let eff = b.handle_packet(addr(1), ping, t + MS);
+    assert_eq!(
+        sends(&eff),
+        vec![(
+            addr(1),
+            Message::Ack(Ack {
+                seq: 1,
+                coord: None
+            })
+        )]
+    );
+    // Even a peer that sends one anyway does not move a disabled coordinate.
+    let ack = Ack {
+        seq: 1,
+        coord: Some(Coordinate::origin()),
+    };
+    a.handle_packet(addr(2), &packet(&[Message::Ack(ack)]), t + 2 * MS);
+    assert_eq!(a.coordinate(), None);
+    assert_eq!(a.coordinate_changes(), 0);
 }
 
 #[test]
@@ -172,8 +213,18 @@ fn relay_forwards_ack_or_nacks_before_the_probe_round_ends() {
     };
     assert_eq!((*to, node.as_str()), (addr(2), "b"));
     let seq = *seq;
-    let eff = a.handle_packet(addr(2), &packet(&[Message::Ack(Ack { seq })]), t0 + MS);
-    assert_eq!(sends(&eff), vec![(addr(3), Message::Ack(Ack { seq: 40 }))]);
+    let direct = Ack {
+        seq,
+        coord: Some(Coordinate::origin()),
+    };
+    let eff = a.handle_packet(addr(2), &packet(&[Message::Ack(direct)]), t0 + MS);
+    // Relayed without b's coordinate: c's round trip went through a.
+    let relayed = Ack {
+        seq: 40,
+        coord: None,
+    };
+    assert_eq!(sends(&eff), vec![(addr(3), Message::Ack(relayed))]);
+    assert_eq!(a.coordinate_changes(), 0, "a relay learns nothing");
     // Second request: b stays silent, a nacks at 4/5 of the probe timeout, so the
     // nack reaches c within its probe round.
     a.handle_packet(addr(3), &req(41), t0 + SEC);

@@ -1,6 +1,7 @@
 //! `/v1/catalog/*`: register, deregister, datacenters, nodes, services, service/{name},
 //! node/{node}, node-services/{node}.
 
+use super::coordinate::sort_near;
 use super::{apply_filter, bool_reply, mismatch, AppState};
 use crate::dto::input::{CatalogDeregisterIn, CatalogRegisterIn};
 use crate::dto::output::{AgentServiceOut, CatalogServiceOut, NodeOut};
@@ -82,27 +83,6 @@ pub(super) fn node_meta_matches(p: &Params, node: &Node) -> bool {
         .all(|(k, v)| node.meta.get(k).is_some_and(|nv| nv == v))
 }
 
-/// `?near=`: with real coordinates this sorts by RTT; until coordinates exist the named
-/// node (`_agent` = this agent's node) comes first and the rest keep their order.
-pub(super) fn near_first<T>(
-    st: &AppState,
-    p: &Params,
-    rows: &mut [T],
-    node_of: impl Fn(&T) -> &str,
-) {
-    let Some(near) = p.get("near").filter(|n| !n.is_empty()) else {
-        return;
-    };
-    let target = if near == "_agent" {
-        st.backend.agent_info().node_name
-    } else {
-        near.to_owned()
-    };
-    if let Some(pos) = rows.iter().position(|r| node_of(r) == target) {
-        rows[..=pos].rotate_right(1);
-    }
-}
-
 async fn nodes(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let filter = p.filter()?;
     let (res, meta) = st.read(&p, ReadRequest::CatalogNodes).await?;
@@ -110,7 +90,7 @@ async fn nodes(State(st): State<AppState>, p: Params) -> Result<Response, ApiErr
         return Err(mismatch("catalog nodes"));
     };
     nodes.retain(|n| node_meta_matches(&p, n));
-    near_first(&st, &p, &mut nodes, |n| n.node.as_str());
+    sort_near(&st, &p, &mut nodes, |n| n.node.as_str()).await?;
     let rows: Vec<NodeOut> = nodes.iter().map(NodeOut::from).collect();
     Ok(reply::json_meta(
         &apply_filter(rows, filter.as_ref())?,
@@ -210,7 +190,7 @@ async fn service_rows(st: AppState, p: Params, req: ReadRequest) -> Result<Respo
         inst.clear();
     }
     inst.retain(|i| has_tags(&p, &i.service) && node_meta_matches(&p, &i.node));
-    near_first(&st, &p, &mut inst, |i| i.node.node.as_str());
+    sort_near(&st, &p, &mut inst, |i| i.node.node.as_str()).await?;
     let rows: Vec<CatalogServiceOut> = inst
         .iter()
         .map(|i| CatalogServiceOut::new(&i.node, &i.service))

@@ -1,6 +1,7 @@
 //! `/v1/health/*`: node/{node}, checks/{service}, service/{service}, state/{state}.
 
-use super::catalog::{from_peer, has_tags, near_first, node_meta_matches};
+use super::catalog::{from_peer, has_tags, node_meta_matches};
+use super::coordinate::sort_near;
 use super::{apply_filter, mismatch, AppState};
 use crate::dto::output::{AgentServiceOut, HealthCheckOut, NodeOut, ServiceEntryOut};
 use crate::error::ApiError;
@@ -104,7 +105,7 @@ async fn entries(st: AppState, p: Params, req: ReadRequest) -> Result<Response, 
             && node_meta_matches(&p, &e.node)
             && (!passing || e.checks.iter().all(|c| c.status == HealthStatus::Passing))
     });
-    near_first(&st, &p, &mut entries, |e| e.node.node.as_str());
+    sort_near(&st, &p, &mut entries, |e| e.node.node.as_str()).await?;
     let rows: Vec<ServiceEntryOut> = entries
         .iter()
         .map(|e| ServiceEntryOut {

@@ -5,6 +5,7 @@ mod support;
 
 mod agent;
 mod cached;
+mod coordinate;
 mod event;
 mod operator;
 mod session;

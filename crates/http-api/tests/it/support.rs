@@ -17,9 +17,10 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tribune_http_api::backend::LocalCheck;
 use tribune_http_api::{
-    AgentInfo, Backend, BackendError, ClusterStatus, HttpConfig, KeyringPool, KeyringRequest,
-    ServiceRegistration,
+    AgentInfo, Backend, BackendError, ClusterStatus, DatacenterCoordinates, HttpConfig,
+    KeyringPool, KeyringRequest, ServiceRegistration,
 };
+use tribune_types::model::coordinate::CoordinateEntry;
 use tribune_types::model::ops::{
     Deregistration, HealthEntry, KvDeleteMode, KvSetMode, QueryMeta, QueryOptions, ReadRequest,
     ReadResult, Registration, ServiceInstance, TxnError, TxnResult, WriteOutcome, WriteRejected,
@@ -74,6 +75,10 @@ pub struct State {
     pub keyring: Vec<KeyringPool>,
     /// Every keyring operation, in order.
     pub keyring_requests: Vec<KeyringRequest>,
+    /// node → its coordinate (default segment only).
+    pub coordinates: BTreeMap<String, CoordinateEntry>,
+    /// The canned answer of `/v1/coordinate/datacenters`.
+    pub datacenters: Vec<DatacenterCoordinates>,
 }
 
 /// The in-memory backend.
@@ -138,6 +143,7 @@ impl FakeBackend {
             .collect(),
             member: member.clone(),
             debug_config: BTreeMap::new(),
+            disable_coordinates: false,
         };
         let state = State {
             info,
@@ -425,12 +431,30 @@ impl State {
             ReadRequest::Txn(_) => {
                 ReadResult::Txn(self.txn_outcome.clone().unwrap_or(Ok(Vec::new())))
             }
+            ReadRequest::Coordinates => {
+                ReadResult::Coordinates(self.coordinates.values().cloned().collect())
+            }
+            ReadRequest::CoordinateNode { node } => ReadResult::Coordinates(
+                self.coordinates
+                    .get(node.as_str())
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+            ),
         }
     }
 
     fn write(&mut self, req: WriteRequest, index: u64) -> Result<WriteOutcome, WriteRejected> {
         use WriteOutcome::{Done, NotApplied};
         Ok(match req {
+            WriteRequest::CoordinateBatchUpdate { updates } => {
+                for u in updates {
+                    if self.nodes.contains_key(&u.node) {
+                        self.coordinates.insert(u.node.clone(), u);
+                    }
+                }
+                Done
+            }
             WriteRequest::KvSet { mut entry, mode } => {
                 let existing = self.kv.get(&entry.key).cloned();
                 let held_by = existing.as_ref().and_then(|e| e.session);
@@ -639,6 +663,10 @@ impl Backend for FakeBackend {
 
     fn agent_info(&self) -> AgentInfo {
         self.state().info.clone()
+    }
+
+    fn coordinate_datacenters(&self) -> Vec<DatacenterCoordinates> {
+        self.state().datacenters.clone()
     }
 
     fn members(&self, wan: bool) -> Vec<Member> {

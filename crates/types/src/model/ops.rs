@@ -122,6 +122,12 @@ pub enum WriteRequest {
     },
     /// `PUT /v1/txn` with at least one write: all operations apply, or none.
     Txn(Vec<TxnOp>),
+    /// Agents' LAN coordinates (`Coordinate.Update`). Rows for nodes the catalog
+    /// does not hold, or with non-finite values, are skipped, as Consul does.
+    CoordinateBatchUpdate {
+        /// The coordinates, at most one per node and segment.
+        updates: Vec<crate::model::coordinate::CoordinateEntry>,
+    },
 }
 
 impl WriteRequest {
@@ -473,6 +479,13 @@ pub enum ReadRequest {
     },
     /// A transaction whose operations all read (no raft round).
     Txn(Vec<TxnOp>),
+    /// Every node's coordinates (`/v1/coordinate/nodes`).
+    Coordinates,
+    /// One node's coordinates, one per segment (`/v1/coordinate/node/{node}`).
+    CoordinateNode {
+        /// The node.
+        node: NodeName,
+    },
 }
 
 /// A service instance together with its node (catalog service endpoint).
@@ -526,4 +539,6 @@ pub enum ReadResult {
     Sessions(Vec<Session>),
     /// A read-only transaction's results, or why it failed.
     Txn(Result<Vec<TxnResult>, Vec<TxnError>>),
+    /// Network coordinates.
+    Coordinates(Vec<crate::model::coordinate::CoordinateEntry>),
 }
