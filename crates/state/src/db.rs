@@ -1061,6 +1061,120 @@ mod coordinate_tests {
 }
 
 #[cfg(test)]
+mod gateway_tests {
+    use super::*;
+    use tribune_types::model::ops::{GatewayService, ReadRequest, ReadResult};
+    use tribune_types::model::{GatewayLink, Node};
+
+    fn register(s: &StateStore, index: u64, name: &str, kind: &str) {
+        let reg = Registration {
+            node: Node {
+                node: "n1".into(),
+                address: "127.0.0.1".into(),
+                ..Default::default()
+            },
+            service: Some(Service {
+                id: name.into(),
+                service: name.into(),
+                kind: kind.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        s.apply(index, &Command::Request(WriteRequest::Register(reg)))
+            .unwrap();
+    }
+
+    fn config(s: &StateStore, index: u64, kind: &str, name: &str, gateway: Vec<GatewayLink>) {
+        let entry = ConfigEntry {
+            kind: kind.into(),
+            name: name.into(),
+            body_json: "{}".into(),
+            gateway,
+            ..Default::default()
+        };
+        let req = WriteRequest::ConfigSet { entry, cas: None };
+        s.apply(index, &Command::Request(req)).unwrap();
+    }
+
+    fn link(service: &str) -> GatewayLink {
+        GatewayLink {
+            service: service.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn wildcards_expand_to_typical_services_not_named_and_not_consul() {
+        let s = StateStore::new();
+        for (i, (name, kind)) in [
+            ("redis", ""),
+            ("api", ""),
+            ("consul", ""),
+            ("api-sidecar-proxy", "connect-proxy"),
+            ("ing", "ingress-gateway"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            register(&s, i as u64 + 1, name, kind);
+        }
+        let named = GatewayLink {
+            sni: "named".into(),
+            ..link("api")
+        };
+        let wild = GatewayLink {
+            sni: "wild".into(),
+            ..link("*")
+        };
+        config(&s, 10, "terminating-gateway", "term", vec![wild, named]);
+        let (res, index) = s.read(
+            &ReadRequest::GatewayServices {
+                gateway: "term".into(),
+            },
+            None,
+        );
+        let ReadResult::GatewayServices(rows) = res else {
+            panic!("{res:?}")
+        };
+        let got: Vec<(&str, &str, bool)> = rows
+            .iter()
+            .map(|g: &GatewayService| {
+                (
+                    g.link.service.as_str(),
+                    g.link.sni.as_str(),
+                    g.from_wildcard,
+                )
+            })
+            .collect();
+        assert_eq!(got, [("api", "named", false), ("redis", "wild", true)]);
+        assert_eq!(index, 10);
+
+        // Health of ingress gateways routing to a service: only gateway instances.
+        let ing = GatewayLink {
+            port: 8888,
+            protocol: "tcp".into(),
+            ..link("api")
+        };
+        config(&s, 11, "ingress-gateway", "ing", vec![ing]);
+        let health = |service: &str| match s.read(
+            &ReadRequest::HealthIngress {
+                service: service.into(),
+            },
+            None,
+        ) {
+            (ReadResult::Health(entries), _) => entries
+                .iter()
+                .map(|e| e.service.service.clone())
+                .collect::<Vec<_>>(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(health("api"), ["ing"]);
+        assert!(health("redis").is_empty());
+    }
+}
+
+#[cfg(test)]
 mod publication_tests {
     //! Publication on demand (see [`StateStore`]): readers always see every batch
     //! that ended before they read, however the state was (not) published.

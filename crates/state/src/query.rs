@@ -7,8 +7,10 @@ use crate::db::{
 };
 use std::collections::BTreeMap;
 use tribune_store::{Topic, WatchSet};
-use tribune_types::model::ops::{HealthEntry, ReadRequest, ReadResult, ServiceInstance};
-use tribune_types::model::{Check, KvEntry, Service};
+use tribune_types::model::ops::{
+    GatewayService, HealthEntry, ReadRequest, ReadResult, ServiceInstance,
+};
+use tribune_types::model::{Check, GatewayLink, KvEntry, Service};
 use tribune_types::NodeName;
 
 impl StateStore {
@@ -66,6 +68,16 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         // take no index.
         ReadRequest::SessionRenew { .. } | ReadRequest::Txn(_) => vec![],
         ReadRequest::Coordinates => vec![Topic::Table(COORDINATES)],
+        // Wildcards expand over the catalog's services, so both tables count.
+        ReadRequest::GatewayServices { .. } => {
+            vec![Topic::Table(CONFIG), Topic::Table(SERVICES)]
+        }
+        ReadRequest::HealthIngress { .. } => vec![
+            Topic::Table(CONFIG),
+            Topic::Table(SERVICES),
+            Topic::Table(CHECKS),
+            Topic::Table(NODES),
+        ],
         ReadRequest::CoordinateNode { node } => {
             vec![Topic::Key(COORDINATES, node.as_str().to_owned())]
         }
@@ -142,6 +154,62 @@ fn node_checks<'a>(db: &'a Db, node: &NodeName) -> impl Iterator<Item = &'a Chec
     db.checks
         .prefix_owned(pair(node.as_str(), ""))
         .map(|(_, c)| c)
+}
+
+const INGRESS: &str = "ingress-gateway";
+const TERMINATING: &str = "terminating-gateway";
+
+/// Names of services with at least one typical (non-proxy, non-gateway) instance.
+fn typical_service_names(db: &Db) -> impl Iterator<Item = &str> {
+    db.by_service
+        .iter()
+        .filter(|(_, keys)| {
+            keys.keys()
+                .any(|k| db.services.get(k).is_some_and(|s| s.kind.is_empty()))
+        })
+        .map(|(name, _)| name.as_str())
+}
+
+/// A gateway's services from its config entries (terminating and ingress), sorted
+/// by service and port as Consul's gateway-services table is. A `*` link stands for
+/// every typical service the entry does not name itself, except `consul`.
+fn gateway_services(db: &Db, gateway: &str) -> Vec<GatewayService> {
+    let mut out = Vec::new();
+    for kind in [TERMINATING, INGRESS] {
+        let Some(entry) = db.config.get(&pair(kind, gateway)) else {
+            continue;
+        };
+        let named: Vec<&str> = entry
+            .gateway
+            .iter()
+            .map(|l| l.service.as_str())
+            .filter(|s| *s != "*")
+            .collect();
+        let row = |link: GatewayLink, from_wildcard: bool| GatewayService {
+            gateway: gateway.to_owned(),
+            gateway_kind: kind.to_owned(),
+            link,
+            from_wildcard,
+            raft: entry.raft,
+        };
+        for link in &entry.gateway {
+            if link.service != "*" {
+                out.push(row(link.clone(), false));
+                continue;
+            }
+            for name in typical_service_names(db) {
+                if name != "consul" && !named.contains(&name) {
+                    let link = GatewayLink {
+                        service: name.to_owned(),
+                        ..link.clone()
+                    };
+                    out.push(row(link, true));
+                }
+            }
+        }
+    }
+    out.sort_by(|a, b| (&a.link.service, a.link.port).cmp(&(&b.link.service, b.link.port)));
+    out
 }
 
 /// Consul's usage counts: Connect instances by kind, and "billable" instances
@@ -334,6 +402,38 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             ReadResult::Coordinates(db.coordinates.iter().map(|(_, c)| c.clone()).collect()),
             db.coordinates.max_index(),
         ),
+        ReadRequest::GatewayServices { gateway } => (
+            ReadResult::GatewayServices(gateway_services(db, gateway)),
+            db.config.max_index().max(db.services.max_index()),
+        ),
+        ReadRequest::HealthIngress { service } => {
+            let gateways: Vec<&str> = db
+                .config
+                .prefix_owned(pair(INGRESS, ""))
+                .map(|(_, e)| e)
+                .filter(|e| {
+                    e.gateway
+                        .iter()
+                        .any(|l| l.service == *service || l.service == "*")
+                })
+                .map(|e| e.name.as_str())
+                .collect();
+            let instances = gateways
+                .into_iter()
+                .flat_map(|g| instances(db, g))
+                .filter(|s| s.kind == INGRESS)
+                .collect();
+            let index = [
+                db.config.max_index(),
+                db.services.max_index(),
+                db.checks.max_index(),
+                db.nodes.max_index(),
+            ];
+            (
+                ReadResult::Health(health_entries(db, instances)),
+                index.into_iter().max().unwrap_or(0),
+            )
+        }
         ReadRequest::CoordinateNode { node } => (
             ReadResult::Coordinates(
                 db.coordinates

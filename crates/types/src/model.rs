@@ -199,7 +199,8 @@ pub struct KvEntry {
 }
 
 /// A config entry (`service-defaults`, `proxy-defaults`, ...). The body is the entry's
-/// JSON as the client sent it; the server only needs kind and name.
+/// JSON as the client sent it; the server only needs kind and name, plus, for a
+/// gateway, the services it routes to (extracted from the body when it was written).
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConfigEntry {
@@ -211,6 +212,31 @@ pub struct ConfigEntry {
     pub body_json: String,
     /// Indexes.
     pub raft: RaftIndex,
+    /// An ingress or terminating gateway's services (empty for other kinds).
+    pub gateway: Vec<GatewayLink>,
+}
+
+/// One service a gateway config entry routes to: an ingress listener's service, or
+/// a terminating gateway's linked service. `service` may be `*` (every service).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewayLink {
+    /// Service name, or `*`.
+    pub service: String,
+    /// Ingress listener port (0 for terminating gateways).
+    pub port: u64,
+    /// Ingress listener protocol ("" for terminating gateways).
+    pub protocol: String,
+    /// Ingress hosts.
+    pub hosts: Vec<String>,
+    /// Terminating gateway TLS: CA file.
+    pub ca_file: String,
+    /// Terminating gateway TLS: certificate file.
+    pub cert_file: String,
+    /// Terminating gateway TLS: key file.
+    pub key_file: String,
+    /// Terminating gateway TLS: SNI.
+    pub sni: String,
 }
 
 /// A Connect CA root certificate.

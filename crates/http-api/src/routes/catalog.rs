@@ -203,104 +203,40 @@ async fn service_rows(st: AppState, p: Params, req: ReadRequest) -> Result<Respo
 }
 
 /// `/v1/catalog/gateway-services/{gateway}`: the services a terminating or ingress
-/// gateway routes to, from its config entry.
+/// gateway routes to, from its config entry, with `*` expanded over the catalog.
 async fn gateway_services(
     State(st): State<AppState>,
     Path(gateway): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
-    let mut rows = Vec::new();
-    let mut meta = None;
-    // Both reads report the config table's index and watch the whole table, so the
-    // first may block for both; the second then answers at once.
-    let opts = p.query_options()?;
-    st.check_dc(&p)?;
-    for (i, kind) in ["terminating-gateway", "ingress-gateway"]
-        .into_iter()
-        .enumerate()
-    {
-        let req = ReadRequest::ConfigGet {
-            kind: kind.into(),
-            name: gateway.clone(),
-        };
-        let opts = if i == 0 {
-            opts
-        } else {
-            tribune_types::model::ops::QueryOptions {
-                min_index: 0,
-                ..opts
-            }
-        };
-        let (res, m) = st.backend.read(req, opts).await?;
-        meta = Some(m);
-        let ReadResult::Config(entries) = res else {
-            return Err(mismatch("config get"));
-        };
-        for e in entries {
-            let body: Value = serde_json::from_str(&e.body_json).unwrap_or(Value::Null);
-            rows.extend(gateway_rows(kind, &gateway, &body, e.raft));
-        }
-    }
-    let meta = meta.unwrap_or_default();
-    Ok(reply::json_meta(&rows, &meta, p.pretty()))
-}
-
-fn get_ci<'a>(v: &'a Value, name: &str) -> Option<&'a Value> {
-    v.as_object()?
+    let (res, meta) = st
+        .read(&p, ReadRequest::GatewayServices { gateway })
+        .await?;
+    let ReadResult::GatewayServices(list) = res else {
+        return Err(mismatch("gateway services"));
+    };
+    let rows: Vec<Value> = list
         .iter()
-        .find(|(k, _)| crate::json_in::canonical(k) == name)
-        .map(|(_, v)| v)
-}
-
-fn gateway_rows(
-    kind: &str,
-    gateway: &str,
-    body: &Value,
-    raft: tribune_types::model::RaftIndex,
-) -> Vec<Value> {
-    let str_of = |v: &Value, k: &str| {
-        get_ci(v, k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_owned()
-    };
-    let row = |svc: &Value, port: u64, protocol: &str| {
-        json!({
-            "Gateway": {"Name": gateway},
-            "Service": {"Name": str_of(svc, "name")},
-            "GatewayKind": kind,
-            "Port": port,
-            "Protocol": protocol,
-            "Hosts": get_ci(svc, "hosts").cloned().unwrap_or(Value::Null),
-            "CAFile": str_of(svc, "cafile"),
-            "CertFile": str_of(svc, "certfile"),
-            "KeyFile": str_of(svc, "keyfile"),
-            "SNI": str_of(svc, "sni"),
-            "FromWildcard": str_of(svc, "name") == "*",
-            "CreateIndex": raft.create_index,
-            "ModifyIndex": raft.modify_index,
+        .map(|g| {
+            let l = &g.link;
+            json!({
+                "Gateway": {"Name": g.gateway},
+                "Service": {"Name": l.service},
+                "GatewayKind": g.gateway_kind,
+                "Port": l.port,
+                "Protocol": l.protocol,
+                "Hosts": if l.hosts.is_empty() { Value::Null } else { json!(l.hosts) },
+                "CAFile": l.ca_file,
+                "CertFile": l.cert_file,
+                "KeyFile": l.key_file,
+                "SNI": l.sni,
+                "FromWildcard": g.from_wildcard,
+                "CreateIndex": g.raft.create_index,
+                "ModifyIndex": g.raft.modify_index,
+            })
         })
-    };
-    let list = |v: Option<&Value>| v.and_then(Value::as_array).cloned().unwrap_or_default();
-    if kind == "terminating-gateway" {
-        list(get_ci(body, "services"))
-            .iter()
-            .map(|s| row(s, 0, ""))
-            .collect()
-    } else {
-        let mut out = Vec::new();
-        for l in list(get_ci(body, "listeners")) {
-            let port = get_ci(&l, "port").and_then(Value::as_u64).unwrap_or(0);
-            let protocol = get_ci(&l, "protocol")
-                .and_then(Value::as_str)
-                .unwrap_or("tcp")
-                .to_owned();
-            for s in list(get_ci(&l, "services")) {
-                out.push(row(&s, port, &protocol));
-            }
-        }
-        out
-    }
+        .collect();
+    Ok(reply::json_meta(&rows, &meta, p.pretty()))
 }
 
 async fn node(

@@ -3,6 +3,7 @@
 
 use super::{bool_reply, mismatch, AppState};
 use crate::error::ApiError;
+use crate::json_in::{canonical, normalize};
 use crate::params::Params;
 use crate::reply;
 use axum::body::Bytes;
@@ -13,7 +14,7 @@ use axum::routing::{get, put};
 use axum::Router;
 use serde_json::{Map, Value};
 use tribune_types::model::ops::{ReadRequest, ReadResult, WriteOutcome, WriteRequest};
-use tribune_types::model::ConfigEntry;
+use tribune_types::model::{ConfigEntry, GatewayLink};
 
 /// The kinds Consul knows; anything else is rejected like Consul's `MakeConfigEntry`.
 const KINDS: &[&str] = &[
@@ -102,18 +103,107 @@ async fn apply(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Res
     obj.retain(|k, _| {
         !k.eq_ignore_ascii_case("CreateIndex") && !k.eq_ignore_ascii_case("ModifyIndex")
     });
+    if kind == "ingress-gateway" {
+        normalize_ingress(&mut obj);
+    }
     let cas = p.u64("cas", "cas")?;
+    let gateway = gateway_links(&kind, &obj);
     let entry = ConfigEntry {
         kind,
         name,
         body_json: Value::Object(obj).to_string(),
         raft: Default::default(),
+        gateway,
     };
     let (outcome, _) = st
         .backend
         .write(WriteRequest::ConfigSet { entry, cas })
         .await?;
     Ok(bool_reply(outcome == WriteOutcome::Done))
+}
+
+/// The value under `name`, matching keys as [`canonical`] does (`MaxConnections`,
+/// `max_connections`).
+fn get_mut_ci<'a>(obj: &'a mut Map<String, Value>, name: &str) -> Option<&'a mut Value> {
+    obj.iter_mut()
+        .find(|(k, _)| canonical(k) == name)
+        .map(|(_, v)| v)
+}
+
+/// What Consul's `IngressGatewayConfigEntry.Normalize` and its server-side types
+/// do to a stored entry: a listener without a protocol is `tcp`, protocols are
+/// lower case, and the `Defaults` limits are plain numbers (0 when not set).
+fn normalize_ingress(obj: &mut Map<String, Value>) {
+    if let Some(Value::Array(listeners)) = get_mut_ci(obj, "listeners") {
+        for l in listeners.iter_mut().filter_map(Value::as_object_mut) {
+            match get_mut_ci(l, "protocol") {
+                Some(Value::String(p)) if !p.is_empty() => *p = p.to_lowercase(),
+                Some(v) => *v = Value::String("tcp".into()),
+                None => {
+                    l.insert("Protocol".into(), Value::String("tcp".into()));
+                }
+            }
+        }
+    }
+    if let Some(Value::Object(defaults)) = get_mut_ci(obj, "defaults") {
+        for key in [
+            "MaxConnections",
+            "MaxPendingRequests",
+            "MaxConcurrentRequests",
+        ] {
+            match get_mut_ci(defaults, &canonical(key)) {
+                Some(v @ Value::Null) => *v = 0.into(),
+                Some(_) => {}
+                None => {
+                    defaults.insert(key.into(), 0.into());
+                }
+            }
+        }
+    }
+}
+
+/// The services an ingress or terminating gateway entry routes to, for the
+/// catalog's gateway-services and health-ingress queries.
+fn gateway_links(kind: &str, obj: &Map<String, Value>) -> Vec<GatewayLink> {
+    let body = normalize(Value::Object(obj.clone()));
+    let list = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default()
+    };
+    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+    let link = |svc: &Value, port: u64, protocol: String| GatewayLink {
+        service: text(svc, "name"),
+        port,
+        protocol,
+        hosts: list(svc, "hosts")
+            .iter()
+            .filter_map(|h| h.as_str().map(str::to_owned))
+            .collect(),
+        ca_file: text(svc, "cafile"),
+        cert_file: text(svc, "certfile"),
+        key_file: text(svc, "keyfile"),
+        sni: text(svc, "sni"),
+    };
+    match kind {
+        "terminating-gateway" => list(&body, "services")
+            .iter()
+            .map(|s| link(s, 0, String::new()))
+            .collect(),
+        "ingress-gateway" => list(&body, "listeners")
+            .iter()
+            .flat_map(|l| {
+                let port = l.get("port").and_then(Value::as_u64).unwrap_or(0);
+                let protocol = text(l, "protocol");
+                list(l, "services")
+                    .into_iter()
+                    .map(move |s| link(&s, port, protocol.clone()))
+                    .collect::<Vec<_>>()
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn render(e: &ConfigEntry) -> Value {
@@ -197,4 +287,78 @@ async fn delete(
         return Ok(bool_reply(outcome == WriteOutcome::Done));
     }
     Ok(reply::json(&serde_json::json!({}), false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn object(v: Value) -> Map<String, Value> {
+        match v {
+            Value::Object(o) => o,
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn ingress_entries_are_normalised_as_consul_stores_them() {
+        let mut obj = object(json!({
+            "Kind": "ingress-gateway", "Name": "ing",
+            "Listeners": [
+                {"Port": 8888, "Services": [{"Name": "api"}]},
+                {"Port": 9999, "Protocol": "HTTP", "Services": [{"Name": "web", "Hosts": ["w.example"]}]},
+                {"port": 7777, "protocol": "", "services": [{"name": "*"}]}
+            ],
+            "Defaults": {"max_connections": 5, "MaxPendingRequests": null}
+        }));
+        normalize_ingress(&mut obj);
+        let v = Value::Object(obj.clone());
+        assert_eq!(v["Listeners"][0]["Protocol"], "tcp");
+        assert_eq!(v["Listeners"][1]["Protocol"], "http");
+        assert_eq!(
+            v["Listeners"][2]["protocol"], "tcp",
+            "the client's spelling is kept"
+        );
+        assert_eq!(
+            v["Defaults"],
+            json!({"max_connections": 5, "MaxPendingRequests": 0, "MaxConcurrentRequests": 0})
+        );
+        let links = gateway_links("ingress-gateway", &obj);
+        let got: Vec<(&str, u64, &str)> = links
+            .iter()
+            .map(|l| (l.service.as_str(), l.port, l.protocol.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("api", 8888, "tcp"),
+                ("web", 9999, "http"),
+                ("*", 7777, "tcp")
+            ]
+        );
+        assert_eq!(links[1].hosts, ["w.example"]);
+    }
+
+    #[test]
+    fn terminating_links_carry_their_tls_files() {
+        let obj = object(json!({
+            "Kind": "terminating-gateway", "Name": "term",
+            "Services": [{"Name": "api", "CAFile": "ca.crt", "CertFile": "c.crt",
+                          "KeyFile": "c.key", "SNI": "api.example"}]
+        }));
+        let links = gateway_links("terminating-gateway", &obj);
+        assert_eq!(links.len(), 1);
+        let l = &links[0];
+        assert_eq!(
+            (
+                l.ca_file.as_str(),
+                l.cert_file.as_str(),
+                l.key_file.as_str(),
+                l.sni.as_str()
+            ),
+            ("ca.crt", "c.crt", "c.key", "api.example")
+        );
+        assert!(gateway_links("service-defaults", &obj).is_empty());
+    }
 }

@@ -1,4 +1,5 @@
-//! `/v1/health/*`: node/{node}, checks/{service}, service/{service}, state/{state}.
+//! `/v1/health/*`: node/{node}, checks/{service}, service/{service}, connect/{service},
+//! ingress/{service}, state/{state}.
 
 use super::catalog::{from_peer, has_tags, node_meta_matches};
 use super::coordinate::sort_near;
@@ -20,6 +21,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/health/checks/{*service}", get(checks))
         .route("/v1/health/service/{*service}", get(service))
         .route("/v1/health/connect/{*service}", get(connect))
+        .route("/v1/health/ingress/{*service}", get(ingress))
         .route("/v1/health/state/{state}", get(state))
 }
 
@@ -88,6 +90,15 @@ async fn connect(
     p: Params,
 ) -> Result<Response, ApiError> {
     entries(st, p, ReadRequest::HealthConnect { service }).await
+}
+
+/// The ingress gateways routing to `service` (their instances, nodes and checks).
+async fn ingress(
+    State(st): State<AppState>,
+    Path(service): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    entries(st, p, ReadRequest::HealthIngress { service }).await
 }
 
 async fn entries(st: AppState, p: Params, req: ReadRequest) -> Result<Response, ApiError> {

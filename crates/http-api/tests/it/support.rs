@@ -431,6 +431,9 @@ impl State {
             ReadRequest::Txn(_) => {
                 ReadResult::Txn(self.txn_outcome.clone().unwrap_or(Ok(Vec::new())))
             }
+            // Gateways are the state layer's (tested there); the fake has none.
+            ReadRequest::GatewayServices { .. } => ReadResult::GatewayServices(Vec::new()),
+            ReadRequest::HealthIngress { .. } => ReadResult::Health(Vec::new()),
             ReadRequest::Coordinates => {
                 ReadResult::Coordinates(self.coordinates.values().cloned().collect())
             }

@@ -486,6 +486,18 @@ pub enum ReadRequest {
         /// The node.
         node: NodeName,
     },
+    /// The services a gateway routes to, wildcards expanded
+    /// (`/v1/catalog/gateway-services/{gateway}`).
+    GatewayServices {
+        /// The gateway's service name.
+        gateway: String,
+    },
+    /// Instances of the ingress gateways that route to a service, with their
+    /// nodes and checks (`/v1/health/ingress/{service}`).
+    HealthIngress {
+        /// The service routed to.
+        service: String,
+    },
 }
 
 /// A service instance together with its node (catalog service endpoint).
@@ -541,4 +553,21 @@ pub enum ReadResult {
     Txn(Result<Vec<TxnResult>, Vec<TxnError>>),
     /// Network coordinates.
     Coordinates(Vec<crate::model::coordinate::CoordinateEntry>),
+    /// A gateway's services.
+    GatewayServices(Vec<GatewayService>),
+}
+
+/// A service behind a gateway, as `/v1/catalog/gateway-services` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct GatewayService {
+    /// The gateway's service name.
+    pub gateway: String,
+    /// `ingress-gateway` or `terminating-gateway`.
+    pub gateway_kind: String,
+    /// The link, with `service` resolved (never `*`).
+    pub link: crate::model::GatewayLink,
+    /// Whether the service was matched by a `*` entry.
+    pub from_wildcard: bool,
+    /// The config entry's indexes.
+    pub raft: crate::model::RaftIndex,
 }
