@@ -77,12 +77,21 @@ async fn datacenters(State(st): State<AppState>, p: Params) -> Result<Response, 
     Ok(reply::json(&out, p.pretty()))
 }
 
+/// `?segment=`: only coordinates of that network segment (Consul's
+/// `filterCoordinates`; absent keeps all).
+fn by_segment(p: &Params, list: &mut Vec<CoordinateEntry>) {
+    if let Some(segment) = p.get("segment") {
+        list.retain(|c| c.segment == segment);
+    }
+}
+
 async fn nodes(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     check_enabled(&st)?;
     let (res, meta) = st.read(&p, ReadRequest::Coordinates).await?;
-    let ReadResult::Coordinates(list) = res else {
+    let ReadResult::Coordinates(mut list) = res else {
         return Err(mismatch("coordinate nodes"));
     };
+    by_segment(&p, &mut list);
     let out: Vec<EntryOut> = list.iter().map(EntryOut::from).collect();
     Ok(reply::json_meta(&out, &meta, p.pretty()))
 }
@@ -95,9 +104,10 @@ async fn node(
     check_enabled(&st)?;
     let req = ReadRequest::CoordinateNode { node: node.into() };
     let (res, meta) = st.read(&p, req).await?;
-    let ReadResult::Coordinates(list) = res else {
+    let ReadResult::Coordinates(mut list) = res else {
         return Err(mismatch("coordinate node"));
     };
+    by_segment(&p, &mut list);
     if list.is_empty() {
         // Consul: an empty 404 that still carries the index, so clients can block.
         let mut resp = reply::json_status(StatusCode::NOT_FOUND, &Value::Null, false);

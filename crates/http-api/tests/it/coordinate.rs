@@ -53,6 +53,13 @@ async fn update_then_read_back_by_node_and_in_the_list() {
     assert_eq!(s, 200);
     let list: Value = serde_json::from_str(&b).unwrap();
     assert_eq!(list.as_array().unwrap().len(), 1);
+    let other = format!("{base}/v1/coordinate/nodes?segment=alpha");
+    let (s, _, b) = request(Method::GET, &other, None).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (200, "[]"),
+        "only the default segment is held"
+    );
 
     // No coordinate: an empty 404 that still carries the index (py-consul and the Go
     // client read it and report "not found").
