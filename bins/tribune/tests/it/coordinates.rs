@@ -6,7 +6,7 @@
 //! WAN pool, `?near=` reads them, and `tribune rtt` estimates from them.
 
 use crate::gossip::fast_gossip;
-use crate::support::{bin, free_port, Agent};
+use crate::support::{free_port, Agent};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -63,16 +63,7 @@ fn coord(list: &Value, node: &str) -> Result<Coordinate> {
 
 /// `tribune rtt <args>` against `http`: (exit code, stdout, stderr).
 fn rtt(http: &str, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = std::process::Command::new(bin())
-        .arg("rtt")
-        .arg(format!("-http-addr={http}"))
-        .args(args)
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    crate::support::cli("rtt", http, args)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,7 @@
 //! only, and a user event fired afterwards still reaches every member.
 
 use crate::gossip::{eventually, fast_gossip, member_status};
-use crate::support::{bin, free_port, Agent};
+use crate::support::{free_port, Agent};
 use anyhow::{ensure, Result};
 use serde_json::{json, Value};
 use std::path::Path;
@@ -13,16 +13,7 @@ use std::time::Duration;
 
 /// `tribune keyring <args>` against `http`; returns (exit code, stdout, stderr).
 fn keyring_cli(http: &str, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = std::process::Command::new(bin())
-        .arg("keyring")
-        .arg(format!("-http-addr={http}"))
-        .args(args)
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    ))
+    crate::support::cli("keyring", http, args)
 }
 
 /// `GET /v1/operator/keyring` as (status, parsed body or text).

@@ -17,6 +17,20 @@ pub fn bin() -> PathBuf {
 /// (32768 and up), so the outgoing connections of tests running in parallel
 /// cannot take it between this check and the agent's bind (port 0 would hand out
 /// exactly those ports), and never handed out twice by this process.
+/// `tribune <command> -http-addr=<http> <args>`: (exit code, stdout, stderr).
+pub fn cli(command: &str, http: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(bin())
+        .arg(command)
+        .arg(format!("-http-addr={http}"))
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STATE: AtomicU64 = AtomicU64::new(0);
