@@ -48,6 +48,10 @@ pub enum RpcError {
     /// A payload from a newer or broken peer.
     #[error("rpc error: malformed payload: {0}")]
     Malformed(String),
+    /// The server does not serve this request in its configuration (Consul's
+    /// `ErrConnectNotEnabled`); the text is Consul's.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Leader and peer addresses as `/v1/status/*` reports them.

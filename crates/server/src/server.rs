@@ -66,6 +66,9 @@ pub struct Server {
     _temp_dir: Option<tempfile::TempDir>,
 }
 
+/// Consul's `ErrConnectNotEnabled`.
+const CONNECT_DISABLED: &str = "Connect must be enabled in order to use this endpoint";
+
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Server")
@@ -426,6 +429,11 @@ impl ServerApi for Server {
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
         self.check_poisoned()?;
+        // Consul's `ConnectCA.Roots` refuses before reading anything; this server
+        // bootstraps no CA then (see `leader::establish`).
+        if matches!(req, ReadRequest::CaRoots) && !self.config.connect_enabled {
+            return Err(RpcError::Refused(CONNECT_DISABLED.into()));
+        }
         // Stale reads are answered by any server, even without a leader.
         if opts.consistency == Consistency::Stale {
             let status = self.raft.status();

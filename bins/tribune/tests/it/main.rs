@@ -4,6 +4,7 @@ mod blocking;
 mod checks;
 mod cli;
 mod cluster;
+mod connect;
 mod coordinates;
 mod dns;
 mod durability;
