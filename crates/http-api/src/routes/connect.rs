@@ -1,22 +1,153 @@
 //! Connect CA roots: `/v1/connect/ca/roots` and `/v1/agent/connect/ca/roots`
-//! (sdk/testutil waits for an active root before any test runs).
+//! (sdk/testutil waits for an active root before any test runs), and
+//! `/v1/agent/connect/authorize`, decided by `service-intentions` config entries.
 
 use super::{mismatch, AppState};
 use crate::error::ApiError;
+use crate::json_in::{decode, normalize};
 use crate::params::Params;
 use crate::reply;
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
-use serde_json::json;
+use serde::Deserialize;
+use serde_json::{json, Value};
 use tribune_types::model::ops::{ReadRequest, ReadResult};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/ca/roots", get(roots))
+        .route("/v1/agent/connect/authorize", post(authorize))
+}
+
+/// `POST /v1/agent/connect/authorize` (keys canonicalised by [`decode`]).
+#[derive(Deserialize)]
+struct AuthorizeIn {
+    #[serde(rename = "target", default)]
+    target: String,
+    #[serde(rename = "clientcerturi", default)]
+    client_cert_uri: String,
+}
+
+/// What a SPIFFE ID names, as far as authorization cares.
+#[derive(Debug, PartialEq, Eq)]
+enum SpiffeId {
+    Service(String),
+    /// An agent, mesh gateway or server identity: valid, but not a service.
+    Other,
+}
+
+/// Consul's `ParseCertURIFromString` for the forms it knows:
+/// `spiffe://<trust domain>[/ap/<partition>]/ns/<ns>/dc/<dc>/svc/<service>` for
+/// services, `/agent/…`, `/gateway/…` and a bare trust domain for the others.
+fn parse_spiffe(uri: &str) -> Option<SpiffeId> {
+    let rest = uri.strip_prefix("spiffe://")?;
+    let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+    if host.is_empty() {
+        return None;
+    }
+    let parts: Vec<&str> = path.split('/').collect();
+    let parts = match parts.as_slice() {
+        ["ap", _, tail @ ..] => tail,
+        all => all,
+    };
+    match parts {
+        ["ns", ns, "dc", dc, "svc", svc] if ![ns, dc, svc].iter().any(|s| s.is_empty()) => {
+            Some(SpiffeId::Service((*svc).to_owned()))
+        }
+        [""] | ["agent", ..] | ["gateway", ..] => Some(SpiffeId::Other),
+        _ => None,
+    }
+}
+
+/// The source in a `service-intentions` entry that applies to `source`: an exact
+/// name before `*` (Consul's precedence order), with its action and whether it
+/// carries L7 permissions.
+fn matching_source(body: &Value, source: &str) -> Option<(String, String, bool)> {
+    let sources = body.get("sources").and_then(Value::as_array)?;
+    let find = |name: &str| {
+        sources
+            .iter()
+            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
+    };
+    let (name, src) = match find(source) {
+        Some(s) => (source, s),
+        None => ("*", find("*")?),
+    };
+    let action = src.get("action").and_then(Value::as_str).unwrap_or("");
+    let l7 = src
+        .get("permissions")
+        .and_then(Value::as_array)
+        .is_some_and(|p| !p.is_empty());
+    Some((name.to_owned(), action.to_ascii_lowercase(), l7))
+}
+
+async fn authorize(
+    State(st): State<AppState>,
+    p: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let input: AuthorizeIn = decode(&body)?;
+    if input.target.is_empty() {
+        return Err(ApiError::bad("Target service must be specified"));
+    }
+    let source = match parse_spiffe(&input.client_cert_uri) {
+        Some(SpiffeId::Service(s)) => s,
+        Some(SpiffeId::Other) => {
+            return Err(ApiError::bad(
+                "ClientCertURI not a valid Service identifier",
+            ))
+        }
+        None => {
+            return Err(ApiError::bad(
+                "ClientCertURI not a valid Connect identifier",
+            ))
+        }
+    };
+    // Intentions for the target itself take precedence over those for `*`.
+    let mut decision = None;
+    for (dest, dest_exact) in [(input.target.as_str(), true), ("*", false)] {
+        let req = ReadRequest::ConfigGet {
+            kind: "service-intentions".into(),
+            name: dest.to_owned(),
+        };
+        let (res, _) = st.read(&p, req).await?;
+        let ReadResult::Config(entries) = res else {
+            return Err(mismatch("service intentions"));
+        };
+        let Some(entry) = entries.first() else {
+            continue;
+        };
+        let body = normalize(serde_json::from_str(&entry.body_json).unwrap_or(Value::Null));
+        if let Some((src, action, l7)) = matching_source(&body, &source) {
+            // Consul's precedence of a source/destination pair (namespaces aside).
+            let precedence = match (dest_exact, src != "*") {
+                (true, true) => 9,
+                (true, false) => 8,
+                (false, true) => 6,
+                (false, false) => 5,
+            };
+            let ixn = format!("{src} => {dest} (Precedence: {precedence})");
+            decision = Some(if l7 {
+                // Consul treats L7 intentions as a deny for an L4 question.
+                (false, format!("Matched L7 intention: {ixn}"))
+            } else {
+                (action == "allow", format!("Matched L4 intention: {ixn}"))
+            });
+            break;
+        }
+    }
+    // No intention matched: the default of an agent without ACLs is to allow.
+    let (authorized, reason) =
+        decision.unwrap_or((true, "Default behavior configured by ACLs".to_owned()));
+    Ok(reply::json(
+        &json!({"Authorized": authorized, "Reason": reason}),
+        p.pretty(),
+    ))
 }
 
 async fn roots(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {

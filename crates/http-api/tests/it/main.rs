@@ -5,6 +5,7 @@ mod support;
 
 mod agent;
 mod cached;
+mod connect;
 mod coordinate;
 mod event;
 mod operator;
