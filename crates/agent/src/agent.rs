@@ -106,6 +106,8 @@ pub struct Agent {
     pub(crate) results: Mutex<Option<mpsc::Receiver<tribune_health::CheckResult>>>,
     /// Alias checks' watch tasks, by check ID.
     pub(crate) aliases: Mutex<BTreeMap<String, tokio::task::JoinHandle<()>>>,
+    /// Connect leaf certificates by service name.
+    pub(crate) leaves: Mutex<BTreeMap<String, crate::leaf::CachedLeaf>>,
     /// This agent, for tasks it starts (they must not keep it alive).
     pub(crate) this: std::sync::Weak<Agent>,
     /// Gossip pools, once attached.
@@ -171,6 +173,7 @@ impl Agent {
             runner,
             results: Mutex::new(Some(results)),
             aliases: Mutex::new(BTreeMap::new()),
+            leaves: Mutex::new(BTreeMap::new()),
             cfg,
             servers,
             local: Mutex::new(Local::default()),

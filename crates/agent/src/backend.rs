@@ -94,6 +94,15 @@ impl Backend for Agent {
         self.servers.operator(req).await.map_err(backend_err)
     }
 
+    async fn connect_leaf(
+        &self,
+        service: &str,
+        min_index: u64,
+        max_wait: std::time::Duration,
+    ) -> Result<tribune_http_api::LeafCert, BackendError> {
+        self.leaf(service, min_index, max_wait).await
+    }
+
     fn agent_info(&self) -> AgentInfo {
         let c = &self.cfg;
         AgentInfo {

@@ -19,6 +19,7 @@ pub mod config;
 mod coordinates;
 pub mod dns;
 mod keyring;
+mod leaf;
 mod local;
 mod membership;
 mod metrics;

@@ -43,6 +43,15 @@ pub struct DatacenterCoordinates {
     pub coordinates: Vec<tribune_types::model::coordinate::CoordinateEntry>,
 }
 
+/// A Connect leaf certificate with the key it was issued for, as the agent holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct LeafCert {
+    /// What the servers signed.
+    pub issued: tribune_types::model::operator::IssuedLeaf,
+    /// The agent-generated private key, PEM (never sent to the servers).
+    pub private_key_pem: String,
+}
+
 /// Leader and peers, for `/v1/status/*`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ClusterStatus {
@@ -227,6 +236,15 @@ pub trait Backend: Send + Sync + 'static {
         ))
     }
 
+    /// The leaf certificate of `service` (Consul's agent leaf cache): reused until
+    /// half its lifetime has passed, then replaced. With `min_index`, waits up to
+    /// `max_wait` for a leaf issued at a later index.
+    async fn connect_leaf(
+        &self,
+        service: &str,
+        min_index: u64,
+        max_wait: Duration,
+    ) -> Result<LeafCert, BackendError>;
     /// The agent's identity and configuration.
     fn agent_info(&self) -> AgentInfo;
     /// Gossip members (LAN, or WAN with `wan`).

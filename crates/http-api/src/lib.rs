@@ -22,7 +22,7 @@ mod routes;
 
 pub use backend::{
     AgentInfo, Backend, BackendError, ClusterStatus, DatacenterCoordinates, Gauge, KeyringOp,
-    KeyringPool, KeyringRequest, LogLine, ServiceRegistration, UserEvent,
+    KeyringPool, KeyringRequest, LeafCert, LogLine, ServiceRegistration, UserEvent,
 };
 pub use error::ApiError;
 pub use routes::{router, serve, HttpConfig};

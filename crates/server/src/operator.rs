@@ -246,6 +246,30 @@ impl Server {
     }
 
     /// Answers an operator request here.
+    /// Signs a leaf with the active root of this server's replicated state.
+    fn sign_leaf(&self, service: &str, public_key: &[u8]) -> Result<OperatorReply, RpcError> {
+        if !self.config.connect_enabled {
+            return Err(RpcError::Refused(crate::server::CONNECT_DISABLED.into()));
+        }
+        let ReadResult::CaRoots(roots) = self.state.read(&ReadRequest::CaRoots, None).0 else {
+            return Err(RpcError::Malformed("ca roots read".into()));
+        };
+        let Some(root) = roots.iter().find(|r| r.active && !r.private_key.is_empty()) else {
+            return Err(RpcError::Refused("Connect CA not initialized yet".into()));
+        };
+        // The applied index moves with every write, so each signing gets a newer
+        // index than the last one did (blocking leaf queries rely on it).
+        let index = self.raft.status().applied.max(1);
+        crate::ca::sign_leaf(root, &self.config.datacenter, service, public_key, index)
+            .map(OperatorReply::Leaf)
+            .map_err(|e| match e {
+                crate::ca::CaError::PublicKey => {
+                    RpcError::Rejected(WriteRejected::BadRequest(e.to_string()))
+                }
+                other => RpcError::Transport(other.to_string()),
+            })
+    }
+
     pub(crate) async fn operator_local(
         &self,
         req: OperatorRequest,
@@ -263,6 +287,10 @@ impl Server {
                 Ok(OperatorReply::Done)
             }
             OperatorRequest::SnapshotSave { .. } => Ok(self.snapshot_save()),
+            OperatorRequest::SignLeaf {
+                service,
+                public_key,
+            } => self.sign_leaf(&service, &public_key),
             OperatorRequest::SnapshotRestore { archive } => {
                 self.snapshot_restore(&archive).await?;
                 Ok(OperatorReply::Done)

@@ -67,7 +67,7 @@ pub struct Server {
 }
 
 /// Consul's `ErrConnectNotEnabled`.
-const CONNECT_DISABLED: &str = "Connect must be enabled in order to use this endpoint";
+pub(crate) const CONNECT_DISABLED: &str = "Connect must be enabled in order to use this endpoint";
 
 impl std::fmt::Debug for Server {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -476,10 +476,12 @@ impl ServerApi for Server {
 
     async fn operator(&self, req: OperatorRequest) -> Result<OperatorReply, RpcError> {
         self.check_poisoned()?;
+        // Any server signs leaves: the CA's key is in every server's state.
         if matches!(
             req,
             OperatorRequest::RaftConfiguration { stale: true }
                 | OperatorRequest::SnapshotSave { stale: true }
+                | OperatorRequest::SignLeaf { .. }
         ) {
             return self.operator_local(req).await;
         }

@@ -1,6 +1,7 @@
 //! The built-in Connect CA as a process: a server bootstraps one active root once it
 //! leads and serves it at both roots endpoints; with `connect { enabled = false }`
 //! it bootstraps none and both endpoints answer Consul's `ErrConnectNotEnabled`.
+//! Leaf certificates come from the agent's cache, signed over its own key.
 
 use crate::support::Agent;
 use anyhow::{bail, Result};
@@ -54,7 +55,11 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
         &dir.path().join("off"),
         json!({"connect": {"enabled": false}}),
     )?;
-    for path in ["/v1/connect/ca/roots", "/v1/agent/connect/ca/roots"] {
+    for path in [
+        "/v1/connect/ca/roots",
+        "/v1/agent/connect/ca/roots",
+        "/v1/agent/connect/ca/leaf/web",
+    ] {
         let resp = c.get(format!("{}{path}", off.http)).send().await?;
         let status = resp.status().as_u16();
         let text = resp.text().await?;

@@ -1,6 +1,7 @@
 //! Connect CA roots: `/v1/connect/ca/roots` and `/v1/agent/connect/ca/roots`
 //! (sdk/testutil waits for an active root before any test runs), and
-//! `/v1/agent/connect/authorize`, decided by `service-intentions` config entries.
+//! `/v1/agent/connect/authorize`, decided by `service-intentions` config entries,
+//! and `/v1/agent/connect/ca/leaf/{service}`.
 
 use super::{mismatch, AppState};
 use crate::error::ApiError;
@@ -8,20 +9,55 @@ use crate::json_in::{decode, normalize};
 use crate::params::Params;
 use crate::reply;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use tribune_types::model::ops::{ReadRequest, ReadResult};
+use tribune_types::model::ops::{QueryMeta, ReadRequest, ReadResult};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/v1/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/authorize", post(authorize))
+        .route("/v1/agent/connect/ca/leaf/{*service}", get(leaf))
+}
+
+/// `GET /v1/agent/connect/ca/leaf/{service}`: the service's leaf certificate and
+/// private key from the agent's leaf cache (blocking on `index` until it is
+/// renewed).
+async fn leaf(
+    State(st): State<AppState>,
+    Path(service): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    st.check_dc(&p)?;
+    let opts = p.query_options()?;
+    let leaf = st
+        .backend
+        .connect_leaf(&service, opts.min_index, opts.max_wait)
+        .await?;
+    let i = &leaf.issued;
+    let body = json!({
+        "SerialNumber": i.serial_number,
+        "CertPEM": i.cert_pem,
+        "PrivateKeyPEM": leaf.private_key_pem,
+        "Service": i.service,
+        "ServiceURI": i.service_uri,
+        "ValidAfter": i.valid_after,
+        "ValidBefore": i.valid_before,
+        "CreateIndex": i.index,
+        "ModifyIndex": i.index,
+    });
+    let meta = QueryMeta {
+        index: i.index,
+        known_leader: true,
+        ..QueryMeta::default()
+    };
+    Ok(reply::json_meta(&body, &meta, p.pretty()))
 }
 
 /// `POST /v1/agent/connect/authorize` (keys canonicalised by [`decode`]).

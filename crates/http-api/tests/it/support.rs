@@ -668,6 +668,18 @@ impl Backend for FakeBackend {
         self.state().info.clone()
     }
 
+    async fn connect_leaf(
+        &self,
+        _service: &str,
+        _min_index: u64,
+        _max_wait: Duration,
+    ) -> Result<tribune_http_api::LeafCert, BackendError> {
+        // Signing is the agent's and the servers' (tested there); the fake has no CA.
+        Err(BackendError::Unavailable(
+            "the fake backend has no CA".into(),
+        ))
+    }
+
     fn coordinate_datacenters(&self) -> Vec<DatacenterCoordinates> {
         self.state().datacenters.clone()
     }

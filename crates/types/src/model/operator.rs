@@ -162,6 +162,16 @@ pub enum OperatorRequest {
         #[serde(with = "serde_bytes")]
         archive: Vec<u8>,
     },
+    /// `GET /v1/agent/connect/ca/leaf/{service}`: a leaf certificate for
+    /// `service` over the agent's own key pair (only the public key travels), signed
+    /// by the active Connect CA root. Any server answers from its replicated CA.
+    SignLeaf {
+        /// The service the certificate identifies.
+        service: String,
+        /// The agent's P-256 public key as an uncompressed point (65 bytes).
+        #[serde(with = "serde_bytes")]
+        public_key: Vec<u8>,
+    },
 }
 
 /// Answers to [`OperatorRequest`]s.
@@ -185,4 +195,27 @@ pub enum OperatorReply {
         /// Time since it heard from the leader.
         last_contact: Duration,
     },
+    /// A signed leaf certificate.
+    Leaf(IssuedLeaf),
+}
+
+/// A leaf certificate as a server signs it (the private key stays with the agent).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct IssuedLeaf {
+    /// Serial number, colon hex.
+    pub serial_number: String,
+    /// The certificate, PEM.
+    pub cert_pem: String,
+    /// The service it identifies.
+    pub service: String,
+    /// Its SPIFFE ID (`spiffe://<trust domain>/ns/default/dc/<dc>/svc/<service>`).
+    pub service_uri: String,
+    /// Start of validity, RFC 3339.
+    pub valid_after: String,
+    /// End of validity, RFC 3339.
+    pub valid_before: String,
+    /// The state index it was signed at (Consul's leaf `ModifyIndex`).
+    pub index: u64,
+    /// From signing to the end of validity (what the agent schedules renewal by).
+    pub lifetime: Duration,
 }
