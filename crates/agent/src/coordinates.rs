@@ -26,6 +26,10 @@ pub(crate) fn report_interval(rate: f64, min: Duration, members: usize) -> Durat
 /// Each wait adds up to one more interval at random, so agents started together
 /// spread out.
 pub(crate) async fn report(agent: Weak<Agent>, lan: Arc<Gossip>) {
+    // `disable_coordinates` is fixed for the pool's life: nothing to report, ever.
+    if lan.coordinate().is_none() {
+        return;
+    }
     loop {
         let Some((rate, min)) = agent
             .upgrade()

@@ -31,7 +31,13 @@ impl Agent {
                 Some(c) if Instant::now() < c.renew_at => c,
                 _ => {
                     let fresh = self.sign_leaf(service).await?;
-                    self.leaves.lock().insert(service.to_owned(), fresh.clone());
+                    let mut leaves = self.leaves.lock();
+                    // Leaves due for renewal are re-signed on their next request
+                    // anyway; dropping them keeps names asked for once from
+                    // piling up.
+                    let now = Instant::now();
+                    leaves.retain(|_, c| now < c.renew_at);
+                    leaves.insert(service.to_owned(), fresh.clone());
                     fresh
                 }
             };

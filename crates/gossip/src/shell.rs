@@ -151,7 +151,6 @@ struct Shared {
 /// The coordinates as of the core's last change, for readers off the driver task.
 #[derive(Debug, Default)]
 struct Coords {
-    change: u64,
     local: Option<Coordinate>,
     peers: BTreeMap<String, Coordinate>,
 }
@@ -220,7 +219,6 @@ impl Gossip {
             codec: Codec::new(keyring),
             members: RwLock::new(core.members()),
             coords: RwLock::new(Coords {
-                change: core.coordinate_changes(),
                 local: core.coordinate().cloned(),
                 peers: BTreeMap::new(),
             }),
@@ -237,6 +235,7 @@ impl Gossip {
             shared.clone(),
             cfg.core.tcp_timeout,
         ));
+        let coord_change = core.coordinate_changes();
         let driver = Driver {
             core,
             udp: Arc::new(udp),
@@ -247,6 +246,7 @@ impl Gossip {
             next_join: 0,
             leave: None,
             last_change: u64::MAX,
+            last_coord_change: coord_change,
             tcp_timeout: cfg.core.tcp_timeout,
             broadcast_timeout: cfg.core.broadcast_timeout,
         };
@@ -654,6 +654,8 @@ struct Driver {
     next_join: u64,
     leave: Option<(oneshot::Sender<()>, Instant)>,
     last_change: u64,
+    /// [`Core::coordinate_changes`] as last published to `shared.coords`.
+    last_coord_change: u64,
     tcp_timeout: Duration,
     broadcast_timeout: Duration,
 }
@@ -722,9 +724,9 @@ impl Driver {
             *self.shared.members.write() = self.core.members();
         }
         let coords = self.core.coordinate_changes();
-        if coords != self.shared.coords.read().change {
+        if coords != self.last_coord_change {
+            self.last_coord_change = coords;
             *self.shared.coords.write() = Coords {
-                change: coords,
                 local: self.core.coordinate().cloned(),
                 peers: self.core.peer_coordinates().clone(),
             };

@@ -104,7 +104,7 @@ async fn apply(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Res
         !k.eq_ignore_ascii_case("CreateIndex") && !k.eq_ignore_ascii_case("ModifyIndex")
     });
     if kind == "ingress-gateway" {
-        normalize_ingress(&mut obj);
+        normalize_ingress(&mut obj)?;
     }
     let cas = p.u64("cas", "cas")?;
     let gateway = gateway_links(&kind, &obj);
@@ -133,12 +133,18 @@ fn get_mut_ci<'a>(obj: &'a mut Map<String, Value>, name: &str) -> Option<&'a mut
 /// What Consul's `IngressGatewayConfigEntry.Normalize` and its server-side types
 /// do to a stored entry: a listener without a protocol is `tcp`, protocols are
 /// lower case, and the `Defaults` limits are plain numbers (0 when not set).
-fn normalize_ingress(obj: &mut Map<String, Value>) {
+/// A protocol that is not a string is refused as Consul's decoder refuses it.
+fn normalize_ingress(obj: &mut Map<String, Value>) -> Result<(), ApiError> {
     if let Some(Value::Array(listeners)) = get_mut_ci(obj, "listeners") {
         for l in listeners.iter_mut().filter_map(Value::as_object_mut) {
             match get_mut_ci(l, "protocol") {
                 Some(Value::String(p)) if !p.is_empty() => *p = p.to_lowercase(),
-                Some(v) => *v = Value::String("tcp".into()),
+                Some(v @ (Value::String(_) | Value::Null)) => *v = Value::String("tcp".into()),
+                Some(other) => {
+                    return Err(ApiError::bad(format!(
+                        "Request decoding failed: Listeners.Protocol must be a string, not {other}"
+                    )))
+                }
                 None => {
                     l.insert("Protocol".into(), Value::String("tcp".into()));
                 }
@@ -160,6 +166,7 @@ fn normalize_ingress(obj: &mut Map<String, Value>) {
             }
         }
     }
+    Ok(())
 }
 
 /// The services an ingress or terminating gateway entry routes to, for the
@@ -312,7 +319,7 @@ mod tests {
             ],
             "Defaults": {"max_connections": 5, "MaxPendingRequests": null}
         }));
-        normalize_ingress(&mut obj);
+        normalize_ingress(&mut obj).unwrap();
         let v = Value::Object(obj.clone());
         assert_eq!(v["Listeners"][0]["Protocol"], "tcp");
         assert_eq!(v["Listeners"][1]["Protocol"], "http");
@@ -338,6 +345,10 @@ mod tests {
             ]
         );
         assert_eq!(links[1].hosts, ["w.example"]);
+
+        let mut bad = object(json!({"Listeners": [{"Port": 1, "Protocol": 7}]}));
+        let err = normalize_ingress(&mut bad).unwrap_err();
+        assert_eq!(err.status(), axum::http::StatusCode::BAD_REQUEST);
     }
 
     #[test]
