@@ -29,6 +29,8 @@ Environment knobs:
 * ``TRIBUNE_COMPAT_MAX_START_FAILURES`` after this many consecutive agents that never
   became ready, later fixtures fail at once instead of waiting (default 5, 0 = never)
 * ``TRIBUNE_COMPAT_LOGS_DIR``          per-test agent logs (default ``<here>/logs``)
+* ``TRIBUNE_COMPAT_PRIVATE_NET``       ``1`` when the session runs in a network namespace
+  of its own: agents then take port 8500 for HTTP when it is free (see below)
 * ``TRIBUNE_COMPAT_REPORT``            if set, a JSON report (outcome and group per test)
   is written there at the end of the session
 
@@ -61,6 +63,14 @@ ConsulInstance = collections.namedtuple("ConsulInstance", ["container", "port", 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LOGS_DIR = os.environ.get("TRIBUNE_COMPAT_LOGS_DIR") or os.path.join(HERE, "logs")
 os.makedirs(LOGS_DIR, exist_ok=True)
+
+# Upstream runs each agent in a Docker container, where it listens on 8500, and a
+# few tests point HTTP checks at http://localhost:8500, i.e. at the agent itself.
+# When the xtask has put this session in a network namespace of its own (nothing
+# else can hold or want the port there), an agent takes 8500 for HTTP whenever it
+# is free, so those checks find an agent as they do upstream.
+PRIVATE_NET = os.environ.get("TRIBUNE_COMPAT_PRIVATE_NET") == "1"
+DEFAULT_HTTP_PORT = 8500
 
 READY_TIMEOUT = float(os.environ.get("TRIBUNE_COMPAT_READY_TIMEOUT", "10"))
 MAX_START_FAILURES = int(os.environ.get("TRIBUNE_COMPAT_MAX_START_FAILURES", "5"))
@@ -110,6 +120,18 @@ def agent_binary() -> str:
     if found:
         return found
     raise RuntimeError("no agent binary: set TRIBUNE_BIN or put a `consul` on PATH")
+
+
+def default_http_port_free() -> bool:
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", DEFAULT_HTTP_PORT))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
 
 
 def free_ports(n: int) -> list[int]:
@@ -166,6 +188,8 @@ class AgentProcess:
         self.binary = agent_binary()
         names = ["http", "grpc", "serf_lan", "serf_wan", "server"]
         self.ports = dict(zip(names, free_ports(len(names))))
+        if PRIVATE_NET and default_http_port_free():
+            self.ports["http"] = DEFAULT_HTTP_PORT
         self.port = self.ports["http"]
         self.tmpdir = tempfile.mkdtemp(prefix="tribune-pyconsul-")
         self.config_path = os.path.join(self.tmpdir, "config.json")
