@@ -42,9 +42,9 @@ const GO_API_VERSION: &str = "v1.30.0";
 /// would miss most of them (`TestAPI_ClientPutGetDelete`, `TestAPI_ConfigEntries…`);
 /// `TestAPI_ClientTLSOptions` is left out on purpose. Also the operator raft and
 /// autopilot tests (two real servers: join, promotion, transfer, removal), usage, and the
-/// snapshot save/restore round trip (`TestAPI_Snapshot_Options` needs ACLs), and the
-/// network coordinate endpoints.
-const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr|OperatorRaft|OperatorAutopilot|OperatorUsage|Snapshot$|Coordinate)";
+/// snapshot save/restore round trip (`TestAPI_Snapshot_Options` needs ACLs), the
+/// network coordinate endpoints and the intentions API.
+const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr|OperatorRaft|OperatorAutopilot|OperatorUsage|Snapshot$|Coordinate|ConnectIntention)";
 const GO_DEFAULT_TIMEOUT: &str = "30m";
 const GO_DEFAULT_PARALLEL: &str = "2";
 

@@ -7,6 +7,7 @@ mod connect;
 mod coordinate;
 mod event;
 mod health;
+mod intentions;
 mod kv;
 mod operator;
 mod raft;
@@ -72,6 +73,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(config::routes())
         .merge(coordinate::routes())
         .merge(connect::routes())
+        .merge(intentions::routes())
         .merge(agent::routes())
         .merge(event::routes())
         .merge(operator::routes())

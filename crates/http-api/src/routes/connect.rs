@@ -1,11 +1,11 @@
 //! Connect CA roots: `/v1/connect/ca/roots` and `/v1/agent/connect/ca/roots`
 //! (sdk/testutil waits for an active root before any test runs), and
-//! `/v1/agent/connect/authorize`, decided by `service-intentions` config entries,
+//! `/v1/agent/connect/authorize`, decided by the intentions (module `intentions`),
 //! and `/v1/agent/connect/ca/leaf/{service}`.
 
 use super::{mismatch, AppState};
 use crate::error::ApiError;
-use crate::json_in::{decode, normalize};
+use crate::json_in::decode;
 use crate::params::Params;
 use crate::reply;
 use axum::body::Bytes;
@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use tribune_types::model::ops::{QueryMeta, ReadRequest, ReadResult};
 
 pub(super) fn routes() -> Router<AppState> {
@@ -100,28 +100,6 @@ fn parse_spiffe(uri: &str) -> Option<SpiffeId> {
     }
 }
 
-/// The source in a `service-intentions` entry that applies to `source`: an exact
-/// name before `*` (Consul's precedence order), with its action and whether it
-/// carries L7 permissions.
-fn matching_source(body: &Value, source: &str) -> Option<(String, String, bool)> {
-    let sources = body.get("sources").and_then(Value::as_array)?;
-    let find = |name: &str| {
-        sources
-            .iter()
-            .find(|s| s.get("name").and_then(Value::as_str) == Some(name))
-    };
-    let (name, src) = match find(source) {
-        Some(s) => (source, s),
-        None => ("*", find("*")?),
-    };
-    let action = src.get("action").and_then(Value::as_str).unwrap_or("");
-    let l7 = src
-        .get("permissions")
-        .and_then(Value::as_array)
-        .is_some_and(|p| !p.is_empty());
-    Some((name.to_owned(), action.to_ascii_lowercase(), l7))
-}
-
 async fn authorize(
     State(st): State<AppState>,
     p: Params,
@@ -144,39 +122,24 @@ async fn authorize(
             ))
         }
     };
-    // Intentions for the target itself take precedence over those for `*`.
-    let mut decision = None;
-    for (dest, dest_exact) in [(input.target.as_str(), true), ("*", false)] {
-        let req = ReadRequest::ConfigGet {
-            kind: "service-intentions".into(),
-            name: dest.to_owned(),
-        };
-        let (res, _) = st.read(&p, req).await?;
-        let ReadResult::Config(entries) = res else {
-            return Err(mismatch("service intentions"));
-        };
-        let Some(entry) = entries.first() else {
-            continue;
-        };
-        let body = normalize(serde_json::from_str(&entry.body_json).unwrap_or(Value::Null));
-        if let Some((src, action, l7)) = matching_source(&body, &source) {
-            // Consul's precedence of a source/destination pair (namespaces aside).
-            let precedence = match (dest_exact, src != "*") {
-                (true, true) => 9,
-                (true, false) => 8,
-                (false, true) => 6,
-                (false, false) => 5,
-            };
-            let ixn = format!("{src} => {dest} (Precedence: {precedence})");
-            decision = Some(if l7 {
-                // Consul treats L7 intentions as a deny for an L4 question.
-                (false, format!("Matched L7 intention: {ixn}"))
-            } else {
-                (action == "allow", format!("Matched L4 intention: {ixn}"))
-            });
-            break;
+    let (ixns, _) = super::intentions::load(&st, &p).await?;
+    let decision = super::intentions::decide(&ixns, &source, &input.target).map(|i| {
+        let ixn = format!(
+            "{} => {} (Precedence: {})",
+            i.source,
+            i.destination,
+            i.precedence()
+        );
+        if i.is_l7() {
+            // Consul treats L7 intentions as a deny for an L4 question.
+            (false, format!("Matched L7 intention: {ixn}"))
+        } else {
+            (
+                i.action() == "allow",
+                format!("Matched L4 intention: {ixn}"),
+            )
         }
-    }
+    });
     // No intention matched: the default of an agent without ACLs is to allow.
     let (authorized, reason) =
         decision.unwrap_or((true, "Default behavior configured by ACLs".to_owned()));

@@ -1,7 +1,8 @@
 //! `/v1/agent/connect/authorize`: Consul's 400s for bad input, the default allow
 //! without ACLs, and `service-intentions` entries deciding by precedence (exact
 //! source before `*`, the target's own entry before the `*` destination's, L7 as
-//! deny).
+//! deny). The intentions API over the same entries: by name (`exact`, `match`,
+//! `check`, list) and the deprecated ID-based calls.
 
 use crate::support::{request, start};
 use reqwest::Method;
@@ -98,4 +99,144 @@ async fn bad_authorize_requests_get_consuls_400s() {
         let (s, v) = authorize(&base, target, uri).await;
         assert_eq!((s, v), (400, Value::String(want.into())), "{target} {uri}");
     }
+}
+
+async fn call(base: &str, method: Method, path: &str, body: Option<Value>) -> (u16, String) {
+    let body = body.map(|b| b.to_string());
+    let (s, _, b) = request(method, &format!("{base}{path}"), body.as_deref()).await;
+    (s, b)
+}
+
+fn parse(b: &str) -> Value {
+    serde_json::from_str(b).unwrap_or_else(|e| panic!("{e}: {b}"))
+}
+
+#[tokio::test]
+async fn intentions_by_name_are_sources_of_config_entries() {
+    let (_backend, base) = start().await;
+    let exact = "/v1/connect/intentions/exact?source=web&destination=db";
+    let (s, b) = call(&base, Method::GET, exact, None).await;
+    assert_eq!((s, b.as_str()), (404, "Intention not found"));
+
+    let body = json!({"SourceType": "consul", "Action": "allow", "Description": "web to db"});
+    assert_eq!(
+        call(&base, Method::PUT, exact, Some(body)).await,
+        (200, "true".into())
+    );
+    let (s, b) = call(&base, Method::GET, exact, None).await;
+    assert_eq!(s, 200);
+    let ixn = parse(&b);
+    assert_eq!(ixn["SourceName"], "web");
+    assert_eq!(ixn["DestinationName"], "db");
+    assert_eq!(ixn["Action"], "allow");
+    assert_eq!(ixn["Precedence"], 9);
+    assert_eq!(ixn["CreatedAt"], "0001-01-01T00:00:00Z");
+    assert!(ixn.get("ID").is_none());
+
+    // The same data through the config entry API.
+    let (s, b) = call(&base, Method::GET, "/v1/config/service-intentions/db", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(parse(&b)["Sources"][0]["Name"], "web");
+
+    // A wildcard source, then match and check.
+    let body = json!({"Action": "deny"});
+    let star = "/v1/connect/intentions/exact?source=*&destination=db";
+    assert_eq!(call(&base, Method::PUT, star, Some(body)).await.0, 200);
+    let (_, b) = call(&base, Method::GET, "/v1/connect/intentions", None).await;
+    let names: Vec<Value> = parse(&b)
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["SourceName"].clone())
+        .collect();
+    assert_eq!(names, vec![json!("web"), json!("*")]);
+    let (_, b) = call(
+        &base,
+        Method::GET,
+        "/v1/connect/intentions/match?by=destination&name=db",
+        None,
+    )
+    .await;
+    assert_eq!(parse(&b)["db"].as_array().unwrap().len(), 2);
+    for (src, allowed) in [("web", true), ("default/api", false)] {
+        let path = format!("/v1/connect/intentions/check?source={src}&destination=db");
+        let (_, b) = call(&base, Method::GET, &path, None).await;
+        assert_eq!(parse(&b), json!({"Allowed": allowed}), "{src}");
+    }
+
+    // Bad input changes nothing.
+    let bad = json!({"Action": "maybe"});
+    let (s, b) = call(&base, Method::PUT, exact, Some(bad)).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (500, "Action must be set to 'allow' or 'deny'")
+    );
+    let (s, _) = call(&base, Method::PUT, exact, Some(json!("nope"))).await;
+    assert_eq!(s, 400);
+    let (_, b) = call(&base, Method::GET, exact, None).await;
+    assert_eq!(parse(&b)["Action"], "allow");
+
+    // Deleting is idempotent; the last source takes the entry with it.
+    for _ in 0..2 {
+        assert_eq!(
+            call(&base, Method::DELETE, exact, None).await,
+            (200, "true".into())
+        );
+    }
+    assert_eq!(call(&base, Method::DELETE, star, None).await.0, 200);
+    let (s, _) = call(&base, Method::GET, "/v1/config/service-intentions/db", None).await;
+    assert_eq!(s, 404);
+}
+
+#[tokio::test]
+async fn legacy_intentions_keep_their_id_and_creation_time() {
+    let (_backend, base) = start().await;
+    let body = json!({"SourceName": "api", "DestinationName": "db", "Action": "allow", "SourceType": "consul", "Meta": {"team": "a"}});
+    let (s, b) = call(
+        &base,
+        Method::POST,
+        "/v1/connect/intentions",
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let id = parse(&b)["ID"].as_str().unwrap().to_owned();
+    let path = format!("/v1/connect/intentions/{id}");
+    let (_, b) = call(&base, Method::GET, &path, None).await;
+    let created = parse(&b);
+    assert_eq!(created["ID"], id.as_str());
+    assert_eq!(created["Meta"], json!({"team": "a"}));
+
+    // A second intention for the same pair is refused.
+    let (s, b) = call(&base, Method::POST, "/v1/connect/intentions", Some(body)).await;
+    assert_eq!(s, 500, "{b}");
+
+    let update = json!({"SourceName": "api-2", "DestinationName": "db", "Action": "deny"});
+    assert_eq!(call(&base, Method::PUT, &path, Some(update)).await.0, 200);
+    let (_, b) = call(&base, Method::GET, &path, None).await;
+    let updated = parse(&b);
+    assert_eq!(updated["SourceName"], "api-2");
+    assert_eq!(updated["Action"], "deny");
+    assert_eq!(updated["CreatedAt"], created["CreatedAt"]);
+
+    let moved = json!({"SourceName": "api", "DestinationName": "cache", "Action": "deny"});
+    let (s, b) = call(&base, Method::PUT, &path, Some(moved)).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            500,
+            "Cannot modify Destination partition/namespace/name for an intention once it exists."
+        )
+    );
+
+    assert_eq!(call(&base, Method::DELETE, &path, None).await.0, 200);
+    let (s, b) = call(&base, Method::GET, &path, None).await;
+    assert_eq!((s, b.as_str()), (404, "Intention not found"));
+    let (s, b) = call(&base, Method::DELETE, &path, None).await;
+    assert_eq!(
+        (s, b),
+        (500, format!("Cannot delete non-existent intention: '{id}'"))
+    );
+    let (s, b) = call(&base, Method::GET, "/v1/connect/intentions/hello", None).await;
+    assert!(s == 500 && b.contains("UUID"), "{s} {b}");
 }
