@@ -101,13 +101,15 @@ impl rcgen::PublicKeyData for P256Point<'_> {
 
 /// Signs a leaf for `service` in `datacenter` over `public_key` with `root`
 /// (which must carry its private key): Consul's SPIFFE service ID as the URI SAN,
-/// valid from a minute ago for [`LEAF_TTL`], for TLS servers and clients.
+/// valid from a minute ago for `ttl` (the CA configuration's `LeafCertTTL`,
+/// [`LEAF_TTL`] by default), for TLS servers and clients.
 pub(crate) fn sign_leaf(
     root: &CaRoot,
     datacenter: &str,
     service: &str,
     public_key: &[u8],
     index: u64,
+    ttl: time::Duration,
 ) -> Result<tribune_types::model::operator::IssuedLeaf, CaError> {
     // An uncompressed SEC1 point: 0x04, then X and Y.
     if public_key.len() != 65 || public_key[0] != 0x04 {
@@ -137,7 +139,7 @@ pub(crate) fn sign_leaf(
     ];
     let now = OffsetDateTime::now_utc();
     let not_before = now - time::Duration::minutes(1);
-    let not_after = now + LEAF_TTL;
+    let not_after = now + ttl;
     params.not_before = not_before;
     params.not_after = not_after;
     params.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
@@ -150,7 +152,7 @@ pub(crate) fn sign_leaf(
         valid_after: not_before.format(&Rfc3339)?,
         valid_before: not_after.format(&Rfc3339)?,
         index,
-        lifetime: std::time::Duration::from_secs(LEAF_TTL.whole_seconds().unsigned_abs()),
+        lifetime: std::time::Duration::from_secs(ttl.whole_seconds().unsigned_abs()),
     })
 }
 
@@ -172,7 +174,15 @@ mod tests {
     fn signs_leaves_over_a_foreign_public_key_and_refuses_junk() {
         let root = super::generate_root("11111111-2222-3333-4444-555555555555").unwrap();
         let agent_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-        let leaf = super::sign_leaf(&root, "dc1", "web", agent_key.public_key_raw(), 7).unwrap();
+        let leaf = super::sign_leaf(
+            &root,
+            "dc1",
+            "web",
+            agent_key.public_key_raw(),
+            7,
+            super::LEAF_TTL,
+        )
+        .unwrap();
         assert!(leaf.cert_pem.starts_with("-----BEGIN CERTIFICATE-----"));
         assert_eq!(
             leaf.service_uri,
@@ -205,6 +215,6 @@ mod tests {
                 rustls::pki_types::UnixTime::now(),
             )
             .expect("the leaf chains to the root");
-        assert!(super::sign_leaf(&root, "dc1", "web", &[1, 2, 3], 7).is_err());
+        assert!(super::sign_leaf(&root, "dc1", "web", &[1, 2, 3], 7, super::LEAF_TTL).is_err());
     }
 }

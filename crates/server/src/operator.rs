@@ -260,14 +260,27 @@ impl Server {
         // The applied index moves with every write, so each signing gets a newer
         // index than the last one did (blocking leaf queries rely on it).
         let index = self.raft.status().applied.max(1);
-        crate::ca::sign_leaf(root, &self.config.datacenter, service, public_key, index)
-            .map(OperatorReply::Leaf)
-            .map_err(|e| match e {
-                crate::ca::CaError::PublicKey => {
-                    RpcError::Rejected(WriteRejected::BadRequest(e.to_string()))
-                }
-                other => RpcError::Transport(other.to_string()),
-            })
+        let ttl = match self.state.read(&ReadRequest::CaConfig, None).0 {
+            ReadResult::CaConfig(Some(c)) if c.leaf_cert_ttl_secs > 0 => {
+                time::Duration::seconds(i64::try_from(c.leaf_cert_ttl_secs).unwrap_or(i64::MAX))
+            }
+            _ => crate::ca::LEAF_TTL,
+        };
+        crate::ca::sign_leaf(
+            root,
+            &self.config.datacenter,
+            service,
+            public_key,
+            index,
+            ttl,
+        )
+        .map(OperatorReply::Leaf)
+        .map_err(|e| match e {
+            crate::ca::CaError::PublicKey => {
+                RpcError::Rejected(WriteRejected::BadRequest(e.to_string()))
+            }
+            other => RpcError::Transport(other.to_string()),
+        })
     }
 
     pub(crate) async fn operator_local(

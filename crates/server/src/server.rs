@@ -431,7 +431,9 @@ impl ServerApi for Server {
         self.check_poisoned()?;
         // Consul's `ConnectCA.Roots` refuses before reading anything; this server
         // bootstraps no CA then (see `leader::establish`).
-        if matches!(req, ReadRequest::CaRoots) && !self.config.connect_enabled {
+        if matches!(req, ReadRequest::CaRoots | ReadRequest::CaConfig)
+            && !self.config.connect_enabled
+        {
             return Err(RpcError::Refused(CONNECT_DISABLED.into()));
         }
         // Stale reads are answered by any server, even without a leader.

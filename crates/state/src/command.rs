@@ -78,13 +78,14 @@ fn request_tag(req: &WriteRequest) -> u16 {
         WriteRequest::SessionDestroy { .. } => 9,
         WriteRequest::Txn(_) => 10,
         WriteRequest::AutopilotSet { .. } => 11,
+        WriteRequest::CaSetConfig { .. } => 12,
         WriteRequest::CoordinateBatchUpdate { .. } => TAG_COORDINATES,
     }
 }
 
 /// The highest tag [`request_tag`] hands out: decoding accepts `1..=` this, so a
 /// new request kind cannot be written without being readable back.
-const MAX_REQUEST_TAG: u16 = 11;
+const MAX_REQUEST_TAG: u16 = 12;
 
 const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
 /// Ignorable, as Consul marks its coordinate batches: coordinates only steer

@@ -13,7 +13,7 @@ use tribune_types::model::ops::{
     WriteRequest,
 };
 use tribune_types::model::{
-    CaRoot, Check, ConfigEntry, KvEntry, Node, RaftIndex, Service, Session,
+    CaConfig, CaRoot, Check, ConfigEntry, KvEntry, Node, RaftIndex, Service, Session,
 };
 use tribune_types::{HealthStatus, SessionId};
 
@@ -46,6 +46,8 @@ pub(crate) struct Db {
     pub(crate) ca_index: u64,
     /// Autopilot settings stored by an operator (`None`: the defaults).
     pub(crate) autopilot: Option<AutopilotSettings>,
+    /// The Connect CA configuration an operator wrote (`None`: the defaults).
+    pub(crate) ca_config: Option<CaConfig>,
     /// Service name → instance keys (`node \0 id`).
     pub(crate) by_service: OrdMap<String, OrdMap<String, ()>>,
     /// Service name → the last index at which anything a health query of it sees changed
@@ -76,6 +78,7 @@ impl Default for Db {
             ca_roots: Vec::new(),
             ca_index: 0,
             autopilot: None,
+            ca_config: None,
             by_service: OrdMap::new(),
             service_index: OrdMap::new(),
             sessions: Table::default(),
@@ -519,6 +522,18 @@ pub(crate) fn apply_request(
             config.raft.modify_index = index;
             db.autopilot = Some(config);
             t.add(CA, "autopilot");
+            Ok(WriteOutcome::Done)
+        }
+        WriteRequest::CaSetConfig { config, cas } => {
+            let current = db.ca_config.as_ref().map_or(0, |c| c.raft.modify_index);
+            if cas.is_some_and(|cas| cas != current) {
+                return Ok(WriteOutcome::NotApplied);
+            }
+            let mut config = config.clone();
+            config.raft.create_index = db.ca_config.as_ref().map_or(index, |c| c.raft.create_index);
+            config.raft.modify_index = index;
+            db.ca_config = Some(config);
+            t.add(CA, "config");
             Ok(WriteOutcome::Done)
         }
         WriteRequest::CaSetRoots { roots } => {

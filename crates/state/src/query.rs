@@ -58,7 +58,9 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         // change moves the index a client blocks on.
         ReadRequest::ConfigGet { .. } => vec![Topic::Table(CONFIG)],
         ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
-        ReadRequest::CaRoots | ReadRequest::AutopilotConfig => vec![Topic::Table(CA)],
+        ReadRequest::CaRoots | ReadRequest::AutopilotConfig | ReadRequest::CaConfig => {
+            vec![Topic::Table(CA)]
+        }
         ReadRequest::Usage => vec![Topic::Table(NODES), Topic::Table(SERVICES)],
         ReadRequest::SessionGet { id } => vec![Topic::Key(SESSIONS, id.to_string())],
         ReadRequest::SessionList | ReadRequest::SessionNode { .. } => {
@@ -362,6 +364,12 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             (ReadResult::Config(list), db.config.max_index())
         }
         ReadRequest::CaRoots => (ReadResult::CaRoots(db.ca_roots.clone()), db.ca_index),
+        ReadRequest::CaConfig => (
+            ReadResult::CaConfig(db.ca_config.clone()),
+            db.ca_config
+                .as_ref()
+                .map_or(db.ca_index, |c| c.raft.modify_index.max(db.ca_index)),
+        ),
         ReadRequest::Usage => (
             ReadResult::Usage(usage(db)),
             db.nodes.max_index().max(db.services.max_index()),

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tribune_types::model::coordinate::CoordinateEntry;
 use tribune_types::model::operator::AutopilotSettings;
-use tribune_types::model::{CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
+use tribune_types::model::{CaConfig, CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
 
 const MAGIC: &[u8; 8] = b"TRIBSNAP";
 const VERSION: u32 = 1;
@@ -60,6 +60,7 @@ struct Body {
     lock_delays: Vec<(String, u64)>,
     autopilot: Option<AutopilotSettings>,
     coordinates: Vec<CoordinateEntry>,
+    ca_config: Option<CaConfig>,
 }
 
 impl StateStore {
@@ -120,6 +121,7 @@ fn encode(db: &Db, last_len: &AtomicUsize) -> Vec<u8> {
         coordinates: Seq(db.coordinates.len(), || {
             db.coordinates.iter().map(|(_, v)| v)
         }),
+        ca_config: &db.ca_config,
     };
     let hint = last_len.load(Ordering::Relaxed);
     let mut out = Vec::with_capacity((hint + hint / 8).max(HEADER + 4 + 64 * 1024));
@@ -157,6 +159,7 @@ struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD, CO> {
     lock_delays: LD,
     autopilot: &'a Option<AutopilotSettings>,
     coordinates: CO,
+    ca_config: &'a Option<CaConfig>,
 }
 
 /// A sequence of `.0` items, serialised from the iterator `.1` makes: the array
@@ -272,6 +275,7 @@ pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
         db.ca_roots = body.ca_roots;
         db.ca_index = body.ca_index;
         db.autopilot = body.autopilot;
+        db.ca_config = body.ca_config;
         db.service_index = body.service_index.into_iter().collect();
         for (table, idx) in body.table_index {
             match table.as_str() {
@@ -334,6 +338,7 @@ mod tests {
                 .collect(),
             autopilot: db.autopilot.clone(),
             coordinates: db.coordinates.iter().map(|(_, v)| v.clone()).collect(),
+            ca_config: db.ca_config.clone(),
         };
         rmp_serde::to_vec_named(&body).unwrap()
     }
@@ -407,6 +412,14 @@ mod tests {
                 coord: Default::default(),
             }],
         });
+        apply(WriteRequest::CaSetConfig {
+            config: CaConfig {
+                provider: "consul".into(),
+                config_json: r#"{"LeafCertTTL":"24h"}"#.into(),
+                ..Default::default()
+            },
+            cas: Some(0),
+        });
         let mut db = (*s.snapshot_db()).clone();
         db.lock_delays.insert("k/001".into(), 99);
         db.ca_roots.push(CaRoot::default());
@@ -415,6 +428,7 @@ mod tests {
         assert!(!db.config.is_empty() && !db.sessions.is_empty());
         assert!(!db.service_index.is_empty() && db.autopilot.is_some());
         assert_eq!(db.coordinates.len(), 1);
+        assert!(db.ca_config.is_some());
 
         let snap = encode(&db, &AtomicUsize::new(0));
         assert_eq!(&snap[HEADER..snap.len() - 4], collected(&db).as_slice());

@@ -267,6 +267,26 @@ pub struct CaRoot {
     pub raft: RaftIndex,
 }
 
+/// The Connect CA's configuration (`/v1/connect/ca/configuration`).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct CaConfig {
+    /// The provider (`consul`).
+    pub provider: String,
+    /// The provider's configuration as the client sent it, a JSON object (Consul
+    /// keeps and returns it raw: durations stay strings or nanosecond numbers).
+    pub config_json: String,
+    /// Provider state shown read-only on `GET`.
+    pub state: std::collections::BTreeMap<String, String>,
+    /// `ForceWithoutCrossSigning` as last written.
+    pub force_without_cross_signing: bool,
+    /// `LeafCertTTL` parsed from the configuration, in seconds (0: the default,
+    /// 72 h), so servers signing leaves need not parse the raw JSON.
+    pub leaf_cert_ttl_secs: u64,
+    /// Indexes.
+    pub raft: RaftIndex,
+}
+
 /// How an agent runs a check: the definition registered through
 /// `/v1/agent/check/register`, a service's `Check`/`Checks`, or a config file.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -1,7 +1,9 @@
 //! The built-in Connect CA as a process: a server bootstraps one active root once it
 //! leads and serves it at both roots endpoints; with `connect { enabled = false }`
 //! it bootstraps none and both endpoints answer Consul's `ErrConnectNotEnabled`.
-//! Leaf certificates come from the agent's cache, signed over its own key.
+//! Leaf certificates come from the agent's cache, signed over its own key. The
+//! CA configuration changes TTLs through raft (a new leaf follows `LeafCertTTL`),
+//! and refuses bad TTLs and a rotation while changing nothing.
 
 use crate::support::Agent;
 use anyhow::{bail, Result};
@@ -49,6 +51,67 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
         roots["Roots"][0].get("PrivateKey").is_none(),
         "never served"
     );
+
+    let config_url = format!("{}/v1/connect/ca/configuration", on.http);
+    let get_config = || async {
+        let v: Value = c.get(&config_url).send().await?.json().await?;
+        anyhow::Ok(v)
+    };
+    let initial = get_config().await?;
+    assert_eq!(initial["Provider"], "consul", "{initial}");
+    assert_eq!(initial["Config"]["LeafCertTTL"], "72h", "{initial}");
+    for (config, want) in [
+        (
+            json!({"LeafCertTTL": "10m"}),
+            "leaf cert TTL must be greater or equal than 1h0m0s",
+        ),
+        (
+            json!({"LeafCertTTL": "100h", "IntermediateCertTTL": "200h"}),
+            "Intermediate Cert TTL must be greater or equal than 3 * LeafCertTTL (>=300h0m0s)",
+        ),
+        (
+            json!({"PrivateKey": "-----BEGIN EC PRIVATE KEY-----\nnot ours\n-----END EC PRIVATE KEY-----"}),
+            "CA rotation is not supported by Tribune: the configuration may change its TTLs, not the root's private key, certificate or key type",
+        ),
+    ] {
+        let resp = c
+            .put(&config_url)
+            .json(&json!({"Provider": "consul", "Config": config}))
+            .send()
+            .await?;
+        let status = resp.status().as_u16();
+        assert_eq!((status, resp.text().await?.trim()), (500, want));
+    }
+    assert_eq!(
+        get_config().await?,
+        initial,
+        "refused writes change nothing"
+    );
+
+    let resp = c
+        .put(&config_url)
+        .json(&json!({"Provider": "consul", "Config": {"LeafCertTTL": "24h", "test_state": {"foo": "bar"}}}))
+        .send()
+        .await?;
+    assert_eq!(resp.status().as_u16(), 200);
+    let updated = get_config().await?;
+    assert_eq!(updated["Config"]["LeafCertTTL"], "24h", "{updated}");
+    assert_eq!(updated["State"]["foo"], "bar", "{updated}");
+    assert!(updated["ModifyIndex"].as_u64() > initial["ModifyIndex"].as_u64());
+    // A leaf signed now lives 24 h (plus the minute it is backdated).
+    let leaf: Value = c
+        .get(format!("{}/v1/agent/connect/ca/leaf/web", on.http))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let after = leaf["ValidAfter"].as_str().unwrap_or_default();
+    let before = leaf["ValidBefore"].as_str().unwrap_or_default();
+    let lifetime = unix_secs(before) - unix_secs(after);
+    assert!(
+        (86_400..=86_400 + 120).contains(&lifetime),
+        "leaf lifetime {lifetime} s ({after} .. {before})"
+    );
     drop(on);
 
     let off = Agent::start(
@@ -59,6 +122,7 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
         "/v1/connect/ca/roots",
         "/v1/agent/connect/ca/roots",
         "/v1/agent/connect/ca/leaf/web",
+        "/v1/connect/ca/configuration",
     ] {
         let resp = c.get(format!("{}{path}", off.http)).send().await?;
         let status = resp.status().as_u16();
@@ -70,4 +134,20 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Seconds since the epoch of an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS…Z`).
+fn unix_secs(t: &str) -> i64 {
+    let num =
+        |r: std::ops::Range<usize>| -> i64 { t.get(r).and_then(|x| x.parse().ok()).unwrap_or(0) };
+    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
+    // Days from civil (Howard Hinnant), March-based years.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    days * 86_400 + num(11..13) * 3_600 + num(14..16) * 60 + num(17..19)
 }

@@ -1,7 +1,10 @@
 //! Connect CA roots: `/v1/connect/ca/roots` and `/v1/agent/connect/ca/roots`
 //! (sdk/testutil waits for an active root before any test runs), and
 //! `/v1/agent/connect/authorize`, decided by the intentions (module `intentions`),
-//! and `/v1/agent/connect/ca/leaf/{service}`.
+//! and `/v1/agent/connect/ca/leaf/{service}`, and the CA configuration
+//! (`/v1/connect/ca/configuration`) of the built-in `consul` provider: its TTLs
+//! can change (new leaves follow `LeafCertTTL`); a new root key or certificate
+//! (a CA rotation) is refused, since Tribune does not rotate CAs yet.
 
 use super::{mismatch, AppState};
 use crate::error::ApiError;
@@ -24,6 +27,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/v1/agent/connect/ca/roots", get(roots))
         .route("/v1/agent/connect/authorize", post(authorize))
         .route("/v1/agent/connect/ca/leaf/{*service}", get(leaf))
+        .route(
+            "/v1/connect/ca/configuration",
+            get(ca_config_get).put(ca_config_put),
+        )
 }
 
 /// `GET /v1/agent/connect/ca/leaf/{service}`: the service's leaf certificate and
@@ -186,4 +193,191 @@ async fn roots(State(st): State<AppState>, p: Params) -> Result<Response, ApiErr
         })).collect::<Vec<_>>(),
     });
     Ok(reply::json_meta(&body, &meta, p.pretty()))
+}
+
+/// `LeafCertTTL`, `IntermediateCertTTL` and `RootCertTTL` when a configuration
+/// leaves them out (Consul's defaults).
+const CA_DEFAULTS: [(&str, &str); 3] = [
+    ("LeafCertTTL", "72h"),
+    ("IntermediateCertTTL", "8760h"),
+    ("RootCertTTL", "87600h"),
+];
+
+/// `GET /v1/connect/ca/configuration`.
+async fn ca_config_get(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let (res, meta) = st.read(&p, ReadRequest::CaConfig).await?;
+    let ReadResult::CaConfig(config) = res else {
+        return Err(mismatch("ca configuration"));
+    };
+    let body = match config {
+        Some(c) => json!({
+            "Provider": c.provider,
+            "Config": serde_json::from_str::<serde_json::Value>(&c.config_json)
+                .unwrap_or_else(|_| json!({})),
+            "State": if c.state.is_empty() { serde_json::Value::Null } else { json!(c.state) },
+            "ForceWithoutCrossSigning": c.force_without_cross_signing,
+            "CreateIndex": c.raft.create_index,
+            "ModifyIndex": c.raft.modify_index,
+        }),
+        None => {
+            let config: serde_json::Map<String, serde_json::Value> = CA_DEFAULTS
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), json!(v)))
+                .collect();
+            json!({
+                "Provider": "consul",
+                "Config": config,
+                "State": null,
+                "ForceWithoutCrossSigning": false,
+                "CreateIndex": meta.index,
+                "ModifyIndex": meta.index,
+            })
+        }
+    };
+    Ok(reply::json_meta(&body, &meta, p.pretty()))
+}
+
+/// A top-level key of `obj`, matched without regard to case.
+fn key_ci<'a>(
+    obj: &'a serde_json::Map<String, serde_json::Value>,
+    name: &str,
+) -> Option<&'a serde_json::Value> {
+    obj.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v)
+}
+
+/// A duration of a provider configuration: a Go duration string, or a number of
+/// nanoseconds (the Go client sends `time.Duration` values as numbers).
+fn ca_duration(
+    config: &serde_json::Map<String, serde_json::Value>,
+    name: &str,
+    default: &str,
+) -> Result<std::time::Duration, ApiError> {
+    let bad = |what: String| ApiError::Internal(format!("error parsing Consul CA config: {what}"));
+    match key_ci(config, name) {
+        None | Some(serde_json::Value::Null) => {
+            Ok(tribune_types::parse_go_duration(default).unwrap_or_default())
+        }
+        Some(serde_json::Value::String(s)) => tribune_types::parse_go_duration(s)
+            .map_err(|e| bad(format!("'{name}' expected a duration, got {s:?}: {e}"))),
+        Some(serde_json::Value::Number(n)) => n
+            .as_u64()
+            .map(std::time::Duration::from_nanos)
+            .ok_or_else(|| bad(format!("'{name}' expected a duration, got {n}"))),
+        Some(other) => Err(bad(format!("'{name}' expected a duration, got {other}"))),
+    }
+}
+
+/// `PUT /v1/connect/ca/configuration`.
+async fn ca_config_put(
+    State(st): State<AppState>,
+    p: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    use serde_json::Value;
+    use tribune_types::format_go_duration;
+    use tribune_types::model::ops::WriteRequest;
+    st.check_dc(&p)?;
+    let obj = match serde_json::from_slice::<Value>(&body) {
+        Ok(Value::Object(o)) => o,
+        Ok(_) => {
+            return Err(ApiError::bad(
+                "Request decode failed: expected a JSON object",
+            ))
+        }
+        Err(e) => return Err(ApiError::bad(format!("Request decode failed: {e}"))),
+    };
+    let provider = key_ci(&obj, "Provider")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    match provider {
+        "consul" => {}
+        "vault" | "aws-pca" => {
+            return Err(ApiError::Internal(format!(
+                "CA provider {provider:?} is not supported by Tribune; only \"consul\" is"
+            )))
+        }
+        other => return Err(ApiError::Internal(format!("unknown CA provider {other:?}"))),
+    }
+    let config = match key_ci(&obj, "Config") {
+        None | Some(Value::Null) => serde_json::Map::new(),
+        Some(Value::Object(c)) => c.clone(),
+        Some(_) => {
+            return Err(ApiError::bad(
+                "Request decode failed: Config must be an object",
+            ))
+        }
+    };
+    let force = key_ci(&obj, "ForceWithoutCrossSigning")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+
+    // Consul's CommonCAProviderConfig.Validate and the consul provider's check.
+    let [(_, leaf_default), (_, inter_default), (_, root_default)] = CA_DEFAULTS;
+    let leaf = ca_duration(&config, "LeafCertTTL", leaf_default)?;
+    let intermediate = ca_duration(&config, "IntermediateCertTTL", inter_default)?;
+    ca_duration(&config, "RootCertTTL", root_default)?;
+    let hour = std::time::Duration::from_secs(3600);
+    if leaf < hour {
+        return Err(ApiError::Internal(
+            "leaf cert TTL must be greater or equal than 1h0m0s".into(),
+        ));
+    }
+    if leaf > hour * 8760 {
+        return Err(ApiError::Internal(
+            "leaf cert TTL must be less than 8760h0m0s".into(),
+        ));
+    }
+    if intermediate < leaf * 3 {
+        return Err(ApiError::Internal(format!(
+            "Intermediate Cert TTL must be greater or equal than 3 * LeafCertTTL (>={})",
+            format_go_duration(leaf * 3)
+        )));
+    }
+
+    // A different root key, certificate or key type would be a CA rotation.
+    let (res, _) = st.read(&p, ReadRequest::CaRoots).await?;
+    let ReadResult::CaRoots(roots) = res else {
+        return Err(mismatch("ca roots"));
+    };
+    let active = roots.iter().find(|r| r.active);
+    let text = |name: &str| key_ci(&config, name).and_then(Value::as_str).unwrap_or("");
+    let key = text("PrivateKey");
+    let cert = text("RootCert");
+    let new_root = (!key.is_empty() && active.is_none_or(|r| r.private_key.trim() != key.trim()))
+        || (!cert.is_empty() && active.is_none_or(|r| r.root_cert.trim() != cert.trim()));
+    let key_type_changes = !matches!(text("PrivateKeyType"), "" | "ec")
+        || key_ci(&config, "PrivateKeyBits")
+            .and_then(Value::as_u64)
+            .is_some_and(|b| b != 0 && b != 256);
+    if new_root || key_type_changes {
+        return Err(ApiError::Internal(
+            "CA rotation is not supported by Tribune: the configuration may change its TTLs, \
+             not the root's private key, certificate or key type"
+                .into(),
+        ));
+    }
+
+    // Consul's built-in provider keeps `test_state` as its provider state.
+    let state = key_ci(&config, "test_state")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let config = tribune_types::model::CaConfig {
+        provider: provider.to_owned(),
+        config_json: Value::Object(config).to_string(),
+        state,
+        force_without_cross_signing: force,
+        leaf_cert_ttl_secs: leaf.as_secs(),
+        raft: Default::default(),
+    };
+    st.backend
+        .write(WriteRequest::CaSetConfig { config, cas: None })
+        .await?;
+    Ok(axum::http::StatusCode::OK.into_response())
 }

@@ -487,6 +487,27 @@ async fn exact_put(
         return Err(ApiError::Internal("ID must not be specified".into()));
     }
     validate(&source, &destination, &body)?;
+    if let Some(meta) = non_empty(get_ci(&body, "Meta")) {
+        // Meta belongs to the enclosing entry: Consul takes it only when it repeats
+        // what that entry already has.
+        let req = ReadRequest::ConfigGet {
+            kind: KIND.to_owned(),
+            name: destination.clone(),
+        };
+        let (res, _) = st.backend.read(req, QueryOptions::default()).await?;
+        let ReadResult::Config(entries) = res else {
+            return Err(mismatch("service intentions"));
+        };
+        match entries.first() {
+            None => return Err(ApiError::Internal("Meta must not be specified".into())),
+            Some(e) if get_ci(&body_of(e), "Meta") != Some(meta) => {
+                return Err(ApiError::Internal(
+                    "Meta must not be specified, or should be unchanged during an update.".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+    }
     let src = Value::Object(to_source(&source, &body));
     update_sources(&st, &destination, |sources| {
         match sources.iter().position(|s| source_name(s) == source) {

@@ -173,6 +173,15 @@ async fn intentions_by_name_are_sources_of_config_entries() {
     );
     let (s, _) = call(&base, Method::PUT, exact, Some(json!("nope"))).await;
     assert_eq!(s, 400);
+    let with_meta = json!({"Action": "deny", "Meta": {"team": "a"}});
+    let (s, b) = call(&base, Method::PUT, exact, Some(with_meta)).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            500,
+            "Meta must not be specified, or should be unchanged during an update."
+        )
+    );
     let (_, b) = call(&base, Method::GET, exact, None).await;
     assert_eq!(parse(&b)["Action"], "allow");
 

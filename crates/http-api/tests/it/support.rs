@@ -58,6 +58,7 @@ pub struct State {
     pub config: BTreeMap<(String, String), ConfigEntry>,
     pub ca_roots: Vec<CaRoot>,
     pub autopilot: Option<tribune_types::model::operator::AutopilotSettings>,
+    pub ca_config: Option<tribune_types::model::CaConfig>,
     pub left: bool,
     pub reloads: u32,
     pub joins: Vec<(String, bool)>,
@@ -410,6 +411,7 @@ impl State {
                     .collect(),
             ),
             ReadRequest::CaRoots => ReadResult::CaRoots(self.ca_roots.clone()),
+            ReadRequest::CaConfig => ReadResult::CaConfig(self.ca_config.clone()),
             ReadRequest::Usage => ReadResult::Usage(Default::default()),
             ReadRequest::AutopilotConfig => {
                 ReadResult::Autopilot(self.autopilot.clone().unwrap_or_default())
@@ -557,6 +559,15 @@ impl State {
                 }
                 config.raft = raft(index, None);
                 self.autopilot = Some(config);
+                Done
+            }
+            WriteRequest::CaSetConfig { mut config, cas } => {
+                let current = self.ca_config.as_ref().map_or(0, |c| c.raft.modify_index);
+                if cas.is_some_and(|c| c != current) {
+                    return Ok(NotApplied);
+                }
+                config.raft = raft(index, None);
+                self.ca_config = Some(config);
                 Done
             }
             WriteRequest::CaSetRoots { roots } => {

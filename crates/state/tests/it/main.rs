@@ -7,6 +7,7 @@ use tribune_types::model::ops::*;
 use tribune_types::model::*;
 use tribune_types::{HealthStatus, NodeName};
 
+mod ca_config;
 mod lock_sim;
 mod restore;
 mod sessions;

@@ -128,6 +128,14 @@ pub enum WriteRequest {
         /// The coordinates, at most one per node and segment.
         updates: Vec<crate::model::coordinate::CoordinateEntry>,
     },
+    /// `PUT /v1/connect/ca/configuration`, CAS on the stored config's ModifyIndex
+    /// (0: only while none is stored).
+    CaSetConfig {
+        /// The configuration.
+        config: crate::model::CaConfig,
+        /// CAS index.
+        cas: Option<u64>,
+    },
 }
 
 impl WriteRequest {
@@ -498,6 +506,8 @@ pub enum ReadRequest {
         /// The service routed to.
         service: String,
     },
+    /// The Connect CA configuration, if one was written.
+    CaConfig,
 }
 
 /// A service instance together with its node (catalog service endpoint).
@@ -555,6 +565,8 @@ pub enum ReadResult {
     Coordinates(Vec<crate::model::coordinate::CoordinateEntry>),
     /// A gateway's services.
     GatewayServices(Vec<GatewayService>),
+    /// The Connect CA configuration, if one was written.
+    CaConfig(Option<crate::model::CaConfig>),
 }
 
 /// A service behind a gateway, as `/v1/catalog/gateway-services` lists it.
