@@ -40,6 +40,7 @@ mod coordinate;
 mod election;
 mod error;
 mod event;
+mod health;
 mod kv;
 mod lock;
 mod operator;
@@ -74,6 +75,7 @@ pub use coordinate::{Coordinate, CoordinateEntry, Coordinates, DatacenterMap};
 pub use election::{current_leader, LeaderElection};
 pub use error::Error;
 pub use event::{Event, UserEvent};
+pub use health::{Health, HealthCheck, ServiceEntry};
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
 pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
 pub use operator::{
@@ -186,6 +188,11 @@ impl Client {
     /// The catalog (`/v1/catalog`).
     pub fn catalog(&self) -> Catalog<'_> {
         Catalog::new(self)
+    }
+
+    /// Health of services and checks (`/v1/health`).
+    pub fn health(&self) -> Health<'_> {
+        Health::new(self)
     }
 
     /// The local agent (`/v1/agent`).

@@ -8,7 +8,10 @@
 //! printed as indented JSON and the watch ends. A failed query is retried after
 //! 5 s × failures² (at most 20 s), as the plan does.
 //!
-//! Types: `event` (optionally `-name`), `key` (`-key`) and `keyprefix` (`-prefix`).
+//! Types: `event` (optionally `-name`), `key` (`-key`), `keyprefix` (`-prefix`),
+//! `services`, `nodes`, `service` (`-service`, repeatable `-tag`, `-passingonly`:
+//! the health entries of its instances) and `checks` (`-service` or `-state`,
+//! `any` by default).
 //! An event watch gets only the events after the last one it has seen. The event
 //! list's index is a hash of the last event's ID, so unlike the Go plan we do not
 //! treat a smaller index as "went backwards" (which would replay every kept event).
@@ -45,11 +48,27 @@ const MAX_BACKOFF: Duration = Duration::from_secs(20);
 /// What is watched.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Kind {
-    Event { name: String },
-    Key { key: String },
-    KeyPrefix { prefix: String },
+    Event {
+        name: String,
+    },
+    Key {
+        key: String,
+    },
+    KeyPrefix {
+        prefix: String,
+    },
     Services,
     Nodes,
+    Service {
+        service: String,
+        tags: Vec<String>,
+        passing_only: bool,
+    },
+    /// Checks of one service, or (when `service` is empty) checks in `state`.
+    Checks {
+        service: String,
+        state: String,
+    },
 }
 
 impl Kind {
@@ -60,6 +79,8 @@ impl Kind {
             Kind::KeyPrefix { .. } => "keyprefix",
             Kind::Services => "services",
             Kind::Nodes => "nodes",
+            Kind::Service { .. } => "service",
+            Kind::Checks { .. } => "checks",
         }
     }
 
@@ -92,18 +113,53 @@ impl Kind {
             }
             "services" => (Kind::Services, &[]),
             "nodes" => (Kind::Nodes, &[]),
-            "service" | "checks" | "connect_roots" | "connect_leaf" | "agent_service" => {
+            "service" => {
+                let service = take("service");
+                if service.is_empty() {
+                    return Err("Must specify a single service to watch".into());
+                }
+                let tags = given
+                    .iter()
+                    .filter(|(n, _)| *n == "tag")
+                    .map(|(_, v)| v.clone())
+                    .collect();
+                let passing_only = matches!(
+                    take("passingonly").as_str(),
+                    "1" | "t" | "T" | "true" | "TRUE" | "True"
+                );
+                (
+                    Kind::Service {
+                        service,
+                        tags,
+                        passing_only,
+                    },
+                    &["service", "tag", "passingonly"],
+                )
+            }
+            "checks" => {
+                let service = take("service");
+                let mut state = take("state");
+                if !service.is_empty() && !state.is_empty() {
+                    return Err("Cannot specify service and state".into());
+                }
+                if service.is_empty() && state.is_empty() {
+                    state = "any".into();
+                }
+                (Kind::Checks { service, state }, &["service", "state"])
+            }
+            "connect_roots" | "connect_leaf" | "agent_service" => {
                 return Err(format!(
                     "Unsupported watch type: {kind} (not implemented in this build)"
                 ))
             }
             other => return Err(format!("Unsupported watch type: {other}")),
         };
-        let extra: Vec<&str> = given
+        let mut extra: Vec<&str> = given
             .iter()
             .map(|(n, _)| *n)
             .filter(|n| !uses.contains(n))
             .collect();
+        extra.dedup();
         if !extra.is_empty() {
             return Err(format!("Invalid parameters: [{}]", extra.join(" ")));
         }
@@ -161,6 +217,27 @@ async fn fetch(
         Kind::Nodes => {
             let (nodes, meta) = client.catalog().nodes(&opts).await?;
             Ok((meta.index, json(&nodes)))
+        }
+        // `serviceWatch`: the health entries of the service's instances.
+        Kind::Service {
+            service,
+            tags,
+            passing_only,
+        } => {
+            let (entries, meta) = client
+                .health()
+                .service(service, tags, *passing_only, &opts)
+                .await?;
+            Ok((meta.index, json(&entries)))
+        }
+        // `checksWatch`: a state's checks, or one service's.
+        Kind::Checks { service, state } => {
+            let (checks, meta) = if service.is_empty() {
+                client.health().state(state, &opts).await?
+            } else {
+                client.health().checks(service, &opts).await?
+            };
+            Ok((meta.index, json(&checks)))
         }
     }
 }
@@ -236,9 +313,9 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
                 "service",
                 "Specifies the service to watch. Required for 'service' type, optional for 'checks' type.",
             )
-            .value(
+            .multi(
                 "tag",
-                "Specifies the service tag to filter on. Optional for 'service' type.",
+                "Specifies the service tag(s) to filter on. Optional for 'service' type. May be specified multiple times.",
             )
             .value(
                 "passingonly",
@@ -283,22 +360,21 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
             return 1;
         }
     }
-    let given: Vec<(&'static str, String)> = [
-        "key",
-        "prefix",
-        "service",
-        "tag",
-        "passingonly",
-        "state",
-        "name",
-    ]
-    .into_iter()
-    .filter_map(|n| {
-        p.get(n)
-            .filter(|v| !v.is_empty())
-            .map(|v| (n, v.to_owned()))
-    })
-    .collect();
+    let mut given: Vec<(&'static str, String)> =
+        ["key", "prefix", "service", "passingonly", "state", "name"]
+            .into_iter()
+            .filter_map(|n| {
+                p.get(n)
+                    .filter(|v| !v.is_empty())
+                    .map(|v| (n, v.to_owned()))
+            })
+            .collect();
+    given.extend(
+        p.all("tag")
+            .iter()
+            .filter(|t| !t.is_empty())
+            .map(|t| ("tag", t.clone())),
+    );
     let kind = match Kind::parse(watch_type, &given) {
         Ok(k) => k,
         Err(message) => {
@@ -394,6 +470,7 @@ async fn plan(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
 mod tests {
     use super::super::testing::{fake, ok, run_at, status};
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn watch_types_and_their_parameters() {
@@ -417,6 +494,86 @@ mod tests {
             Err("Unsupported watch type: bogus".into())
         );
         assert_eq!(id_to_index("00000000-0000-0001-0000-000000000003"), 1 ^ 3);
+        assert_eq!(
+            Kind::parse("service", &[]),
+            Err("Must specify a single service to watch".into())
+        );
+        let web = [
+            ("service", "web".to_owned()),
+            ("tag", "v1".to_owned()),
+            ("tag", "eu".to_owned()),
+            ("passingonly", "true".to_owned()),
+        ];
+        assert_eq!(
+            Kind::parse("service", &web),
+            Ok(Kind::Service {
+                service: "web".into(),
+                tags: vec!["v1".into(), "eu".into()],
+                passing_only: true,
+            })
+        );
+        assert_eq!(
+            Kind::parse("checks", &[]),
+            Ok(Kind::Checks {
+                service: String::new(),
+                state: "any".into()
+            })
+        );
+        assert_eq!(
+            Kind::parse(
+                "checks",
+                &[
+                    ("service", "web".to_owned()),
+                    ("state", "critical".to_owned())
+                ]
+            ),
+            Err("Cannot specify service and state".into())
+        );
+        assert_eq!(
+            Kind::parse(
+                "checks",
+                &[("tag", "a".to_owned()), ("tag", "b".to_owned())]
+            ),
+            Err("Invalid parameters: [tag]".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn service_and_checks_watches_print_health_entries() {
+        let fake = fake(|req| match req.path() {
+            "/v1/agent/self" => ok(r#"{"Config":{"NodeName":"n1"}}"#),
+            "/v1/health/service/web" => {
+                // The tags and the passing filter reach the server.
+                assert!(req.target.contains("tag=v1") && req.target.contains("tag=eu"));
+                assert!(req.target.contains("passing=1"), "{}", req.target);
+                ok(r#"[{"Node":{"Node":"n1","Address":"127.0.0.1"},"Service":{"ID":"web1","Service":"web","Tags":["v1","eu"],"Port":80},"Checks":[{"Node":"n1","CheckID":"serfHealth","Status":"passing"}]}]"#)
+            }
+            "/v1/health/state/any" => ok(
+                r#"[{"Node":"n1","CheckID":"serfHealth","Name":"Serf Health Status","Status":"passing","ServiceTags":null}]"#,
+            ),
+            "/v1/health/checks/web" => ok("[]"),
+            _ => status(404, ""),
+        })
+        .await;
+        let args = [
+            "-type=service",
+            "-service=web",
+            "-tag=v1",
+            "-tag=eu",
+            "-passingonly=true",
+        ];
+        let r = run_at(&fake.addr, "watch", &args, b"").await;
+        assert_eq!(r.code, 0, "{}", r.err);
+        let entries: Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(entries[0]["Service"]["ID"], "web1");
+        assert_eq!(entries[0]["Checks"][0]["CheckID"], "serfHealth");
+        let r = run_at(&fake.addr, "watch", &["-type=checks"], b"").await;
+        assert_eq!(r.code, 0, "{}", r.err);
+        let checks: Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(checks[0]["Name"], "Serf Health Status");
+        assert_eq!(checks[0]["ServiceTags"], json!([]));
+        let r = run_at(&fake.addr, "watch", &["-type=checks", "-service=web"], b"").await;
+        assert_eq!((r.code, r.out.as_str()), (0, "[]\n"));
     }
 
     #[tokio::test]
