@@ -16,6 +16,7 @@ mod catalog;
 mod event;
 mod format;
 mod http;
+mod intention;
 mod keyring;
 mod kv;
 mod lock;
@@ -26,6 +27,7 @@ mod operator;
 mod rtt;
 mod services;
 mod snapshot;
+mod validate;
 mod version;
 mod watch;
 
@@ -44,6 +46,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "Forces a member of the cluster to enter the \"left\" state",
     ),
     ("info", "Provides debugging information for operators."),
+    ("intention", "Interact with Connect service intentions"),
     ("join", "Tell Consul agent to join cluster"),
     ("keygen", "Generates a new encryption key"),
     ("keyring", "Manages gossip layer encryption keys"),
@@ -66,6 +69,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "snapshot",
         "Saves, restores and inspects snapshots of Consul server state",
     ),
+    ("validate", "Validate config files/directories"),
     ("version", "Prints the Consul version"),
     ("watch", "Watch for changes in Consul"),
 ];
@@ -96,6 +100,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "event" => event::event(args, ctx).await,
         "force-leave" => event::force_leave(args, ctx).await,
         "info" => node::info(args, ctx).await,
+        "intention" => intention::run(args, ctx).await,
         "join" => node::join(args, ctx).await,
         "keygen" => event::keygen(args, ctx),
         "keyring" => keyring::run(args, ctx).await,
@@ -109,6 +114,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "rtt" => rtt::run(args, ctx).await,
         "services" => services::run(args, ctx).await,
         "snapshot" => snapshot::run(args, ctx).await,
+        "validate" => validate::run(args, ctx).await,
         "version" => version::run(args, ctx),
         "watch" => watch::run(args, ctx).await,
         other => {

@@ -41,6 +41,7 @@ mod election;
 mod error;
 mod event;
 mod health;
+mod intention;
 mod kv;
 mod lock;
 mod operator;
@@ -76,6 +77,7 @@ pub use election::{current_leader, LeaderElection};
 pub use error::Error;
 pub use event::{Event, UserEvent};
 pub use health::{Health, HealthCheck, ServiceEntry};
+pub use intention::{Intention, Intentions};
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
 pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
 pub use operator::{
@@ -188,6 +190,11 @@ impl Client {
     /// The catalog (`/v1/catalog`).
     pub fn catalog(&self) -> Catalog<'_> {
         Catalog::new(self)
+    }
+
+    /// Connect intentions (`/v1/connect/intentions`).
+    pub fn intentions(&self) -> Intentions<'_> {
+        Intentions::new(self)
     }
 
     /// Health of services and checks (`/v1/health`).

@@ -151,3 +151,64 @@ fn unix_secs(t: &str) -> i64 {
     let days = era * 146_097 + doe - 719_468;
     days * 86_400 + num(11..13) * 3_600 + num(14..16) * 60 + num(17..19)
 }
+
+/// `intention create|check|get|match|list|delete` against a real agent, with
+/// Consul's output and exit codes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn intention_cli_round_trip() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(dir.path(), json!({}))?;
+    // `intention <subcommand> -http-addr=… args`: the subcommand comes first.
+    let run = |args: &[&str]| {
+        let (sub, rest) = args.split_first().expect("a subcommand");
+        crate::support::cli(&format!("intention {sub}"), &agent.http, rest)
+    };
+
+    let (code, _, err) = run(&["list"])?;
+    assert_eq!((code, err.trim()), (2, "There are no intentions."));
+    let (code, out, err) = run(&["create", "web", "db"])?;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Created: web => db (allow)"),
+        "{err}"
+    );
+    let (code, out, _) = run(&["check", "web", "db"])?;
+    assert_eq!((code, out.trim()), (0, "Allowed"));
+    let (code, _, err) = run(&["create", "web", "db"])?;
+    assert_eq!(code, 1, "a second intention for the pair is refused");
+    assert!(
+        err.starts_with("Error creating intention \"web => db (allow)\""),
+        "{err}"
+    );
+
+    let (code, out, _) = run(&["create", "-deny", "-replace", "web", "db"])?;
+    assert_eq!((code, out.trim()), (0, "Created: web => db (deny)"));
+    let (code, out, _) = run(&["check", "web", "db"])?;
+    assert_eq!((code, out.trim()), (1, "Denied"));
+    let (code, out, _) = run(&["create", "-deny", "*", "db"])?;
+    assert_eq!(code, 0, "{out}");
+    let (code, out, _) = run(&["match", "db"])?;
+    assert_eq!(
+        (code, out.as_str()),
+        (0, "web => db (deny)\n* => db (deny)\n")
+    );
+    let (code, out, _) = run(&["get", "web", "db"])?;
+    assert_eq!(code, 0);
+    assert!(
+        out.starts_with("Source:       web\nDestination:  db\nAction:       deny\n"),
+        "{out}"
+    );
+    let (code, out, _) = run(&["list"])?;
+    assert_eq!(code, 0);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    assert!(lines[0].starts_with("ID"), "{out}");
+
+    for (src, dst) in [("web", "db"), ("*", "db")] {
+        let (code, out, _) = run(&["delete", src, dst])?;
+        assert_eq!((code, out.trim()), (0, "Intention deleted."));
+    }
+    let (code, out, _) = run(&["check", "web", "db"])?;
+    assert_eq!((code, out.trim()), (0, "Allowed"), "no intention: allowed");
+    Ok(())
+}

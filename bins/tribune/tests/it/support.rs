@@ -12,15 +12,11 @@ pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tribune"))
 }
 
-/// A port on 127.0.0.1 free for both TCP and UDP (gossip binds both), checked and
-/// released like sdk/freeport's. Chosen below the kernel's ephemeral range
-/// (32768 and up), so the outgoing connections of tests running in parallel
-/// cannot take it between this check and the agent's bind (port 0 would hand out
-/// exactly those ports), and never handed out twice by this process.
 /// `tribune <command> -http-addr=<http> <args>`: (exit code, stdout, stderr).
+/// `command` may name a subcommand too (`"intention check"`).
 pub fn cli(command: &str, http: &str, args: &[&str]) -> Result<(i32, String, String)> {
     let out = Command::new(bin())
-        .arg(command)
+        .args(command.split_whitespace())
         .arg(format!("-http-addr={http}"))
         .args(args)
         .output()?;
@@ -31,6 +27,11 @@ pub fn cli(command: &str, http: &str, args: &[&str]) -> Result<(i32, String, Str
     ))
 }
 
+/// A port on 127.0.0.1 free for both TCP and UDP (gossip binds both), checked and
+/// released like sdk/freeport's. Chosen below the kernel's ephemeral range
+/// (32768 and up), so the outgoing connections of tests running in parallel
+/// cannot take it between this check and the agent's bind (port 0 would hand out
+/// exactly those ports), and never handed out twice by this process.
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static STATE: AtomicU64 = AtomicU64::new(0);
