@@ -13,6 +13,7 @@
 //! their messages appear when they happen.
 
 mod catalog;
+mod connect;
 mod event;
 mod format;
 mod http;
@@ -40,6 +41,7 @@ use tribune_types::goflag::{FlagError, FlagSet, Parsed};
 /// Commands this module implements, with their one-line synopses (for help text).
 pub const COMMANDS: &[(&str, &str)] = &[
     ("catalog", "Interact with the catalog"),
+    ("connect", "Interact with Consul Connect"),
     ("event", "Fire a new event"),
     (
         "force-leave",
@@ -97,6 +99,7 @@ pub async fn run(command: &str, args: &[String]) -> anyhow::Result<i32> {
 pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i32 {
     match command {
         "catalog" => catalog::run(args, ctx).await,
+        "connect" => connect::run(args, ctx).await,
         "event" => event::event(args, ctx).await,
         "force-leave" => event::force_leave(args, ctx).await,
         "info" => node::info(args, ctx).await,

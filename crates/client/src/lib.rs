@@ -35,6 +35,7 @@
 mod agent;
 mod catalog;
 mod config;
+mod connect_ca;
 mod coord;
 mod coordinate;
 mod election;
@@ -68,6 +69,7 @@ pub use config::{
     parse_address, BasicAuth, Config, Endpoint, DEFAULT_ADDRESS, HTTP_ADDR_ENV, HTTP_AUTH_ENV,
     HTTP_SSL_ENV, HTTP_TOKEN_ENV, HTTP_TOKEN_FILE_ENV,
 };
+pub use connect_ca::{CaConfig, ConnectCa};
 pub use coord::{
     path_join, AcquireOutcome, DestroyOutcome, LockError, LockLost, DEFAULT_LOCK_RETRY_TIME,
     DEFAULT_MONITOR_RETRY_TIME, DEFAULT_SESSION_TTL, DEFAULT_WAIT_TIME,
@@ -190,6 +192,11 @@ impl Client {
     /// The catalog (`/v1/catalog`).
     pub fn catalog(&self) -> Catalog<'_> {
         Catalog::new(self)
+    }
+
+    /// The Connect CA's configuration (`/v1/connect/ca/configuration`).
+    pub fn connect_ca(&self) -> ConnectCa<'_> {
+        ConnectCa::new(self)
     }
 
     /// Connect intentions (`/v1/connect/intentions`).

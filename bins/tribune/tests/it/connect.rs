@@ -212,3 +212,33 @@ async fn intention_cli_round_trip() -> Result<()> {
     assert_eq!((code, out.trim()), (0, "Allowed"), "no intention: allowed");
     Ok(())
 }
+
+/// `connect ca get-config|set-config` against a real agent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_ca_cli_reads_and_sets_the_configuration() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(&dir.path().join("agent"), json!({}))?;
+    let file = dir.path().join("ca.json");
+    std::fs::write(
+        &file,
+        r#"{"Provider": "consul", "Config": {"LeafCertTTL": "48h"}}"#,
+    )?;
+    let file = file.display().to_string();
+    let (code, out, err) = crate::support::cli(
+        "connect ca set-config",
+        &agent.http,
+        &[&format!("-config-file={file}")],
+    )?;
+    assert_eq!((code, out.trim()), (0, "Configuration updated!"), "{err}");
+    let (code, out, err) = crate::support::cli("connect ca get-config", &agent.http, &[])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.starts_with(
+            "{\n\t\"Provider\": \"consul\",\n\t\"Config\": {\n\t\t\"LeafCertTTL\": \"48h\"\n\t},"
+        ),
+        "{out}"
+    );
+    let (code, _, err) = crate::support::cli("connect ca set-config", &agent.http, &[])?;
+    assert_eq!((code, err.trim()), (1, "The -config-file flag is required"));
+    Ok(())
+}
