@@ -13,6 +13,7 @@
 //! their messages appear when they happen.
 
 mod catalog;
+mod config;
 mod connect;
 mod event;
 mod format;
@@ -41,6 +42,10 @@ use tribune_types::goflag::{FlagError, FlagSet, Parsed};
 /// Commands this module implements, with their one-line synopses (for help text).
 pub const COMMANDS: &[(&str, &str)] = &[
     ("catalog", "Interact with the catalog"),
+    (
+        "config",
+        "Interact with Consul's Centralized Configurations",
+    ),
     ("connect", "Interact with Consul Connect"),
     ("event", "Fire a new event"),
     (
@@ -99,6 +104,7 @@ pub async fn run(command: &str, args: &[String]) -> anyhow::Result<i32> {
 pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i32 {
     match command {
         "catalog" => catalog::run(args, ctx).await,
+        "config" => config::run(args, ctx).await,
         "connect" => connect::run(args, ctx).await,
         "event" => event::event(args, ctx).await,
         "force-leave" => event::force_leave(args, ctx).await,

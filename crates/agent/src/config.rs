@@ -39,6 +39,16 @@ pub use runtime::{
     RecursorStrategy, RequestLimits, RequestLimitsMode, RuntimeConfig, Soa, Tls, TlsProtocol,
 };
 
+/// Parses HCL text as the agent parses its config files: blocks become objects, a
+/// block repeated under one name a list. `origin` names the text in errors.
+/// `tribune config write` reads config entries written in HCL with it.
+pub fn parse_hcl(
+    text: &str,
+    origin: &Origin,
+) -> Result<serde_json::Map<String, serde_json::Value>, ConfigError> {
+    hcl_json::parse(text, origin)
+}
+
 /// Loads the agent configuration described by parsed [`agent_flags`]: defaults, `-dev`
 /// defaults, config files and directories, flags and `-hcl` snippets, merged and validated.
 /// Warnings (unknown or deprecated keys, skipped files) are logged and kept in the result.

@@ -35,6 +35,7 @@
 mod agent;
 mod catalog;
 mod config;
+mod config_entries;
 mod connect_ca;
 mod coord;
 mod coordinate;
@@ -69,6 +70,7 @@ pub use config::{
     parse_address, BasicAuth, Config, Endpoint, DEFAULT_ADDRESS, HTTP_ADDR_ENV, HTTP_AUTH_ENV,
     HTTP_SSL_ENV, HTTP_TOKEN_ENV, HTTP_TOKEN_FILE_ENV,
 };
+pub use config_entries::{ConfigEntries, ConfigEntry};
 pub use connect_ca::{CaConfig, ConnectCa};
 pub use coord::{
     path_join, AcquireOutcome, DestroyOutcome, LockError, LockLost, DEFAULT_LOCK_RETRY_TIME,
@@ -192,6 +194,11 @@ impl Client {
     /// The catalog (`/v1/catalog`).
     pub fn catalog(&self) -> Catalog<'_> {
         Catalog::new(self)
+    }
+
+    /// Config entries (`/v1/config`).
+    pub fn config_entries(&self) -> ConfigEntries<'_> {
+        ConfigEntries::new(self)
     }
 
     /// The Connect CA's configuration (`/v1/connect/ca/configuration`).

@@ -242,3 +242,67 @@ async fn connect_ca_cli_reads_and_sets_the_configuration() -> Result<()> {
     assert_eq!((code, err.trim()), (1, "The -config-file flag is required"));
     Ok(())
 }
+
+/// `config write|read|list|delete` against a real agent: an HCL entry in
+/// snake_case lands in the API's shape, CAS writes and deletes, Consul's messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_cli_writes_hcl_entries_in_the_api_shape() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(&dir.path().join("agent"), json!({}))?;
+    let file = dir.path().join("db.hcl");
+    std::fs::write(
+        &file,
+        "kind = \"service-intentions\"\nname = \"db\"\nsources {\n  name = \"web\"\n  action = \"deny\"\n}\n",
+    )?;
+    let file = file.display().to_string();
+    let run =
+        |sub: &str, args: &[&str]| crate::support::cli(&format!("config {sub}"), &agent.http, args);
+
+    let (code, out, err) = run("write", &[&file])?;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Config entry written: service-intentions/db"),
+        "{err}"
+    );
+    // The intentions API reads the same entry.
+    let (code, out, _) = crate::support::cli("intention check", &agent.http, &["web", "db"])?;
+    assert_eq!((code, out.trim()), (1, "Denied"));
+
+    let (code, out, _) = run("read", &["-kind=service-intentions", "-name=db"])?;
+    assert_eq!(code, 0);
+    let entry: Value = serde_json::from_str(&out)?;
+    assert_eq!(entry["Sources"][0]["Action"], "deny", "{out}");
+    let index = entry["ModifyIndex"].as_u64().unwrap_or_default();
+
+    let (code, out, _) = run("list", &["-kind=service-intentions"])?;
+    assert_eq!((code, out.as_str()), (0, "db\n"));
+    let (code, _, err) = run("write", &["-cas", "-modify-index=1", &file])?;
+    assert_eq!(
+        (code, err.trim()),
+        (1, "Config entry not updated: service-intentions/db")
+    );
+    let stale = format!("-modify-index={}", index + 1000);
+    let (code, _, err) = run(
+        "delete",
+        &["-kind=service-intentions", "-name=db", "-cas", &stale],
+    )?;
+    assert_eq!(
+        (code, err.trim()),
+        (1, "Config entry not deleted: service-intentions/db")
+    );
+    let current = format!("-modify-index={index}");
+    let (code, out, _) = run(
+        "delete",
+        &["-kind=service-intentions", "-name=db", "-cas", &current],
+    )?;
+    assert_eq!(
+        (code, out.trim()),
+        (0, "Config entry deleted: service-intentions/db")
+    );
+    let (code, _, err) = run("read", &["-kind=service-intentions", "-name=db"])?;
+    assert_eq!(code, 1);
+    assert!(err.contains("404"), "{err}");
+    let (code, _, err) = run("read", &["-name=db"])?;
+    assert_eq!((code, err.trim()), (1, "Must specify the -kind parameter"));
+    Ok(())
+}
