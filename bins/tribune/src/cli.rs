@@ -24,6 +24,7 @@ mod kv;
 mod lock;
 mod maint;
 mod members;
+mod monitor;
 mod node;
 mod operator;
 mod rtt;
@@ -65,6 +66,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("lock", "Execute a command holding a lock"),
     ("maint", "Controls node or service maintenance mode"),
     ("members", "Lists the members of a Consul cluster"),
+    ("monitor", "Stream logs from a Consul agent"),
     (
         "operator",
         "Provides cluster-level tools for Consul operators",
@@ -82,7 +84,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// Commands whose output streams as it happens rather than when they finish.
-const STREAMING: &[&str] = &["lock", "watch"];
+const STREAMING: &[&str] = &["lock", "monitor", "watch"];
 
 /// Runs a non-agent subcommand (`args` excludes the program name and the command name).
 /// Returns the exit code.
@@ -118,6 +120,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "lock" => lock::run(args, ctx).await,
         "maint" => maint::run(args, ctx).await,
         "members" => members::run(args, ctx).await,
+        "monitor" => monitor::run(args, ctx).await,
         "operator" => operator::run(args, ctx).await,
         "reload" => node::reload(args, ctx).await,
         "rtt" => rtt::run(args, ctx).await,

@@ -46,6 +46,7 @@ mod health;
 mod intention;
 mod kv;
 mod lock;
+mod monitor;
 mod operator;
 mod query;
 mod semaphore;
@@ -84,6 +85,7 @@ pub use health::{Health, HealthCheck, ServiceEntry};
 pub use intention::{Intention, Intentions};
 pub use kv::{Kv, KvDeleteOptions, KvPair, KvPutOptions};
 pub use lock::{Lock, LockOptions, DEFAULT_LOCK_SESSION_NAME, LOCK_FLAG_VALUE};
+pub use monitor::Monitor;
 pub use operator::{
     AutopilotConfiguration, AutopilotServer, AutopilotState, AutopilotUpgrade, AutopilotZone,
     KeyringOptions, KeyringResponse, Operator, OperatorHealthReply, RaftConfiguration, RaftServer,

@@ -1,6 +1,7 @@
 //! The agent's log feed: a monitor attached at `loglevel=debug` gets our crates'
 //! debug lines from an agent whose console logs at info (those callsites are
-//! only enabled while a monitor is attached, so this is what keeps that honest).
+//! only enabled while a monitor is attached, so this is what keeps that honest),
+//! and `tribune monitor` prints them until the agent goes away.
 
 use crate::support::Agent;
 use anyhow::{bail, Result};
@@ -45,4 +46,57 @@ async fn a_debug_monitor_sees_debug_lines_of_an_agent_logging_at_info() -> Resul
             bail!("no debug line on the monitor; got:\n{seen}");
         }
     }
+}
+
+/// `tribune monitor -log-level=debug` prints the same lines, and says so and
+/// exits 1 when the agent goes away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_monitor_command_streams_until_the_agent_goes_away() -> Result<()> {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(&dir.path().join("n1"), json!({}))?;
+    let mut child = tokio::process::Command::new(crate::support::bin())
+        .args([
+            "monitor",
+            &format!("-http-addr={}", agent.http),
+            "-log-level=debug",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+    let c = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    'found: loop {
+        c.put(format!("{}/v1/event/fire/probe", agent.http))
+            .send()
+            .await?;
+        // As above: fire again whenever nothing arrived for a while.
+        let wait = Instant::now() + Duration::from_millis(500);
+        while let Ok(line) = tokio::time::timeout_at(wait.into(), lines.next_line()).await {
+            let Some(line) = line? else {
+                bail!("monitor ended early");
+            };
+            if line.contains("[DEBUG]") && line.contains("user event received") {
+                break 'found;
+            }
+        }
+        if Instant::now() > deadline {
+            bail!("no debug line from `tribune monitor`");
+        }
+    }
+    drop(agent);
+    let mut rest = Vec::new();
+    while let Some(line) = lines.next_line().await? {
+        rest.push(line);
+    }
+    let status = child.wait().await?;
+    assert_eq!(status.code(), Some(1));
+    assert!(
+        rest.join("\n").ends_with(
+            "Remote side ended the monitor! This usually means that the\nremote side has exited or crashed."
+        ),
+        "{rest:?}"
+    );
+    Ok(())
 }
