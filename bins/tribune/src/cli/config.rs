@@ -17,7 +17,7 @@ use std::io::Read as _;
 use serde::Serialize;
 use serde_json::{Map, Value};
 use tribune_client::{ConfigEntry, QueryOptions};
-use tribune_types::goflag::FlagSet;
+use tribune_types::goflag::{FlagSet, Parsed};
 
 use super::http::{client, client_flags, server_flags};
 use super::{group, parse, Ctx};
@@ -181,6 +181,25 @@ fn parse_entry(text: &str) -> Result<ConfigEntry, String> {
     }
 }
 
+/// A flag that must be given: its value, or Consul's message and exit code 1.
+fn required(p: &Parsed, name: &str, ctx: &mut Ctx) -> Result<String, i32> {
+    match p.get(name).filter(|v| !v.is_empty()) {
+        Some(v) => Ok(v.to_owned()),
+        None => {
+            ctx.error(&format!("Must specify the -{name} parameter"));
+            Err(1)
+        }
+    }
+}
+
+/// `-stale` for the reads.
+fn read_opts(p: &Parsed) -> QueryOptions {
+    QueryOptions {
+        stale: p.is_set("stale"),
+        ..Default::default()
+    }
+}
+
 fn kind_name(entry: &ConfigEntry) -> (String, String) {
     let s = |k: &str| {
         entry
@@ -291,13 +310,7 @@ async fn write(args: &[String], ctx: &mut Ctx) -> i32 {
 
 /// Go's `json.MarshalIndent(v, "", "    ")`.
 fn indented(value: &impl Serialize) -> String {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    if value.serialize(&mut ser).is_err() {
-        return "null".into();
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::format::marshal_indent(value, b"    ").unwrap_or_else(|_| "null".into())
 }
 
 const READ_HELP: &str = "Usage: tribune config read -kind <config kind> -name <config name>
@@ -319,25 +332,24 @@ async fn read(args: &[String], ctx: &mut Ctx) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let kind = p.get("kind").unwrap_or_default().to_owned();
-    let name = p.get("name").unwrap_or_default().to_owned();
-    if kind.is_empty() {
-        ctx.error("Must specify the -kind parameter");
-        return 1;
-    }
-    if name.is_empty() {
-        ctx.error("Must specify the -name parameter");
-        return 1;
-    }
+    // `-kind` is checked first, so only its message shows when both are missing.
+    let kind = match required(&p, "kind", ctx) {
+        Ok(kind) => kind,
+        Err(code) => return code,
+    };
+    let name = match required(&p, "name", ctx) {
+        Ok(name) => name,
+        Err(code) => return code,
+    };
     let client = match client(&p, ctx) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let opts = QueryOptions {
-        stale: p.is_set("stale"),
-        ..Default::default()
-    };
-    match client.config_entries().get(&kind, &name, &opts).await {
+    match client
+        .config_entries()
+        .get(&kind, &name, &read_opts(&p))
+        .await
+    {
         Ok((Some(entry), _)) => {
             ctx.info(indented(&entry));
             0
@@ -371,20 +383,15 @@ async fn list(args: &[String], ctx: &mut Ctx) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let kind = p.get("kind").unwrap_or_default().to_owned();
-    if kind.is_empty() {
-        ctx.error("Must specify the -kind parameter");
-        return 1;
-    }
+    let kind = match required(&p, "kind", ctx) {
+        Ok(kind) => kind,
+        Err(code) => return code,
+    };
     let client = match client(&p, ctx) {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let opts = QueryOptions {
-        stale: p.is_set("stale"),
-        ..Default::default()
-    };
-    match client.config_entries().list(&kind, &opts).await {
+    match client.config_entries().list(&kind, &read_opts(&p)).await {
         Ok((entries, _)) => {
             for e in &entries {
                 ctx.info(kind_name(e).1);

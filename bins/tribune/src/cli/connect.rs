@@ -90,14 +90,7 @@ async fn get_config(args: &[String], ctx: &mut Ctx) -> i32 {
 
 /// Go's `json.MarshalIndent(v, "", "\t")`.
 fn tab_indented(config: &CaConfig) -> String {
-    use serde::Serialize;
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    if config.serialize(&mut ser).is_err() {
-        return "null".into();
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::format::marshal_indent(config, b"\t").unwrap_or_else(|_| "null".into())
 }
 
 const SET_HELP: &str = "Usage: tribune connect ca set-config [options]

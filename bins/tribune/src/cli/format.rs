@@ -104,6 +104,18 @@ pub(crate) fn map_to_kv<'a>(
         .join(sep)
 }
 
+/// Go's `json.MarshalIndent(v, "", indent)`: one level of `indent` per nesting.
+pub(crate) fn marshal_indent(
+    value: &impl serde::Serialize,
+    indent: &[u8],
+) -> serde_json::Result<String> {
+    let mut out = Vec::new();
+    let formatter = serde_json::ser::PrettyFormatter::with_indent(indent);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
+    value.serialize(&mut ser)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -507,11 +507,7 @@ struct Entry<'a> {
 
 /// JSON as Go's `json.MarshalIndent(v, "", "\t")` writes it, HTML-safe escapes included.
 fn go_json_indent(value: &impl Serialize) -> serde_json::Result<String> {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    value.serialize(&mut ser)?;
-    let text = String::from_utf8_lossy(&out).into_owned();
+    let text = super::format::marshal_indent(value, b"\t")?;
     // These characters can only occur inside JSON strings, where the escapes are
     // equivalent; Go emits them escaped, so byte-for-byte diffs stay clean.
     Ok(text

@@ -209,17 +209,29 @@ impl Sig {
 
 /// `lock ...`, with SIGINT and SIGTERM of this process as shutdown requests.
 pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
-    let (tx, mut signals) = mpsc::unbounded_channel();
-    let listener = match listen(tx) {
-        Ok(task) => task,
-        Err(err) => {
-            ctx.error(&format!("Error setting up signal handlers: {err}"));
-            return 1;
-        }
+    let (listener, mut signals) = match signals(ctx) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let code = run_with(args, ctx, &mut signals).await;
     listener.abort();
     code
+}
+
+/// SIGINT and SIGTERM as shutdown requests for a long-running command: the
+/// listener task (abort it when done) and the requests; `Err` is the exit code,
+/// after Consul's message, when the handlers cannot be installed.
+pub(super) fn signals(
+    ctx: &mut Ctx,
+) -> Result<(tokio::task::JoinHandle<()>, mpsc::UnboundedReceiver<Sig>), i32> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    match listen(tx) {
+        Ok(task) => Ok((task, rx)),
+        Err(err) => {
+            ctx.error(&format!("Error setting up signal handlers: {err}"));
+            Err(1)
+        }
+    }
 }
 
 /// Turns SIGINT and SIGTERM into messages for the command.

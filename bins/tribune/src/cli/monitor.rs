@@ -2,11 +2,10 @@
 //! interrupted (exit 0) or until the agent ends the stream (Consul's "Remote side
 //! ended the monitor!", exit 1).
 
-use tokio::sync::mpsc;
 use tribune_types::goflag::FlagSet;
 
 use super::http::{client, client_flags};
-use super::lock::{listen, shutdown};
+use super::lock::{shutdown, signals};
 use super::{parse, Ctx};
 
 const HELP: &str = "Usage: tribune monitor [options]
@@ -44,13 +43,9 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
             return 1;
         }
     };
-    let (tx, mut signals) = mpsc::unbounded_channel();
-    let listener = match listen(tx) {
-        Ok(task) => task,
-        Err(err) => {
-            ctx.error(&format!("Error setting up signal handlers: {err}"));
-            return 1;
-        }
+    let (listener, mut signals) = match signals(ctx) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let code = tokio::select! {
         () = shutdown(&mut signals) => 0,

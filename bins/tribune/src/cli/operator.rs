@@ -633,12 +633,7 @@ async fn state(args: &[String], ctx: &mut Ctx) -> i32 {
 
 /// Go's `json.MarshalIndent(state, "", "    ")`.
 fn state_json(state: &AutopilotState) -> Result<String, serde_json::Error> {
-    use serde::Serialize;
-    let mut buf = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);
-    state.serialize(&mut ser)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
+    super::format::marshal_indent(state, b"    ")
 }
 
 /// Consul's "pretty" autopilot state (`command/operator/autopilot/state/formatter.go`).

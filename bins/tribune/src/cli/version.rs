@@ -98,11 +98,7 @@ pub(crate) fn run(args: &[String], ctx: &mut Ctx) -> i32 {
 
 /// JSON indented with three spaces, as Consul's `json.MarshalIndent(info, "", "   ")`.
 fn go_json_indent3(value: &impl Serialize) -> serde_json::Result<String> {
-    let mut out = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"   ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, formatter);
-    value.serialize(&mut ser)?;
-    Ok(String::from_utf8_lossy(&out).into_owned())
+    super::format::marshal_indent(value, b"   ")
 }
 
 /// The build date as RFC 3339 (Consul refuses to print a version with an unparseable one).

@@ -22,13 +22,12 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
-use tokio::sync::mpsc;
 use tribune_client::{Client, Error, QueryOptions};
 use tribune_types::format_go_duration;
 use tribune_types::goflag::FlagSet;
 
 use super::http::{client_flags, reachable_client, server_flags};
-use super::lock::{command_line, exit_text, listen, shutdown};
+use super::lock::{command_line, exit_text, shutdown, signals};
 use super::{help_text, parse, Ctx};
 
 const HELP: &str = "Usage: tribune watch [options] [child...]
@@ -249,13 +248,7 @@ fn json<T: Serialize>(value: &T) -> Value {
 
 /// Go's `json.MarshalIndent(data, "", "    ")`.
 fn indented(value: &Value) -> String {
-    let mut out = Vec::new();
-    let fmt = serde_json::ser::PrettyFormatter::with_indent(b"    ");
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, fmt);
-    if value.serialize(&mut ser).is_err() {
-        return "null".into();
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    super::format::marshal_indent(value, b"    ").unwrap_or_else(|_| "null".into())
 }
 
 /// Runs the child with the result on stdin; `Err` with Consul's message when it
@@ -386,13 +379,9 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
         Ok(c) => c,
         Err(code) => return code,
     };
-    let (tx, mut signals) = mpsc::unbounded_channel();
-    let listener = match listen(tx) {
-        Ok(task) => task,
-        Err(err) => {
-            ctx.error(&format!("Error setting up signal handlers: {err}"));
-            return 1;
-        }
+    let (listener, mut signals) = match signals(ctx) {
+        Ok(s) => s,
+        Err(code) => return code,
     };
     let settings = Settings {
         kind,
