@@ -5,8 +5,8 @@
 use tribune_client::{CaConfig, QueryOptions};
 use tribune_types::goflag::FlagSet;
 
-use super::http::{client, client_flags, server_flags};
-use super::{group, parse, Ctx};
+use super::http::{client_flags, parse_client, server_flags};
+use super::{group, Ctx};
 
 const SUBCOMMANDS: &[(&str, &str)] = &[(
     "ca",
@@ -64,12 +64,8 @@ const GET_HELP: &str = "Usage: tribune connect ca get-config [options]
 
 async fn get_config(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = server_flags(client_flags(FlagSet::new("connect ca get-config")));
-    let p = match parse(&flags, args, GET_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match parse_client(&flags, args, GET_HELP, ctx) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let opts = QueryOptions {
@@ -106,12 +102,8 @@ async fn set_config(args: &[String], ctx: &mut Ctx) -> i32 {
                 "Indicates that the CA reconfiguration should go ahead even if the current CA is unable to cross sign certificates.",
             ),
     ));
-    let p = match parse(&flags, args, SET_HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match parse_client(&flags, args, SET_HELP, ctx) {
+        Ok(x) => x,
         Err(code) => return code,
     };
     let Some(path) = p.get("config-file").filter(|f| !f.is_empty()) else {

@@ -104,6 +104,19 @@ pub(crate) fn client(parsed: &Parsed, ctx: &mut Ctx) -> Result<Client, i32> {
     })
 }
 
+/// What most commands start with: their flags parsed, then [`client`]; `Err` is
+/// the exit code after the message.
+pub(crate) fn parse_client(
+    flags: &FlagSet,
+    args: &[String],
+    help: &str,
+    ctx: &mut Ctx,
+) -> Result<(Parsed, Client), i32> {
+    let p = super::parse(flags, args, help, ctx)?;
+    let c = client(&p, ctx)?;
+    Ok((p, c))
+}
+
 /// [`client`], then `/v1/agent/self` so that a command fails early, with Consul's
 /// "Error querying Consul agent", when the agent cannot be reached at all (`lock`,
 /// `event`, `watch` check this before doing anything).

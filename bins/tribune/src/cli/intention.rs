@@ -3,12 +3,12 @@
 //! (`check` prints `Allowed` and exits 0, or `Denied` and exits 1; `list` exits 2
 //! when there are none).
 
-use tribune_client::{Client, Intention, QueryOptions};
-use tribune_types::goflag::{FlagSet, Parsed};
+use tribune_client::{Intention, QueryOptions};
+use tribune_types::goflag::FlagSet;
 
 use super::format::columnize;
-use super::http::{client, client_flags, server_flags};
-use super::{group, map_flag, parse, Ctx};
+use super::http::{client_flags, parse_client, server_flags};
+use super::{group, map_flag, Ctx};
 
 const SUBCOMMANDS: &[(&str, &str)] = &[
     (
@@ -62,18 +62,6 @@ fn flags(name: &str) -> FlagSet {
     server_flags(client_flags(FlagSet::new(name)))
 }
 
-/// Parses the flags and builds the client, or gives the exit code.
-fn start(
-    flags: &FlagSet,
-    args: &[String],
-    help: &str,
-    ctx: &mut Ctx,
-) -> Result<(Parsed, Client), i32> {
-    let p = parse(flags, args, help, ctx)?;
-    let c = client(&p, ctx)?;
-    Ok((p, c))
-}
-
 /// `ns/name` or `name`; the namespace is dropped (Tribune has only `default`).
 fn target(input: &str) -> Result<String, String> {
     match input.split('/').collect::<Vec<_>>().as_slice() {
@@ -91,7 +79,7 @@ const CHECK_HELP: &str = "Usage: tribune intention check [options] SRC DST
 
 async fn check(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = flags("intention check");
-    let (p, client) = match start(&flags, args, CHECK_HELP, ctx) {
+    let (p, client) = match parse_client(&flags, args, CHECK_HELP, ctx) {
         Ok(x) => x,
         Err(_) => return 2,
     };
@@ -144,7 +132,7 @@ async fn create(args: &[String], ctx: &mut Ctx) -> i32 {
             "meta",
             "Metadata to set on the intention, formatted as key=value. This flag may be specified multiple times to set multiple meta fields.",
         );
-    let (p, client) = match start(&flags, args, CREATE_HELP, ctx) {
+    let (p, client) = match parse_client(&flags, args, CREATE_HELP, ctx) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -242,7 +230,7 @@ Usage: tribune intention delete [options] ID
 
 async fn delete(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = flags("intention delete");
-    let (p, client) = match start(&flags, args, DELETE_HELP, ctx) {
+    let (p, client) = match parse_client(&flags, args, DELETE_HELP, ctx) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -276,7 +264,7 @@ Usage: tribune intention get [options] ID
 
 async fn get(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = flags("intention get");
-    let (p, client) = match start(&flags, args, GET_HELP, ctx) {
+    let (p, client) = match parse_client(&flags, args, GET_HELP, ctx) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -377,7 +365,7 @@ const LIST_HELP: &str = "Usage: tribune intention list
 
 async fn list(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = flags("intention list");
-    let (_, client) = match start(&flags, args, LIST_HELP, ctx) {
+    let (_, client) = match parse_client(&flags, args, LIST_HELP, ctx) {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -428,7 +416,7 @@ async fn matching(args: &[String], ctx: &mut Ctx) -> i32 {
             "destination",
             "Match intentions with the given destination.",
         );
-    let (p, client) = match start(&flags, args, MATCH_HELP, ctx) {
+    let (p, client) = match parse_client(&flags, args, MATCH_HELP, ctx) {
         Ok(x) => x,
         Err(_) => return 2,
     };
