@@ -423,15 +423,18 @@ fn source_legacy_id(v: &Value) -> &str {
     v.as_object().map_or("", |o| str_ci(o, "LegacyID"))
 }
 
-fn duplicate(sources: &[Value], name: &str, skip: Option<usize>) -> Result<(), ApiError> {
-    match sources
+/// Consul's entry validation for a source `name` about to sit at index `at`
+/// (appended, or replacing the source there): no other source may have it.
+fn duplicate(sources: &[Value], name: &str, at: usize) -> Result<(), ApiError> {
+    let other = sources
         .iter()
         .enumerate()
-        .find(|(i, s)| Some(*i) != skip && source_name(s) == name)
-    {
-        Some(_) => Err(ApiError::Internal(format!(
+        .position(|(i, s)| i != at && source_name(s) == name);
+    match other {
+        // Consul names the later of the two.
+        Some(j) => Err(ApiError::Internal(format!(
             "Sources[{}] defines \"default/{name}\" more than once",
-            sources.len().saturating_sub(1)
+            at.max(j)
         ))),
         None => Ok(()),
     }
@@ -508,11 +511,23 @@ async fn exact_put(
             Some(_) => {}
         }
     }
-    let src = Value::Object(to_source(&source, &body));
+    let src = to_source(&source, &body);
     update_sources(&st, &destination, |sources| {
         match sources.iter().position(|s| source_name(s) == source) {
-            Some(i) => sources[i] = src.clone(),
-            None => sources.push(src.clone()),
+            Some(i) => {
+                // As Consul's `UpdateOver`: an intention made through the ID API
+                // keeps its ID and creation time when replaced by name.
+                let mut new = src.clone();
+                if let Some(old) = sources[i].as_object() {
+                    for key in ["LegacyID", "LegacyCreateTime"] {
+                        if let Some(v) = non_empty(get_ci(old, key)) {
+                            new.insert(key.into(), v.clone());
+                        }
+                    }
+                }
+                sources[i] = Value::Object(new);
+            }
+            None => sources.push(Value::Object(src.clone())),
         }
         Ok(Change::Write)
     })
@@ -628,7 +643,7 @@ async fn create(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Re
     src.insert("LegacyUpdateTime".into(), at.into());
     let src = Value::Object(src);
     update_sources(&st, &destination, |sources| {
-        duplicate(sources, &source, None)?;
+        duplicate(sources, &source, sources.len())?;
         sources.push(src.clone());
         Ok(Change::Write)
     })
@@ -717,7 +732,7 @@ async fn id_put(
                 "Cannot modify non-existent intention: '{id}'"
             )));
         };
-        duplicate(sources, &source, Some(i))?;
+        duplicate(sources, &source, i)?;
         let mut new = src.clone();
         let created = sources[i]
             .as_object()

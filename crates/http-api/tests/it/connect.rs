@@ -218,7 +218,19 @@ async fn legacy_intentions_keep_their_id_and_creation_time() {
 
     // A second intention for the same pair is refused.
     let (s, b) = call(&base, Method::POST, "/v1/connect/intentions", Some(body)).await;
-    assert_eq!(s, 500, "{b}");
+    assert_eq!(
+        (s, b.as_str()),
+        (500, "Sources[1] defines \"default/api\" more than once")
+    );
+
+    // Replaced by name, it keeps its ID and creation time.
+    let exact = "/v1/connect/intentions/exact?source=api&destination=db";
+    let (s, _) = call(&base, Method::PUT, exact, Some(json!({"Action": "deny"}))).await;
+    assert_eq!(s, 200);
+    let (_, b) = call(&base, Method::GET, &path, None).await;
+    let replaced = parse(&b);
+    assert_eq!(replaced["Action"], "deny");
+    assert_eq!(replaced["CreatedAt"], created["CreatedAt"]);
 
     let update = json!({"SourceName": "api-2", "DestinationName": "db", "Action": "deny"});
     assert_eq!(call(&base, Method::PUT, &path, Some(update)).await.0, 200);
