@@ -23,6 +23,32 @@ async fn create_session(c: &reqwest::Client, base: &str, body: Value) -> Result<
     Ok(v["ID"].as_str().context("no ID")?.to_owned())
 }
 
+/// Blocks until the agent's node `n1` is in the catalog: a session needs its node
+/// registered ("Missing node registration" otherwise), and a fresh server registers
+/// itself only after it has won its first election.
+async fn node_registered(c: &reqwest::Client, base: &str) -> Result<()> {
+    let mut index = 0u64;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let resp = c
+                .get(format!("{base}/v1/catalog/node/n1?index={index}&wait=10s"))
+                .send()
+                .await?;
+            if !resp.status().is_success() {
+                // No leader yet: the read fails at once; ask again.
+                continue;
+            }
+            index = resp.headers()["x-consul-index"].to_str()?.parse()?;
+            let node: Value = resp.json().await?;
+            if !node.is_null() {
+                return anyhow::Ok(());
+            }
+        }
+    })
+    .await
+    .context("node n1 not registered in time")?
+}
+
 async fn put(c: &reqwest::Client, url: String, body: &str) -> Result<String> {
     Ok(c.put(url)
         .body(body.to_owned())
@@ -68,6 +94,7 @@ async fn unrenewed_ttl_sessions_release_or_delete_their_keys() -> Result<()> {
     let dir = tempfile::tempdir()?;
     let agent = Agent::start(&dir.path().join("data"), json!({"session_ttl_min": "1s"}))?;
     let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    node_registered(&c, &base).await?;
     let rel = create_session(
         &c,
         &base,
@@ -123,6 +150,7 @@ async fn a_held_lock_survives_kill_9_and_the_new_leader_still_expires_it() -> Re
     let cfg = json!({"session_ttl_min": "1s"});
     let agent = Agent::start(&data, cfg.clone())?;
     let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    node_registered(&c, &base).await?;
     // Long enough that a loaded machine cannot expire it before the kill (20 s).
     let id = create_session(&c, &base, json!({"TTL": "10s", "NodeChecks": []})).await?;
     assert_eq!(
@@ -166,6 +194,7 @@ async fn a_killed_lock_holder_is_replaced_after_ttl_and_lock_delay() -> Result<(
     use std::process::{Command, Stdio};
     let dir = tempfile::tempdir()?;
     let agent = Agent::start(&dir.path().join("data"), json!({}))?;
+    node_registered(&reqwest::Client::new(), &agent.http).await?;
     let addr = format!("-http-addr={}", agent.http);
     // The child blocks reading stdin (passed through with -pass-stdin), which this test
     // holds open; it ends when the test drops it.
