@@ -123,6 +123,8 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
         "/v1/agent/connect/ca/roots",
         "/v1/agent/connect/ca/leaf/web",
         "/v1/connect/ca/configuration",
+        "/v1/connect/intentions",
+        "/v1/connect/intentions/check?source=web&destination=db",
     ] {
         let resp = c.get(format!("{}{path}", off.http)).send().await?;
         let status = resp.status().as_u16();

@@ -440,12 +440,23 @@ fn duplicate(sources: &[Value], name: &str, at: usize) -> Result<(), ApiError> {
     }
 }
 
+/// Consul's intention RPCs refuse to run while Connect is off on the servers
+/// ("Connect must be enabled in order to use this endpoint"). The servers
+/// decide, so ask them: the CA configuration read is refused exactly then.
+async fn require_connect(st: &AppState) -> Result<(), ApiError> {
+    st.backend
+        .read(ReadRequest::CaConfig, QueryOptions::default())
+        .await?;
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Handlers
 // ---------------------------------------------------------------------------
 
 /// `GET /v1/connect/intentions` (blocking, `filter`).
 async fn list(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     let filter = p.filter()?;
     let (ixns, meta) = load(&st, &p).await?;
     let rows = apply_filter(
@@ -457,6 +468,7 @@ async fn list(State(st): State<AppState>, p: Params) -> Result<Response, ApiErro
 
 /// `GET /v1/connect/intentions/exact?source=&destination=`.
 async fn exact_get(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
     let (ixns, meta) = load(&st, &p).await?;
@@ -482,6 +494,7 @@ async fn exact_put(
     p: Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     st.check_dc(&p)?;
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
@@ -537,6 +550,7 @@ async fn exact_put(
 
 /// `DELETE /v1/connect/intentions/exact?source=&destination=` (idempotent).
 async fn exact_delete(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     st.check_dc(&p)?;
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
@@ -555,6 +569,7 @@ async fn exact_delete(State(st): State<AppState>, p: Params) -> Result<Response,
 
 /// `GET /v1/connect/intentions/match?by=source|destination&name=…` (repeatable).
 async fn matches(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     let by = match p.all("by").as_slice() {
         [one] => *one,
         _ => {
@@ -602,6 +617,7 @@ async fn matches(State(st): State<AppState>, p: Params) -> Result<Response, ApiE
 
 /// `GET /v1/connect/intentions/check?source=&destination=`: `{"Allowed": …}`.
 async fn check(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     if let Some(t) = p.get("source-type") {
         if t != "consul" {
             return Err(ApiError::Internal(format!("unsupported source type {t:?}")));
@@ -622,6 +638,7 @@ async fn check(State(st): State<AppState>, p: Params) -> Result<Response, ApiErr
 
 /// `POST /v1/connect/intentions` (deprecated): creates an intention with an ID.
 async fn create(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     st.check_dc(&p)?;
     let body = decode_body(&body)?;
     if !str_ci(&body, "ID").is_empty() {
@@ -668,6 +685,7 @@ async fn id_get(
     Path(id): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     check_uuid(&id)?;
     let (ixns, meta) = load(&st, &p).await?;
     match ixns.iter().find(|i| i.legacy_id() == id) {
@@ -704,6 +722,7 @@ async fn id_put(
     p: Params,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     st.check_dc(&p)?;
     check_uuid(&id)?;
     let body = decode_body(&body)?;
@@ -754,6 +773,7 @@ async fn id_delete(
     Path(id): Path<String>,
     p: Params,
 ) -> Result<Response, ApiError> {
+    require_connect(&st).await?;
     st.check_dc(&p)?;
     check_uuid(&id)?;
     let missing = || ApiError::Internal(format!("Cannot delete non-existent intention: '{id}'"));
