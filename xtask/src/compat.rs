@@ -798,19 +798,13 @@ fn run_py(ctx: &Ctx, opts: &Opts) -> Result<usize> {
     // A network namespace of our own when we may make one (root, or user
     // namespaces): a few upstream tests expect the agent on the default port 8500,
     // which only a private loopback can promise (see the conftest).
-    let private_net = private_net_works();
-    let mut cmd = if private_net {
+    let private_net = private_net_args();
+    let mut cmd = if let Some(ns) = private_net {
         let mut c = Command::new("unshare");
-        c.args([
-            "--net",
-            "--",
-            "sh",
-            "-c",
-            "ip link set lo up && exec \"$@\"",
-            "sh",
-        ])
-        .arg(&vpython)
-        .env("TRIBUNE_COMPAT_PRIVATE_NET", "1");
+        c.args(ns)
+            .args(["--", "sh", "-c", "ip link set lo up && exec \"$@\"", "sh"])
+            .arg(&vpython)
+            .env("TRIBUNE_COMPAT_PRIVATE_NET", "1");
         c
     } else {
         println!("no private network namespace (unshare --net failed): tests that expect an agent on port 8500 will fail");
@@ -843,10 +837,11 @@ fn run_py(ctx: &Ctx, opts: &Opts) -> Result<usize> {
         fs::File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     writeln!(
         log,
-        "# py-consul {version}, {}\n# binary: {}\n# -k: {}  per-test timeout: {timeout}s\n# private network namespace: {private_net}\n",
+        "# py-consul {version}, {}\n# binary: {}\n# -k: {}  per-test timeout: {timeout}s\n# private network namespace: {}\n",
         py_version.trim(),
         bin.display(),
-        opts.k.as_deref().unwrap_or("(all)")
+        opts.k.as_deref().unwrap_or("(all)"),
+        private_net.is_some()
     )?;
     println!(
         "running pytest (log: {}, agent logs: {})",
@@ -1206,12 +1201,18 @@ fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `unshare --net` can give a command a loopback of its own here.
-fn private_net_works() -> bool {
-    Command::new("unshare")
-        .args(["--net", "--", "ip", "link", "set", "lo", "up"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+/// The `unshare` options that give a command a loopback of its own here: a
+/// network namespace (root), or one inside a user namespace where this user is
+/// root (unprivileged users, where the kernel allows user namespaces).
+fn private_net_args() -> Option<&'static [&'static str]> {
+    const CHOICES: [&[&str]; 2] = [&["--net"], &["--user", "--map-root-user", "--net"]];
+    CHOICES.into_iter().find(|ns| {
+        Command::new("unshare")
+            .args(*ns)
+            .args(["--", "ip", "link", "set", "lo", "up"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    })
 }

@@ -168,6 +168,17 @@ impl<'a> Intentions<'a> {
         Ok(created.id)
     }
 
+    /// Replaces the intention with the legacy `id` through the deprecated ID API
+    /// (its destination cannot change).
+    pub async fn update(&self, id: &str, ixn: &Intention) -> Result<(), Error> {
+        let path = format!("/v1/connect/intentions/{}", escape_segment(id));
+        let req = self
+            .client
+            .request(Method::PUT, &path, None, None)
+            .json(ixn);
+        self.client.write_unit(req).await
+    }
+
     /// Deletes the intention between the given names (nothing to delete is fine).
     pub async fn delete_exact(&self, source: &str, destination: &str) -> Result<(), Error> {
         let req = self

@@ -466,10 +466,18 @@ async fn delete(args: &[String], ctx: &mut Ctx) -> i32 {
         ctx.error("Must specify the -name parameter");
         return 1;
     }
-    let modify_index: u64 = p
-        .get("modify-index")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let modify_index: u64 = match p.get("modify-index").filter(|v| !v.is_empty()) {
+        None => 0,
+        Some(v) => match v.parse() {
+            Ok(i) => i,
+            Err(_) => {
+                ctx.error(&format!(
+                    "invalid value {v:?} for flag -modify-index: parse error"
+                ));
+                return 1;
+            }
+        },
+    };
     let cas = p.is_set("cas");
     if cas && modify_index == 0 {
         ctx.error("Must specify a -modify-index greater than 0 with -cas");

@@ -3,7 +3,7 @@
 //! (`check` prints `Allowed` and exits 0, or `Denied` and exits 1; `list` exits 2
 //! when there are none).
 
-use tribune_client::{Intention, QueryOptions};
+use tribune_client::{Client, Intention, QueryOptions};
 use tribune_types::goflag::FlagSet;
 
 use super::format::columnize;
@@ -81,7 +81,8 @@ async fn check(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = flags("intention check");
     let (p, client) = match parse_client(&flags, args, CHECK_HELP, ctx) {
         Ok(x) => x,
-        Err(_) => return 2,
+        // Help is 0; a bad flag is 2, as Consul's check exits.
+        Err(code) => return if code == 0 { 0 } else { 2 },
     };
     let [src, dst] = p.args.as_slice() else {
         ctx.error("Error: command requires exactly two arguments: src and dst");
@@ -169,6 +170,12 @@ async fn create(args: &[String], ctx: &mut Ctx) -> i32 {
                 }
             };
             match serde_json::from_str::<Intention>(&text) {
+                Ok(ixn) if ixn.permissions.as_ref().is_some_and(|p| !p.is_null()) => {
+                    ctx.error(&format!(
+                        "Error: cannot create L7 intention from file {path:?} using this CLI; use 'consul config write' instead"
+                    ));
+                    return 1;
+                }
                 Ok(ixn) => ixns.push(ixn),
                 Err(e) => {
                     ctx.error(&format!("Error: {e}"));
@@ -204,7 +211,7 @@ async fn create(args: &[String], ctx: &mut Ctx) -> i32 {
     };
     for ixn in ixns {
         let result = if p.is_set("replace") {
-            client.intentions().upsert(&ixn).await
+            replace(&client, &ixn).await
         } else {
             client.intentions().create(&ixn).await.map(|_| ())
         };
@@ -218,6 +225,26 @@ async fn create(args: &[String], ctx: &mut Ctx) -> i32 {
         ctx.info(format!("Created: {}", ixn.summary()));
     }
     0
+}
+
+/// `create -replace`, as Consul does it: an intention already there for the pair
+/// is updated in place (keeping its ID), otherwise one is created.
+async fn replace(client: &Client, ixn: &Intention) -> Result<(), tribune_client::Error> {
+    let existing = client
+        .intentions()
+        .get_exact(
+            &ixn.source_name,
+            &ixn.destination_name,
+            &QueryOptions::default(),
+        )
+        .await?
+        .0;
+    match existing {
+        Some(old) if !old.id.is_empty() => client.intentions().update(&old.id, ixn).await,
+        // Made by name (no ID): replaced by name.
+        Some(_) => client.intentions().upsert(ixn).await,
+        None => client.intentions().create(ixn).await.map(|_| ()),
+    }
 }
 
 const DELETE_HELP: &str = "Usage: tribune intention delete [options] SRC DST
@@ -418,7 +445,7 @@ async fn matching(args: &[String], ctx: &mut Ctx) -> i32 {
         );
     let (p, client) = match parse_client(&flags, args, MATCH_HELP, ctx) {
         Ok(x) => x,
-        Err(_) => return 2,
+        Err(code) => return if code == 0 { 0 } else { 2 },
     };
     let [name] = p.args.as_slice() else {
         ctx.error("Error: command requires exactly one argument: src or dst");

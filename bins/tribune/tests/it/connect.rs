@@ -67,7 +67,7 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
         ),
         (
             json!({"LeafCertTTL": "100h", "IntermediateCertTTL": "200h"}),
-            "Intermediate Cert TTL must be greater or equal than 3 * LeafCertTTL (>=300h0m0s)",
+            "Intermediate Cert TTL must be greater or equal than 3 * LeafCertTTL (>=300h0m0s).",
         ),
         (
             json!({"PrivateKey": "-----BEGIN EC PRIVATE KEY-----\nnot ours\n-----END EC PRIVATE KEY-----"}),

@@ -317,8 +317,15 @@ async fn ca_config_put(
     let [(_, leaf_default), (_, inter_default), (_, root_default)] = CA_DEFAULTS;
     let leaf = ca_duration(&config, "LeafCertTTL", leaf_default)?;
     let intermediate = ca_duration(&config, "IntermediateCertTTL", inter_default)?;
-    ca_duration(&config, "RootCertTTL", root_default)?;
+    let root = ca_duration(&config, "RootCertTTL", root_default)?;
     let hour = std::time::Duration::from_secs(3600);
+    if root < intermediate {
+        return Err(ApiError::Internal(format!(
+            "root cert TTL is set and is not greater than intermediate cert ttl. root cert ttl: {}, intermediate cert ttl: {}",
+            format_go_duration(root),
+            format_go_duration(intermediate)
+        )));
+    }
     if leaf < hour {
         return Err(ApiError::Internal(
             "leaf cert TTL must be greater or equal than 1h0m0s".into(),
@@ -329,11 +336,43 @@ async fn ca_config_put(
             "leaf cert TTL must be less than 8760h0m0s".into(),
         ));
     }
+    if intermediate < hour * 3 {
+        return Err(ApiError::Internal(
+            "Intermediate Cert TTL must be greater or equal than 3h".into(),
+        ));
+    }
     if intermediate < leaf * 3 {
         return Err(ApiError::Internal(format!(
-            "Intermediate Cert TTL must be greater or equal than 3 * LeafCertTTL (>={})",
+            "Intermediate Cert TTL must be greater or equal than 3 * LeafCertTTL (>={}).",
             format_go_duration(leaf * 3)
         )));
+    }
+    let key_type = match key_ci(&config, "PrivateKeyType") {
+        None | Some(Value::Null) => "ec",
+        Some(v) => v.as_str().unwrap_or("?"),
+    };
+    let key_bits = match key_ci(&config, "PrivateKeyBits") {
+        None | Some(Value::Null) => Some(256),
+        Some(Value::String(s)) => s.parse::<u64>().ok(),
+        Some(v) => v.as_u64(),
+    };
+    match (key_type, key_bits) {
+        ("ec", Some(224 | 256 | 384 | 521)) | ("rsa", Some(2048 | 4096)) => {}
+        ("ec", _) => {
+            return Err(ApiError::Internal(
+                "EC key length must be one of (224, 256, 384, 521) bits".into(),
+            ))
+        }
+        ("rsa", _) => {
+            return Err(ApiError::Internal(
+                "RSA key length must be 2048 or 4096 bits".into(),
+            ))
+        }
+        _ => {
+            return Err(ApiError::Internal(
+                "private key type must be either 'ec' or 'rsa'".into(),
+            ))
+        }
     }
 
     // A different root key, certificate or key type would be a CA rotation.
@@ -347,10 +386,8 @@ async fn ca_config_put(
     let cert = text("RootCert");
     let new_root = (!key.is_empty() && active.is_none_or(|r| r.private_key.trim() != key.trim()))
         || (!cert.is_empty() && active.is_none_or(|r| r.root_cert.trim() != cert.trim()));
-    let key_type_changes = !matches!(text("PrivateKeyType"), "" | "ec")
-        || key_ci(&config, "PrivateKeyBits")
-            .and_then(Value::as_u64)
-            .is_some_and(|b| b != 0 && b != 256);
+    // The built-in CA's root is an EC P-256 key.
+    let key_type_changes = (key_type, key_bits) != ("ec", Some(256));
     if new_root || key_type_changes {
         return Err(ApiError::Internal(
             "CA rotation is not supported by Tribune: the configuration may change its TTLs, \

@@ -195,7 +195,9 @@ fn body_of(entry: &ConfigEntry) -> Map<String, Value> {
 }
 
 /// Every intention in `entries`, in Consul's evaluation order: highest
-/// precedence first, then by destination and source name.
+/// precedence first, then by source and destination name. Sources from a peer
+/// or a sameness group, or from another namespace or partition, are not local
+/// services and are left out (this API's names are always local and `default`).
 pub(crate) fn flatten(entries: &[ConfigEntry]) -> Vec<Intention> {
     let mut out = Vec::new();
     for e in entries {
@@ -203,6 +205,9 @@ pub(crate) fn flatten(entries: &[ConfigEntry]) -> Vec<Intention> {
         let entry_meta = get_ci(&body, "Meta").cloned();
         for src in sources_of(&body).1 {
             let Value::Object(src) = src else { continue };
+            if !is_local(&src) {
+                continue;
+            }
             out.push(Intention {
                 source: str_ci(&src, "Name").to_owned(),
                 destination: e.name.clone(),
@@ -221,8 +226,8 @@ fn sort(ixns: &mut [Intention]) {
     ixns.sort_by(|a, b| {
         b.precedence()
             .cmp(&a.precedence())
-            .then_with(|| a.destination.cmp(&b.destination))
             .then_with(|| a.source.cmp(&b.source))
+            .then_with(|| a.destination.cmp(&b.destination))
     });
 }
 
@@ -255,23 +260,26 @@ pub(crate) async fn load(
     Ok((flatten(&entries), meta))
 }
 
-/// `ns/name` or `name` (Consul's `parseIntentionMatchEntry`); the namespace is
-/// always `default` here.
+/// `name`, `ns/name` or `partition/ns/name` (Consul's `ParseIntentionTarget`);
+/// namespace and partition are always `default` here.
 fn parse_name(input: &str) -> Result<String, String> {
-    match input.split_once('/') {
-        None => Ok(input.to_owned()),
-        Some((_, name)) if name.contains('/') => {
-            Err("input can contain at most one '/'".to_owned())
-        }
-        Some((_, name)) => Ok(name.to_owned()),
+    match input.split('/').collect::<Vec<_>>().as_slice() {
+        [name] | [_, name] | [_, _, name] => Ok((*name).to_owned()),
+        _ => Err("input can contain at most two '/'".to_owned()),
     }
 }
 
-/// A required `source`/`destination` query parameter, parsed as a name.
+/// A required `source`/`destination` query parameter (exactly one, not empty),
+/// parsed as a name.
 fn name_param(p: &Params, which: &str) -> Result<String, ApiError> {
-    let raw = p
-        .get(which)
-        .ok_or_else(|| ApiError::Internal(format!("required query parameter '{which}' not set")))?;
+    let raw = match p.all(which).as_slice() {
+        [one] if !one.is_empty() => *one,
+        _ => {
+            return Err(ApiError::Internal(format!(
+                "required query parameter '{which}' not set"
+            )))
+        }
+    };
     parse_name(raw).map_err(|e| ApiError::Internal(format!("{which} {raw:?} is invalid: {e}")))
 }
 
@@ -415,8 +423,22 @@ where
     )))
 }
 
+/// Whether a source names a service of this cluster's default namespace and
+/// partition, the only ones this API's names can refer to (not a peer's, a
+/// sameness group, or another namespace's).
+fn is_local(src: &Map<String, Value>) -> bool {
+    let default = |key: &str| matches!(str_ci(src, key), "" | "default");
+    str_ci(src, "Peer").is_empty()
+        && str_ci(src, "SamenessGroup").is_empty()
+        && default("Namespace")
+        && default("Partition")
+}
+
+/// A local source's name; `""` for anything else, which never matches a name.
 fn source_name(v: &Value) -> &str {
-    v.as_object().map_or("", |o| str_ci(o, "Name"))
+    v.as_object()
+        .filter(|o| is_local(o))
+        .map_or("", |o| str_ci(o, "Name"))
 }
 
 fn source_legacy_id(v: &Value) -> &str {
@@ -498,10 +520,9 @@ async fn exact_put(
     st.check_dc(&p)?;
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
+    // Consul's handler clears any `ID` in the body: a legacy intention read and
+    // sent back by name is an upsert like any other.
     let body = decode_body(&body)?;
-    if !str_ci(&body, "ID").is_empty() {
-        return Err(ApiError::Internal("ID must not be specified".into()));
-    }
     validate(&source, &destination, &body)?;
     if let Some(meta) = non_empty(get_ci(&body, "Meta")) {
         // Meta belongs to the enclosing entry: Consul takes it only when it repeats
@@ -620,7 +641,7 @@ async fn check(State(st): State<AppState>, p: Params) -> Result<Response, ApiErr
     require_connect(&st).await?;
     if let Some(t) = p.get("source-type") {
         if t != "consul" {
-            return Err(ApiError::Internal(format!("unsupported source type {t:?}")));
+            return Err(ApiError::Internal(format!("unsupported SourceType: {t:?}")));
         }
     }
     let source = name_param(&p, "source")?;
@@ -686,7 +707,8 @@ async fn id_get(
     p: Params,
 ) -> Result<Response, ApiError> {
     require_connect(&st).await?;
-    check_uuid(&id)?;
+    // Consul answers a malformed ID on a read as the client's mistake (400).
+    check_uuid(&id).map_err(|e| ApiError::bad(e.to_string()))?;
     let (ixns, meta) = load(&st, &p).await?;
     match ixns.iter().find(|i| i.legacy_id() == id) {
         Some(i) => Ok(reply::json_meta(&i.render(), &meta, p.pretty())),
@@ -764,7 +786,7 @@ async fn id_put(
         Ok(Change::Write)
     })
     .await?;
-    Ok(axum::http::StatusCode::OK.into_response())
+    Ok(reply::json(&json!({ "ID": id }), p.pretty()))
 }
 
 /// `DELETE /v1/connect/intentions/{id}` (deprecated).
@@ -789,7 +811,7 @@ async fn id_delete(
         Ok(Change::Write)
     })
     .await?;
-    Ok(axum::http::StatusCode::OK.into_response())
+    Ok(bool_reply(true))
 }
 
 #[cfg(test)]
@@ -883,7 +905,8 @@ mod tests {
             "Action must not be set if Permissions are set"
         );
         assert_eq!(parse_name("default/web").unwrap(), "web");
-        assert!(parse_name("a/b/c").is_err());
+        assert_eq!(parse_name("part/default/web").unwrap(), "web");
+        assert!(parse_name("a/b/c/d").is_err());
         assert!(check_uuid("hello")
             .unwrap_err()
             .to_string()

@@ -164,6 +164,44 @@ async fn intentions_by_name_are_sources_of_config_entries() {
         assert_eq!(parse(&b), json!({"Allowed": allowed}), "{src}");
     }
 
+    // A peer's source of the same name is not the local service: it neither
+    // decides for `web` nor is touched by writes to `web`.
+    let entry = json!({"Kind": "service-intentions", "Name": "cache", "Sources": [
+        {"Name": "web", "Peer": "other", "Action": "allow"},
+        {"Name": "*", "Action": "deny"}
+    ]});
+    let (s, _) = call(&base, Method::PUT, "/v1/config", Some(entry)).await;
+    assert_eq!(s, 200);
+    let (_, b) = call(
+        &base,
+        Method::GET,
+        "/v1/connect/intentions/check?source=web&destination=cache",
+        None,
+    )
+    .await;
+    assert_eq!(parse(&b), json!({"Allowed": false}));
+    let web_cache = "/v1/connect/intentions/exact?source=web&destination=cache";
+    assert_eq!(call(&base, Method::DELETE, web_cache, None).await.0, 200);
+    let (_, b) = call(
+        &base,
+        Method::GET,
+        "/v1/config/service-intentions/cache",
+        None,
+    )
+    .await;
+    assert_eq!(parse(&b)["Sources"][0]["Peer"], "other");
+    let (s, b) = call(
+        &base,
+        Method::DELETE,
+        "/v1/connect/intentions/exact?source=&destination=cache",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, b.as_str()),
+        (500, "required query parameter 'source' not set")
+    );
+
     // Bad input changes nothing.
     let bad = json!({"Action": "maybe"});
     let (s, b) = call(&base, Method::PUT, exact, Some(bad)).await;
@@ -233,7 +271,8 @@ async fn legacy_intentions_keep_their_id_and_creation_time() {
     assert_eq!(replaced["CreatedAt"], created["CreatedAt"]);
 
     let update = json!({"SourceName": "api-2", "DestinationName": "db", "Action": "deny"});
-    assert_eq!(call(&base, Method::PUT, &path, Some(update)).await.0, 200);
+    let (s, b) = call(&base, Method::PUT, &path, Some(update)).await;
+    assert_eq!((s, parse(&b)), (200, json!({"ID": id})));
     let (_, b) = call(&base, Method::GET, &path, None).await;
     let updated = parse(&b);
     assert_eq!(updated["SourceName"], "api-2");
@@ -250,7 +289,10 @@ async fn legacy_intentions_keep_their_id_and_creation_time() {
         )
     );
 
-    assert_eq!(call(&base, Method::DELETE, &path, None).await.0, 200);
+    assert_eq!(
+        call(&base, Method::DELETE, &path, None).await,
+        (200, "true".into())
+    );
     let (s, b) = call(&base, Method::GET, &path, None).await;
     assert_eq!((s, b.as_str()), (404, "Intention not found"));
     let (s, b) = call(&base, Method::DELETE, &path, None).await;
@@ -259,5 +301,5 @@ async fn legacy_intentions_keep_their_id_and_creation_time() {
         (500, format!("Cannot delete non-existent intention: '{id}'"))
     );
     let (s, b) = call(&base, Method::GET, "/v1/connect/intentions/hello", None).await;
-    assert!(s == 500 && b.contains("UUID"), "{s} {b}");
+    assert!(s == 400 && b.contains("UUID"), "{s} {b}");
 }
