@@ -367,7 +367,7 @@ enum Change {
 /// it back with CAS, retrying from the read when another write got in first.
 async fn update_sources<F>(st: &AppState, destination: &str, mut change: F) -> Result<(), ApiError>
 where
-    F: FnMut(&mut Vec<Value>) -> Result<Change, ApiError>,
+    F: FnMut(Option<&Map<String, Value>>, &mut Vec<Value>) -> Result<Change, ApiError>,
 {
     for _ in 0..ATTEMPTS {
         let req = ReadRequest::ConfigGet {
@@ -378,9 +378,10 @@ where
         let ReadResult::Config(entries) = res else {
             return Err(mismatch("service intentions"));
         };
-        let (mut body, cas) = match entries.first() {
-            Some(e) => (body_of(e), e.raft.modify_index),
-            None => {
+        let existing = entries.first().map(body_of);
+        let (mut body, cas) = match (entries.first(), &existing) {
+            (Some(e), Some(b)) => (b.clone(), e.raft.modify_index),
+            _ => {
                 let mut body = Map::new();
                 body.insert("Kind".into(), KIND.into());
                 body.insert("Name".into(), destination.into());
@@ -388,7 +389,7 @@ where
             }
         };
         let (key, mut sources) = sources_of(&body);
-        if let Change::Unchanged = change(&mut sources)? {
+        if let Change::Unchanged = change(existing.as_ref(), &mut sources)? {
             return Ok(());
         }
         let write = if sources.is_empty() {
@@ -524,29 +525,24 @@ async fn exact_put(
     // sent back by name is an upsert like any other.
     let body = decode_body(&body)?;
     validate(&source, &destination, &body)?;
-    if let Some(meta) = non_empty(get_ci(&body, "Meta")) {
-        // Meta belongs to the enclosing entry: Consul takes it only when it repeats
-        // what that entry already has.
-        let req = ReadRequest::ConfigGet {
-            kind: KIND.to_owned(),
-            name: destination.clone(),
-        };
-        let (res, _) = st.backend.read(req, QueryOptions::default()).await?;
-        let ReadResult::Config(entries) = res else {
-            return Err(mismatch("service intentions"));
-        };
-        match entries.first() {
-            None => return Err(ApiError::Internal("Meta must not be specified".into())),
-            Some(e) if get_ci(&body_of(e), "Meta") != Some(meta) => {
-                return Err(ApiError::Internal(
-                    "Meta must not be specified, or should be unchanged during an update.".into(),
-                ))
-            }
-            Some(_) => {}
-        }
-    }
+    let meta = non_empty(get_ci(&body, "Meta")).cloned();
     let src = to_source(&source, &body);
-    update_sources(&st, &destination, |sources| {
+    update_sources(&st, &destination, |entry, sources| {
+        // Meta belongs to the enclosing entry: Consul takes it only when it
+        // repeats what that entry already has (checked against the entry this
+        // write replaces, so a concurrent change cannot slip between).
+        if let Some(meta) = &meta {
+            match entry {
+                None => return Err(ApiError::Internal("Meta must not be specified".into())),
+                Some(e) if get_ci(e, "Meta") != Some(meta) => {
+                    return Err(ApiError::Internal(
+                        "Meta must not be specified, or should be unchanged during an update."
+                            .into(),
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
         match sources.iter().position(|s| source_name(s) == source) {
             Some(i) => {
                 // As Consul's `UpdateOver`: an intention made through the ID API
@@ -575,7 +571,7 @@ async fn exact_delete(State(st): State<AppState>, p: Params) -> Result<Response,
     st.check_dc(&p)?;
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
-    update_sources(&st, &destination, |sources| {
+    update_sources(&st, &destination, |_, sources| {
         let before = sources.len();
         sources.retain(|s| source_name(s) != source);
         Ok(if sources.len() == before {
@@ -680,7 +676,7 @@ async fn create(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Re
     src.insert("LegacyCreateTime".into(), at.clone().into());
     src.insert("LegacyUpdateTime".into(), at.into());
     let src = Value::Object(src);
-    update_sources(&st, &destination, |sources| {
+    update_sources(&st, &destination, |_, sources| {
         duplicate(sources, &source, sources.len())?;
         sources.push(src.clone());
         Ok(Change::Write)
@@ -767,7 +763,7 @@ async fn id_put(
         src.insert("LegacyMeta".into(), m.clone());
     }
     let updated = now();
-    update_sources(&st, &destination, |sources| {
+    update_sources(&st, &destination, |_, sources| {
         let Some(i) = sources.iter().position(|s| source_legacy_id(s) == id) else {
             return Err(ApiError::Internal(format!(
                 "Cannot modify non-existent intention: '{id}'"
@@ -802,7 +798,7 @@ async fn id_delete(
     let Some(destination) = legacy_destination(&st, &id).await? else {
         return Err(missing());
     };
-    update_sources(&st, &destination, |sources| {
+    update_sources(&st, &destination, |_, sources| {
         let before = sources.len();
         sources.retain(|s| source_legacy_id(s) != id);
         if sources.len() == before {
