@@ -363,8 +363,9 @@ enum Change {
     Unchanged,
 }
 
-/// Reads the entry for `destination`, lets `change` edit its sources, and writes
-/// it back with CAS, retrying from the read when another write got in first.
+/// Reads the entry for `destination`, lets `change` edit its sources (seeing the
+/// entry as read, `None` when there is none), and writes it back with CAS,
+/// retrying from the read when another write got in first.
 async fn update_sources<F>(st: &AppState, destination: &str, mut change: F) -> Result<(), ApiError>
 where
     F: FnMut(Option<&Map<String, Value>>, &mut Vec<Value>) -> Result<Change, ApiError>,
