@@ -195,6 +195,16 @@ impl Parsed {
     }
 }
 
+/// Go's `strconv.ParseBool`: the spellings Go's flags and Consul's query
+/// parameters accept, `None` for anything else.
+pub fn parse_go_bool(text: &str) -> Option<bool> {
+    match text {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 use tribune_client::{Client, Intention, QueryOptions};
 use tribune_types::goflag::FlagSet;
+use tribune_types::utc::UtcDateTime;
 
 use super::format::columnize;
 use super::http::{client_flags, parse_client, server_flags};
@@ -354,35 +355,31 @@ async fn get(args: &[String], ctx: &mut Ctx) -> i32 {
 
 /// Go's `time.RFC850` of an RFC 3339 UTC time: `Monday, 02-Jan-06 15:04:05 UTC`.
 fn rfc850(t: &str) -> String {
-    let num =
-        |r: std::ops::Range<usize>| -> i64 { t.get(r).and_then(|x| x.parse().ok()).unwrap_or(0) };
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    // Days from civil (Howard Hinnant), for the weekday.
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let doy = (153 * ((m + 9) % 12) + 2) / 5 + d - 1;
-    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
     const DAYS: [&str; 7] = [
-        "Thursday",
-        "Friday",
-        "Saturday",
         "Sunday",
         "Monday",
         "Tuesday",
         "Wednesday",
+        "Thursday",
+        "Friday",
+        "Saturday",
     ];
     const MONTHS: [&str; 12] = [
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
-    let weekday = DAYS[usize::try_from(days.rem_euclid(7)).unwrap_or(0)];
-    let month = MONTHS[usize::try_from((m - 1).clamp(0, 11)).unwrap_or(0)];
+    // A time the server did not give in RFC 3339 is shown as it came.
+    let Some(d) = UtcDateTime::parse_rfc3339(t) else {
+        return t.to_owned();
+    };
+    let month = MONTHS[usize::try_from(d.month - 1).unwrap_or(0)];
     format!(
-        "{weekday}, {d:02}-{month}-{:02} {}:{}:{} UTC",
-        y.rem_euclid(100),
-        t.get(11..13).unwrap_or("00"),
-        t.get(14..16).unwrap_or("00"),
-        t.get(17..19).unwrap_or("00"),
+        "{}, {:02}-{month}-{:02} {:02}:{:02}:{:02} UTC",
+        DAYS[d.weekday()],
+        d.day,
+        d.year.rem_euclid(100),
+        d.hour,
+        d.minute,
+        d.second
     )
 }
 

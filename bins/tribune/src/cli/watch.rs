@@ -24,7 +24,7 @@ use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 use tribune_client::{Client, Error, QueryOptions};
 use tribune_types::format_go_duration;
-use tribune_types::goflag::FlagSet;
+use tribune_types::goflag::{parse_go_bool, FlagSet};
 
 use super::http::{client_flags, reachable_client, server_flags};
 use super::lock::{command_line, exit_text, shutdown, signals};
@@ -122,10 +122,8 @@ impl Kind {
                     .filter(|(n, _)| *n == "tag")
                     .map(|(_, v)| v.clone())
                     .collect();
-                let passing_only = matches!(
-                    take("passingonly").as_str(),
-                    "1" | "t" | "T" | "true" | "TRUE" | "True"
-                );
+                // `run` has already refused a value Go's ParseBool would not take.
+                let passing_only = parse_go_bool(&take("passingonly")).unwrap_or(false);
                 (
                     Kind::Service {
                         service,
@@ -333,20 +331,7 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
         return 1;
     }
     if let Some(v) = p.get("passingonly").filter(|v| !v.is_empty()) {
-        if !matches!(
-            v,
-            "1" | "t"
-                | "T"
-                | "true"
-                | "TRUE"
-                | "True"
-                | "0"
-                | "f"
-                | "F"
-                | "false"
-                | "FALSE"
-                | "False"
-        ) {
+        if parse_go_bool(v).is_none() {
             ctx.error(&format!(
                 "Failed to parse passingonly flag: strconv.ParseBool: parsing {v:?}: invalid syntax"
             ));

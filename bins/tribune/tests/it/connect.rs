@@ -138,20 +138,9 @@ async fn ca_roots_with_connect_on_and_off() -> Result<()> {
     Ok(())
 }
 
-/// Seconds since the epoch of an RFC 3339 UTC time (`YYYY-MM-DDTHH:MM:SS…Z`).
+/// Seconds since the epoch of an RFC 3339 UTC time.
 fn unix_secs(t: &str) -> i64 {
-    let num =
-        |r: std::ops::Range<usize>| -> i64 { t.get(r).and_then(|x| x.parse().ok()).unwrap_or(0) };
-    let (y, m, d) = (num(0..4), num(5..7), num(8..10));
-    // Days from civil (Howard Hinnant), March-based years.
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
-    days * 86_400 + num(11..13) * 3_600 + num(14..16) * 60 + num(17..19)
+    tribune_types::utc::UtcDateTime::parse_rfc3339(t).map_or(0, |d| d.unix_seconds())
 }
 
 /// `intention create|check|get|match|list|delete` against a real agent, with

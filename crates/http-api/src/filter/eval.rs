@@ -2,6 +2,7 @@
 //! rules as described in the parent module's documentation.
 
 use serde_json::{Number, Value};
+use tribune_types::goflag::parse_go_bool;
 
 use super::parse::{Expr, MatchExpr, Test};
 use super::{FilterError, JsonKind};
@@ -247,15 +248,6 @@ fn parse_go_int(text: &str) -> Option<i128> {
 /// (decimal and exponent forms, `inf`, `nan`; not Go's hex floats or `_` separators).
 fn parse_go_float(text: &str) -> Option<f64> {
     text.parse().ok()
-}
-
-/// Go's `strconv.ParseBool`.
-fn parse_go_bool(text: &str) -> Option<bool> {
-    match text {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ use axum::Router;
 use serde::Serialize;
 use serde_json::Value;
 use std::collections::BTreeMap;
+use tribune_types::goflag::parse_go_bool;
 
 pub(super) fn routes() -> Router<AppState> {
     let r = Router::new()
@@ -112,15 +113,6 @@ fn go_quote(s: &str) -> String {
     }
     out.push('"');
     out
-}
-
-/// Go's `strconv.ParseBool`, which Consul uses for `?enable=`.
-fn parse_go_bool(s: &str) -> Option<bool> {
-    match s {
-        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
-        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
-        _ => None,
-    }
 }
 
 /// The required `?enable=` of the maintenance endpoints, with Consul's two 400s.

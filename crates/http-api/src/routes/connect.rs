@@ -129,7 +129,7 @@ async fn authorize(
             ))
         }
     };
-    let (ixns, _) = super::intentions::load(&st, &p).await?;
+    let (ixns, _) = super::intentions::load_for(&st, &p, &input.target).await?;
     let decision = super::intentions::decide(&ixns, &source, &input.target).map(|i| {
         let ixn = format!(
             "{} => {} (Precedence: {})",

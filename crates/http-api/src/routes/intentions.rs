@@ -260,6 +260,34 @@ pub(crate) async fn load(
     Ok((flatten(&entries), meta))
 }
 
+/// The intentions that can apply to `destination`: those of its own entry and of
+/// the `*` entry, in evaluation order. Point reads, not the whole list:
+/// `/v1/agent/connect/authorize` runs this for every new connection a proxy
+/// accepts. The first read carries the request's query options (and may block);
+/// the `*` entry is read as it is then.
+pub(crate) async fn load_for(
+    st: &AppState,
+    p: &Params,
+    destination: &str,
+) -> Result<(Vec<Intention>, QueryMeta), ApiError> {
+    let get = |name: &str| ReadRequest::ConfigGet {
+        kind: KIND.to_owned(),
+        name: name.to_owned(),
+    };
+    let (res, meta) = st.read(p, get(destination)).await?;
+    let ReadResult::Config(mut entries) = res else {
+        return Err(mismatch("service intentions"));
+    };
+    if destination != "*" {
+        let (res, _) = st.backend.read(get("*"), QueryOptions::default()).await?;
+        let ReadResult::Config(wild) = res else {
+            return Err(mismatch("service intentions"));
+        };
+        entries.extend(wild);
+    }
+    Ok((flatten(&entries), meta))
+}
+
 /// `name`, `ns/name` or `partition/ns/name` (Consul's `ParseIntentionTarget`);
 /// namespace and partition are always `default` here.
 fn parse_name(input: &str) -> Result<String, String> {
@@ -495,7 +523,7 @@ async fn exact_get(State(st): State<AppState>, p: Params) -> Result<Response, Ap
     require_connect(&st).await?;
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
-    let (ixns, meta) = load(&st, &p).await?;
+    let (ixns, meta) = load_for(&st, &p, &destination).await?;
     match ixns
         .iter()
         .find(|i| i.source == source && i.destination == destination)
@@ -643,7 +671,7 @@ async fn check(State(st): State<AppState>, p: Params) -> Result<Response, ApiErr
     }
     let source = name_param(&p, "source")?;
     let destination = name_param(&p, "destination")?;
-    let (ixns, meta) = load(&st, &p).await?;
+    let (ixns, meta) = load_for(&st, &p, &destination).await?;
     // An L7 intention cannot answer an L4 question: Consul counts it as deny.
     let allowed =
         decide(&ixns, &source, &destination).is_none_or(|i| !i.is_l7() && i.action() == "allow");
