@@ -8,6 +8,14 @@
 //! on the index, so the figure includes the check run, the anti-entropy push,
 //! the raft commit on the server and the query's wake-up).
 //!
+//! Then, with the client agent stopped, the reference measured in the same run:
+//! `check-floor` (its own process) sends the same requests at the same rate to
+//! the same target from one thread with blocking sockets, once with a fresh
+//! connection per run as Consul's checks do and once with kept-alive
+//! connections. On loopback the prober is charged for much of the target's
+//! kernel work too, so the fresh-connection floor is what any Consul-compatible
+//! prober costs on this machine.
+//!
 //! Targets (issue 5): under 5 % of one core and 50 MiB RSS for the agent, p99
 //! under interval + timeout + 500 ms.
 
@@ -157,6 +165,10 @@ struct Results {
     machine_busy: Option<f64>,
     detect_ms: Vec<f64>,
     goal_ms: f64,
+    /// CPU of `check-floor` with a fresh connection per run (Consul's semantics).
+    floor_close: f64,
+    /// CPU of `check-floor` with kept-alive connections (not Consul's semantics).
+    floor_kept: f64,
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -197,6 +209,21 @@ impl Results {
             TargetLine::reference("  p50", Some(percentile(&sorted, 50.0)), "ms"),
             TargetLine::reference("  max", sorted.last().copied(), "ms"),
             TargetLine::reference("  min", sorted.first().copied(), "ms"),
+            TargetLine::reference(
+                "floor: one blocking thread, fresh connection per run (cores)",
+                Some(self.floor_close),
+                "cores",
+            ),
+            TargetLine::reference(
+                "  client agent / floor",
+                Some(self.agent_cores / self.floor_close),
+                "x",
+            ),
+            TargetLine::reference(
+                "floor with kept-alive connections, not Consul's semantics (cores)",
+                Some(self.floor_kept),
+                "cores",
+            ),
             TargetLine::reference(
                 "server agent CPU, steady state (reference)",
                 Some(self.server_cores),
@@ -565,6 +592,16 @@ async fn run_all(o: &Opts, dir: &Path) -> Result<Results> {
     }
     client.proc.check_alive()?;
     server.proc.check_alive()?;
+
+    // The reference: the same requests at the same rate from the cheapest
+    // prober there is, with the client agent gone so that only it hits the
+    // target.
+    client.proc.stop();
+    let floor_close = run_floor(o, dir, target, FloorMode::Close).await?;
+    let floor_kept = run_floor(o, dir, target, FloorMode::KeepAlive).await?;
+    println!(
+        "floor:   fresh connections {floor_close:.4} cores; kept-alive connections {floor_kept:.4} cores"
+    );
     let goal = o.interval + o.timeout + DETECT_SLACK;
     Ok(Results {
         agent_cores,
@@ -574,5 +611,196 @@ async fn run_all(o: &Opts, dir: &Path) -> Result<Results> {
         machine_busy,
         detect_ms,
         goal_ms: goal.as_secs_f64() * 1000.0,
+        floor_close,
+        floor_kept,
     })
+}
+
+/// Runs `check-floor` for the steady window's length and returns its CPU in cores.
+async fn run_floor(o: &Opts, dir: &Path, target: SocketAddr, mode: FloorMode) -> Result<f64> {
+    let exe = std::env::current_exe().context("locating this binary")?;
+    let mut cmd = Command::new(exe);
+    cmd.arg("check-floor")
+        .arg("--target")
+        .arg(target.to_string())
+        .arg("--services")
+        .arg(o.services.to_string())
+        .arg("--interval")
+        .arg(o.interval.as_secs_f64().to_string())
+        .arg("--secs")
+        .arg(o.steady.as_secs_f64().to_string());
+    let name = match mode {
+        FloorMode::Close => "floor-close",
+        FloorMode::KeepAlive => {
+            cmd.arg("--keep-alive");
+            "floor-keepalive"
+        }
+    };
+    let log = dir.join(format!("{name}.log"));
+    let mut proc = Proc::spawn(name, cmd, &log)?;
+    proc.wait(o.steady + Duration::from_secs(30)).await?;
+    let text = std::fs::read_to_string(&log)?;
+    let v: Value = text
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l).ok())
+        .with_context(|| format!("{name} printed no result:\n{text}"))?;
+    if v["failed"].as_u64() != Some(0) {
+        bail!("{name}: runs that did not get 200: {v}");
+    }
+    v["cores"]
+        .as_f64()
+        .with_context(|| format!("{name}: no cores in {v}"))
+}
+
+/// Usage of the internal `check-floor` subcommand.
+const FLOOR_USAGE: &str = "\
+usage: tribune-benches check-floor --target ADDR [--services N] [--interval SECS] [--secs SECS] [--keep-alive]
+
+internal: the cheapest prober of the checks workload, run as its own process so
+that its CPU is its own. One thread, blocking sockets, one request every
+interval/N to /svc/<i> in turn; prints one JSON line with its CPU in cores.
+";
+
+/// How the floor prober talks to the target.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum FloorMode {
+    /// A fresh connection per run, `Connection: close`: Consul's semantics
+    /// (its HTTP checks disable keep-alive).
+    Close,
+    /// One kept-alive connection per check, reused by every run: what giving
+    /// up Consul's semantics would buy (not what Tribune does).
+    KeepAlive,
+}
+
+/// `tribune-benches check-floor`: the reference the client agent's CPU is
+/// compared with. The same requests at the same rate against the same target,
+/// with nothing else: no scheduler, no runtime, no status tracking, no catalog.
+pub fn floor_main(args: &[String]) -> Result<()> {
+    let mut target: Option<SocketAddr> = None;
+    let (mut services, mut interval, mut window) =
+        (1000usize, Duration::from_secs(1), Duration::from_secs(10));
+    let mut mode = FloorMode::Close;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut val = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--target" => target = Some(val()?.parse()?),
+            "--services" => services = val()?.parse()?,
+            "--interval" => interval = secs(val()?)?,
+            "--secs" => window = secs(val()?)?,
+            "--keep-alive" => mode = FloorMode::KeepAlive,
+            _ => bail!("unknown option {a:?}\n{FLOOR_USAGE}"),
+        }
+    }
+    let target = target.with_context(|| format!("--target is required\n{FLOOR_USAGE}"))?;
+    if services == 0 {
+        bail!("--services must be positive");
+    }
+    let gap = interval / u32::try_from(services)?;
+    let mut conns: Vec<Option<std::net::TcpStream>> = (0..services).map(|_| None).collect();
+    let mut buf = vec![0u8; 4096];
+    let me = std::process::id();
+    let cpu0 = process_cpu_secs(me).context("own CPU")?;
+    let start = Instant::now();
+    let (mut next, mut runs, mut failed) = (start, 0u64, 0u64);
+    while start.elapsed() < window {
+        next += gap;
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        }
+        let i = (runs % services as u64) as usize;
+        let ok = match mode {
+            FloorMode::Close => floor_probe_close(target, i, &mut buf),
+            FloorMode::KeepAlive => floor_probe_kept(&mut conns[i], target, i, &mut buf),
+        };
+        runs += 1;
+        failed += u64::from(!ok.unwrap_or(false));
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cores = (process_cpu_secs(me).context("own CPU")? - cpu0) / wall;
+    println!(
+        "{}",
+        json!({ "cores": cores, "runs": runs, "failed": failed, "rate": runs as f64 / wall })
+    );
+    Ok(())
+}
+
+/// The request the agent sends for a check (`GET`, Consul's user agent and
+/// `Accept`), plus `Connection: close` when each run has its own connection.
+fn floor_request(target: SocketAddr, i: usize, close: bool) -> String {
+    format!(
+        "GET /svc/{i} HTTP/1.1\r\nHost: {target}\r\nUser-Agent: Consul Health Check\r\nAccept: text/plain, text/*, */*\r\n{}\r\n",
+        if close { "Connection: close\r\n" } else { "" }
+    )
+}
+
+/// One run on a fresh connection: connect, send, read to the target's close.
+/// True when the answer was 200.
+fn floor_probe_close(target: SocketAddr, i: usize, buf: &mut [u8]) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(target)?;
+    s.set_nodelay(true)?;
+    s.write_all(floor_request(target, i, true).as_bytes())?;
+    // Only the status line matters; past the buffer's end, reads overwrite its
+    // last byte.
+    let last = buf.len() - 1;
+    let mut got = 0;
+    loop {
+        let n = s.read(&mut buf[got.min(last)..])?;
+        if n == 0 {
+            break;
+        }
+        got = (got + n).min(last);
+    }
+    Ok(buf[..got].starts_with(b"HTTP/1.1 200"))
+}
+
+/// One run on check `i`'s kept connection (opened on first use, dropped on an
+/// error): send, read the head and a `Content-Length` body.
+fn floor_probe_kept(
+    conn: &mut Option<std::net::TcpStream>,
+    target: SocketAddr,
+    i: usize,
+    buf: &mut [u8],
+) -> std::io::Result<bool> {
+    use std::io::{Read, Write};
+    if conn.is_none() {
+        let s = std::net::TcpStream::connect(target)?;
+        s.set_nodelay(true)?;
+        *conn = Some(s);
+    }
+    let Some(s) = conn.as_mut() else {
+        return Ok(false);
+    };
+    let res = (|| {
+        s.write_all(floor_request(target, i, false).as_bytes())?;
+        let mut got = 0;
+        loop {
+            let n = s.read(&mut buf[got..])?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            got += n;
+            let head = &buf[..got];
+            if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                let text = String::from_utf8_lossy(&head[..end]).to_ascii_lowercase();
+                let len: usize = text
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if got >= end + 4 + len {
+                    return Ok(head.starts_with(b"HTTP/1.1 200"));
+                }
+            }
+            if got == buf.len() {
+                return Err(std::io::ErrorKind::InvalidData.into());
+            }
+        }
+    })();
+    if res.is_err() {
+        *conn = None;
+    }
+    res
 }

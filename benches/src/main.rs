@@ -23,6 +23,9 @@
 //!   server's raft thread pays), without raft, disk or network.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
+//! - `check-floor --target ADDR ...`: internal; the cheapest prober of the
+//!   `checks` workload, which `checks` runs in its own process as the reference
+//!   for the client agent's CPU.
 
 mod apply;
 mod apt;
@@ -64,6 +67,7 @@ fn main() -> Result<()> {
         Some("checks") => checks::run(&args[1..]),
         Some("cluster") => cluster::run(&args[1..]),
         Some("hello-server") => hello::main(&args[1..]),
+        Some("check-floor") => checks::floor_main(&args[1..]),
         _ => {
             eprint!(
                 "{}\n{}\n{}\n{}\n{}\n{}\n{}",
