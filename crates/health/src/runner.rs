@@ -1,14 +1,22 @@
-//! The async shell: one tokio task drives the [`Scheduler`] with tokio time, spawns
-//! each due probe as its own task (so a slow probe delays nobody but itself), feeds
-//! results through each check's [`StatusTracker`] and sends the agent only changes.
+//! The async shell: one tokio task drives the [`Scheduler`] with tokio time, starts
+//! each due probe as a future of its own inside that task (so a slow probe delays
+//! nobody but itself), feeds results through each check's [`StatusTracker`] and
+//! sends the agent only changes.
 //!
 //! ```text
-//! CheckRunner::add/remove ──commands──▶ driver ──spawn──▶ probe task ─┐
-//!                                         ▲                            │
-//!                                         └──────── Done{id, gen} ◀────┘
+//! CheckRunner::add/remove ──commands──▶ driver ──push──▶ runs in flight ─┐
+//!                                         ▲                               │
+//!                                         └─────── Done{id, gen} ◀────────┘
 //!                                         │
 //!                                         └──▶ mpsc::Receiver<CheckResult> (agent)
 //! ```
+//!
+//! Why the runs are polled by the driver's task instead of spawned: a probe is a
+//! handful of short I/O steps, and on a multi-threaded runtime every spawned task
+//! may wake a parked worker to steal it; at 1,000 checks a second those cross-thread
+//! wake-ups were a measurable share of the agent's CPU (BENCHMARKS.md, "Health
+//! checks"). Inside one task, the runs that are ready together are polled in one
+//! go. Probes are all I/O-bound, so none holds the task for long.
 //!
 //! What the runner does not do: TTL checks (the agent's TTL timers own them), alias
 //! checks (they need the catalog; the agent folds statuses with
@@ -18,12 +26,15 @@ use crate::plan::{Limits, Plan, PlanError};
 use crate::probe::{AgentTls, Prober};
 use crate::schedule::{stagger, Scheduler};
 use crate::status::{Probe, StatusTracker};
+use futures::stream::{FuturesUnordered, StreamExt};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinHandle};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tribune_types::model::CheckDefinition;
 use tribune_types::{CheckId, HealthStatus};
 
@@ -99,14 +110,12 @@ impl CheckRunner {
     pub fn start(config: RunnerConfig) -> (CheckRunner, mpsc::Receiver<CheckResult>) {
         let (results_tx, results_rx) = mpsc::channel(config.result_capacity.max(1));
         let (commands_tx, commands_rx) = mpsc::unbounded_channel();
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
         let driver = Driver {
             scheduler: Scheduler::new(),
             slots: HashMap::new(),
             next_generation: 0,
             rng: StdRng::from_entropy(),
-            done_tx,
-            done_rx,
+            runs: FuturesUnordered::new(),
             results: results_tx,
             agent_tls: config.agent_tls,
         };
@@ -165,10 +174,11 @@ struct Slot {
     generation: u64,
     tracker: StatusTracker,
     last_sent: Option<(HealthStatus, String)>,
-    run: Option<AbortHandle>,
+    /// Cancels the run in flight when dropped (or sent to).
+    run: Option<oneshot::Sender<()>>,
 }
 
-/// A probe task's report.
+/// A run's report.
 struct Done {
     id: CheckId,
     generation: u64,
@@ -180,12 +190,15 @@ struct Driver {
     slots: HashMap<CheckId, Slot>,
     next_generation: u64,
     rng: StdRng,
-    done_tx: mpsc::UnboundedSender<Done>,
-    done_rx: mpsc::UnboundedReceiver<Done>,
+    /// Runs in flight; `None` is a cancelled run.
+    runs: FuturesUnordered<Run>,
     results: mpsc::Sender<CheckResult>,
     /// Lent to every check's prober.
     agent_tls: Option<Arc<AgentTls>>,
 }
+
+/// One run in flight, polled by the driver's task.
+type Run = Pin<Box<dyn Future<Output = Option<Done>> + Send>>;
 
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
@@ -209,19 +222,17 @@ impl Driver {
                     Some(Command::Remove(id)) => self.remove(&id),
                     Some(Command::Shutdown) | None => break,
                 },
-                Some(done) = self.done_rx.recv() => {
-                    if !self.complete(done).await {
-                        break;
+                Some(done) = self.runs.next(), if !self.runs.is_empty() => {
+                    if let Some(done) = done {
+                        if !self.complete(done).await {
+                            break;
+                        }
                     }
                 }
                 () = timer => self.start_due(),
             }
         }
-        for slot in self.slots.values() {
-            if let Some(run) = &slot.run {
-                run.abort();
-            }
-        }
+        // Dropping the runs in flight cancels them (a script is killed).
     }
 
     fn add(&mut self, plan: Plan) {
@@ -246,11 +257,9 @@ impl Driver {
 
     fn remove(&mut self, id: &CheckId) {
         self.scheduler.remove(id);
-        if let Some(slot) = self.slots.remove(id) {
-            if let Some(run) = slot.run {
-                run.abort();
-            }
-        }
+        // Dropping the slot drops its run's cancel sender, which ends the run at
+        // its next poll (a script is killed).
+        self.slots.remove(id);
     }
 
     fn start_due(&mut self) {
@@ -261,17 +270,18 @@ impl Driver {
             let plan = Arc::clone(&slot.plan);
             let prober = Arc::clone(&slot.prober);
             let generation = slot.generation;
-            let done = self.done_tx.clone();
-            let task = tokio::spawn(async move {
-                let probe = prober.run(plan.timeout, plan.output_max_size).await;
-                // The driver holds a receiver until it ends; after that nobody cares.
-                let _ = done.send(Done {
-                    id: plan.id.clone(),
-                    generation,
-                    probe,
-                });
-            });
-            slot.run = Some(task.abort_handle());
+            let (cancel, cancelled) = oneshot::channel::<()>();
+            self.runs.push(Box::pin(async move {
+                tokio::select! {
+                    probe = prober.run(plan.timeout, plan.output_max_size) => Some(Done {
+                        id: plan.id.clone(),
+                        generation,
+                        probe,
+                    }),
+                    _ = cancelled => None,
+                }
+            }));
+            slot.run = Some(cancel);
         }
     }
 
