@@ -285,6 +285,23 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Rou
             .await?;
             rows.push("disk", id, name, 1, m);
         }
+        // The same single client's PUT against a bare hyper server that appends
+        // and syncs the body before answering: the floor of an HTTP-acknowledged
+        // durable write, against which the fixed cost of HTTP itself shows.
+        let durable = Hello::start_durable(tmp, &tmp.join("hyper-fsync.dat")).await?;
+        let sampler = durable.sampler(disk);
+        let m = clean(o, || {
+            tribune::put_workload(durable.addr, 1, value.clone(), plan, &sampler)
+        })
+        .await?;
+        rows.push(
+            "hyper",
+            "hyper-put-fsync",
+            "PUT 256 B, append + fdatasync, then answer (bare hyper)",
+            1,
+            m,
+        );
+        durable.proc.stop();
     }
 
     if o.wants("tribune") {
@@ -501,11 +518,28 @@ pub struct Hello {
 impl Hello {
     /// Start one in `tmp` (its log goes there); `body_size` pads its answer.
     pub async fn start(tmp: &Path, body_size: Option<usize>) -> Result<Hello> {
+        Self::start_with(tmp, body_size, None).await
+    }
+
+    /// Start one that appends every PUT's body to `fsync_file` and syncs it before
+    /// answering (the durable-write floor, see `hello.rs`).
+    pub async fn start_durable(tmp: &Path, fsync_file: &Path) -> Result<Hello> {
+        Self::start_with(tmp, None, Some(fsync_file)).await
+    }
+
+    async fn start_with(
+        tmp: &Path,
+        body_size: Option<usize>,
+        fsync_file: Option<&Path>,
+    ) -> Result<Hello> {
         let port = free_port()?;
         let mut cmd = Command::new(std::env::current_exe()?);
         cmd.arg("hello-server").arg("--port").arg(port.to_string());
         if let Some(n) = body_size {
             cmd.arg("--body-size").arg(n.to_string());
+        }
+        if let Some(f) = fsync_file {
+            cmd.arg("--fsync-file").arg(f);
         }
         let log = tmp.join(format!("hello-{port}.log"));
         let mut proc = Proc::spawn("hello-server", cmd, &log)?;

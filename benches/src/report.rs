@@ -134,6 +134,8 @@ fn targets(rows: &[Row], rounds: &[Round]) -> Vec<Target> {
         .iter()
         .any(|r| disturbed(&r.tribune) || disturbed(&r.hyper));
     let put1 = ratio(p50("tribune-put-1"), p50("fsync-append"));
+    let put1_http = ratio(p50("hyper-put-fsync"), p50("fsync-append"));
+    let put1_floor = ratio(p50("tribune-put-1"), p50("hyper-put-fsync"));
     let put64 = ratio(tput("tribune-put-n"), tput("etcd-put-n"));
     let put64_gw = ratio(tput("tribune-put-n"), tput("etcd-gw-put-n"));
     let stale_single = ratio(tput("tribune-get-stale"), tput("hyper-get"));
@@ -149,6 +151,20 @@ fn targets(rows: &[Row], rounds: &[Round]) -> Vec<Target> {
             want: "<= 1.2",
             met: put1.map(|r| r <= 1.2),
             disturbed: shaky(&["tribune-put-1", "fsync-append"]),
+        },
+        Target {
+            name: "  for reference: bare hyper PUT + fdatasync p50 / raw fdatasync p50",
+            ratio: put1_http,
+            want: "",
+            met: None,
+            disturbed: shaky(&["hyper-put-fsync", "fsync-append"]),
+        },
+        Target {
+            name: "  for reference: Tribune 1-client PUT p50 / bare hyper PUT + fdatasync p50",
+            ratio: put1_floor,
+            want: "",
+            met: None,
+            disturbed: shaky(&["tribune-put-1", "hyper-put-fsync"]),
         },
         Target {
             name: "Tribune 64-client PUT ops/s / etcd 64-client Put ops/s (gRPC)",
