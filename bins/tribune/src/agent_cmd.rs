@@ -490,6 +490,23 @@ fn follow_membership(
     });
 }
 
+/// Turns transparent huge pages off for this process, from now on. The allocator
+/// commits its arenas eagerly so that the kernel backs a server's state store
+/// with 2 MiB pages (ARCHITECTURE.md, "Memory allocator"); a client agent keeps
+/// no such state, so for it they only inflate resident memory (each touched
+/// 2 MiB region is resident in full). Best effort: without it the agent just
+/// uses more memory.
+#[cfg(target_os = "linux")]
+fn client_memory_profile() {
+    if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {
+        tracing::debug!(error = %e, "cannot turn transparent huge pages off");
+    }
+}
+
+/// Elsewhere there is nothing to turn off.
+#[cfg(not(target_os = "linux"))]
+fn client_memory_profile() {}
+
 /// Runs `tribune agent` with `args`; returns the exit code.
 pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let flags = config::agent_flags();
@@ -512,6 +529,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         }
     };
     let logs = init_logging(&cfg);
+    if !cfg.server {
+        client_memory_profile();
+    }
     for key in &cfg.unknown_keys {
         tracing::warn!(key = %key, "config key not supported by Tribune; ignored");
     }

@@ -342,8 +342,8 @@ fn push_status<B>(out: &mut String, response: &hyper::Response<B>) {
 }
 
 /// The connection half of a client connection, polled by whatever awaits the
-/// request half, so a run is one task: hyper's usual advice is to spawn the
-/// connection, which would cost a task per run.
+/// request half, so a run is one future inside the runner's task: hyper's usual
+/// advice is to spawn the connection, which would cost a task per run.
 struct Conn<'a, C> {
     conn: Pin<&'a mut C>,
     /// The connection future finished; it must not be polled again.
