@@ -494,8 +494,9 @@ fn follow_membership(
 /// commits its arenas eagerly so that the kernel backs a server's state store
 /// with 2 MiB pages (ARCHITECTURE.md, "Memory allocator"); a client agent keeps
 /// no such state, so for it they only inflate resident memory (each touched
-/// 2 MiB region is resident in full). Best effort: without it the agent just
-/// uses more memory.
+/// 2 MiB region is resident in full). The flag is process-wide (rustix names it
+/// per thread) and inherited by the script checks the agent starts. Best effort:
+/// without it the agent just uses more memory.
 #[cfg(target_os = "linux")]
 fn client_memory_profile() {
     if let Err(e) = rustix::thread::disable_transparent_huge_pages(true) {

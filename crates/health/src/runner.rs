@@ -16,7 +16,13 @@
 //! may wake a parked worker to steal it; at 1,000 checks a second those cross-thread
 //! wake-ups were a measurable share of the agent's CPU (BENCHMARKS.md, "Health
 //! checks"). Inside one task, the runs that are ready together are polled in one
-//! go. Probes are all I/O-bound, so none holds the task for long.
+//! go. Each run's CPU work between two waits is short (a TLS handshake at most),
+//! but all runs share this one task and so one core at a time. A run that panics
+//! is reported as a critical result of its check instead of ending the task.
+//!
+//! Results the agent has not taken yet wait in the driver (the latest per check),
+//! so a slow agent never stops the runs in flight or the schedule: a run stalled
+//! behind a full channel would otherwise time out against a healthy target.
 //!
 //! What the runner does not do: TTL checks (the agent's TTL timers own them), alias
 //! checks (they need the catalog; the agent folds statuses with
@@ -27,10 +33,12 @@ use crate::probe::{AgentTls, Prober};
 use crate::schedule::{stagger, Scheduler};
 use crate::status::{Probe, StatusTracker};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -46,8 +54,9 @@ pub const DEFAULT_RESULT_CAPACITY: usize = 1024;
 pub struct RunnerConfig {
     /// Script switch, output limit and minimum interval.
     pub limits: Limits,
-    /// Capacity of the result channel. When it is full the driver waits for the agent
-    /// to catch up (probes already running keep running).
+    /// Capacity of the result channel. When it is full, later results wait in the
+    /// runner, only the latest per check, until the agent catches up; checks keep
+    /// running meanwhile.
     pub result_capacity: usize,
     /// The agent's TLS for TLS checks (`enable_agent_tls_for_checks`): its CAs and
     /// client certificate. `None`: the system's trust store and no client
@@ -116,6 +125,7 @@ impl CheckRunner {
             next_generation: 0,
             rng: StdRng::from_entropy(),
             runs: FuturesUnordered::new(),
+            pending: Pending::default(),
             results: results_tx,
             agent_tls: config.agent_tls,
         };
@@ -192,6 +202,8 @@ struct Driver {
     rng: StdRng,
     /// Runs in flight; `None` is a cancelled run.
     runs: FuturesUnordered<Run>,
+    /// Results not yet in the channel.
+    pending: Pending,
     results: mpsc::Sender<CheckResult>,
     /// Lent to every check's prober.
     agent_tls: Option<Arc<AgentTls>>,
@@ -200,12 +212,51 @@ struct Driver {
 /// One run in flight, polled by the driver's task.
 type Run = Pin<Box<dyn Future<Output = Option<Done>> + Send>>;
 
+/// Results waiting for room in the channel: the latest per check, in the order the
+/// checks first changed. Only the latest matters to the agent, so a backlog never
+/// holds more than one result per check.
+#[derive(Default)]
+struct Pending {
+    order: VecDeque<CheckId>,
+    latest: HashMap<CheckId, CheckResult>,
+}
+
+impl Pending {
+    fn push(&mut self, result: CheckResult) {
+        if !self.latest.contains_key(&result.id) {
+            self.order.push_back(result.id.clone());
+        }
+        self.latest.insert(result.id.clone(), result);
+    }
+
+    fn pop(&mut self) -> Option<CheckResult> {
+        // IDs whose result was forgotten are skipped.
+        while let Some(id) = self.order.pop_front() {
+            if let Some(result) = self.latest.remove(&id) {
+                return Some(result);
+            }
+        }
+        None
+    }
+
+    fn forget(&mut self, id: &CheckId) {
+        self.latest.remove(id);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.latest.is_empty()
+    }
+}
+
 fn now() -> std::time::Instant {
     tokio::time::Instant::now().into_std()
 }
 
 impl Driver {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        // A handle of our own, so the permit `select!` hands out borrows this and not
+        // `self`, which the other branches' handlers need.
+        let results = self.results.clone();
         loop {
             let deadline = self.scheduler.next_deadline();
             let timer = async move {
@@ -222,11 +273,18 @@ impl Driver {
                     Some(Command::Remove(id)) => self.remove(&id),
                     Some(Command::Shutdown) | None => break,
                 },
+                permit = results.reserve(), if !self.pending.is_empty() => match permit {
+                    Ok(permit) => {
+                        if let Some(result) = self.pending.pop() {
+                            permit.send(result);
+                        }
+                    }
+                    // The agent dropped the receiver.
+                    Err(_) => break,
+                },
                 Some(done) = self.runs.next(), if !self.runs.is_empty() => {
                     if let Some(done) = done {
-                        if !self.complete(done).await {
-                            break;
-                        }
+                        self.complete(done);
                     }
                 }
                 () = timer => self.start_due(),
@@ -258,8 +316,9 @@ impl Driver {
     fn remove(&mut self, id: &CheckId) {
         self.scheduler.remove(id);
         // Dropping the slot drops its run's cancel sender, which ends the run at
-        // its next poll (a script is killed).
+        // its next poll (a script is killed). A result it had waiting is stale.
         self.slots.remove(id);
+        self.pending.forget(id);
     }
 
     fn start_due(&mut self) {
@@ -272,50 +331,64 @@ impl Driver {
             let generation = slot.generation;
             let (cancel, cancelled) = oneshot::channel::<()>();
             self.runs.push(Box::pin(async move {
+                let run =
+                    AssertUnwindSafe(prober.run(plan.timeout, plan.output_max_size)).catch_unwind();
                 tokio::select! {
-                    probe = prober.run(plan.timeout, plan.output_max_size) => Some(Done {
+                    // A run cancelled before its first poll never starts its probe.
+                    biased;
+                    _ = cancelled => None,
+                    probe = run => Some(Done {
                         id: plan.id.clone(),
                         generation,
-                        probe,
+                        probe: probe.unwrap_or_else(|panic| panicked(&plan.id, &*panic)),
                     }),
-                    _ = cancelled => None,
                 }
             }));
             slot.run = Some(cancel);
         }
     }
 
-    /// Handles a probe report; returns false when the agent dropped the receiver.
-    async fn complete(&mut self, done: Done) -> bool {
+    /// Handles a run's report: counts it against the check's thresholds and queues
+    /// a result when what the agent knows changes.
+    fn complete(&mut self, done: Done) {
         let Some(slot) = self.slots.get_mut(&done.id) else {
-            return true;
+            return;
         };
         if slot.generation != done.generation {
-            return true;
+            return;
         }
         slot.run = None;
         self.scheduler.finished(&done.id, now());
         let raw = done.probe.status;
         let Some(update) = slot.tracker.observe(done.probe) else {
             tracing::debug!(check = %done.id, status = %raw, "check result held back by its thresholds");
-            return true;
+            return;
         };
         let unchanged = slot
             .last_sent
             .as_ref()
             .is_some_and(|(s, o)| *s == update.status && *o == update.output);
         if unchanged {
-            return true;
+            return;
         }
         slot.last_sent = Some((update.status, update.output.clone()));
         tracing::debug!(check = %done.id, status = %update.status, "check status updated");
-        self.results
-            .send(CheckResult {
-                id: done.id,
-                status: update.status,
-                output: update.output,
-            })
-            .await
-            .is_ok()
+        self.pending.push(CheckResult {
+            id: done.id,
+            status: update.status,
+            output: update.output,
+        });
     }
+}
+
+/// A run that panicked: a bug of ours, not the target's, but the check must not
+/// keep its last status as if it had run. Critical, with the panic's message.
+fn panicked(id: &CheckId, panic: &(dyn std::any::Any + Send)) -> Probe {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown cause".to_owned());
+    tracing::error!(check = %id, panic = %message, "check run panicked");
+    Probe::critical(format!("check run failed inside the agent: {message}"))
 }

@@ -38,7 +38,7 @@ async fn removing_a_check_cancels_its_run_in_flight() {
     runner.add(&d).expect("add");
     assert_eq!(next_event(&mut silent.events).await, "accepted");
     runner.remove(&CheckId::from("doomed"));
-    // The aborted probe drops its connection long before its 60 s timeout.
+    // The cancelled run drops its connection long before its 60 s timeout.
     assert_eq!(next_event(&mut silent.events).await, "closed");
     runner.shutdown().await;
 }
@@ -74,6 +74,45 @@ async fn unchanged_results_are_sent_once() {
     target.set(500, "broken");
     let r = next_for(&mut rx, "steady").await;
     assert_eq!(r.status, Critical);
+    runner.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_result_channel_stops_no_check_and_keeps_the_latest_result() {
+    let steady = HttpTarget::start(200, "ok").await;
+    let flipping = HttpTarget::start(200, "up").await;
+    // Room for one result, and nobody reads until the end.
+    let (runner, mut rx) = runner_with_capacity(1);
+    for (id, target) in [("steady", &steady), ("flipping", &flipping)] {
+        let mut d = def(id);
+        d.http = target.url("/");
+        runner.add(&d).expect("add");
+    }
+    // Both checks keep running with their results waiting: runs stalled behind the
+    // channel would stop these counts.
+    steady.wait_served(200, steady.served(200) + 3).await;
+    flipping.wait_served(200, 3).await;
+    flipping.set(500, "down");
+    flipping.wait_served(500, 2).await;
+    steady.wait_served(200, steady.served(200) + 3).await;
+
+    // The channel then delivers the first result, and of what waited only the
+    // latest per check: "flipping" ends critical, and "steady" comes once.
+    let mut seen = Vec::new();
+    while seen.last() != Some(&("flipping".to_owned(), Critical)) {
+        let r = tokio::time::timeout(WAIT, rx.rx.recv())
+            .await
+            .expect("a result within the deadline")
+            .expect("channel open");
+        seen.push((r.id.to_string(), r.status));
+    }
+    let steady_results = seen.iter().filter(|(id, _)| id == "steady").count();
+    assert_eq!(steady_results, 1, "{seen:?}");
+    let flipping_passes = seen
+        .iter()
+        .filter(|r| **r == ("flipping".to_owned(), Passing))
+        .count();
+    assert!(flipping_passes <= 1, "{seen:?}");
     runner.shutdown().await;
 }
 

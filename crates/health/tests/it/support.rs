@@ -28,15 +28,33 @@ pub fn runner(scripts: bool) -> (CheckRunner, Results) {
 
 /// A runner lending `agent_tls` to TLS checks (`enable_agent_tls_for_checks`).
 pub fn runner_with(scripts: bool, agent_tls: Option<Arc<AgentTls>>) -> (CheckRunner, Results) {
-    let (runner, rx) = CheckRunner::start(RunnerConfig {
+    start(RunnerConfig {
+        agent_tls,
+        ..config(scripts)
+    })
+}
+
+/// A runner whose result channel holds only `capacity` results.
+pub fn runner_with_capacity(capacity: usize) -> (CheckRunner, Results) {
+    start(RunnerConfig {
+        result_capacity: capacity,
+        ..config(false)
+    })
+}
+
+fn config(scripts: bool) -> RunnerConfig {
+    RunnerConfig {
         limits: Limits {
             enable_script_checks: scripts,
             min_interval: Duration::from_millis(10),
             ..Limits::default()
         },
-        agent_tls,
         ..RunnerConfig::default()
-    });
+    }
+}
+
+fn start(config: RunnerConfig) -> (CheckRunner, Results) {
+    let (runner, rx) = CheckRunner::start(config);
     (
         runner,
         Results {
