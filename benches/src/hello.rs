@@ -87,11 +87,15 @@ async fn serve(addr: SocketAddr, body: Bytes, log: Option<Arc<Mutex<File>>>) -> 
                         return Ok(Response::new(Full::new(body)));
                     };
                     let data = req.into_body().collect().await?.to_bytes();
-                    let answer = match append_durably(&log, &data) {
-                        Ok(()) => Bytes::from_static(b"true"),
-                        Err(e) => Bytes::from(e.to_string()),
+                    let response = match append_durably(&log, &data) {
+                        Ok(()) => Response::new(Full::new(Bytes::from_static(b"true"))),
+                        Err(e) => {
+                            let mut r = Response::new(Full::new(Bytes::from(e.to_string())));
+                            *r.status_mut() = hyper::StatusCode::INTERNAL_SERVER_ERROR;
+                            r
+                        }
                     };
-                    Ok::<_, hyper::Error>(Response::new(Full::new(answer)))
+                    Ok::<_, hyper::Error>(response)
                 }
             });
             let _ = hyper::server::conn::http1::Builder::new()

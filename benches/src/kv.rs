@@ -1,7 +1,9 @@
 //! `kv`: the KV benchmark. Runs, with one system under load at a time so they
-//! never compete for the two cores: the raw fdatasync loop, Tribune, the bare
-//! hyper server (then alternating with Tribune for the GET target), and etcd;
-//! then prints the table and the target ratios.
+//! never compete for the two cores: the raw fdatasync loop and, with it (`--only
+//! fsync`), the bare hyper server that appends and syncs each PUT (the
+//! durable-write floor over HTTP), Tribune, the bare hyper server (then
+//! alternating with Tribune for the GET target), and etcd; then prints the table
+//! and the target ratios.
 //!
 //! Everything runs on loopback, in one temporary directory on the disk under
 //! test, and is stopped and removed at the end (also on an error or Ctrl-C).
@@ -39,6 +41,7 @@ usage: tribune-benches kv [options]
                          0.25 cores of CPU not ours) after the machine quiets
                          down, up to N times (default 3)
   --only LIST            comma-separated subset of fsync,tribune,etcd,etcd-gw,hyper
+                         (fsync includes the bare hyper PUT + fdatasync floor)
   --tribune PATH         tribune binary (default: next to this binary)
   --etcd PATH            etcd binary (default: /usr/bin/etcd)
   --data-root DIR        where the temporary data directories go (default: $TMPDIR
