@@ -781,7 +781,7 @@ pub fn floor_main(args: &[String]) -> Result<()> {
 /// Raises this process's open-file limit to its hard limit: the kept-alive floor
 /// holds a socket per check, and the target one per kept connection, which a
 /// default soft limit of 1,024 leaves little room for. Best effort.
-pub(crate) fn raise_open_files_limit() {
+fn raise_open_files_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
     if limit.current != limit.maximum {
@@ -834,13 +834,13 @@ fn floor_probe_kept(
     buf: &mut [u8],
 ) -> std::io::Result<bool> {
     use std::io::{Read, Write};
-    if conn.is_none() {
-        let s = std::net::TcpStream::connect(target)?;
-        s.set_nodelay(true)?;
-        *conn = Some(s);
-    }
-    let Some(s) = conn.as_mut() else {
-        return Ok(false);
+    let s = match conn {
+        Some(s) => s,
+        None => {
+            let s = std::net::TcpStream::connect(target)?;
+            s.set_nodelay(true)?;
+            conn.insert(s)
+        }
     };
     let res = (|| {
         s.write_all(floor_request(target, i, false).as_bytes())?;

@@ -126,10 +126,9 @@ impl CheckRunner {
             rng: StdRng::from_entropy(),
             runs: FuturesUnordered::new(),
             pending: Pending::default(),
-            results: results_tx,
             agent_tls: config.agent_tls,
         };
-        let driver = tokio::spawn(driver.run(commands_rx));
+        let driver = tokio::spawn(driver.run(commands_rx, results_tx));
         (
             CheckRunner {
                 commands: commands_tx,
@@ -204,7 +203,6 @@ struct Driver {
     runs: FuturesUnordered<Run>,
     /// Results not yet in the channel.
     pending: Pending,
-    results: mpsc::Sender<CheckResult>,
     /// Lent to every check's prober.
     agent_tls: Option<Arc<AgentTls>>,
 }
@@ -253,10 +251,13 @@ fn now() -> std::time::Instant {
 }
 
 impl Driver {
-    async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        // A handle of our own, so the permit `select!` hands out borrows this and not
-        // `self`, which the other branches' handlers need.
-        let results = self.results.clone();
+    /// The driver loop. `results` is not a field so that the permit `select!`
+    /// hands out borrows it, not `self`, which the other branches' handlers need.
+    async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+        results: mpsc::Sender<CheckResult>,
+    ) {
         loop {
             let deadline = self.scheduler.next_deadline();
             let timer = async move {
