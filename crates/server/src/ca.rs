@@ -21,6 +21,11 @@ pub enum CaError {
     /// Time formatting failed.
     #[error("formatting CA validity: {0}")]
     Time(#[from] time::error::Format),
+    /// The leaf's lifetime runs past the end of representable time. The HTTP API
+    /// caps `LeafCertTTL` below 8760h, but the stored value reaches signing
+    /// through raft and snapshots, so signing checks it too.
+    #[error("leaf certificate lifetime {0} is out of range")]
+    Lifetime(time::Duration),
 }
 
 fn colon_hex(bytes: &[u8]) -> String {
@@ -139,7 +144,7 @@ pub(crate) fn sign_leaf(
     ];
     let now = OffsetDateTime::now_utc();
     let not_before = now - time::Duration::minutes(1);
-    let not_after = now + ttl;
+    let not_after = now.checked_add(ttl).ok_or(CaError::Lifetime(ttl))?;
     params.not_before = not_before;
     params.not_after = not_after;
     params.serial_number = Some(rcgen::SerialNumber::from(serial.to_be_bytes().to_vec()));
@@ -216,5 +221,11 @@ mod tests {
             )
             .expect("the leaf chains to the root");
         assert!(super::sign_leaf(&root, "dc1", "web", &[1, 2, 3], 7, super::LEAF_TTL).is_err());
+        // A stored lifetime too long to represent is an error, not a panic.
+        let far = time::Duration::seconds(i64::MAX);
+        assert!(matches!(
+            super::sign_leaf(&root, "dc1", "web", agent_key.public_key_raw(), 7, far),
+            Err(super::CaError::Lifetime(_))
+        ));
     }
 }

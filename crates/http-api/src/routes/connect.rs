@@ -19,7 +19,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde::Deserialize;
 use serde_json::json;
-use tribune_types::model::ops::{QueryMeta, ReadRequest, ReadResult};
+use tribune_types::model::ops::{QueryMeta, QueryOptions, ReadRequest, ReadResult};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -375,8 +375,13 @@ async fn ca_config_put(
         }
     }
 
-    // A different root key, certificate or key type would be a CA rotation.
-    let (res, _) = st.read(&p, ReadRequest::CaRoots).await?;
+    // A different root key, certificate or key type would be a CA rotation. The
+    // roots are read as they are now (default consistency, never blocking): the
+    // PUT's own query string says nothing about this read.
+    let (res, _) = st
+        .backend
+        .read(ReadRequest::CaRoots, QueryOptions::default())
+        .await?;
     let ReadResult::CaRoots(roots) = res else {
         return Err(mismatch("ca roots"));
     };

@@ -178,7 +178,8 @@ impl Intention {
     }
 }
 
-/// The `Sources` array of an entry's body and the key it sits under.
+/// The `Sources` array of an entry's body and the key it sits under. Reads take a
+/// malformed field as no sources; writes refuse it (see [`writable_sources`]).
 fn sources_of(obj: &Map<String, Value>) -> (String, Vec<Value>) {
     let want = canonical("Sources");
     obj.iter()
@@ -188,9 +189,30 @@ fn sources_of(obj: &Map<String, Value>) -> (String, Vec<Value>) {
 }
 
 fn body_of(entry: &ConfigEntry) -> Map<String, Value> {
+    parse_body(entry).unwrap_or_default()
+}
+
+fn parse_body(entry: &ConfigEntry) -> Option<Map<String, Value>> {
     match serde_json::from_str(&entry.body_json) {
-        Ok(Value::Object(o)) => o,
-        _ => Map::new(),
+        Ok(Value::Object(o)) => Some(o),
+        _ => None,
+    }
+}
+
+/// [`sources_of`] for a read-modify-write: an entry written through `/v1/config`
+/// whose body or `Sources` is not what an intention write can edit is refused, so
+/// the write cannot replace what it could not read.
+fn writable_sources(
+    destination: &str,
+    body: &Map<String, Value>,
+) -> Result<(String, Vec<Value>), ApiError> {
+    let want = canonical("Sources");
+    match body.iter().find(|(k, _)| canonical(k) == want) {
+        Some((_, v)) if !v.is_array() && !v.is_null() => Err(ApiError::Internal(format!(
+            "service-intentions entry {destination:?} has a Sources field that is not a list; \
+             fix it through /v1/config first"
+        ))),
+        _ => Ok(sources_of(body)),
     }
 }
 
@@ -407,7 +429,15 @@ where
         let ReadResult::Config(entries) = res else {
             return Err(mismatch("service intentions"));
         };
-        let existing = entries.first().map(body_of);
+        let existing = match entries.first() {
+            Some(e) => Some(parse_body(e).ok_or_else(|| {
+                ApiError::Internal(format!(
+                    "service-intentions entry {destination:?} is not a JSON object; \
+                     fix it through /v1/config first"
+                ))
+            })?),
+            None => None,
+        };
         let (mut body, cas) = match (entries.first(), &existing) {
             (Some(e), Some(b)) => (b.clone(), e.raft.modify_index),
             _ => {
@@ -417,7 +447,7 @@ where
                 (body, 0)
             }
         };
-        let (key, mut sources) = sources_of(&body);
+        let (key, mut sources) = writable_sources(destination, &body)?;
         if let Change::Unchanged = change(existing.as_ref(), &mut sources)? {
             return Ok(());
         }

@@ -303,3 +303,21 @@ async fn legacy_intentions_keep_their_id_and_creation_time() {
     let (s, b) = call(&base, Method::GET, "/v1/connect/intentions/hello", None).await;
     assert!(s == 400 && b.contains("UUID"), "{s} {b}");
 }
+
+#[tokio::test]
+async fn an_intention_write_refuses_an_entry_it_cannot_read_and_changes_nothing() {
+    let (_backend, base) = start().await;
+    // Accepted by the untyped config API, but not a list of sources.
+    intentions(&base, "db", json!({"Name": "web", "Action": "allow"})).await;
+    let entry = "/v1/config/service-intentions/db";
+    let (_, before) = call(&base, Method::GET, entry, None).await;
+
+    let exact = "/v1/connect/intentions/exact?source=api&destination=db";
+    let (s, b) = call(&base, Method::PUT, exact, Some(json!({"Action": "deny"}))).await;
+    assert_eq!(s, 500, "{b}");
+    assert!(b.contains("not a list"), "{b}");
+    let (s, b) = call(&base, Method::DELETE, exact, None).await;
+    assert_eq!(s, 500, "{b}");
+    let (_, after) = call(&base, Method::GET, entry, None).await;
+    assert_eq!(parse(&after), parse(&before));
+}
