@@ -100,10 +100,9 @@ impl Config {
         config.token_file = get(HTTP_TOKEN_FILE_ENV).map(PathBuf::from);
         config.http_auth = get(HTTP_AUTH_ENV).map(|v| BasicAuth::parse(&v));
         // Go's strconv.ParseBool; anything unparseable is ignored like the Go client does.
-        config.tls = matches!(
-            get(HTTP_SSL_ENV).as_deref(),
-            Some("1" | "t" | "T" | "true" | "TRUE" | "True")
-        );
+        config.tls = get(HTTP_SSL_ENV)
+            .and_then(|v| tribune_types::goflag::parse_go_bool(&v))
+            .unwrap_or(false);
         config
     }
 

@@ -36,6 +36,16 @@ pub fn canonical(key: &str) -> String {
         .collect()
 }
 
+/// The value under `name` in `obj`, comparing keys in [`canonical`] form, as
+/// Consul's decoders match field names (case and `_`/`-` ignored). For code that
+/// reads inside bodies kept as sent (raw fields, config entries, CA configs).
+pub fn get_ci<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    let want = canonical(name);
+    obj.iter()
+        .find(|(k, _)| canonical(k) == want)
+        .map(|(_, v)| v)
+}
+
 /// Canonicalises keys recursively (see the module docs).
 pub fn normalize(value: Value) -> Value {
     match value {

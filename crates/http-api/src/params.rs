@@ -105,9 +105,9 @@ impl Params {
     pub fn go_bool(&self, name: &str) -> Result<bool, ApiError> {
         match self.get(name) {
             None => Ok(false),
-            Some("" | "1" | "t" | "T" | "true" | "TRUE" | "True") => Ok(true),
-            Some("0" | "f" | "F" | "false" | "FALSE" | "False") => Ok(false),
-            Some(v) => Err(ApiError::bad(format!("Invalid value for ?{name}: {v:?}"))),
+            Some("") => Ok(true),
+            Some(v) => tribune_types::goflag::parse_go_bool(v)
+                .ok_or_else(|| ApiError::bad(format!("Invalid value for ?{name}: {v:?}"))),
         }
     }
 

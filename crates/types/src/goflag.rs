@@ -132,10 +132,9 @@ impl FlagSet {
             };
             let value = match (kind, inline) {
                 (FlagKind::Bool, None) => "true".to_owned(),
-                (FlagKind::Bool, Some(v)) => match v.as_str() {
-                    "1" | "t" | "T" | "true" | "TRUE" | "True" => "true".to_owned(),
-                    "0" | "f" | "F" | "false" | "FALSE" | "False" => "false".to_owned(),
-                    _ => {
+                (FlagKind::Bool, Some(v)) => match parse_go_bool(&v) {
+                    Some(b) => b.to_string(),
+                    None => {
                         return Err(FlagError::BadBool {
                             flag: name.to_owned(),
                             value: v,

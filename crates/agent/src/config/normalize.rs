@@ -322,11 +322,8 @@ impl Normalizer<'_> {
         match value {
             Value::Bool(b) => Ok(*b),
             // Flags arrive as strings; Go's strconv.ParseBool spellings.
-            Value::String(s) => match s.trim() {
-                "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
-                "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-                _ => Err(self.type_err(path, "a boolean", value)),
-            },
+            Value::String(s) => tribune_types::goflag::parse_go_bool(s.trim())
+                .ok_or_else(|| self.type_err(path, "a boolean", value)),
             other => Err(self.type_err(path, "a boolean", other)),
         }
     }

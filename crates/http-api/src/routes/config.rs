@@ -56,9 +56,7 @@ fn check_kind(kind: &str) -> Result<(), ApiError> {
 
 /// Finds a top-level key case-insensitively (`Kind`, `kind`).
 fn field<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .and_then(|(_, v)| v.as_str())
+    crate::json_in::get_ci(obj, name).and_then(Value::as_str)
 }
 
 async fn apply(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Response, ApiError> {

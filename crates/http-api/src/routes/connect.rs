@@ -8,7 +8,7 @@
 
 use super::{mismatch, AppState};
 use crate::error::ApiError;
-use crate::json_in::decode;
+use crate::json_in::{decode, get_ci};
 use crate::params::Params;
 use crate::reply;
 use axum::body::Bytes;
@@ -238,15 +238,6 @@ async fn ca_config_get(State(st): State<AppState>, p: Params) -> Result<Response
 }
 
 /// A top-level key of `obj`, matched without regard to case.
-fn key_ci<'a>(
-    obj: &'a serde_json::Map<String, serde_json::Value>,
-    name: &str,
-) -> Option<&'a serde_json::Value> {
-    obj.iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-        .map(|(_, v)| v)
-}
-
 /// A duration of a provider configuration: a Go duration string, or a number of
 /// nanoseconds (the Go client sends `time.Duration` values as numbers).
 fn ca_duration(
@@ -255,7 +246,7 @@ fn ca_duration(
     default: &str,
 ) -> Result<std::time::Duration, ApiError> {
     let bad = |what: String| ApiError::Internal(format!("error parsing Consul CA config: {what}"));
-    match key_ci(config, name) {
+    match get_ci(config, name) {
         None | Some(serde_json::Value::Null) => {
             Ok(tribune_types::parse_go_duration(default).unwrap_or_default())
         }
@@ -288,7 +279,7 @@ async fn ca_config_put(
         }
         Err(e) => return Err(ApiError::bad(format!("Request decode failed: {e}"))),
     };
-    let provider = key_ci(&obj, "Provider")
+    let provider = get_ci(&obj, "Provider")
         .and_then(Value::as_str)
         .unwrap_or("");
     match provider {
@@ -300,7 +291,7 @@ async fn ca_config_put(
         }
         other => return Err(ApiError::Internal(format!("unknown CA provider {other:?}"))),
     }
-    let config = match key_ci(&obj, "Config") {
+    let config = match get_ci(&obj, "Config") {
         None | Some(Value::Null) => serde_json::Map::new(),
         Some(Value::Object(c)) => c.clone(),
         Some(_) => {
@@ -309,7 +300,7 @@ async fn ca_config_put(
             ))
         }
     };
-    let force = key_ci(&obj, "ForceWithoutCrossSigning")
+    let force = get_ci(&obj, "ForceWithoutCrossSigning")
         .and_then(Value::as_bool)
         .unwrap_or(false);
 
@@ -347,11 +338,11 @@ async fn ca_config_put(
             format_go_duration(leaf * 3)
         )));
     }
-    let key_type = match key_ci(&config, "PrivateKeyType") {
+    let key_type = match get_ci(&config, "PrivateKeyType") {
         None | Some(Value::Null) => "ec",
         Some(v) => v.as_str().unwrap_or("?"),
     };
-    let key_bits = match key_ci(&config, "PrivateKeyBits") {
+    let key_bits = match get_ci(&config, "PrivateKeyBits") {
         None | Some(Value::Null) => Some(256),
         Some(Value::String(s)) => s.parse::<u64>().ok(),
         Some(v) => v.as_u64(),
@@ -386,7 +377,7 @@ async fn ca_config_put(
         return Err(mismatch("ca roots"));
     };
     let active = roots.iter().find(|r| r.active);
-    let text = |name: &str| key_ci(&config, name).and_then(Value::as_str).unwrap_or("");
+    let text = |name: &str| get_ci(&config, name).and_then(Value::as_str).unwrap_or("");
     let key = text("PrivateKey");
     let cert = text("RootCert");
     let new_root = (!key.is_empty() && active.is_none_or(|r| r.private_key.trim() != key.trim()))
@@ -402,7 +393,7 @@ async fn ca_config_put(
     }
 
     // Consul's built-in provider keeps `test_state` as its provider state.
-    let state = key_ci(&config, "test_state")
+    let state = get_ci(&config, "test_state")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()

@@ -17,7 +17,7 @@
 
 use super::{apply_filter, bool_reply, mismatch, AppState};
 use crate::error::ApiError;
-use crate::json_in::canonical;
+use crate::json_in::{canonical, get_ci};
 use crate::params::Params;
 use crate::reply;
 use axum::body::Bytes;
@@ -57,13 +57,6 @@ pub(super) fn routes() -> Router<AppState> {
 
 /// A key of a JSON object, matched as Consul's decoder does (`SourceName`,
 /// `source_name`).
-fn get_ci<'a>(obj: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    let want = canonical(name);
-    obj.iter()
-        .find(|(k, _)| canonical(k) == want)
-        .map(|(_, v)| v)
-}
-
 fn str_ci<'a>(obj: &'a Map<String, Value>, name: &str) -> &'a str {
     get_ci(obj, name).and_then(Value::as_str).unwrap_or("")
 }

@@ -85,13 +85,11 @@ fn relay_factor(p: &Params) -> Result<u8, ApiError> {
 fn local_only(p: &Params, list: bool) -> Result<bool, ApiError> {
     let local = match p.get("local-only") {
         None | Some("") => return Ok(false),
-        Some("1" | "t" | "T" | "true" | "TRUE" | "True") => true,
-        Some("0" | "f" | "F" | "false" | "FALSE" | "False") => false,
-        Some(v) => {
-            return Err(ApiError::bad(format!(
+        Some(v) => tribune_types::goflag::parse_go_bool(v).ok_or_else(|| {
+            ApiError::bad(format!(
                 "Error parsing local-only: strconv.ParseBool: parsing {v:?}: invalid syntax"
-            )))
-        }
+            ))
+        })?,
     };
     if local && !list {
         return Err(ApiError::bad(

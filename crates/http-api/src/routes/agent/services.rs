@@ -64,16 +64,7 @@ fn is_proxy_kind(kind: &str) -> bool {
 /// Looks a key up the way request bodies are matched: case- and underscore-insensitively
 /// (stored opaque JSON keeps whatever spelling the body used).
 fn get_ci<'a>(obj: &'a Value, key: &str) -> Option<&'a Value> {
-    let canon = |k: &str| -> String {
-        k.chars()
-            .filter(|c| *c != '_' && *c != '-')
-            .flat_map(char::to_lowercase)
-            .collect()
-    };
-    obj.as_object()?
-        .iter()
-        .find(|(k, _)| canon(k) == key)
-        .map(|(_, v)| v)
+    crate::json_in::get_ci(obj.as_object()?, key)
 }
 
 /// The agent view of a service as Consul's `buildAgentService` renders it: `Proxy` only
