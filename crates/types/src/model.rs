@@ -201,6 +201,8 @@ pub struct KvEntry {
 /// A config entry (`service-defaults`, `proxy-defaults`, ...). The body is the entry's
 /// JSON as the client sent it; the server only needs kind and name, plus, for a
 /// gateway, the services it routes to (extracted from the body when it was written).
+///
+/// (See also [`intention_target`], how intention APIs and the CLI read a name.)
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ConfigEntry {
@@ -479,5 +481,15 @@ impl Session {
         crate::parse_go_duration(&self.ttl)
             .ok()
             .filter(|d| !d.is_zero())
+    }
+}
+
+/// The service name in an intention's source or destination: `name`, `ns/name` or
+/// `partition/ns/name` (Consul's `ParseIntentionTarget`). Namespace and partition
+/// are dropped: Tribune has only `default`.
+pub fn intention_target(input: &str) -> Result<&str, &'static str> {
+    match input.split('/').collect::<Vec<_>>().as_slice() {
+        [name] | [_, name] | [_, _, name] => Ok(name),
+        _ => Err("input can contain at most two '/'"),
     }
 }

@@ -77,6 +77,14 @@ impl UtcDateTime {
         era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468
     }
 
+    /// The current time (the epoch if the clock is set before it).
+    pub fn now() -> Self {
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Self::from_unix(secs)
+    }
+
     /// Seconds since the Unix epoch (negative before it).
     pub fn unix_seconds(&self) -> i64 {
         let hms = self.hour * 3_600 + self.minute * 60 + self.second;

@@ -14,7 +14,6 @@
 
 use std::io::Read as _;
 
-use serde::Serialize;
 use serde_json::{Map, Value};
 use tribune_client::{ConfigEntry, QueryOptions};
 use tribune_types::goflag::{FlagSet, Parsed};
@@ -309,10 +308,6 @@ async fn write(args: &[String], ctx: &mut Ctx) -> i32 {
 }
 
 /// Go's `json.MarshalIndent(v, "", "    ")`.
-fn indented(value: &impl Serialize) -> String {
-    super::format::marshal_indent(value, b"    ").unwrap_or_else(|_| "null".into())
-}
-
 const READ_HELP: &str = "Usage: tribune config read -kind <config kind> -name <config name>
 
   Reads the config entry specified by the given kind and name and outputs its
@@ -351,7 +346,7 @@ async fn read(args: &[String], ctx: &mut Ctx) -> i32 {
         .await
     {
         Ok((Some(entry), _)) => {
-            ctx.info(indented(&entry));
+            ctx.info(super::format::indented(&entry, b"    "));
             0
         }
         Ok((None, _)) => {

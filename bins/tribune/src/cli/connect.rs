@@ -74,7 +74,7 @@ async fn get_config(args: &[String], ctx: &mut Ctx) -> i32 {
     };
     match client.connect_ca().get_config(&opts).await {
         Ok((config, _)) => {
-            ctx.info(tab_indented(&config));
+            ctx.info(super::format::indented(&config, b"\t"));
             0
         }
         Err(err) => {
@@ -82,11 +82,6 @@ async fn get_config(args: &[String], ctx: &mut Ctx) -> i32 {
             1
         }
     }
-}
-
-/// Go's `json.MarshalIndent(v, "", "\t")`.
-fn tab_indented(config: &CaConfig) -> String {
-    super::format::marshal_indent(config, b"\t").unwrap_or_else(|_| "null".into())
 }
 
 const SET_HELP: &str = "Usage: tribune connect ca set-config [options]

@@ -116,6 +116,12 @@ pub(crate) fn marshal_indent(
     Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
+/// [`marshal_indent`] with `indent`, or `null` if `value` cannot be rendered
+/// (as Go prints a value it failed to marshal), for commands that print JSON.
+pub(crate) fn indented(value: &impl serde::Serialize, indent: &[u8]) -> String {
+    marshal_indent(value, indent).unwrap_or_else(|_| "null".into())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,6 +5,7 @@
 
 use tribune_client::{Client, Intention, QueryOptions};
 use tribune_types::goflag::FlagSet;
+use tribune_types::model::intention_target;
 use tribune_types::utc::UtcDateTime;
 
 use super::format::columnize;
@@ -61,14 +62,6 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
 
 fn flags(name: &str) -> FlagSet {
     server_flags(client_flags(FlagSet::new(name)))
-}
-
-/// `ns/name` or `name`; the namespace is dropped (Tribune has only `default`).
-fn target(input: &str) -> Result<String, String> {
-    match input.split('/').collect::<Vec<_>>().as_slice() {
-        [name] | [_, name] | [_, _, name] => Ok((*name).to_owned()),
-        _ => Err("input can contain at most two '/'".to_owned()),
-    }
 }
 
 const CHECK_HELP: &str = "Usage: tribune intention check [options] SRC DST
@@ -190,8 +183,8 @@ async fn create(args: &[String], ctx: &mut Ctx) -> i32 {
             ctx.error("Error: Must specify two arguments: source and destination");
             return 1;
         };
-        let (src, dst) = match (target(src), target(dst)) {
-            (Ok(s), Ok(d)) => (s, d),
+        let (src, dst) = match (intention_target(src), intention_target(dst)) {
+            (Ok(s), Ok(d)) => (s.to_owned(), d.to_owned()),
             (Err(e), _) => {
                 ctx.error(&format!("Error: Invalid intention source: {e}"));
                 return 1;
@@ -489,12 +482,5 @@ mod tests {
             rfc850("2000-02-29T23:59:59Z"),
             "Tuesday, 29-Feb-00 23:59:59 UTC"
         );
-    }
-
-    #[test]
-    fn targets_drop_the_namespace() {
-        assert_eq!(target("web").unwrap(), "web");
-        assert_eq!(target("default/web").unwrap(), "web");
-        assert!(target("a/b/c/d").is_err());
     }
 }

@@ -4,9 +4,9 @@
 
 use tribune_types::goflag::FlagSet;
 
-use super::http::{client, client_flags};
+use super::http::{client_flags, parse_client};
 use super::lock::{shutdown, signals};
-use super::{parse, Ctx};
+use super::Ctx;
 
 const HELP: &str = "Usage: tribune monitor [options]
 
@@ -23,12 +23,8 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
             .value("log-level", "Log level of the agent.")
             .bool("log-json", "Output logs in JSON format."),
     );
-    let p = match parse(&flags, args, HELP, ctx) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let client = match client(&p, ctx) {
-        Ok(c) => c,
+    let (p, client) = match parse_client(&flags, args, HELP, ctx) {
+        Ok(pc) => pc,
         Err(code) => return code,
     };
     let level = p

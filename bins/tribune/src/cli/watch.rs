@@ -245,10 +245,6 @@ fn json<T: Serialize>(value: &T) -> Value {
 }
 
 /// Go's `json.MarshalIndent(data, "", "    ")`.
-fn indented(value: &Value) -> String {
-    super::format::marshal_indent(value, b"    ").unwrap_or_else(|_| "null".into())
-}
-
 /// Runs the child with the result on stdin; `Err` with Consul's message when it
 /// could not be started or did not exit 0.
 async fn invoke(
@@ -428,7 +424,7 @@ async fn plan(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
         }
         last_result = Some(result.clone());
         if s.child.is_empty() {
-            ctx.info(indented(&result));
+            ctx.info(super::format::indented(&result, b"    "));
             return 0;
         }
         if let Err(message) =

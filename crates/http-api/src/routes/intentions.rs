@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
-use tribune_types::model::ConfigEntry;
+use tribune_types::model::{intention_target, ConfigEntry};
 use tribune_types::utc::UtcDateTime;
 
 const KIND: &str = "service-intentions";
@@ -303,13 +303,9 @@ pub(crate) async fn load_for(
     Ok((flatten(&entries), meta))
 }
 
-/// `name`, `ns/name` or `partition/ns/name` (Consul's `ParseIntentionTarget`);
-/// namespace and partition are always `default` here.
-fn parse_name(input: &str) -> Result<String, String> {
-    match input.split('/').collect::<Vec<_>>().as_slice() {
-        [name] | [_, name] | [_, _, name] => Ok((*name).to_owned()),
-        _ => Err("input can contain at most two '/'".to_owned()),
-    }
+/// [`intention_target`], owned.
+fn parse_name(input: &str) -> Result<String, &'static str> {
+    intention_target(input).map(str::to_owned)
 }
 
 /// A required `source`/`destination` query parameter (exactly one, not empty),
@@ -324,13 +320,6 @@ fn name_param(p: &Params, which: &str) -> Result<String, ApiError> {
         }
     };
     parse_name(raw).map_err(|e| ApiError::Internal(format!("{which} {raw:?} is invalid: {e}")))
-}
-
-fn now() -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    UtcDateTime::from_unix(secs).rfc3339()
 }
 
 /// Consul's `Intention.Validate` for the fields an intention body carries.
@@ -719,7 +708,7 @@ async fn create(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Re
     let destination = str_ci(&body, "DestinationName").to_owned();
     validate(&source, &destination, &body)?;
     let id = uuid::Uuid::new_v4().to_string();
-    let at = now();
+    let at = UtcDateTime::now().rfc3339();
     let mut src = to_source(&source, &body);
     src.insert("LegacyID".into(), id.clone().into());
     if let Some(m) = non_empty(get_ci(&body, "Meta")) {
@@ -814,7 +803,7 @@ async fn id_put(
     if let Some(m) = non_empty(get_ci(&body, "Meta")) {
         src.insert("LegacyMeta".into(), m.clone());
     }
-    let updated = now();
+    let updated = UtcDateTime::now().rfc3339();
     update_sources(&st, &destination, |_, sources| {
         let Some(i) = sources.iter().position(|s| source_legacy_id(s) == id) else {
             return Err(ApiError::Internal(format!(

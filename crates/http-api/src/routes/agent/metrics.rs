@@ -9,15 +9,10 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// go-metrics' interval timestamp, `2006-01-02 15:04:05 +0000 UTC`, to the second.
 fn timestamp() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let t = tribune_types::utc::UtcDateTime::from_unix(secs);
+    let t = tribune_types::utc::UtcDateTime::now();
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02} +0000 UTC",
         t.year, t.month, t.day, t.hour, t.minute, t.second
