@@ -5,7 +5,9 @@
 //! Both clusters stay up side by side and every workload alternates between
 //! them for `--rounds` rounds (default 3); the ratios are medians of the
 //! per-round ratios, because this machine's throughput drifts by tens of percent
-//! over minutes.
+//! over minutes. Before each workload the run waits until both clusters are idle
+//! (`--no-settle` skips that), and the table shows what the other, idle cluster
+//! used meanwhile ("idle sys"), so a run can tell drift from interference.
 //!
 //! - Writes: 256 B PUTs with 1, 64 and 512 closed-loop clients, Tribune over
 //!   Consul's HTTP API, etcd over its gRPC `KV/Put` on one shared connection (its
@@ -48,6 +50,8 @@ tribune-benches cluster [options]
   --tribune PATH      tribune binary (default: next to this binary)
   --etcd PATH         etcd binary (default: /usr/bin/etcd)
   --data-root DIR     where the data directories go (default: the system temp dir)
+  --no-settle         start each workload at once instead of first waiting (up to
+                      20 s) until both clusters are idle
 ";
 
 struct Opts {
@@ -59,6 +63,7 @@ struct Opts {
     tribune: PathBuf,
     etcd: PathBuf,
     data_root: PathBuf,
+    settle: bool,
 }
 
 impl Opts {
@@ -84,6 +89,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             .with_file_name("tribune"),
         etcd: PathBuf::from("/usr/bin/etcd"),
         data_root: std::env::temp_dir(),
+        settle: true,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -103,6 +109,7 @@ fn parse(args: &[String]) -> Result<Opts> {
             "--tribune" => o.tribune = value()?.into(),
             "--etcd" => o.etcd = value()?.into(),
             "--data-root" => o.data_root = value()?.into(),
+            "--no-settle" => o.settle = false,
             other => bail!("unknown option {other}\n{USAGE}"),
         }
     }
@@ -309,6 +316,9 @@ struct Row {
     workload: &'static str,
     clients: usize,
     m: Measured,
+    /// CPU of the other cluster, idle in principle, over the workload (warm-up
+    /// included), in cores.
+    idle_cores: Option<f64>,
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -346,12 +356,12 @@ pub fn run(args: &[String]) -> Result<()> {
         "errors",
         "srv cpu",
         "cli cpu",
-        "flush/s"
+        "idle sys"
     );
     let cores = |c: Option<f64>| c.map_or("-".to_owned(), |c| format!("{c:.2}"));
     for r in &rows {
         println!(
-            "{:>5} {:<8} {:<16} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>7} {:>7}",
+            "{:>5} {:<8} {:<16} {:>7} {:>9.0} {:>8.2} {:>8.2} {:>6} {:>7} {:>7} {:>8}",
             r.round,
             r.system,
             r.workload,
@@ -362,6 +372,7 @@ pub fn run(args: &[String]) -> Result<()> {
             r.m.errors,
             cores(r.m.usage.server_cores),
             cores(r.m.usage.client_cores),
+            cores(r.idle_cores),
         );
     }
     println!();
@@ -478,10 +489,16 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
         }
         None => None,
     };
+    let tribune_sampler = t.as_ref().map(|(_, s)| s);
+    let etcd_sampler = e.as_ref().map(|(_, s)| s);
     for round in 1..=o.rounds {
         for workload in [PUT, GET] {
             for &n in &o.clients {
                 if let Some((c, sampler)) = &t {
+                    if o.settle {
+                        settle([tribune_sampler, etcd_sampler]).await;
+                    }
+                    let idle = etcd_sampler.map(|s| (s, s.sample()));
                     // Whichever server leads now: an election in an earlier
                     // workload must not turn every later one into forwarding.
                     let leader = c.wait_agreed(Duration::from_secs(30)).await?;
@@ -502,9 +519,14 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
                         workload,
                         clients: n,
                         m,
+                        idle_cores: idle.and_then(|(s, a)| s.usage(&a, &s.sample()).server_cores),
                     });
                 }
                 if let Some((addr, sampler)) = &e {
+                    if o.settle {
+                        settle([tribune_sampler, etcd_sampler]).await;
+                    }
+                    let idle = tribune_sampler.map(|s| (s, s.sample()));
                     let m = if workload == PUT {
                         etcd::put_workload(*addr, Api::Grpc, n, 1, value.clone(), o.plan, sampler)
                             .await?
@@ -521,6 +543,7 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
                         workload,
                         clients: n,
                         m,
+                        idle_cores: idle.and_then(|(s, a)| s.usage(&a, &s.sample()).server_cores),
                     });
                 }
             }
@@ -544,6 +567,36 @@ async fn run_all(o: &Opts, tmp: &Path, disk: &Disk) -> Result<(Vec<Row>, Vec<Dur
     }
     Ok((rows, failover))
 }
+
+/// Waits until the servers of both clusters are idle (under [`IDLE_CORES`]
+/// together over half a second), for at most [`SETTLE_MAX`].
+///
+/// Why: both clusters stay up, and the one just measured goes on working after
+/// its workload ends (etcd's backend commits and garbage collection, Tribune's
+/// background snapshots), inside the next workload's window, which belongs to
+/// the other system. Waiting gives each workload the same quiet start.
+async fn settle(samplers: [Option<&Sampler>; 2]) {
+    let started = Instant::now();
+    while started.elapsed() < SETTLE_MAX {
+        let before: Vec<_> = samplers.iter().flatten().map(|s| s.sample()).collect();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let busy: f64 = samplers
+            .iter()
+            .flatten()
+            .zip(&before)
+            .filter_map(|(s, a)| s.usage(a, &s.sample()).server_cores)
+            .sum();
+        if busy < IDLE_CORES {
+            return;
+        }
+    }
+    println!("  (the clusters were still busy after {SETTLE_MAX:?}; measuring anyway)");
+}
+
+/// CPU, in cores, below which six idle servers count as settled: their
+/// heartbeats and timers take about 0.02–0.04.
+const IDLE_CORES: f64 = 0.08;
+const SETTLE_MAX: Duration = Duration::from_secs(20);
 
 const PUT: &str = "PUT 256 B";
 const GET: &str = "GET ?consistent";
