@@ -6,11 +6,11 @@
 //! whatever output was captured.
 //!
 //! Each run gets its own process group so the kill reaches the script's children
-//! too (Consul's `exec.KillCommandSubtree` sends SIGKILL to `-pid`). Without `libc`
-//! or `unsafe` the group signal goes through `kill(1)`; the direct child is killed
-//! through tokio as well, so a missing `kill` binary still stops the script itself.
-//! The process is also killed if the run is cancelled (check removed, runner shut
-//! down), through `kill_on_drop`.
+//! too (Consul's `exec.KillCommandSubtree` sends SIGKILL to `-pid`); the direct
+//! child is killed through tokio as well. A run cancelled before it finished
+//! (check removed or replaced, runner shut down) kills the group the same way, so
+//! no script or child of one outlives its check. Consul leaves a running script
+//! alone on deregistration; a script nobody will read the result of is only load.
 
 use crate::output::TailBuffer;
 use crate::status::Probe;
@@ -41,6 +41,9 @@ pub(crate) async fn probe(args: &[String], timeout: Duration, output_max_size: u
         Ok(c) => c,
         Err(e) => return Probe::critical(format!("exec: {program:?}: {e}")),
     };
+    // Declared after `child`, so a cancelled run kills the group before tokio's
+    // `kill_on_drop` kills (and reaps) the child.
+    let mut group = GroupKill::of(&child);
     let buffer = Mutex::new(TailBuffer::new(output_max_size));
     // Like Go's `cmd.Wait`, a normal run ends when the process has exited *and* the
     // pipe is closed, so output written just before exit is never lost.
@@ -57,10 +60,15 @@ pub(crate) async fn probe(args: &[String], timeout: Duration, output_max_size: u
             .script_output()
     };
     match completed {
-        Ok(Ok(status)) => judge(status, output(&buffer)),
+        Ok(Ok(status)) => {
+            // Finished on its own: anything it left running is its business,
+            // as in Consul.
+            group.disarm();
+            judge(status, output(&buffer))
+        }
         Ok(Err(e)) => Probe::critical(format!("failed waiting for {program:?}: {e}")),
         Err(_) => {
-            kill_tree(&mut child).await;
+            kill_tree(&mut child, &mut group).await;
             let mut msg = format!("Timed out ({}) running check", format_go_duration(timeout));
             // Whatever arrived before the kill; the pipe is not waited on again,
             // because a grandchild that escaped the group could hold it open.
@@ -116,23 +124,55 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, buffer: &Mutex<TailBuffer>) {
     }
 }
 
-/// SIGKILL to the run's process group, then to the child itself, and reap it so no
-/// zombie is left and the next run never overlaps this one.
-async fn kill_tree(child: &mut Child) {
+/// SIGKILL to a run's process group, at most once: when the run times out, or when
+/// it is dropped unfinished (cancelled). A run that finished normally disarms it.
+struct GroupKill {
     #[cfg(unix)]
-    if let Some(pid) = child.id() {
-        let group = format!("-{pid}");
-        let killed = Command::new("kill")
-            .args(["-s", "KILL", "--", &group])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .await;
-        if let Err(e) = killed {
-            tracing::warn!(error = %e, "check failed to kill its process group after timeout");
+    group: Option<rustix::process::Pid>,
+}
+
+impl GroupKill {
+    /// The group `child` leads (it was spawned with `process_group(0)`).
+    fn of(child: &Child) -> Self {
+        GroupKill {
+            #[cfg(unix)]
+            group: child
+                .id()
+                .and_then(|id| i32::try_from(id).ok())
+                .and_then(rustix::process::Pid::from_raw),
         }
     }
+
+    fn kill(&mut self) {
+        #[cfg(unix)]
+        if let Some(group) = self.group.take() {
+            // ESRCH (everyone already gone) is the common case after a normal
+            // cancel; anything else is worth a line in the log.
+            match rustix::process::kill_process_group(group, rustix::process::Signal::KILL) {
+                Ok(()) | Err(rustix::io::Errno::SRCH) => {}
+                Err(e) => tracing::warn!(error = %e, "check failed to kill its process group"),
+            }
+        }
+    }
+
+    fn disarm(&mut self) {
+        #[cfg(unix)]
+        {
+            self.group = None;
+        }
+    }
+}
+
+impl Drop for GroupKill {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// SIGKILL to the run's process group, then to the child itself, and reap it so no
+/// zombie is left and the next run never overlaps this one.
+async fn kill_tree(child: &mut Child, group: &mut GroupKill) {
+    group.kill();
     if let Err(e) = child.start_kill() {
         // Already exited (the group kill got it) is the common case here.
         tracing::debug!(error = %e, "check process already gone at kill");
@@ -197,5 +237,65 @@ mod tests {
             p,
             Probe::critical("Timed out (300ms) running check\n\nstarted\n")
         );
+    }
+
+    /// Whether `pid` is gone or a zombie (killed, not yet reaped by its new parent).
+    fn dead(pid: &str) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Err(_) => true,
+            Ok(stat) => stat
+                .rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        }
+    }
+
+    /// Polls `cond` every 10 ms for up to 10 s (waiting for another process, whose
+    /// progress has no event to await).
+    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+        for _ in 0..1000 {
+            if cond() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{what}: not within 10 s");
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_cancelled_run_kills_the_scripts_children_too() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("grandchild");
+        let script = format!(
+            "sleep 60 & echo $! > {}.tmp && mv {0}.tmp {0}; wait",
+            pidfile.display()
+        );
+        let run =
+            tokio::spawn(async move { probe(&sh(&script), Duration::from_secs(60), 4096).await });
+        eventually("the script started its child", || pidfile.exists()).await;
+        let pid = std::fs::read_to_string(&pidfile).expect("pid file");
+        let pid = pid.trim().to_owned();
+        assert!(!dead(&pid), "the grandchild runs while the check does");
+        run.abort();
+        assert!(run.await.expect_err("aborted").is_cancelled());
+        eventually("the grandchild was killed", || dead(&pid)).await;
+    }
+
+    #[cfg(unix)]
+    #[tokio::test]
+    async fn a_finished_run_leaves_what_it_started_alone() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pidfile = dir.path().join("daemon");
+        // The background child keeps no copy of the output pipe, so the run ends
+        // as soon as the script exits.
+        let script = format!("sleep 60 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
+        let p = probe(&sh(&script), Duration::from_secs(10), 4096).await;
+        assert_eq!(p, Probe::passing(""));
+        let pid = std::fs::read_to_string(&pidfile).expect("pid file");
+        let pid = pid.trim();
+        assert!(!dead(pid), "a normal exit does not kill the group");
+        // Clean up after ourselves.
+        let pid = rustix::process::Pid::from_raw(pid.parse().expect("pid")).expect("nonzero");
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
 }
