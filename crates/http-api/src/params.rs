@@ -179,12 +179,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         let mut p = Params::parse(parts.uri.query());
         let header_token = parts
             .headers
-            .get("x-consul-token")
+            .get(crate::reply::X_CONSUL_TOKEN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let bearer = parts
             .headers
-            .get("authorization")
+            .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|v| v.trim().to_owned());

@@ -2,10 +2,31 @@
 //! read carries. The Go client fails a query without `X-Consul-LastContact`, and
 //! node-consul fails on an `X-Consul-Index` of 0, so these are set in one place.
 
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response;
 use serde::Serialize;
 use tribune_types::model::ops::{CacheStatus, QueryMeta};
+
+// Header names as constants: inserting by `&str` parses and validates the name on
+// every call, and every read response carries four of them.
+/// `X-Consul-Index`.
+pub const X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
+/// `X-Consul-KnownLeader`.
+pub const X_CONSUL_KNOWN_LEADER: HeaderName = HeaderName::from_static("x-consul-knownleader");
+/// `X-Consul-LastContact`.
+pub const X_CONSUL_LAST_CONTACT: HeaderName = HeaderName::from_static("x-consul-lastcontact");
+/// `X-Consul-Effective-Consistency`.
+pub const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
+    HeaderName::from_static("x-consul-effective-consistency");
+/// `X-Cache`.
+pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+/// `X-Consul-Token`.
+pub const X_CONSUL_TOKEN: HeaderName = HeaderName::from_static("x-consul-token");
+
+/// Room reserved for a compact JSON body before serialising: most responses (a KV
+/// entry, a health check) fit, so the body is written without regrowing its buffer.
+const JSON_START: usize = 1024;
 
 /// Serialises `value` as Consul does: compact, or indented by 4 spaces with `?pretty`.
 pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {
@@ -18,24 +39,28 @@ pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {
         }
         out
     } else {
-        serde_json::to_vec(value).unwrap_or_default()
+        let mut out = Vec::with_capacity(JSON_START);
+        if serde_json::to_writer(&mut out, value).is_err() {
+            out.clear();
+        }
+        out
     }
 }
 
 /// Adds the blocking-query headers of `meta`.
 pub fn add_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
     let index = meta.index.max(1);
-    headers.insert("x-consul-index", HeaderValue::from(index));
+    headers.insert(X_CONSUL_INDEX, HeaderValue::from(index));
     headers.insert(
-        "x-consul-knownleader",
+        X_CONSUL_KNOWN_LEADER,
         HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }),
     );
     headers.insert(
-        "x-consul-lastcontact",
+        X_CONSUL_LAST_CONTACT,
         HeaderValue::from(meta.last_contact.as_millis() as u64),
     );
     headers.insert(
-        "x-consul-effective-consistency",
+        X_CONSUL_EFFECTIVE_CONSISTENCY,
         HeaderValue::from_static(meta.consistency.header_value()),
     );
     if let Some(cache) = meta.cache {
@@ -43,7 +68,7 @@ pub fn add_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
             CacheStatus::Hit { age } => ("HIT", age.as_secs()),
             CacheStatus::Miss => ("MISS", 0),
         };
-        headers.insert("x-cache", HeaderValue::from_static(hit));
+        headers.insert(X_CACHE, HeaderValue::from_static(hit));
         // Entries are refreshed by blocking queries as soon as they change, so the
         // age is 0 unless refreshing has been failing (Consul reports the same).
         headers.insert(header::AGE, HeaderValue::from(age));
@@ -57,7 +82,10 @@ pub fn json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
 
 /// A JSON response with a given status.
 pub fn json_status<T: Serialize + ?Sized>(status: StatusCode, value: &T, pretty: bool) -> Response {
-    let mut resp = (status, to_json(value, pretty)).into_response();
+    // Built directly rather than through `(status, bytes).into_response()`, which
+    // would first set an octet-stream content type for this to replace.
+    let mut resp = Response::new(Body::from(to_json(value, pretty)));
+    *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

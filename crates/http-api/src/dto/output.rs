@@ -47,6 +47,51 @@ impl From<&KvEntry> for KvPair {
     }
 }
 
+/// A stored KV entry serialised straight into Consul's `KVPair` shape, field for
+/// field as [`KvPair`], for `GET /v1/kv`: every read answers with these, and
+/// building a [`KvPair`] first cost an owned key and a base64 string per entry.
+pub struct KvPairRef<'a>(pub &'a KvEntry);
+
+impl Serialize for KvPairRef<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let e = self.0;
+        let fields = if e.session.is_some() { 7 } else { 6 };
+        let mut m = s.serialize_struct("KVPair", fields)?;
+        m.serialize_field("LockIndex", &e.lock_index)?;
+        m.serialize_field("Key", &e.key)?;
+        m.serialize_field("Flags", &e.flags)?;
+        m.serialize_field("Value", &(!e.value.is_empty()).then_some(Base64(&e.value)))?;
+        if let Some(session) = &e.session {
+            m.serialize_field("Session", &AsString(session))?;
+        }
+        m.serialize_field("CreateIndex", &e.raft.create_index)?;
+        m.serialize_field("ModifyIndex", &e.raft.modify_index)?;
+        m.end()
+    }
+}
+
+/// Bytes as a standard base64 JSON string, encoded while being written.
+struct Base64<'a>(&'a [u8]);
+
+impl Serialize for Base64<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&base64::display::Base64Display::new(
+            self.0,
+            &base64::engine::general_purpose::STANDARD,
+        ))
+    }
+}
+
+/// A value as the JSON string of its `Display`, without an intermediate `String`.
+struct AsString<'a, T: std::fmt::Display>(&'a T);
+
+impl<T: std::fmt::Display> Serialize for AsString<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self.0)
+    }
+}
+
 /// A catalog `Node`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
@@ -535,6 +580,38 @@ impl TxnResponseOut {
                     })
                     .collect(),
             ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tribune_types::model::RaftIndex;
+    use tribune_types::SessionId;
+
+    #[test]
+    fn a_kv_pair_serialised_in_place_is_the_same_json_as_the_owned_one() {
+        let base = KvEntry {
+            key: "a/\"quoted\"/ü".into(),
+            value: Vec::new(),
+            flags: u64::MAX,
+            lock_index: 3,
+            session: None,
+            raft: RaftIndex {
+                create_index: 5,
+                modify_index: 9,
+            },
+        };
+        let with_value = KvEntry {
+            value: (0..=255u8).collect(),
+            session: Some(SessionId(uuid::Uuid::from_u128(0x1234))),
+            ..base.clone()
+        };
+        for e in [base, with_value] {
+            let owned = serde_json::to_string(&KvPair::from(&e)).expect("json");
+            let in_place = serde_json::to_string(&KvPairRef(&e)).expect("json");
+            assert_eq!(in_place, owned);
         }
     }
 }

@@ -131,7 +131,7 @@ async fn list(State(st): State<AppState>, p: Params) -> Result<Response, ApiErro
             axum::http::header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
-        h.insert("x-consul-index", HeaderValue::from(index));
+        h.insert(crate::reply::X_CONSUL_INDEX, HeaderValue::from(index));
         return Ok(resp);
     }
 }

@@ -3,7 +3,7 @@
 //! `agent/kvs_endpoint.go`.
 
 use super::{bool_reply, mismatch, AppState};
-use crate::dto::output::KvPair;
+use crate::dto::output::KvPairRef;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
@@ -98,17 +98,17 @@ async fn get_kv(
         let h = resp.headers_mut();
         h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
         h.insert(
-            "x-content-type-options",
+            header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
         );
         h.insert(
-            "content-security-policy",
+            header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("sandbox"),
         );
         reply::add_meta_headers(h, &meta);
         return Ok(resp);
     }
-    let out: Vec<KvPair> = entries.iter().map(KvPair::from).collect();
+    let out: Vec<KvPairRef<'_>> = entries.iter().map(KvPairRef).collect();
     Ok(reply::json_meta(&out, &meta, pretty))
 }
 

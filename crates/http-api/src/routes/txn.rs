@@ -416,11 +416,11 @@ async fn txn(
         // sends no index.
         let h = resp.headers_mut();
         h.insert(
-            "x-consul-lastcontact",
+            reply::X_CONSUL_LAST_CONTACT,
             HeaderValue::from(u64::try_from(meta.last_contact.as_millis()).unwrap_or(u64::MAX)),
         );
         h.insert(
-            "x-consul-knownleader",
+            reply::X_CONSUL_KNOWN_LEADER,
             HeaderValue::from_static(if meta.known_leader { "true" } else { "false" }),
         );
         return Ok(resp);
