@@ -346,7 +346,8 @@ pub fn run(args: &[String]) -> Result<()> {
     let (rows, failover) = result?;
     println!();
     println!(
-        "{:<8} {:<16} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>7} {:>8}",
+        "{:>5} {:<8} {:<16} {:>7} {:>9} {:>8} {:>8} {:>6} {:>7} {:>7} {:>8}",
+        "round",
         "system",
         "workload",
         "clients",

@@ -26,6 +26,11 @@ pub struct Params {
     pub token: Option<String>,
 }
 
+/// The request header carrying the ACL token (a constant: looking a header up by
+/// `&str` parses the name on every request).
+const X_CONSUL_TOKEN: axum::http::HeaderName =
+    axum::http::HeaderName::from_static("x-consul-token");
+
 fn decode(s: &str) -> String {
     let s = s.replace('+', " ");
     percent_decode_str(&s).decode_utf8_lossy().into_owned()
@@ -179,7 +184,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         let mut p = Params::parse(parts.uri.query());
         let header_token = parts
             .headers
-            .get(crate::reply::X_CONSUL_TOKEN)
+            .get(X_CONSUL_TOKEN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         let bearer = parts

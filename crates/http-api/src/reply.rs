@@ -21,8 +21,6 @@ pub const X_CONSUL_EFFECTIVE_CONSISTENCY: HeaderName =
     HeaderName::from_static("x-consul-effective-consistency");
 /// `X-Cache`.
 pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
-/// `X-Consul-Token`.
-pub const X_CONSUL_TOKEN: HeaderName = HeaderName::from_static("x-consul-token");
 
 /// Room reserved for a compact JSON body before serialising: most responses (a KV
 /// entry, a health check) fit, so the body is written without regrowing its buffer.

@@ -7,10 +7,12 @@
 //!
 //! Each run gets its own process group so the kill reaches the script's children
 //! too (Consul's `exec.KillCommandSubtree` sends SIGKILL to `-pid`); the direct
-//! child is killed through tokio as well. A run cancelled before it finished
+//! child is killed through tokio as well. A run cancelled while the script runs
 //! (check removed or replaced, runner shut down) kills the group the same way, so
-//! no script or child of one outlives its check. Consul leaves a running script
-//! alone on deregistration; a script nobody will read the result of is only load.
+//! nothing left in the script's process group outlives its check. Consul leaves a
+//! running script alone on deregistration; a script nobody will read the result
+//! of is only load. The group is signalled only while the script is unreaped:
+//! until then its pid, which is the group's id, cannot belong to anyone else.
 
 use crate::output::TailBuffer;
 use crate::status::Probe;
@@ -41,15 +43,20 @@ pub(crate) async fn probe(args: &[String], timeout: Duration, output_max_size: u
         Ok(c) => c,
         Err(e) => return Probe::critical(format!("exec: {program:?}: {e}")),
     };
-    // Declared after `child`, so a cancelled run kills the group before tokio's
-    // `kill_on_drop` kills (and reaps) the child.
     let mut group = GroupKill::of(&child);
     let buffer = Mutex::new(TailBuffer::new(output_max_size));
     // Like Go's `cmd.Wait`, a normal run ends when the process has exited *and* the
     // pipe is closed, so output written just before exit is never lost.
     let completed = {
         let work = async {
-            let (status, ()) = tokio::join!(child.wait(), pump(output_pipe, &buffer));
+            let wait = async {
+                let status = child.wait().await;
+                // Reaped (or beyond waiting for): its pid may be reused from now
+                // on, so the group id is no longer ours to signal.
+                group.disarm();
+                status
+            };
+            let (status, ()) = tokio::join!(wait, pump(output_pipe, &buffer));
             status
         };
         tokio::time::timeout(timeout, work).await
@@ -60,12 +67,9 @@ pub(crate) async fn probe(args: &[String], timeout: Duration, output_max_size: u
             .script_output()
     };
     match completed {
-        Ok(Ok(status)) => {
-            // Finished on its own: anything it left running is its business,
-            // as in Consul.
-            group.disarm();
-            judge(status, output(&buffer))
-        }
+        // Finished on its own: anything it left running is its business, as in
+        // Consul (the guard was disarmed when the script was reaped).
+        Ok(Ok(status)) => judge(status, output(&buffer)),
         Ok(Err(e)) => Probe::critical(format!("failed waiting for {program:?}: {e}")),
         Err(_) => {
             kill_tree(&mut child, &mut group).await;
@@ -125,7 +129,9 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, buffer: &Mutex<TailBuffer>) {
 }
 
 /// SIGKILL to a run's process group, at most once: when the run times out, or when
-/// it is dropped unfinished (cancelled). A run that finished normally disarms it.
+/// it is dropped unfinished (cancelled), provided the script has not been reaped
+/// yet. Reaping disarms it: an unreaped script (alive or a zombie) keeps its pid,
+/// and with it the group id, reserved; after that the number may be reused.
 struct GroupKill {
     #[cfg(unix)]
     group: Option<rustix::process::Pid>,
@@ -240,6 +246,7 @@ mod tests {
     }
 
     /// Whether `pid` is gone or a zombie (killed, not yet reaped by its new parent).
+    #[cfg(target_os = "linux")]
     fn dead(pid: &str) -> bool {
         match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
             Err(_) => true,
@@ -251,6 +258,7 @@ mod tests {
 
     /// Polls `cond` every 10 ms for up to 10 s (waiting for another process, whose
     /// progress has no event to await).
+    #[cfg(target_os = "linux")]
     async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         for _ in 0..1000 {
             if cond() {
@@ -261,13 +269,13 @@ mod tests {
         panic!("{what}: not within 10 s");
     }
 
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_cancelled_run_kills_the_scripts_children_too() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile = dir.path().join("grandchild");
         let script = format!(
-            "sleep 60 & echo $! > {}.tmp && mv {0}.tmp {0}; wait",
+            "sleep 60 & echo $! > '{}.tmp' && mv '{0}.tmp' '{0}'; wait",
             pidfile.display()
         );
         let run =
@@ -281,14 +289,17 @@ mod tests {
         eventually("the grandchild was killed", || dead(&pid)).await;
     }
 
-    #[cfg(unix)]
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_finished_run_leaves_what_it_started_alone() {
         let dir = tempfile::tempdir().expect("tempdir");
         let pidfile = dir.path().join("daemon");
         // The background child keeps no copy of the output pipe, so the run ends
         // as soon as the script exits.
-        let script = format!("sleep 60 >/dev/null 2>&1 & echo $! > {}", pidfile.display());
+        let script = format!(
+            "sleep 60 >/dev/null 2>&1 & echo $! > '{}'",
+            pidfile.display()
+        );
         let p = probe(&sh(&script), Duration::from_secs(10), 4096).await;
         assert_eq!(p, Probe::passing(""));
         let pid = std::fs::read_to_string(&pidfile).expect("pid file");
