@@ -256,37 +256,49 @@ mod tests {
         }
     }
 
-    /// Polls `cond` every 10 ms for up to 10 s (waiting for another process, whose
-    /// progress has no event to await).
-    #[cfg(target_os = "linux")]
-    async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-        for _ in 0..1000 {
-            if cond() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-        panic!("{what}: not within 10 s");
-    }
-
     #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_cancelled_run_kills_the_scripts_children_too() {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use rustix::process::{pidfd_open, Pid, PidfdFlags};
+        let limit = Duration::from_secs(10);
         let dir = tempfile::tempdir().expect("tempdir");
-        let pidfile = dir.path().join("grandchild");
-        let script = format!(
-            "sleep 60 & echo $! > '{}.tmp' && mv '{0}.tmp' '{0}'; wait",
-            pidfile.display()
-        );
+        // The script hands its child's pid through a FIFO: opening it blocks
+        // until the script writes, so the test waits on that event, not a clock.
+        let fifo = dir.path().join("grandchild");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let script = format!("sleep 60 & echo $! > '{}'; wait", fifo.display());
         let run =
             tokio::spawn(async move { probe(&sh(&script), Duration::from_secs(60), 4096).await });
-        eventually("the script started its child", || pidfile.exists()).await;
-        let pid = std::fs::read_to_string(&pidfile).expect("pid file");
+        let read = tokio::task::spawn_blocking(move || std::fs::read_to_string(fifo));
+        let pid = tokio::time::timeout(limit, read)
+            .await
+            .expect("the script started its child within 10 s")
+            .expect("reader")
+            .expect("pid from the FIFO");
         let pid = pid.trim().to_owned();
+        // A pidfd becomes readable when the process exits: the event to await.
+        let raw = Pid::from_raw(pid.parse().expect("pid")).expect("nonzero pid");
+        let pidfd = pidfd_open(raw, PidfdFlags::empty()).expect("pidfd");
         assert!(!dead(&pid), "the grandchild runs while the check does");
         run.abort();
         assert!(run.await.expect_err("aborted").is_cancelled());
-        eventually("the grandchild was killed", || dead(&pid)).await;
+        let exited = tokio::task::spawn_blocking(move || {
+            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+            let timeout = Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            poll(&mut fds, Some(&timeout)).expect("poll")
+        })
+        .await
+        .expect("poller");
+        assert_eq!(exited, 1, "the grandchild was not killed within 10 s");
+        assert!(dead(&pid));
     }
 
     #[cfg(target_os = "linux")]
