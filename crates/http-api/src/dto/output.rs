@@ -10,49 +10,15 @@ fn opaque(json: &Option<String>) -> Option<Value> {
     json.as_deref().and_then(|s| serde_json::from_str(s).ok())
 }
 
-/// `KVPair`.
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "PascalCase")]
-pub struct KvPair {
-    /// LockIndex.
-    pub lock_index: u64,
-    /// Key.
-    pub key: String,
-    /// Flags (full u64).
-    pub flags: u64,
-    /// Base64 value, `null` when empty (Consul's quirk: empty values read back as null).
-    pub value: Option<String>,
-    /// Lock holder.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub session: Option<String>,
-    /// CreateIndex.
-    pub create_index: u64,
-    /// ModifyIndex.
-    pub modify_index: u64,
-}
+/// Consul's `KVPair`, serialised straight from the stored entry: every KV read
+/// and transaction answers with these, and building an owned copy first cost a
+/// key and a base64 string per entry. Fields in Consul's order; `Value` is `null`
+/// when empty (Consul's quirk: empty values read back as null) and `Session` is
+/// left out when no session holds the key.
+#[derive(Debug)]
+pub struct KvPair<'a>(pub &'a KvEntry);
 
-impl From<&KvEntry> for KvPair {
-    fn from(e: &KvEntry) -> Self {
-        use base64::Engine;
-        KvPair {
-            lock_index: e.lock_index,
-            key: e.key.clone(),
-            flags: e.flags,
-            value: (!e.value.is_empty())
-                .then(|| base64::engine::general_purpose::STANDARD.encode(&e.value)),
-            session: e.session.map(|s| s.to_string()),
-            create_index: e.raft.create_index,
-            modify_index: e.raft.modify_index,
-        }
-    }
-}
-
-/// A stored KV entry serialised straight into Consul's `KVPair` shape, field for
-/// field as [`KvPair`], for `GET /v1/kv`: every read answers with these, and
-/// building a [`KvPair`] first cost an owned key and a base64 string per entry.
-pub struct KvPairRef<'a>(pub &'a KvEntry);
-
-impl Serialize for KvPairRef<'_> {
+impl Serialize for KvPair<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
         let e = self.0;
@@ -490,10 +456,10 @@ impl From<&Session> for SessionOut {
 /// One `/v1/txn` result: `{"KV": …}`, `{"Node": …}`, `{"Service": …}` (Consul's
 /// `NodeService` shape) or `{"Check": …}`.
 #[derive(Debug, Serialize)]
-pub enum TxnResultOut {
+pub enum TxnResultOut<'a> {
     /// A KV entry.
     #[serde(rename = "KV")]
-    Kv(KvPair),
+    Kv(KvPair<'a>),
     /// A node (as JSON: see [`nil_if_empty`]).
     Node(Value),
     /// A service instance (boxed: much larger than the other variants).
@@ -522,10 +488,10 @@ fn nil_if_empty<T: Serialize>(row: T, keys: &[&str]) -> Value {
     v
 }
 
-impl From<&TxnResult> for TxnResultOut {
-    fn from(r: &TxnResult) -> Self {
+impl<'a> From<&'a TxnResult> for TxnResultOut<'a> {
+    fn from(r: &'a TxnResult) -> Self {
         match r {
-            TxnResult::Kv(e) => TxnResultOut::Kv(e.into()),
+            TxnResult::Kv(e) => TxnResultOut::Kv(KvPair(e)),
             TxnResult::Node(n) => {
                 TxnResultOut::Node(nil_if_empty(NodeOut::from(n), &["TaggedAddresses", "Meta"]))
             }
@@ -551,16 +517,16 @@ pub struct TxnErrorOut {
 /// the other member is `null`.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]
-pub struct TxnResponseOut {
+pub struct TxnResponseOut<'a> {
     /// Results.
-    pub results: Option<Vec<TxnResultOut>>,
+    pub results: Option<Vec<TxnResultOut<'a>>>,
     /// Errors.
     pub errors: Option<Vec<TxnErrorOut>>,
 }
 
-impl TxnResponseOut {
+impl<'a> TxnResponseOut<'a> {
     /// A committed transaction.
-    pub fn committed(results: &[TxnResult]) -> Self {
+    pub fn committed(results: &'a [TxnResult]) -> Self {
         TxnResponseOut {
             results: Some(results.iter().map(TxnResultOut::from).collect()),
             errors: None,
@@ -591,7 +557,8 @@ mod tests {
     use tribune_types::SessionId;
 
     #[test]
-    fn a_kv_pair_serialised_in_place_is_the_same_json_as_the_owned_one() {
+    fn a_kv_pair_is_consuls_json() {
+        use base64::Engine;
         let base = KvEntry {
             key: "a/\"quoted\"/ü".into(),
             value: Vec::new(),
@@ -608,10 +575,17 @@ mod tests {
             session: Some(SessionId(uuid::Uuid::from_u128(0x1234))),
             ..base.clone()
         };
-        for e in [base, with_value] {
-            let owned = serde_json::to_string(&KvPair::from(&e)).expect("json");
-            let in_place = serde_json::to_string(&KvPairRef(&e)).expect("json");
-            assert_eq!(in_place, owned);
-        }
+        let json = |e: &KvEntry| serde_json::to_string(&KvPair(e)).expect("json");
+        assert_eq!(
+            json(&base),
+            r#"{"LockIndex":3,"Key":"a/\"quoted\"/ü","Flags":18446744073709551615,"Value":null,"CreateIndex":5,"ModifyIndex":9}"#
+        );
+        let value = base64::engine::general_purpose::STANDARD.encode(&with_value.value);
+        assert_eq!(
+            json(&with_value),
+            format!(
+                r#"{{"LockIndex":3,"Key":"a/\"quoted\"/ü","Flags":18446744073709551615,"Value":"{value}","Session":"00000000-0000-0000-0000-000000001234","CreateIndex":5,"ModifyIndex":9}}"#
+            )
+        );
     }
 }

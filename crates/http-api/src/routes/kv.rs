@@ -3,7 +3,7 @@
 //! `agent/kvs_endpoint.go`.
 
 use super::{bool_reply, mismatch, AppState};
-use crate::dto::output::KvPairRef;
+use crate::dto::output::KvPair;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
@@ -108,7 +108,7 @@ async fn get_kv(
         reply::add_meta_headers(h, &meta);
         return Ok(resp);
     }
-    let out: Vec<KvPairRef<'_>> = entries.iter().map(KvPairRef).collect();
+    let out: Vec<KvPair<'_>> = entries.iter().map(KvPair).collect();
     Ok(reply::json_meta(&out, &meta, pretty))
 }
 
