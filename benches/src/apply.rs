@@ -9,7 +9,9 @@
 //! clients (64), each writing its own ascending sequence, so consecutive writes
 //! land in that many regions of the key space. Prints the CPU time per write;
 //! compare builds (or commits) with the same arguments. Ends with the time two
-//! snapshots of the resulting state take to serialise.
+//! snapshots of the resulting state take to serialise into memory, and one
+//! written into a file as a server's raft snapshots are, with the process's
+//! resident memory before and after each.
 
 use std::time::Instant;
 
@@ -88,18 +90,47 @@ pub fn run(args: &[String]) -> Result<()> {
         let per = start.elapsed().as_nanos() as f64 / writes as f64;
         println!("  round {round}: {per:.0} ns per write");
     }
-    // What an automatic raft snapshot costs at this size (the `raft-snapshot`
-    // thread does exactly this, then writes the bytes to a file). Twice: a
-    // server's later snapshots size their buffer from the one before.
+    let rows = keys + writes * u64::from(rounds);
+    // As a server's `raft-snapshot` thread writes: into a file as the bytes
+    // are serialised, no buffer the size of the state (the thread then also
+    // reads the file back for its checksum and syncs it). First, while no
+    // earlier snapshot's buffer has raised the resident memory.
+    let file = tempfile::tempfile().context("temporary file")?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
+    let rss = resident_mib();
+    let start = Instant::now();
+    let len = store.snapshot_job().write_to(&mut out)?;
+    std::io::Write::flush(&mut out)?;
+    println!(
+        "snapshot (to a file): {rows} rows written in {:.0} ms ({:.1} MiB), resident {rss:.0} -> {:.0} MiB",
+        start.elapsed().as_secs_f64() * 1e3,
+        len as f64 / f64::from(1 << 20),
+        resident_mib(),
+    );
+    // Then into memory, as `GET /v1/snapshot` and the synchronous path do.
+    // Twice: later snapshots size their buffer from the one before.
     for which in ["first", "next"] {
+        let rss = resident_mib();
         let start = Instant::now();
         let bytes = store.snapshot();
         println!(
-            "snapshot ({which}): {} rows serialised in {:.0} ms ({:.1} MiB)",
-            keys + writes * u64::from(rounds),
+            "snapshot ({which}): {rows} rows serialised in {:.0} ms ({:.1} MiB), resident {rss:.0} -> {:.0} MiB",
             start.elapsed().as_secs_f64() * 1e3,
-            bytes.len() as f64 / f64::from(1 << 20)
+            bytes.len() as f64 / f64::from(1 << 20),
+            resident_mib(),
         );
     }
     Ok(())
+}
+
+/// This process's resident memory (`VmRSS`), in MiB; 0 where `/proc` is absent.
+fn resident_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
 }

@@ -88,7 +88,7 @@ struct WrittenSnapshot {
     term: u64,
     conf_state: ConfState,
     path: PathBuf,
-    bytes: usize,
+    bytes: u64,
     started: Instant,
 }
 
@@ -817,10 +817,8 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
         let job = move || {
             background_priority();
             let write = move || {
-                let data = task();
-                let bytes = data.len();
-                dir.write(index, term, &conf_state, &data)
-                    .map(|path| WrittenSnapshot {
+                dir.write_with(index, term, &conf_state, task)
+                    .map(|(path, bytes)| WrittenSnapshot {
                         index,
                         term,
                         conf_state,

@@ -88,7 +88,7 @@ pub use error::{
     ApplyError, ConfigError, ConsensusError, CorruptionError, InvalidMessage, ProposeError,
     RestoreError, SnapshotFileError, SnapshotRejection,
 };
-pub use machine::{Applied, SnapshotTask, StateMachine};
+pub use machine::{Applied, SnapshotSink, SnapshotTask, StateMachine};
 pub use node::{start, MembershipChange, Raft, RaftInbox};
 pub use snapfile::{read_snapshot_file, SnapshotFile};
 pub use status::{PeerProgress, RaftMetrics, RaftStatus};

@@ -39,15 +39,25 @@ pub trait StateMachine: Send + 'static {
     /// election timeout). The default serialises right away.
     fn snapshot_task(&self) -> SnapshotTask {
         let data = self.snapshot();
-        Box::new(move || data)
+        Box::new(move |out| out.write_all(&data))
     }
 
     /// Replace the whole state with a snapshot taken at `index`.
     fn restore(&mut self, index: u64, data: &[u8]) -> Result<(), RestoreError>;
 }
 
-/// Serialises a state captured by [`StateMachine::snapshot_task`].
-pub type SnapshotTask = Box<dyn FnOnce() -> Vec<u8> + Send>;
+/// Serialises a state captured by [`StateMachine::snapshot_task`] into the
+/// snapshot file, at the sink's position. Everything from there to the end of
+/// the file is the snapshot's data, which the file's own header and checksum
+/// then cover.
+pub type SnapshotTask = Box<dyn FnOnce(&mut dyn SnapshotSink) -> std::io::Result<()> + Send>;
+
+/// Where a [`SnapshotTask`] writes: the data region of a snapshot file being
+/// written. Positions are relative to the region's start, so a task may seek
+/// back within its own bytes to fill in a length it knows only at the end.
+pub trait SnapshotSink: std::io::Write + std::io::Seek {}
+
+impl<T: std::io::Write + std::io::Seek + ?Sized> SnapshotSink for T {}
 
 /// A proposal's result: where it landed in the log and what `apply` returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

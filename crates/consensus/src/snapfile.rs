@@ -14,13 +14,14 @@
 //! under a real name.
 
 use std::fs::{self, File};
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use raft::eraftpb::ConfState;
 
 use crate::codec;
 use crate::error::{io_err, ConsensusError, SnapshotFileError};
+use crate::machine::SnapshotSink;
 
 const MAGIC: &[u8; 8] = b"TRIBSNAP";
 const VERSION: u32 = 1;
@@ -97,40 +98,39 @@ impl SnapshotDir {
         conf_state: &ConfState,
         data: &[u8],
     ) -> Result<PathBuf, ConsensusError> {
+        self.write_with(index, term, conf_state, |out| out.write_all(data))
+            .map(|(path, _)| path)
+    }
+
+    /// Durably write a snapshot whose data `data` writes into the file itself
+    /// (see [`SnapshotSink`]); returns its path and the data's length.
+    ///
+    /// The data's length is written into the header once known, and the
+    /// checksum is computed by reading the file back (from the page cache)
+    /// before the trailer is appended: the data may have been patched in place
+    /// as it was written, so a checksum taken on the way would not be the file's.
+    pub(crate) fn write_with(
+        &self,
+        index: u64,
+        term: u64,
+        conf_state: &ConfState,
+        data: impl FnOnce(&mut dyn SnapshotSink) -> std::io::Result<()>,
+    ) -> Result<(PathBuf, u64), ConsensusError> {
         let name = file_name(index, term);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{TMP_PREFIX}{name}"));
-        let conf = codec::encode(conf_state);
-
-        let mut header = Vec::with_capacity(HEADER_LEN);
-        header.extend_from_slice(MAGIC);
-        header.extend_from_slice(&VERSION.to_be_bytes());
-        header.extend_from_slice(&index.to_be_bytes());
-        header.extend_from_slice(&term.to_be_bytes());
-        // A ConfState is a handful of ids; u32 cannot overflow in practice, and
-        // if it somehow did the CRC/length check on read would reject the file.
-        header.extend_from_slice(&(conf.len() as u32).to_be_bytes());
-        header.extend_from_slice(&(data.len() as u64).to_be_bytes());
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&header);
-        crc.update(&conf);
-        crc.update(data);
-        let crc = crc.finalize();
-
-        let file = File::create(&tmp).map_err(io_err(&tmp))?;
-        let mut w = BufWriter::new(file);
-        w.write_all(&header)
-            .and_then(|()| w.write_all(&conf))
-            .and_then(|()| w.write_all(data))
-            .and_then(|()| w.write_all(&crc.to_be_bytes()))
-            .and_then(|()| w.flush())
-            .map_err(io_err(&tmp))?;
-        let file = w.into_inner().map_err(|e| io_err(&tmp)(e.into_error()))?;
-        file.sync_all().map_err(io_err(&tmp))?;
-        drop(file);
+        let written = write_file(&tmp, index, term, &codec::encode(conf_state), data);
+        let data_len = match written {
+            Ok(n) => n,
+            Err(e) => {
+                // Best effort: `open` removes leftovers at the next start anyway.
+                let _ = fs::remove_file(&tmp);
+                return Err(io_err(&tmp)(e));
+            }
+        };
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
         sync_dir(&self.dir)?;
-        Ok(path)
+        Ok((path, data_len))
     }
 
     /// Delete all but the newest `keep` snapshots.
@@ -139,6 +139,103 @@ impl SnapshotDir {
             fs::remove_file(&old.path).map_err(io_err(&old.path))?;
         }
         sync_dir(&self.dir)
+    }
+}
+
+/// Writes a whole snapshot file at `tmp` and syncs it; returns the data's length.
+fn write_file(
+    tmp: &Path,
+    index: u64,
+    term: u64,
+    conf: &[u8],
+    data: impl FnOnce(&mut dyn SnapshotSink) -> std::io::Result<()>,
+) -> std::io::Result<u64> {
+    let mut header = [0u8; HEADER_LEN];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_be_bytes());
+    header[12..20].copy_from_slice(&index.to_be_bytes());
+    header[20..28].copy_from_slice(&term.to_be_bytes());
+    // A ConfState is a handful of ids; u32 cannot overflow in practice, and if it
+    // somehow did the CRC/length check on read would reject the file.
+    header[28..32].copy_from_slice(&(conf.len() as u32).to_be_bytes());
+    // [32..40]: the data's length, filled in below.
+    // Readable too: the checksum is computed by reading the file back.
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)?;
+    let mut w = BufWriter::with_capacity(1 << 20, file);
+    w.write_all(&header)?;
+    w.write_all(conf)?;
+    let start = (HEADER_LEN + conf.len()) as u64;
+    data(&mut DataRegion {
+        file: &mut w,
+        start,
+    })?;
+    let data_len = w.seek(SeekFrom::End(0))? - start;
+    w.seek(SeekFrom::Start(32))?;
+    w.write_all(&data_len.to_be_bytes())?;
+    let mut file = w
+        .into_inner()
+        .map_err(std::io::IntoInnerError::into_error)?;
+    file.seek(SeekFrom::Start(0))?;
+    let mut crc = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut left = start + data_len;
+    while left > 0 {
+        let n = file.read(&mut buf[..left.min(1 << 20) as usize])?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        crc.update(&buf[..n]);
+        left -= n as u64;
+    }
+    file.write_all(&crc.finalize().to_be_bytes())?;
+    file.sync_all()?;
+    Ok(data_len)
+}
+
+/// The data region of a snapshot file being written: positions are relative to
+/// its start, and seeking before it is refused.
+struct DataRegion<'a> {
+    file: &'a mut BufWriter<File>,
+    start: u64,
+}
+
+impl Write for DataRegion<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Seek for DataRegion<'_> {
+    fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+        let before = || {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "seek before the start of the snapshot's data",
+            )
+        };
+        let to = match to {
+            SeekFrom::Start(n) => SeekFrom::Start(self.start.checked_add(n).ok_or_else(before)?),
+            SeekFrom::Current(d) => {
+                let here = self.file.stream_position()?;
+                let there = here.checked_add_signed(d).filter(|&p| p >= self.start);
+                SeekFrom::Start(there.ok_or_else(before)?)
+            }
+            SeekFrom::End(d) => {
+                let end = self.file.seek(SeekFrom::End(0))?;
+                let there = end.checked_add_signed(d).filter(|&p| p >= self.start);
+                SeekFrom::Start(there.ok_or_else(before)?)
+            }
+        };
+        Ok(self.file.seek(to)? - self.start)
     }
 }
 
@@ -255,6 +352,52 @@ mod tests {
         assert_eq!(file.term, 7);
         assert_eq!(file.conf_state, conf());
         assert_eq!(file.data, b"state bytes");
+    }
+
+    /// Data written through the sink, patched in place by seeking back, makes
+    /// the same file as the same bytes handed over whole.
+    #[test]
+    fn data_written_through_the_sink_and_patched_in_place() {
+        let tmp = tempfile::tempdir().unwrap();
+        let whole = SnapshotDir::open(tmp.path().join("whole")).unwrap();
+        let streamed = SnapshotDir::open(tmp.path().join("streamed")).unwrap();
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        let mut want = data.clone();
+        want[..4].copy_from_slice(b"LEN!");
+        let a = whole.write(42, 7, &conf(), &want).unwrap();
+        let (b, len) = streamed
+            .write_with(42, 7, &conf(), |out| {
+                assert_eq!(out.stream_position()?, 0);
+                out.write_all(&data)?;
+                let end = out.stream_position()?;
+                out.seek(SeekFrom::Start(0))?;
+                out.write_all(b"LEN!")?;
+                out.seek(SeekFrom::Start(end))?;
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(len, want.len() as u64);
+        assert_eq!(fs::read(&a).unwrap(), fs::read(&b).unwrap());
+        assert_eq!(read_snapshot_file(&b).unwrap().data, want);
+    }
+
+    /// A task that fails, or seeks before its data, leaves neither a snapshot
+    /// nor a temporary file behind.
+    #[test]
+    fn a_failed_task_leaves_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = SnapshotDir::open(tmp.path().to_path_buf()).unwrap();
+        let err = dir.write_with(5, 1, &conf(), |out| {
+            out.write_all(b"partial")?;
+            Err(std::io::Error::other("disk full"))
+        });
+        assert!(err.is_err());
+        let err = dir.write_with(6, 1, &conf(), |out| {
+            out.write_all(b"abc")?;
+            out.seek(SeekFrom::Current(-4)).map(|_| ())
+        });
+        assert!(err.is_err());
+        assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
     #[test]

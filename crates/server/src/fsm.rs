@@ -45,7 +45,8 @@ impl StateMachine for Fsm {
     }
 
     fn snapshot_task(&self) -> SnapshotTask {
-        Box::new(self.state.snapshot_task())
+        let job = self.state.snapshot_job();
+        Box::new(move |out| job.write_to(out).map(|_| ()))
     }
 
     fn restore(&mut self, _index: u64, data: &[u8]) -> Result<(), RestoreError> {

@@ -7,7 +7,8 @@
 
 use crate::db::{pair, Db, StateStore};
 use serde::{Deserialize, Serialize};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::io::{BufWriter, Cursor, Seek, SeekFrom, Write};
+use std::sync::atomic::Ordering;
 use tribune_types::model::coordinate::CoordinateEntry;
 use tribune_types::model::operator::AutopilotSettings;
 use tribune_types::model::{CaConfig, CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
@@ -66,30 +67,59 @@ struct Body {
 impl StateStore {
     /// Serialises the whole state at its last applied index.
     pub fn snapshot(&self) -> Vec<u8> {
-        encode(&self.snapshot_db(), &self.snapshot_len)
+        // A little larger than the previous snapshot: growing the buffer by
+        // doubling up to hundreds of MiB copied it repeatedly and had the kernel
+        // zero every new page (a third of the time).
+        let hint = self.snapshot_len.load(Ordering::Relaxed);
+        let mut out = Cursor::new(Vec::with_capacity(
+            (hint + hint / 8).max(HEADER + 4 + 64 * 1024),
+        ));
+        match write_snapshot(&self.snapshot_db(), &mut out) {
+            Ok(len) => debug_assert_eq!(len, out.get_ref().len() as u64),
+            Err(e) => unreachable!("writing to memory failed: {e}"),
+        }
+        let out = out.into_inner();
+        self.snapshot_len.store(out.len(), Ordering::Relaxed);
+        out
     }
 
-    /// [`StateStore::snapshot`] split in two: the state is captured now (a
-    /// reference-count bump), the returned closure serialises it later, on any
-    /// thread, unaffected by what is applied meanwhile.
-    pub fn snapshot_task(&self) -> impl FnOnce() -> Vec<u8> + Send + 'static {
-        let db = self.snapshot_db();
-        let len = self.snapshot_len.clone();
-        move || encode(&db, &len)
+    /// [`StateStore::snapshot`] split in two, and written to a file instead of
+    /// memory: the state is captured now (a reference-count bump); the returned
+    /// job serialises it later, on any thread, unaffected by what is applied
+    /// meanwhile.
+    pub fn snapshot_job(&self) -> SnapshotJob {
+        SnapshotJob {
+            db: self.snapshot_db(),
+        }
     }
 }
 
-/// Serialises one version of the state.
+/// One version of the state, to be serialised ([`StateStore::snapshot_job`]).
+pub struct SnapshotJob {
+    db: std::sync::Arc<Db>,
+}
+
+impl SnapshotJob {
+    /// Writes the snapshot at `out`'s position, in the same bytes as
+    /// [`StateStore::snapshot`]; returns their length.
+    ///
+    /// Straight into `out` rather than into memory first: a buffer would be as
+    /// large as the serialised state, on top of the state itself, for as long as
+    /// the snapshot takes (hundreds of MiB for a large KV store, every snapshot).
+    pub fn write_to<W: Write + Seek + ?Sized>(self, out: &mut W) -> std::io::Result<u64> {
+        write_snapshot(&self.db, out)
+    }
+}
+
+/// Serialises one version of the state at `out`'s position; returns the length.
 ///
-/// The body is written straight from the tables into the output, behind the
-/// header: collecting owned rows first (as [`Body`] holds them for decoding)
-/// would copy every key and value of the state, twice its size in memory and
-/// most of the time a snapshot takes.
-///
-/// `last_len` is the previous snapshot's length: the buffer starts a little
-/// larger than that, because growing it by doubling up to hundreds of MiB copied
-/// it repeatedly and had the kernel zero every new page (a third of the time).
-fn encode(db: &Db, last_len: &AtomicUsize) -> Vec<u8> {
+/// The body is written straight from the tables, behind the header: collecting
+/// owned rows first (as [`Body`] holds them for decoding) would copy every key
+/// and value of the state, twice its size in memory and most of the time a
+/// snapshot takes. Its length is known only at the end, so the header's length
+/// field is filled in by seeking back, and the checksum over the header and body
+/// is the header's combined with the body's, which is computed as it is written.
+fn write_snapshot<W: Write + Seek + ?Sized>(db: &Db, out: &mut W) -> std::io::Result<u64> {
     let body = BodyRef {
         nodes: Seq(db.nodes.len(), || db.nodes.iter().map(|(_, v)| v)),
         services: Seq(db.services.len(), || db.services.iter().map(|(_, v)| v)),
@@ -123,23 +153,77 @@ fn encode(db: &Db, last_len: &AtomicUsize) -> Vec<u8> {
         }),
         ca_config: &db.ca_config,
     };
-    let hint = last_len.load(Ordering::Relaxed);
-    let mut out = Vec::with_capacity((hint + hint / 8).max(HEADER + 4 + 64 * 1024));
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&VERSION.to_be_bytes());
-    out.extend_from_slice(&db.index.to_be_bytes());
-    out.extend_from_slice(&0u64.to_be_bytes()); // the body's length, filled in below
-    if let Err(e) = rmp_serde::encode::write_named(&mut out, &body) {
+    let start = out.stream_position()?;
+    let mut header = [0u8; HEADER];
+    header[..8].copy_from_slice(MAGIC);
+    header[8..12].copy_from_slice(&VERSION.to_be_bytes());
+    header[12..20].copy_from_slice(&db.index.to_be_bytes());
+    // [20..28]: the body's length, filled in below.
+    out.write_all(&header)?;
+    // The encoder writes a few bytes at a time: buffered here, the checksum and
+    // `out` (a file, through a `dyn` sink) see large pieces.
+    let mut sink = BufWriter::with_capacity(
+        64 * 1024,
+        Counted {
+            out: &mut *out,
+            crc: crc32fast::Hasher::new(),
+            len: 0,
+            failed: None,
+        },
+    );
+    if let Err(e) = rmp_serde::encode::write_named(&mut sink, &body) {
+        if let Some(io) = sink.get_mut().failed.take() {
+            return Err(io);
+        }
         // Only a table whose length disagrees with its rows gets here: a bug, and
         // a snapshot with an empty body would lose the state, so stop.
         panic!("state snapshot failed to serialise: {e}");
     }
-    let len = (out.len() - HEADER) as u64;
-    out[HEADER - 8..HEADER].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32fast::hash(&out);
-    out.extend_from_slice(&crc.to_be_bytes());
-    last_len.store(out.len(), Ordering::Relaxed);
-    out
+    sink.flush()?;
+    let Counted {
+        crc: body_crc, len, ..
+    } = sink.into_parts().0;
+    header[20..28].copy_from_slice(&len.to_be_bytes());
+    out.seek(SeekFrom::Start(start + 20))?;
+    out.write_all(&header[20..28])?;
+    out.seek(SeekFrom::Start(start + HEADER as u64 + len))?;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&header);
+    crc.combine(&body_crc);
+    out.write_all(&crc.finalize().to_be_bytes())?;
+    Ok(HEADER as u64 + len + 4)
+}
+
+/// A writer that counts and checksums what passes through it, and keeps the
+/// first I/O error (the encoder's own error type does not hand it back).
+struct Counted<'a, W: Write + ?Sized> {
+    out: &'a mut W,
+    crc: crc32fast::Hasher,
+    len: u64,
+    failed: Option<std::io::Error>,
+}
+
+impl<W: Write + ?Sized> Write for Counted<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self.out.write(buf) {
+            Ok(n) => {
+                self.crc.update(&buf[..n]);
+                self.len += n as u64;
+                Ok(n)
+            }
+            // `write_all` retries an interrupted write itself: not a failure.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let copy = std::io::Error::new(e.kind(), e.to_string());
+                self.failed.get_or_insert(e);
+                Err(copy)
+            }
+        }
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// [`Body`] by reference: the same field names and encodings.
@@ -430,9 +514,18 @@ mod tests {
         assert_eq!(db.coordinates.len(), 1);
         assert!(db.ca_config.is_some());
 
-        let snap = encode(&db, &AtomicUsize::new(0));
+        let encode = |db: &Db| {
+            let mut out = Cursor::new(Vec::new());
+            write_snapshot(db, &mut out).unwrap();
+            out.into_inner()
+        };
+        let snap = encode(&db);
         assert_eq!(&snap[HEADER..snap.len() - 4], collected(&db).as_slice());
+        // The checksum combined from the header's and the body's is the one
+        // over the bytes.
+        let end = snap.len() - 4;
+        assert_eq!(crc32fast::hash(&snap[..end]).to_be_bytes(), snap[end..]);
         let back = decode_db(&snap).unwrap();
-        assert_eq!(encode(&back, &AtomicUsize::new(snap.len())), snap);
+        assert_eq!(encode(&back), snap);
     }
 }

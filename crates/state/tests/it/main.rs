@@ -301,13 +301,56 @@ fn snapshot_task_serialises_the_state_it_captured() {
     let s = StateStore::new();
     s.apply(1, &set("a", "1", KvSetMode::Set)).unwrap();
     let expected = s.snapshot();
-    let task = s.snapshot_task();
+    let job = s.snapshot_job();
     s.apply(2, &set("a", "2", KvSetMode::Set)).unwrap();
     s.apply(3, &set("b", "3", KvSetMode::Set)).unwrap();
-    let data = std::thread::spawn(task).join().unwrap();
+    let data = std::thread::spawn(move || {
+        // Written behind other bytes, as into a file after its own header.
+        let mut out = std::io::Cursor::new(b"prefix".to_vec());
+        out.set_position(6);
+        let len = job.write_to(&mut out).unwrap();
+        let out = out.into_inner();
+        assert_eq!(len as usize, out.len() - 6);
+        out[6..].to_vec()
+    })
+    .join()
+    .unwrap();
     assert_eq!(data, expected);
     let t = StateStore::new();
     assert_eq!(t.restore(&data).unwrap(), 1);
+}
+
+/// A snapshot whose output fails (a full disk) reports the error instead of
+/// panicking or claiming success.
+#[test]
+fn a_snapshot_job_reports_a_failing_output() {
+    struct Full(std::io::Cursor<Vec<u8>>);
+    impl std::io::Write for Full {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if self.0.get_ref().len() + buf.len() > 100 {
+                return Err(std::io::Error::other("no space left"));
+            }
+            self.0.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    impl std::io::Seek for Full {
+        fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+            self.0.seek(to)
+        }
+    }
+    let s = StateStore::new();
+    for i in 0..20 {
+        s.apply(i + 1, &set(&format!("k/{i}"), "some value", KvSetMode::Set))
+            .unwrap();
+    }
+    let err = s
+        .snapshot_job()
+        .write_to(&mut Full(std::io::Cursor::new(Vec::new())))
+        .unwrap_err();
+    assert_eq!(err.to_string(), "no space left");
 }
 
 #[test]
