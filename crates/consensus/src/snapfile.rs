@@ -119,16 +119,14 @@ impl SnapshotDir {
         let name = file_name(index, term);
         let path = self.dir.join(&name);
         let tmp = self.dir.join(format!("{TMP_PREFIX}{name}"));
-        let written = write_file(&tmp, index, term, &codec::encode(conf_state), data);
-        let data_len = match written {
-            Ok(n) => n,
-            Err(e) => {
-                // Best effort: `open` removes leftovers at the next start anyway.
-                let _ = fs::remove_file(&tmp);
-                return Err(io_err(&tmp)(e));
-            }
-        };
+        // Until renamed, the temporary goes if the write fails or the task
+        // panics: it can be as large as the state, and `open` only removes
+        // leftovers at the next start.
+        let mut guard = RemoveOnDrop(Some(&tmp));
+        let data_len = write_file(&tmp, index, term, &codec::encode(conf_state), data)
+            .map_err(io_err(&tmp))?;
         fs::rename(&tmp, &path).map_err(io_err(&path))?;
+        guard.0 = None;
         sync_dir(&self.dir)?;
         Ok((path, data_len))
     }
@@ -139,6 +137,18 @@ impl SnapshotDir {
             fs::remove_file(&old.path).map_err(io_err(&old.path))?;
         }
         sync_dir(&self.dir)
+    }
+}
+
+/// Removes the file it names when dropped, unless it was cleared.
+struct RemoveOnDrop<'a>(Option<&'a Path>);
+
+impl Drop for RemoveOnDrop<'_> {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            // Best effort: `SnapshotDir::open` removes leftovers at the next start.
+            let _ = fs::remove_file(path);
+        }
     }
 }
 
@@ -381,8 +391,8 @@ mod tests {
         assert_eq!(read_snapshot_file(&b).unwrap().data, want);
     }
 
-    /// A task that fails, or seeks before its data, leaves neither a snapshot
-    /// nor a temporary file behind.
+    /// A task that fails, seeks before its data or panics leaves neither a
+    /// snapshot nor a temporary file behind.
     #[test]
     fn a_failed_task_leaves_nothing() {
         let tmp = tempfile::tempdir().unwrap();
@@ -397,6 +407,13 @@ mod tests {
             out.seek(SeekFrom::Current(-4)).map(|_| ())
         });
         assert!(err.is_err());
+        let panicked = std::panic::catch_unwind(|| {
+            dir.write_with(7, 1, &conf(), |out| {
+                out.write_all(b"partial")?;
+                panic!("serialising failed");
+            })
+        });
+        assert!(panicked.is_err());
         assert_eq!(fs::read_dir(tmp.path()).unwrap().count(), 0);
     }
 
