@@ -255,7 +255,7 @@ pub fn read_snapshot_file(path: &Path) -> Result<SnapshotFile, SnapshotFileError
         path: path.to_path_buf(),
         source,
     })?;
-    let file = decode(&bytes)?;
+    let file = decode(bytes)?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
     if let Some((index, term)) = name.as_deref().and_then(parse_name) {
         if (index, term) != (file.index, file.term) {
@@ -268,7 +268,10 @@ pub fn read_snapshot_file(path: &Path) -> Result<SnapshotFile, SnapshotFileError
     Ok(file)
 }
 
-fn decode(bytes: &[u8]) -> Result<SnapshotFile, SnapshotFileError> {
+/// Verifies a snapshot file's bytes and keeps its data in the same buffer: a
+/// copy would double, for a moment, the memory a large snapshot takes at start
+/// and whenever one is sent to a follower.
+fn decode(bytes: Vec<u8>) -> Result<SnapshotFile, SnapshotFileError> {
     if bytes.len() < HEADER_LEN + TRAILER_LEN {
         return Err(SnapshotFileError::TooShort { len: bytes.len() });
     }
@@ -307,7 +310,12 @@ fn decode(bytes: &[u8]) -> Result<SnapshotFile, SnapshotFileError> {
         index,
         term,
         conf_state,
-        data: bytes[conf_end..body_end].to_vec(),
+        data: {
+            let mut data = bytes;
+            data.truncate(body_end);
+            data.drain(..conf_end);
+            data
+        },
     })
 }
 
@@ -426,14 +434,14 @@ mod tests {
         for i in 0..good.len() {
             let mut bad = good.clone();
             bad[i] ^= 0x40;
-            assert!(decode(&bad).is_err(), "flip at byte {i} went unnoticed");
+            assert!(decode(bad).is_err(), "flip at byte {i} went unnoticed");
         }
         assert!(matches!(
-            decode(&good[..good.len() - 1]),
+            decode(good[..good.len() - 1].to_vec()),
             Err(SnapshotFileError::LengthMismatch { .. })
         ));
         assert!(matches!(
-            decode(&good[..10]),
+            decode(good[..10].to_vec()),
             Err(SnapshotFileError::TooShort { .. })
         ));
     }
