@@ -123,14 +123,7 @@ pub fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-/// This process's resident memory (`VmRSS`), in MiB; 0 where `/proc` is absent.
+/// This process's resident memory, in MiB; 0 where `/proc` is absent.
 fn resident_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
+    crate::checks::rss_mib(std::process::id()).unwrap_or(0.0)
 }

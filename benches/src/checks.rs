@@ -270,8 +270,8 @@ impl Results {
     }
 }
 
-/// The client agent's resident set, MiB (`VmRSS` in `/proc/<pid>/status`).
-fn rss_mib(pid: u32) -> Option<f64> {
+/// A process's resident set, MiB (`VmRSS` in `/proc/<pid>/status`).
+pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kib: f64 = text
         .lines()
