@@ -128,8 +128,9 @@ pub struct StateStore {
     /// Restores so far: a blocking query that sees this move returns at once, even
     /// if the index it watches went backwards (Consul's abandon channel).
     restores: AtomicU64,
-    /// The length of the last snapshot, to size the next one's buffer.
-    pub(crate) snapshot_len: Arc<std::sync::atomic::AtomicUsize>,
+    /// The length of the last snapshot built in memory, to size the next one's
+    /// buffer.
+    pub(crate) snapshot_len: std::sync::atomic::AtomicUsize,
 }
 
 /// Batches that may end unpublished in a row before one publishes anyway.

@@ -83,10 +83,11 @@ impl StateStore {
         out
     }
 
-    /// [`StateStore::snapshot`] split in two, and written to a file instead of
-    /// memory: the state is captured now (a reference-count bump); the returned
-    /// job serialises it later, on any thread, unaffected by what is applied
-    /// meanwhile.
+    /// [`StateStore::snapshot`] split in two, and written to any seekable
+    /// output instead of memory (a server's raft snapshots go straight into
+    /// their file): the state is captured now (a reference-count bump); the
+    /// returned job serialises it later, on any thread, unaffected by what is
+    /// applied meanwhile.
     pub fn snapshot_job(&self) -> SnapshotJob {
         SnapshotJob {
             db: self.snapshot_db(),

@@ -32,7 +32,7 @@ use crate::bloom::Bloom;
 /// enough that the delta stays two levels deep (cheap to copy per write) and a
 /// a fold (done within one write) a short pause of the raft thread, large
 /// enough that a fold's path copies are shared by many writes. (4,096 cut the
-/// apply bench's cost per write threefold when writes spread over 512 key
+/// apply bench's cost per write about 2.6-fold when writes spread over 512 key
 /// ranges, but gained nothing in the cluster benchmark, whose 64-client rows
 /// were if anything slower: BENCHMARKS.md, "State store apply".)
 pub const DELTA_MAX: usize = 256;
