@@ -107,7 +107,8 @@ pub fn run(args: &[String]) -> Result<()> {
         len as f64 / f64::from(1 << 20),
         resident_mib(),
     );
-    // Then into memory, as `GET /v1/snapshot` and the synchronous path do.
+    // Then into memory, as the synchronous path (raft snapshots outside a
+    // server's background thread) does.
     // Twice: later snapshots size their buffer from the one before.
     for which in ["first", "next"] {
         let rss = resident_mib();

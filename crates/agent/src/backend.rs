@@ -3,9 +3,11 @@
 
 use crate::agent::{backend_err, Agent, AgentEvent};
 use async_trait::async_trait;
+use futures::StreamExt;
 use std::collections::BTreeMap;
 use tribune_http_api::backend::LocalCheck as ApiLocalCheck;
 use tribune_http_api::{AgentInfo, Backend, BackendError, ClusterStatus, ServiceRegistration};
+use tribune_rpc::RpcError;
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -92,6 +94,37 @@ impl Backend for Agent {
         req: tribune_types::model::operator::OperatorRequest,
     ) -> Result<tribune_types::model::operator::OperatorReply, BackendError> {
         self.servers.operator(req).await.map_err(backend_err)
+    }
+
+    async fn snapshot_save(
+        &self,
+        stale: bool,
+    ) -> Result<tribune_http_api::SnapshotDownload, BackendError> {
+        let d = self
+            .servers
+            .snapshot_save(stale)
+            .await
+            .map_err(backend_err)?;
+        Ok(tribune_http_api::SnapshotDownload {
+            index: d.head.index,
+            known_leader: d.head.known_leader,
+            last_contact: std::time::Duration::from_millis(d.head.last_contact_ms),
+            archive: d.archive.map(|piece| piece.map_err(backend_err)).boxed(),
+        })
+    }
+
+    async fn snapshot_restore(
+        &self,
+        body: tribune_http_api::ArchiveBody,
+    ) -> Result<(), BackendError> {
+        // Upload errors travel as transport errors; the text survives.
+        let archive = body
+            .map(|piece| piece.map_err(|e| RpcError::Transport(e.to_string())))
+            .boxed();
+        self.servers
+            .snapshot_restore(archive)
+            .await
+            .map_err(backend_err)
     }
 
     async fn connect_leaf(

@@ -72,6 +72,9 @@ pub enum Error {
     /// The request could not be built from the given options.
     #[error("invalid request: {0}")]
     InvalidRequest(String),
+    /// A local file a request streams to or from failed.
+    #[error("local file: {0}")]
+    Output(#[source] std::io::Error),
 }
 
 impl Error {

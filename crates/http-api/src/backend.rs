@@ -203,6 +203,21 @@ pub struct KeyringPool {
     pub error: String,
 }
 
+/// An operator snapshot archive's bytes, as they come (see [`Backend::snapshot_save`]).
+pub type ArchiveBody = futures::stream::BoxStream<'static, Result<bytes::Bytes, BackendError>>;
+
+/// `GET /v1/snapshot`'s answer: who answered, and the archive, streamed.
+pub struct SnapshotDownload {
+    /// Raft index of the state in the archive (`X-Consul-Index`).
+    pub index: u64,
+    /// Whether the answering server knew a leader.
+    pub known_leader: bool,
+    /// Time since it heard from the leader.
+    pub last_contact: Duration,
+    /// The archive; an error ends the response early.
+    pub archive: ArchiveBody,
+}
+
 /// What the HTTP API needs from its agent.
 #[async_trait]
 pub trait Backend: Send + Sync + 'static {
@@ -234,6 +249,17 @@ pub trait Backend: Send + Sync + 'static {
         Err(BackendError::Unavailable(
             "operator requests need a server".into(),
         ))
+    }
+
+    /// An archive of the state (the leader's, or with `stale` the answering
+    /// server's), streamed rather than buffered: it is as large as the state.
+    async fn snapshot_save(&self, _stale: bool) -> Result<SnapshotDownload, BackendError> {
+        Err(BackendError::Unavailable("snapshots need a server".into()))
+    }
+    /// Replaces the cluster's state with the archive `body`; a bad archive
+    /// changes nothing.
+    async fn snapshot_restore(&self, _body: ArchiveBody) -> Result<(), BackendError> {
+        Err(BackendError::Unavailable("snapshots need a server".into()))
     }
 
     /// The leaf certificate of `service` (Consul's agent leaf cache): reused until

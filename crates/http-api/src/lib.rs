@@ -21,8 +21,9 @@ pub mod reply;
 mod routes;
 
 pub use backend::{
-    AgentInfo, Backend, BackendError, ClusterStatus, DatacenterCoordinates, Gauge, KeyringOp,
-    KeyringPool, KeyringRequest, LeafCert, LogLine, ServiceRegistration, UserEvent,
+    AgentInfo, ArchiveBody, Backend, BackendError, ClusterStatus, DatacenterCoordinates, Gauge,
+    KeyringOp, KeyringPool, KeyringRequest, LeafCert, LogLine, ServiceRegistration,
+    SnapshotDownload, UserEvent,
 };
 pub use error::ApiError;
 pub use routes::{router, serve, HttpConfig};

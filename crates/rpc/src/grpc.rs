@@ -2,7 +2,7 @@
 
 use crate::codec::{unwrap, wrap};
 use crate::renew::{self, RenewMux, Sent};
-use crate::{RpcError, ServerApi, ServerStatus};
+use crate::{ArchiveStream, RpcError, ServerApi, ServerStatus, SnapshotDownload, SnapshotHead};
 use async_trait::async_trait;
 use std::sync::Arc;
 use tokio::net::TcpListener;
@@ -11,7 +11,8 @@ use tonic::{Request, Response, Status, Streaming};
 use tribune_proto::v1::server_client::ServerClient;
 use tribune_proto::v1::server_server::{Server as ServerService, ServerServer};
 use tribune_proto::v1::{
-    Call, Calls, Envelope, RaftAck, RaftChunk, RaftMessages, StatusRequest, StatusResponse,
+    Call, Calls, Envelope, RaftAck, RaftChunk, RaftMessages, SnapshotPiece, StatusRequest,
+    StatusResponse,
 };
 use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
@@ -20,8 +21,9 @@ use tribune_types::model::ops::{
 
 type WriteReply = Result<(WriteOutcome, u64), RpcError>;
 
-/// Largest message either side accepts: operator snapshots travel as one
-/// message (raft frames are far smaller, see `raft`).
+/// Largest message either side accepts: a large read (a whole KV prefix, a
+/// big catalog) travels as one message. Raft frames and operator snapshot
+/// pieces are far smaller (see `raft` and `snapshot`).
 const MAX_MESSAGE: usize = 256 << 20;
 type ReadReply = Result<(ReadResult, QueryMeta), RpcError>;
 
@@ -82,6 +84,30 @@ impl ServerService for Service {
             Ok(r) => self.api.operator(r).await,
             Err(e) => Err(e),
         };
+        Ok(Response::new(wrap(&reply)))
+    }
+
+    type SnapshotSaveStream = crate::snapshot::PieceStream;
+
+    async fn snapshot_save(
+        &self,
+        req: Request<Envelope>,
+    ) -> Result<Response<Self::SnapshotSaveStream>, Status> {
+        let download = match unwrap::<bool>(req.get_ref()) {
+            Ok(stale) => self.api.snapshot_save(stale).await,
+            Err(e) => Err(e),
+        };
+        Ok(Response::new(crate::snapshot::to_pieces(download)))
+    }
+
+    async fn snapshot_restore(
+        &self,
+        req: Request<Streaming<SnapshotPiece>>,
+    ) -> Result<Response<Envelope>, Status> {
+        let reply = self
+            .api
+            .snapshot_restore(crate::snapshot::from_pieces(req.into_inner()))
+            .await;
         Ok(Response::new(wrap(&reply)))
     }
 
@@ -204,6 +230,36 @@ impl ServerApi for GrpcClient {
             .await
             .map_err(transport)?;
         unwrap::<Result<OperatorReply, RpcError>>(env.get_ref())?
+    }
+
+    async fn snapshot_save(&self, stale: bool) -> Result<SnapshotDownload, RpcError> {
+        let mut pieces = self
+            .inner
+            .clone()
+            .snapshot_save(wrap(&stale))
+            .await
+            .map_err(transport)?
+            .into_inner();
+        let first = pieces.message().await.map_err(transport)?;
+        let head = first.and_then(|p| p.head).ok_or_else(|| {
+            RpcError::Transport("snapshot stream ended before saying who answered".into())
+        })?;
+        let head = unwrap::<Result<SnapshotHead, RpcError>>(&head)??;
+        Ok(SnapshotDownload {
+            head,
+            archive: crate::snapshot::from_pieces(pieces),
+        })
+    }
+
+    async fn snapshot_restore(&self, archive: ArchiveStream) -> Result<(), RpcError> {
+        let (pieces, upload_failed) = crate::snapshot::upload(archive);
+        let sent = self.inner.clone().snapshot_restore(pieces).await;
+        // A broken upload ends the stream early; the server then refuses the
+        // truncated archive, but the reason to report is the upload's.
+        if let Some(e) = upload_failed.lock().take() {
+            return Err(e);
+        }
+        unwrap::<Result<(), RpcError>>(sent.map_err(transport)?.get_ref())?
     }
 
     async fn status(&self) -> Result<ServerStatus, RpcError> {

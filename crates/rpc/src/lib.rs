@@ -8,6 +8,7 @@
 //! - [`RaftLinks`]: raft messages between servers on one long-lived stream per peer,
 //!   snapshots in verified chunks (`raft`).
 //! - `renew`: session renewals on one long-lived stream per client and server.
+//! - `snapshot`: operator snapshot archives streamed in pieces, both ways.
 //! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
 
 mod codec;
@@ -15,6 +16,7 @@ mod grpc;
 mod pool;
 mod raft;
 mod renew;
+mod snapshot;
 
 pub use grpc::{serve, GrpcClient};
 pub use pool::{not_sent, ServerPool, NO_SERVERS};
@@ -67,6 +69,31 @@ pub struct ServerStatus {
     pub last_contact_ms: u64,
 }
 
+/// Who answered an operator snapshot download (`GET /v1/snapshot`'s headers).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotHead {
+    /// Raft index of the state in the archive.
+    pub index: u64,
+    /// Whether the answering server knew a leader.
+    pub known_leader: bool,
+    /// Milliseconds since it heard from the leader.
+    pub last_contact_ms: u64,
+}
+
+/// A stream of archive bytes. Pieces arrive as they are produced (a download)
+/// or received (an upload): an archive is as large as the state, so it is
+/// never held whole in memory on its way through.
+pub type ArchiveStream = futures::stream::BoxStream<'static, Result<bytes::Bytes, RpcError>>;
+
+/// An operator snapshot on its way out.
+pub struct SnapshotDownload {
+    /// Who answered.
+    pub head: SnapshotHead,
+    /// The archive (`tribune_types::archive`); an error ends it early, and the
+    /// reader must treat what came before as garbage.
+    pub archive: ArchiveStream,
+}
+
 /// What an agent needs from the servers.
 #[async_trait]
 pub trait ServerApi: Send + Sync + 'static {
@@ -84,6 +111,18 @@ pub trait ServerApi: Send + Sync + 'static {
     async fn operator(&self, _req: OperatorRequest) -> Result<OperatorReply, RpcError> {
         Err(RpcError::Transport(
             "operator requests are answered by servers".into(),
+        ))
+    }
+    /// An operator snapshot archive of the state: the leader's, or with `stale`
+    /// this server's own.
+    async fn snapshot_save(&self, _stale: bool) -> Result<SnapshotDownload, RpcError> {
+        Err(RpcError::Transport("snapshots are taken by servers".into()))
+    }
+    /// Verifies an archive and replaces the cluster's state with it; a bad
+    /// archive changes nothing.
+    async fn snapshot_restore(&self, _archive: ArchiveStream) -> Result<(), RpcError> {
+        Err(RpcError::Transport(
+            "snapshots are restored by servers".into(),
         ))
     }
     /// Called before this agent leaves the cluster gracefully. A server that leads

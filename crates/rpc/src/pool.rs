@@ -11,7 +11,7 @@
 //! (called periodically by the agent) moves the preference to a random server so
 //! clients spread over the servers, as Consul's router does.
 
-use crate::{GrpcClient, RpcError, ServerApi, ServerStatus};
+use crate::{ArchiveStream, GrpcClient, RpcError, ServerApi, ServerStatus, SnapshotDownload};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::Rng;
@@ -190,6 +190,24 @@ impl ServerApi for ServerPool {
             async move { c.operator(req).await }
         })
         .await
+    }
+
+    async fn snapshot_save(&self, stale: bool) -> Result<SnapshotDownload, RpcError> {
+        // Retried only until a server starts answering: a download cut off
+        // later fails, as the bytes already passed on cannot be taken back.
+        self.each(retry_read, |c| async move { c.snapshot_save(stale).await })
+            .await
+    }
+
+    async fn snapshot_restore(&self, archive: ArchiveStream) -> Result<(), RpcError> {
+        // One server only: the upload is consumed as it is sent. The server
+        // forwards it to the leader itself.
+        let (_, client) = self
+            .candidates()?
+            .into_iter()
+            .next()
+            .ok_or_else(|| RpcError::Transport(NO_SERVERS.into()))?;
+        client.snapshot_restore(archive).await
     }
 }
 

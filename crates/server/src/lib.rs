@@ -13,6 +13,8 @@
 //!   `serfHealth`, the `consul` service), creates the Connect CA root once, and
 //!   garbage-collects KV tombstones ([`leader`]), and keeps TTL session timers.
 //! - [`Server::reconcile`] makes the catalog follow gossip membership (`reconcile`).
+//! - Operator snapshots (`/v1/snapshot`) stream through temporary files, never held
+//!   whole in memory (`snapshot`).
 
 mod blocking;
 mod ca;
@@ -23,6 +25,7 @@ mod leader;
 mod operator;
 mod reconcile;
 mod server;
+mod snapshot;
 
 pub use cluster::{alive_server_addrs, raft_id};
 pub use config::ServerConfig;

@@ -9,7 +9,6 @@ use std::collections::HashMap;
 use std::time::Duration;
 use tribune_consensus::{MembershipChange, ProposeError};
 use tribune_rpc::{RpcError, ServerApi};
-use tribune_types::archive::Archive;
 use tribune_types::model::operator::{
     AutopilotSettings, OperatorReply, OperatorRequest, RaftConfiguration, RaftServer,
 };
@@ -19,7 +18,7 @@ fn failed(msg: String) -> RpcError {
     RpcError::Rejected(WriteRejected::Failed(msg))
 }
 
-fn propose_err(e: ProposeError) -> RpcError {
+pub(crate) fn propose_err(e: ProposeError) -> RpcError {
     match e {
         ProposeError::NotLeader { .. } | ProposeError::Dropped => RpcError::NoLeader,
         ProposeError::Shutdown | ProposeError::Fatal => RpcError::ShuttingDown,
@@ -58,7 +57,7 @@ impl Server {
     }
 
     /// The raft configuration as this server sees it.
-    async fn raft_configuration(&self) -> RaftConfiguration {
+    pub(crate) async fn raft_configuration(&self) -> RaftConfiguration {
         let status = self.raft.status();
         let progress: HashMap<u64, u64> = self
             .raft
@@ -202,50 +201,6 @@ impl Server {
         }
     }
 
-    /// The state as an operator's archive, as of the last applied entry.
-    fn snapshot_save(&self) -> OperatorReply {
-        let status = self.raft.status();
-        let archive = Archive {
-            index: self.state.last_index(),
-            term: status.term,
-            created_ms: crate::server::wall_ms(),
-            state: self.state.snapshot(),
-        };
-        OperatorReply::Snapshot {
-            index: archive.index.max(1),
-            archive: archive.encode(),
-            known_leader: status.leader_id.is_some(),
-            last_contact: status.last_contact.unwrap_or_default(),
-        }
-    }
-
-    /// Verifies an archive (framing, checksum, and that the state inside decodes)
-    /// and then replaces the cluster's state with it through raft, so every server
-    /// restores the same state at the same index. A bad archive changes nothing.
-    async fn snapshot_restore(&self, bytes: &[u8]) -> Result<(), RpcError> {
-        let bad = |e: String| RpcError::Rejected(WriteRejected::BadRequest(e));
-        let archive = Archive::decode(bytes)
-            .map_err(|e| bad(format!("snapshot verification failed: {e}")))?;
-        tribune_state::StateStore::verify_snapshot(&archive.state)
-            .map_err(|e| bad(format!("snapshot verification failed: {e}")))?;
-        let cmd = tribune_state::Command::Restore {
-            state: archive.state,
-        };
-        let applied = self
-            .raft
-            .propose(cmd.encode(crate::server::wall_ms()))
-            .await
-            .map_err(propose_err)?;
-        applied.output.map_err(RpcError::Rejected)?;
-        tracing::info!(
-            index = applied.index,
-            from_index = archive.index,
-            "restored the state from an operator snapshot"
-        );
-        Ok(())
-    }
-
-    /// Answers an operator request here.
     /// Signs a leaf with the active root of this server's replicated state.
     fn sign_leaf(&self, service: &str, public_key: &[u8]) -> Result<OperatorReply, RpcError> {
         if !self.config.connect_enabled {
@@ -283,6 +238,7 @@ impl Server {
         })
     }
 
+    /// Answers an operator request here.
     pub(crate) async fn operator_local(
         &self,
         req: OperatorRequest,
@@ -299,15 +255,10 @@ impl Server {
                 self.transfer_leader(&id).await?;
                 Ok(OperatorReply::Done)
             }
-            OperatorRequest::SnapshotSave { .. } => Ok(self.snapshot_save()),
             OperatorRequest::SignLeaf {
                 service,
                 public_key,
             } => self.sign_leaf(&service, &public_key),
-            OperatorRequest::SnapshotRestore { archive } => {
-                self.snapshot_restore(&archive).await?;
-                Ok(OperatorReply::Done)
-            }
             OperatorRequest::AutopilotHealth => {
                 // A new leader's autopilot has its first view within a round.
                 let mut rx = self.health.subscribe();

@@ -14,7 +14,9 @@ use tokio::sync::watch;
 use tribune_consensus::{ProposeError, Raft, RaftConfig, RaftStatus};
 use tribune_kv::ttl::SessionTimers;
 use tribune_kv::{KvError, KvLimits};
-use tribune_rpc::{GrpcClient, RaftLinks, RpcError, ServerApi, ServerStatus};
+use tribune_rpc::{
+    ArchiveStream, GrpcClient, RaftLinks, RpcError, ServerApi, ServerStatus, SnapshotDownload,
+};
 use tribune_state::StateStore;
 use tribune_types::model::operator::{AutopilotHealth, OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
@@ -481,9 +483,7 @@ impl ServerApi for Server {
         // Any server signs leaves: the CA's key is in every server's state.
         if matches!(
             req,
-            OperatorRequest::RaftConfiguration { stale: true }
-                | OperatorRequest::SnapshotSave { stale: true }
-                | OperatorRequest::SignLeaf { .. }
+            OperatorRequest::RaftConfiguration { stale: true } | OperatorRequest::SignLeaf { .. }
         ) {
             return self.operator_local(req).await;
         }
@@ -493,6 +493,33 @@ impl ServerApi for Server {
             |leader| {
                 let req = req.clone();
                 async move { leader.operator(req).await }
+            },
+        )
+        .await
+    }
+
+    async fn snapshot_save(&self, stale: bool) -> Result<SnapshotDownload, RpcError> {
+        self.check_poisoned()?;
+        if stale {
+            return self.snapshot_download().await;
+        }
+        self.on_leader(
+            tribune_rpc::not_sent,
+            |_| self.snapshot_download(),
+            |leader| async move { leader.snapshot_save(false).await },
+        )
+        .await
+    }
+
+    async fn snapshot_restore(&self, archive: ArchiveStream) -> Result<(), RpcError> {
+        self.check_poisoned()?;
+        let spool = self.spool_upload(archive).await?;
+        self.on_leader(
+            tribune_rpc::not_sent,
+            |_| self.restore_spooled(&spool),
+            |leader| {
+                let replayed = crate::snapshot::replay(&spool);
+                async move { leader.snapshot_restore(replayed?).await }
             },
         )
         .await

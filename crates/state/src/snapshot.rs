@@ -1,4 +1,4 @@
-//! The state snapshot format, used by raft snapshots and (later) `GET /v1/snapshot`.
+//! The state snapshot format, used by raft snapshots and operator archives (`/v1/snapshot`).
 //!
 //! Layout: `b"TRIBSNAP"`, format version (u32 BE), applied index (u64 BE), body length
 //! (u64 BE), MessagePack body with named fields (so fields can be added), CRC-32 of
@@ -101,6 +101,11 @@ pub struct SnapshotJob {
 }
 
 impl SnapshotJob {
+    /// The raft index of the version it holds.
+    pub fn index(&self) -> u64 {
+        self.db.index
+    }
+
     /// Writes the snapshot at `out`'s position, in the same bytes as
     /// [`StateStore::snapshot`]; returns their length.
     ///

@@ -3,7 +3,7 @@
 //! - [`Index`]: a raft/modify index (never 0 when shown to clients).
 //! - [`NodeName`], [`ServiceId`], [`CheckId`], [`SessionId`]: identifiers as newtypes.
 //! - [`HealthStatus`]: `passing`, `warning`, `critical`, `maintenance`.
-//! - [`archive`]: the operator snapshot archive (`/v1/snapshot`), versioned and checksummed.
+//! - [`archive`]: the operator snapshot archive (`/v1/snapshot`): Consul's gzipped tar, checksummed.
 //! - [`duration`]: Go `time.Duration` syntax (`1m30s`, `0.001s`), used by the HTTP API, CLI and config.
 //! - [`goflag`]: Go `flag`-package command-line parsing (`-flag`, `-flag=value`, `--flag value`).
 //! - [`utc`]: calendar time of a Unix timestamp.

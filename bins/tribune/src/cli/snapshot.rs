@@ -1,16 +1,19 @@
 //! `snapshot save|restore|inspect`: point-in-time archives of the servers' state,
 //! over `/v1/snapshot`, with Consul's messages (`command/snapshot/...`).
 //!
-//! The archive is Tribune's own format ([`Archive`]), checksummed end to end, so
-//! every command verifies it: `save` writes the download to `FILE.unverified`,
-//! reads that back and decodes it before renaming it into place (as Consul does),
-//! `restore` refuses a damaged file before sending anything, and `inspect` reports
-//! the header of a file that decodes.
+//! The archive is Consul's gzipped tar ([`tribune_types::archive`]), with
+//! SHA-256 sums of its files, so every command verifies it: `save` streams the
+//! download into `FILE.unverified`, reads that back and checks it before
+//! renaming it into place (as Consul does), `restore` refuses a damaged file
+//! before sending anything, and `inspect` reports the metadata of a file that
+//! verifies. Files are streamed, never read whole: an archive is as large as
+//! the servers' state.
 
-use std::io::Write as _;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Seek as _, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use tribune_types::archive::{Archive, VERSION};
+use tribune_types::archive::{read_archive, ArchiveMeta};
 use tribune_types::goflag::FlagSet;
 
 use super::format::tabwrite;
@@ -103,18 +106,23 @@ fn setup(
     Ok((p, file, client))
 }
 
-/// Reads an archive file and checks it decodes; on failure prints `open_error`
-/// (or Consul's verify message) and returns the exit code.
-fn read_verified(path: &Path, open_error: &str, ctx: &mut Ctx) -> Result<Vec<u8>, i32> {
-    let bytes = std::fs::read(path).map_err(|err| {
-        ctx.error(&format!("{open_error}: {err}"));
+/// Opens an archive file and verifies it (every hash, by reading it through);
+/// on failure prints `open_error` or Consul's verify message and returns the
+/// exit code. The file comes back rewound.
+fn open_verified(path: &Path, open_error: &str, ctx: &mut Ctx) -> Result<File, i32> {
+    let checked = File::open(path)
+        .map_err(|err| format!("{open_error}: {err}"))
+        .and_then(|mut file| {
+            read_archive(BufReader::new(&file), &mut std::io::sink())
+                .map_err(|err| format!("Error verifying snapshot file: {err}"))?;
+            file.seek(SeekFrom::Start(0))
+                .map_err(|err| format!("{open_error}: {err}"))?;
+            Ok(file)
+        });
+    checked.map_err(|msg| {
+        ctx.error(&msg);
         1
-    })?;
-    if let Err(err) = Archive::decode(&bytes) {
-        ctx.error(&format!("Error verifying snapshot file: {err}"));
-        return Err(1);
-    }
-    Ok(bytes)
+    })
 }
 
 const SAVE_HELP: &str = r#"Usage: tribune snapshot save [options] FILE
@@ -145,9 +153,8 @@ impl Drop for RemoveOnDrop<'_> {
     }
 }
 
-/// Writes `bytes` to `path` (mode 0600: a snapshot holds ACL tokens) and syncs it,
-/// so that what is verified and renamed is what is on disk.
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Creates `path` for writing with mode 0600: a snapshot holds ACL tokens.
+fn create_private(path: &Path) -> std::io::Result<File> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -155,9 +162,7 @@ fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         use std::os::unix::fs::OpenOptionsExt as _;
         options.mode(0o600);
     }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
+    options.open(path)
 }
 
 /// `snapshot save [-stale] FILE`
@@ -167,23 +172,35 @@ async fn save(args: &[String], ctx: &mut Ctx) -> i32 {
         Ok(v) => v,
         Err(code) => return code,
     };
-    let (bytes, meta) = match client.snapshot().save(&query(&p)).await {
-        Ok(found) => found,
+    let unverified = PathBuf::from(format!("{file}.unverified"));
+    let out = match create_private(&unverified) {
+        Ok(f) => f,
+        Err(err) => {
+            ctx.error(&format!("Error creating unverified snapshot file: {err}"));
+            return 1;
+        }
+    };
+    // From here on a partly written or unverified file is no use to anyone.
+    let _cleanup = RemoveOnDrop(&unverified);
+    let mut out = BufWriter::with_capacity(256 << 10, out);
+    let meta = match client.snapshot().save(&query(&p), &mut out).await {
+        Ok(meta) => meta,
         Err(err) => {
             ctx.error(&format!("Error saving snapshot: {err}"));
             return 1;
         }
     };
-    let unverified = PathBuf::from(format!("{file}.unverified"));
-    if let Err(err) = write_private(&unverified, &bytes) {
-        // A partly written file is no use to anyone.
-        let _ = std::fs::remove_file(&unverified);
+    // Synced, so that what is verified and renamed is what is on disk.
+    let written = out
+        .into_inner()
+        .map_err(|e| e.into_error())
+        .and_then(|f| f.sync_all());
+    if let Err(err) = written {
         ctx.error(&format!("Error writing unverified snapshot file: {err}"));
         return 1;
     }
-    let _cleanup = RemoveOnDrop(&unverified);
-    // Verify what landed on disk, not the buffer: that is what a restore will read.
-    if let Err(code) = read_verified(&unverified, "Error opening snapshot file for verify", ctx) {
+    // Verify what landed on disk, not what was sent: that is what a restore reads.
+    if let Err(code) = open_verified(&unverified, "Error opening snapshot file for verify", ctx) {
         return code;
     }
     if let Err(err) = std::fs::rename(&unverified, &file) {
@@ -228,11 +245,11 @@ async fn restore(args: &[String], ctx: &mut Ctx) -> i32 {
     };
     // Consul leaves this to the servers; checking here means a truncated copy or a
     // wrong file never reaches them, and the message names the actual problem.
-    let bytes = match read_verified(Path::new(&file), "Error opening snapshot file", ctx) {
-        Ok(b) => b,
+    let archive = match open_verified(Path::new(&file), "Error opening snapshot file", ctx) {
+        Ok(f) => f,
         Err(code) => return code,
     };
-    if let Err(err) = client.snapshot().restore(bytes).await {
+    if let Err(err) = client.snapshot().restore(archive).await {
         ctx.error(&format!("Error restoring snapshot: {err}"));
         return 1;
     }
@@ -259,23 +276,23 @@ fn inspect(args: &[String], ctx: &mut Ctx) -> i32 {
         Ok(f) => f,
         Err(code) => return code,
     };
-    let bytes = match std::fs::read(file) {
-        Ok(b) => b,
+    let meta = match File::open(file) {
+        Ok(f) => read_archive(BufReader::new(f), &mut std::io::sink()),
         Err(err) => {
             ctx.error(&format!("Error opening snapshot file: {err}"));
             return 1;
         }
     };
-    let archive = match Archive::decode(&bytes) {
-        Ok(a) => a,
+    let meta = match meta {
+        Ok(m) => m,
         Err(err) => {
             ctx.error(&format!("Error reading snapshot: {err}"));
             return 1;
         }
     };
     match p.get("format").unwrap_or("pretty") {
-        "pretty" => ctx.info(inspect_pretty(&archive)),
-        "json" => ctx.info(inspect_json(&archive)),
+        "pretty" => ctx.info(inspect_pretty(&meta)),
+        "json" => ctx.info(inspect_json(&meta)),
         other => {
             ctx.error(&format!(
                 "Error outputting enhanced snapshot data: Unknown format: {other}"
@@ -289,14 +306,11 @@ fn inspect(args: &[String], ctx: &mut Ctx) -> i32 {
 /// Consul's metadata table (`tabwriter` with padding 6, cells indented by one
 /// space). Consul follows it with a per-record-type breakdown of its own state
 /// format; Tribune's state is opaque to the CLI, so that part is left out.
-fn inspect_pretty(archive: &Archive) -> String {
+fn inspect_pretty(meta: &ArchiveMeta) -> String {
     tabwrite(
         &format!(
-            " ID\t{}\n Size\t{}\n Index\t{}\n Term\t{}\n Version\t{VERSION}",
-            archive.id(),
-            archive.state.len(),
-            archive.index,
-            archive.term,
+            " ID\t{}\n Size\t{}\n Index\t{}\n Term\t{}\n Version\t{}",
+            meta.id, meta.size, meta.index, meta.term, meta.version,
         ),
         6,
     )
@@ -304,14 +318,15 @@ fn inspect_pretty(archive: &Archive) -> String {
 
 /// Consul's `-format=json` (`json.MarshalIndent(info, "", "   ")`), with an empty
 /// per-type breakdown for the same reason as [`inspect_pretty`].
-fn inspect_json(archive: &Archive) -> String {
+fn inspect_json(meta: &ArchiveMeta) -> String {
     format!(
-        "{{\n   \"Meta\": {{\n      \"ID\": {},\n      \"Size\": {},\n      \"Index\": {},\n      \"Term\": {},\n      \"Version\": {VERSION}\n   }},\n   \"Stats\": [],\n   \"TotalSize\": {}\n}}",
-        serde_json::Value::from(archive.id()),
-        archive.state.len(),
-        archive.index,
-        archive.term,
-        archive.state.len(),
+        "{{\n   \"Meta\": {{\n      \"ID\": {},\n      \"Size\": {},\n      \"Index\": {},\n      \"Term\": {},\n      \"Version\": {}\n   }},\n   \"Stats\": [],\n   \"TotalSize\": {}\n}}",
+        serde_json::Value::from(meta.id.as_str()),
+        meta.size,
+        meta.index,
+        meta.term,
+        meta.version,
+        meta.size,
     )
 }
 
@@ -320,20 +335,20 @@ mod tests {
     use super::super::testing::{fake, run_at, status};
     use super::*;
 
-    fn sample() -> Archive {
-        Archive {
-            index: 5,
-            term: 2,
-            created_ms: 1_477_944_140_022,
-            state: vec![7; 667],
-        }
+    fn archive_of(state: &[u8]) -> Vec<u8> {
+        let meta = ArchiveMeta::new(5, 2, 1_477_944_140_022, state.len() as u64);
+        tribune_types::archive::write_archive(Vec::new(), &meta, &mut &state[..]).unwrap()
+    }
+
+    fn sample() -> Vec<u8> {
+        archive_of(&[7; 667])
     }
 
     #[tokio::test]
     async fn inspect_prints_consuls_metadata_table() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("backup.snap");
-        std::fs::write(&file, sample().encode()).unwrap();
+        std::fs::write(&file, sample()).unwrap();
         let path = file.to_str().unwrap();
         let r = run_at("127.0.0.1:1", "snapshot", &["inspect", path], b"").await;
         assert_eq!(r.code, 0, "{}", r.err);
@@ -354,14 +369,14 @@ mod tests {
         assert_eq!(json["Meta"]["Size"], 667);
         assert!(r.out.starts_with("{\n   \"Meta\": {\n      \"ID\""));
 
-        let mut damaged = sample().encode();
-        damaged[60] ^= 0xff;
+        let mut damaged = sample();
+        let mid = damaged.len() / 2;
+        damaged[mid] ^= 0xff;
         std::fs::write(&file, damaged).unwrap();
         let r = run_at("127.0.0.1:1", "snapshot", &["inspect", path], b"").await;
         assert_eq!(r.code, 1);
         assert!(
-            r.err
-                .starts_with("Error reading snapshot: snapshot checksum mismatch"),
+            r.err.starts_with("Error reading snapshot: failed to"),
             "{}",
             r.err
         );
@@ -387,7 +402,7 @@ mod tests {
 
     #[tokio::test]
     async fn save_verifies_before_renaming_into_place() {
-        let good = sample().encode();
+        let good = sample();
         let served = good.clone();
         let fake = fake(move |req| match (req.path(), req.query()) {
             ("/v1/snapshot", "stale=") => (200, Vec::new(), b"not a snapshot".to_vec()),
@@ -425,7 +440,7 @@ mod tests {
         assert_eq!(r.code, 1);
         assert_eq!(
             r.err,
-            "Error verifying snapshot file: not a Tribune snapshot (bad magic)\n"
+            "Error verifying snapshot file: failed to decompress snapshot: gzip: invalid header\n"
         );
         let left: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
@@ -440,8 +455,10 @@ mod tests {
 
     #[tokio::test]
     async fn restore_uploads_only_a_verified_file() {
-        let fake = fake(|req| match (req.method.as_str(), req.path()) {
-            ("PUT", "/v1/snapshot") if req.body.len() < 100 => {
+        let good = sample();
+        let accepted = good.clone();
+        let fake = fake(move |req| match (req.method.as_str(), req.path()) {
+            ("PUT", "/v1/snapshot") if req.body != accepted => {
                 status(400, "failed to read snapshot: unexpected EOF")
             }
             ("PUT", "/v1/snapshot") => (200, Vec::new(), Vec::new()),
@@ -451,7 +468,6 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("backup.snap");
         let path = file.to_str().unwrap();
-        let good = sample().encode();
         std::fs::write(&file, &good).unwrap();
         let r = run_at(&fake.addr, "snapshot", &["restore", path], b"").await;
         assert_eq!(
@@ -471,18 +487,14 @@ mod tests {
         assert_eq!(r.code, 1);
         assert!(
             r.err
-                .starts_with("Error verifying snapshot file: snapshot is truncated"),
+                .starts_with("Error verifying snapshot file: failed to"),
             "{}",
             r.err
         );
         assert_eq!(fake.requests().len(), sent);
 
         // The server's refusal is reported as such.
-        let small = Archive {
-            state: Vec::new(),
-            ..sample()
-        };
-        std::fs::write(&file, small.encode()).unwrap();
+        std::fs::write(&file, archive_of(b"")).unwrap();
         let r = run_at(&fake.addr, "snapshot", &["restore", path], b"").await;
         assert_eq!(
             (r.code, r.err.as_str()),

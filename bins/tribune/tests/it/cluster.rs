@@ -369,7 +369,19 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
     let r = c.get(format!("{other}/v1/snapshot?stale")).send().await?;
     assert_eq!(r.status(), 200);
     assert!(r.headers().contains_key("x-consul-index"));
+    assert_eq!(r.headers()["content-type"], "application/x-gzip");
     let archive = r.bytes().await?;
+    // Consul's container: gzip, then a tar whose sums check out.
+    assert_eq!(archive[..2], [0x1f, 0x8b]);
+    let meta = tribune_types::archive::read_archive(&archive[..], &mut std::io::sink())?;
+    assert!(meta.index >= 5 && meta.configuration.servers.is_some_and(|s| s.len() == 3));
+    // Without `stale` the follower forwards to the leader, whose archive
+    // streams back through it.
+    let r = c.get(format!("{other}/v1/snapshot")).send().await?;
+    assert_eq!(r.status(), 200);
+    let forwarded = r.bytes().await?;
+    let meta = tribune_types::archive::read_archive(&forwarded[..], &mut std::io::sink())?;
+    assert!(meta.index >= 5);
     put(&c, &format!("{http}/v1/kv/snap/after"), "x").await?;
 
     // A fourth server started without bootstrap_expect joins as a non-voter and
@@ -434,7 +446,11 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 400);
-    assert!(r.text().await?.contains("checksum"));
+    let text = r.text().await?;
+    assert!(
+        text.starts_with("snapshot verification failed: failed to"),
+        "{text}"
+    );
     for n in nodes.iter() {
         eventually(
             Duration::from_secs(10),

@@ -204,6 +204,38 @@ async fn one_server_six_clients_join_fail_recover_and_leave() -> Result<()> {
         }
     })
     .await?;
+
+    // Operator snapshots stream through client agents both ways: each forwards
+    // to the servers over the internal RPC, in pieces.
+    let kv = format!("{http}/v1/kv/snap");
+    assert_eq!(c.put(&kv).body("before").send().await?.status(), 200);
+    let r = c
+        .get(format!("{}/v1/snapshot", clients[0].http))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    assert!(r.headers().contains_key("x-consul-index"));
+    let archive = r.bytes().await?;
+    tribune_types::archive::read_archive(&archive[..], &mut std::io::sink())?;
+    assert_eq!(c.put(&kv).body("after").send().await?.status(), 200);
+    let r = c
+        .put(format!("{}/v1/snapshot", clients[1].http))
+        .body(archive)
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200, "{}", r.text().await?);
+    let value = c.get(format!("{kv}?raw")).send().await?.text().await?;
+    assert_eq!(value, "before");
+    let r = c
+        .put(format!("{}/v1/snapshot", clients[1].http))
+        .body("not an archive")
+        .send()
+        .await?;
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.text().await?,
+        "snapshot verification failed: failed to decompress snapshot: gzip: invalid header"
+    );
     Ok(())
 }
 

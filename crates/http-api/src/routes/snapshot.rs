@@ -1,63 +1,46 @@
 //! `/v1/snapshot`: `GET` saves the cluster's state as an archive (the leader's,
 //! or with `?stale` the answering server's own), `PUT` restores one into the
-//! running cluster. The archive format (`tribune_types::archive`) is versioned and
-//! checksummed; a damaged or truncated file is refused before anything changes.
+//! running cluster. The archive is Consul's gzipped tar (`meta.json`,
+//! `state.bin`, `SHA256SUMS`; see `tribune_types::archive`), checksummed, so a
+//! damaged or truncated file is refused before anything changes.
+//!
+//! Both bodies stream: an archive is as large as the state, and neither this
+//! agent nor the servers hold one whole (no body-size limit applies here).
 
 use super::AppState;
+use crate::backend::BackendError;
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
-use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, State};
+use axum::body::Body;
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use tribune_types::model::operator::{OperatorReply, OperatorRequest};
+use futures::StreamExt;
 use tribune_types::model::ops::{Consistency, QueryMeta};
 
-/// Largest archive accepted by `PUT` (the whole state travels as one body).
-const MAX_ARCHIVE: usize = 256 << 20;
-
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route(
-        "/v1/snapshot",
-        get(save)
-            .put(restore)
-            .layer(DefaultBodyLimit::max(MAX_ARCHIVE)),
-    )
+    Router::new().route("/v1/snapshot", get(save).put(restore))
 }
 
 async fn save(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
     st.check_dc(&p)?;
     let stale = p.has("stale");
-    let reply = st
-        .backend
-        .operator(OperatorRequest::SnapshotSave { stale })
-        .await?;
-    let OperatorReply::Snapshot {
-        archive,
-        index,
-        known_leader,
-        last_contact,
-    } = reply
-    else {
-        return Err(ApiError::from(crate::BackendError::Unavailable(
-            "unexpected answer from the servers".into(),
-        )));
-    };
-    let mut resp = (StatusCode::OK, archive).into_response();
+    let download = st.backend.snapshot_save(stale).await?;
+    let mut resp = Response::new(Body::from_stream(download.archive));
     let headers = resp.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static("application/octet-stream"),
+        HeaderValue::from_static("application/x-gzip"),
     );
     reply::add_meta_headers(
         headers,
         &QueryMeta {
-            index,
-            known_leader,
-            last_contact,
+            index: download.index,
+            known_leader: download.known_leader,
+            last_contact: download.last_contact,
             consistency: if stale {
                 Consistency::Stale
             } else {
@@ -69,13 +52,14 @@ async fn save(State(st): State<AppState>, p: Params) -> Result<Response, ApiErro
     Ok(resp)
 }
 
-async fn restore(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Response, ApiError> {
+async fn restore(State(st): State<AppState>, p: Params, body: Body) -> Result<Response, ApiError> {
     st.check_dc(&p)?;
-    st.backend
-        .operator(OperatorRequest::SnapshotRestore {
-            // Takes the buffer over when nothing else holds it (no copy).
-            archive: Vec::from(body),
+    let archive = body
+        .into_data_stream()
+        .map(|piece| {
+            piece.map_err(|e| BackendError::BadRequest(format!("reading the snapshot: {e}")))
         })
-        .await?;
+        .boxed();
+    st.backend.snapshot_restore(archive).await?;
     Ok(StatusCode::OK.into_response())
 }

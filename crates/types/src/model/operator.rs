@@ -151,17 +151,6 @@ pub enum OperatorRequest {
     },
     /// `GET /v1/operator/autopilot/health` and `/state`.
     AutopilotHealth,
-    /// `GET /v1/snapshot`: the state as an [`crate::archive::Archive`].
-    SnapshotSave {
-        /// Any server may answer from its own state.
-        stale: bool,
-    },
-    /// `PUT /v1/snapshot`: replace the cluster's state with an archive.
-    SnapshotRestore {
-        /// The archive's bytes.
-        #[serde(with = "serde_bytes")]
-        archive: Vec<u8>,
-    },
     /// `GET /v1/agent/connect/ca/leaf/{service}`: a leaf certificate for
     /// `service` over the agent's own key pair (only the public key travels), signed
     /// by the active Connect CA root. Any server answers from its replicated CA.
@@ -183,18 +172,6 @@ pub enum OperatorReply {
     Done,
     /// Autopilot's view.
     Health(AutopilotHealth),
-    /// A snapshot archive and who answered.
-    Snapshot {
-        /// The archive's bytes.
-        #[serde(with = "serde_bytes")]
-        archive: Vec<u8>,
-        /// Raft index it was taken at.
-        index: u64,
-        /// Whether the answering server knew a leader.
-        known_leader: bool,
-        /// Time since it heard from the leader.
-        last_contact: Duration,
-    },
     /// A signed leaf certificate.
     Leaf(IssuedLeaf),
 }

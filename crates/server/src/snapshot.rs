@@ -1,0 +1,247 @@
+//! Operator snapshots (`GET` and `PUT /v1/snapshot`): archives of the whole
+//! state in Consul's layout (`tribune_types::archive`), streamed both ways.
+//!
+//! Neither direction holds an archive in memory. A save serialises one
+//! version of the state into an unnamed temporary file (tar needs the state's
+//! length before its bytes, and the length is known only once it is written),
+//! then compresses that into the response piece by piece; a slow reader holds
+//! back the compressor, not a buffer. A restore spools the upload into a
+//! temporary file, so that forwarding it to the leader can be retried after an
+//! election, and reads the archive from there: the state it holds is checked
+//! (hashes, then the state's own encoding) before one raft entry replaces the
+//! cluster's state with it, so a bad archive changes nothing.
+//!
+//! The temporary files live in the server's data directory (the system's
+//! temporary directory for a dev server): they can be as large as the state,
+//! and that is where room for the state was planned.
+
+use std::fs::File;
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tribune_rpc::{ArchiveStream, RpcError, SnapshotDownload, SnapshotHead};
+use tribune_types::archive::{read_archive, write_archive, ArchiveMeta, ArchiveServer};
+use tribune_types::model::ops::WriteRejected;
+
+use crate::server::{wall_ms, Server};
+
+/// Bytes per piece of a download (and per read of a spooled upload).
+const PIECE: usize = 256 << 10;
+/// Pieces produced ahead of a slow reader.
+const AHEAD: usize = 4;
+/// The largest archive a restore accepts: its state travels to every server
+/// as one raft entry, which the raft transport caps at 4 GiB.
+const MAX_UPLOAD: u64 = 4 << 30;
+
+fn bad(msg: String) -> RpcError {
+    RpcError::Rejected(WriteRejected::BadRequest(msg))
+}
+
+fn io_failed(what: &str, e: impl std::fmt::Display) -> RpcError {
+    RpcError::Rejected(WriteRejected::Failed(format!("{what}: {e}")))
+}
+
+impl Server {
+    /// An unnamed temporary file next to the server's data.
+    fn spool_file(&self) -> io::Result<File> {
+        match &self.config.data_dir {
+            Some(dir) => tempfile::tempfile_in(dir),
+            None => tempfile::tempfile(),
+        }
+    }
+
+    /// This server's state as an archive, streamed.
+    pub(crate) async fn snapshot_download(&self) -> Result<SnapshotDownload, RpcError> {
+        let status = self.raft.status();
+        let job = self.state.snapshot_job();
+        let index = job.index();
+        let servers = self
+            .raft_configuration()
+            .await
+            .servers
+            .into_iter()
+            .map(|s| ArchiveServer {
+                suffrage: u8::from(!s.voter),
+                id: s.id,
+                address: s.address,
+            })
+            .collect();
+        let mut meta = ArchiveMeta::new(index, status.term, wall_ms(), 0);
+        meta.configuration.servers = Some(servers);
+        meta.configuration_index = status.membership_index;
+        let mut spool = self
+            .spool_file()
+            .map_err(|e| io_failed("creating the snapshot's temporary file", e))?;
+        // Written before answering, so that a failure here is an error the
+        // client sees as such rather than a body that stops.
+        let (spool, size) = tokio::task::spawn_blocking(move || {
+            let size = job.write_to(&mut spool)?;
+            spool.seek(SeekFrom::Start(0))?;
+            io::Result::Ok((spool, size))
+        })
+        .await
+        .map_err(|e| io_failed("writing the snapshot", e))?
+        .map_err(|e| io_failed("writing the snapshot", e))?;
+        meta.size = size;
+
+        let (tx, rx) = mpsc::channel(AHEAD);
+        tokio::task::spawn_blocking(move || {
+            let out = Pieces {
+                tx: tx.clone(),
+                buf: Vec::with_capacity(PIECE),
+            };
+            let written = write_archive(out, &meta, &mut BufReader::with_capacity(PIECE, spool))
+                .and_then(Pieces::finish);
+            match written {
+                Ok(()) => {}
+                // The reader went away: nobody is left to tell.
+                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "streaming a snapshot failed");
+                    let _ = tx.blocking_send(Err(io_failed("streaming the snapshot", e)));
+                }
+            }
+        });
+        Ok(SnapshotDownload {
+            head: SnapshotHead {
+                index: index.max(1),
+                known_leader: status.leader_id.is_some(),
+                last_contact_ms: status.last_contact.unwrap_or_default().as_millis() as u64,
+            },
+            archive: tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+        })
+    }
+
+    /// Writes an upload into a temporary file and rewinds it.
+    pub(crate) async fn spool_upload(&self, mut archive: ArchiveStream) -> Result<File, RpcError> {
+        let file = self
+            .spool_file()
+            .map_err(|e| io_failed("creating the snapshot's temporary file", e))?;
+        let mut out = tokio::io::BufWriter::with_capacity(PIECE, tokio::fs::File::from_std(file));
+        let mut len = 0u64;
+        while let Some(piece) = archive.next().await {
+            let piece = piece?;
+            len += piece.len() as u64;
+            if len > MAX_UPLOAD {
+                return Err(bad(format!(
+                    "snapshot larger than the {} GiB a restore accepts",
+                    MAX_UPLOAD >> 30
+                )));
+            }
+            tokio::io::AsyncWriteExt::write_all(&mut out, &piece)
+                .await
+                .map_err(|e| io_failed("storing the uploaded snapshot", e))?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut out)
+            .await
+            .map_err(|e| io_failed("storing the uploaded snapshot", e))?;
+        let mut file = out.into_inner().into_std().await;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| io_failed("storing the uploaded snapshot", e))?;
+        Ok(file)
+    }
+
+    /// Verifies the archive in `spool` and, if it is sound, replaces the
+    /// cluster's state with it through raft, so every server restores the same
+    /// state at the same index.
+    pub(crate) async fn restore_spooled(&self, spool: &File) -> Result<(), RpcError> {
+        let mut file = spool
+            .try_clone()
+            .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
+        let (meta, state) = tokio::task::spawn_blocking(move || {
+            file.seek(SeekFrom::Start(0))
+                .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
+            let mut state = Vec::new();
+            let meta = read_archive(BufReader::with_capacity(PIECE, file), &mut state)
+                .map_err(|e| bad(format!("snapshot verification failed: {e}")))?;
+            tribune_state::StateStore::verify_snapshot(&state)
+                .map_err(|e| bad(format!("snapshot verification failed: {e}")))?;
+            Ok::<_, RpcError>((meta, state))
+        })
+        .await
+        .map_err(|e| io_failed("reading the uploaded snapshot", e))??;
+        let cmd = tribune_state::Command::Restore { state };
+        let applied = self
+            .raft
+            .propose(cmd.encode(wall_ms()))
+            .await
+            .map_err(crate::operator::propose_err)?;
+        applied.output.map_err(RpcError::Rejected)?;
+        tracing::info!(
+            index = applied.index,
+            from_index = meta.index,
+            id = %meta.id,
+            "restored the state from an operator snapshot"
+        );
+        Ok(())
+    }
+}
+
+/// A spooled upload as a stream again, to forward it to the leader.
+pub(crate) fn replay(spool: &File) -> Result<ArchiveStream, RpcError> {
+    let mut file = spool
+        .try_clone()
+        .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
+    let (tx, rx) = mpsc::channel(AHEAD);
+    tokio::task::spawn_blocking(move || {
+        let read = (|| -> io::Result<()> {
+            file.seek(SeekFrom::Start(0))?;
+            loop {
+                let mut buf = vec![0u8; PIECE];
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    return Ok(());
+                }
+                buf.truncate(n);
+                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
+                    return Ok(());
+                }
+            }
+        })();
+        if let Err(e) = read {
+            let _ = tx.blocking_send(Err(io_failed("reading the uploaded snapshot", e)));
+        }
+    });
+    Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+}
+
+/// A writer that hands its bytes to a download stream in pieces, waiting
+/// while the reader is behind.
+struct Pieces {
+    tx: mpsc::Sender<Result<Bytes, RpcError>>,
+    buf: Vec<u8>,
+}
+
+impl Pieces {
+    fn send(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
+        self.tx
+            .blocking_send(Ok(Bytes::from(piece)))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+    }
+
+    fn finish(mut self) -> io::Result<()> {
+        self.send()
+    }
+}
+
+impl Write for Pieces {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(PIECE - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == PIECE {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        // Pieces go out when full; the last one in `finish`.
+        Ok(())
+    }
+}
