@@ -20,6 +20,9 @@ impl StateMachine for Fsm {
     type Output = ApplyOutput;
 
     fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutput, ApplyError> {
+        if let Some(state) = Command::restore_body(data) {
+            return Ok(self.state.restore_at(index, state));
+        }
         match Command::decode_stamped(data) {
             Ok((cmd, now_ms)) => Ok(self.state.apply_stamped(index, now_ms, &cmd)),
             Err(e) => {

@@ -162,10 +162,12 @@ impl Server {
         })
         .await
         .map_err(|e| io_failed("reading the uploaded snapshot", e))??;
-        let cmd = tribune_state::Command::Restore { state };
+        let entry = tribune_state::Command::Restore { state }.encode(wall_ms());
+        // The command's copy of the state is gone before raft takes the entry:
+        // the servers' peak is while the entry is applied, next to both states.
         let applied = self
             .raft
-            .propose(cmd.encode(wall_ms()))
+            .propose(entry)
             .await
             .map_err(crate::operator::propose_err)?;
         applied.output.map_err(RpcError::Rejected)?;

@@ -141,22 +141,37 @@ impl Command {
 
     /// Decodes a raft log entry and its clock stamp (0 for version-1 entries).
     pub fn decode_stamped(bytes: &[u8]) -> Result<(Command, u64), DecodeError> {
+        let (tag, now_ms, body) = Self::split(bytes)?;
+        Self::decode_body(tag, body).map(|cmd| (cmd, now_ms))
+    }
+
+    /// The state inside an encoded [`Command::Restore`], borrowed: decoding
+    /// would copy it, and it is as large as the whole state, on top of the
+    /// state being replaced and the one replacing it.
+    pub fn restore_body(bytes: &[u8]) -> Option<&[u8]> {
+        match Self::split(bytes) {
+            Ok((TAG_RESTORE, _, body)) => Some(body),
+            _ => None,
+        }
+    }
+
+    /// An entry's tag, clock stamp and body.
+    fn split(bytes: &[u8]) -> Result<(u16, u64, &[u8]), DecodeError> {
         if bytes.len() < 3 {
             return Err(DecodeError::Truncated(bytes.len()));
         }
         let tag = u16::from_be_bytes([bytes[1], bytes[2]]);
-        let (now_ms, body) = match bytes[0] {
-            FORMAT_V1 => (0, &bytes[3..]),
+        match bytes[0] {
+            FORMAT_V1 => Ok((tag, 0, &bytes[3..])),
             FORMAT_VERSION => {
                 let clock: [u8; 8] = bytes
                     .get(3..HEADER_LEN)
                     .and_then(|b| b.try_into().ok())
                     .ok_or(DecodeError::Truncated(bytes.len()))?;
-                (u64::from_be_bytes(clock), &bytes[HEADER_LEN..])
+                Ok((tag, u64::from_be_bytes(clock), &bytes[HEADER_LEN..]))
             }
-            v => return Err(DecodeError::Version(v)),
-        };
-        Self::decode_body(tag, body).map(|cmd| (cmd, now_ms))
+            v => Err(DecodeError::Version(v)),
+        }
     }
 
     fn decode_body(tag: u16, body: &[u8]) -> Result<Command, DecodeError> {
@@ -239,8 +254,15 @@ mod tests {
             state: vec![1, 2, 3],
         };
         assert_eq!(Command::decode(&restore.encode(1)).unwrap(), restore);
+        // The apply path borrows a restore's state instead of decoding a copy.
+        assert_eq!(
+            Command::restore_body(&restore.encode(1)),
+            Some(&[1, 2, 3][..])
+        );
         let reap = Command::ReapTombstones { index: 9 };
         assert_eq!(Command::decode(&reap.encode(1)).unwrap(), reap);
+        assert_eq!(Command::restore_body(&reap.encode(1)), None);
+        assert_eq!(Command::restore_body(&[2, 0]), None);
         // Version-1 entries (before clock stamps) still decode, with a clock of 0.
         let mut v1 = vec![1, 0, 1];
         v1.extend_from_slice(&cmd.encode(5)[HEADER_LEN..]);

@@ -375,8 +375,10 @@ impl StateStore {
     }
 
     /// An operator's snapshot replaces the state as of raft index `index`; bytes
-    /// that do not decode change nothing (the same on every server).
-    fn restore_at(&self, index: u64, bytes: &[u8]) -> Result<WriteOutcome, WriteRejected> {
+    /// that do not decode change nothing (the same on every server). This is
+    /// [`Command::Restore`] applied straight from its state's bytes
+    /// (`Command::restore_body`), which then need not be copied out of the entry.
+    pub fn restore_at(&self, index: u64, bytes: &[u8]) -> Result<WriteOutcome, WriteRejected> {
         let mut db = crate::snapshot::decode_db(bytes)
             .map_err(|e| WriteRejected::BadRequest(format!("snapshot restore failed: {e}")))?;
         db.index = index;
