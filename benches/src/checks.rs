@@ -272,15 +272,7 @@ impl Results {
 
 /// A process's resident set, MiB (`VmRSS` in `/proc/<pid>/status`).
 pub(crate) fn rss_mib(pid: u32) -> Option<f64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib: f64 = text
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kib / 1024.0)
+    sys::proc_status_mib(pid, "VmRSS:")
 }
 
 /// Whole-machine busy and total jiffies.

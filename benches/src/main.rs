@@ -21,6 +21,9 @@
 //!   `BENCHMARKS.md`.
 //! - `apply [options]`: the state store's cost per applied KV write (what every
 //!   server's raft thread pays), without raft, disk or network.
+//! - `snapshot [options]`: an operator snapshot of a large state saved and
+//!   restored through one server's HTTP API: time, archive size, and the
+//!   server's peak memory against its memory before.
 //! - `hello-server --port P`: internal; the bare hyper HTTP/1.1 server that `kv`
 //!   runs in its own process as the HTTP ceiling.
 //! - `check-floor --target ADDR ...`: internal; the cheapest prober of the
@@ -45,6 +48,7 @@ mod kv;
 mod locks;
 mod procs;
 mod report;
+mod snapshot;
 mod sys;
 mod tribune;
 mod unbound;
@@ -61,6 +65,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("kv") => kv::run(&args[1..]),
         Some("apply") => apply::run(&args[1..]),
+        Some("snapshot") => snapshot::run(&args[1..]),
         Some("locks") => locks::run(&args[1..]),
         Some("dns") => dns::run(&args[1..]),
         Some("gossip") => gossip::run(&args[1..]),
@@ -70,16 +75,17 @@ fn main() -> Result<()> {
         Some("check-floor") => checks::floor_main(&args[1..]),
         _ => {
             eprint!(
-                "{}\n{}\n{}\n{}\n{}\n{}\n{}",
+                "{}\n{}\n{}\n{}\n{}\n{}\n{}\n{}",
                 kv::USAGE,
                 cluster::USAGE,
                 locks::USAGE,
                 dns::USAGE,
                 gossip::USAGE,
                 checks::USAGE,
-                apply::USAGE
+                apply::USAGE,
+                snapshot::USAGE
             );
-            bail!("usage: tribune-benches kv|cluster|locks|dns|gossip|checks|apply [options]")
+            bail!("usage: tribune-benches kv|cluster|locks|dns|gossip|checks|apply|snapshot [options]")
         }
     }
 }

@@ -1,4 +1,4 @@
-//! `cargo xtask bench kv|cluster|locks|dns|gossip|checks [options]`: build Tribune
+//! `cargo xtask bench kv|cluster|locks|dns|gossip|checks|snapshot [options]`: build Tribune
 //! and the benchmark driver in release mode, then run one benchmark (`benches/`,
 //! binary `tribune-benches`): `kv` (KV PUT/GET against etcd, raw fdatasync and bare
 //! hyper), `cluster` (three servers against a three-member etcd, and leader
@@ -6,7 +6,9 @@
 //! raw fdatasync), `dns` (A and SRV queries with dnsperf against unbound on the
 //! same pinned core; the driver installs Debian's dnsperf and unbound if missing),
 //! `checks` (one client agent running 1,000 HTTP checks: its CPU and RSS, and
-//! how fast a failing target leaves `health/service?passing`) or `gossip`
+//! how fast a failing target leaves `health/service?passing`), `snapshot` (an
+//! operator snapshot of a large state saved and restored: time and the server's
+//! peak memory) or `gossip`
 //! (failure detection, broadcast spread, traffic and CPU starvation
 //! on the gossip crate's simulated network: it runs no server, so only the
 //! driver is built and it gets no `--tribune` or `--data-root`).
@@ -25,10 +27,12 @@ use anyhow::{bail, Result};
 use crate::{cargo, project_root, run as run_cmd};
 
 const USAGE: &str =
-    "usage: cargo xtask bench kv|cluster|locks|dns|gossip|checks [driver options; --help lists them]";
+    "usage: cargo xtask bench kv|cluster|locks|dns|gossip|checks|snapshot [driver options; --help lists them]";
 
 /// The benchmarks `tribune-benches` knows.
-const BENCHMARKS: [&str; 6] = ["kv", "cluster", "locks", "dns", "gossip", "checks"];
+const BENCHMARKS: [&str; 7] = [
+    "kv", "cluster", "locks", "dns", "gossip", "checks", "snapshot",
+];
 
 /// Those that run entirely in the driver's process, with no server to build.
 const IN_PROCESS: [&str; 1] = ["gossip"];
