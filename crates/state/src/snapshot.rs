@@ -289,35 +289,46 @@ impl StateStore {
         Ok(index)
     }
 
-    /// Checks that `bytes` is a snapshot this build can restore, without restoring it.
+    /// Checks that `bytes` is a whole snapshot in this build's format (magic,
+    /// version, length, checksum) and returns its index, without decoding the
+    /// body: that would build a second copy of the state next to the one
+    /// being served. A body that passes and still does not decode is refused
+    /// where the state would be replaced ([`StateStore::restore_at`]), on every
+    /// server alike, so it changes nothing either.
     pub fn verify_snapshot(bytes: &[u8]) -> Result<u64, SnapshotError> {
-        decode_db(bytes).map(|db| db.index)
+        frame(bytes).map(|(index, _)| index)
     }
+}
+
+/// Checks a snapshot's frame; returns its index and where its body ends.
+fn frame(bytes: &[u8]) -> Result<(u64, usize), SnapshotError> {
+    let truncated = || SnapshotError::Truncated { len: bytes.len() };
+    if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
+        return Err(truncated());
+    }
+    let version = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| truncated())?);
+    if version != VERSION {
+        return Err(SnapshotError::Version(version));
+    }
+    let index = u64::from_be_bytes(bytes[12..20].try_into().map_err(|_| truncated())?);
+    let len = u64::from_be_bytes(bytes[20..28].try_into().map_err(|_| truncated())?);
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|l| HEADER.checked_add(l))
+        .filter(|e| e + 4 == bytes.len())
+        .ok_or_else(truncated)?;
+    let stored = u32::from_be_bytes(bytes[end..end + 4].try_into().map_err(|_| truncated())?);
+    let computed = crc32fast::hash(&bytes[..end]);
+    if stored != computed {
+        return Err(SnapshotError::Checksum { stored, computed });
+    }
+    Ok((index, end))
 }
 
 /// Decodes and verifies a snapshot into a state.
 pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
     {
-        let truncated = || SnapshotError::Truncated { len: bytes.len() };
-        if bytes.len() < HEADER + 4 || &bytes[..8] != MAGIC {
-            return Err(truncated());
-        }
-        let version = u32::from_be_bytes(bytes[8..12].try_into().map_err(|_| truncated())?);
-        if version != VERSION {
-            return Err(SnapshotError::Version(version));
-        }
-        let index = u64::from_be_bytes(bytes[12..20].try_into().map_err(|_| truncated())?);
-        let len = u64::from_be_bytes(bytes[20..28].try_into().map_err(|_| truncated())?);
-        let end = usize::try_from(len)
-            .ok()
-            .and_then(|l| HEADER.checked_add(l))
-            .filter(|e| e + 4 == bytes.len())
-            .ok_or_else(truncated)?;
-        let stored = u32::from_be_bytes(bytes[end..end + 4].try_into().map_err(|_| truncated())?);
-        let computed = crc32fast::hash(&bytes[..end]);
-        if stored != computed {
-            return Err(SnapshotError::Checksum { stored, computed });
-        }
+        let (index, end) = frame(bytes)?;
         let body: Body = rmp_serde::from_slice(&bytes[HEADER..end]).map_err(SnapshotError::Body)?;
         let mut db = Db {
             index,

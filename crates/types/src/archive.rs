@@ -190,6 +190,29 @@ fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
     Ok(h)
 }
 
+/// Where [`read_archive`] writes `state.bin`.
+pub trait StateSink: Write {
+    /// Told `meta.json`'s `Size` before `state.bin` arrives (archives in
+    /// Consul's order have it first), so a buffer can be sized once: grown by
+    /// doubling instead, a state of hundreds of MiB would leave the allocator
+    /// holding about twice that.
+    fn expect_len(&mut self, _len: u64) {}
+}
+
+impl StateSink for Vec<u8> {
+    fn expect_len(&mut self, len: u64) {
+        // A lying `Size` fails the check at the end; meanwhile it only costs
+        // address space, and a failed reservation falls back to growing.
+        if let Ok(len) = usize::try_from(len) {
+            let _ = self.try_reserve_exact(len.saturating_sub(self.len()));
+        }
+    }
+}
+
+impl StateSink for io::Sink {}
+
+impl StateSink for std::fs::File {}
+
 /// Reads and verifies an archive, writing `state.bin` to `state_out` as it
 /// goes; returns the metadata once every hash has matched.
 ///
@@ -197,7 +220,7 @@ fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
 /// something they can throw away (a buffer, a temporary file).
 pub fn read_archive<R: Read>(
     input: R,
-    state_out: &mut dyn Write,
+    state_out: &mut dyn StateSink,
 ) -> Result<ArchiveMeta, ArchiveError> {
     let mut input = BufReader::new(input);
     // Checked here so that "not a snapshot at all" reads as such, rather than as
@@ -231,6 +254,9 @@ pub fn read_archive<R: Read>(
                 }
                 let m: ArchiveMeta =
                     serde_json::from_slice(&buf).map_err(|e| ArchiveError::Meta(e.to_string()))?;
+                if state.is_none() {
+                    state_out.expect_len(m.size);
+                }
                 meta = Some((m, hex::encode(Sha256::digest(&buf))));
             }
             STATE => {
@@ -376,6 +402,12 @@ mod tests {
         let mut out = Vec::new();
         let meta = read_archive(&bytes[..], &mut out).unwrap();
         assert_eq!(out, state);
+        // Sized once from meta.json, not grown by doubling.
+        assert!(
+            out.capacity() < state.len() + state.len() / 8,
+            "{}",
+            out.capacity()
+        );
         assert_eq!(meta.id, "3-42-1700000000000");
         assert_eq!((meta.index, meta.term, meta.size), (42, 3, 200_000));
         assert_eq!(meta.created_ms(), Some(1_700_000_000_000));

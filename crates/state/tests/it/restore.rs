@@ -4,7 +4,9 @@
 
 use tribune_state::{Command, StateStore};
 use tribune_store::WatchSet;
-use tribune_types::model::ops::{ReadRequest, ReadResult, WriteOutcome, WriteRequest};
+use tribune_types::model::ops::{
+    ReadRequest, ReadResult, WriteOutcome, WriteRejected, WriteRequest,
+};
 
 fn set(key: &str) -> Command {
     Command::Request(WriteRequest::kv_set(key, b"v".to_vec()))
@@ -47,6 +49,24 @@ async fn restore_replaces_state_in_a_batch_and_wakes_watchers() {
     );
     state.end_batch();
     assert!(refused.is_err());
+    assert_eq!(keys(&state), vec!["a", "b"]);
+    assert_eq!(state.restores(), before);
+
+    // A whole, checksummed frame whose body does not decode passes the cheap
+    // check made before proposing (`verify_snapshot`), and is refused here,
+    // where the state would be replaced, changing nothing.
+    let mut forged = saved.clone();
+    let body = 28; // magic 8, version 4, index 8, length 8
+    forged[body] = 0xc1; // a MessagePack marker that is never valid
+    let end = forged.len() - 4;
+    let crc = crc32fast::hash(&forged[..end]);
+    forged[end..].copy_from_slice(&crc.to_be_bytes());
+    assert_eq!(StateStore::verify_snapshot(&forged).unwrap(), 1);
+    let refused = state.apply(3, &Command::Restore { state: forged });
+    assert!(
+        matches!(&refused, Err(WriteRejected::BadRequest(m)) if m.starts_with("snapshot restore failed")),
+        "{refused:?}"
+    );
     assert_eq!(keys(&state), vec!["a", "b"]);
     assert_eq!(state.restores(), before);
 
