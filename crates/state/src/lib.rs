@@ -23,4 +23,4 @@ mod txn;
 
 pub use command::{Command, DecodeError};
 pub use db::StateStore;
-pub use snapshot::{SnapshotError, SnapshotJob};
+pub use snapshot::{RecordStats, SnapshotContents, SnapshotError, SnapshotJob};

@@ -40,9 +40,15 @@ pub(crate) fn columnize(rows: &[Vec<String>]) -> String {
 /// aligned per column block (consecutive lines having that column), each column as wide
 /// as its widest cell plus `padding`; a line's last cell is never padded.
 pub(crate) fn tabwrite(text: &str, padding: usize) -> String {
+    tabwrite_min(text, 0, padding)
+}
+
+/// [`tabwrite`] with Go's `minwidth`: no column narrower than `minwidth`,
+/// padding included.
+pub(crate) fn tabwrite_min(text: &str, minwidth: usize, padding: usize) -> String {
     let lines: Vec<Vec<&str>> = text.split('\n').map(|l| l.split('\t').collect()).collect();
     let mut widths: Vec<Vec<usize>> = lines.iter().map(|l| vec![0; l.len()]).collect();
-    layout(&lines, &mut widths, 0, lines.len(), 0, padding);
+    layout(&lines, &mut widths, 0, lines.len(), 0, (minwidth, padding));
     let mut out = String::new();
     for (i, line) in lines.iter().enumerate() {
         if i > 0 {
@@ -68,7 +74,7 @@ fn layout(
     start: usize,
     end: usize,
     column: usize,
-    padding: usize,
+    (minwidth, padding): (usize, usize),
 ) {
     let has_column = |line: &Vec<&str>| column + 1 < line.len();
     let mut this = start;
@@ -78,7 +84,7 @@ fn layout(
             continue;
         }
         let block = this;
-        let mut width = 0;
+        let mut width = minwidth;
         while this < end && has_column(&lines[this]) {
             width = width.max(lines[this][column].chars().count() + padding);
             this += 1;
@@ -86,7 +92,7 @@ fn layout(
         for row in widths.iter_mut().take(this).skip(block) {
             row[column] = width;
         }
-        layout(lines, widths, block, this, column + 1, padding);
+        layout(lines, widths, block, this, column + 1, (minwidth, padding));
     }
 }
 

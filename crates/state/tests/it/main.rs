@@ -291,6 +291,23 @@ fn snapshot_round_trip_and_corruption() {
     assert!(t.restore(b"garbage").is_err());
     // Failed restores left the state alone.
     assert_eq!(t.snapshot(), snap);
+
+    // What `snapshot inspect` lists: records under Consul's names, measured.
+    let contents = StateStore::inspect_snapshot(&snap).unwrap();
+    assert_eq!(contents.index, 3);
+    let count = |name: &str| {
+        contents
+            .records
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| r.count)
+    };
+    assert_eq!(count("Register"), Some(3), "{:?}", contents.records);
+    assert_eq!(count("Tombstone"), Some(1));
+    assert_eq!(count("KVS"), None, "the key was deleted");
+    let total: usize = contents.records.iter().map(|r| r.size).sum();
+    assert!(total > 0 && total < snap.len(), "{total} of {}", snap.len());
+    assert!(StateStore::inspect_snapshot(&bad).is_err());
 }
 
 /// A snapshot task serialises the state as it was when the task was made, even
