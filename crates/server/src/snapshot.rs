@@ -22,7 +22,7 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::sync::mpsc;
 use tribune_rpc::{ArchiveStream, RpcError, SnapshotDownload, SnapshotHead};
-use tribune_types::archive::{read_archive, write_archive, ArchiveMeta, ArchiveServer};
+use tribune_types::archive::{read_archive, write_archive, ArchiveMeta, ArchiveServer, StateSink};
 use tribune_types::model::ops::WriteRejected;
 
 use crate::server::{wall_ms, Server};
@@ -31,9 +31,11 @@ use crate::server::{wall_ms, Server};
 const PIECE: usize = 256 << 10;
 /// Pieces produced ahead of a slow reader.
 const AHEAD: usize = 4;
-/// The largest archive a restore accepts: its state travels to every server
-/// as one raft entry, which the raft transport caps at 4 GiB.
+/// The largest archive a restore accepts, and the largest state inside one:
+/// the state travels to every server as one raft entry, which the raft
+/// transport caps at 4 GiB (a larger one could never commit).
 const MAX_UPLOAD: u64 = 4 << 30;
+const MAX_STATE: usize = (4 << 30) - (1 << 20);
 
 fn bad(msg: String) -> RpcError {
     RpcError::Rejected(WriteRejected::BadRequest(msg))
@@ -153,9 +155,10 @@ impl Server {
         let (meta, state) = tokio::task::spawn_blocking(move || {
             file.seek(SeekFrom::Start(0))
                 .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
-            let mut state = Vec::new();
+            let mut state = StateBuffer(Vec::new(), MAX_STATE);
             let meta = read_archive(BufReader::with_capacity(PIECE, file), &mut state)
                 .map_err(|e| bad(format!("snapshot verification failed: {e}")))?;
+            let state = state.0;
             tribune_state::StateStore::verify_snapshot(&state)
                 .map_err(|e| bad(format!("snapshot verification failed: {e}")))?;
             Ok::<_, RpcError>((meta, state))
@@ -209,6 +212,35 @@ pub(crate) fn replay(spool: &File) -> Result<ArchiveStream, RpcError> {
     Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
 }
 
+/// Where a restore's state is read: in memory, as raft will carry it, and no
+/// larger than raft can.
+struct StateBuffer(Vec<u8>, usize);
+
+impl Write for StateBuffer {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        if self.0.len() + data.len() > self.1 {
+            return Err(io::Error::other(format!(
+                "the state is larger than the {} bytes a restore can carry",
+                self.1
+            )));
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl StateSink for StateBuffer {
+    fn expect_len(&mut self, len: u64) {
+        if len <= self.1 as u64 {
+            self.0.expect_len(len);
+        }
+    }
+}
+
 /// A writer that hands its bytes to a download stream in pieces, waiting
 /// while the reader is behind.
 struct Pieces {
@@ -245,5 +277,33 @@ impl Write for Pieces {
     fn flush(&mut self) -> io::Result<()> {
         // Pieces go out when full; the last one in `finish`.
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_state_larger_than_raft_can_carry_is_refused_while_read() {
+        let state = vec![3u8; 1000];
+        let archive = write_archive(
+            Vec::new(),
+            &ArchiveMeta::new(1, 1, 0, state.len() as u64),
+            &mut &state[..],
+        )
+        .unwrap();
+        let mut small = StateBuffer(Vec::new(), 999);
+        let err = read_archive(&archive[..], &mut small).unwrap_err();
+        assert!(
+            err.to_string().contains("larger than the 999 bytes"),
+            "{err}"
+        );
+        // A lying size reserves nothing beyond the limit either.
+        small.expect_len(u64::MAX);
+        assert!(small.0.capacity() <= 999);
+        let mut enough = StateBuffer(Vec::new(), 1000);
+        read_archive(&archive[..], &mut enough).unwrap();
+        assert_eq!(enough.0, state);
     }
 }
