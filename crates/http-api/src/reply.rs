@@ -80,9 +80,14 @@ pub fn json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Response {
 
 /// A JSON response with a given status.
 pub fn json_status<T: Serialize + ?Sized>(status: StatusCode, value: &T, pretty: bool) -> Response {
+    json_bytes(status, to_json(value, pretty))
+}
+
+/// A response of JSON already written (see `dto::output::kv_pairs_json`).
+pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     // Built directly rather than through `(status, bytes).into_response()`, which
     // would first set an octet-stream content type for this to replace.
-    let mut resp = Response::new(Body::from(to_json(value, pretty)));
+    let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

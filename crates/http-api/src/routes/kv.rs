@@ -3,7 +3,7 @@
 //! `agent/kvs_endpoint.go`.
 
 use super::{bool_reply, mismatch, AppState};
-use crate::dto::output::KvPair;
+use crate::dto::output::{kv_pairs_json, KvPair};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
@@ -108,8 +108,13 @@ async fn get_kv(
         reply::add_meta_headers(h, &meta);
         return Ok(resp);
     }
-    let out: Vec<KvPair<'_>> = entries.iter().map(KvPair).collect();
-    Ok(reply::json_meta(&out, &meta, pretty))
+    if pretty {
+        let out: Vec<KvPair<'_>> = entries.iter().map(KvPair).collect();
+        return Ok(reply::json_meta(&out, &meta, true));
+    }
+    let mut resp = reply::json_bytes(StatusCode::OK, kv_pairs_json(&entries));
+    reply::add_meta_headers(resp.headers_mut(), &meta);
+    Ok(resp)
 }
 
 fn session(p: &Params, name: &str) -> Result<Option<SessionId>, ApiError> {
