@@ -39,20 +39,10 @@ impl EntryCache {
             _ => self.clear(),
         }
         for e in new {
-            let len = e.encoded_len();
-            if len > MAX_BYTES {
-                // An operator's restore: one entry as large as the state. Kept, it
-                // would sit next to the old state, the new one and raft's own
-                // copies while it is applied, the servers' peak; read back from
-                // RocksDB instead, the few times raft needs it. The run restarts
-                // after it.
-                self.clear();
-                continue;
-            }
-            self.bytes += len;
+            self.bytes += e.encoded_len();
             self.entries.push_back(e.clone());
         }
-        while self.bytes > MAX_BYTES {
+        while self.bytes > MAX_BYTES && self.entries.len() > 1 {
             self.pop_front();
         }
     }
@@ -189,13 +179,8 @@ mod tests {
         assert!(c.bytes <= MAX_BYTES);
         assert_eq!(c.term(10), Some(1));
         assert_eq!(c.term(1), None);
-        // An entry larger than the whole budget is not kept; the run restarts
-        // after it.
+        // One entry larger than the budget is still kept (it is the tail).
         c.append(&[entry(11, 1, MAX_BYTES + 1)]);
-        assert_eq!(c.term(11), None);
-        assert_eq!(c.term(10), None);
-        c.append(&[entry(12, 1, 10)]);
-        assert_eq!(c.term(12), Some(1));
-        assert!(c.bytes <= MAX_BYTES);
+        assert_eq!(c.term(11), Some(1));
     }
 }
