@@ -16,7 +16,7 @@
 //! and that is where room for the state was planned.
 
 use std::fs::File;
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Seek, SeekFrom, Write};
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -186,19 +186,24 @@ impl Server {
 
 /// A spooled upload as a stream again, to forward it to the leader.
 pub(crate) fn replay(spool: &File) -> Result<ArchiveStream, RpcError> {
-    let mut file = spool
+    use std::os::unix::fs::FileExt;
+    let file = spool
         .try_clone()
         .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
     let (tx, rx) = mpsc::channel(AHEAD);
     tokio::task::spawn_blocking(move || {
+        // Positioned reads: the clones share one file offset, and the reader
+        // of an attempt that failed may still be running when the next
+        // attempt (or a local restore, after an election) starts.
+        let mut at = 0u64;
         let read = (|| -> io::Result<()> {
-            file.seek(SeekFrom::Start(0))?;
             loop {
                 let mut buf = vec![0u8; PIECE];
-                let n = file.read(&mut buf)?;
+                let n = file.read_at(&mut buf, at)?;
                 if n == 0 {
                     return Ok(());
                 }
+                at += n as u64;
                 buf.truncate(n);
                 if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
                     return Ok(());
@@ -283,6 +288,19 @@ impl Write for Pieces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_replayed_upload_is_the_whole_file_wherever_its_offset_is() {
+        let data: Vec<u8> = (0..(PIECE * 2 + 1000)).map(|i| (i % 251) as u8).collect();
+        let mut spool = tempfile::tempfile().unwrap();
+        spool.write_all(&data).unwrap();
+        // Left at the end by the upload, or anywhere by an earlier attempt.
+        for _ in 0..2 {
+            let pieces: Vec<Bytes> = replay(&spool).unwrap().map(|p| p.unwrap()).collect().await;
+            assert_eq!(pieces.concat(), data);
+            spool.seek(SeekFrom::Start(123)).unwrap();
+        }
+    }
 
     #[test]
     fn a_state_larger_than_raft_can_carry_is_refused_while_read() {
