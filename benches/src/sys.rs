@@ -324,8 +324,6 @@ pub fn background_load(secs: f64) -> Option<f64> {
     (b.1 > a.1).then(|| (b.0 - a.0) as f64 / (b.1 - a.1) as f64)
 }
 
-/// A free TCP port on 127.0.0.1. There is a window between releasing it and the
-/// server binding it; on a benchmark machine nothing else is grabbing ports.
 /// A memory field of `/proc/<pid>/status` (`VmRSS:`, `VmHWM:`, ...) in MiB.
 pub fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -339,6 +337,8 @@ pub fn proc_status_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kib / 1024.0)
 }
 
+/// A free TCP port on 127.0.0.1. There is a window between releasing it and the
+/// server binding it; on a benchmark machine nothing else is grabbing ports.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
     Ok(l.local_addr()?.port())

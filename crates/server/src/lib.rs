@@ -13,8 +13,9 @@
 //!   `serfHealth`, the `consul` service), creates the Connect CA root once, and
 //!   garbage-collects KV tombstones ([`leader`]), and keeps TTL session timers.
 //! - [`Server::reconcile`] makes the catalog follow gossip membership (`reconcile`).
-//! - Operator snapshots (`/v1/snapshot`) stream through temporary files, never held
-//!   whole in memory (`snapshot`).
+//! - Operator snapshots (`/v1/snapshot`) stream through temporary files: an archive
+//!   is never held whole in memory; a restore holds the state it carries, as raft
+//!   replicates it in one entry (`snapshot`).
 
 mod blocking;
 mod ca;

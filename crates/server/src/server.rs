@@ -64,6 +64,10 @@ pub struct Server {
     pub(crate) removed: Mutex<HashMap<u64, std::time::Instant>>,
     /// The LAN gossip members as last observed.
     pub(crate) members: Mutex<Vec<tribune_types::model::Member>>,
+    /// Held by the operator restore this server is verifying or applying:
+    /// one at a time, since each holds a whole state in memory (and two at
+    /// once could only race to replace each other).
+    pub(crate) restoring: tokio::sync::Mutex<()>,
     /// Keeps a dev server's temporary data directory alive until drop.
     _temp_dir: Option<tempfile::TempDir>,
 }
@@ -143,6 +147,7 @@ impl Server {
             health: watch::channel(None).0,
             members: Mutex::new(Vec::new()),
             removed: Mutex::new(HashMap::new()),
+            restoring: tokio::sync::Mutex::new(()),
             _temp_dir: temp,
         });
         crate::leader::spawn(server.clone(), server.shutdown_tx.subscribe());
@@ -515,7 +520,10 @@ impl ServerApi for Server {
         self.check_poisoned()?;
         let spool = self.spool_upload(archive).await?;
         self.on_leader(
-            tribune_rpc::not_sent,
+            // Retried only when the leader could not be reached at all: a
+            // restore that reached it may be committed even if the answer was
+            // lost, and a second one would drop the writes made in between.
+            crate::snapshot::never_reached,
             |_| self.restore_spooled(&spool),
             |leader| {
                 let replayed = crate::snapshot::replay(&spool);

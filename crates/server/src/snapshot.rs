@@ -1,7 +1,8 @@
 //! Operator snapshots (`GET` and `PUT /v1/snapshot`): archives of the whole
 //! state in Consul's layout (`tribune_types::archive`), streamed both ways.
 //!
-//! Neither direction holds an archive in memory. A save serialises one
+//! Neither direction holds an archive in memory (a restore holds the state
+//! inside it, which raft replicates as one entry). A save serialises one
 //! version of the state into an unnamed temporary file (tar needs the state's
 //! length before its bytes, and the length is known only once it is written),
 //! then compresses that into the response piece by piece; a slow reader holds
@@ -17,6 +18,8 @@
 
 use std::fs::File;
 use std::io::{self, BufReader, Seek, SeekFrom, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -31,6 +34,8 @@ use crate::server::{wall_ms, Server};
 const PIECE: usize = 256 << 10;
 /// Pieces produced ahead of a slow reader.
 const AHEAD: usize = 4;
+/// How long a download may go without its reader taking a piece.
+const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 /// The largest archive a restore accepts, and the largest state inside one:
 /// the state travels to every server as one raft entry, which the raft
 /// transport caps at 4 GiB (a larger one could never commit).
@@ -89,30 +94,48 @@ impl Server {
         meta.size = size;
 
         let (tx, rx) = mpsc::channel(AHEAD);
+        let done = Arc::new(AtomicBool::new(false));
+        let finished = done.clone();
+        let rt = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
             let out = Pieces {
                 tx: tx.clone(),
+                rt,
                 buf: Vec::with_capacity(PIECE),
             };
             let written = write_archive(out, &meta, &mut BufReader::with_capacity(PIECE, spool))
                 .and_then(Pieces::finish);
             match written {
-                Ok(()) => {}
+                Ok(()) => finished.store(true, Ordering::Release),
                 // The reader went away: nobody is left to tell.
                 Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "streaming a snapshot failed");
-                    let _ = tx.blocking_send(Err(io_failed("streaming the snapshot", e)));
+                    let _ = tx.try_send(Err(io_failed("streaming the snapshot", e)));
                 }
             }
         });
+        // Whatever stops the writer without a word (a panic, a runtime shutting
+        // down), the stream ends with an error rather than looking complete: an
+        // HTTP client would otherwise get a 200 and a cut-off archive.
+        let archive = tokio_stream::wrappers::ReceiverStream::new(rx).chain(
+            futures::stream::once(async move {
+                (!done.load(Ordering::Acquire)).then(|| {
+                    Err(io_failed(
+                        "streaming the snapshot",
+                        "the archive ended before it was complete",
+                    ))
+                })
+            })
+            .filter_map(futures::future::ready),
+        );
         Ok(SnapshotDownload {
             head: SnapshotHead {
                 index: index.max(1),
                 known_leader: status.leader_id.is_some(),
                 last_contact_ms: status.last_contact.unwrap_or_default().as_millis() as u64,
             },
-            archive: tokio_stream::wrappers::ReceiverStream::new(rx).boxed(),
+            archive: archive.boxed(),
         })
     }
 
@@ -149,6 +172,7 @@ impl Server {
     /// cluster's state with it through raft, so every server restores the same
     /// state at the same index.
     pub(crate) async fn restore_spooled(&self, spool: &File) -> Result<(), RpcError> {
+        let _one_at_a_time = self.restoring.lock().await;
         let mut file = spool
             .try_clone()
             .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
@@ -182,6 +206,14 @@ impl Server {
         );
         Ok(())
     }
+}
+
+/// Whether a forwarded restore failed before reaching the leader (the
+/// connection was refused), so sending it again cannot apply it twice.
+pub(crate) fn never_reached(e: &RpcError) -> bool {
+    matches!(e, RpcError::Transport(m)
+        if m.to_ascii_lowercase().contains("connection refused")
+            || m.to_ascii_lowercase().contains("tcp connect error"))
 }
 
 /// A spooled upload as a stream again, to forward it to the leader.
@@ -250,6 +282,7 @@ impl StateSink for StateBuffer {
 /// while the reader is behind.
 struct Pieces {
     tx: mpsc::Sender<Result<Bytes, RpcError>>,
+    rt: tokio::runtime::Handle,
     buf: Vec<u8>,
 }
 
@@ -258,10 +291,24 @@ impl Pieces {
         if self.buf.is_empty() {
             return Ok(());
         }
-        let piece = std::mem::replace(&mut self.buf, Vec::with_capacity(PIECE));
-        self.tx
-            .blocking_send(Ok(Bytes::from(piece)))
-            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))
+        let piece = Ok(Bytes::from(std::mem::replace(
+            &mut self.buf,
+            Vec::with_capacity(PIECE),
+        )));
+        // A reader that keeps its connection open but stops reading would
+        // otherwise hold this thread, and the state-sized temporary file,
+        // for as long as it likes.
+        let sent = self
+            .rt
+            .block_on(tokio::time::timeout(STALL, self.tx.send(piece)));
+        match sent {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(io::Error::from(io::ErrorKind::BrokenPipe)),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("the reader took nothing for {} s", STALL.as_secs()),
+            )),
+        }
     }
 
     fn finish(mut self) -> io::Result<()> {
@@ -288,6 +335,17 @@ impl Write for Pieces {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_refused_connection_lets_a_restore_be_sent_again() {
+        let t = |m: &str| RpcError::Transport(m.into());
+        assert!(never_reached(&t(
+            "transport error: tcp connect error: Connection refused (os error 111)"
+        )));
+        assert!(!never_reached(&t("transport error: connection reset")));
+        assert!(!never_reached(&RpcError::NoLeader));
+        assert!(!never_reached(&t("timeout expired")));
+    }
 
     #[tokio::test]
     async fn a_replayed_upload_is_the_whole_file_wherever_its_offset_is() {

@@ -379,8 +379,24 @@ impl StateStore {
     /// [`Command::Restore`] applied straight from its state's bytes
     /// (`Command::restore_body`), which then need not be copied out of the entry.
     pub fn restore_at(&self, index: u64, bytes: &[u8]) -> Result<WriteOutcome, WriteRejected> {
-        let mut db = crate::snapshot::decode_db(bytes)
-            .map_err(|e| WriteRejected::BadRequest(format!("snapshot restore failed: {e}")))?;
+        let mut db = match crate::snapshot::decode_db(bytes) {
+            Ok(db) => db,
+            Err(e) => {
+                // Refused like any other command: nothing changes but the index,
+                // which must follow raft's as for every applied entry.
+                let mut open = self.batch.lock();
+                if let Some(batch) = open.as_mut() {
+                    batch.db.index = index;
+                    batch.changed = true;
+                } else {
+                    drop(open);
+                    self.advance(index);
+                }
+                return Err(WriteRejected::BadRequest(format!(
+                    "snapshot restore failed: {e}"
+                )));
+            }
+        };
         db.index = index;
         let mut open = self.batch.lock();
         if let Some(batch) = open.as_mut() {

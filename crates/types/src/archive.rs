@@ -21,7 +21,7 @@
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 
-use flate2::read::GzDecoder;
+use flate2::bufread::GzDecoder;
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use serde::{Deserialize, Serialize};
@@ -225,16 +225,17 @@ pub fn read_archive<R: Read>(
     let mut input = BufReader::new(input);
     // Checked here so that "not a snapshot at all" reads as such, rather than as
     // a tar error from deep inside the decompressor.
-    let head = input
-        .fill_buf()
-        .map_err(|e| ArchiveError::Decompress(e.to_string()))?;
-    if head.len() < 2 {
-        return Err(ArchiveError::Decompress("unexpected EOF".into()));
-    }
-    if head[..2] != [0x1f, 0x8b] {
+    let mut magic = [0u8; 2];
+    input.read_exact(&mut magic).map_err(|e| {
+        ArchiveError::Decompress(match e.kind() {
+            io::ErrorKind::UnexpectedEof => "unexpected EOF".into(),
+            _ => e.to_string(),
+        })
+    })?;
+    if magic != [0x1f, 0x8b] {
         return Err(ArchiveError::Decompress("gzip: invalid header".into()));
     }
-    let mut tar = tar::Archive::new(GzDecoder::new(input));
+    let mut tar = tar::Archive::new(GzDecoder::new(io::Cursor::new(magic).chain(input)));
     let read_err = |e: io::Error| ArchiveError::Read(e.to_string());
     let mut meta: Option<(ArchiveMeta, String)> = None;
     let mut state: Option<(u64, String)> = None;
@@ -242,6 +243,16 @@ pub fn read_archive<R: Read>(
     for entry in tar.entries().map_err(read_err)? {
         let mut entry = entry.map_err(read_err)?;
         let name = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
+        let seen = match name.as_str() {
+            META => meta.is_some(),
+            STATE => state.is_some(),
+            SUMS => sums.is_some(),
+            _ => false,
+        };
+        if seen {
+            // A second copy would be written out although only one is hashed.
+            return Err(ArchiveError::Read(format!("{name} appears twice")));
+        }
         match name.as_str() {
             META => {
                 let mut buf = Vec::new();
@@ -291,8 +302,17 @@ pub fn read_archive<R: Read>(
     }
     // The tar ends before the gzip stream does: read on to its trailer so a
     // download cut short there, or a corrupted tail, is refused too.
-    io::copy(&mut tar.into_inner(), &mut io::sink())
-        .map_err(|e| ArchiveError::Decompress(e.to_string()))?;
+    let mut gz = tar.into_inner();
+    io::copy(&mut gz, &mut io::sink()).map_err(|e| ArchiveError::Decompress(e.to_string()))?;
+    // Nor anything after the gzip stream, which Go's reader (Consul's) refuses.
+    let trailing = gz
+        .into_inner()
+        .fill_buf()
+        .map_err(|e| ArchiveError::Decompress(e.to_string()))?
+        .len();
+    if trailing > 0 {
+        return Err(ArchiveError::Decompress("gzip: invalid header".into()));
+    }
     // Consul's rule: every line must name a file we hashed and match it, and
     // every file we expect must have had a line.
     let missing = |f: &str| ArchiveError::Integrity(format!("file missing for {f:?}"));
@@ -502,6 +522,36 @@ mod tests {
             read(&extra),
             Err(ArchiveError::UnexpectedFile("evil".into()))
         );
+        let twice = retar(&bytes, |name, data| {
+            Some((
+                if name == META {
+                    STATE.into()
+                } else {
+                    name.into()
+                },
+                data,
+            ))
+        });
+        assert!(matches!(read(&twice), Err(ArchiveError::Read(m)) if m.contains("twice")));
+        let mut trailing = bytes.clone();
+        trailing.extend_from_slice(b"junk");
+        assert_eq!(
+            read(&trailing),
+            Err(ArchiveError::Decompress("gzip: invalid header".into()))
+        );
+        // A reader that hands out one byte at a time is still read whole.
+        struct Trickle<'a>(&'a [u8]);
+        impl Read for Trickle<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(1).min(buf.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let mut out = Vec::new();
+        read_archive(Trickle(&bytes), &mut out).unwrap();
+        assert_eq!(out, state);
         let bad_meta = retar(&bytes, |name, data| {
             Some((
                 name.into(),

@@ -51,6 +51,8 @@ async fn restore_replaces_state_in_a_batch_and_wakes_watchers() {
     assert!(refused.is_err());
     assert_eq!(keys(&state), vec!["a", "b"]);
     assert_eq!(state.restores(), before);
+    // The refused entry still counts as applied, as any refused command does.
+    assert_eq!(state.last_index(), 3);
 
     // A whole, checksummed frame whose body does not decode passes the cheap
     // check made before proposing (`verify_snapshot`), and is refused here,
@@ -62,23 +64,24 @@ async fn restore_replaces_state_in_a_batch_and_wakes_watchers() {
     let crc = crc32fast::hash(&forged[..end]);
     forged[end..].copy_from_slice(&crc.to_be_bytes());
     assert_eq!(StateStore::verify_snapshot(&forged).unwrap(), 1);
-    let refused = state.apply(3, &Command::Restore { state: forged });
+    let refused = state.apply(5, &Command::Restore { state: forged });
     assert!(
         matches!(&refused, Err(WriteRejected::BadRequest(m)) if m.starts_with("snapshot restore failed")),
         "{refused:?}"
     );
     assert_eq!(keys(&state), vec!["a", "b"]);
     assert_eq!(state.restores(), before);
+    assert_eq!(state.last_index(), 5, "outside a batch too");
 
     state.begin_batch();
-    let done = state.apply(4, &Command::Restore { state: saved }).unwrap();
+    let done = state.apply(6, &Command::Restore { state: saved }).unwrap();
     assert_eq!(done, WriteOutcome::Done);
     // Inside the batch readers still see the old state.
     assert_eq!(keys(&state), vec!["a", "b"]);
     state.end_batch();
     assert_eq!(keys(&state), vec!["a"]);
     assert_eq!(state.restores(), before + 1);
-    assert_eq!(state.last_index(), 4);
+    assert_eq!(state.last_index(), 6);
     // The watcher of `b` is woken although `b` is gone and its index went backwards.
     assert!(ws.wait(std::time::Duration::from_secs(5)).await);
 }
