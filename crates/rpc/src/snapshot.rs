@@ -5,7 +5,7 @@
 //! says who answered (or why nobody could) and whose later pieces are bytes as
 //! the server produces them; an upload is bytes only, checked by the server as
 //! a whole once the stream ends (`tribune_types::archive` refuses a truncated
-//! one).
+//! one), unless its sender gives up with a last piece that carries the reason.
 
 use std::sync::Arc;
 
@@ -49,19 +49,23 @@ fn data_piece(piece: Result<bytes::Bytes, RpcError>) -> Result<SnapshotPiece, St
     }
 }
 
-/// The bytes of a piece stream (after a download's head, or an upload).
+/// The bytes of a piece stream (after a download's head, or an upload). A
+/// later piece carrying a head is an upload's sender giving up (see [`upload`]).
 pub(crate) fn from_pieces(pieces: Streaming<SnapshotPiece>) -> ArchiveStream {
     pieces
-        .map(|piece| {
-            piece
-                .map(|p| p.data)
-                .map_err(|e| RpcError::Transport(e.message().to_owned()))
+        .map(|piece| match piece {
+            Ok(SnapshotPiece {
+                head: Some(abort), ..
+            }) => Err(crate::codec::unwrap::<RpcError>(&abort).unwrap_or_else(|e| e)),
+            Ok(p) => Ok(p.data),
+            Err(e) => Err(RpcError::Transport(e.message().to_owned())),
         })
         .boxed()
 }
 
-/// An upload as pieces, and where the first error of `archive` is kept: the
-/// request stream cannot carry one, so it just ends there.
+/// An upload as pieces, and where the first error of `archive` is kept. The
+/// error also goes to the server as a last piece carrying a head, so that it
+/// stops there rather than taking what came before for the whole archive.
 pub(crate) fn upload(
     archive: ArchiveStream,
 ) -> (
@@ -70,15 +74,52 @@ pub(crate) fn upload(
 ) {
     let failed = Arc::new(Mutex::new(None));
     let keep = failed.clone();
+    let mut ended = false;
     let pieces = archive
         .map(move |piece| match piece {
-            Ok(data) => Some(SnapshotPiece { head: None, data }),
+            Ok(data) => SnapshotPiece { head: None, data },
             Err(e) => {
+                let abort = wrap(&e);
                 keep.lock().get_or_insert(e);
-                None
+                SnapshotPiece {
+                    head: Some(abort),
+                    data: Default::default(),
+                }
             }
         })
-        .take_while(|p| futures::future::ready(p.is_some()))
-        .filter_map(futures::future::ready);
+        // Nothing after the abort.
+        .take_while(move |p| {
+            let go = !ended;
+            ended |= p.head.is_some();
+            futures::future::ready(go)
+        });
     (pieces, failed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_upload_that_fails_ends_with_its_reason() {
+        let archive = stream::iter(vec![
+            Ok(bytes::Bytes::from_static(b"first")),
+            Err(RpcError::Transport("client went away".into())),
+            Ok(bytes::Bytes::from_static(b"never sent")),
+        ])
+        .boxed();
+        let (pieces, failed) = upload(archive);
+        let pieces: Vec<SnapshotPiece> = pieces.collect().await;
+        assert_eq!(pieces.len(), 2);
+        assert_eq!(&pieces[0].data[..], b"first");
+        let abort = pieces[1].head.as_ref().expect("the abort piece");
+        assert_eq!(
+            crate::codec::unwrap::<RpcError>(abort).unwrap(),
+            RpcError::Transport("client went away".into())
+        );
+        assert_eq!(
+            failed.lock().take(),
+            Some(RpcError::Transport("client went away".into()))
+        );
+    }
 }
