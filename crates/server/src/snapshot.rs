@@ -42,8 +42,9 @@ const STALL: std::time::Duration = std::time::Duration::from_secs(60);
 const MAX_UPLOAD: u64 = 4 << 30;
 const MAX_STATE: usize = (4 << 30) - (1 << 20);
 
+/// A refused archive: Consul answers these with a 500 and the reason.
 fn bad(msg: String) -> RpcError {
-    RpcError::Rejected(WriteRejected::BadRequest(msg))
+    RpcError::Rejected(WriteRejected::Failed(msg))
 }
 
 fn io_failed(what: &str, e: impl std::fmt::Display) -> RpcError {

@@ -392,7 +392,8 @@ impl StateStore {
                     drop(open);
                     self.advance(index);
                 }
-                return Err(WriteRejected::BadRequest(format!(
+                // A 500, as Consul answers a restore that fails.
+                return Err(WriteRejected::Failed(format!(
                     "snapshot restore failed: {e}"
                 )));
             }

@@ -231,7 +231,7 @@ async fn one_server_six_clients_join_fail_recover_and_leave() -> Result<()> {
         .body("not an archive")
         .send()
         .await?;
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 500);
     assert_eq!(
         r.text().await?,
         "snapshot verification failed: failed to decompress snapshot: gzip: invalid header"

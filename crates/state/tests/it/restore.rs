@@ -66,7 +66,7 @@ async fn restore_replaces_state_in_a_batch_and_wakes_watchers() {
     assert_eq!(StateStore::verify_snapshot(&forged).unwrap(), 1);
     let refused = state.apply(5, &Command::Restore { state: forged });
     assert!(
-        matches!(&refused, Err(WriteRejected::BadRequest(m)) if m.starts_with("snapshot restore failed")),
+        matches!(&refused, Err(WriteRejected::Failed(m)) if m.starts_with("snapshot restore failed")),
         "{refused:?}"
     );
     assert_eq!(keys(&state), vec!["a", "b"]);
