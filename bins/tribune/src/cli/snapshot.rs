@@ -516,9 +516,12 @@ fn table(text: &mut String, title: &str, rows: &[Row], total: usize) {
 /// Consul's `-format=json` (`json.MarshalIndent(info, "", "   ")` of its
 /// `OutputFormat`).
 fn inspect_json(meta: &ArchiveMeta, stats: &Stats) -> String {
+    // Consul's `StatsKV` is null without `-kvdetails` and when no key matched.
     let (kv, kv_total) = match &stats.kv {
-        Some((rows, total)) => (serde_json::to_value(rows).unwrap_or_default(), *total),
-        None => (serde_json::Value::Null, 0),
+        Some((rows, total)) if !rows.is_empty() => {
+            (serde_json::to_value(rows).unwrap_or_default(), *total)
+        }
+        _ => (serde_json::Value::Null, 0),
     };
     let out = serde_json::json!({
         "Meta": {
@@ -629,6 +632,21 @@ mod tests {
         assert_eq!(json["StatsKV"][0]["Name"], "vault");
         assert_eq!(json["StatsKV"][0]["Count"], 3);
         assert_eq!(json["StatsKV"][1]["Name"], "top");
+        let r = run_at(
+            "127.0.0.1:1",
+            "snapshot",
+            &[
+                "inspect",
+                "-format=json",
+                "-kvdetails",
+                "-kvfilter=nothing/",
+                path,
+            ],
+            b"",
+        )
+        .await;
+        let json: serde_json::Value = serde_json::from_str(&r.out).unwrap();
+        assert_eq!(json["StatsKV"], serde_json::Value::Null, "{}", r.out);
         assert!(r.out.starts_with("{\n   \"Meta\": {\n      \"ID\""));
         assert_eq!(byte_size(12_595), "12.3KB");
         assert_eq!(byte_size(2048), "2KB");
