@@ -7,10 +7,12 @@
 //! length before its bytes, and the length is known only once it is written),
 //! then compresses that into the response piece by piece; a slow reader holds
 //! back the compressor, not a buffer. A restore spools the upload into a
-//! temporary file, so that forwarding it to the leader can be retried after an
-//! election, and reads the archive from there: the state it holds is checked
-//! (hashes, then the state's own encoding) before one raft entry replaces the
-//! cluster's state with it, so a bad archive changes nothing.
+//! temporary file, so that forwarding it to the leader can be sent again when
+//! the leader's connection is refused (a new leader after an election), and
+//! reads the archive from there: every hash and the state's frame and checksum
+//! are checked before one raft entry replaces the cluster's state with it, and
+//! a state that still does not decode is refused where it would be applied, on
+//! every server alike, so a bad archive changes nothing.
 //!
 //! The temporary files live in the server's data directory (the system's
 //! temporary directory for a dev server): they can be as large as the state,
