@@ -50,7 +50,7 @@ fn bad(msg: String) -> RpcError {
 }
 
 fn io_failed(what: &str, e: impl std::fmt::Display) -> RpcError {
-    RpcError::Rejected(WriteRejected::Failed(format!("{what}: {e}")))
+    bad(format!("{what}: {e}"))
 }
 
 impl Server {
@@ -96,49 +96,17 @@ impl Server {
         .map_err(|e| io_failed("writing the snapshot", e))?;
         meta.size = size;
 
-        let (tx, rx) = mpsc::channel(AHEAD);
-        let done = Arc::new(AtomicBool::new(false));
-        let finished = done.clone();
-        let rt = tokio::runtime::Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let out = Pieces {
-                tx: tx.clone(),
-                rt,
-                buf: Vec::with_capacity(PIECE),
-            };
-            let written = write_archive(out, &meta, &mut BufReader::with_capacity(PIECE, spool))
-                .and_then(Pieces::finish);
-            match written {
-                Ok(()) => finished.store(true, Ordering::Release),
-                // The reader went away: nobody is left to tell.
-                Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "streaming a snapshot failed");
-                    let _ = tx.try_send(Err(io_failed("streaming the snapshot", e)));
-                }
-            }
+        let archive = produce("streaming the snapshot", move |out| {
+            let out = write_archive(out, &meta, &mut BufReader::with_capacity(PIECE, spool))?;
+            out.finish()
         });
-        // Whatever stops the writer without a word (a panic, a runtime shutting
-        // down), the stream ends with an error rather than looking complete: an
-        // HTTP client would otherwise get a 200 and a cut-off archive.
-        let archive = tokio_stream::wrappers::ReceiverStream::new(rx).chain(
-            futures::stream::once(async move {
-                (!done.load(Ordering::Acquire)).then(|| {
-                    Err(io_failed(
-                        "streaming the snapshot",
-                        "the archive ended before it was complete",
-                    ))
-                })
-            })
-            .filter_map(futures::future::ready),
-        );
         Ok(SnapshotDownload {
             head: SnapshotHead {
                 index: index.max(1),
                 known_leader: status.leader_id.is_some(),
                 last_contact_ms: status.last_contact.unwrap_or_default().as_millis() as u64,
             },
-            archive: archive.boxed(),
+            archive,
         })
     }
 
@@ -221,35 +189,77 @@ pub(crate) fn never_reached(e: &RpcError) -> bool {
 
 /// A spooled upload as a stream again, to forward it to the leader.
 pub(crate) fn replay(spool: &File) -> Result<ArchiveStream, RpcError> {
-    use std::os::unix::fs::FileExt;
     let file = spool
         .try_clone()
         .map_err(|e| io_failed("reading the uploaded snapshot", e))?;
-    let (tx, rx) = mpsc::channel(AHEAD);
-    tokio::task::spawn_blocking(move || {
+    Ok(produce("reading the uploaded snapshot", move |out| {
         // Positioned reads: the clones share one file offset, and the reader
         // of an attempt that failed may still be running when the next
         // attempt (or a local restore, after an election) starts.
-        let mut at = 0u64;
-        let read = (|| -> io::Result<()> {
-            loop {
-                let mut buf = vec![0u8; PIECE];
-                let n = file.read_at(&mut buf, at)?;
-                if n == 0 {
-                    return Ok(());
-                }
-                at += n as u64;
-                buf.truncate(n);
-                if tx.blocking_send(Ok(Bytes::from(buf))).is_err() {
-                    return Ok(());
+        io::copy(&mut ReadFrom { file, at: 0 }, out)?;
+        out.finish()
+    }))
+}
+
+/// Reads a file from `at` on with positioned reads, leaving its offset alone.
+struct ReadFrom {
+    file: File,
+    at: u64,
+}
+
+impl io::Read for ReadFrom {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = std::os::unix::fs::FileExt::read_at(&self.file, buf, self.at)?;
+        self.at += n as u64;
+        Ok(n)
+    }
+}
+
+/// An archive stream fed by `write` on a blocking thread, through [`Pieces`].
+///
+/// Whatever stops the writer without a word (a panic, a runtime shutting
+/// down), the stream ends with an error rather than looking complete: an HTTP
+/// client would otherwise get a 200 and a cut-off archive. A reader that went
+/// away stops the writer at its next piece.
+fn produce(
+    what: &'static str,
+    write: impl FnOnce(&mut Pieces) -> io::Result<()> + Send + 'static,
+) -> ArchiveStream {
+    let (tx, rx) = mpsc::channel(AHEAD);
+    // Set once the stream's end is accounted for: the archive complete, or an
+    // error sent after what came before.
+    let done = Arc::new(AtomicBool::new(false));
+    let finished = done.clone();
+    let rt = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut out = Pieces {
+            tx: tx.clone(),
+            rt,
+            buf: Vec::with_capacity(PIECE),
+        };
+        match write(&mut out) {
+            Ok(()) => finished.store(true, Ordering::Release),
+            // The reader went away: nobody is left to tell.
+            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "{what} failed");
+                // Not waited on: if the reader is behind, the guard below
+                // ends its stream with an error instead.
+                if tx.try_send(Err(io_failed(what, e))).is_ok() {
+                    finished.store(true, Ordering::Release);
                 }
             }
-        })();
-        if let Err(e) = read {
-            let _ = tx.blocking_send(Err(io_failed("reading the uploaded snapshot", e)));
         }
     });
-    Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+        .chain(
+            futures::stream::once(async move {
+                (!done.load(Ordering::Acquire))
+                    .then(|| Err(io_failed(what, "the archive ended before it was complete")))
+            })
+            .filter_map(futures::future::ready),
+        )
+        .boxed()
 }
 
 /// Where a restore's state is read: in memory, as raft will carry it, and no
@@ -314,7 +324,8 @@ impl Pieces {
         }
     }
 
-    fn finish(mut self) -> io::Result<()> {
+    /// Sends what is left; the stream is complete once this returns.
+    fn finish(&mut self) -> io::Result<()> {
         self.send()
     }
 }
@@ -348,6 +359,27 @@ mod tests {
         assert!(!never_reached(&t("transport error: connection reset")));
         assert!(!never_reached(&RpcError::NoLeader));
         assert!(!never_reached(&t("timeout expired")));
+    }
+
+    #[tokio::test]
+    async fn a_stream_whose_writer_stops_early_ends_with_an_error() {
+        let pieces = |write: fn(&mut Pieces) -> io::Result<()>| async move {
+            produce("testing", write).collect::<Vec<_>>().await
+        };
+        let whole = pieces(|out| {
+            out.write_all(b"all of it")?;
+            out.finish()
+        })
+        .await;
+        assert_eq!(whole.len(), 1);
+        assert_eq!(&whole[0].as_ref().unwrap()[..], b"all of it");
+        let failed = pieces(|_| Err(io::Error::other("disk gone"))).await;
+        assert_eq!(failed.len(), 1, "the reason, once");
+        assert!(matches!(&failed[0], Err(e) if e.to_string().contains("disk gone")));
+        let panicked = pieces(|_| panic!("writer bug")).await;
+        assert!(
+            matches!(panicked.last(), Some(Err(e)) if e.to_string().contains("before it was complete"))
+        );
     }
 
     #[tokio::test]

@@ -211,8 +211,6 @@ impl StateSink for Vec<u8> {
 
 impl StateSink for io::Sink {}
 
-impl StateSink for std::fs::File {}
-
 /// Reads and verifies an archive, writing `state.bin` to `state_out` as it
 /// goes; returns the metadata once every hash has matched.
 ///
