@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use tribune_consensus::{ApplyError, RestoreError, SnapshotTask, StateMachine};
-use tribune_state::{Command, StateStore};
+use tribune_state::{Command, Entry, StateStore};
 use tribune_types::model::ops::{WriteOutcome, WriteRejected};
 
 /// What applying one entry produced.
@@ -20,11 +20,9 @@ impl StateMachine for Fsm {
     type Output = ApplyOutput;
 
     fn apply(&mut self, index: u64, data: &[u8]) -> Result<ApplyOutput, ApplyError> {
-        if let Some(state) = Command::restore_body(data) {
-            return Ok(self.state.restore_at(index, state));
-        }
-        match Command::decode_stamped(data) {
-            Ok((cmd, now_ms)) => Ok(self.state.apply_stamped(index, now_ms, &cmd)),
+        match Command::decode_entry(data) {
+            Ok(Entry::Restore(state)) => Ok(self.state.restore_at(index, state)),
+            Ok(Entry::Command(cmd, now_ms)) => Ok(self.state.apply_stamped(index, now_ms, &cmd)),
             Err(e) => {
                 // Applying past it would fork this server from its peers: raft stops here,
                 // before the entry counts as applied or a snapshot can cover it.

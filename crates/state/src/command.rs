@@ -94,6 +94,18 @@ const TAG_COORDINATES: u16 = 102 | IGNORABLE;
 /// Not ignorable: a server that skipped a restore would fork from its peers.
 const TAG_RESTORE: u16 = 101;
 
+/// A decoded raft log entry ([`Command::decode_entry`]).
+// Lives for one apply on the stack; boxing the command would cost an
+// allocation per raft entry to save bytes nobody keeps.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, PartialEq, Eq)]
+pub enum Entry<'a> {
+    /// An operator's restore: the state's bytes, still in the entry.
+    Restore(&'a [u8]),
+    /// Any other command, with the leader's clock stamp.
+    Command(Command, u64),
+}
+
 impl Command {
     /// Encodes for the raft log, stamped with the proposer's wall clock (`now_ms`).
     pub fn encode(&self, now_ms: u64) -> Vec<u8> {
@@ -145,14 +157,16 @@ impl Command {
         Self::decode_body(tag, body).map(|cmd| (cmd, now_ms))
     }
 
-    /// The state inside an encoded [`Command::Restore`], borrowed: decoding
-    /// would copy it, and it is as large as the whole state, on top of the
-    /// state being replaced and the one replacing it.
-    pub fn restore_body(bytes: &[u8]) -> Option<&[u8]> {
-        match Self::split(bytes) {
-            Ok((TAG_RESTORE, _, body)) => Some(body),
-            _ => None,
+    /// Decodes a raft log entry as the state machine applies it: a
+    /// [`Command::Restore`]'s state stays borrowed from the entry, since
+    /// decoding would copy it, and it is as large as the whole state, on top
+    /// of the state being replaced and the one replacing it.
+    pub fn decode_entry(bytes: &[u8]) -> Result<Entry<'_>, DecodeError> {
+        let (tag, now_ms, body) = Self::split(bytes)?;
+        if tag == TAG_RESTORE {
+            return Ok(Entry::Restore(body));
         }
+        Self::decode_body(tag, body).map(|cmd| Entry::Command(cmd, now_ms))
     }
 
     /// An entry's tag, clock stamp and body.
@@ -256,13 +270,16 @@ mod tests {
         assert_eq!(Command::decode(&restore.encode(1)).unwrap(), restore);
         // The apply path borrows a restore's state instead of decoding a copy.
         assert_eq!(
-            Command::restore_body(&restore.encode(1)),
-            Some(&[1, 2, 3][..])
+            Command::decode_entry(&restore.encode(1)).unwrap(),
+            Entry::Restore(&[1, 2, 3][..])
         );
         let reap = Command::ReapTombstones { index: 9 };
         assert_eq!(Command::decode(&reap.encode(1)).unwrap(), reap);
-        assert_eq!(Command::restore_body(&reap.encode(1)), None);
-        assert_eq!(Command::restore_body(&[2, 0]), None);
+        assert_eq!(
+            Command::decode_entry(&reap.encode(7)).unwrap(),
+            Entry::Command(reap.clone(), 7)
+        );
+        assert!(Command::decode_entry(&[2, 0]).is_err());
         // Version-1 entries (before clock stamps) still decode, with a clock of 0.
         let mut v1 = vec![1, 0, 1];
         v1.extend_from_slice(&cmd.encode(5)[HEADER_LEN..]);

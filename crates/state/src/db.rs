@@ -377,7 +377,7 @@ impl StateStore {
     /// An operator's snapshot replaces the state as of raft index `index`; bytes
     /// that do not decode change nothing (the same on every server). This is
     /// [`Command::Restore`] applied straight from its state's bytes
-    /// (`Command::restore_body`), which then need not be copied out of the entry.
+    /// (`Command::decode_entry`), which then need not be copied out of the entry.
     pub fn restore_at(&self, index: u64, bytes: &[u8]) -> Result<WriteOutcome, WriteRejected> {
         let mut db = match crate::snapshot::decode_db(bytes) {
             Ok(db) => db,

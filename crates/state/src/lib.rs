@@ -21,6 +21,6 @@ mod session;
 pub mod snapshot;
 mod txn;
 
-pub use command::{Command, DecodeError};
+pub use command::{Command, DecodeError, Entry};
 pub use db::StateStore;
 pub use snapshot::{RecordStats, SnapshotContents, SnapshotError, SnapshotJob};
