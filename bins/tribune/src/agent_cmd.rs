@@ -643,11 +643,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let dns_cfg = tribune_agent::dns::dns_config(&cfg);
     let mut dns_addrs = Vec::new();
     if !dns_cfg.bind.is_empty() {
-        let lookup = Arc::new(tribune_agent::dns::CatalogLookup::new(
-            servers.clone(),
-            &cfg.datacenter,
-            &dns_cfg,
-        ));
+        let lookup = Arc::new(
+            tribune_agent::dns::CatalogLookup::new(servers.clone(), &cfg.datacenter, &dns_cfg)
+                .with_agent(&cfg.node_name, !cfg.disable_coordinates),
+        );
         let dns = tribune_dns::DnsServer::bind(dns_cfg, lookup)
             .await
             .context("starting the DNS interface")?;

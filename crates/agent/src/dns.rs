@@ -14,6 +14,7 @@ use std::time::Duration;
 use tribune_dns::{DnsConfig, Lookup, LookupError, RecursorStrategy, ServerInfo, SoaConfig};
 use tribune_rpc::{RpcError, ServerApi};
 use tribune_types::model::ops::{Consistency, HealthEntry, QueryOptions, ReadRequest, ReadResult};
+use tribune_types::model::query::{QueryExecution, QueryOutcome, QuerySource};
 use tribune_types::model::Node;
 
 /// How long one catalog read for DNS may take.
@@ -25,6 +26,10 @@ pub struct CatalogLookup {
     datacenter: String,
     allow_stale: bool,
     max_stale: Duration,
+    /// This agent's node (`_agent` in a prepared query's `Near`).
+    node_name: String,
+    /// Whether prepared queries may sort by network coordinates.
+    use_coordinates: bool,
 }
 
 impl CatalogLookup {
@@ -35,7 +40,17 @@ impl CatalogLookup {
             datacenter: datacenter.to_owned(),
             allow_stale: cfg.allow_stale,
             max_stale: cfg.max_stale,
+            node_name: String::new(),
+            use_coordinates: true,
         }
+    }
+
+    /// Names the agent prepared queries run from (`_agent`), and whether they may
+    /// sort by coordinates (`disable_coordinates` off).
+    pub fn with_agent(mut self, node_name: &str, use_coordinates: bool) -> Self {
+        self.node_name = node_name.to_owned();
+        self.use_coordinates = use_coordinates;
+        self
     }
 
     fn check_dc(&self, dc: Option<&str>) -> Result<(), LookupError> {
@@ -177,6 +192,35 @@ impl Lookup for CatalogLookup {
             ));
         }
         Ok(meta.index)
+    }
+
+    async fn prepared_query(
+        &self,
+        dc: Option<&str>,
+        name: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Option<QueryExecution>, LookupError> {
+        self.check_dc(dc)?;
+        // As Consul's DNS: no limit and no `?near`; only the query's own `Near`.
+        let req = ReadRequest::QueryExecute {
+            id_or_name: name.to_owned(),
+            source: QuerySource {
+                agent_node: self.node_name.clone(),
+                agent_segment: String::new(),
+                near: String::new(),
+                ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
+                use_coordinates: self.use_coordinates,
+            },
+            limit: 0,
+            connect: false,
+        };
+        match self.read(req).await? {
+            ReadResult::QueryExecuted(QueryOutcome::Found(run)) => Ok(Some(run)),
+            ReadResult::QueryExecuted(QueryOutcome::NotFound) => Ok(None),
+            // A template that fails to render: the servers' error, as SERVFAIL.
+            ReadResult::QueryExecuted(QueryOutcome::Refused(e)) => Err(LookupError::Unavailable(e)),
+            _ => Err(mismatch("prepared query")),
+        }
     }
 
     async fn node(&self, dc: Option<&str>, name: &str) -> Result<Option<Node>, LookupError> {

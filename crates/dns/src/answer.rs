@@ -35,6 +35,8 @@ pub(crate) struct Ctx<'a> {
     pub zone: &'a [String],
     /// Unix time, the SOA serial.
     pub now: u32,
+    /// The asker's address, if known.
+    pub client: Option<std::net::IpAddr>,
 }
 
 /// The sections and response code of an answer (header flags and EDNS are the
@@ -595,6 +597,28 @@ pub(crate) fn service(
         srv_answer(ctx, spec, &entries, ttl)
     } else {
         address_answer(ctx, spec, &entries, ttl)
+    };
+    answer.soa_if_empty(ctx)
+}
+
+/// A prepared query's answer (Consul's `preparedQueryLookup`): the instances the
+/// query kept, in the order it gave them (filtered, shuffled or sorted by
+/// distance on the server); the agent's `only_passing` does not apply. No
+/// instance at all is NXDOMAIN, as for a service.
+pub(crate) fn query(
+    ctx: &Ctx<'_>,
+    spec: &ServiceSpec<'_>,
+    entries: &[HealthEntry],
+    ttl: Duration,
+) -> Answer {
+    if entries.is_empty() {
+        return Answer::name_error(ctx);
+    }
+    let ttl = secs(ttl);
+    let answer = if ctx.qtype == RecordType::SRV {
+        srv_answer(ctx, spec, entries, ttl)
+    } else {
+        address_answer(ctx, spec, entries, ttl)
     };
     answer.soa_if_empty(ctx)
 }

@@ -38,6 +38,8 @@ pub(crate) struct Inbound<'a> {
     pub transport: Transport,
     /// Its bytes, forwarded as they are to the recursors.
     pub raw: &'a [u8],
+    /// The asker's address (prepared queries may sort from the node that has it).
+    pub client: Option<IpAddr>,
 }
 
 /// What to do with a question.
@@ -120,6 +122,7 @@ impl Engine {
             qtype,
             zone: self.zones.labels(parsed.zone),
             now,
+            client: req.client,
         };
         match self.resolve(&ctx, &parsed.question, &mut rng).await {
             Step::Answer(answer, watch) => {
@@ -233,12 +236,12 @@ impl Engine {
                 self.service(ctx, spec, rng, &mut watch).await
             }
             Question::Addr { ip, .. } => Ok(answer::addr(ctx, *ip)),
-            // Prepared queries, virtual IPs and ingress gateways are not implemented:
-            // answered as Consul answers a name it does not know.
-            Question::Query { .. }
-            | Question::Virtual { .. }
-            | Question::Ingress { .. }
-            | Question::Invalid => Ok(Answer::name_error(ctx)),
+            Question::Query { name, dc } => self.prepared_query(ctx, name, dc.as_deref()).await,
+            // Virtual IPs and ingress gateways are not implemented: answered as
+            // Consul answers a name it does not know.
+            Question::Virtual { .. } | Question::Ingress { .. } | Question::Invalid => {
+                Ok(Answer::name_error(ctx))
+            }
         };
         match answer {
             Ok(answer) => Step::Answer(answer, watch),
@@ -268,6 +271,33 @@ impl Engine {
         let dc = dc.map_or_else(|| self.lookup.datacenter(), str::to_owned);
         let spec = ServiceSpec { name, tag, dc: &dc };
         Ok(answer::service(ctx, &spec, entries, rng))
+    }
+
+    /// A prepared query question: the query run on the servers, its TTL from the
+    /// query's `DNS.TTL`, else the agent's service TTL for the service it asked
+    /// about. A query that does not exist is NXDOMAIN.
+    async fn prepared_query(
+        &self,
+        ctx: &Ctx<'_>,
+        name: &str,
+        dc: Option<&str>,
+    ) -> Result<Answer, LookupError> {
+        let Some(run) = self.lookup.prepared_query(dc, name, ctx.client).await? else {
+            return Ok(Answer::name_error(ctx));
+        };
+        let ttl = if run.dns.ttl.is_empty() {
+            self.cfg.ttl_for_service(&run.service)
+        } else {
+            // Checked when the query was written; Consul answers with 0 otherwise.
+            tribune_types::parse_go_duration(&run.dns.ttl).unwrap_or_default()
+        };
+        let dc = dc.map_or_else(|| self.lookup.datacenter(), str::to_owned);
+        let spec = ServiceSpec {
+            name: &run.service,
+            tag: None,
+            dc: &dc,
+        };
+        Ok(answer::query(ctx, &spec, &run.nodes, ttl))
     }
 
     /// A reverse lookup: a node with that address, else a service instance with it as

@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use std::net::IpAddr;
 use std::time::Duration;
 use tribune_types::model::ops::HealthEntry;
+use tribune_types::model::query::QueryExecution;
 use tribune_types::model::{Node, Service};
 
 /// Why the catalog could not be read.
@@ -80,6 +81,19 @@ pub trait Lookup: Send + Sync + 'static {
         Err(LookupError::Unavailable(
             "this catalog cannot wait for changes".into(),
         ))
+    }
+    /// Runs the prepared query with that name or ID (Consul's
+    /// `PreparedQuery.Execute` for DNS: no limit, sorted only by the query's own
+    /// `Near`; `client` is the asker's address, for `_ip`). `None` when no query
+    /// or template has that name or ID. The default knows no prepared queries.
+    async fn prepared_query(
+        &self,
+        dc: Option<&str>,
+        name: &str,
+        client: Option<IpAddr>,
+    ) -> Result<Option<QueryExecution>, LookupError> {
+        let _ = (dc, name, client);
+        Ok(None)
     }
     /// One node.
     async fn node(&self, dc: Option<&str>, name: &str) -> Result<Option<Node>, LookupError>;

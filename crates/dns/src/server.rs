@@ -330,6 +330,7 @@ impl RequestHandler for Handler {
             edns: request.edns.as_ref(),
             transport,
             raw: request.as_slice(),
+            client: Some(request.src().ip()),
         };
         let (response, fill) = self
             .inner

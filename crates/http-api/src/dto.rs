@@ -7,6 +7,7 @@
 
 pub mod input;
 pub mod output;
+pub mod query;
 
 use serde::{Deserialize, Deserializer};
 use std::time::Duration;

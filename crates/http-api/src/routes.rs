@@ -10,6 +10,7 @@ mod health;
 mod intentions;
 mod kv;
 mod operator;
+mod query;
 mod raft;
 mod session;
 mod snapshot;
@@ -79,6 +80,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(operator::routes())
         .merge(raft::routes())
         .merge(snapshot::routes())
+        .merge(query::routes())
         .merge(session::routes())
         .merge(txn::routes())
         .fallback(not_found)

@@ -80,12 +80,14 @@ fn request_tag(req: &WriteRequest) -> u16 {
         WriteRequest::AutopilotSet { .. } => 11,
         WriteRequest::CaSetConfig { .. } => 12,
         WriteRequest::CoordinateBatchUpdate { .. } => TAG_COORDINATES,
+        WriteRequest::QuerySet { .. } => 13,
+        WriteRequest::QueryDelete { .. } => 14,
     }
 }
 
 /// The highest tag [`request_tag`] hands out: decoding accepts `1..=` this, so a
 /// new request kind cannot be written without being readable back.
-const MAX_REQUEST_TAG: u16 = 12;
+const MAX_REQUEST_TAG: u16 = 14;
 
 const TAG_REAP_TOMBSTONES: u16 = 100 | IGNORABLE;
 /// Ignorable, as Consul marks its coordinate batches: coordinates only steer

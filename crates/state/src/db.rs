@@ -12,6 +12,7 @@ use tribune_types::model::ops::{
     Deregistration, KvDeleteMode, KvSetMode, Registration, WriteOutcome, WriteRejected,
     WriteRequest,
 };
+use tribune_types::model::query::PreparedQuery;
 use tribune_types::model::{
     CaConfig, CaRoot, Check, ConfigEntry, KvEntry, Node, RaftIndex, Service, Session,
 };
@@ -25,6 +26,7 @@ pub(crate) const CONFIG: &str = "config";
 pub(crate) const CA: &str = "ca";
 pub(crate) const SESSIONS: &str = "sessions";
 pub(crate) const COORDINATES: &str = "coordinates";
+pub(crate) const QUERIES: &str = "queries";
 /// Topic table for per-service-name watches (catalog/health service queries).
 pub(crate) const SERVICE_NAME: &str = "service-name";
 
@@ -55,6 +57,8 @@ pub(crate) struct Db {
     pub(crate) service_index: OrdMap<String, u64>,
     /// Keyed by session ID.
     pub(crate) sessions: Table<Session>,
+    /// Prepared queries, keyed by ID.
+    pub(crate) queries: Table<PreparedQuery>,
     /// KV key → end of its lock-delay, in the leader-stamped clock (ms since the epoch).
     /// Replicated (unlike Consul's in-memory map) so a new leader honours it too.
     pub(crate) lock_delays: OrdMap<String, u64>,
@@ -82,6 +86,7 @@ impl Default for Db {
             by_service: OrdMap::new(),
             service_index: OrdMap::new(),
             sessions: Table::default(),
+            queries: Table::default(),
             lock_delays: OrdMap::new(),
             sessions_by_node: OrdMap::new(),
             held: OrdMap::new(),
@@ -494,6 +499,10 @@ pub(crate) fn apply_request(
             crate::session::invalidate(db, at, *id, t);
             Ok(WriteOutcome::Done)
         }
+        WriteRequest::QuerySet { query, create } => {
+            crate::prepared_query::set(db, at, query, *create, t)
+        }
+        WriteRequest::QueryDelete { id } => crate::prepared_query::delete(db, at, id, t),
         WriteRequest::Txn(ops) => crate::txn::apply(db, at, ops, t)
             .map(WriteOutcome::Txn)
             .map_err(WriteRejected::TxnRolledBack),

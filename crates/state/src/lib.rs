@@ -11,11 +11,14 @@
 //! - Sessions and KV locks (acquire/release, invalidation by destroy, TTL, node or check
 //!   failure, lock-delay on the leader-stamped clock) and transactions, which run each
 //!   operation through its single-operation code path on one working copy.
+//! - Prepared queries ([`prepared_query`]): stored, looked up by ID, name or
+//!   template prefix, and run against the catalog from one snapshot.
 //!
 //! No async runtime here: blocking is the caller's job, using the watch set.
 
 pub mod command;
 mod db;
+mod prepared_query;
 mod query;
 mod session;
 pub mod snapshot;

@@ -2,8 +2,8 @@
 //! an immutable snapshot, returning the index Consul would report for it.
 
 use crate::db::{
-    pair, Db, StateStore, CA, CHECKS, CONFIG, COORDINATES, KV, NODES, SERVICES, SERVICE_NAME,
-    SESSIONS,
+    pair, Db, StateStore, CA, CHECKS, CONFIG, COORDINATES, KV, NODES, QUERIES, SERVICES,
+    SERVICE_NAME, SESSIONS,
 };
 use std::collections::BTreeMap;
 use tribune_store::{Topic, WatchSet};
@@ -70,6 +70,9 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         // take no index.
         ReadRequest::SessionRenew { .. } | ReadRequest::Txn(_) => vec![],
         ReadRequest::Coordinates => vec![Topic::Table(COORDINATES)],
+        ReadRequest::QueryList | ReadRequest::QueryGet { .. } => vec![Topic::Table(QUERIES)],
+        // Consul's execute and explain are not blocking queries.
+        ReadRequest::QueryExecute { .. } | ReadRequest::QueryExplain { .. } => vec![],
         // Wildcards expand over the catalog's services, so both tables count.
         ReadRequest::GatewayServices { .. } => {
             vec![Topic::Table(CONFIG), Topic::Table(SERVICES)]
@@ -120,6 +123,25 @@ fn connect_instances<'a>(db: &'a Db, name: &str) -> Vec<&'a Service> {
                 || (s.service == name && s.connect_native)
         })
         .collect()
+}
+
+/// A service's instances with their checks, or its Connect-capable ones, for a
+/// prepared query: the name matches case-insensitively, as Consul's catalog index
+/// does (the exact spelling first, since it is the common case and a map lookup).
+pub(crate) fn health_entries_ci(db: &Db, name: &str, connect: bool) -> Vec<HealthEntry> {
+    let stored = if db.by_service.contains_key(name) {
+        name
+    } else {
+        db.by_service
+            .keys()
+            .find(|k| k.eq_ignore_ascii_case(name))
+            .map_or(name, String::as_str)
+    };
+    if connect {
+        health_entries(db, connect_instances(db, stored))
+    } else {
+        health_entries(db, instances(db, stored))
+    }
 }
 
 fn health_entries(db: &Db, services: Vec<&Service>) -> Vec<HealthEntry> {
@@ -369,6 +391,37 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
             db.ca_config
                 .as_ref()
                 .map_or(db.ca_index, |c| c.raft.modify_index.max(db.ca_index)),
+        ),
+        ReadRequest::QueryList => (
+            ReadResult::Queries(db.queries.iter().map(|(_, q)| q.clone()).collect()),
+            db.queries.max_index(),
+        ),
+        ReadRequest::QueryGet { id } => (
+            ReadResult::Queries(
+                db.queries
+                    .get(&id.to_ascii_lowercase())
+                    .cloned()
+                    .into_iter()
+                    .collect(),
+            ),
+            db.queries.max_index(),
+        ),
+        ReadRequest::QueryExecute {
+            id_or_name,
+            source,
+            limit,
+            connect,
+        } => (
+            ReadResult::QueryExecuted(crate::prepared_query::execute(
+                db, id_or_name, source, *limit, *connect,
+            )),
+            0,
+        ),
+        ReadRequest::QueryExplain { id_or_name, source } => (
+            ReadResult::QueryExplained(Box::new(crate::prepared_query::resolve(
+                db, id_or_name, source,
+            ))),
+            0,
         ),
         ReadRequest::Usage => (
             ReadResult::Usage(usage(db)),

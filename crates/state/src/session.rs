@@ -73,6 +73,7 @@ pub(crate) fn invalidate(db: &mut Db, at: At, id: SessionId, t: &mut Touched) {
         return;
     };
     t.add(SESSIONS, &key);
+    crate::prepared_query::delete_for_session(db, at, &key, t);
     let node = sess.node.as_str();
     let node_empty = db.sessions_by_node.get_mut(node).is_some_and(|set| {
         set.remove(&id);

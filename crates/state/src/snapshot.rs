@@ -11,6 +11,7 @@ use std::io::{BufWriter, Cursor, Seek, SeekFrom, Write};
 use std::sync::atomic::Ordering;
 use tribune_types::model::coordinate::CoordinateEntry;
 use tribune_types::model::operator::AutopilotSettings;
+use tribune_types::model::query::PreparedQuery;
 use tribune_types::model::{CaConfig, CaRoot, Check, ConfigEntry, KvEntry, Node, Service, Session};
 
 const MAGIC: &[u8; 8] = b"TRIBSNAP";
@@ -62,6 +63,7 @@ struct Body {
     autopilot: Option<AutopilotSettings>,
     coordinates: Vec<CoordinateEntry>,
     ca_config: Option<CaConfig>,
+    queries: Vec<PreparedQuery>,
 }
 
 impl StateStore {
@@ -148,6 +150,7 @@ fn write_snapshot<W: Write + Seek + ?Sized>(db: &Db, out: &mut W) -> std::io::Re
             ("config", db.config.max_index()),
             ("sessions", db.sessions.max_index()),
             ("coordinates", db.coordinates.max_index()),
+            ("queries", db.queries.max_index()),
         ],
         sessions: Seq(db.sessions.len(), || db.sessions.iter().map(|(_, v)| v)),
         lock_delays: Seq(db.lock_delays.len(), || {
@@ -158,6 +161,7 @@ fn write_snapshot<W: Write + Seek + ?Sized>(db: &Db, out: &mut W) -> std::io::Re
             db.coordinates.iter().map(|(_, v)| v)
         }),
         ca_config: &db.ca_config,
+        queries: Seq(db.queries.len(), || db.queries.iter().map(|(_, v)| v)),
     };
     let start = out.stream_position()?;
     let mut header = [0u8; HEADER];
@@ -234,7 +238,7 @@ impl<W: Write + ?Sized> Write for Counted<'_, W> {
 
 /// [`Body`] by reference: the same field names and encodings.
 #[derive(Serialize)]
-struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD, CO> {
+struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD, CO, PQ> {
     nodes: N,
     services: S,
     checks: C,
@@ -244,12 +248,13 @@ struct BodyRef<'a, N, S, C, K, T, F, SI, SE, LD, CO> {
     ca_roots: &'a Vec<CaRoot>,
     ca_index: u64,
     service_index: SI,
-    table_index: [(&'static str, u64); 7],
+    table_index: [(&'static str, u64); 8],
     sessions: SE,
     lock_delays: LD,
     autopilot: &'a Option<AutopilotSettings>,
     coordinates: CO,
     ca_config: &'a Option<CaConfig>,
+    queries: PQ,
 }
 
 /// A sequence of `.0` items, serialised from the iterator `.1` makes: the array
@@ -362,6 +367,7 @@ impl StateStore {
         add("ConnectCAConfig", sizes(body.ca_config.as_slice()));
         add("Autopilot", sizes(body.autopilot.as_slice()));
         add("CoordinateBatchUpdate", sizes(&body.coordinates));
+        add("PreparedQuery", sizes(&body.queries));
         let mut indexes = sizes(&body.table_index);
         indexes.extend(sizes(&body.service_index));
         add("Index", indexes);
@@ -458,6 +464,10 @@ pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
             let idx = sess.raft.modify_index;
             db.sessions.insert(sess.id.to_string(), sess, idx);
         }
+        for q in body.queries {
+            let idx = q.raft.modify_index;
+            db.queries.insert(q.id.clone(), q, idx);
+        }
         db.lock_delays = body.lock_delays.into_iter().collect();
         crate::session::rebuild_indexes(&mut db);
         db.ca_roots = body.ca_roots;
@@ -474,6 +484,7 @@ pub(crate) fn decode_db(bytes: &[u8]) -> Result<Db, SnapshotError> {
                 "config" => db.config.bump(idx),
                 "sessions" => db.sessions.bump(idx),
                 "coordinates" => db.coordinates.bump(idx),
+                "queries" => db.queries.bump(idx),
                 _ => {}
             }
         }
@@ -517,6 +528,7 @@ mod tests {
                 ("config".into(), db.config.max_index()),
                 ("sessions".into(), db.sessions.max_index()),
                 ("coordinates".into(), db.coordinates.max_index()),
+                ("queries".into(), db.queries.max_index()),
             ],
             sessions: db.sessions.iter().map(|(_, v)| v.clone()).collect(),
             lock_delays: db
@@ -527,6 +539,7 @@ mod tests {
             autopilot: db.autopilot.clone(),
             coordinates: db.coordinates.iter().map(|(_, v)| v.clone()).collect(),
             ca_config: db.ca_config.clone(),
+            queries: db.queries.iter().map(|(_, v)| v.clone()).collect(),
         };
         rmp_serde::to_vec_named(&body).unwrap()
     }
@@ -608,6 +621,20 @@ mod tests {
             },
             cas: Some(0),
         });
+        apply(WriteRequest::QuerySet {
+            query: PreparedQuery {
+                id: "4f3a9e4e-3a5b-4bb4-9f3b-1c2d3e4f5a6b".into(),
+                name: "web-q".into(),
+                session: uuid::Uuid::from_u128(7).to_string(),
+                service: tribune_types::model::query::ServiceQuery {
+                    service: "web".into(),
+                    tags: Some(vec!["!old".into()]),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            create: true,
+        });
         let mut db = (*s.snapshot_db()).clone();
         db.lock_delays.insert("k/001".into(), 99);
         db.ca_roots.push(CaRoot::default());
@@ -617,6 +644,7 @@ mod tests {
         assert!(!db.service_index.is_empty() && db.autopilot.is_some());
         assert_eq!(db.coordinates.len(), 1);
         assert!(db.ca_config.is_some());
+        assert_eq!(db.queries.len(), 1);
 
         let encode = |db: &Db| {
             let mut out = Cursor::new(Vec::new());

@@ -9,6 +9,7 @@
 pub mod coordinate;
 pub mod operator;
 pub mod ops;
+pub mod query;
 
 use crate::{CheckId, HealthStatus, NodeName, ServiceId, SessionId};
 use serde::{Deserialize, Serialize};

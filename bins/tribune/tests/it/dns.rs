@@ -57,15 +57,15 @@ async fn seed(http: &str) -> Result<()> {
 }
 
 /// One dig query and its normalised output.
-struct Dig {
-    text: String,
+pub(crate) struct Dig {
+    pub(crate) text: String,
     /// Answer records as dig prints them (for subset checks).
-    answers: Vec<String>,
+    pub(crate) answers: Vec<String>,
     /// Additional records (for subset checks).
     additional: Vec<String>,
 }
 
-fn dig(port: u16, args: &[&str]) -> Result<Dig> {
+pub(crate) fn dig(port: u16, args: &[&str]) -> Result<Dig> {
     let out = Command::new("dig")
         .args(["@127.0.0.1", "-p", &port.to_string()])
         .args([

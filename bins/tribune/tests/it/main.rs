@@ -12,6 +12,7 @@ mod gossip;
 mod keyring;
 mod logging;
 mod persistence;
+mod prepared_query;
 mod sessions;
 mod support;
 mod watch;

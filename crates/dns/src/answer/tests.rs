@@ -111,6 +111,7 @@ fn ctx<'a>(cfg: &'a DnsConfig, qname: &'a Name, qtype: RecordType, zone: &'a [St
         qtype,
         zone,
         now: 1234,
+        client: None,
     }
 }
 
@@ -235,4 +236,38 @@ fn duplicate_addresses_are_answered_once() {
         &mut rng,
     );
     assert_eq!(a.answers.len(), 1);
+}
+
+#[test]
+fn prepared_query_answers_keep_the_servers_order_and_ttl() {
+    // `only_passing` is the agent's setting for service lookups; a prepared query
+    // filtered by its own rules already.
+    let cfg = DnsConfig {
+        only_passing: true,
+        ..DnsConfig::default()
+    };
+    let qname = Name::from_ascii("q.query.consul.").unwrap();
+    let zone = ["consul".to_owned()];
+    let c = ctx(&cfg, &qname, RecordType::A, &zone);
+    let spec = ServiceSpec {
+        name: "s",
+        tag: None,
+        dc: "dc1",
+    };
+    let mut warning = entry("10.0.0.2", Service::default());
+    warning.checks.push(Check {
+        status: HealthStatus::Warning,
+        ..Check::default()
+    });
+    let entries = [entry("10.0.0.1", Service::default()), warning];
+    let a = query(&c, &spec, &entries, Duration::from_secs(7));
+    let addrs: Vec<String> = a.answers.iter().map(|r| r.data.to_string()).collect();
+    assert_eq!(addrs, ["10.0.0.1", "10.0.0.2"]);
+    assert!(a.answers.iter().all(|r| r.ttl == 7));
+    let rev = [entries[1].clone(), entries[0].clone()];
+    let a = query(&c, &spec, &rev, Duration::from_secs(7));
+    assert_eq!(a.answers[0].data.to_string(), "10.0.0.2");
+    let none = query(&c, &spec, &[], Duration::ZERO);
+    assert_eq!(none.rcode, ResponseCode::NXDomain);
+    assert!(!none.authority.is_empty());
 }

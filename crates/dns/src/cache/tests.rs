@@ -150,6 +150,7 @@ impl Harness {
             edns: decoded.edns.as_ref(),
             transport,
             raw: &raw,
+            client: None,
         };
         let (response, fill) = self.engine.handle_and_fill(&inbound, NOW, 3).await;
         let max = match transport {

@@ -117,6 +117,7 @@ impl Harness {
             edns: decoded.edns.as_ref(),
             transport,
             raw: &raw,
+            client: None,
         };
         let response = self.engine.handle(&inbound, NOW, seed).await;
         // hickory-server's limits: the OPT size (or 512) on UDP, 64 KiB on TCP.

@@ -440,6 +440,16 @@ pub struct ServiceEntryOut {
     pub checks: Vec<HealthCheckOut>,
 }
 
+impl From<&tribune_types::model::ops::HealthEntry> for ServiceEntryOut {
+    fn from(e: &tribune_types::model::ops::HealthEntry) -> Self {
+        ServiceEntryOut {
+            node: NodeOut::from(&e.node),
+            service: AgentServiceOut::catalog(&e.service),
+            checks: e.checks.iter().map(HealthCheckOut::from).collect(),
+        }
+    }
+}
+
 /// `{ID, Namespace}` of a session's service check.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "PascalCase")]

@@ -4,7 +4,7 @@
 use super::catalog::{from_peer, has_tags, node_meta_matches};
 use super::coordinate::sort_near;
 use super::{apply_filter, mismatch, AppState};
-use crate::dto::output::{AgentServiceOut, HealthCheckOut, NodeOut, ServiceEntryOut};
+use crate::dto::output::{HealthCheckOut, ServiceEntryOut};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
@@ -117,14 +117,7 @@ async fn entries(st: AppState, p: Params, req: ReadRequest) -> Result<Response, 
             && (!passing || e.checks.iter().all(|c| c.status == HealthStatus::Passing))
     });
     sort_near(&st, &p, &mut entries, |e| e.node.node.as_str()).await?;
-    let rows: Vec<ServiceEntryOut> = entries
-        .iter()
-        .map(|e| ServiceEntryOut {
-            node: NodeOut::from(&e.node),
-            service: AgentServiceOut::catalog(&e.service),
-            checks: e.checks.iter().map(HealthCheckOut::from).collect(),
-        })
-        .collect();
+    let rows: Vec<ServiceEntryOut> = entries.iter().map(ServiceEntryOut::from).collect();
     Ok(reply::json_meta(
         &apply_filter(rows, filter.as_ref())?,
         &meta,

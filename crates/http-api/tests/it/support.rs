@@ -26,6 +26,7 @@ use tribune_types::model::ops::{
     ReadResult, Registration, ServiceInstance, TxnError, TxnResult, WriteOutcome, WriteRejected,
     WriteRequest,
 };
+use tribune_types::model::query::QueryOutcome;
 use tribune_types::model::{
     CaRoot, Check, CheckDefinition, ConfigEntry, KvEntry, Member, Node, RaftIndex, Service, Session,
 };
@@ -446,12 +447,27 @@ impl State {
                     .into_iter()
                     .collect(),
             ),
+            // Prepared queries live in the state store and are tested against a
+            // real agent (`tests/prepared_query.rs` of tribune-agent); this fake
+            // holds none.
+            ReadRequest::QueryList | ReadRequest::QueryGet { .. } => {
+                ReadResult::Queries(Vec::new())
+            }
+            ReadRequest::QueryExecute { .. } => ReadResult::QueryExecuted(QueryOutcome::NotFound),
+            ReadRequest::QueryExplain { .. } => {
+                ReadResult::QueryExplained(Box::new(QueryOutcome::NotFound))
+            }
         }
     }
 
     fn write(&mut self, req: WriteRequest, index: u64) -> Result<WriteOutcome, WriteRejected> {
         use WriteOutcome::{Done, NotApplied};
         Ok(match req {
+            WriteRequest::QuerySet { .. } | WriteRequest::QueryDelete { .. } => {
+                return Err(WriteRejected::Failed(
+                    "the fake backend stores no prepared queries".into(),
+                ))
+            }
             WriteRequest::CoordinateBatchUpdate { updates } => {
                 for u in updates {
                     if self.nodes.contains_key(&u.node) {

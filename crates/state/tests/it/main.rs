@@ -9,6 +9,7 @@ use tribune_types::{HealthStatus, NodeName};
 
 mod ca_config;
 mod lock_sim;
+mod prepared_queries;
 mod restore;
 mod sessions;
 

@@ -136,6 +136,21 @@ pub enum WriteRequest {
         /// CAS index.
         cas: Option<u64>,
     },
+    /// `POST /v1/query` (`create`: the ID was chosen before proposing and must be
+    /// new) or `PUT /v1/query/{id}` (the query must exist; it is replaced whole).
+    /// The definition was checked as Consul's `parseQuery` does; the rules that need
+    /// the state (unique names, session, template) are checked at apply.
+    QuerySet {
+        /// The definition.
+        query: crate::model::query::PreparedQuery,
+        /// Create rather than update.
+        create: bool,
+    },
+    /// `DELETE /v1/query/{id}`: the query must exist.
+    QueryDelete {
+        /// Its ID.
+        id: String,
+    },
 }
 
 impl WriteRequest {
@@ -508,6 +523,33 @@ pub enum ReadRequest {
     },
     /// The Connect CA configuration, if one was written.
     CaConfig,
+    /// Every prepared query (`GET /v1/query`).
+    QueryList,
+    /// One prepared query by ID, unrendered (`GET /v1/query/{id}`).
+    QueryGet {
+        /// Its ID.
+        id: String,
+    },
+    /// Find a prepared query by ID, name or template prefix and run it
+    /// (`/v1/query/{id-or-name}/execute`, DNS `.query.`).
+    QueryExecute {
+        /// ID or name.
+        id_or_name: String,
+        /// Who asks, and from where to sort.
+        source: crate::model::query::QuerySource,
+        /// At most this many instances (0: all).
+        limit: usize,
+        /// `?connect=true`: Connect-capable instances whatever the query says.
+        connect: bool,
+    },
+    /// Find a prepared query as [`ReadRequest::QueryExecute`] does and render it,
+    /// without running it (`/v1/query/{id-or-name}/explain`).
+    QueryExplain {
+        /// ID or name.
+        id_or_name: String,
+        /// Who asks (`${agent.segment}`).
+        source: crate::model::query::QuerySource,
+    },
 }
 
 /// A service instance together with its node (catalog service endpoint).
@@ -567,6 +609,12 @@ pub enum ReadResult {
     GatewayServices(Vec<GatewayService>),
     /// The Connect CA configuration, if one was written.
     CaConfig(Option<crate::model::CaConfig>),
+    /// Prepared queries.
+    Queries(Vec<crate::model::query::PreparedQuery>),
+    /// A prepared query run.
+    QueryExecuted(crate::model::query::QueryOutcome<crate::model::query::QueryExecution>),
+    /// A prepared query rendered.
+    QueryExplained(Box<crate::model::query::QueryOutcome<crate::model::query::PreparedQuery>>),
 }
 
 /// A service behind a gateway, as `/v1/catalog/gateway-services` lists it.

@@ -1,0 +1,459 @@
+//! `/v1/query`: prepared queries. Create, list, read, update, delete, execute and
+//! explain, with Consul's status codes: a body that does not decode is 400, a
+//! query not found 404, and every rule a definition breaks 500 with Consul's text
+//! (its endpoint passes RPC errors through as 500).
+//!
+//! Definitions are checked here as Consul's `parseQuery` does; what needs the
+//! state (unique names, the session, templates) is checked when the write is
+//! applied, and running a query happens on the server
+//! ([`ReadRequest::QueryExecute`]).
+
+use super::{mismatch, AppState};
+use crate::dto::query::{BodyMetaOut, ExecuteOut, ExplainOut, PreparedQueryIn, PreparedQueryOut};
+use crate::error::ApiError;
+use crate::json_in::decode;
+use crate::params::Params;
+use crate::reply;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use tribune_types::model::ops::{ReadRequest, ReadResult, WriteRequest};
+use tribune_types::model::query::{
+    is_uuid, PreparedQuery, QueryOutcome, QuerySource, REDACTED_TOKEN,
+};
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/query", get(list).post(create))
+        .route(
+            "/v1/query/{*rest}",
+            get(read_or_run).put(update).delete(delete),
+        )
+}
+
+/// What follows `/v1/query/`: an ID, or an ID or name followed by `/execute` or
+/// `/explain`. Anything else, slashes included, is an ID (as in Consul).
+enum Target<'a> {
+    Query(&'a str),
+    Execute(&'a str),
+    Explain(&'a str),
+}
+
+fn target(rest: &str) -> Target<'_> {
+    if let Some(id) = rest.strip_suffix("/execute") {
+        Target::Execute(id)
+    } else if let Some(id) = rest.strip_suffix("/explain") {
+        Target::Explain(id)
+    } else {
+        Target::Query(rest)
+    }
+}
+
+/// Consul's `MethodNotAllowedError` for execute and explain, which only take GET.
+fn get_only(method: &Method) -> Response {
+    let mut resp = (
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} not allowed"),
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static("GET"));
+    resp
+}
+
+/// Consul's `parseQuery`, in its order; the message goes behind "Invalid prepared
+/// query: ".
+fn check_definition(q: &PreparedQuery) -> Result<(), String> {
+    if q.name.is_empty() && !q.is_template() && q.session.is_empty() {
+        return Err("Must be bound to a session".into());
+    }
+    if q.token == REDACTED_TOKEN {
+        return Err(format!(
+            "Bad Token '{REDACTED_TOKEN}', it looks like a query definition with a redacted token was submitted"
+        ));
+    }
+    let svc = &q.service;
+    if svc.service.is_empty() {
+        return Err("Must provide a Service name to query".into());
+    }
+    let f = &svc.failover;
+    if f.nearest_n < 0 {
+        return Err(format!("Bad NearestN '{}', must be >= 0", f.nearest_n));
+    }
+    let has = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v| !v.is_empty());
+    if (f.nearest_n != 0 || has(&f.datacenters))
+        && f.targets.as_ref().is_some_and(|t| !t.is_empty())
+    {
+        return Err("Targets cannot be populated with NearestN or Datacenters".into());
+    }
+    if !svc.sameness_group.is_empty() {
+        return Err("sameness-groups are an enterprise-only feature".into());
+    }
+    if let Some(meta) = &svc.node_meta {
+        check_node_meta(meta)?;
+    }
+    check_ttl(&q.dns.ttl)
+}
+
+/// Consul's `ValidateNodeMetadata` with the `consul-` prefix allowed.
+fn check_node_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
+    if meta.len() > 64 {
+        return Err("Node metadata cannot contain more than 64 key/value pairs".into());
+    }
+    for (k, v) in meta {
+        let problem = if k.is_empty() {
+            Some("Key cannot be blank")
+        } else if !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            Some("Key contains invalid characters")
+        } else if k.len() > 128 {
+            Some("Key is too long (limit: 128 characters)")
+        } else if v.len() > 512 {
+            Some("Value is too long (limit: 512 characters)")
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {p}"));
+        }
+    }
+    Ok(())
+}
+
+/// `DNS.TTL` must be a non-negative Go duration.
+fn check_ttl(ttl: &str) -> Result<(), String> {
+    if ttl.is_empty() {
+        return Ok(());
+    }
+    let (negative, magnitude) = match ttl.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, ttl.strip_prefix('+').unwrap_or(ttl)),
+    };
+    match tribune_types::parse_go_duration(magnitude) {
+        Ok(d) if negative && !d.is_zero() => {
+            Err(format!("DNS TTL '-{}', must be >=0", d.as_nanos()))
+        }
+        Ok(_) => Ok(()),
+        Err(_) => Err(format!(
+            "Bad DNS TTL '{ttl}': time: invalid duration \"{ttl}\""
+        )),
+    }
+}
+
+/// Decodes and checks a definition; `Ok` carries it under `id`.
+fn definition(body: &[u8], id: String) -> Result<PreparedQuery, ApiError> {
+    let input: PreparedQueryIn = decode(body)?;
+    let query = input.into_query(id);
+    check_definition(&query)
+        .map_err(|e| ApiError::Internal(format!("Invalid prepared query: {e}")))?;
+    Ok(query)
+}
+
+/// The `{"ID": …}` answer of a create.
+#[derive(Serialize)]
+struct CreateOut {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+async fn create(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Response, ApiError> {
+    st.check_dc(&p)?;
+    // Go's decoder reports an empty body as EOF; an empty object is a body.
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad("Request decode failed: EOF"));
+    }
+    let input: PreparedQueryIn = decode(&body)?;
+    if !input.id.is_empty() {
+        return Err(ApiError::Internal(
+            "ID must be empty when creating a new prepared query".into(),
+        ));
+    }
+    // Chosen before proposing, so that applying the entry is deterministic.
+    let id = uuid::Uuid::new_v4().to_string();
+    let query = input.into_query(id.clone());
+    check_definition(&query)
+        .map_err(|e| ApiError::Internal(format!("Invalid prepared query: {e}")))?;
+    st.backend
+        .write(WriteRequest::QuerySet {
+            query,
+            create: true,
+        })
+        .await?;
+    Ok(reply::json(&CreateOut { id }, p.pretty()))
+}
+
+async fn list(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
+    let (res, meta) = st.read(&p, ReadRequest::QueryList).await?;
+    let ReadResult::Queries(queries) = res else {
+        return Err(mismatch("query list"));
+    };
+    let out: Vec<PreparedQueryOut> = queries.iter().map(PreparedQueryOut::new).collect();
+    Ok(reply::json_meta(&out, &meta, p.pretty()))
+}
+
+/// An ID for the by-ID endpoints: Consul's UUID index refuses anything else.
+fn query_id(id: &str) -> Result<String, ApiError> {
+    if id.len() != 36 {
+        return Err(ApiError::Internal(
+            "failed prepared query lookup: UUID must be 36 characters".into(),
+        ));
+    }
+    if !is_uuid(id) {
+        return Err(ApiError::Internal(
+            "failed prepared query lookup: Invalid UUID: encoding/hex: invalid byte".into(),
+        ));
+    }
+    Ok(id.to_ascii_lowercase())
+}
+
+async fn read_or_run(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    p: Params,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    match target(&rest) {
+        Target::Query(id) => get_one(st, p, id).await,
+        Target::Execute(id) => execute(st, p, id, &headers).await,
+        Target::Explain(id) => explain(st, p, id).await,
+    }
+}
+
+async fn get_one(st: AppState, p: Params, id: &str) -> Result<Response, ApiError> {
+    let id = query_id(id)?;
+    let (res, meta) = st.read(&p, ReadRequest::QueryGet { id }).await?;
+    let ReadResult::Queries(queries) = res else {
+        return Err(mismatch("query get"));
+    };
+    if queries.is_empty() {
+        return Err(ApiError::NotFound("Query not found".into()));
+    }
+    let out: Vec<PreparedQueryOut> = queries.iter().map(PreparedQueryOut::new).collect();
+    Ok(reply::json_meta(&out, &meta, p.pretty()))
+}
+
+/// Where the request runs from: the agent, `?near` (with `_agent` as this agent),
+/// and the client's address for `_ip` (the first `X-Forwarded-For` entry).
+fn source(st: &AppState, p: &Params, headers: &HeaderMap) -> QuerySource {
+    let info = st.backend.agent_info();
+    let near = match p.get("near").unwrap_or_default() {
+        "_agent" => info.node_name.clone(),
+        other => other.to_owned(),
+    };
+    let ip = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(str::trim)
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
+        .unwrap_or_default()
+        .to_owned();
+    QuerySource {
+        agent_node: info.node_name,
+        agent_segment: String::new(),
+        near,
+        ip,
+        use_coordinates: !info.disable_coordinates,
+    }
+}
+
+async fn execute(
+    st: AppState,
+    p: Params,
+    id_or_name: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let limit = match p.get("limit") {
+        None | Some("") => 0,
+        Some(raw) => raw.parse::<i64>().map_err(|_| {
+            ApiError::Internal(format!(
+                "Bad limit: strconv.Atoi: parsing {raw:?}: invalid syntax"
+            ))
+        })?,
+    };
+    let connect = match p.get("connect") {
+        None => false,
+        Some(raw) => tribune_types::goflag::parse_go_bool(raw).ok_or_else(|| {
+            ApiError::Internal(format!(
+                "Error parsing 'connect' value: strconv.ParseBool: parsing {raw:?}: invalid syntax"
+            ))
+        })?,
+    };
+    let req = ReadRequest::QueryExecute {
+        id_or_name: id_or_name.to_owned(),
+        source: source(&st, &p, headers),
+        limit: usize::try_from(limit).unwrap_or(0),
+        connect,
+    };
+    let (res, meta) = st.read(&p, req).await?;
+    let ReadResult::QueryExecuted(outcome) = res else {
+        return Err(mismatch("query execute"));
+    };
+    let run = found(outcome)?;
+    let dc = st.backend.agent_info().datacenter;
+    Ok(reply::json_meta(
+        &ExecuteOut::new(&run, &dc, &meta),
+        &meta,
+        p.pretty(),
+    ))
+}
+
+async fn explain(st: AppState, p: Params, id_or_name: &str) -> Result<Response, ApiError> {
+    let req = ReadRequest::QueryExplain {
+        id_or_name: id_or_name.to_owned(),
+        source: source(&st, &p, &HeaderMap::new()),
+    };
+    let (res, meta) = st.read(&p, req).await?;
+    let ReadResult::QueryExplained(outcome) = res else {
+        return Err(mismatch("query explain"));
+    };
+    let query = found(*outcome)?;
+    let out = ExplainOut {
+        query: PreparedQueryOut::new(&query),
+        meta: BodyMetaOut::new(&meta),
+    };
+    Ok(reply::json_meta(&out, &meta, p.pretty()))
+}
+
+fn found<T>(outcome: QueryOutcome<T>) -> Result<T, ApiError> {
+    match outcome {
+        QueryOutcome::Found(v) => Ok(v),
+        QueryOutcome::NotFound => Err(ApiError::NotFound("Query not found".into())),
+        QueryOutcome::Refused(e) => Err(ApiError::Internal(e)),
+    }
+}
+
+async fn update(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    p: Params,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Target::Query(id) = target(&rest) else {
+        return Ok(get_only(&Method::PUT));
+    };
+    st.check_dc(&p)?;
+    let id = prepared_id(id)?;
+    // The ID in the path wins over one in the body, as in Consul.
+    let query = definition(&body, id)?;
+    st.backend
+        .write(WriteRequest::QuerySet {
+            query,
+            create: false,
+        })
+        .await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn delete(
+    State(st): State<AppState>,
+    Path(rest): Path<String>,
+    p: Params,
+) -> Result<Response, ApiError> {
+    let Target::Query(id) = target(&rest) else {
+        return Ok(get_only(&Method::DELETE));
+    };
+    st.check_dc(&p)?;
+    let id = prepared_id(id)?;
+    st.backend.write(WriteRequest::QueryDelete { id }).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+/// The ID of a write: Consul looks the query up first, so a malformed ID fails
+/// that lookup.
+fn prepared_id(id: &str) -> Result<String, ApiError> {
+    query_id(id).map_err(|e| match e {
+        ApiError::Internal(m) => ApiError::Internal(format!("Prepared Query lookup failed: {m}")),
+        other => other,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, service: &str) -> PreparedQuery {
+        let mut q = PreparedQuery {
+            name: name.into(),
+            ..PreparedQuery::default()
+        };
+        q.service.service = service.into();
+        q
+    }
+
+    #[test]
+    fn definitions_are_checked_in_consuls_order_with_its_words() {
+        let q = query("", "");
+        assert_eq!(
+            check_definition(&q),
+            Err("Must be bound to a session".into())
+        );
+        let mut q = query("a", "");
+        q.token = REDACTED_TOKEN.into();
+        assert!(check_definition(&q).is_err_and(|e| e.starts_with("Bad Token '<hidden>'")));
+        q.token.clear();
+        assert_eq!(
+            check_definition(&q),
+            Err("Must provide a Service name to query".into())
+        );
+        let mut q = query("a", "redis");
+        assert_eq!(check_definition(&q), Ok(()));
+        q.service.failover.nearest_n = -1;
+        assert_eq!(
+            check_definition(&q),
+            Err("Bad NearestN '-1', must be >= 0".into())
+        );
+        q.service.failover.nearest_n = 2;
+        q.service.failover.targets = Some(vec![Default::default()]);
+        assert_eq!(
+            check_definition(&q),
+            Err("Targets cannot be populated with NearestN or Datacenters".into())
+        );
+        q.service.failover.nearest_n = 0;
+        q.service.failover.datacenters = Some(vec![]);
+        assert_eq!(check_definition(&q), Ok(()));
+        q.service.node_meta = Some([("bad key".to_owned(), "v".to_owned())].into());
+        assert_eq!(
+            check_definition(&q),
+            Err(
+                "Couldn't load metadata pair ('bad key', 'v'): Key contains invalid characters"
+                    .into()
+            )
+        );
+        q.service.node_meta = Some([("consul-x".to_owned(), "v".to_owned())].into());
+        assert_eq!(check_definition(&q), Ok(()));
+        q.dns.ttl = "two fortnights".into();
+        assert_eq!(
+            check_definition(&q),
+            Err("Bad DNS TTL 'two fortnights': time: invalid duration \"two fortnights\"".into())
+        );
+        q.dns.ttl = "-3s".into();
+        assert_eq!(
+            check_definition(&q),
+            Err("DNS TTL '-3000000000', must be >=0".into())
+        );
+        q.dns.ttl = "10s".into();
+        assert_eq!(check_definition(&q), Ok(()));
+    }
+
+    #[test]
+    fn paths_split_like_consuls() {
+        assert!(matches!(target("abc/execute"), Target::Execute("abc")));
+        assert!(matches!(target("a.b/explain"), Target::Explain("a.b")));
+        assert!(matches!(target("abc/foo"), Target::Query("abc/foo")));
+        assert!(query_id("abc").is_err());
+        assert_eq!(
+            query_id("ADF4238A-882B-9DDC-4A9D-5B6758E4159E")
+                .ok()
+                .as_deref(),
+            Some("adf4238a-882b-9ddc-4a9d-5b6758e4159e")
+        );
+    }
+}
