@@ -208,7 +208,9 @@ impl Lookup for CatalogLookup {
                 agent_node: self.node_name.clone(),
                 agent_segment: String::new(),
                 near: String::new(),
-                ip: client.map(|ip| ip.to_string()).unwrap_or_default(),
+                ip: client
+                    .map(|ip| ip.to_canonical().to_string())
+                    .unwrap_or_default(),
                 use_coordinates: self.use_coordinates,
             },
             limit: 0,

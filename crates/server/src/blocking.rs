@@ -16,7 +16,7 @@ pub(crate) async fn run(
     req: &ReadRequest,
     opts: &QueryOptions,
 ) -> (ReadResult, u64) {
-    if opts.min_index == 0 {
+    if opts.min_index == 0 || !req.is_blocking() {
         return state.read(req, None);
     }
     // The wait arrives over the network (agents send it); clamp it here too.

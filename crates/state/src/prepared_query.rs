@@ -30,6 +30,11 @@ pub(crate) fn set(
     if query.id.is_empty() {
         return failed("Missing Query ID".into());
     }
+    // Checked before proposing too; a server does not take an agent's word
+    // for it.
+    if let Err(e) = query.check() {
+        return failed(format!("Invalid prepared query: {e}"));
+    }
     let existing = db.queries.get(&query.id);
     match (create, existing) {
         // The ID is drawn at random before proposing; a clash is astronomically
@@ -170,7 +175,7 @@ pub(crate) fn resolve(
         .and_then(|tpl| tpl.render(id_or_name, &source.agent_segment));
     match rendered {
         Ok(q) => QueryOutcome::Found(q),
-        Err(e) => QueryOutcome::Refused(e),
+        Err(e) => QueryOutcome::Refused(e.to_string()),
     }
 }
 
@@ -265,7 +270,7 @@ fn sort_from(db: &Db, nodes: &mut [HealthEntry], query: &PreparedQuery, source: 
         "_ip" => match db
             .nodes
             .iter()
-            .find(|(_, n)| !source.ip.is_empty() && n.address == source.ip)
+            .find(|(_, n)| same_ip(&n.address, &source.ip))
         {
             Some((_, n)) => n.node.as_str().to_owned(),
             None => return,
@@ -293,6 +298,17 @@ fn sort_from(db: &Db, nodes: &mut [HealthEntry], query: &PreparedQuery, source: 
     {
         nodes.swap(0, pos);
     }
+}
+
+/// Whether two addresses are the same IP, however written (an IPv4-mapped IPv6
+/// address is its IPv4 address, as Go prints it). Host names never match.
+fn same_ip(a: &str, b: &str) -> bool {
+    let parse = |s: &str| {
+        s.parse::<std::net::IpAddr>()
+            .ok()
+            .map(|ip| ip.to_canonical())
+    };
+    parse(a).is_some_and(|a| Some(a) == parse(b))
 }
 
 /// Whether `kind` is a template type Consul knows (for messages in

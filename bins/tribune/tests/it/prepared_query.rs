@@ -176,10 +176,23 @@ async fn prepared_queries_over_http_and_dns() -> Result<()> {
         (run["Service"].as_str(), run["Failovers"].as_u64()),
         (Some("db"), Some(0))
     );
-    let (_, text) = exec(format!("{id}/execute?limit=1&near=b")).await?;
+    let (_, text) = exec(format!("{id}/execute")).await?;
     let run: Value = serde_json::from_str(&text)?;
-    assert_eq!(run["Nodes"].as_array().map(Vec::len), Some(1));
     assert_eq!(run["DNS"]["TTL"], "7s");
+    // `?near` puts that node's instance first, `?limit` cuts (two instances
+    // qualify; each order is drawn at random, so ask a few times).
+    for _ in 0..8 {
+        for (near, first) in [("b", "b"), ("a", "a")] {
+            let (_, text) = exec(format!("geo-db/execute?near={near}&limit=1")).await?;
+            let run: Value = serde_json::from_str(&text)?;
+            let nodes = run["Nodes"].as_array().context("no Nodes")?;
+            assert_eq!(nodes.len(), 1, "{text}");
+            assert_eq!(nodes[0]["Node"]["Node"], first, "{text}");
+        }
+    }
+    // `?index` does not make execute wait: it is not a blocking query.
+    let (code, _) = exec("geo-db/execute?index=1000&wait=5m".into()).await?;
+    assert_eq!(code, 200);
     let (code, text) = exec("geo-web/explain".into()).await?;
     assert_eq!(code, 200, "{text}");
     let explained: Value = serde_json::from_str(&text)?;

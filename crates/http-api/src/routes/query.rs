@@ -21,11 +21,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use tribune_types::model::ops::{ReadRequest, ReadResult, WriteRequest};
-use tribune_types::model::query::{
-    is_uuid, PreparedQuery, QueryOutcome, QuerySource, REDACTED_TOKEN,
-};
+use tribune_types::model::query::{is_uuid, InvalidQuery, QueryOutcome, QuerySource};
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -66,94 +63,9 @@ fn get_only(method: &Method) -> Response {
     resp
 }
 
-/// Consul's `parseQuery`, in its order; the message goes behind "Invalid prepared
-/// query: ".
-fn check_definition(q: &PreparedQuery) -> Result<(), String> {
-    if q.name.is_empty() && !q.is_template() && q.session.is_empty() {
-        return Err("Must be bound to a session".into());
-    }
-    if q.token == REDACTED_TOKEN {
-        return Err(format!(
-            "Bad Token '{REDACTED_TOKEN}', it looks like a query definition with a redacted token was submitted"
-        ));
-    }
-    let svc = &q.service;
-    if svc.service.is_empty() {
-        return Err("Must provide a Service name to query".into());
-    }
-    let f = &svc.failover;
-    if f.nearest_n < 0 {
-        return Err(format!("Bad NearestN '{}', must be >= 0", f.nearest_n));
-    }
-    let has = |v: &Option<Vec<_>>| v.as_ref().is_some_and(|v| !v.is_empty());
-    if (f.nearest_n != 0 || has(&f.datacenters))
-        && f.targets.as_ref().is_some_and(|t| !t.is_empty())
-    {
-        return Err("Targets cannot be populated with NearestN or Datacenters".into());
-    }
-    if !svc.sameness_group.is_empty() {
-        return Err("sameness-groups are an enterprise-only feature".into());
-    }
-    if let Some(meta) = &svc.node_meta {
-        check_node_meta(meta)?;
-    }
-    check_ttl(&q.dns.ttl)
-}
-
-/// Consul's `ValidateNodeMetadata` with the `consul-` prefix allowed.
-fn check_node_meta(meta: &BTreeMap<String, String>) -> Result<(), String> {
-    if meta.len() > 64 {
-        return Err("Node metadata cannot contain more than 64 key/value pairs".into());
-    }
-    for (k, v) in meta {
-        let problem = if k.is_empty() {
-            Some("Key cannot be blank")
-        } else if !k
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
-        {
-            Some("Key contains invalid characters")
-        } else if k.len() > 128 {
-            Some("Key is too long (limit: 128 characters)")
-        } else if v.len() > 512 {
-            Some("Value is too long (limit: 512 characters)")
-        } else {
-            None
-        };
-        if let Some(p) = problem {
-            return Err(format!("Couldn't load metadata pair ('{k}', '{v}'): {p}"));
-        }
-    }
-    Ok(())
-}
-
-/// `DNS.TTL` must be a non-negative Go duration.
-fn check_ttl(ttl: &str) -> Result<(), String> {
-    if ttl.is_empty() {
-        return Ok(());
-    }
-    let (negative, magnitude) = match ttl.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, ttl.strip_prefix('+').unwrap_or(ttl)),
-    };
-    match tribune_types::parse_go_duration(magnitude) {
-        Ok(d) if negative && !d.is_zero() => {
-            Err(format!("DNS TTL '-{}', must be >=0", d.as_nanos()))
-        }
-        Ok(_) => Ok(()),
-        Err(_) => Err(format!(
-            "Bad DNS TTL '{ttl}': time: invalid duration \"{ttl}\""
-        )),
-    }
-}
-
-/// Decodes and checks a definition; `Ok` carries it under `id`.
-fn definition(body: &[u8], id: String) -> Result<PreparedQuery, ApiError> {
-    let input: PreparedQueryIn = decode(body)?;
-    let query = input.into_query(id);
-    check_definition(&query)
-        .map_err(|e| ApiError::Internal(format!("Invalid prepared query: {e}")))?;
-    Ok(query)
+/// Consul's `parseQuery` failure, answered as its RPC error (500).
+fn invalid(e: InvalidQuery) -> ApiError {
+    ApiError::Internal(format!("Invalid prepared query: {e}"))
 }
 
 /// The `{"ID": …}` answer of a create.
@@ -178,8 +90,7 @@ async fn create(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Re
     // Chosen before proposing, so that applying the entry is deterministic.
     let id = uuid::Uuid::new_v4().to_string();
     let query = input.into_query(id.clone());
-    check_definition(&query)
-        .map_err(|e| ApiError::Internal(format!("Invalid prepared query: {e}")))?;
+    query.check().map_err(invalid)?;
     st.backend
         .write(WriteRequest::QuerySet {
             query,
@@ -247,14 +158,14 @@ fn source(st: &AppState, p: &Params, headers: &HeaderMap) -> QuerySource {
         "_agent" => info.node_name.clone(),
         other => other.to_owned(),
     };
+    // Written as Go writes a parsed address, so it compares with node addresses.
     let ip = headers
         .get("x-forwarded-for")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
-        .map(str::trim)
-        .filter(|v| v.parse::<std::net::IpAddr>().is_ok())
-        .unwrap_or_default()
-        .to_owned();
+        .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| ip.to_canonical().to_string())
+        .unwrap_or_default();
     QuerySource {
         agent_node: info.node_name,
         agent_segment: String::new(),
@@ -264,22 +175,31 @@ fn source(st: &AppState, p: &Params, headers: &HeaderMap) -> QuerySource {
     }
 }
 
+/// `?limit=` as Consul's `strconv.Atoi` reads it; 0 or less is no limit.
+fn limit(p: &Params) -> Result<usize, ApiError> {
+    match p.get("limit") {
+        None | Some("") => Ok(0),
+        Some(raw) => raw
+            .parse::<i64>()
+            .map(|n| usize::try_from(n).unwrap_or(0))
+            .map_err(|_| {
+                ApiError::Internal(format!(
+                    "Bad limit: strconv.Atoi: parsing {raw:?}: invalid syntax"
+                ))
+            }),
+    }
+}
+
 async fn execute(
     st: AppState,
     p: Params,
     id_or_name: &str,
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
-    let limit = match p.get("limit") {
-        None | Some("") => 0,
-        Some(raw) => raw.parse::<i64>().map_err(|_| {
-            ApiError::Internal(format!(
-                "Bad limit: strconv.Atoi: parsing {raw:?}: invalid syntax"
-            ))
-        })?,
-    };
+    let limit = limit(&p)?;
+    // Consul parses `connect` only when it has a value.
     let connect = match p.get("connect") {
-        None => false,
+        None | Some("") => false,
         Some(raw) => tribune_types::goflag::parse_go_bool(raw).ok_or_else(|| {
             ApiError::Internal(format!(
                 "Error parsing 'connect' value: strconv.ParseBool: parsing {raw:?}: invalid syntax"
@@ -289,7 +209,7 @@ async fn execute(
     let req = ReadRequest::QueryExecute {
         id_or_name: id_or_name.to_owned(),
         source: source(&st, &p, headers),
-        limit: usize::try_from(limit).unwrap_or(0),
+        limit,
         connect,
     };
     let (res, meta) = st.read(&p, req).await?;
@@ -306,6 +226,8 @@ async fn execute(
 }
 
 async fn explain(st: AppState, p: Params, id_or_name: &str) -> Result<Response, ApiError> {
+    // Parsed (and refused when malformed) as for execute, then unused.
+    limit(&p)?;
     let req = ReadRequest::QueryExplain {
         id_or_name: id_or_name.to_owned(),
         source: source(&st, &p, &HeaderMap::new()),
@@ -342,7 +264,26 @@ async fn update(
     st.check_dc(&p)?;
     let id = prepared_id(id)?;
     // The ID in the path wins over one in the body, as in Consul.
-    let query = definition(&body, id)?;
+    let query = decode::<PreparedQueryIn>(&body)?.into_query(id);
+    if let Err(e) = query.check() {
+        // Consul looks the query up before it reads the definition: an
+        // unknown ID is reported first.
+        let (res, _) = st
+            .read(
+                &p,
+                ReadRequest::QueryGet {
+                    id: query.id.clone(),
+                },
+            )
+            .await?;
+        if matches!(res, ReadResult::Queries(ref q) if q.is_empty()) {
+            return Err(ApiError::Internal(format!(
+                "Cannot modify non-existent prepared query: '{}'",
+                query.id
+            )));
+        }
+        return Err(invalid(e));
+    }
     st.backend
         .write(WriteRequest::QuerySet {
             query,
@@ -378,70 +319,6 @@ fn prepared_id(id: &str) -> Result<String, ApiError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query(name: &str, service: &str) -> PreparedQuery {
-        let mut q = PreparedQuery {
-            name: name.into(),
-            ..PreparedQuery::default()
-        };
-        q.service.service = service.into();
-        q
-    }
-
-    #[test]
-    fn definitions_are_checked_in_consuls_order_with_its_words() {
-        let q = query("", "");
-        assert_eq!(
-            check_definition(&q),
-            Err("Must be bound to a session".into())
-        );
-        let mut q = query("a", "");
-        q.token = REDACTED_TOKEN.into();
-        assert!(check_definition(&q).is_err_and(|e| e.starts_with("Bad Token '<hidden>'")));
-        q.token.clear();
-        assert_eq!(
-            check_definition(&q),
-            Err("Must provide a Service name to query".into())
-        );
-        let mut q = query("a", "redis");
-        assert_eq!(check_definition(&q), Ok(()));
-        q.service.failover.nearest_n = -1;
-        assert_eq!(
-            check_definition(&q),
-            Err("Bad NearestN '-1', must be >= 0".into())
-        );
-        q.service.failover.nearest_n = 2;
-        q.service.failover.targets = Some(vec![Default::default()]);
-        assert_eq!(
-            check_definition(&q),
-            Err("Targets cannot be populated with NearestN or Datacenters".into())
-        );
-        q.service.failover.nearest_n = 0;
-        q.service.failover.datacenters = Some(vec![]);
-        assert_eq!(check_definition(&q), Ok(()));
-        q.service.node_meta = Some([("bad key".to_owned(), "v".to_owned())].into());
-        assert_eq!(
-            check_definition(&q),
-            Err(
-                "Couldn't load metadata pair ('bad key', 'v'): Key contains invalid characters"
-                    .into()
-            )
-        );
-        q.service.node_meta = Some([("consul-x".to_owned(), "v".to_owned())].into());
-        assert_eq!(check_definition(&q), Ok(()));
-        q.dns.ttl = "two fortnights".into();
-        assert_eq!(
-            check_definition(&q),
-            Err("Bad DNS TTL 'two fortnights': time: invalid duration \"two fortnights\"".into())
-        );
-        q.dns.ttl = "-3s".into();
-        assert_eq!(
-            check_definition(&q),
-            Err("DNS TTL '-3000000000', must be >=0".into())
-        );
-        q.dns.ttl = "10s".into();
-        assert_eq!(check_definition(&q), Ok(()));
-    }
 
     #[test]
     fn paths_split_like_consuls() {

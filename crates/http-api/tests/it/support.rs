@@ -448,7 +448,7 @@ impl State {
                     .collect(),
             ),
             // Prepared queries live in the state store and are tested against a
-            // real agent (`tests/prepared_query.rs` of tribune-agent); this fake
+            // real agent (`bins/tribune/tests/it/prepared_query.rs`); this fake
             // holds none.
             ReadRequest::QueryList | ReadRequest::QueryGet { .. } => {
                 ReadResult::Queries(Vec::new())

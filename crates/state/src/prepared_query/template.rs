@@ -11,7 +11,33 @@ use super::known_template_kind;
 use regex::Regex;
 use tribune_types::model::query::{PreparedQuery, ServiceQuery};
 
-/// One interpolation.
+/// A template Consul's `Compile` or `Render` refuses; the texts are Consul's.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TemplateError {
+    /// Not `name_prefix_match`.
+    #[error("Bad Template.Type '{0}'")]
+    Type(String),
+    /// A string that does not parse.
+    #[error("Bad format '{text}' in Service{path}: {reason}")]
+    Format {
+        text: String,
+        path: String,
+        reason: String,
+    },
+    /// An interpolation that cannot be evaluated.
+    #[error("Bad evaluation for '{text}' in Service{path}: {reason}")]
+    Evaluation {
+        text: String,
+        path: String,
+        reason: String,
+    },
+    /// `Template.Regexp` does not compile.
+    #[error("Bad Regexp: {0}")]
+    Regexp(String),
+}
+
+/// One interpolation, or why it cannot be evaluated (found when rendering, as
+/// Consul finds unknown variables then, not when parsing).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Var {
     Full,
@@ -19,6 +45,7 @@ enum Var {
     Suffix,
     Segment,
     Match(i64),
+    Unknown(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,7 +54,7 @@ enum Piece {
     Var(Var),
 }
 
-/// Splits `s` into literal text and interpolations.
+/// Splits `s` into literal text and interpolations; `Err` is a syntax error.
 fn parse(s: &str) -> Result<Vec<Piece>, String> {
     let mut out = Vec::new();
     let mut lit = String::new();
@@ -59,38 +86,51 @@ fn parse(s: &str) -> Result<Vec<Piece>, String> {
     Ok(out)
 }
 
+/// One `${...}`. Only the variables and the function templates are documented
+/// with are known; anything else (HIL's arithmetic, other functions) is refused
+/// when it would be evaluated.
 fn variable(expr: &str) -> Result<Var, String> {
-    match expr {
-        "name.full" => return Ok(Var::Full),
-        "name.prefix" => return Ok(Var::Prefix),
-        "name.suffix" => return Ok(Var::Suffix),
-        "agent.segment" => return Ok(Var::Segment),
+    Ok(match expr {
         "" => return Err("empty interpolation".into()),
-        _ => {}
-    }
-    if let Some((func, args)) = expr.split_once('(') {
-        let func = func.trim();
-        let Some(arg) = args.trim_end().strip_suffix(')') else {
-            return Err(format!("expected \")\" to end the call of {func}"));
-        };
-        if func != "match" {
-            return Err(format!("unknown function called: {func}"));
-        }
-        return arg
-            .trim()
-            .parse::<i64>()
-            .map(Var::Match)
-            .map_err(|_| format!("match: argument must be an integer, got {:?}", arg.trim()));
-    }
-    Err(format!("unknown variable accessed: {expr}"))
+        "name.full" => Var::Full,
+        "name.prefix" => Var::Prefix,
+        "name.suffix" => Var::Suffix,
+        "agent.segment" => Var::Segment,
+        _ => match expr.split_once('(') {
+            Some((func, args)) => {
+                let func = func.trim();
+                let Some(arg) = args.trim_end().strip_suffix(')') else {
+                    return Err(format!("expected \")\" to end the call of {func}"));
+                };
+                match (func, arg.trim().parse::<i64>()) {
+                    ("match", Ok(n)) => Var::Match(n),
+                    ("match", Err(_)) => Var::Unknown(format!(
+                        "match: argument must be an integer, got {:?}",
+                        arg.trim()
+                    )),
+                    _ => Var::Unknown(format!("unknown function called: {func}")),
+                }
+            }
+            None if expr
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) =>
+            {
+                Var::Unknown(format!("unknown variable accessed: {expr}"))
+            }
+            None => Var::Unknown(format!(
+                "unsupported expression {expr:?} (templates here know name.full, name.prefix, \
+                 name.suffix, agent.segment and match(N))"
+            )),
+        },
+    })
 }
 
 /// Calls `f` with each interpolated string of `svc` and its path as Consul's
 /// messages name it (`.Tags[1]`, `.NodeMeta[rack]`). Map keys are not interpolated.
 fn walk(
     svc: &mut ServiceQuery,
-    f: &mut dyn FnMut(&str, &mut String) -> Result<(), String>,
-) -> Result<(), String> {
+    f: &mut dyn FnMut(&str, &mut String) -> Result<(), TemplateError>,
+) -> Result<(), TemplateError> {
     f(".Service", &mut svc.service)?;
     f(".SamenessGroup", &mut svc.sameness_group)?;
     for (i, dc) in svc.failover.datacenters.iter_mut().flatten().enumerate() {
@@ -119,6 +159,14 @@ fn walk(
     f(".Peer", &mut svc.peer)
 }
 
+fn parsed(text: &str, path: &str) -> Result<Vec<Piece>, TemplateError> {
+    parse(text).map_err(|reason| TemplateError::Format {
+        text: text.to_owned(),
+        path: path.to_owned(),
+        reason,
+    })
+}
+
 /// A template checked and ready to render.
 #[derive(Debug)]
 pub(crate) struct Template<'a> {
@@ -127,23 +175,22 @@ pub(crate) struct Template<'a> {
 }
 
 impl<'a> Template<'a> {
-    /// Checks the type, every interpolation and the regexp, then renders once
+    /// Checks the type, every string's syntax and the regexp, then renders once
     /// with the template's own name, as Consul's `Compile` does.
-    pub(crate) fn compile(query: &'a PreparedQuery) -> Result<Self, String> {
+    pub(crate) fn compile(query: &'a PreparedQuery) -> Result<Self, TemplateError> {
         let kind = &query.template.kind;
         if !known_template_kind(kind) {
-            return Err(format!("Bad Template.Type '{kind}'"));
+            return Err(TemplateError::Type(kind.clone()));
         }
         let mut svc = query.service.clone();
-        walk(&mut svc, &mut |path, s| {
-            parse(s)
-                .map(drop)
-                .map_err(|e| format!("Bad format '{s}' in Service{path}: {e}"))
-        })?;
+        walk(&mut svc, &mut |path, s| parsed(s, path).map(drop))?;
         let regexp = if query.template.regexp.is_empty() {
             None
         } else {
-            Some(Regex::new(&query.template.regexp).map_err(|e| format!("Bad Regexp: {e}"))?)
+            Some(
+                Regex::new(&query.template.regexp)
+                    .map_err(|e| TemplateError::Regexp(e.to_string()))?,
+            )
         };
         let tpl = Template { query, regexp };
         tpl.render(&query.name, "")?;
@@ -152,7 +199,7 @@ impl<'a> Template<'a> {
 
     /// The query for the looked-up `name`: its `Service` strings interpolated,
     /// empty tags dropped if asked.
-    pub(crate) fn render(&self, name: &str, segment: &str) -> Result<PreparedQuery, String> {
+    pub(crate) fn render(&self, name: &str, segment: &str) -> Result<PreparedQuery, TemplateError> {
         let groups: Vec<String> = self
             .regexp
             .as_ref()
@@ -168,9 +215,8 @@ impl<'a> Template<'a> {
         let suffix = name.strip_prefix(prefix).unwrap_or(name);
         let mut out = self.query.clone();
         walk(&mut out.service, &mut |path, s| {
-            let pieces = parse(s).map_err(|e| format!("Bad format '{s}' in Service{path}: {e}"))?;
             let mut value = String::new();
-            for piece in pieces {
+            for piece in parsed(s, path)? {
                 match piece {
                     Piece::Lit(l) => value.push_str(&l),
                     Piece::Var(Var::Full) => value.push_str(name),
@@ -180,6 +226,13 @@ impl<'a> Template<'a> {
                     Piece::Var(Var::Match(i)) => {
                         let group = usize::try_from(i).ok().and_then(|i| groups.get(i));
                         value.push_str(group.map_or("", String::as_str));
+                    }
+                    Piece::Var(Var::Unknown(reason)) => {
+                        return Err(TemplateError::Evaluation {
+                            text: s.clone(),
+                            path: path.to_owned(),
+                            reason,
+                        })
                     }
                 }
             }
@@ -266,26 +319,29 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused_with_consuls_words() {
+        let err = |q: &PreparedQuery| Template::compile(q).err().map(|e| e.to_string());
         let mut q = tpl("a", "", "${nope}", &[]);
         assert_eq!(
-            Template::compile(&q).err().as_deref(),
-            Some("Bad format '${nope}' in Service.Service: unknown variable accessed: nope")
+            err(&q).as_deref(),
+            Some(
+                "Bad evaluation for '${nope}' in Service.Service: unknown variable accessed: nope"
+            )
         );
         q.service.service = "${upper(name.full)}".into();
-        assert!(Template::compile(&q)
-            .err()
-            .is_some_and(|e| e.contains("unknown function called: upper")));
+        assert!(err(&q).is_some_and(|e| e.ends_with("unknown function called: upper")));
+        q.service.service = "${40 + 2}".into();
+        assert!(err(&q).is_some_and(|e| e.starts_with("Bad evaluation for '${40 + 2}'")));
         q.service.service = "${name.full".into();
-        assert!(Template::compile(&q).is_err());
+        assert!(
+            err(&q).is_some_and(|e| e.starts_with("Bad format '${name.full' in Service.Service: "))
+        );
         q.service.service = "x".into();
         q.template.regexp = "(".into();
-        assert!(Template::compile(&q)
-            .err()
-            .is_some_and(|e| e.starts_with("Bad Regexp: ")));
+        assert!(err(&q).is_some_and(|e| e.starts_with("Bad Regexp: ")));
         q.template.regexp = String::new();
         q.template.kind = "pattern_match".into();
         assert_eq!(
-            Template::compile(&q).err().as_deref(),
+            err(&q).as_deref(),
             Some("Bad Template.Type 'pattern_match'")
         );
     }

@@ -56,6 +56,152 @@ impl PreparedQuery {
     pub fn is_template(&self) -> bool {
         !self.template.kind.is_empty()
     }
+
+    /// Consul's `parseQuery`: the rules a definition must meet on its own, checked
+    /// in Consul's order. Those that need the state (names, session, template)
+    /// are checked where the write is applied.
+    pub fn check(&self) -> Result<(), InvalidQuery> {
+        if self.name.is_empty() && !self.is_template() && self.session.is_empty() {
+            return Err(InvalidQuery::NoSession);
+        }
+        if self.token == REDACTED_TOKEN {
+            return Err(InvalidQuery::RedactedToken);
+        }
+        let svc = &self.service;
+        if svc.service.is_empty() {
+            return Err(InvalidQuery::NoService);
+        }
+        let f = &svc.failover;
+        if f.nearest_n < 0 {
+            return Err(InvalidQuery::NegativeNearestN(f.nearest_n));
+        }
+        let some = |v: Option<usize>| v.is_some_and(|n| n > 0);
+        if (f.nearest_n != 0 || some(f.datacenters.as_ref().map(Vec::len)))
+            && some(f.targets.as_ref().map(Vec::len))
+        {
+            return Err(InvalidQuery::TargetsWithNearest);
+        }
+        if !svc.sameness_group.is_empty() {
+            return Err(InvalidQuery::SamenessGroup);
+        }
+        if let Some(meta) = &svc.node_meta {
+            check_node_meta(meta)?;
+        }
+        check_ttl(&self.dns.ttl)
+    }
+}
+
+/// A definition Consul's `parseQuery` refuses; the text is Consul's (behind
+/// "Invalid prepared query: " where it is reported).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidQuery {
+    /// Neither a name, a template nor a session.
+    #[error("Must be bound to a session")]
+    NoSession,
+    /// A definition read back (token hidden) and sent again.
+    #[error("Bad Token '<hidden>', it looks like a query definition with a redacted token was submitted")]
+    RedactedToken,
+    /// `Service.Service` is empty.
+    #[error("Must provide a Service name to query")]
+    NoService,
+    /// `Failover.NearestN` below 0.
+    #[error("Bad NearestN '{0}', must be >= 0")]
+    NegativeNearestN(i64),
+    /// `Failover.Targets` next to `NearestN` or `Datacenters`.
+    #[error("Targets cannot be populated with NearestN or Datacenters")]
+    TargetsWithNearest,
+    /// `Service.SamenessGroup` set.
+    #[error("sameness-groups are an enterprise-only feature")]
+    SamenessGroup,
+    /// More than 64 `NodeMeta` pairs.
+    #[error("Node metadata cannot contain more than 64 key/value pairs")]
+    TooMuchNodeMeta,
+    /// A `NodeMeta` pair Consul's `ValidateMetadata` refuses.
+    #[error("Couldn't load metadata pair ('{key}', '{value}'): {problem}")]
+    NodeMeta {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// `DNS.TTL` is not a Go duration.
+    #[error("Bad DNS TTL '{ttl}': {error}")]
+    BadTtl {
+        /// As given.
+        ttl: String,
+        /// Go's complaint.
+        error: crate::DurationError,
+    },
+    /// `DNS.TTL` below 0 (Consul prints it in nanoseconds).
+    #[error("DNS TTL '-{0}', must be >=0")]
+    NegativeTtl(u128),
+}
+
+/// Consul's `ValidateNodeMetadata` with the `consul-` prefix allowed.
+fn check_node_meta(meta: &BTreeMap<String, String>) -> Result<(), InvalidQuery> {
+    if meta.len() > 64 {
+        return Err(InvalidQuery::TooMuchNodeMeta);
+    }
+    for (k, v) in meta {
+        let problem = if k.is_empty() {
+            "Key cannot be blank"
+        } else if !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            "Key contains invalid characters"
+        } else if k.len() > 128 {
+            "Key is too long (limit: 128 characters)"
+        } else if v.len() > 512 {
+            "Value is too long (limit: 512 characters)"
+        } else {
+            continue;
+        };
+        return Err(InvalidQuery::NodeMeta {
+            key: k.clone(),
+            value: v.clone(),
+            problem,
+        });
+    }
+    Ok(())
+}
+
+/// `DNS.TTL` must be a non-negative Go duration (`time.ParseDuration`, which
+/// takes no surrounding spaces).
+fn check_ttl(ttl: &str) -> Result<(), InvalidQuery> {
+    if ttl.is_empty() {
+        return Ok(());
+    }
+    let bad = |error| InvalidQuery::BadTtl {
+        ttl: ttl.to_owned(),
+        error,
+    };
+    if ttl.trim() != ttl {
+        return Err(bad(crate::DurationError::Invalid(ttl.to_owned())));
+    }
+    match ttl.strip_prefix('-') {
+        Some(magnitude) => match crate::parse_go_duration(magnitude) {
+            Ok(d) if d.is_zero() => Ok(()),
+            Ok(d) => Err(InvalidQuery::NegativeTtl(d.as_nanos())),
+            // Reported for the whole input, as Go does (our parser refuses a
+            // negative input before looking at it, so ask about the rest).
+            Err(e) => Err(bad(match e {
+                crate::DurationError::UnknownUnit { unit, .. } => {
+                    crate::DurationError::UnknownUnit {
+                        unit,
+                        input: ttl.to_owned(),
+                    }
+                }
+                crate::DurationError::MissingUnit(_) => {
+                    crate::DurationError::MissingUnit(ttl.to_owned())
+                }
+                _ => crate::DurationError::Invalid(ttl.to_owned()),
+            })),
+        },
+        None => crate::parse_go_duration(ttl).map(drop).map_err(bad),
+    }
 }
 
 /// `Template`.
@@ -169,4 +315,85 @@ pub enum QueryOutcome<T> {
     NotFound,
     /// The lookup itself is refused (Consul's error text).
     Refused(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &str, service: &str) -> PreparedQuery {
+        let mut q = PreparedQuery {
+            name: name.into(),
+            ..PreparedQuery::default()
+        };
+        q.service.service = service.into();
+        q
+    }
+
+    fn text(q: &PreparedQuery) -> Result<(), String> {
+        q.check().map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn definitions_are_checked_in_consuls_order_with_its_words() {
+        assert_eq!(
+            text(&query("", "")),
+            Err("Must be bound to a session".into())
+        );
+        let mut q = query("a", "");
+        q.token = REDACTED_TOKEN.into();
+        assert!(text(&q).is_err_and(|e| e.starts_with("Bad Token '<hidden>'")));
+        q.token.clear();
+        assert_eq!(text(&q), Err("Must provide a Service name to query".into()));
+        let mut q = query("a", "redis");
+        assert_eq!(text(&q), Ok(()));
+        q.service.failover.nearest_n = -1;
+        assert_eq!(text(&q), Err("Bad NearestN '-1', must be >= 0".into()));
+        q.service.failover.nearest_n = 2;
+        q.service.failover.targets = Some(vec![QueryTarget::default()]);
+        assert_eq!(
+            text(&q),
+            Err("Targets cannot be populated with NearestN or Datacenters".into())
+        );
+        q.service.failover.nearest_n = 0;
+        q.service.failover.datacenters = Some(vec![]);
+        assert_eq!(text(&q), Ok(()));
+        q.service.node_meta = Some([("bad key".to_owned(), "v".to_owned())].into());
+        assert_eq!(
+            text(&q),
+            Err(
+                "Couldn't load metadata pair ('bad key', 'v'): Key contains invalid characters"
+                    .into()
+            )
+        );
+        q.service.node_meta = Some([("consul-x".to_owned(), "v".to_owned())].into());
+        assert_eq!(text(&q), Ok(()));
+        for (ttl, want) in [
+            (
+                "two fortnights",
+                "Bad DNS TTL 'two fortnights': time: invalid duration \"two fortnights\"",
+            ),
+            (
+                "5x",
+                "Bad DNS TTL '5x': time: unknown unit \"x\" in duration \"5x\"",
+            ),
+            (
+                "-5x",
+                "Bad DNS TTL '-5x': time: unknown unit \"x\" in duration \"-5x\"",
+            ),
+            ("5", "Bad DNS TTL '5': time: missing unit in duration \"5\""),
+            (
+                " 10s",
+                "Bad DNS TTL ' 10s': time: invalid duration \" 10s\"",
+            ),
+            ("-3s", "DNS TTL '-3000000000', must be >=0"),
+        ] {
+            q.dns.ttl = ttl.into();
+            assert_eq!(text(&q), Err(want.into()), "{ttl:?}");
+        }
+        for ttl in ["10s", "-0s", "1h2m"] {
+            q.dns.ttl = ttl.into();
+            assert_eq!(text(&q), Ok(()), "{ttl:?}");
+        }
+    }
 }
