@@ -43,9 +43,9 @@ const GO_API_VERSION: &str = "v1.30.0";
 /// `TestAPI_ClientTLSOptions` is left out on purpose. Also the operator raft and
 /// autopilot tests (two real servers: join, promotion, transfer, removal), usage, and the
 /// snapshot save/restore round trip (`TestAPI_Snapshot_Options` needs ACLs), the
-/// network coordinate endpoints, the intentions API, the CA endpoints and prepared
-/// queries.
-const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr|OperatorRaft|OperatorAutopilot|OperatorUsage|Snapshot$|Coordinate|ConnectIntention|ConnectCA|PreparedQuery)";
+/// network coordinate endpoints, the intentions API, the CA endpoints, prepared
+/// queries and the discovery chain.
+const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr|OperatorRaft|OperatorAutopilot|OperatorUsage|Snapshot$|Coordinate|ConnectIntention|ConnectCA|PreparedQuery|DiscoveryChain)";
 const GO_DEFAULT_TIMEOUT: &str = "30m";
 const GO_DEFAULT_PARALLEL: &str = "2";
 

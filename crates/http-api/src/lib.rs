@@ -12,6 +12,7 @@
 //! This is the only crate that knows Consul's JSON.
 
 pub mod backend;
+pub mod discovery_chain;
 pub mod dto;
 pub mod error;
 pub mod filter;

@@ -5,6 +5,7 @@ mod catalog;
 mod config;
 mod connect;
 mod coordinate;
+mod discovery_chain;
 mod event;
 mod health;
 mod intentions;
@@ -81,6 +82,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .merge(raft::routes())
         .merge(snapshot::routes())
         .merge(query::routes())
+        .merge(discovery_chain::routes())
         .merge(session::routes())
         .merge(txn::routes())
         .fallback(not_found)

@@ -57,7 +57,9 @@ fn topics(req: &ReadRequest) -> Vec<Topic> {
         // The reported index is the config table's, so the watch is too: any config
         // change moves the index a client blocks on.
         ReadRequest::ConfigGet { .. } => vec![Topic::Table(CONFIG)],
-        ReadRequest::ConfigList { .. } => vec![Topic::Table(CONFIG)],
+        ReadRequest::ConfigList { .. } | ReadRequest::ConfigKinds { .. } => {
+            vec![Topic::Table(CONFIG)]
+        }
         ReadRequest::CaRoots | ReadRequest::AutopilotConfig | ReadRequest::CaConfig => {
             vec![Topic::Table(CA)]
         }
@@ -382,6 +384,17 @@ fn answer(db: &Db, req: &ReadRequest) -> (ReadResult, u64) {
                 .config
                 .prefix_owned(pair(kind, ""))
                 .map(|(_, e)| e.clone())
+                .collect();
+            (ReadResult::Config(list), db.config.max_index())
+        }
+        ReadRequest::ConfigKinds { kinds } => {
+            let list = kinds
+                .iter()
+                .flat_map(|kind| {
+                    db.config
+                        .prefix_owned(pair(kind, ""))
+                        .map(|(_, e)| e.clone())
+                })
                 .collect();
             (ReadResult::Config(list), db.config.max_index())
         }

@@ -450,6 +450,13 @@ impl State {
             // Prepared queries live in the state store and are tested against a
             // real agent (`bins/tribune/tests/it/prepared_query.rs`); this fake
             // holds none.
+            ReadRequest::ConfigKinds { kinds } => ReadResult::Config(
+                self.config
+                    .values()
+                    .filter(|e| kinds.contains(&e.kind))
+                    .cloned()
+                    .collect(),
+            ),
             ReadRequest::QueryList | ReadRequest::QueryGet { .. } => {
                 ReadResult::Queries(Vec::new())
             }

@@ -523,6 +523,12 @@ pub enum ReadRequest {
     },
     /// The Connect CA configuration, if one was written.
     CaConfig,
+    /// The config entries of these kinds, from one snapshot, with the config
+    /// table's index (what a discovery chain is compiled from).
+    ConfigKinds {
+        /// The kinds.
+        kinds: Vec<String>,
+    },
     /// Every prepared query (`GET /v1/query`).
     QueryList,
     /// One prepared query by ID, unrendered (`GET /v1/query/{id}`).
