@@ -70,6 +70,13 @@ pub enum ChainError {
         /// `redirects`, `subsets` or `failover`.
         what: &'static str,
     },
+    /// A splitter without splits.
+    #[error("no splits configured")]
+    NoSplits,
+    /// A splitter whose weights do not add up to 100 (the sum as Go's `%f`
+    /// prints it).
+    #[error("the sum of all split weights must be 100, not {0}")]
+    SplitSum(String),
     /// A config entry that is not a JSON object.
     #[error("config entry {kind}/{name} is malformed: {reason}")]
     Malformed {
@@ -320,6 +327,84 @@ impl Entries {
     fn get(&self, kind: &str, name: &str) -> Option<&Entry> {
         self.by_kind.get(kind)?.get(name)
     }
+}
+
+/// The config entry kinds a chain is compiled from.
+pub const CHAIN_KINDS: [&str; 5] = [
+    "service-router",
+    "service-splitter",
+    "service-resolver",
+    "service-defaults",
+    "proxy-defaults",
+];
+
+/// Consul's checks when one of [`CHAIN_KINDS`] is written: a splitter's own
+/// rules, then every chain the entries define compiled with `proposed` in place
+/// of the stored entry of its kind and name (Consul's speculative compile, so a
+/// router on a TCP service is refused when written, not when read).
+pub fn check_write(
+    proposed: &ConfigEntry,
+    stored: &[ConfigEntry],
+    datacenter: &str,
+) -> Result<(), ChainError> {
+    if !CHAIN_KINDS.contains(&proposed.kind.as_str()) {
+        return Ok(());
+    }
+    let mut all: Vec<ConfigEntry> = stored
+        .iter()
+        .filter(|e| !(e.kind == proposed.kind && e.name == proposed.name))
+        .cloned()
+        .collect();
+    all.push(proposed.clone());
+    let entries = Entries::new(&all)?;
+    if proposed.kind == "service-splitter" {
+        check_splits(&entries, &proposed.name)?;
+    }
+    let mut services: Vec<&str> = all
+        .iter()
+        .filter(|e| e.kind != "proxy-defaults")
+        .map(|e| e.name.as_str())
+        .collect();
+    services.sort_unstable();
+    services.dedup();
+    for service in services {
+        let req = Request {
+            service,
+            datacenter,
+            // Consul compiles these with a placeholder trust domain too.
+            trust_domain: "11111111-2222-3333-4444-555555555555.consul",
+            overrides: Overrides::default(),
+        };
+        compile(&req, &entries)?;
+    }
+    Ok(())
+}
+
+/// A splitter has splits, and their weights (rounded to hundredths) add up to 100.
+fn check_splits(entries: &Entries, name: &str) -> Result<(), ChainError> {
+    let splits = entries
+        .get("service-splitter", name)
+        .and_then(|e| e.canon.get("splits"))
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
+    if splits.is_empty() {
+        return Err(ChainError::NoSplits);
+    }
+    let hundredths: i64 = splits
+        .iter()
+        .map(|s| {
+            let w = s.get("weight").and_then(Value::as_f64).unwrap_or(0.0);
+            (w * 100.0).round() as i64
+        })
+        .sum();
+    if hundredths != 10_000 {
+        return Err(ChainError::SplitSum(format!(
+            "{:.6}",
+            hundredths as f64 / 100.0
+        )));
+    }
+    Ok(())
 }
 
 /// A target before it is kept: what identifies it.

@@ -282,3 +282,56 @@ fn routers_and_splitters_need_http_and_nest() {
         .to_string()
         .starts_with("detected circular reference: [splitter:a.default.default -> "));
 }
+
+#[test]
+fn writes_that_would_break_a_chain_are_refused() {
+    let router = entry(
+        "service-router",
+        "web",
+        json!({"Routes": [{"Match": {"HTTP": {"PathPrefix": "/a"}}, "Destination": {"Service": "a"}}]}),
+    );
+    // A router on a TCP service.
+    assert_eq!(
+        check_write(&router, &[], "dc1").unwrap_err().to_string(),
+        "discovery chain \"web\" uses a protocol \"tcp\" that does not permit advanced routing or splitting behavior"
+    );
+    let http = entry(
+        "proxy-defaults",
+        "global",
+        json!({"Config": {"protocol": "http"}}),
+    );
+    assert_eq!(
+        check_write(&router, std::slice::from_ref(&http), "dc1"),
+        Ok(())
+    );
+    // Taking HTTP away from a service that has a router breaks its chain.
+    let tcp = entry(
+        "proxy-defaults",
+        "global",
+        json!({"Config": {"protocol": "tcp"}}),
+    );
+    assert!(check_write(&tcp, &[http.clone(), router], "dc1").is_err());
+    // A splitter's own rules.
+    let split = |splits: Value| entry("service-splitter", "web", json!({"Splits": splits}));
+    assert_eq!(
+        check_write(&split(json!([])), std::slice::from_ref(&http), "dc1")
+            .unwrap_err()
+            .to_string(),
+        "no splits configured"
+    );
+    assert_eq!(
+        check_write(
+            &split(json!([{"Weight": 60}, {"Weight": 30, "Service": "b"}])),
+            std::slice::from_ref(&http),
+            "dc1"
+        )
+        .unwrap_err()
+        .to_string(),
+        "the sum of all split weights must be 100, not 90.000000"
+    );
+    let ok = split(json!([{"Weight": 33.33}, {"Weight": 66.67, "Service": "b"}]));
+    assert_eq!(check_write(&ok, &[http], "dc1"), Ok(()));
+    // Other kinds are not chain entries.
+    let other = entry("ingress-gateway", "gw", json!({}));
+    assert_eq!(check_write(&other, &[], "dc1"), Ok(()));
+}

@@ -2,6 +2,7 @@
 //! `GET /v1/config/{kind}`. The body is kept as sent; only Kind and Name are interpreted.
 
 use super::{bool_reply, mismatch, AppState};
+use crate::discovery_chain::{check_write, CHAIN_KINDS};
 use crate::error::ApiError;
 use crate::json_in::{canonical, normalize};
 use crate::params::Params;
@@ -13,7 +14,9 @@ use axum::response::Response;
 use axum::routing::{get, put};
 use axum::Router;
 use serde_json::{Map, Value};
-use tribune_types::model::ops::{ReadRequest, ReadResult, WriteOutcome, WriteRequest};
+use tribune_types::model::ops::{
+    QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
+};
 use tribune_types::model::{ConfigEntry, GatewayLink};
 
 /// The kinds Consul knows; anything else is rejected like Consul's `MakeConfigEntry`.
@@ -113,11 +116,31 @@ async fn apply(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Res
         raft: Default::default(),
         gateway,
     };
+    check_chains(&st, &entry).await?;
     let (outcome, _) = st
         .backend
         .write(WriteRequest::ConfigSet { entry, cas })
         .await?;
     Ok(bool_reply(outcome == WriteOutcome::Done))
+}
+
+/// Refuses a discovery-chain entry that would break a chain, as Consul's
+/// speculative compile does (its error, as a 500). Checked against the entries
+/// stored when the write is proposed: a concurrent write to another entry can
+/// still combine with this one into a chain that only fails when it is read.
+async fn check_chains(st: &AppState, entry: &ConfigEntry) -> Result<(), ApiError> {
+    if !CHAIN_KINDS.contains(&entry.kind.as_str()) {
+        return Ok(());
+    }
+    let req = ReadRequest::ConfigKinds {
+        kinds: CHAIN_KINDS.iter().map(|k| (*k).to_owned()).collect(),
+    };
+    let (res, _) = st.backend.read(req, QueryOptions::default()).await?;
+    let ReadResult::Config(stored) = res else {
+        return Err(mismatch("config entries"));
+    };
+    let dc = st.backend.agent_info().datacenter;
+    check_write(entry, &stored, &dc).map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The value under `name`, matching keys as [`canonical`] does (`MaxConnections`,

@@ -3,7 +3,7 @@
 //! blocking query on the config entries.
 
 use super::{mismatch, AppState};
-use crate::discovery_chain::{compile, Entries, Overrides, Request};
+use crate::discovery_chain::{compile, Entries, Overrides, Request, CHAIN_KINDS};
 use crate::error::ApiError;
 use crate::json_in::normalize;
 use crate::params::Params;
@@ -17,15 +17,6 @@ use axum::Router;
 use serde_json::Value;
 use std::time::Duration;
 use tribune_types::model::ops::{QueryOptions, ReadRequest, ReadResult};
-
-/// The config entry kinds a chain is compiled from.
-const KINDS: [&str; 5] = [
-    "service-router",
-    "service-splitter",
-    "service-resolver",
-    "service-defaults",
-    "proxy-defaults",
-];
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -141,7 +132,7 @@ async fn read(
         .map(|r| r.trust_domain.to_ascii_lowercase())
         .ok_or_else(|| ApiError::Internal("no cluster ca config setup".into()))?;
     let req = ReadRequest::ConfigKinds {
-        kinds: KINDS.iter().map(|k| (*k).to_owned()).collect(),
+        kinds: CHAIN_KINDS.iter().map(|k| (*k).to_owned()).collect(),
     };
     let (res, meta) = st.read(&p, req).await?;
     let ReadResult::Config(entries) = res else {
