@@ -20,6 +20,11 @@ use tribune_types::model::ConfigEntry;
 /// Consul's connect timeout for a resolver that sets none.
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const NS: &str = "default";
+/// Splitters nested deeper than this are refused: each level is a stack frame
+/// of the compiler, which runs on a request's task.
+const MAX_DEPTH: usize = 64;
+/// Splits one splitter may have once nested splitters are flattened into it.
+const MAX_SPLITS: usize = 1024;
 const PARTITION: &str = "default";
 
 /// Why a chain does not compile; the text is Consul's (behind "failed to compile
@@ -70,6 +75,14 @@ pub enum ChainError {
         /// `redirects`, `subsets` or `failover`.
         what: &'static str,
     },
+    /// A redirect or failover to a cluster peer (no peering here).
+    #[error(
+        "service {0:?} redirects or fails over to a cluster peer; cluster peering is not supported"
+    )]
+    Peering(String),
+    /// Splitters nest deeper, or flatten into more splits, than a chain may have.
+    #[error("discovery chain {0:?} is too large to compile")]
+    TooLarge(String),
     /// A splitter without splits.
     #[error("no splits configured")]
     NoSplits,
@@ -176,8 +189,25 @@ pub struct Route {
 #[allow(missing_docs)]
 pub struct Split {
     pub definition: Value,
+    #[serde(skip_serializing_if = "is_zero_weight", serialize_with = "go_float32")]
     pub weight: f32,
     pub next_node: String,
+}
+
+fn is_zero_weight(w: &f32) -> bool {
+    *w == 0.0
+}
+
+/// A `float32` as Go's JSON encoder writes it: the shortest form that reads
+/// back as the same `float32` (`33.33`, not `33.33000183105469`), integers
+/// without a fraction (`90`, not `90.0`).
+fn go_float32<S: serde::Serializer>(w: &f32, s: S) -> Result<S::Ok, S::Error> {
+    if w.fract() == 0.0 && w.abs() < 1e15 {
+        return s.serialize_i64(*w as i64);
+    }
+    // The shortest decimal for the f32, read back as the f64 with that decimal.
+    let shortest: f64 = w.to_string().parse().unwrap_or(f64::from(*w));
+    s.serialize_f64(shortest)
 }
 
 /// `DiscoveryResolver`.
@@ -276,6 +306,16 @@ impl Entry {
     }
     fn obj(&self, key: &str) -> Option<&Map<String, Value>> {
         self.canon.get(key).and_then(Value::as_object)
+    }
+    /// A map whose keys are names the user chose (`Subsets`, `Failover`): keys
+    /// as written, values with canonical keys.
+    fn named(&self, key: &str) -> Option<Map<String, Value>> {
+        let raw = get_ci(&self.raw, key)?.as_object()?;
+        Some(
+            raw.iter()
+                .map(|(k, v)| (k.clone(), normalize(v.clone())))
+                .collect(),
+        )
     }
 }
 
@@ -467,6 +507,8 @@ struct Compiler<'a> {
     customized_protocol: bool,
     customized_timeout: bool,
     customized_mesh: bool,
+    /// Splitters being compiled, nested.
+    depth: usize,
 }
 
 fn http_like(protocol: &str) -> bool {
@@ -486,11 +528,12 @@ pub fn compile(req: &Request<'_>, entries: &Entries) -> Result<Chain, ChainError
         customized_protocol: false,
         customized_timeout: false,
         customized_mesh: false,
+        depth: 0,
     };
     let start = c.assemble()?;
     // Before flattening, which would chase a loop of splitters for ever.
     c.detect_cycles(&start)?;
-    c.flatten_splitters();
+    c.flatten_splitters()?;
     c.remove_unused(&start);
     let mut protocol = c.protocol.clone().unwrap_or_else(|| "tcp".into());
     if c.advanced && !http_like(&protocol) {
@@ -668,6 +711,18 @@ impl Compiler<'_> {
         if self.nodes.contains_key(&key) {
             return Ok(key);
         }
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(ChainError::TooLarge(self.req.service.into()));
+        }
+        let result = self.splitter_node(service, key);
+        self.depth -= 1;
+        result
+    }
+
+    fn splitter_node(&mut self, service: &str, key: String) -> Result<String, ChainError> {
+        // Callers look for the entry first; without one the service compiles
+        // as its resolver, as in Consul.
         let Some(entry) = self.entries.get("service-splitter", service) else {
             return self.resolver(self.target(service), false);
         };
@@ -756,8 +811,8 @@ impl Compiler<'_> {
             history.push(id.clone());
             let entry = self.entries.get("service-resolver", &t.service);
             if let Some(r) = entry.and_then(|e| e.obj("redirect")) {
-                if self.is_external(&t) {
-                    return Err(self.external(&t, "redirects"));
+                if !str_of(r, "peer").is_empty() {
+                    return Err(ChainError::Peering(t.service.clone()));
                 }
                 let next = t.rewrite(
                     str_of(r, "service"),
@@ -777,14 +832,25 @@ impl Compiler<'_> {
             break entry;
         };
         let external = self.is_external(&t);
-        let subsets = entry.and_then(|e| e.obj("subsets"));
-        if external && subsets.is_some_and(|s| !s.is_empty()) {
-            return Err(self.external(&t, "subsets"));
+        let subsets = entry.and_then(|e| e.named("subsets"));
+        let failovers = entry.and_then(|e| e.named("failover"));
+        if external {
+            // Consul's order: a redirect that went nowhere, then subsets, then failover.
+            if entry.and_then(|e| e.obj("redirect")).is_some() {
+                return Err(self.external(&t, "redirects"));
+            }
+            if subsets.as_ref().is_some_and(|s| !s.is_empty()) {
+                return Err(self.external(&t, "subsets"));
+            }
+            if failovers.as_ref().is_some_and(|f| !f.is_empty()) {
+                return Err(self.external(&t, "failover"));
+            }
         }
         let subset = if t.subset.is_empty() {
             Subset::default()
         } else {
             let Some(s) = subsets
+                .as_ref()
                 .and_then(|s| s.get(&t.subset))
                 .and_then(Value::as_object)
             else {
@@ -801,10 +867,14 @@ impl Compiler<'_> {
                     .unwrap_or(false),
             }
         };
-        let mut connect_timeout = entry
+        let own_timeout = entry
             .map(|e| duration_of(e.canon.get("connecttimeout")))
-            .filter(|d| *d >= Duration::from_secs(1))
-            .unwrap_or(DEFAULT_CONNECT_TIMEOUT);
+            .unwrap_or_default();
+        let mut connect_timeout = if own_timeout.is_zero() {
+            DEFAULT_CONNECT_TIMEOUT
+        } else {
+            own_timeout
+        };
         let override_timeout = self.req.overrides.connect_timeout;
         if !override_timeout.is_zero() && override_timeout != connect_timeout {
             connect_timeout = override_timeout;
@@ -813,19 +883,20 @@ impl Compiler<'_> {
         let request_timeout = entry
             .map(|e| duration_of(e.canon.get("requesttimeout")))
             .unwrap_or_default();
-        let load_balancer = entry.and_then(|e| get_ci(&e.raw, "LoadBalancer")).cloned();
+        let load_balancer = entry
+            .and_then(|e| get_ci(&e.raw, "LoadBalancer"))
+            .filter(|lb| !lb.is_null())
+            .cloned();
+        // Consul's `IsDefault`, on the parsed values: a "0s" timeout is none, an
+        // empty `LoadBalancer` object is one.
         let is_default = entry.is_none_or(|e| {
-            [
-                "defaultsubset",
-                "subsets",
-                "redirect",
-                "failover",
-                "connecttimeout",
-                "requesttimeout",
-                "loadbalancer",
-            ]
-            .iter()
-            .all(|k| e.canon.get(*k).is_none_or(is_empty_value))
+            e.str("defaultsubset").is_empty()
+                && subsets.as_ref().is_none_or(Map::is_empty)
+                && e.obj("redirect").is_none()
+                && failovers.as_ref().is_none_or(Map::is_empty)
+                && own_timeout.is_zero()
+                && request_timeout.is_zero()
+                && load_balancer.is_none()
         });
         let (sni, external, mesh, dialed) = self.target_settings(&t, external);
         let id = t.id();
@@ -862,22 +933,19 @@ impl Compiler<'_> {
                 target: id.clone(),
                 failover: None,
             }),
-            load_balancer: load_balancer.filter(|lb| !is_empty_value(lb)),
+            load_balancer,
         };
         if for_failover {
             return Ok(key);
         }
         self.nodes.insert(key.clone(), node.clone());
-        let failover = entry.and_then(|e| e.obj("failover")).and_then(|f| {
+        let failover = failovers.and_then(|f| {
             f.get(&t.subset)
                 .or_else(|| f.get("*"))
                 .and_then(Value::as_object)
                 .cloned()
         });
         if let Some(f) = failover {
-            if external {
-                return Err(self.external(&t, "failover"));
-            }
             let mut candidates = Vec::new();
             let dcs: Vec<&str> = f
                 .get("datacenters")
@@ -893,6 +961,9 @@ impl Compiler<'_> {
             if !dcs.is_empty() {
                 candidates.extend(dcs.iter().map(|dc| t.rewrite(svc, sub, dc)));
             } else if !targets.is_empty() {
+                if targets.iter().any(|ft| !str_of(ft, "peer").is_empty()) {
+                    return Err(ChainError::Peering(t.service.clone()));
+                }
                 candidates.extend(targets.iter().map(|ft| {
                     t.rewrite(
                         str_of(ft, "service"),
@@ -908,7 +979,7 @@ impl Compiler<'_> {
                 let mut ids = Vec::new();
                 for c in candidates {
                     let k = self.resolver(c, true)?;
-                    ids.push(k.trim_start_matches("resolver:").to_owned());
+                    ids.push(k.strip_prefix("resolver:").unwrap_or(&k).to_owned());
                 }
                 if let Some(r) = node.resolver.as_mut() {
                     r.failover = Some(Failover { targets: ids });
@@ -970,7 +1041,7 @@ impl Compiler<'_> {
             dialed = dialed || dialed_of(pd);
         }
         let over = &self.req.overrides.mesh_gateway_mode;
-        if !over.is_empty() && *over != mode {
+        if !external && !over.is_empty() && *over != mode {
             mode = over.clone();
             self.customized_mesh = true;
         }
@@ -979,7 +1050,7 @@ impl Compiler<'_> {
 
     /// Consul's `flattenAdjacentSplitterNodes`: a split into another splitter
     /// takes that splitter's splits, weights multiplied.
-    fn flatten_splitters(&mut self) {
+    fn flatten_splitters(&mut self) -> Result<(), ChainError> {
         loop {
             let mut changed = false;
             let keys: Vec<String> = self
@@ -1006,12 +1077,16 @@ impl Compiler<'_> {
                         _ => out.push(s),
                     }
                 }
+                // Layered splitters multiply: bound what one node may end with.
+                if out.len() > MAX_SPLITS {
+                    return Err(ChainError::TooLarge(self.req.service.into()));
+                }
                 if let Some(n) = self.nodes.get_mut(&key) {
                     n.splits = out;
                 }
             }
             if !changed {
-                break;
+                return Ok(());
             }
         }
     }
@@ -1026,21 +1101,33 @@ impl Compiler<'_> {
         })
     }
 
+    /// Consul's `detectCircularReferences`: the error names the whole path from
+    /// the start. Nodes already explored are not walked again, so layered
+    /// splitters cost their edges, not their paths.
     fn detect_cycles(&self, start: &str) -> Result<(), ChainError> {
-        fn visit(c: &Compiler<'_>, key: &str, stack: &mut Vec<String>) -> Result<(), ChainError> {
-            if let Some(pos) = stack.iter().position(|k| k == key) {
-                let mut path = stack[pos..].to_vec();
+        fn visit(
+            c: &Compiler<'_>,
+            key: &str,
+            stack: &mut Vec<String>,
+            done: &mut HashSet<String>,
+        ) -> Result<(), ChainError> {
+            if stack.iter().any(|k| k == key) {
+                let mut path = stack.clone();
                 path.push(key.to_owned());
                 return Err(ChainError::CircularReference(path.join(" -> ")));
             }
+            if done.contains(key) {
+                return Ok(());
+            }
             stack.push(key.to_owned());
             for next in c.edges(key) {
-                visit(c, &next, stack)?;
+                visit(c, &next, stack, done)?;
             }
             stack.pop();
+            done.insert(key.to_owned());
             Ok(())
         }
-        visit(self, start, &mut Vec::new())
+        visit(self, start, &mut Vec::new(), &mut HashSet::new())
     }
 
     /// Drops nodes the start no longer reaches (splitters flattened away) and
@@ -1101,20 +1188,10 @@ impl Compiler<'_> {
     }
 }
 
-fn is_empty_value(v: &Value) -> bool {
-    match v {
-        Value::Null => true,
-        Value::String(s) => s.is_empty(),
-        Value::Number(n) => n.as_f64() == Some(0.0),
-        Value::Bool(b) => !b,
-        Value::Array(a) => a.is_empty(),
-        Value::Object(o) => o.is_empty(),
-    }
-}
-
-/// Consul's `NormalizeWeight`: rounded to hundredths.
+/// Consul's `NormalizeWeight`: scaled to hundredths in `float32`, rounded,
+/// scaled back in `float32` (the rounding of `33.335` depends on it).
 fn normalize_weight(w: f32) -> f32 {
-    ((f64::from(w) * 100.0).round() / 100.0) as f32
+    (f64::from(w * 100.0).round() as f32) / 100.0
 }
 
 /// FNV-1 (not 1a), 64 bits.

@@ -6,6 +6,7 @@ mod cli;
 mod cluster;
 mod connect;
 mod coordinates;
+mod discovery_chain;
 mod dns;
 mod durability;
 mod gossip;

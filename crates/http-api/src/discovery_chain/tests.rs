@@ -335,3 +335,137 @@ fn writes_that_would_break_a_chain_are_refused() {
     let other = entry("ingress-gateway", "gw", json!({}));
     assert_eq!(check_write(&other, &[], "dc1"), Ok(()));
 }
+
+#[test]
+fn user_chosen_names_timeouts_weights_and_external_services() {
+    // Subset and failover keys are names: kept as written, hyphens included.
+    let resolver = entry(
+        "service-resolver",
+        "db",
+        json!({"DefaultSubset": "canary-v2", "ConnectTimeout": "500ms",
+               "Subsets": {"canary-v2": {"Filter": "x"}, "v1": {}},
+               "Failover": {"canary-v2": {"Datacenters": ["dc2"]}}}),
+    );
+    let c = chain("db", "dc1", Overrides::default(), &[resolver]).unwrap();
+    let node = &c["Nodes"]["resolver:canary-v2.db.default.default.dc1"]["Resolver"];
+    assert_eq!(
+        node["ConnectTimeout"], "500ms",
+        "a sub-second timeout is kept"
+    );
+    assert_eq!(
+        node["Failover"],
+        json!({"Targets": ["canary-v2.db.default.default.dc2"]})
+    );
+
+    // Weights are written as Go writes a float32.
+    let http = entry(
+        "proxy-defaults",
+        "global",
+        json!({"Config": {"protocol": "http"}}),
+    );
+    let split = entry(
+        "service-splitter",
+        "web",
+        json!({"Splits": [{"Weight": 33.33, "Service": "a"}, {"Weight": 66.67, "Service": "b"}]}),
+    );
+    let c = chain("web", "dc1", Overrides::default(), &[split, http]).unwrap();
+    let text = c.to_string();
+    assert!(text.contains(r#""Weight":33.33,"#), "{text}");
+    assert!(text.contains(r#""Weight":66.67,"#), "{text}");
+    let whole = Split {
+        definition: Value::Null,
+        weight: 90.0,
+        next_node: String::new(),
+    };
+    assert_eq!(
+        serde_json::to_string(&whole).unwrap_or_default(),
+        r#"{"Definition":null,"Weight":90,"NextNode":""}"#
+    );
+    // Consul rounds in float32: 33.335 is 33.34 there (33.33 in f64).
+    assert_eq!(normalize_weight(33.335), 33.34);
+
+    // An external service keeps its SNI and takes no mesh gateway override.
+    let external = entry(
+        "service-defaults",
+        "ext",
+        json!({"ExternalSNI": "ext.example.com"}),
+    );
+    let local = Overrides {
+        mesh_gateway_mode: "local".into(),
+        ..Overrides::default()
+    };
+    let c = chain("ext", "dc1", local, std::slice::from_ref(&external)).unwrap();
+    let t = &c["Targets"]["ext.default.default.dc1"];
+    assert_eq!(
+        (&t["SNI"], &t["External"], &t["MeshGateway"]),
+        (&json!("ext.example.com"), &json!(true), &json!({}))
+    );
+    assert_eq!(t["Name"], format!("ext.default.dc1.internal.{TD}"));
+    assert!(c.get("CustomizationHash").is_none());
+    let subsets = entry("service-resolver", "ext", json!({"Subsets": {"v1": {}}}));
+    assert_eq!(
+        chain("ext", "dc1", Overrides::default(), &[external, subsets])
+            .unwrap_err()
+            .to_string(),
+        "service \"ext\" has an external SNI set; cannot define subsets for external services"
+    );
+    // Peers do not exist here: said so, not dropped.
+    let peer = entry(
+        "service-resolver",
+        "p",
+        json!({"Redirect": {"Peer": "other"}}),
+    );
+    assert!(matches!(
+        chain("p", "dc1", Overrides::default(), &[peer]),
+        Err(ChainError::Peering(_))
+    ));
+}
+
+#[test]
+fn cycles_are_named_from_the_start_and_layered_splitters_stay_bounded() {
+    let http = entry(
+        "proxy-defaults",
+        "global",
+        json!({"Config": {"protocol": "http"}}),
+    );
+    let split = |name: &str, to: &[&str]| {
+        let w = 100.0 / to.len() as f64;
+        let splits: Vec<Value> = to
+            .iter()
+            .map(|s| json!({"Weight": w, "Service": s}))
+            .collect();
+        entry("service-splitter", name, json!({ "Splits": splits }))
+    };
+    let entries = [
+        split("web", &["a"]),
+        split("a", &["b"]),
+        split("b", &["a"]),
+        http.clone(),
+    ];
+    assert_eq!(
+        chain("web", "dc1", Overrides::default(), &entries).unwrap_err().to_string(),
+        "detected circular reference: [splitter:web.default.default -> splitter:a.default.default -> splitter:b.default.default -> splitter:a.default.default]"
+    );
+    // Thirty layers of two splitters each splitting into both of the next layer:
+    // 2^30 paths. Refused as too large instead of walked.
+    let mut layered = vec![http];
+    for i in 0..30 {
+        let next = [format!("a{}", i + 1), format!("b{}", i + 1)];
+        let next: Vec<&str> = next.iter().map(String::as_str).collect();
+        layered.push(split(&format!("a{i}"), &next));
+        layered.push(split(&format!("b{i}"), &next));
+    }
+    assert!(matches!(
+        chain("a0", "dc1", Overrides::default(), &layered),
+        Err(ChainError::TooLarge(_))
+    ));
+    let tcp = Overrides {
+        protocol: "tcp".into(),
+        ..Overrides::default()
+    };
+    // A non-HTTP override switches the splitters off, and says so in the hash.
+    assert_eq!(
+        chain("a0", "dc1", tcp, &layered).unwrap()["CustomizationHash"],
+        "96f2c150"
+    );
+}

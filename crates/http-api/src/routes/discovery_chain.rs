@@ -54,39 +54,85 @@ fn overrides(body: &[u8]) -> Result<Overrides, ApiError> {
             )));
         }
     };
+    // mapstructure's words for a field it cannot decode.
+    let field_error = |field: &str, e: String| {
+        decoding(format!(
+            "1 error(s) decoding:\n\n* error decoding '{field}': {e}"
+        ))
+    };
+    // A negative or zero timeout is accepted and overrides nothing, as in Consul.
     let connect_timeout = match obj.get("overrideconnecttimeout") {
         None | Some(Value::Null) => Duration::ZERO,
         Some(Value::String(s)) if s.is_empty() => Duration::ZERO,
-        Some(Value::String(s)) => tribune_types::parse_go_duration(s).map_err(decoding)?,
-        Some(Value::Number(n)) => n.as_u64().map(Duration::from_nanos).ok_or_else(|| {
-            decoding(format!(
-                "cannot parse 'OverrideConnectTimeout' as duration: {n}"
-            ))
-        })?,
+        Some(Value::String(s)) => match s.strip_prefix('-') {
+            Some(rest) => tribune_types::parse_go_duration(rest)
+                .map(|_| Duration::ZERO)
+                .map_err(|_| {
+                    field_error(
+                        "OverrideConnectTimeout",
+                        format!("time: invalid duration {s:?}"),
+                    )
+                })?,
+            None => tribune_types::parse_go_duration(s)
+                .map_err(|e| field_error("OverrideConnectTimeout", e.to_string()))?,
+        },
+        Some(Value::Number(n)) => {
+            let nanos = n.as_f64().unwrap_or(0.0);
+            if nanos > 0.0 {
+                Duration::from_nanos(nanos as u64)
+            } else {
+                Duration::ZERO
+            }
+        }
         Some(other) => {
-            return Err(decoding(format!(
-                "'OverrideConnectTimeout' expected a duration, got {other}"
-            )))
+            return Err(field_error(
+                "OverrideConnectTimeout",
+                format!(
+                    "expected type 'time.Duration', got unconvertible type '{}'",
+                    go_type(other)
+                ),
+            ))
         }
     };
     let protocol = match obj.get("overrideprotocol") {
         None | Some(Value::Null) => String::new(),
         Some(Value::String(s)) => s.clone(),
-        // mapstructure's weak typing turns numbers and booleans into text.
-        Some(other @ (Value::Number(_) | Value::Bool(_))) => other.to_string(),
+        // mapstructure's weak typing turns numbers into their text and
+        // booleans into "1" and "0".
+        Some(Value::Number(n)) => n.to_string(),
+        Some(Value::Bool(b)) => if *b { "1" } else { "0" }.to_owned(),
         Some(other) => {
-            return Err(decoding(format!(
-                "'OverrideProtocol' expected type 'string', got {other}"
-            )))
+            return Err(field_error(
+                "OverrideProtocol",
+                format!(
+                    "expected type 'string', got unconvertible type '{}'",
+                    go_type(other)
+                ),
+            ))
         }
     };
-    let mode = obj
-        .get("overridemeshgateway")
-        .and_then(Value::as_object)
-        .and_then(|m| m.get("mode"))
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let mode = match obj.get("overridemeshgateway") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::Object(m)) => match m.get("mode") {
+            None | Some(Value::Null) => String::new(),
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => {
+                return Err(field_error(
+                    "OverrideMeshGateway.Mode",
+                    format!(
+                        "expected type 'structs.MeshGatewayMode', got unconvertible type '{}'",
+                        go_type(other)
+                    ),
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(field_error(
+                "OverrideMeshGateway",
+                format!("expected a map, got '{}'", go_type(other)),
+            ))
+        }
+    };
     if !matches!(mode.as_str(), "" | "none" | "local" | "remote") {
         return Err(ApiError::bad("Invalid OverrideMeshGateway.Mode parameter"));
     }
@@ -95,6 +141,18 @@ fn overrides(body: &[u8]) -> Result<Overrides, ApiError> {
         protocol,
         mesh_gateway_mode: mode,
     })
+}
+
+/// The Go type name mapstructure reports for a decoded JSON value.
+fn go_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "<nil>",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "float64",
+        Value::String(_) => "string",
+        Value::Array(_) => "slice",
+        Value::Object(_) => "map",
+    }
 }
 
 async fn read(
@@ -119,10 +177,13 @@ async fn read(
     st.check_dc(&p)?;
     // The trust domain names the targets. Asking for the roots first also
     // gives Consul's refusal when Connect is off on the servers.
-    let (roots, _) = st
-        .backend
-        .read(ReadRequest::CaRoots, QueryOptions::default())
-        .await?;
+    // At the request's consistency (`?stale` works without a leader), never
+    // blocking: the config entries are what the request waits on.
+    let opts = QueryOptions {
+        min_index: 0,
+        ..p.query_options()?
+    };
+    let (roots, _) = st.backend.read(ReadRequest::CaRoots, opts).await?;
     let ReadResult::CaRoots(roots) = roots else {
         return Err(mismatch("CA roots"));
     };
@@ -182,7 +243,12 @@ mod tests {
         )
         .unwrap_or_default();
         assert_eq!(snake, o);
-        assert_eq!(overrides(b"null").unwrap_or_default(), Overrides::default());
+        assert!(matches!(overrides(b"null"), Ok(o) if o == Overrides::default()));
+        let lax = overrides(br#"{"OverrideConnectTimeout":"-5s","OverrideProtocol":true}"#);
+        assert!(
+            matches!(&lax, Ok(o) if o.connect_timeout.is_zero() && o.protocol == "1"),
+            "{lax:?}"
+        );
         let err = |body: &[u8]| match overrides(body) {
             Err(ApiError::BadRequest(m)) => m,
             other => panic!("{other:?}"),
@@ -194,7 +260,10 @@ mod tests {
             err(br#"{"OverrideMeshGateway":{"Mode":"far"}}"#),
             "Invalid OverrideMeshGateway.Mode parameter"
         );
-        assert!(err(br#"{"OverrideConnectTimeout":"soon"}"#)
-            .starts_with("Request decoding failed: time: "));
+        assert_eq!(
+            err(br#"{"OverrideConnectTimeout":"soon"}"#),
+            "Request decoding failed: 1 error(s) decoding:\n\n* error decoding 'OverrideConnectTimeout': time: invalid duration \"soon\""
+        );
+        assert!(err(br#"{"OverrideMeshGateway":"local"}"#).contains("'OverrideMeshGateway'"));
     }
 }
