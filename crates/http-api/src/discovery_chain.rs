@@ -415,7 +415,12 @@ pub fn check_write(
             trust_domain: "11111111-2222-3333-4444-555555555555.consul",
             overrides: Overrides::default(),
         };
-        compile(&req, &entries)?;
+        match compile(&req, &entries) {
+            // Consul stores redirects and failover to peers; only reading such a
+            // chain fails here, since there is no peering to compile them for.
+            Ok(_) | Err(ChainError::Peering(_)) => {}
+            Err(e) => return Err(e),
+        }
     }
     Ok(())
 }

@@ -331,6 +331,13 @@ fn writes_that_would_break_a_chain_are_refused() {
     );
     let ok = split(json!([{"Weight": 33.33}, {"Weight": 66.67, "Service": "b"}]));
     assert_eq!(check_write(&ok, &[http], "dc1"), Ok(()));
+    // A redirect to a peer is stored, as Consul stores it.
+    let peer = entry(
+        "service-resolver",
+        "p",
+        json!({"Redirect": {"Peer": "other"}}),
+    );
+    assert_eq!(check_write(&peer, &[], "dc1"), Ok(()));
     // Other kinds are not chain entries.
     let other = entry("ingress-gateway", "gw", json!({}));
     assert_eq!(check_write(&other, &[], "dc1"), Ok(()));
