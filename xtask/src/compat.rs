@@ -40,12 +40,12 @@ const GO_API_VERSION: &str = "v1.30.0";
 /// sessions, locks, semaphores and transactions (`TestAPI_ClientTxn`), catalog,
 /// health, agent, status and the config-entry files. Plain `TestAPI_(KV|…|ConfigEntry)`
 /// would miss most of them (`TestAPI_ClientPutGetDelete`, `TestAPI_ConfigEntries…`);
-/// `TestAPI_ClientTLSOptions` is left out on purpose. Also the operator raft and
+/// `TestAPI_ClientTLSOptions` runs against certificates made by [`client_certs`]. Also the operator raft and
 /// autopilot tests (two real servers: join, promotion, transfer, removal), usage, and the
 /// snapshot save/restore round trip (`TestAPI_Snapshot_Options` needs ACLs), the
 /// network coordinate endpoints, the intentions API, the CA endpoints, prepared
 /// queries and the discovery chain.
-const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr|OperatorRaft|OperatorAutopilot|OperatorUsage|Snapshot$|Coordinate|ConnectIntention|ConnectCA|PreparedQuery|DiscoveryChain)";
+const GO_DEFAULT_RUN: &str = "^TestAPI_(KV|Client(PutGetDelete|List|DeleteCAS|CAS|Watch|Keys|AcquireRelease|Txn|TLSOptions)|Session|Lock|Semaphore|Catalog|Health|Agent|Status|ConfigEntr|OperatorRaft|OperatorAutopilot|OperatorUsage|Snapshot$|Coordinate|ConnectIntention|ConnectCA|PreparedQuery|DiscoveryChain)";
 const GO_DEFAULT_TIMEOUT: &str = "30m";
 const GO_DEFAULT_PARALLEL: &str = "2";
 
@@ -409,6 +409,10 @@ fn run_go(ctx: &Ctx, opts: &Opts) -> Result<usize> {
             }
         }
     }
+
+    // The TLS fixtures `TestAPI_ClientTLSOptions` reads from `../test/client_certs`
+    // (not part of the module): made fresh each run, never committed.
+    client_certs(&godir.join("test/client_certs"))?;
 
     // 3. Its dependencies (sdk/testutil, testify, …), then compile the test binary
     //    once so that build problems are harness errors, not test failures.
@@ -1216,4 +1220,105 @@ fn private_net_args() -> Option<&'static [&'static str]> {
             .status()
             .is_ok_and(|s| s.success())
     })
+}
+
+/// Writes what upstream's `test/client_certs` holds, with `openssl`: a CA
+/// (`rootca.crt`), a server certificate for `consul.test`, `server.dc1.consul`,
+/// `localhost` and 127.0.0.1 (`server.crt`/`.key`), and a client certificate
+/// (`client.crt`/`.key`), ECDSA P-256 keys in SEC1 PEM as upstream's are.
+fn client_certs(dir: &Path) -> Result<()> {
+    remove_tree(dir)?;
+    fs::create_dir_all(dir)?;
+    let openssl = |args: &[&str]| -> Result<()> {
+        let mut cmd = Command::new("openssl");
+        cmd.args(args).current_dir(dir);
+        run_checked(
+            cmd,
+            &format!("openssl {}", args.first().copied().unwrap_or_default()),
+        )
+    };
+    for key in ["rootca.key", "server.key", "client.key"] {
+        openssl(&[
+            "ecparam",
+            "-name",
+            "prime256v1",
+            "-genkey",
+            "-noout",
+            "-out",
+            key,
+        ])?;
+    }
+    openssl(&[
+        "req",
+        "-x509",
+        "-new",
+        "-key",
+        "rootca.key",
+        "-sha256",
+        "-days",
+        "3650",
+        "-subj",
+        "/CN=Tribune compat test CA",
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+        "-out",
+        "rootca.crt",
+    ])?;
+    for (name, cn, sans) in [
+        (
+            "server",
+            "server.dc1.consul",
+            "DNS:consul.test,DNS:server.dc1.consul,DNS:localhost,IP:127.0.0.1",
+        ),
+        (
+            "client",
+            "client.dc1.consul",
+            "DNS:client.dc1.consul,DNS:localhost",
+        ),
+    ] {
+        let ext = format!("{name}.ext");
+        fs::write(
+            dir.join(&ext),
+            format!(
+                "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature,keyEncipherment\n\
+                 extendedKeyUsage=serverAuth,clientAuth\nsubjectAltName={sans}\n"
+            ),
+        )?;
+        let (key, csr, crt) = (
+            format!("{name}.key"),
+            format!("{name}.csr"),
+            format!("{name}.crt"),
+        );
+        openssl(&[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            &format!("/CN={cn}"),
+            "-out",
+            &csr,
+        ])?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "rootca.crt",
+            "-CAkey",
+            "rootca.key",
+            "-CAcreateserial",
+            "-days",
+            "3650",
+            "-sha256",
+            "-extfile",
+            &ext,
+            "-out",
+            &crt,
+        ])?;
+    }
+    Ok(())
 }

@@ -204,6 +204,35 @@ async fn serve_http(
     }
 }
 
+/// Binds one HTTPS listener and serves `router` on it until `stop`.
+async fn serve_https(
+    listener: &Listener,
+    router: axum::Router,
+    tls: Arc<rustls::ServerConfig>,
+    handshake_timeout: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    let Listener::Tcp(addr) = listener else {
+        // Consul serves TLS on unix sockets too; this build does not yet.
+        anyhow::bail!("the HTTPS API cannot listen on a unix socket in this build");
+    };
+    let l = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding the HTTPS API to {addr}"))?;
+    let local = l.local_addr()?;
+    let shutdown = async move {
+        let _ = stop.wait_for(|v| *v).await;
+    };
+    let task = tokio::spawn(async move {
+        if let Err(e) =
+            tribune_http_api::serve_tls(l, router, tls, handshake_timeout, shutdown).await
+        {
+            tracing::error!(error = %e, "HTTPS server failed");
+        }
+    });
+    Ok((local, task))
+}
+
 enum SocketAddrOrPath {
     Addr(SocketAddr),
     Path(String),
@@ -640,6 +669,24 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         bound.push(addr);
         http_tasks.push(task);
     }
+    let mut https_bound = Vec::new();
+    let https_listeners = cfg.https_listeners();
+    if !https_listeners.is_empty() {
+        let tls = tribune_agent::https::server_config(&cfg.tls.https)
+            .context("configuring TLS for the HTTPS API")?;
+        for l in &https_listeners {
+            let (addr, task) = serve_https(
+                l,
+                router.clone(),
+                Arc::clone(&tls),
+                cfg.limits.https_handshake_timeout,
+                stop_rx.clone(),
+            )
+            .await?;
+            https_bound.push(addr);
+            http_tasks.push(task);
+        }
+    }
     let dns_cfg = tribune_agent::dns::dns_config(&cfg);
     let mut dns_addrs = Vec::new();
     if !dns_cfg.bind.is_empty() {
@@ -673,6 +720,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     );
     for b in &bound {
         println!("     HTTP API: {b}");
+    }
+    for b in &https_bound {
+        println!("    HTTPS API: {b}");
     }
     for d in &dns_addrs {
         println!("          DNS: {d} (UDP and TCP)");

@@ -9,6 +9,7 @@
 //!   [`tribune_rpc::ServerApi`] (in process on a server, gRPC on a client agent).
 //! - [`config`]: the agent's configuration from flags, JSON and HCL files.
 //! - [`dns`]: the catalog reads behind the DNS interface, and its configuration.
+//! - [`https`]: the HTTPS API's TLS settings.
 
 mod agent;
 mod alias;
@@ -18,6 +19,7 @@ mod cache;
 pub mod config;
 mod coordinates;
 pub mod dns;
+pub mod https;
 mod keyring;
 mod leaf;
 mod local;

@@ -2,9 +2,11 @@
 //!
 //! [`Config::from_env`] reads the same environment variables as Consul's Go `api`
 //! package (`CONSUL_HTTP_ADDR`, `CONSUL_HTTP_TOKEN`, `CONSUL_HTTP_TOKEN_FILE`,
-//! `CONSUL_HTTP_AUTH`, `CONSUL_HTTP_SSL`), so shell setups written for `consul`
-//! work unchanged. [`parse_address`] accepts the same address forms: `host:port`,
-//! `http://host:port[/prefix]`, and `unix:///path/to/socket`.
+//! `CONSUL_HTTP_AUTH`, `CONSUL_HTTP_SSL`, `CONSUL_HTTP_SSL_VERIFY`, `CONSUL_CACERT`,
+//! `CONSUL_CAPATH`, `CONSUL_CLIENT_CERT`, `CONSUL_CLIENT_KEY`,
+//! `CONSUL_TLS_SERVER_NAME`), so shell setups written for `consul` work unchanged.
+//! [`parse_address`] accepts the same address forms: `host:port`,
+//! `http[s]://host:port[/prefix]`, and `unix:///path/to/socket`.
 
 use std::path::PathBuf;
 
@@ -22,6 +24,18 @@ pub const HTTP_TOKEN_FILE_ENV: &str = "CONSUL_HTTP_TOKEN_FILE";
 pub const HTTP_AUTH_ENV: &str = "CONSUL_HTTP_AUTH";
 /// Environment variable asking for HTTPS.
 pub const HTTP_SSL_ENV: &str = "CONSUL_HTTP_SSL";
+/// Environment variable that, false, trusts any certificate.
+pub const HTTP_SSL_VERIFY_ENV: &str = "CONSUL_HTTP_SSL_VERIFY";
+/// Environment variable naming the CA file.
+pub const CACERT_ENV: &str = "CONSUL_CACERT";
+/// Environment variable naming the CA directory.
+pub const CAPATH_ENV: &str = "CONSUL_CAPATH";
+/// Environment variable naming the client certificate.
+pub const CLIENT_CERT_ENV: &str = "CONSUL_CLIENT_CERT";
+/// Environment variable naming the client key.
+pub const CLIENT_KEY_ENV: &str = "CONSUL_CLIENT_KEY";
+/// Environment variable holding the name the agent's certificate must carry.
+pub const TLS_SERVER_NAME_ENV: &str = "CONSUL_TLS_SERVER_NAME";
 
 /// HTTP basic-auth credentials.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -63,10 +77,11 @@ pub struct Config {
     pub datacenter: Option<String>,
     /// HTTP basic-auth credentials.
     pub http_auth: Option<BasicAuth>,
-    /// HTTPS requested (`CONSUL_HTTP_SSL`). This client has no TLS, so
-    /// [`Client::new`](crate::Client::new) then fails with [`Error::TlsUnsupported`]
-    /// instead of silently talking plain HTTP.
+    /// HTTPS requested (`CONSUL_HTTP_SSL`): even an `http://` address is then
+    /// reached over TLS, as with the Go client.
     pub tls: bool,
+    /// How to do TLS when it is used.
+    pub tls_options: crate::TlsOptions,
 }
 
 impl Default for Config {
@@ -78,6 +93,7 @@ impl Default for Config {
             datacenter: None,
             http_auth: None,
             tls: false,
+            tls_options: crate::TlsOptions::default(),
         }
     }
 }
@@ -103,6 +119,16 @@ impl Config {
         config.tls = get(HTTP_SSL_ENV)
             .and_then(|v| tribune_types::goflag::parse_go_bool(&v))
             .unwrap_or(false);
+        let t = &mut config.tls_options;
+        t.ca_file = get(CACERT_ENV).map(PathBuf::from);
+        t.ca_path = get(CAPATH_ENV).map(PathBuf::from);
+        t.cert_file = get(CLIENT_CERT_ENV).map(PathBuf::from);
+        t.key_file = get(CLIENT_KEY_ENV).map(PathBuf::from);
+        t.server_name = get(TLS_SERVER_NAME_ENV);
+        // Go parses it with ParseBool and skips verification unless the result is
+        // true, so an unparseable value also turns verification off.
+        t.insecure_skip_verify = get(HTTP_SSL_VERIFY_ENV)
+            .is_some_and(|v| tribune_types::goflag::parse_go_bool(&v) != Some(true));
         config
     }
 
@@ -125,22 +151,24 @@ impl Config {
 /// A parsed agent address.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Endpoint {
-    /// Plain HTTP over TCP.
+    /// HTTP or HTTPS over TCP.
     Http {
-        /// `http://host:port` plus an optional path prefix, without a trailing `/`.
+        /// `http[s]://host:port` plus an optional path prefix, without a trailing `/`.
         base_url: String,
     },
-    /// HTTP over a Unix domain socket.
+    /// HTTP, or HTTPS with `CONSUL_HTTP_SSL`, over a Unix domain socket.
     Unix {
         /// The socket file.
         path: PathBuf,
+        /// Whether to speak TLS over it.
+        tls: bool,
     },
 }
 
 /// Parses an agent address the way the Go client does.
 ///
 /// `tls` is [`Config::tls`]: with it, even `http://` means HTTPS (the Go client never
-/// downgrades an explicit TLS request), which this client cannot do.
+/// downgrades an explicit TLS request).
 pub fn parse_address(address: &str, tls: bool) -> Result<Endpoint, Error> {
     let address = address.trim();
     let invalid = |reason: &str| Error::InvalidAddress {
@@ -159,15 +187,18 @@ pub fn parse_address(address: &str, tls: bool) -> Result<Endpoint, Error> {
             if cfg!(unix) {
                 Ok(Endpoint::Unix {
                     path: PathBuf::from(rest),
+                    tls,
                 })
             } else {
                 Err(Error::UnixUnsupported)
             }
         }
         "http" | "https" => {
-            if scheme == "https" || tls {
-                return Err(Error::TlsUnsupported);
-            }
+            let scheme = if scheme == "https" || tls {
+                "https"
+            } else {
+                "http"
+            };
             // Everything after the first `/` is a path prefix (agents behind a
             // reverse proxy), as in the Go client.
             let (host, prefix) = match rest.split_once('/') {
@@ -178,9 +209,9 @@ pub fn parse_address(address: &str, tls: bool) -> Result<Endpoint, Error> {
                 return Err(invalid("missing host"));
             }
             let base_url = if prefix.is_empty() {
-                format!("http://{host}")
+                format!("{scheme}://{host}")
             } else {
-                format!("http://{host}/{prefix}")
+                format!("{scheme}://{host}/{prefix}")
             };
             let url = reqwest::Url::parse(&base_url).map_err(|e| invalid(&e.to_string()))?;
             match url.host_str() {

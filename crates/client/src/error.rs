@@ -37,9 +37,10 @@ pub enum Error {
     /// An address scheme other than `http`, `https` and `unix` (Go's wording).
     #[error("Unknown protocol scheme: {0}")]
     UnknownScheme(String),
-    /// HTTPS was asked for (`https://` or `CONSUL_HTTP_SSL=true`); this client is built without TLS.
-    #[error("HTTPS is not supported by this client (it is built without TLS); use an http:// or unix:// address")]
-    TlsUnsupported,
+    /// The TLS settings cannot be used (a CA or key file, half a key pair); the
+    /// text is the Go client's.
+    #[error("{0}")]
+    Tls(String),
     /// `unix://` addresses need a Unix platform.
     #[error("unix socket addresses are not supported on this platform")]
     UnixUnsupported,

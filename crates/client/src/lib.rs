@@ -55,6 +55,7 @@ pub mod service_def;
 mod session;
 mod snapshot;
 mod status;
+mod tls;
 
 use std::sync::Arc;
 
@@ -68,8 +69,9 @@ pub use agent::{
 };
 pub use catalog::{Catalog, CatalogNode, CatalogNodeServices, CatalogService};
 pub use config::{
-    parse_address, BasicAuth, Config, Endpoint, DEFAULT_ADDRESS, HTTP_ADDR_ENV, HTTP_AUTH_ENV,
-    HTTP_SSL_ENV, HTTP_TOKEN_ENV, HTTP_TOKEN_FILE_ENV,
+    parse_address, BasicAuth, Config, Endpoint, CACERT_ENV, CAPATH_ENV, CLIENT_CERT_ENV,
+    CLIENT_KEY_ENV, DEFAULT_ADDRESS, HTTP_ADDR_ENV, HTTP_AUTH_ENV, HTTP_SSL_ENV,
+    HTTP_SSL_VERIFY_ENV, HTTP_TOKEN_ENV, HTTP_TOKEN_FILE_ENV, TLS_SERVER_NAME_ENV,
 };
 pub use config_entries::{ConfigEntries, ConfigEntry};
 pub use connect_ca::{CaConfig, ConnectCa};
@@ -102,6 +104,7 @@ pub use session::{
 };
 pub use snapshot::Snapshot;
 pub use status::Status;
+pub use tls::TlsOptions;
 
 /// Characters escaped in a URL path: Go's `url.URL.EscapedPath` keeps unreserved
 /// characters and `$&+,/:;=@`, so Tribune sees the same request paths Consul would.
@@ -150,8 +153,8 @@ struct Inner {
 }
 
 impl Client {
-    /// Builds a client. Fails on an unusable address (including `https://`: no TLS in
-    /// this build) or an unreadable token file; it does not contact the agent.
+    /// Builds a client. Fails on an unusable address, TLS settings that cannot be
+    /// loaded, or an unreadable token file; it does not contact the agent.
     pub fn new(config: Config) -> Result<Self, Error> {
         let endpoint = parse_address(&config.address, config.tls)?;
         let token = config.resolve_token()?;
@@ -160,17 +163,26 @@ impl Client {
         let mut builder = reqwest::Client::builder();
         let base_url = match endpoint {
             Endpoint::Http { base_url } => base_url,
-            Endpoint::Unix { path } => {
+            Endpoint::Unix { path, tls } => {
                 #[cfg(unix)]
                 {
                     builder = builder.unix_socket(path);
                 }
                 #[cfg(not(unix))]
                 drop(path);
-                // The host part is not dialled on a socket; it only fills the Host header.
-                "http://localhost".to_owned()
+                // The host part is not dialled on a socket; it fills the Host header
+                // and is the name TLS verifies, as in the Go client.
+                if tls {
+                    "https://localhost"
+                } else {
+                    "http://localhost"
+                }
+                .to_owned()
             }
         };
+        if base_url.starts_with("https://") {
+            builder = builder.use_preconfigured_tls(tls::client_config(&config.tls_options)?);
+        }
         let http = builder.build().map_err(Error::transport)?;
         Ok(Client {
             inner: Arc::new(Inner {

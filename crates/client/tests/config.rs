@@ -30,17 +30,20 @@ fn address_forms() {
     assert_eq!(
         parse_address("unix:///tmp/consul.sock", false).unwrap(),
         Endpoint::Unix {
-            path: PathBuf::from("/tmp/consul.sock")
+            path: PathBuf::from("/tmp/consul.sock"),
+            tls: false,
         }
     );
-    assert!(matches!(
-        parse_address("https://x:8501", false),
-        Err(Error::TlsUnsupported)
-    ));
-    assert!(matches!(
-        parse_address("x:8500", true),
-        Err(Error::TlsUnsupported)
-    ));
+    assert_eq!(http("https://x:8501"), "https://x:8501");
+    // CONSUL_HTTP_SSL makes every address HTTPS; Go never downgrades it.
+    for addr in ["x:8500", "http://x:8500"] {
+        assert_eq!(
+            parse_address(addr, true).unwrap(),
+            Endpoint::Http {
+                base_url: "https://x:8500".into()
+            }
+        );
+    }
     assert!(matches!(parse_address("ftp://x", false), Err(Error::UnknownScheme(s)) if s == "ftp"));
     assert!(matches!(
         parse_address("http://", false),
@@ -80,7 +83,35 @@ fn environment_variables() {
         })
     );
     assert!(config.tls);
-    assert!(matches!(Client::new(config), Err(Error::TlsUnsupported)));
+    assert!(!config.tls_options.insecure_skip_verify);
+    assert_eq!(
+        parse_address(&config.address, config.tls).unwrap(),
+        Endpoint::Http {
+            base_url: "https://10.0.0.1:8500".into()
+        }
+    );
+    let config = Config::from_lookup(env(&[
+        ("CONSUL_HTTP_SSL_VERIFY", "false"),
+        ("CONSUL_CACERT", "/ca.pem"),
+        ("CONSUL_CAPATH", "/cas"),
+        ("CONSUL_CLIENT_CERT", "/c.pem"),
+        ("CONSUL_CLIENT_KEY", "/k.pem"),
+        ("CONSUL_TLS_SERVER_NAME", "consul.test"),
+    ]));
+    assert_eq!(
+        config.tls_options,
+        tribune_client::TlsOptions {
+            ca_file: Some("/ca.pem".into()),
+            ca_path: Some("/cas".into()),
+            cert_file: Some("/c.pem".into()),
+            key_file: Some("/k.pem".into()),
+            server_name: Some("consul.test".into()),
+            insecure_skip_verify: true,
+        }
+    );
+    // Go skips verification unless the value parses as true.
+    let config = Config::from_lookup(env(&[("CONSUL_HTTP_SSL_VERIFY", "maybe")]));
+    assert!(config.tls_options.insecure_skip_verify);
 
     // Empty values count as unset.
     let config = Config::from_lookup(env(&[

@@ -110,6 +110,62 @@ async fn not_found(uri: Uri) -> Response {
     (StatusCode::NOT_FOUND, text).into_response()
 }
 
+/// Serves `router` over TLS on an already-bound listener until `shutdown`
+/// resolves. Each connection's handshake runs in its own task, bounded by
+/// `handshake_timeout` (`limits.https_handshake_timeout`), so a slow or silent
+/// client never holds up the others; HTTP/1.1 and HTTP/2 (by ALPN) are served.
+/// A failed handshake (no certificate configured, a client certificate
+/// refused) drops that connection only.
+pub async fn serve_tls(
+    listener: TcpListener,
+    router: Router,
+    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    handshake_timeout: std::time::Duration,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let service = hyper_util::service::TowerToHyperService::new(router);
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(error) => {
+                    // Out of descriptors and the like: the next accept may work.
+                    tracing::warn!(%error, "HTTPS accept failed");
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            },
+        };
+        let acceptor = acceptor.clone();
+        let service = service.clone();
+        tokio::spawn(async move {
+            let stream =
+                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "HTTPS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, "HTTPS handshake timed out");
+                        return;
+                    }
+                };
+            let builder =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
+            if let Err(error) = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                .await
+            {
+                tracing::debug!(%peer, %error, "HTTPS connection ended with an error");
+            }
+        });
+    }
+}
+
 /// Serves `router` on an already-bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,

@@ -10,16 +10,16 @@ use tribune_types::goflag::{FlagSet, Parsed};
 
 use super::Ctx;
 
-/// Adds `-http-addr`, `-token`, `-token-file` and the TLS flags.
-///
-/// The TLS flags are accepted so copied command lines parse; this build has no TLS, and
-/// an `https://` address (or `CONSUL_HTTP_SSL=true`) is rejected with a clear error.
+/// Adds `-http-addr`, `-token`, `-token-file` and the TLS flags (`-ca-file`,
+/// `-ca-path`, `-client-cert`, `-client-key`, `-tls-server-name`), each beating
+/// its `CONSUL_*` variable.
 pub(crate) fn client_flags(flags: FlagSet) -> FlagSet {
     flags
         .value(
             "http-addr",
-            "The address and port of the agent's HTTP API (host:port, http://host:port or \
-             unix:///path). Also CONSUL_HTTP_ADDR. Default http://127.0.0.1:8500.",
+            "The address and port of the agent's HTTP API (host:port, http://host:port, \
+             https://host:port or unix:///path). Also CONSUL_HTTP_ADDR. Default \
+             http://127.0.0.1:8500.",
         )
         .value(
             "token",
@@ -32,23 +32,23 @@ pub(crate) fn client_flags(flags: FlagSet) -> FlagSet {
         )
         .value(
             "ca-file",
-            "Accepted for compatibility; TLS is not supported by this client.",
+            "Path to a CA file to use for TLS when communicating with Consul. Also CONSUL_CACERT.",
         )
         .value(
             "ca-path",
-            "Accepted for compatibility; TLS is not supported by this client.",
+            "Path to a directory of CA certificates to use for TLS when communicating with Consul. Also CONSUL_CAPATH.",
         )
         .value(
             "client-cert",
-            "Accepted for compatibility; TLS is not supported by this client.",
+            "Path to a client cert file to use for TLS when verify_incoming is enabled. Also CONSUL_CLIENT_CERT.",
         )
         .value(
             "client-key",
-            "Accepted for compatibility; TLS is not supported by this client.",
+            "Path to a client key file to use for TLS when verify_incoming is enabled. Also CONSUL_CLIENT_KEY.",
         )
         .value(
             "tls-server-name",
-            "Accepted for compatibility; TLS is not supported by this client.",
+            "The server name to use as the SNI host when connecting via TLS. Also CONSUL_TLS_SERVER_NAME.",
         )
 }
 
@@ -92,6 +92,22 @@ pub(crate) fn config(parsed: &Parsed, ctx: &Ctx) -> Config {
     }
     if let Some(dc) = parsed.get("datacenter") {
         config.datacenter = Some(dc.to_owned());
+    }
+    let t = &mut config.tls_options;
+    if let Some(v) = parsed.get("ca-file") {
+        t.ca_file = Some(v.into());
+    }
+    if let Some(v) = parsed.get("ca-path") {
+        t.ca_path = Some(v.into());
+    }
+    if let Some(v) = parsed.get("client-cert") {
+        t.cert_file = Some(v.into());
+    }
+    if let Some(v) = parsed.get("client-key") {
+        t.key_file = Some(v.into());
+    }
+    if let Some(v) = parsed.get("tls-server-name") {
+        t.server_name = Some(v.to_owned());
     }
     config
 }
@@ -183,12 +199,32 @@ mod tests {
     }
 
     #[test]
-    fn https_is_a_clear_connect_error() {
-        let mut ctx = Ctx::fake(&[("CONSUL_HTTP_SSL", "true")], b"");
-        let p = flags().parse(&["-ca-file", "/ca.pem"]).unwrap();
+    fn tls_flags_beat_environment_and_bad_files_are_connect_errors() {
+        let mut ctx = Ctx::fake(
+            &[
+                ("CONSUL_HTTP_SSL", "true"),
+                ("CONSUL_CACERT", "/env/ca.pem"),
+                ("CONSUL_TLS_SERVER_NAME", "env.name"),
+            ],
+            b"",
+        );
+        let p = flags()
+            .parse(&["-ca-file", "/nonexistent/ca.pem", "-client-cert", "/c.pem"])
+            .unwrap();
+        let c = config(&p, &ctx);
+        assert!(c.tls);
+        assert_eq!(
+            c.tls_options.ca_file.as_deref(),
+            Some(std::path::Path::new("/nonexistent/ca.pem"))
+        );
+        assert_eq!(c.tls_options.server_name.as_deref(), Some("env.name"));
         assert_eq!(client(&p, &mut ctx).unwrap_err(), 1);
-        assert!(ctx
-            .stderr()
-            .starts_with("Error connecting to Consul agent: HTTPS is not supported"));
+        assert!(
+            ctx.stderr().starts_with(
+                "Error connecting to Consul agent: Error loading CA File: open /nonexistent/ca.pem"
+            ),
+            "{}",
+            ctx.stderr()
+        );
     }
 }

@@ -10,6 +10,7 @@ mod discovery_chain;
 mod dns;
 mod durability;
 mod gossip;
+mod https;
 mod keyring;
 mod logging;
 mod persistence;

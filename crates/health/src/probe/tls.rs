@@ -242,6 +242,18 @@ impl AgentTls {
     pub(crate) fn id(&self) -> u64 {
         self.id
     }
+
+    /// The CA certificates loaded (empty when none was configured). The HTTPS
+    /// listener verifies client certificates against them.
+    pub fn ca_certificates(&self) -> &[CertificateDer<'static>] {
+        &self.cas
+    }
+
+    /// The certificate and key loaded (`cert_file`/`key_file`): what checks
+    /// present as a client, and what the HTTPS listener presents as a server.
+    pub fn certified_key(&self) -> Option<Arc<CertifiedKey>> {
+        self.client.clone()
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, AgentTlsError> {

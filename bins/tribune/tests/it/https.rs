@@ -1,0 +1,109 @@
+//! The HTTPS API next to plain HTTP, reached by the `tribune` CLI with Consul's
+//! TLS flags: a CA and certificates made for the test, `verify_incoming`
+//! requiring a client certificate, and the server name checked.
+
+use crate::support::{cli, free_port, Agent};
+use anyhow::Result;
+use serde_json::json;
+use std::path::Path;
+
+/// A CA, a server certificate for `consul.test` and 127.0.0.1, and a client
+/// certificate, written as PEM files into `dir`.
+fn certificates(dir: &Path) -> Result<()> {
+    let ca_key = rcgen::KeyPair::generate()?;
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new())?;
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "test CA");
+    let ca_cert = ca.self_signed(&ca_key)?;
+    std::fs::write(dir.join("ca.pem"), ca_cert.pem())?;
+    for (name, sans) in [
+        (
+            "server",
+            vec!["consul.test".to_owned(), "127.0.0.1".to_owned()],
+        ),
+        ("client", vec!["client.dc1.consul".to_owned()]),
+    ] {
+        let key = rcgen::KeyPair::generate()?;
+        let mut params = rcgen::CertificateParams::new(sans)?;
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = params.signed_by(&key, &ca_cert, &ca_key)?;
+        std::fs::write(dir.join(format!("{name}.pem")), cert.pem())?;
+        std::fs::write(dir.join(format!("{name}-key.pem")), key.serialize_pem())?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_https_api_with_client_certificates() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    certificates(d)?;
+    let file = |name: &str| d.join(name).display().to_string();
+    let https_port = free_port();
+    let agent = Agent::start(
+        &d.join("data"),
+        json!({
+            "ports": {"https": https_port},
+            "tls": {
+                "defaults": {
+                    "ca_file": file("ca.pem"),
+                    "cert_file": file("server.pem"),
+                    "key_file": file("server-key.pem"),
+                },
+                "https": {"verify_incoming": true},
+            },
+        }),
+    )?;
+    let https = format!("https://127.0.0.1:{https_port}");
+    let ca = format!("-ca-file={}", file("ca.pem"));
+    let cert = format!("-client-cert={}", file("client.pem"));
+    let key = format!("-client-key={}", file("client-key.pem"));
+
+    // With the CA and a client certificate: a write, then a read.
+    let (code, _, err) = cli("kv put", &https, &[&ca, &cert, &key, "tls/k", "v"])?;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli("kv get", &https, &[&ca, &cert, &key, "tls/k"])?;
+    assert_eq!((code, out.trim()), (0, "v"), "{err}");
+
+    // Plain HTTP is still served next to it.
+    let (code, out, err) = cli("kv get", &agent.http, &["tls/k"])?;
+    assert_eq!((code, out.trim()), (0, "v"), "{err}");
+
+    // verify_incoming: without a client certificate the handshake fails.
+    let (code, _, err) = cli("kv get", &https, &[&ca, "tls/k"])?;
+    assert_eq!(code, 1);
+    assert!(err.contains("Error querying Consul agent"), "{err}");
+
+    // The server name is checked: the certificate names consul.test, not x.test.
+    let named = |name: &str| format!("-tls-server-name={name}");
+    let (code, out, err) = cli(
+        "kv get",
+        &https,
+        &[&ca, &cert, &key, &named("consul.test:8501"), "tls/k"],
+    )?;
+    assert_eq!((code, out.trim()), (0, "v"), "{err}");
+    let (code, _, _) = cli(
+        "kv get",
+        &https,
+        &[&ca, &cert, &key, &named("x.test"), "tls/k"],
+    )?;
+    assert_eq!(code, 1);
+
+    // A CA the server's certificate does not chain to is refused.
+    let (code, _, _) = cli(
+        "kv get",
+        &https,
+        &[
+            &format!("-ca-file={}", file("client.pem")),
+            &cert,
+            &key,
+            "tls/k",
+        ],
+    )?;
+    assert_eq!(code, 1);
+    Ok(())
+}

@@ -1,0 +1,132 @@
+//! The HTTPS API's TLS settings (`tls.https`, which falls back to `tls.defaults`
+//! and the legacy top-level keys): the certificate and key the listener
+//! presents, and with `verify_incoming` the CAs a client certificate must chain
+//! to, as Consul's `IncomingHTTPSConfig` sets them.
+//!
+//! An HTTPS port without a certificate is not an error (Consul's test helper
+//! gives every agent one): the listener binds and every handshake fails.
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{RootCertStore, ServerConfig};
+use std::sync::Arc;
+use tribune_health::{AgentTls, AgentTlsError, AgentTlsFiles};
+
+use crate::config::TlsProtocol;
+
+/// Why the HTTPS listener cannot be configured; the agent refuses to start.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpsError {
+    /// A file named in `tls.https` cannot be used.
+    #[error("{0}")]
+    Files(#[from] AgentTlsError),
+    /// `verify_incoming` without a CA to verify against.
+    #[error("VerifyIncoming set but no CA certificates were provided")]
+    NoCa,
+    /// `verify_incoming` without a certificate to present.
+    #[error("VerifyIncoming requires either a Cert and Key pair in the configuration file, or auto_encrypt/auto_config be enabled")]
+    NoCertificate,
+    /// `tls_min_version` is not one of Consul's names.
+    #[error("tls.https.tls_min_version: invalid TLS version: no matching TLS version found for {0}, please specify one of [TLS_AUTO, TLSv1_0, TLSv1_1, TLSv1_2, TLSv1_3]")]
+    Version(String),
+    /// rustls refused the settings.
+    #[error("cannot configure TLS for the HTTPS API: {0}")]
+    Rustls(String),
+}
+
+/// Presents the one configured certificate, or none (the handshake then fails).
+#[derive(Debug)]
+struct Certificate(Option<Arc<CertifiedKey>>);
+
+impl ResolvesServerCert for Certificate {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        self.0.clone()
+    }
+}
+
+/// The rustls configuration for the HTTPS listener. TLS 1.2 and 1.3 are offered
+/// (rustls has nothing older, so Consul's `TLSv1_0`/`TLSv1_1` minimums mean 1.2);
+/// `TLSv1_3` offers 1.3 only. Cipher suites are rustls's: `tls_cipher_suites` is
+/// not applied. ALPN offers HTTP/2 and HTTP/1.1, as Consul's listener does.
+pub fn server_config(tls: &TlsProtocol) -> Result<Arc<ServerConfig>, HttpsError> {
+    let loaded = AgentTls::load(&AgentTlsFiles {
+        ca_file: tls.ca_file.clone(),
+        ca_path: tls.ca_path.clone(),
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+    })?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] =
+        match tls.tls_min_version.as_deref().unwrap_or_default() {
+            "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" => rustls::ALL_VERSIONS,
+            "TLSv1_3" => &[&rustls::version::TLS13],
+            other => return Err(HttpsError::Version(other.to_owned())),
+        };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(versions)
+        .map_err(|e| HttpsError::Rustls(e.to_string()))?;
+    let cert = loaded.certified_key();
+    let builder = if tls.verify_incoming {
+        if loaded.ca_certificates().is_empty() {
+            return Err(HttpsError::NoCa);
+        }
+        if cert.is_none() {
+            return Err(HttpsError::NoCertificate);
+        }
+        builder.with_client_cert_verifier(client_verifier(&loaded, provider)?)
+    } else {
+        builder.with_no_client_auth()
+    };
+    let mut config = builder.with_cert_resolver(Arc::new(Certificate(cert)));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
+fn client_verifier(
+    loaded: &AgentTls,
+    provider: Arc<CryptoProvider>,
+) -> Result<Arc<dyn rustls::server::danger::ClientCertVerifier>, HttpsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add_parsable_certificates(loaded.ca_certificates().iter().cloned());
+    WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+        .build()
+        .map_err(|e| HttpsError::Rustls(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_that_cannot_work_are_refused_with_consuls_words() {
+        // No certificate at all is a listener whose handshakes fail, not an error.
+        assert!(server_config(&TlsProtocol::default()).is_ok());
+        let bad_version = TlsProtocol {
+            tls_min_version: Some("tls9".into()),
+            ..TlsProtocol::default()
+        };
+        assert!(server_config(&bad_version).err().is_some_and(|e| e
+            .to_string()
+            .contains("no matching TLS version found for tls9")));
+        let verify = TlsProtocol {
+            verify_incoming: true,
+            ..TlsProtocol::default()
+        };
+        assert_eq!(
+            server_config(&verify)
+                .err()
+                .map(|e| e.to_string())
+                .as_deref(),
+            Some("VerifyIncoming set but no CA certificates were provided")
+        );
+        let missing = TlsProtocol {
+            cert_file: Some("/nonexistent/cert.pem".into()),
+            key_file: Some("/nonexistent/key.pem".into()),
+            ..TlsProtocol::default()
+        };
+        assert!(server_config(&missing)
+            .err()
+            .is_some_and(|e| e.to_string().contains("/nonexistent/cert.pem")));
+    }
+}
