@@ -7,6 +7,7 @@
 //! - `libclang-dev`: `librocksdb-sys` generates its bindings with bindgen.
 //! - `protobuf-compiler`: `protoc` for tonic-build (`/proto`) and raft-proto.
 //! - `bind9-dnsutils`: the real `dig`, which the DNS golden tests query us with.
+//! - `openssl`: makes the certificates the Go client's TLS test reads.
 
 use anyhow::{bail, Result};
 use std::process::Command;
@@ -16,6 +17,7 @@ const PACKAGES: &[&str] = &[
     "libclang-dev",
     "protobuf-compiler",
     "bind9-dnsutils",
+    "openssl",
 ];
 
 fn installed(pkg: &str) -> bool {
