@@ -211,15 +211,28 @@ async fn serve_https(
     tls: Arc<rustls::ServerConfig>,
     handshake_timeout: std::time::Duration,
     mut stop: watch::Receiver<bool>,
-) -> anyhow::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let Listener::Tcp(addr) = listener else {
-        // Consul serves TLS on unix sockets too; this build does not yet.
-        anyhow::bail!("the HTTPS API cannot listen on a unix socket in this build");
+) -> anyhow::Result<(SocketAddrOrPath, tokio::task::JoinHandle<()>)> {
+    let (l, bound) = match listener {
+        Listener::Tcp(addr) => {
+            let l = TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("binding the HTTPS API to {addr}"))?;
+            let local = l.local_addr()?;
+            (
+                tribune_http_api::TlsListener::Tcp(l),
+                SocketAddrOrPath::Addr(local),
+            )
+        }
+        Listener::Unix(path) => {
+            let _ = std::fs::remove_file(path);
+            let l = tokio::net::UnixListener::bind(path)
+                .with_context(|| format!("binding the HTTPS API to unix://{}", path.display()))?;
+            (
+                tribune_http_api::TlsListener::Unix(l),
+                SocketAddrOrPath::Path(path.display().to_string()),
+            )
+        }
     };
-    let l = TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding the HTTPS API to {addr}"))?;
-    let local = l.local_addr()?;
     let shutdown = async move {
         let _ = stop.wait_for(|v| *v).await;
     };
@@ -230,7 +243,7 @@ async fn serve_https(
             tracing::error!(error = %e, "HTTPS server failed");
         }
     });
-    Ok((local, task))
+    Ok((bound, task))
 }
 
 enum SocketAddrOrPath {
@@ -576,6 +589,18 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
+    // The HTTPS API's certificate too, before the agent joins anything.
+    let https_tls = if cfg.https_listeners().is_empty() {
+        None
+    } else {
+        match tribune_agent::https::server_config(&cfg.tls.https) {
+            Ok(tls) => Some(tls),
+            Err(e) => {
+                eprintln!("==> HTTPS API: {e}");
+                return Ok(1);
+            }
+        }
+    };
     if let Some(pid) = &cfg.pid_file {
         write_pid_file(pid)?;
     }
@@ -670,11 +695,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         http_tasks.push(task);
     }
     let mut https_bound = Vec::new();
-    let https_listeners = cfg.https_listeners();
-    if !https_listeners.is_empty() {
-        let tls = tribune_agent::https::server_config(&cfg.tls.https)
-            .context("configuring TLS for the HTTPS API")?;
-        for l in &https_listeners {
+    if let Some(tls) = https_tls {
+        for l in &cfg.https_listeners() {
             let (addr, task) = serve_https(
                 l,
                 router.clone(),

@@ -129,4 +129,33 @@ mod tests {
             .err()
             .is_some_and(|e| e.to_string().contains("/nonexistent/cert.pem")));
     }
+
+    #[test]
+    fn verify_incoming_needs_a_certificate_and_tls13_alone_is_accepted() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let key = rcgen::KeyPair::generate().unwrap_or_else(|e| panic!("{e}"));
+        let mut params = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap_or_else(|e| panic!("{e}"));
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&key).unwrap_or_else(|e| panic!("{e}"));
+        let (ca, pem_key) = (dir.path().join("ca.pem"), dir.path().join("key.pem"));
+        std::fs::write(&ca, cert.pem()).unwrap_or_else(|e| panic!("{e}"));
+        std::fs::write(&pem_key, key.serialize_pem()).unwrap_or_else(|e| panic!("{e}"));
+        let only_ca = TlsProtocol {
+            ca_file: Some(ca.clone()),
+            verify_incoming: true,
+            ..TlsProtocol::default()
+        };
+        assert!(matches!(
+            server_config(&only_ca),
+            Err(HttpsError::NoCertificate)
+        ));
+        let full = TlsProtocol {
+            cert_file: Some(ca.clone()),
+            key_file: Some(pem_key),
+            tls_min_version: Some("TLSv1_3".into()),
+            ..only_ca
+        };
+        assert!(server_config(&full).is_ok());
+    }
 }

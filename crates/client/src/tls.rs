@@ -57,16 +57,19 @@ fn pem_certificates(path: &Path, what: &str) -> Result<Vec<CertificateDer<'stati
     Ok(certs)
 }
 
+/// Every file under `dir`. Symbolic links to directories are not followed
+/// (a link loop must not recurse for ever); a link to a file is read.
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), Error> {
-    let entries = std::fs::read_dir(dir).map_err(|e| {
+    let failed = |path: &Path, e: std::io::Error| {
         tls_error(format!(
             "Error loading file from CAPath: open {}: {e}",
-            dir.display()
+            path.display()
         ))
-    })?;
-    for entry in entries.flatten() {
+    };
+    for entry in std::fs::read_dir(dir).map_err(|e| failed(dir, e))? {
+        let entry = entry.map_err(|e| failed(dir, e))?;
         let path = entry.path();
-        if path.is_dir() {
+        if entry.file_type().map_err(|e| failed(&path, e))?.is_dir() {
             walk(&path, out)?;
         } else {
             out.push(path);
@@ -138,7 +141,7 @@ pub(crate) fn client_config(opts: &TlsOptions) -> Result<ClientConfig, Error> {
             ))
         }
     };
-    // This client speaks HTTP/1.1 only.
+    // reqwest is built without its `http2` feature here, so offer only HTTP/1.1.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(config)
 }

@@ -27,4 +27,4 @@ pub use backend::{
     SnapshotDownload, UserEvent,
 };
 pub use error::ApiError;
-pub use routes::{router, serve, serve_tls, HttpConfig};
+pub use routes::{router, serve, serve_tls, HttpConfig, TlsListener};

@@ -110,14 +110,44 @@ async fn not_found(uri: Uri) -> Response {
     (StatusCode::NOT_FOUND, text).into_response()
 }
 
+/// Where the HTTPS API listens: TCP, or a unix socket (Consul serves TLS on both).
+#[derive(Debug)]
+pub enum TlsListener {
+    /// A TCP listener.
+    Tcp(TcpListener),
+    /// A unix socket listener.
+    Unix(tokio::net::UnixListener),
+}
+
+/// A connection accepted by a [`TlsListener`].
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
+
+impl TlsListener {
+    async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, String)> {
+        match self {
+            TlsListener::Tcp(l) => {
+                let (s, peer) = l.accept().await?;
+                Ok((Box::new(s), peer.to_string()))
+            }
+            TlsListener::Unix(l) => {
+                let (s, _) = l.accept().await?;
+                Ok((Box::new(s), "unix socket".to_owned()))
+            }
+        }
+    }
+}
+
 /// Serves `router` over TLS on an already-bound listener until `shutdown`
-/// resolves. Each connection's handshake runs in its own task, bounded by
-/// `handshake_timeout` (`limits.https_handshake_timeout`), so a slow or silent
-/// client never holds up the others; HTTP/1.1 and HTTP/2 (by ALPN) are served.
-/// A failed handshake (no certificate configured, a client certificate
-/// refused) drops that connection only.
+/// resolves, then lets the open connections finish their requests (the caller
+/// bounds how long). Each connection's handshake runs in its own task, and the
+/// handshake and the first request's headers share one deadline
+/// (`limits.https_handshake_timeout`), so a slow or silent client holds a
+/// connection no longer than that. HTTP/1.1 and HTTP/2 (by ALPN) are served. A
+/// failed handshake (no certificate configured, a client certificate refused)
+/// drops that connection only.
 pub async fn serve_tls(
-    listener: TcpListener,
+    listener: TlsListener,
     router: Router,
     tls: Arc<tokio_rustls::rustls::ServerConfig>,
     handshake_timeout: std::time::Duration,
@@ -125,45 +155,72 @@ pub async fn serve_tls(
 ) -> std::io::Result<()> {
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service = hyper_util::service::TowerToHyperService::new(router);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
     loop {
+        // Finished connections are reaped as we go, so the set stays small.
+        while connections.try_join_next().is_some() {}
         let (stream, peer) = tokio::select! {
-            () = &mut shutdown => return Ok(()),
+            () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
                 Err(error) => {
-                    // Out of descriptors and the like: the next accept may work.
+                    // Out of descriptors and the like: back off instead of
+                    // spinning on an error that the next accept would repeat.
                     tracing::warn!(%error, "HTTPS accept failed");
-                    tokio::task::yield_now().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
         };
         let acceptor = acceptor.clone();
         let service = service.clone();
-        tokio::spawn(async move {
-            let stream =
-                match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
-                    Ok(Ok(stream)) => stream,
-                    Ok(Err(error)) => {
-                        tracing::debug!(%peer, %error, "HTTPS handshake failed");
-                        return;
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, "HTTPS handshake timed out");
-                        return;
-                    }
-                };
-            let builder =
+        let mut stop = stop_rx.clone();
+        connections.spawn(async move {
+            let deadline = tokio::time::Instant::now() + handshake_timeout;
+            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(error)) => {
+                    tracing::debug!(%peer, %error, "HTTPS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    tracing::debug!(%peer, "HTTPS handshake timed out");
+                    return;
+                }
+            };
+            let mut builder =
                 hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new());
-            if let Err(error) = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
-                .await
-            {
+            builder
+                .http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(
+                    deadline.saturating_duration_since(tokio::time::Instant::now()),
+                );
+            let conn = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service);
+            tokio::pin!(conn);
+            // The guard `wait_for` returns must not live across the awaits below.
+            let stopped = async move {
+                let _ = stop.wait_for(|v| *v).await;
+            };
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = stopped => {
+                    // Finish the request in flight, then close.
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(error) = result {
                 tracing::debug!(%peer, %error, "HTTPS connection ended with an error");
             }
         });
     }
+    let _ = stop_tx.send(true);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 /// Serves `router` on an already-bound listener until `shutdown` resolves.

@@ -93,20 +93,22 @@ pub(crate) fn config(parsed: &Parsed, ctx: &Ctx) -> Config {
     if let Some(dc) = parsed.get("datacenter") {
         config.datacenter = Some(dc.to_owned());
     }
+    // An empty flag is unset, as in Go (its flag values only apply when non-empty).
+    let flag = |name: &str| parsed.get(name).filter(|v| !v.is_empty());
     let t = &mut config.tls_options;
-    if let Some(v) = parsed.get("ca-file") {
+    if let Some(v) = flag("ca-file") {
         t.ca_file = Some(v.into());
     }
-    if let Some(v) = parsed.get("ca-path") {
+    if let Some(v) = flag("ca-path") {
         t.ca_path = Some(v.into());
     }
-    if let Some(v) = parsed.get("client-cert") {
+    if let Some(v) = flag("client-cert") {
         t.cert_file = Some(v.into());
     }
-    if let Some(v) = parsed.get("client-key") {
+    if let Some(v) = flag("client-key") {
         t.key_file = Some(v.into());
     }
-    if let Some(v) = parsed.get("tls-server-name") {
+    if let Some(v) = flag("tls-server-name") {
         t.server_name = Some(v.to_owned());
     }
     config
