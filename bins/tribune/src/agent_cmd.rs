@@ -208,7 +208,7 @@ async fn serve_http(
 async fn serve_https(
     listener: &Listener,
     router: axum::Router,
-    tls: Arc<rustls::ServerConfig>,
+    tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     handshake_timeout: std::time::Duration,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddrOrPath, tokio::task::JoinHandle<()>)> {
@@ -695,12 +695,14 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         http_tasks.push(task);
     }
     let mut https_bound = Vec::new();
-    if let Some(tls) = https_tls {
+    // Reloads replace the configuration here; new connections take the newest.
+    let https_reload = https_tls.map(watch::Sender::new);
+    if let Some(tls) = &https_reload {
         for l in &cfg.https_listeners() {
             let (addr, task) = serve_https(
                 l,
                 router.clone(),
-                Arc::clone(&tls),
+                tls.subscribe(),
                 cfg.limits.https_handshake_timeout,
                 stop_rx.clone(),
             )
@@ -771,7 +773,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
             _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
-                if let Err(e) = reload(&parsed, &agent, &mut from_config).await {
+                if let Err(e) = reload(&parsed, &agent, &mut from_config, https_reload.as_ref()).await {
                     tracing::error!(error = %e, "reload failed");
                 }
             }
@@ -780,7 +782,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 None => break false,
                 Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); left_by_api = true; break false; }
                 Some(AgentEvent::Reload(reply)) => {
-                    let r = reload(&parsed, &agent, &mut from_config).await.map_err(|e| format!("{e:#}"));
+                    let r = reload(&parsed, &agent, &mut from_config, https_reload.as_ref()).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
                 }
             },
@@ -832,8 +834,16 @@ async fn reload(
     parsed: &tribune_types::goflag::Parsed,
     agent: &Agent,
     from_config: &mut FromConfig,
+    https: Option<&watch::Sender<Arc<rustls::ServerConfig>>>,
 ) -> anyhow::Result<()> {
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    // New certificate files (short-lived ones from Vault, say) apply to new
+    // HTTPS connections without a restart, as in Consul.
+    if let Some(https) = https {
+        let tls = tribune_agent::https::server_config(&cfg.tls.https)
+            .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?;
+        https.send_replace(tls);
+    }
     apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");
     Ok(())

@@ -145,15 +145,15 @@ impl TlsListener {
 /// (`limits.https_handshake_timeout`), so a slow or silent client holds a
 /// connection no longer than that. HTTP/1.1 and HTTP/2 (by ALPN) are served. A
 /// failed handshake (no certificate configured, a client certificate refused)
-/// drops that connection only.
+/// drops that connection only. Each connection takes the newest configuration
+/// `tls` holds, so certificates reloaded by the agent apply to new connections.
 pub async fn serve_tls(
     listener: TlsListener,
     router: Router,
-    tls: Arc<tokio_rustls::rustls::ServerConfig>,
+    tls: tokio::sync::watch::Receiver<Arc<tokio_rustls::rustls::ServerConfig>>,
     handshake_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let service = hyper_util::service::TowerToHyperService::new(router);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
@@ -174,7 +174,7 @@ pub async fn serve_tls(
                 }
             },
         };
-        let acceptor = acceptor.clone();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.borrow()));
         let service = service.clone();
         let mut stop = stop_rx.clone();
         connections.spawn(async move {

@@ -1,6 +1,7 @@
 //! The HTTPS API next to plain HTTP, reached by the `tribune` CLI with Consul's
 //! TLS flags: a CA and certificates made for the test, `verify_incoming`
-//! requiring a client certificate, and the server name checked.
+//! requiring a client certificate, the server name checked, and new certificate
+//! files taken on reload.
 
 use crate::support::{bin, cli, free_port, Agent};
 use anyhow::Result;
@@ -129,5 +130,15 @@ fn the_https_api_with_client_certificates() -> Result<()> {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // New certificate files take effect on reload, without a restart: the
+    // server now presents the other CA's certificate.
+    std::fs::copy(d.join("other-server.pem"), d.join("server.pem"))?;
+    std::fs::copy(d.join("other-server-key.pem"), d.join("server-key.pem"))?;
+    let (code, _, err) = cli("reload", &agent.http, &[])?;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli("kv get", &https, &[&other_ca, &cert, &key, "tls/k"])?;
+    assert_eq!((code, out.trim()), (0, "v"), "{err}");
+    let (code, _, _) = cli("kv get", &https, &[&ca, &cert, &key, "tls/k"])?;
+    assert_eq!(code, 1, "the old CA no longer verifies the server");
     Ok(())
 }
