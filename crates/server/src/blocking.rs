@@ -16,7 +16,7 @@ pub(crate) async fn run(
     req: &ReadRequest,
     opts: &QueryOptions,
 ) -> (ReadResult, u64) {
-    if opts.min_index == 0 || !req.is_blocking() {
+    if opts.min_index == 0 {
         return state.read(req, None);
     }
     // The wait arrives over the network (agents send it); clamp it here too.
@@ -29,7 +29,9 @@ pub(crate) async fn run(
         // Consul returns as soon as the index moved past the client's, or when a
         // snapshot restore replaced the state (its abandon channel): the index may
         // then have gone backwards, and the client, seeing it smaller, resets.
-        if index > opts.min_index || state.restores() != restores {
+        // A read that watches nothing (a renewal, a read-only transaction, a
+        // prepared query run) has nothing to wait for: Consul answers those at once.
+        if index > opts.min_index || state.restores() != restores || ws.is_empty() {
             return (res, index);
         }
         let left = deadline.saturating_duration_since(Instant::now());

@@ -128,6 +128,11 @@ impl WatchSet {
         Self::default()
     }
 
+    /// Whether nothing was subscribed: waiting on it could only time out.
+    pub fn is_empty(&self) -> bool {
+        self.receivers.is_empty()
+    }
+
     /// Waits until any subscribed topic changes or `timeout` passes.
     /// Returns `true` if woken by a change.
     pub async fn wait(self, timeout: Duration) -> bool {

@@ -558,21 +558,6 @@ pub enum ReadRequest {
     },
 }
 
-impl ReadRequest {
-    /// Whether `?index=` makes this read wait for a change. Renewals, read-only
-    /// transactions and running or explaining a prepared query answer at once,
-    /// as Consul's endpoints for them are not blocking queries.
-    pub fn is_blocking(&self) -> bool {
-        !matches!(
-            self,
-            ReadRequest::SessionRenew { .. }
-                | ReadRequest::Txn(_)
-                | ReadRequest::QueryExecute { .. }
-                | ReadRequest::QueryExplain { .. }
-        )
-    }
-}
-
 /// A service instance together with its node (catalog service endpoint).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceInstance {
