@@ -171,7 +171,7 @@ pub(crate) fn resolve(
     if !query.is_template() {
         return QueryOutcome::Found(query.clone());
     }
-    let rendered = template::Template::compile(query)
+    let rendered = template::Template::stored(query)
         .and_then(|tpl| tpl.render(id_or_name, &source.agent_segment));
     match rendered {
         Ok(q) => QueryOutcome::Found(q),

@@ -167,6 +167,27 @@ fn parsed(text: &str, path: &str) -> Result<Vec<Piece>, TemplateError> {
     })
 }
 
+/// Compiled template regexps by pattern. Bounded: past [`REGEX_CACHE_MAX`]
+/// patterns (deleted templates' among them) it starts afresh.
+static REGEX_CACHE: parking_lot::Mutex<Option<std::collections::HashMap<String, Regex>>> =
+    parking_lot::Mutex::new(None);
+const REGEX_CACHE_MAX: usize = 256;
+
+fn cached_regex(pattern: &str) -> Result<Regex, TemplateError> {
+    let mut cache = REGEX_CACHE.lock();
+    let map = cache.get_or_insert_with(Default::default);
+    if let Some(re) = map.get(pattern) {
+        // A clone shares the compiled program.
+        return Ok(re.clone());
+    }
+    let re = Regex::new(pattern).map_err(|e| TemplateError::Regexp(e.to_string()))?;
+    if map.len() >= REGEX_CACHE_MAX {
+        map.clear();
+    }
+    map.insert(pattern.to_owned(), re.clone());
+    Ok(re)
+}
+
 /// A template checked and ready to render.
 #[derive(Debug)]
 pub(crate) struct Template<'a> {
@@ -184,17 +205,22 @@ impl<'a> Template<'a> {
         }
         let mut svc = query.service.clone();
         walk(&mut svc, &mut |path, s| parsed(s, path).map(drop))?;
-        let regexp = if query.template.regexp.is_empty() {
-            None
-        } else {
-            Some(
-                Regex::new(&query.template.regexp)
-                    .map_err(|e| TemplateError::Regexp(e.to_string()))?,
-            )
-        };
-        let tpl = Template { query, regexp };
+        let tpl = Template::stored(query)?;
         tpl.render(&query.name, "")?;
         Ok(tpl)
+    }
+
+    /// A template that [`Template::compile`] accepted when it was written:
+    /// lookups (every DNS question and API call naming it) only need its regexp,
+    /// which comes from a cache rather than being compiled each time.
+    pub(crate) fn stored(query: &'a PreparedQuery) -> Result<Self, TemplateError> {
+        let pattern = &query.template.regexp;
+        let regexp = if pattern.is_empty() {
+            None
+        } else {
+            Some(cached_regex(pattern)?)
+        };
+        Ok(Template { query, regexp })
     }
 
     /// The query for the looked-up `name`: its `Service` strings interpolated,
