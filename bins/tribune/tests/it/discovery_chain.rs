@@ -17,34 +17,42 @@ async fn discovery_chains_over_http() -> Result<()> {
     )?;
     let http = agent.http.clone();
     let c = reqwest::Client::new();
-    // The CA root is created once the server leads; chains need its trust domain.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let (index, chain) = loop {
-        let resp = c
-            .get(format!("{http}/v1/discovery-chain/web"))
-            .send()
-            .await?;
-        if resp.status() == 200 {
-            let index: u64 = resp
-                .headers()
-                .get("x-consul-index")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse().ok())
-                .context("no X-Consul-Index")?;
-            break (index, resp.json::<Value>().await?);
-        }
-        anyhow::ensure!(
-            std::time::Instant::now() < deadline,
-            "no chain: {}",
-            resp.text().await?
-        );
-        // The root is written through raft right after the election; wait for
-        // it with a blocking query on the roots rather than a sleep.
-        let _ = c
-            .get(format!("{http}/v1/connect/ca/roots?index=1&wait=2s"))
-            .send()
-            .await?;
+    // The CA root is written through raft once the server leads, and chains
+    // need its trust domain: wait for it with blocking queries on the roots.
+    let index_of = |resp: &reqwest::Response| -> Result<u64> {
+        resp.headers()
+            .get("x-consul-index")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .context("no X-Consul-Index")
     };
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let mut roots_index = 0;
+    loop {
+        let resp = c
+            .get(format!(
+                "{http}/v1/connect/ca/roots?index={roots_index}&wait=5s"
+            ))
+            .send()
+            .await?;
+        anyhow::ensure!(resp.status() == 200, "roots: {}", resp.text().await?);
+        roots_index = index_of(&resp)?;
+        let roots: Value = resp.json().await?;
+        if roots["ActiveRootID"]
+            .as_str()
+            .is_some_and(|id| !id.is_empty())
+        {
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "no CA root");
+    }
+    let resp = c
+        .get(format!("{http}/v1/discovery-chain/web"))
+        .send()
+        .await?;
+    anyhow::ensure!(resp.status() == 200, "chain: {}", resp.text().await?);
+    let index = index_of(&resp)?;
+    let chain: Value = resp.json().await?;
     let target = &chain["Chain"]["Targets"]["web.default.default.dc1"];
     assert_eq!(
         target["SNI"],

@@ -9,7 +9,7 @@
 //! records of which type came back, and the test checks they are a subset of the full
 //! TCP answer. `TRIBUNE_BLESS=1` rewrites the golden file.
 
-use crate::support::Agent;
+use crate::support::{register, Agent};
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -44,14 +44,7 @@ async fn seed(http: &str) -> Result<()> {
                 "ServiceID": "web-7",
             });
         }
-        let resp = c
-            .put(format!("{http}/v1/catalog/register"))
-            .json(&body)
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("register: {}", resp.text().await?);
-        }
+        register(&c, http, &body).await?;
     }
     Ok(())
 }
@@ -397,7 +390,7 @@ async fn cached_answers_follow_health_changes() -> Result<()> {
     let agent = Agent::start_with(&dir.path().join("data"), json!({}), true)?;
     let port = agent.dns.context("no DNS port")?;
     let c = reqwest::Client::new();
-    let register = |status: &str| {
+    let registration = |status: &str| {
         json!({
             "Node": "api-node", "Address": "10.0.9.1",
             "Service": {"ID": "api-1", "Service": "api", "Port": 80},
@@ -420,14 +413,7 @@ async fn cached_answers_follow_health_changes() -> Result<()> {
         Ok(())
     };
     for (status, want) in [("passing", 1), ("critical", 0), ("passing", 1)] {
-        let resp = c
-            .put(format!("{}/v1/catalog/register", agent.http))
-            .json(&register(status))
-            .send()
-            .await?;
-        if !resp.status().is_success() {
-            bail!("register: {}", resp.text().await?);
-        }
+        register(&c, &agent.http, &registration(status)).await?;
         expect(want)?;
         // Asked again (from the cache when positive), the answer holds.
         assert_eq!(answers()?, want, "after the check went {status}");

@@ -3,21 +3,9 @@
 //! `dig`), and the queries kept across a `kill -9`.
 
 use crate::dns::dig;
-use crate::support::Agent;
-use anyhow::{bail, Context, Result};
+use crate::support::{register, Agent};
+use anyhow::{Context, Result};
 use serde_json::{json, Value};
-
-async fn register(c: &reqwest::Client, http: &str, body: Value) -> Result<()> {
-    let resp = c
-        .put(format!("{http}/v1/catalog/register"))
-        .json(&body)
-        .send()
-        .await?;
-    if !resp.status().is_success() {
-        bail!("register: {}", resp.text().await?);
-    }
-    Ok(())
-}
 
 /// `(status, body)` of a request.
 async fn call(
@@ -69,7 +57,7 @@ async fn prepared_queries_over_http_and_dns() -> Result<()> {
         register(
             &c,
             &http,
-            json!({
+            &json!({
                 "Node": node, "Address": addr,
                 "Service": {"ID": "db", "Service": "db", "Port": 5432, "Tags": [tag]},
                 "Check": {"CheckID": "db-up", "Name": "up", "Status": status, "ServiceID": "db"},

@@ -7,6 +7,19 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// `PUT /v1/catalog/register` with `body`; an error unless it succeeds.
+pub async fn register(c: &reqwest::Client, http: &str, body: &serde_json::Value) -> Result<()> {
+    let resp = c
+        .put(format!("{http}/v1/catalog/register"))
+        .json(body)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        bail!("register: {}", resp.text().await?);
+    }
+    Ok(())
+}
+
 /// The binary under test.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_tribune"))
