@@ -30,6 +30,7 @@ mod operator;
 mod rtt;
 mod services;
 mod snapshot;
+mod tls;
 mod validate;
 mod version;
 mod watch;
@@ -78,6 +79,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
         "snapshot",
         "Saves, restores and inspects snapshots of Consul server state",
     ),
+    ("tls", "Builtin helpers for creating CAs and certificates"),
     ("validate", "Validate config files/directories"),
     ("version", "Prints the Consul version"),
     ("watch", "Watch for changes in Consul"),
@@ -126,6 +128,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "rtt" => rtt::run(args, ctx).await,
         "services" => services::run(args, ctx).await,
         "snapshot" => snapshot::run(args, ctx).await,
+        "tls" => tls::run(args, ctx),
         "validate" => validate::run(args, ctx).await,
         "version" => version::run(args, ctx),
         "watch" => watch::run(args, ctx).await,

@@ -142,3 +142,60 @@ fn the_https_api_with_client_certificates() -> Result<()> {
     assert_eq!(code, 1, "the old CA no longer verifies the server");
     Ok(())
 }
+
+/// Runs `tribune tls <args>` in `dir`, where it writes its files.
+fn tls(dir: &Path, args: &[&str]) -> Result<()> {
+    let out = std::process::Command::new(bin())
+        .arg("tls")
+        .args(args)
+        .current_dir(dir)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "tls {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
+/// The files `tls ca create` and `tls cert create` write, under Consul's names,
+/// serve the HTTPS API with client certificates required: the server
+/// certificate for the agent, the CLI certificate (no extended key usage) for
+/// the client, the CA for both.
+#[test]
+fn certificates_made_by_the_tls_commands() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    tls(d, &["ca", "create"])?;
+    tls(d, &["cert", "create", "-server", "-node", "n1"])?;
+    tls(d, &["cert", "create", "-cli"])?;
+    let file = |name: &str| d.join(name).display().to_string();
+    let https_port = free_port();
+    let agent = Agent::start(
+        &d.join("data"),
+        json!({
+            "ports": {"https": https_port},
+            "tls": {
+                "defaults": {
+                    "ca_file": file("consul-agent-ca.pem"),
+                    "cert_file": file("dc1-server-consul-0.pem"),
+                    "key_file": file("dc1-server-consul-0-key.pem"),
+                },
+                "https": {"verify_incoming": true},
+            },
+        }),
+    )?;
+    let https = format!("https://127.0.0.1:{https_port}");
+    let ca = format!("-ca-file={}", file("consul-agent-ca.pem"));
+    let cert = format!("-client-cert={}", file("dc1-cli-consul-0.pem"));
+    let key = format!("-client-key={}", file("dc1-cli-consul-0-key.pem"));
+    let (code, _, err) = cli("kv put", &https, &[&ca, &cert, &key, "made/k", "v"])?;
+    assert_eq!(code, 0, "{err}");
+    // The server certificate names the server by its Consul names too.
+    let named = "-tls-server-name=n1.server.dc1.consul";
+    let (code, out, err) = cli("kv get", &https, &[&ca, &cert, &key, named, "made/k"])?;
+    assert_eq!((code, out.trim()), (0, "v"), "{err}");
+    let (code, out, err) = cli("kv get", &agent.http, &["made/k"])?;
+    assert_eq!((code, out.trim()), (0, "v"), "{err}");
+    Ok(())
+}
