@@ -179,10 +179,12 @@ pub async fn serve_tls(
         let mut stop = stop_rx.clone();
         connections.spawn(async move {
             let deadline = tokio::time::Instant::now() + handshake_timeout;
-            let stream = match tokio::time::timeout_at(deadline, acceptor.accept(stream)).await {
+            let accept = acceptor.accept(stream).into_fallible();
+            let stream = match tokio::time::timeout_at(deadline, accept).await {
                 Ok(Ok(stream)) => stream,
-                Ok(Err(error)) => {
+                Ok(Err((error, io))) => {
                     tracing::debug!(%peer, %error, "HTTPS handshake failed");
+                    linger_close(io).await;
                     return;
                 }
                 Err(_) => {
@@ -221,6 +223,39 @@ pub async fn serve_tls(
     let _ = stop_tx.send(true);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// How long a connection whose handshake failed is kept for its client to
+/// read the alert and close.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(1);
+/// How much of what such a client sends is read (and dropped) meanwhile.
+const LINGER_BYTES: usize = 64 * 1024;
+
+/// Closes a connection whose handshake failed without resetting it. With TLS
+/// 1.3 a client learns that its certificate was refused only after it has
+/// finished its side of the handshake, and it sends its request at once; had
+/// we closed the socket with that request unread, the kernel would answer with
+/// a reset, and the client would report "broken pipe" or "connection reset"
+/// instead of the alert the TLS layer has already written ("certificate
+/// required", which the Go client's own tests look for). So: end our side
+/// (FIN after the alert), then read and drop what the client still sends until
+/// it closes, for at most [`LINGER`] and [`LINGER_BYTES`].
+async fn linger_close(mut io: Box<dyn Stream>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < LINGER_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
 /// Serves `router` on an already-bound listener until `shutdown` resolves.

@@ -10,6 +10,7 @@ mod coordinate;
 mod event;
 mod operator;
 mod session;
+mod tls;
 mod txn;
 
 /// The root answers what Consul's index handler answers without a UI; unknown paths

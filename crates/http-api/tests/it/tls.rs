@@ -1,0 +1,107 @@
+//! The HTTPS listener (`serve_tls`) with client certificates required: a client
+//! that has none must learn why, not see its connection reset.
+
+use std::io::{Read as _, Write as _};
+use std::sync::Arc;
+
+use tokio_rustls::rustls;
+
+/// A CA, and a server certificate for 127.0.0.1 it signed: (CA DER, server
+/// certificate DER, server key DER).
+fn certificates() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+    let cert = params.signed_by(&key, &ca, &ca_key).unwrap();
+    (ca.der().to_vec(), cert.der().to_vec(), key.serialize_der())
+}
+
+/// With TLS 1.3 a client sends its request right after its side of the
+/// handshake, before the server has refused its (missing) certificate. The
+/// server must end the connection so that the client reads the
+/// `certificate_required` alert: closing with the request unread would reset
+/// the connection, and the Go client's `TestAPI_ClientTLSOptions` then saw
+/// "broken pipe" about one run in five. The client here waits for the alert
+/// before it writes, the order in which the reset used to hit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_a_certificate_reads_the_alert() {
+    let (ca, cert, key) = certificates();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone().into()).unwrap();
+    let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+        Arc::new(roots.clone()),
+        Arc::clone(&provider),
+    )
+    .build()
+    .unwrap();
+    let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(
+            vec![cert.into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .unwrap();
+    let (_keep, config) = tokio::sync::watch::channel(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    tokio::spawn(tribune_http_api::serve_tls(
+        tribune_http_api::TlsListener::Tcp(listener),
+        router,
+        config,
+        std::time::Duration::from_secs(10),
+        std::future::pending(),
+    ));
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    tokio::task::spawn_blocking(move || {
+        for attempt in 0..5 {
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let mut conn = rustls::ClientConnection::new(Arc::clone(&client), name).unwrap();
+            let mut tcp = std::net::TcpStream::connect(addr).unwrap();
+            // The client's side of the handshake, which ends with its Finished.
+            while conn.is_handshaking() {
+                conn.complete_io(&mut tcp).unwrap();
+            }
+            // Wait until the server has answered it (with its alert), as a client
+            // that sets up its HTTP connection first would.
+            tcp.peek(&mut [0u8; 1]).unwrap();
+            let mut tls = rustls::StreamOwned::new(conn, tcp);
+            // The request, in two writes: had the server closed its socket, the
+            // first would have drawn a reset and the second would fail.
+            for part in ["GET / HTTP/1.1\r\n", "Host: x\r\n\r\n"] {
+                tls.write_all(part.as_bytes())
+                    .and_then(|()| tls.flush())
+                    .unwrap_or_else(|e| panic!("attempt {attempt}: write: {e}"));
+            }
+            let mut buf = Vec::new();
+            let err = tls
+                .read_to_end(&mut buf)
+                .expect_err("the server must refuse a client without a certificate");
+            let alert = err
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .cloned();
+            assert_eq!(
+                alert,
+                Some(rustls::Error::AlertReceived(
+                    rustls::AlertDescription::CertificateRequired
+                )),
+                "attempt {attempt}: {err}"
+            );
+        }
+    })
+    .await
+    .unwrap();
+}
