@@ -550,6 +550,14 @@ fn client_memory_profile() {
 #[cfg(not(target_os = "linux"))]
 fn client_memory_profile() {}
 
+/// Why a configuration with `acl.enabled = true` (or the legacy
+/// `acl_datacenter`) is refused. Tribune does not enforce ACLs yet; such a
+/// configuration expects every request checked against a token, and an agent
+/// that started anyway would serve everything to everyone without a word.
+const ACL_REFUSED: &str = "acl.enabled = true, but Tribune does not enforce ACLs yet: \
+refusing to run a configuration that expects them, which would leave every endpoint \
+open. Remove the acl block or set acl.enabled = false to run without ACLs.";
+
 /// Runs `tribune agent` with `args`; returns the exit code.
 pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let flags = config::agent_flags();
@@ -571,6 +579,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
+    if cfg.acl.enabled {
+        eprintln!("==> {ACL_REFUSED}");
+        return Ok(1);
+    }
     let logs = init_logging(&cfg);
     if !cfg.server {
         client_memory_profile();
@@ -837,6 +849,9 @@ async fn reload(
     https: Option<&watch::Sender<Arc<rustls::ServerConfig>>>,
 ) -> anyhow::Result<()> {
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if cfg.acl.enabled {
+        anyhow::bail!("{ACL_REFUSED}");
+    }
     // New certificate files (short-lived ones from Vault, say) apply to new
     // HTTPS connections without a restart, as in Consul.
     if let Some(https) = https {

@@ -1,5 +1,6 @@
 //! The `/v1` router and the helpers every handler shares.
 
+mod acl;
 mod agent;
 mod catalog;
 mod config;
@@ -69,6 +70,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
     };
     Router::new()
         .merge(kv::routes())
+        .merge(acl::routes())
         .merge(catalog::routes())
         .merge(health::routes())
         .merge(status::routes())

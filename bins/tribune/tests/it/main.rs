@@ -1,5 +1,6 @@
 //! Real-binary tests: `tribune` processes on loopback with their own data dirs.
 
+mod acl;
 mod blocking;
 mod checks;
 mod cli;

@@ -66,7 +66,6 @@ pub(super) fn routes() -> Router<AppState> {
         ("/v1/agent/health/service/name", get(health::by_name)),
         ("/v1/agent/join", put(ops::join)),
         ("/v1/agent/force-leave", put(ops::force_leave)),
-        ("/v1/agent/token", put(ops::token)),
     ]
     .into_iter()
     .fold(r, |r, (prefix, handler)| with_id(r, prefix, handler))

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod acl;
 mod agent;
 mod cached;
 mod connect;

@@ -1,13 +1,13 @@
 //! Agent operations: `PUT /v1/agent/maintenance`, `/join/{addr}`, `/leave`,
-//! `/force-leave/{node}`, `/reload` and `/token/{name}`. All answer 200 with an empty
-//! body on success, like Consul's handlers that return `nil`.
+//! `/force-leave/{node}` and `/reload` (`/token/{name}` is with the ACL routes).
+//! All answer 200 with an empty body on success, like Consul's handlers that
+//! return `nil`.
 
 use super::{enable_param, ok_empty, path_id, AppState};
 use crate::error::ApiError;
 use crate::params::Params;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 
 /// `PUT /v1/agent/maintenance?enable=<bool>[&reason=]`: node maintenance mode.
 pub(super) async fn node_maintenance(
@@ -55,15 +55,4 @@ pub(super) async fn force_leave(
         .force_leave(&node, p.has("prune"), p.has("wan"))
         .await?;
     Ok(ok_empty())
-}
-
-/// `PUT /v1/agent/token/{name}`: with ACLs disabled (always, for now) Consul answers 401
-/// "ACL support disabled" before looking at the body or the name.
-pub(super) async fn token() -> Response {
-    let mut resp = (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
