@@ -306,6 +306,7 @@ async fn start_server(
     server_cfg.connect_enabled = cfg.connect.enabled;
     server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
     server_cfg.version = CONSUL_VERSION.into();
+    server_cfg.request_limits = request_limits(cfg);
     let server = Server::start(server_cfg)
         .await
         .context("starting the server")?;
@@ -320,6 +321,22 @@ async fn start_server(
         }
     });
     Ok((server, rpc_port))
+}
+
+/// `limits.request_limits` for the server.
+fn request_limits(cfg: &RuntimeConfig) -> tribune_server::rate::RequestLimits {
+    use tribune_agent::config::RequestLimitsMode as From;
+    use tribune_server::rate::Mode;
+    let l = &cfg.limits.request_limits;
+    tribune_server::rate::RequestLimits {
+        mode: match l.mode {
+            From::Disabled => Mode::Disabled,
+            From::Permissive => Mode::Permissive,
+            From::Enforcing => Mode::Enforcing,
+        },
+        read_rate: l.read_rate,
+        write_rate: l.write_rate,
+    }
 }
 
 /// The Serf tags Consul agents gossip: role, datacenter, node ID, protocol versions
@@ -785,7 +802,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
             _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
-                if let Err(e) = reload(&parsed, &agent, &mut from_config, https_reload.as_ref()).await {
+                if let Err(e) = reload(&parsed, &agent, server.as_deref(), &mut from_config, https_reload.as_ref()).await {
                     tracing::error!(error = %e, "reload failed");
                 }
             }
@@ -794,7 +811,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 None => break false,
                 Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); left_by_api = true; break false; }
                 Some(AgentEvent::Reload(reply)) => {
-                    let r = reload(&parsed, &agent, &mut from_config, https_reload.as_ref()).await.map_err(|e| format!("{e:#}"));
+                    let r = reload(&parsed, &agent, server.as_deref(), &mut from_config, https_reload.as_ref()).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
                 }
             },
@@ -845,6 +862,7 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
 async fn reload(
     parsed: &tribune_types::goflag::Parsed,
     agent: &Agent,
+    server: Option<&Server>,
     from_config: &mut FromConfig,
     https: Option<&watch::Sender<Arc<rustls::ServerConfig>>>,
 ) -> anyhow::Result<()> {
@@ -858,6 +876,10 @@ async fn reload(
         let tls = tribune_agent::https::server_config(&cfg.tls.https)
             .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?;
         https.send_replace(tls);
+    }
+    // Request rate limits are reloadable, as in Consul.
+    if let Some(server) = server {
+        server.set_request_limits(request_limits(&cfg));
     }
     apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");

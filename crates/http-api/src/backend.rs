@@ -30,6 +30,14 @@ pub enum BackendError {
     /// 500 with this text (transport failures, shutting down).
     #[error("{0}")]
     Unavailable(String),
+    /// 429 with this text: a server's rate limit refused the request, and
+    /// another server may serve it (Consul's `ErrRetryElsewhere`).
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// 503 with this text: a server's rate limit refused a request only that
+    /// server can serve (Consul's `ErrRetryLater`).
+    #[error("{0}")]
+    ServiceUnavailable(String),
 }
 
 /// One datacenter's servers and their coordinates, for `/v1/coordinate/datacenters`.

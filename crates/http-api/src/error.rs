@@ -28,6 +28,12 @@ pub enum ApiError {
     /// 413.
     #[error("{0}")]
     TooLarge(String),
+    /// 429: a server's rate limit refused the request; another server may not.
+    #[error("{0}")]
+    TooManyRequests(String),
+    /// 503: a server's rate limit refused a request only it can serve.
+    #[error("{0}")]
+    ServiceUnavailable(String),
     /// 500.
     #[error("{0}")]
     Internal(String),
@@ -43,6 +49,8 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::TxnConflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -65,6 +73,8 @@ impl From<BackendError> for ApiError {
             BackendError::Rejected(WriteRejected::TxnRolledBack(errors)) => {
                 ApiError::TxnConflict(errors)
             }
+            BackendError::TooManyRequests(m) => ApiError::TooManyRequests(m),
+            BackendError::ServiceUnavailable(m) => ApiError::ServiceUnavailable(m),
             other => ApiError::Internal(other.to_string()),
         }
     }

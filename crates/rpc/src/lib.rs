@@ -54,6 +54,23 @@ pub enum RpcError {
     /// `ErrConnectNotEnabled`); the text is Consul's.
     #[error("{0}")]
     Refused(String),
+    /// The server's request rate limit refused it (`limits.request_limits`).
+    #[error(transparent)]
+    RateLimited(#[from] RateLimited),
+}
+
+/// A request refused by a server's rate limit, with Consul's texts; the HTTP
+/// API answers 429 for the first and 503 for the second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum RateLimited {
+    /// Another server may serve it (a read, or a write refused by a follower).
+    #[error("rate limit exceeded, try again later or against a different server")]
+    RetryElsewhere,
+    /// Only this server can serve it: a write refused by the leader.
+    #[error(
+        "rate limit exceeded for operation that can only be performed by the leader, try again later"
+    )]
+    RetryLater,
 }
 
 /// Leader and peer addresses as `/v1/status/*` reports them.

@@ -45,11 +45,13 @@ impl std::fmt::Debug for ServerPool {
     }
 }
 
-/// Whether a failed request certainly did not reach a server (so even a write may be
-/// retried elsewhere).
+/// Whether a failed request certainly did not reach a server, or was refused
+/// before anything was done with it (so even a write may be retried elsewhere):
+/// a rate limit that says another server may take it is Consul's one
+/// retryable refusal.
 pub fn not_sent(e: &RpcError) -> bool {
     match e {
-        RpcError::NoLeader => true,
+        RpcError::NoLeader | RpcError::RateLimited(crate::RateLimited::RetryElsewhere) => true,
         // tonic reports a failed connect as a transport error mentioning it.
         RpcError::Transport(m) => {
             let m = m.to_ascii_lowercase();
@@ -63,7 +65,10 @@ pub fn not_sent(e: &RpcError) -> bool {
 fn retry_read(e: &RpcError) -> bool {
     matches!(
         e,
-        RpcError::Transport(_) | RpcError::NoLeader | RpcError::ShuttingDown
+        RpcError::Transport(_)
+            | RpcError::NoLeader
+            | RpcError::ShuttingDown
+            | RpcError::RateLimited(crate::RateLimited::RetryElsewhere)
     )
 }
 
@@ -241,5 +246,11 @@ mod tests {
         assert!(!not_sent(&RpcError::Transport("timeout expired".into())));
         assert!(!not_sent(&RpcError::ShuttingDown));
         assert!(retry_read(&RpcError::Transport("timeout expired".into())));
+        // A rate limit that points elsewhere refused before doing anything; the
+        // leader's "try again later" is final.
+        let elsewhere = RpcError::RateLimited(crate::RateLimited::RetryElsewhere);
+        let later = RpcError::RateLimited(crate::RateLimited::RetryLater);
+        assert!(not_sent(&elsewhere) && retry_read(&elsewhere));
+        assert!(!not_sent(&later) && !retry_read(&later));
     }
 }

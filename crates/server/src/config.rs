@@ -52,6 +52,8 @@ pub struct ServerConfig {
     pub tombstone_ttl: Duration,
     /// Shortest session TTL accepted (`session_ttl_min`).
     pub session_ttl_min: Duration,
+    /// `limits.request_limits`: the rate limits on requests to this server.
+    pub request_limits: crate::rate::RequestLimits,
 }
 
 impl ServerConfig {
@@ -79,6 +81,7 @@ impl ServerConfig {
             version: "1.20.0".into(),
             tombstone_ttl: Duration::from_secs(15 * 60),
             session_ttl_min: Duration::from_secs(10),
+            request_limits: Default::default(),
         }
     }
 }

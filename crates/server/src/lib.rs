@@ -13,6 +13,8 @@
 //!   `serfHealth`, the `consul` service), creates the Connect CA root once, and
 //!   garbage-collects KV tombstones ([`leader`]), and keeps TTL session timers.
 //! - [`Server::reconcile`] makes the catalog follow gossip membership (`reconcile`).
+//! - Requests from clients pass the rate limits of `limits.request_limits` first
+//!   ([`rate`]).
 //! - Operator snapshots (`/v1/snapshot`) stream through temporary files: an archive
 //!   is never held whole in memory; a restore holds the state it carries, as raft
 //!   replicates it in one entry (`snapshot`).
@@ -24,6 +26,7 @@ mod config;
 mod fsm;
 mod leader;
 mod operator;
+pub mod rate;
 mod reconcile;
 mod server;
 mod snapshot;

@@ -68,6 +68,8 @@ pub struct Server {
     /// one at a time, since each holds a whole state in memory (and two at
     /// once could only race to replace each other).
     pub(crate) restoring: tokio::sync::Mutex<()>,
+    /// `limits.request_limits`, checked as requests arrive.
+    limiter: crate::rate::RequestLimiter,
     /// Keeps a dev server's temporary data directory alive until drop.
     _temp_dir: Option<tempfile::TempDir>,
 }
@@ -137,6 +139,10 @@ impl Server {
             },
             session_timers: Mutex::new(SessionTimers::new()),
             timers_changed: tokio::sync::Notify::new(),
+            limiter: crate::rate::RequestLimiter::new(
+                config.request_limits,
+                std::time::Instant::now(),
+            ),
             config,
             raft,
             state,
@@ -160,6 +166,25 @@ impl Server {
         }
         cluster::spawn_autopilot(server.clone(), server.shutdown_tx.subscribe());
         Ok(server)
+    }
+
+    /// New request rate limits (`consul reload`), in force from the next request.
+    pub fn set_request_limits(&self, limits: crate::rate::RequestLimits) {
+        self.limiter.reconfigure(limits, std::time::Instant::now());
+    }
+
+    /// Counts a request against the rate limits; `Err` when they refuse it.
+    fn rate_limit(&self, op: crate::rate::Op) -> Result<(), RpcError> {
+        if !self.limiter.active() {
+            return Ok(());
+        }
+        self.limiter
+            .check(
+                op,
+                || self.raft.status().is_leader,
+                std::time::Instant::now(),
+            )
+            .map_err(RpcError::RateLimited)
     }
 
     /// The in-memory state (read-only use: tests, metrics).
@@ -414,6 +439,9 @@ impl ServerApi for Server {
     async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
         use tracing::Instrument;
         self.check_poisoned()?;
+        // Counted here and again on the leader when forwarded, as Consul's global
+        // limits apply to requests from other servers too.
+        self.rate_limit(crate::rate::Op::Write)?;
         // Followers forward writes to the leader (Consul's RPC forwarding); the
         // leader proposes them.
         self.on_leader(
@@ -436,6 +464,13 @@ impl ServerApi for Server {
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
         self.check_poisoned()?;
+        // A renewal restarts a timer on the leader: Consul counts it as a write.
+        let op = if matches!(req, ReadRequest::SessionRenew { .. }) {
+            crate::rate::Op::Write
+        } else {
+            crate::rate::Op::Read
+        };
+        self.rate_limit(op)?;
         // Consul's `ConnectCA.Roots` refuses before reading anything; this server
         // bootstraps no CA then (see `leader::establish`).
         if matches!(req, ReadRequest::CaRoots | ReadRequest::CaConfig)

@@ -16,6 +16,7 @@ mod keyring;
 mod logging;
 mod persistence;
 mod prepared_query;
+mod rate_limits;
 mod sessions;
 mod support;
 mod watch;

@@ -1,0 +1,113 @@
+//! `limits.request_limits` on a real server agent: in `enforcing` mode writes
+//! over the rate are refused with Consul's 503 on the leader and reads with its
+//! 429, status requests stay exempt, a client agent passes the server's
+//! refusals on, and a reload changes the limits without a restart.
+
+use crate::support::{cli, free_port, Agent};
+use anyhow::{bail, Result};
+use reqwest::Method;
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+const LEADER_ONLY: &str =
+    "rate limit exceeded for operation that can only be performed by the leader, try again later";
+const ELSEWHERE: &str = "rate limit exceeded, try again later or against a different server";
+
+/// One request over a kept-alive client: (status, body).
+async fn call(c: &reqwest::Client, method: Method, url: &str) -> Result<(u16, String)> {
+    let r = c.request(method, url).body("v").send().await?;
+    Ok((r.status().as_u16(), r.text().await?))
+}
+
+/// Sends `n` requests and counts the refusals, each of which must be
+/// `refusal`; anything but a success or that refusal fails the test.
+async fn refusals(
+    c: &reqwest::Client,
+    method: Method,
+    url: &str,
+    n: usize,
+    refusal: (u16, &str),
+) -> Result<usize> {
+    let mut refused = 0;
+    for _ in 0..n {
+        match call(c, method.clone(), url).await? {
+            (200 | 404, _) => {}
+            (s, body) if (s, body.as_str()) == refusal => refused += 1,
+            other => bail!("{method} {url}: unexpected answer {other:?}"),
+        }
+    }
+    Ok(refused)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_limits_refuse_writes_and_reads_over_the_rate() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    // One write and one read a second: bursts of ten, then about one a second,
+    // which 30 requests in a row soon exceed.
+    let serf = free_port();
+    let agent = Agent::start(
+        &data,
+        json!({
+            "ports": {"serf_lan": serf},
+            "limits": {"request_limits": {"mode": "enforcing", "read_rate": 1, "write_rate": 1}},
+        }),
+    )?;
+    let c = reqwest::Client::new();
+    let kv = format!("{}/v1/kv/limited", agent.http);
+    // The agent's own startup spent some of the bursts; the rest runs out.
+    let refused = refusals(&c, Method::PUT, &kv, 30, (503, LEADER_ONLY)).await?;
+    assert!(refused >= 10, "only {refused} of 30 writes refused");
+    let refused = refusals(&c, Method::GET, &kv, 30, (429, ELSEWHERE)).await?;
+    assert!(refused >= 10, "only {refused} of 30 reads refused");
+    // Status requests are exempt.
+    let leader = format!("{}/v1/status/leader", agent.http);
+    for _ in 0..30 {
+        assert_eq!(call(&c, Method::GET, &leader).await?.0, 200);
+    }
+
+    // Through a client agent: the server's refusals arrive as they leave it (a
+    // read is tried on every known server first; there is one).
+    let join = format!("-retry-join=127.0.0.1:{serf}");
+    let client = Agent::start_opts(
+        &dir.path().join("client"),
+        json!({"retry_interval": "200ms"}),
+        &["-node=c1", &join],
+    )?;
+    // Status is exempt, so it shows when the client has found the server.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut pace = tokio::time::interval(Duration::from_millis(50));
+    loop {
+        let (s, body) = call(
+            &c,
+            Method::GET,
+            &format!("{}/v1/status/leader", client.http),
+        )
+        .await?;
+        if s == 200 && body.len() > 2 {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the client agent found no server: {s} {body}");
+        }
+        pace.tick().await;
+    }
+    let via_client = format!("{}/v1/kv/limited", client.http);
+    let refused = refusals(&c, Method::PUT, &via_client, 30, (503, LEADER_ONLY)).await?;
+    assert!(refused >= 10, "only {refused} of 30 writes refused");
+    let refused = refusals(&c, Method::GET, &via_client, 30, (429, ELSEWHERE)).await?;
+    assert!(refused >= 10, "only {refused} of 30 reads refused");
+
+    // Raised by a reload: writes pass again, without a restart.
+    let config_file = data.with_extension("json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
+    config["limits"] =
+        json!({"request_limits": {"mode": "enforcing", "read_rate": 1000, "write_rate": 1000}});
+    std::fs::write(&config_file, config.to_string())?;
+    let (code, _, err) = cli("reload", &agent.http, &[])?;
+    assert_eq!(code, 0, "{err}");
+    for _ in 0..30 {
+        assert_eq!(call(&c, Method::PUT, &kv).await?, (200, "true".to_owned()));
+    }
+    Ok(())
+}
