@@ -645,6 +645,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         (None, None)
     };
     let pool = Arc::new(tribune_rpc::ServerPool::new());
+    // `limits.rpc_rate` bounds a client agent's requests to the servers.
+    if server.is_none() {
+        pool.set_rate_limit(cfg.limits.rpc_rate, cfg.limits.rpc_max_burst);
+    }
     let servers: Arc<dyn ServerApi> = match &server {
         Some(s) => s.clone(),
         None => pool.clone(),
@@ -802,7 +806,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
             _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
-                if let Err(e) = reload(&parsed, &agent, server.as_deref(), &mut from_config, https_reload.as_ref()).await {
+                if let Err(e) = reload(&parsed, &agent, server.as_deref(), &pool, &mut from_config, https_reload.as_ref()).await {
                     tracing::error!(error = %e, "reload failed");
                 }
             }
@@ -811,7 +815,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 None => break false,
                 Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); left_by_api = true; break false; }
                 Some(AgentEvent::Reload(reply)) => {
-                    let r = reload(&parsed, &agent, server.as_deref(), &mut from_config, https_reload.as_ref()).await.map_err(|e| format!("{e:#}"));
+                    let r = reload(&parsed, &agent, server.as_deref(), &pool, &mut from_config, https_reload.as_ref()).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
                 }
             },
@@ -863,6 +867,7 @@ async fn reload(
     parsed: &tribune_types::goflag::Parsed,
     agent: &Agent,
     server: Option<&Server>,
+    pool: &tribune_rpc::ServerPool,
     from_config: &mut FromConfig,
     https: Option<&watch::Sender<Arc<rustls::ServerConfig>>>,
 ) -> anyhow::Result<()> {
@@ -877,9 +882,11 @@ async fn reload(
             .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?;
         https.send_replace(tls);
     }
-    // Request rate limits are reloadable, as in Consul.
-    if let Some(server) = server {
-        server.set_request_limits(request_limits(&cfg));
+    // Request rate limits are reloadable, as in Consul: a server's on the
+    // requests it serves, a client agent's on those it sends.
+    match server {
+        Some(server) => server.set_request_limits(request_limits(&cfg)),
+        None => pool.set_rate_limit(cfg.limits.rpc_rate, cfg.limits.rpc_max_burst),
     }
     apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");

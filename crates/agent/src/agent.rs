@@ -135,12 +135,10 @@ pub(crate) fn backend_err(e: RpcError) -> BackendError {
         RpcError::Rejected(r) => BackendError::Rejected(r),
         RpcError::NoLeader => BackendError::NoLeader,
         RpcError::NoPathToDatacenter => BackendError::NoPathToDatacenter,
-        RpcError::RateLimited(r @ tribune_rpc::RateLimited::RetryElsewhere) => {
-            BackendError::TooManyRequests(r.to_string())
-        }
         RpcError::RateLimited(r @ tribune_rpc::RateLimited::RetryLater) => {
             BackendError::ServiceUnavailable(r.to_string())
         }
+        RpcError::RateLimited(r) => BackendError::TooManyRequests(r.to_string()),
         other => BackendError::Unavailable(other.to_string()),
     }
 }

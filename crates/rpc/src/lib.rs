@@ -11,6 +11,7 @@
 //! - `snapshot`: operator snapshot archives streamed in pieces, both ways.
 //! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
 
+mod bucket;
 mod codec;
 mod grpc;
 mod pool;
@@ -18,6 +19,7 @@ mod raft;
 mod renew;
 mod snapshot;
 
+pub use bucket::TokenBucket;
 pub use grpc::{serve, GrpcClient};
 pub use pool::{not_sent, ServerPool, NO_SERVERS};
 pub use raft::{RaftFeedback, RaftLinks};
@@ -59,8 +61,8 @@ pub enum RpcError {
     RateLimited(#[from] RateLimited),
 }
 
-/// A request refused by a server's rate limit, with Consul's texts; the HTTP
-/// API answers 429 for the first and 503 for the second.
+/// A request refused by a rate limit, with Consul's texts; the HTTP API answers
+/// 503 for [`RateLimited::RetryLater`] and 429 for the others.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RateLimited {
     /// Another server may serve it (a read, or a write refused by a follower).
@@ -71,6 +73,10 @@ pub enum RateLimited {
         "rate limit exceeded for operation that can only be performed by the leader, try again later"
     )]
     RetryLater,
+    /// A client agent's own limit on its requests to the servers
+    /// (`limits.rpc_rate`) refused it before it was sent (HTTP 429).
+    #[error("RPC rate limit exceeded")]
+    ClientRpc,
 }
 
 /// Leader and peer addresses as `/v1/status/*` reports them.

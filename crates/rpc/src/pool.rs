@@ -10,12 +10,17 @@
 //! retried CAS or lock acquisition must not apply twice. [`ServerPool::rebalance`]
 //! (called periodically by the agent) moves the preference to a random server so
 //! clients spread over the servers, as Consul's router does.
+//!
+//! `limits.rpc_rate` / `rpc_max_burst` bound how fast the agent sends requests
+//! ([`ServerPool::set_rate_limit`]); over the limit a request fails at once with
+//! Consul's "RPC rate limit exceeded" (429), without reaching a server.
 
 use crate::{ArchiveStream, GrpcClient, RpcError, ServerApi, ServerStatus, SnapshotDownload};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::Rng;
 use std::collections::HashMap;
+use std::time::Instant;
 use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
@@ -32,9 +37,19 @@ struct State {
 }
 
 /// A [`ServerApi`] over a set of servers with failover.
-#[derive(Default)]
 pub struct ServerPool {
     state: Mutex<State>,
+    /// `limits.rpc_rate`: unlimited unless configured.
+    limit: Mutex<crate::TokenBucket>,
+}
+
+impl Default for ServerPool {
+    fn default() -> Self {
+        ServerPool {
+            state: Mutex::default(),
+            limit: Mutex::new(crate::TokenBucket::new(None, 0.0, Instant::now())),
+        }
+    }
 }
 
 impl std::fmt::Debug for ServerPool {
@@ -92,6 +107,24 @@ impl ServerPool {
         st.clients.retain(|a, _| keep.contains(a));
     }
 
+    /// Limits the requests sent to the servers to `rate` a second with bursts
+    /// of `burst` (`limits.rpc_rate`, `rpc_max_burst`); `None` lifts the limit.
+    pub fn set_rate_limit(&self, rate: Option<f64>, burst: u32) {
+        self.limit
+            .lock()
+            .reconfigure(rate, f64::from(burst), Instant::now());
+    }
+
+    /// Counts one request against `limits.rpc_rate`.
+    fn admit(&self) -> Result<(), RpcError> {
+        let mut limit = self.limit.lock();
+        if !limit.is_limited() || limit.allow(Instant::now()) {
+            Ok(())
+        } else {
+            Err(RpcError::RateLimited(crate::RateLimited::ClientRpc))
+        }
+    }
+
     /// The servers, preferred first.
     pub fn servers(&self) -> Vec<String> {
         self.state.lock().order.clone()
@@ -145,6 +178,7 @@ impl ServerPool {
         F: FnMut(GrpcClient) -> Fut,
         Fut: std::future::Future<Output = Result<T, RpcError>>,
     {
+        self.admit()?;
         let mut last = RpcError::Transport(NO_SERVERS.into());
         for (addr, client) in self.candidates()? {
             match call(client).await {
@@ -207,6 +241,7 @@ impl ServerApi for ServerPool {
     async fn snapshot_restore(&self, archive: ArchiveStream) -> Result<(), RpcError> {
         // One server only: the upload is consumed as it is sent. The server
         // forwards it to the leader itself.
+        self.admit()?;
         let (_, client) = self
             .candidates()?
             .into_iter()
@@ -235,6 +270,31 @@ mod tests {
             got.sort();
             assert_eq!(got, s(&["a:1", "c:1", "d:1"]));
         }
+    }
+
+    #[tokio::test]
+    async fn rpc_rate_refuses_before_sending_and_can_be_lifted() {
+        async fn status(pool: &ServerPool) -> RpcError {
+            pool.status().await.unwrap_err()
+        }
+        // No servers: a request that got past the limit fails with NO_SERVERS.
+        let pool = ServerPool::new();
+        let no_servers = RpcError::Transport(NO_SERVERS.into());
+        assert_eq!(status(&pool).await, no_servers);
+        // A burst of two, refilled at one request an hour.
+        pool.set_rate_limit(Some(1.0 / 3600.0), 2);
+        for _ in 0..2 {
+            assert_eq!(status(&pool).await, no_servers);
+        }
+        let refused = status(&pool).await;
+        assert_eq!(
+            refused,
+            RpcError::RateLimited(crate::RateLimited::ClientRpc)
+        );
+        assert_eq!(refused.to_string(), "RPC rate limit exceeded");
+        assert!(!not_sent(&refused) && !retry_read(&refused));
+        pool.set_rate_limit(None, 2);
+        assert_eq!(status(&pool).await, no_servers);
     }
 
     #[test]

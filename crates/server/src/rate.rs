@@ -20,6 +20,7 @@ use std::time::Instant;
 
 use parking_lot::Mutex;
 pub use tribune_rpc::RateLimited;
+use tribune_rpc::TokenBucket;
 
 /// What to do when a limit is exceeded (`limits.request_limits.mode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -64,62 +65,15 @@ impl Op {
     }
 }
 
-/// One token bucket.
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    /// Tokens per second; `None` = unlimited.
-    rate: Option<f64>,
-    burst: f64,
-    tokens: f64,
-    last: Instant,
-}
-
-impl Bucket {
-    fn new(rate: Option<f64>, now: Instant) -> Self {
-        let burst = burst(rate);
-        Bucket {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    /// A new rate, keeping the tokens already earned (up to the new burst).
-    fn reconfigure(&mut self, rate: Option<f64>, now: Instant) {
-        self.refill(now);
-        self.rate = rate;
-        self.burst = burst(rate);
-        self.tokens = self.tokens.min(self.burst);
-    }
-
-    fn refill(&mut self, now: Instant) {
-        if let Some(rate) = self.rate {
-            let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-            self.tokens = (self.tokens + elapsed * rate).min(self.burst);
-        }
-        self.last = self.last.max(now);
-    }
-
-    /// Takes a token if there is one.
-    fn allow(&mut self, now: Instant) -> bool {
-        if self.rate.is_none() {
-            return true;
-        }
-        self.refill(now);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
+/// A bucket for `rate` with a burst of ten seconds' worth.
+fn bucket(rate: Option<f64>, now: Instant) -> TokenBucket {
+    TokenBucket::new(rate, burst(rate), now)
 }
 
 /// Ten seconds' worth of requests, at least one when the rate is positive.
 fn burst(rate: Option<f64>) -> f64 {
     match rate {
-        None => f64::INFINITY,
+        None => 0.0,
         Some(r) if r > 0.0 => (r.floor() * 10.0).max(1.0),
         Some(_) => 0.0,
     }
@@ -137,8 +91,8 @@ pub struct RequestLimiter {
 #[derive(Debug)]
 struct Inner {
     mode: Mode,
-    read: Bucket,
-    write: Bucket,
+    read: TokenBucket,
+    write: TokenBucket,
 }
 
 /// What the limiter decided.
@@ -159,8 +113,8 @@ impl RequestLimiter {
             active: AtomicBool::new(limits.mode != Mode::Disabled),
             inner: Mutex::new(Inner {
                 mode: limits.mode,
-                read: Bucket::new(limits.read_rate, now),
-                write: Bucket::new(limits.write_rate, now),
+                read: bucket(limits.read_rate, now),
+                write: bucket(limits.write_rate, now),
             }),
         }
     }
@@ -169,8 +123,12 @@ impl RequestLimiter {
     pub fn reconfigure(&self, limits: RequestLimits, now: Instant) {
         let mut inner = self.inner.lock();
         inner.mode = limits.mode;
-        inner.read.reconfigure(limits.read_rate, now);
-        inner.write.reconfigure(limits.write_rate, now);
+        inner
+            .read
+            .reconfigure(limits.read_rate, burst(limits.read_rate), now);
+        inner
+            .write
+            .reconfigure(limits.write_rate, burst(limits.write_rate), now);
         self.active
             .store(limits.mode != Mode::Disabled, Ordering::Relaxed);
     }

@@ -1,7 +1,8 @@
 //! `limits.request_limits` on a real server agent: in `enforcing` mode writes
 //! over the rate are refused with Consul's 503 on the leader and reads with its
 //! 429, status requests stay exempt, a client agent passes the server's
-//! refusals on, and a reload changes the limits without a restart.
+//! refusals on, and a reload changes the limits without a restart; a client
+//! agent's `limits.rpc_rate` refuses its own requests with Consul's 429.
 
 use crate::support::{cli, free_port, Agent};
 use anyhow::{bail, Result};
@@ -109,5 +110,26 @@ async fn request_limits_refuse_writes_and_reads_over_the_rate() -> Result<()> {
     for _ in 0..30 {
         assert_eq!(call(&c, Method::PUT, &kv).await?, (200, "true".to_owned()));
     }
+
+    // A client agent's own limit on what it sends (`limits.rpc_rate`, a burst
+    // of five): refused there with Consul's 429, before reaching a server.
+    let limited = Agent::start_opts(
+        &dir.path().join("limited"),
+        json!({"retry_interval": "200ms", "limits": {"rpc_rate": 0.001, "rpc_max_burst": 5}}),
+        &["-node=c2", &join],
+    )?;
+    let mut refused = 0;
+    for _ in 0..20 {
+        match call(&c, Method::GET, &format!("{}/v1/kv/limited", limited.http)).await? {
+            (429, body) => {
+                assert_eq!(body, "RPC rate limit exceeded");
+                refused += 1;
+            }
+            // Before it has joined, or while its burst lasts.
+            (200 | 404 | 500, _) => {}
+            other => bail!("unexpected answer {other:?}"),
+        }
+    }
+    assert!(refused >= 15, "only {refused} of 20 reads refused");
     Ok(())
 }
