@@ -186,13 +186,22 @@ impl Backend for Agent {
     }
 
     fn local_checks(&self) -> Vec<ApiLocalCheck> {
-        self.local
-            .lock()
+        let local = self.local.lock();
+        local
             .checks
             .values()
-            .map(|c| ApiLocalCheck {
-                check: c.check.clone(),
-                definition: c.def.clone(),
+            .map(|c| {
+                let mut check = c.check.clone();
+                // A service's check carries the service's name and tags, as
+                // Consul's `AddCheck` fills them in (and the catalog shows them).
+                if let Some(s) = local.services.get(&check.service_id) {
+                    check.service_name.clone_from(&s.service);
+                    check.service_tags.clone_from(&s.tags);
+                }
+                ApiLocalCheck {
+                    check,
+                    definition: c.def.clone(),
+                }
             })
             .collect()
     }

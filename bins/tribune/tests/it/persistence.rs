@@ -74,6 +74,20 @@ async fn api_registrations_and_maintenance_survive_kill_9() -> Result<()> {
         assert!(checks.get(id).is_some(), "{id} missing: {checks}");
     }
     assert_eq!(checks["_service_maintenance:web-1"]["Notes"], "upgrade");
+    // A service's checks name the service and its tags, as Consul's do.
+    for id in ["web-ttl", "_service_maintenance:web-1"] {
+        assert_eq!(checks[id]["ServiceName"], "web", "{checks}");
+        assert_eq!(checks[id]["ServiceTags"], json!(["v1"]), "{checks}");
+    }
+    assert_eq!(checks["disk"]["ServiceName"], "");
+    let filtered: Value = c
+        .get(format!("{base}/v1/agent/checks"))
+        .query(&[("filter", "ServiceName == \"web\"")])
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(filtered.as_object().map(|m| m.len()), Some(2), "{filtered}");
     // The restored registrations reach the catalog (anti-entropy's first sync).
     let index_of = |r: &reqwest::Response| -> u64 {
         r.headers()["x-consul-index"]

@@ -153,9 +153,14 @@ async fn services(State(st): State<AppState>, p: Params) -> Result<Response, Api
     Ok(reply::json_meta(&map, &meta, p.pretty()))
 }
 
-/// `?tag=` (repeatable): an instance must carry every tag.
+/// `?tag=` (repeatable): an instance must carry every tag, compared without
+/// regard to case as Consul's `serviceTagFilter` does (and as DNS tag lookups
+/// and prepared queries here do).
 pub(super) fn has_tags(p: &Params, s: &Service) -> bool {
-    p.all("tag").iter().all(|t| s.tags.iter().any(|st| st == t))
+    p.all("tag").iter().all(|t| {
+        let t = t.to_lowercase();
+        s.tags.iter().any(|st| st.to_lowercase() == t)
+    })
 }
 
 /// `?peer=`: instances imported from a cluster peer. Tribune has no peerings, so a
@@ -285,4 +290,23 @@ async fn node_services(
     let body =
         json!({"Node": NodeOut::from(&node), "Services": apply_filter(rows, filter.as_ref())?});
     Ok(reply::json_meta(&body, &meta, p.pretty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tag_filters_ignore_case_and_need_every_tag() {
+        let service = Service {
+            tags: vec!["Primary".into(), "v1".into()],
+            ..Default::default()
+        };
+        let keeps = |query: &str| has_tags(&Params::parse(Some(query)), &service);
+        assert!(keeps(""));
+        assert!(keeps("tag=primary"));
+        assert!(keeps("tag=PRIMARY&tag=V1"));
+        assert!(!keeps("tag=primary&tag=v2"));
+        assert!(!keeps("tag=prim"));
+    }
 }
