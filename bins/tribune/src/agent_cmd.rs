@@ -718,6 +718,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let http_cfg = HttpConfig {
         kv_max_value_size: cfg.limits.kv_max_value_size as usize,
         txn_max_req_len: cfg.limits.txn_max_req_len as usize,
+        default_acl_policy: match cfg.acl.default_policy {
+            config::AclPolicy::Allow => "allow",
+            config::AclPolicy::Deny => "deny",
+        },
+        allow_unprintable_paths: cfg.disable_http_unprintable_char_filter,
     };
     let router = tribune_http_api::router(agent.clone(), http_cfg);
     let mut bound = Vec::new();

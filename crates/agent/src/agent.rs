@@ -205,7 +205,9 @@ impl Agent {
     fn admit(&self, def: &CheckDefinition) -> Result<(), BackendError> {
         let script = !def.args.is_empty() || !def.docker_container_id.is_empty();
         if script && !self.cfg.enable_script_checks {
-            return Err(BackendError::BadRequest(
+            // Consul's `AddCheck` refuses with a plain error, which its HTTP
+            // layer answers with 500.
+            return Err(BackendError::Unavailable(
                 if self.cfg.enable_local_script_checks {
                     "Scripts are disabled on this agent from remote calls; to enable, configure 'enable_script_checks' to true".into()
                 } else {
@@ -548,7 +550,7 @@ impl Agent {
                     id: NODE_MAINT.into(),
                     name: "Node Maintenance Mode".into(),
                     notes: if reason.is_empty() {
-                        "Maintenance mode is enabled for this node".into()
+                        "Maintenance mode is enabled for this node, but no reason was provided. This is a default message.".into()
                     } else {
                         reason
                     },
@@ -570,7 +572,7 @@ impl Agent {
                         name: "Service Maintenance Mode".into(),
                         service_id: sid.to_owned(),
                         notes: if reason.is_empty() {
-                            "Maintenance mode is enabled for this service".into()
+                            "Maintenance mode is enabled for this service, but no reason was provided. This is a default message.".into()
                         } else {
                             reason
                         },

@@ -35,16 +35,17 @@ fn to_api(m: &EventMessage) -> UserEvent {
 }
 
 fn bad_filter(what: &str, e: regex::Error) -> BackendError {
-    BackendError::BadRequest(format!("Invalid {what} filter: {e}"))
+    BackendError::Unavailable(format!("Invalid {what} filter: {e}"))
 }
 
-/// Consul's `validateUserEventParams`.
+/// Consul's `validateUserEventParams`. Its errors are plain ones, which
+/// Consul's event endpoint answers with 500.
 fn validate(ev: &UserEvent) -> Result<(), BackendError> {
     if ev.name.is_empty() {
-        return Err(BackendError::BadRequest("User event missing name".into()));
+        return Err(BackendError::Unavailable("User event missing name".into()));
     }
     if !ev.tag_filter.is_empty() && ev.service_filter.is_empty() {
-        return Err(BackendError::BadRequest(
+        return Err(BackendError::Unavailable(
             "Cannot provide tag filter without service filter".into(),
         ));
     }
@@ -216,13 +217,13 @@ mod tests {
         assert!(validate(&ev("", "", "", "")).is_err());
         assert_eq!(
             validate(&ev("x", "", "", "v1")),
-            Err(BackendError::BadRequest(
+            Err(BackendError::Unavailable(
                 "Cannot provide tag filter without service filter".into()
             ))
         );
         assert!(matches!(
             validate(&ev("x", "(", "", "")),
-            Err(BackendError::BadRequest(m)) if m.starts_with("Invalid node filter")
+            Err(BackendError::Unavailable(m)) if m.starts_with("Invalid node filter")
         ));
     }
 }

@@ -137,7 +137,11 @@ impl Params {
     /// 10, and gets up to wait/16 of random jitter so that many watchers of one index
     /// do not all return at the same instant (Consul's `jitterFraction`).
     pub fn query_options(&self) -> Result<QueryOptions, ApiError> {
-        let min_index = self.u64("index", "index")?.unwrap_or(0);
+        // Consul's `parseWait` answers these two without the value.
+        let min_index = match self.get("index") {
+            None | Some("") => 0,
+            Some(v) => v.parse().map_err(|_| ApiError::bad("Invalid index"))?,
+        };
         let stale = self.has("stale");
         let consistent = self.has("consistent");
         if stale && consistent {
@@ -147,8 +151,7 @@ impl Params {
         }
         let mut wait = match self.get("wait") {
             None | Some("") => DEFAULT_QUERY_TIME,
-            Some(w) => parse_go_duration(w)
-                .map_err(|_| ApiError::bad(format!("Invalid wait time: {w:?}")))?,
+            Some(w) => parse_go_duration(w).map_err(|_| ApiError::bad("Invalid wait time"))?,
         };
         if wait > MAX_QUERY_TIME || wait.is_zero() {
             wait = if wait.is_zero() {

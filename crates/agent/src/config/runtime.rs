@@ -193,6 +193,9 @@ pub struct RuntimeConfig {
     pub disable_update_check: bool,
     /// `disable_remote_exec` (true).
     pub disable_remote_exec: bool,
+    /// `disable_http_unprintable_char_filter`: accept HTTP paths with
+    /// non-printable characters.
+    pub disable_http_unprintable_char_filter: bool,
     /// `disable_coordinates`.
     pub disable_coordinates: bool,
     /// `sync_coordinate_interval_min` (15 s; a Consul setting outside the

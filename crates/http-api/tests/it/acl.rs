@@ -58,9 +58,9 @@ async fn acl_routes_say_acls_are_disabled() {
     }
     // The method check comes first, as in Consul's mux.
     for (method, path, allow) in [
-        (Method::GET, "/v1/acl/bootstrap", "PUT"),
-        (Method::PUT, "/v1/acl/policy/name/x", "GET,HEAD"),
-        (Method::POST, "/v1/acl/token/x", "GET,HEAD,PUT,DELETE"),
+        (Method::GET, "/v1/acl/bootstrap", "OPTIONS,PUT"),
+        (Method::PUT, "/v1/acl/policy/name/x", "OPTIONS,GET"),
+        (Method::POST, "/v1/acl/token/x", "OPTIONS,GET,PUT,DELETE"),
     ] {
         let (s, headers, _) =
             support::request(method.clone(), &format!("{base}{path}"), None).await;

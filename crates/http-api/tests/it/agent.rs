@@ -535,6 +535,15 @@ async fn health_by_id_and_name_encode_status_in_the_code() {
         .await;
     assert_eq!((s, body.as_str()), (429, "warning"));
     assert_eq!(h["content-type"], "text/plain");
+    assert_eq!(h["x-consul-reason"], "warning");
+    let (_, h, _) = api
+        .call(Method::GET, "/v1/agent/health/service/id/nope", None, &[])
+        .await;
+    assert_eq!(h["x-consul-reason"], "ServiceId nope not found");
+    let (_, h, _) = api
+        .call(Method::GET, "/v1/agent/health/service/name/web", None, &[])
+        .await;
+    assert_eq!(h["x-consul-reason"], "warning");
     api.put_ok("/v1/agent/check/pass/service:web1", "").await;
     let (s, body) = api
         .get("/v1/agent/health/service/id/web1?format=text")

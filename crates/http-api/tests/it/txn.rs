@@ -334,6 +334,7 @@ async fn value_size_limit() {
         HttpConfig {
             kv_max_value_size: 4,
             txn_max_req_len: 1024,
+            ..HttpConfig::default()
         },
     )
     .await;

@@ -118,27 +118,34 @@ pub(super) async fn by_id(
     else {
         let reason = format!("ServiceId {id} not found");
         if as_text {
-            return Ok(text(StatusCode::NOT_FOUND, reason));
+            return Ok(with_reason(
+                text(StatusCode::NOT_FOUND, reason.clone()),
+                &reason,
+            ));
         }
         let body = ServiceChecksInfo {
             aggregated_status: "critical".into(),
             service: None,
             checks: None,
         };
-        return Ok(reply::json_status(StatusCode::NOT_FOUND, &body, p.pretty()));
+        let resp = reply::json_status(StatusCode::NOT_FOUND, &body, p.pretty());
+        return Ok(with_reason(resp, &reason));
     };
     let checks = service_checks(&st.backend.local_checks(), &id);
     let status = aggregated_status(&checks);
     let code = status_code(status);
     if as_text {
-        return Ok(text(code, status.to_owned()));
+        return Ok(with_reason(text(code, status.to_owned()), status));
     }
     let body = ServiceChecksInfo {
         aggregated_status: status.into(),
         service: Some(render_service(&svc, &st.backend.agent_info().datacenter)),
         checks: Some(checks),
     };
-    Ok(reply::json_status(code, &body, p.pretty()))
+    Ok(with_reason(
+        reply::json_status(code, &body, p.pretty()),
+        status,
+    ))
 }
 
 /// `GET /v1/agent/health/service/name/{name}`: every local instance of the service; the
@@ -183,7 +190,19 @@ pub(super) async fn by_name(
         });
     }
     if wants_text(&headers, &p) {
-        return Ok(text(code, status));
+        return Ok(with_reason(text(code, status.clone()), &status));
     }
-    Ok(reply::json_status(code, &infos, p.pretty()))
+    Ok(with_reason(
+        reply::json_status(code, &infos, p.pretty()),
+        &status,
+    ))
+}
+
+/// Consul sends the aggregated status (or why nothing was found) as
+/// `X-Consul-Reason` next to the code that encodes it.
+fn with_reason(mut resp: Response, reason: &str) -> Response {
+    if let Ok(value) = axum::http::HeaderValue::from_str(reason) {
+        resp.headers_mut().insert("x-consul-reason", value);
+    }
+    resp
 }
