@@ -168,7 +168,7 @@ fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: Option<u16>) -> BTreeM
 
 async fn serve_http(
     listener: &Listener,
-    router: axum::Router,
+    router: tribune_http_api::Api,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddrOrPath, tokio::task::JoinHandle<()>)> {
     let shutdown = async move {
@@ -192,7 +192,7 @@ async fn serve_http(
             let l = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("binding the HTTP API to unix://{}", path.display()))?;
             let task = tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, router)
+                if let Err(e) = axum::serve(l, tower::make::Shared::new(router))
                     .with_graceful_shutdown(shutdown)
                     .await
                 {
@@ -207,7 +207,7 @@ async fn serve_http(
 /// Binds one HTTPS listener and serves `router` on it until `stop`.
 async fn serve_https(
     listener: &Listener,
-    router: axum::Router,
+    router: tribune_http_api::Api,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     handshake_timeout: std::time::Duration,
     mut stop: watch::Receiver<bool>,

@@ -2,7 +2,7 @@
 //!
 //! - [`Backend`]: everything the API needs from the agent it runs in (cluster reads and
 //!   writes forwarded to the servers, and the agent's local state). The only port.
-//! - [`router`]: the `/v1/...` routes. Each handler parses with the shared extractors in
+//! - [`router`]: the `/v1/...` routes, inside Consul's wrapper conventions ([`Api`]). Each handler parses with the shared extractors in
 //!   [`params`] (blocking, consistency, `dc`, token, `filter`), calls the backend, and
 //!   answers through [`reply`] (the `X-Consul-*` headers, `?pretty`).
 //! - [`ApiError`]: the one error type, mapped to Consul's status codes and plain-text bodies.
@@ -12,6 +12,7 @@
 //! This is the only crate that knows Consul's JSON.
 
 pub mod backend;
+mod conventions;
 pub mod discovery_chain;
 pub mod dto;
 pub mod error;
@@ -26,5 +27,6 @@ pub use backend::{
     KeyringOp, KeyringPool, KeyringRequest, LeafCert, LogLine, ServiceRegistration,
     SnapshotDownload, UserEvent,
 };
+pub use conventions::Api;
 pub use error::ApiError;
 pub use routes::{router, serve, serve_tls, HttpConfig, TlsListener};

@@ -20,11 +20,12 @@ mod status;
 mod txn;
 
 use crate::backend::Backend;
+use crate::conventions::Api;
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::params::Params;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode, Uri};
+use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
@@ -67,15 +68,14 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<HttpConfig>,
 }
 
-/// Builds the `/v1` router over `backend`.
-pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
+/// Builds the `/v1` router over `backend`, inside Consul's conventions
+/// ([`Api`]).
+pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
     // Bodies are size-checked by each handler against Consul's limits (to answer 413
     // with Consul's text); this outer cap only bounds memory.
     let cap = config.kv_max_value_size.max(config.txn_max_req_len) * 4 + 64 * 1024;
-    let conventions = Conventions {
-        default_acl_policy: HeaderValue::from_static(config.default_acl_policy),
-        check_paths: !config.allow_unprintable_paths,
-    };
+    let (default_acl_policy, check_paths) =
+        (config.default_acl_policy, !config.allow_unprintable_paths);
     let state = AppState {
         backend,
         config: Arc::new(config),
@@ -102,97 +102,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cap))
         .with_state(state);
-    // Around the whole router rather than with `Router::layer`, which wraps each
-    // route's handlers inside its method router, where axum's 405 has no
-    // `Allow` header yet.
-    Router::new()
-        .fallback_service(routes)
-        .layer(axum::middleware::from_fn_with_state(
-            conventions,
-            consul_conventions,
-        ))
-}
-
-/// What [`consul_conventions`] applies.
-#[derive(Clone)]
-struct Conventions {
-    default_acl_policy: HeaderValue,
-    check_paths: bool,
-}
-
-/// What Consul's HTTP wrapper does around every endpoint:
-/// - a path with a non-printable character (once percent-decoded: `%0a`, a
-///   control or a non-ASCII space) is refused with a bare 400, as go-cleanhttp's
-///   `PrintablePathCheckHandler` does, unless `disable_http_unprintable_char_filter`;
-/// - `OPTIONS` on an endpoint answers 200 with `Allow` listing `OPTIONS` and the
-///   endpoint's methods; another method it does not take gets 405 with the
-///   same `Allow` and the body `method X not allowed`;
-/// - every response carries `X-Consul-Default-ACL-Policy`.
-async fn consul_conventions(
-    axum::extract::State(conv): axum::extract::State<Conventions>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let policy = conv.default_acl_policy.clone();
-    let with_policy = |mut resp: Response| {
-        resp.headers_mut()
-            .insert("x-consul-default-acl-policy", policy.clone());
-        resp
-    };
-    if conv.check_paths && !printable_path(req.uri().path()) {
-        return with_policy(StatusCode::BAD_REQUEST.into_response());
-    }
-    let method = req.method().clone();
-    let resp = next.run(req).await;
-    if resp.status() != StatusCode::METHOD_NOT_ALLOWED {
-        return with_policy(resp);
-    }
-    // axum's own 405: its `Allow` lists the route's methods (with HEAD, which
-    // axum adds to GET routes and Consul does not list).
-    let listed = resp
-        .headers()
-        .get(axum::http::header::ALLOW)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let mut allow = String::from("OPTIONS");
-    for m in listed.split(',').map(str::trim) {
-        if !m.is_empty() && m != "HEAD" && m != "OPTIONS" {
-            allow.push(',');
-            allow.push_str(m);
-        }
-    }
-    let allow = HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("OPTIONS"));
-    let mut out = if method == axum::http::Method::OPTIONS {
-        StatusCode::OK.into_response()
-    } else {
-        let mut r = (
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {method} not allowed"),
-        )
-            .into_response();
-        r.headers_mut().insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        r
-    };
-    out.headers_mut().insert(axum::http::header::ALLOW, allow);
-    with_policy(out)
-}
-
-/// Whether a request path, percent-decoded, has only printable characters
-/// (Go's `unicode.IsPrint`: no controls, no spaces but the ASCII one).
-fn printable_path(path: &str) -> bool {
-    let printable = |c: char| !(c.is_control() || (c.is_whitespace() && c != ' '));
-    if !path.contains('%') {
-        return path.chars().all(printable);
-    }
-    // Invalid UTF-8 after decoding (a stray `%ff`) is left to the endpoints,
-    // as Go's URL parsing keeps it as it is.
-    match percent_encoding::percent_decode_str(path).decode_utf8() {
-        Ok(decoded) => decoded.chars().all(printable),
-        Err(_) => true,
-    }
+    Api::new(routes, default_acl_policy, check_paths)
 }
 
 /// Consul's index handler, which also answers every path no endpoint matched: the
@@ -254,7 +164,7 @@ impl TlsListener {
 /// `tls` holds, so certificates reloaded by the agent apply to new connections.
 pub async fn serve_tls(
     listener: TlsListener,
-    router: Router,
+    router: Api,
     tls: tokio::sync::watch::Receiver<Arc<tokio_rustls::rustls::ServerConfig>>,
     handshake_timeout: std::time::Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -366,10 +276,10 @@ async fn linger_close(mut io: Box<dyn Stream>) {
 /// Serves `router` on an already-bound listener until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: Api,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
+    axum::serve(listener, tower::make::Shared::new(router))
         .with_graceful_shutdown(shutdown)
         .await
 }

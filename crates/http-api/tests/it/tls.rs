@@ -50,7 +50,11 @@ async fn a_client_without_a_certificate_reads_the_alert() {
     let (_keep, config) = tokio::sync::watch::channel(Arc::new(server));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let router = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+    let router = tribune_http_api::Api::new(
+        axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
+        "allow",
+        true,
+    );
     tokio::spawn(tribune_http_api::serve_tls(
         tribune_http_api::TlsListener::Tcp(listener),
         router,

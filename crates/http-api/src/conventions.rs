@@ -1,0 +1,202 @@
+//! [`Api`]: the router inside what Consul's HTTP wrapper does around every
+//! endpoint (`wrap` in `agent/http.go`, go-cleanhttp's path check):
+//!
+//! - a path with a non-printable character, once percent-decoded (`%0a`, a
+//!   control, a non-ASCII space), is refused with a bare 400, unless
+//!   `disable_http_unprintable_char_filter` is set;
+//! - `OPTIONS` on an endpoint answers 200 with `Allow` listing `OPTIONS` and the
+//!   endpoint's methods; a method the endpoint does not take gets 405 with the
+//!   same `Allow` and the body `method X not allowed`;
+//! - every response carries `X-Consul-Default-ACL-Policy`.
+//!
+//! A hand-written service around the whole router, rather than an axum
+//! middleware: `Router::layer` wraps each route inside its method router, where
+//! axum's 405 has no `Allow` yet, and a `from_fn` middleware around a nested
+//! router boxes the request's future twice and routes it twice, which cost
+//! about 3 µs of the ~15 µs a `GET /v1/kv/k?stale` takes (BENCHMARKS.md).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use axum::body::HttpBody;
+use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::future::RouteFuture;
+use axum::Router;
+use tower::Service;
+
+/// A constant name, so that inserting it does not parse it on every response.
+const DEFAULT_ACL_POLICY: HeaderName = HeaderName::from_static("x-consul-default-acl-policy");
+
+/// The HTTP API: the router and Consul's conventions around it. Cheap to
+/// clone (the router is shared).
+#[derive(Clone)]
+pub struct Api {
+    router: Router,
+    default_acl_policy: HeaderValue,
+    check_paths: bool,
+}
+
+impl Api {
+    /// `router` inside the conventions: the default ACL policy to announce
+    /// (`allow` or `deny`), and whether to refuse non-printable paths.
+    pub fn new(router: Router, default_acl_policy: &'static str, check_paths: bool) -> Self {
+        Api {
+            router,
+            default_acl_policy: HeaderValue::from_static(default_acl_policy),
+            check_paths,
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for Api
+where
+    B: HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = ApiFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The router is always ready.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> ApiFuture {
+        if self.check_paths && !printable_path(req.uri().path()) {
+            let mut resp = StatusCode::BAD_REQUEST.into_response();
+            resp.headers_mut()
+                .insert(DEFAULT_ACL_POLICY, self.default_acl_policy.clone());
+            return ApiFuture::Done(Some(resp));
+        }
+        let method = req.method().clone();
+        ApiFuture::Routed {
+            inner: self.router.call(req),
+            method,
+            policy: self.default_acl_policy.clone(),
+        }
+    }
+}
+
+/// The response of [`Api`]: the router's, finished on the way out.
+// The large variant is the one nearly every request takes; boxing it would
+// add the allocation this type exists to avoid.
+#[allow(clippy::large_enum_variant)]
+pub enum ApiFuture {
+    /// Refused before routing.
+    Done(Option<Response>),
+    /// In the router.
+    Routed {
+        inner: RouteFuture<Infallible>,
+        method: Method,
+        policy: HeaderValue,
+    },
+}
+
+impl Future for ApiFuture {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Nothing here is pinned structurally: `RouteFuture` is `Unpin`.
+        match self.get_mut() {
+            ApiFuture::Done(resp) => Poll::Ready(Ok(resp
+                .take()
+                .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
+            ApiFuture::Routed {
+                inner,
+                method,
+                policy,
+            } => {
+                let Ok(resp) = std::task::ready!(Pin::new(inner).poll(cx));
+                let mut resp = if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                    method_not_allowed(resp, method)
+                } else {
+                    resp
+                };
+                resp.headers_mut()
+                    .insert(DEFAULT_ACL_POLICY, policy.clone());
+                Poll::Ready(Ok(resp))
+            }
+        }
+    }
+}
+
+/// axum's 405 (its `Allow` lists the route's methods, with the HEAD axum adds
+/// to GET routes and Consul does not list) as Consul answers it: 200 to
+/// `OPTIONS`, otherwise 405 `method X not allowed`; `Allow` with `OPTIONS` first.
+fn method_not_allowed(resp: Response, method: &Method) -> Response {
+    let listed = resp
+        .headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let mut allow = String::from("OPTIONS");
+    for m in listed.split(',').map(str::trim) {
+        if !m.is_empty() && m != "HEAD" && m != "OPTIONS" {
+            allow.push(',');
+            allow.push_str(m);
+        }
+    }
+    let allow = HeaderValue::from_str(&allow).unwrap_or(HeaderValue::from_static("OPTIONS"));
+    let mut out = if method == Method::OPTIONS {
+        StatusCode::OK.into_response()
+    } else {
+        let mut r = (
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("method {method} not allowed"),
+        )
+            .into_response();
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        r
+    };
+    out.headers_mut().insert(header::ALLOW, allow);
+    out
+}
+
+/// Whether a request path, percent-decoded, has only printable characters
+/// (Go's `unicode.IsPrint`: no controls, no spaces but the ASCII one).
+fn printable_path(path: &str) -> bool {
+    // A path as `http::Uri` parsed it is visible ASCII (no controls, spaces or
+    // raw UTF-8), so only an escape can hide something: the common case costs
+    // one byte scan.
+    if !path.as_bytes().contains(&b'%') {
+        return true;
+    }
+    let printable = |c: char| !(c.is_control() || (c.is_whitespace() && c != ' '));
+    // Invalid UTF-8 after decoding (a stray `%ff`) is left to the endpoints,
+    // as Go's URL parsing keeps it as it is.
+    match percent_encoding::percent_decode_str(path).decode_utf8() {
+        Ok(decoded) => decoded.chars().all(printable),
+        Err(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn printable_paths() {
+        for ok in [
+            "/v1/kv/a",
+            "/v1/kv/a%20b",
+            "/v1/kv/%C3%A9t%C3%A9",
+            "/v1/kv/%ff",
+        ] {
+            assert!(super::printable_path(ok), "{ok}");
+        }
+        for bad in [
+            "/v1/kv/a%0a",
+            "/v1/kv/%09",
+            "/v1/kv/%7f",
+            "/v1/kv/%C2%A0",
+            "/v1/kv/%E2%80%A8",
+        ] {
+            assert!(!super::printable_path(bad), "{bad}");
+        }
+    }
+}
