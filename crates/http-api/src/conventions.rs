@@ -44,7 +44,10 @@ impl Api {
     /// (`allow` or `deny`), and whether to refuse non-printable paths.
     pub fn new(router: Router, default_acl_policy: &'static str, check_paths: bool) -> Self {
         Api {
-            router,
+            // What `axum::serve` does to a plain router for each connection:
+            // turn every handler into a ready route once, rather than on each
+            // request.
+            router: router.with_state(()),
             default_acl_policy: HeaderValue::from_static(default_acl_policy),
             check_paths,
         }
