@@ -573,7 +573,19 @@ fn client_memory_profile() {}
 /// that started anyway would serve everything to everyone without a word.
 const ACL_REFUSED: &str = "acl.enabled = true, but Tribune does not enforce ACLs yet: \
 refusing to run a configuration that expects them, which would leave every endpoint \
-open. Remove the acl block or set acl.enabled = false to run without ACLs.";
+open. Remove the acl block or set acl.enabled = false to run without ACLs \
+(or set TRIBUNE_ALLOW_UNENFORCED_ACLS=1 to run it unenforced, for tests).";
+
+/// The environment variable that lets an ACL configuration run unenforced:
+/// test setups that turn ACLs on only to exercise other features (py-consul's
+/// Connect tests, the Go client's) run as before, and only someone who set it
+/// on purpose gets an open agent.
+const ALLOW_UNENFORCED_ACLS: &str = "TRIBUNE_ALLOW_UNENFORCED_ACLS";
+
+/// Whether a configuration with ACLs on may run (see [`ACL_REFUSED`]).
+fn acls_allowed(cfg: &RuntimeConfig) -> bool {
+    !cfg.acl.enabled || std::env::var(ALLOW_UNENFORCED_ACLS).is_ok_and(|v| v == "1")
+}
 
 /// Runs `tribune agent` with `args`; returns the exit code.
 pub async fn run(args: &[String]) -> anyhow::Result<i32> {
@@ -596,11 +608,17 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             return Ok(1);
         }
     };
-    if cfg.acl.enabled {
+    if !acls_allowed(&cfg) {
         eprintln!("==> {ACL_REFUSED}");
         return Ok(1);
     }
     let logs = init_logging(&cfg);
+    if cfg.acl.enabled {
+        tracing::warn!(
+            "acl.enabled = true, but ACLs are NOT enforced: every endpoint is open \
+             ({ALLOW_UNENFORCED_ACLS}=1 is set)"
+        );
+    }
     if !cfg.server {
         client_memory_profile();
     }
@@ -877,7 +895,7 @@ async fn reload(
     https: Option<&watch::Sender<Arc<rustls::ServerConfig>>>,
 ) -> anyhow::Result<()> {
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
-    if cfg.acl.enabled {
+    if !acls_allowed(&cfg) {
         anyhow::bail!("{ACL_REFUSED}");
     }
     // New certificate files (short-lived ones from Vault, say) apply to new

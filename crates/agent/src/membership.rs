@@ -38,6 +38,9 @@ fn bad_filter(what: &str, e: regex::Error) -> BackendError {
     BackendError::Unavailable(format!("Invalid {what} filter: {e}"))
 }
 
+/// How long firing an event waits to see it arrive in this agent's buffer.
+const LOCAL_DELIVERY_WAIT: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Consul's `validateUserEventParams`. Its errors are plain ones, which
 /// Consul's event endpoint answers with 500.
 fn validate(ev: &UserEvent) -> Result<(), BackendError> {
@@ -125,9 +128,24 @@ impl Agent {
         let payload = msg
             .to_payload()
             .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        // This agent receives its own event through the pool like any member,
+        // on the ingest task. Clients fire and then list at once (py-consul's
+        // tests do), so when the event is for this node the answer waits until
+        // it is in the local buffer, with its Lamport time, for a bounded time.
+        let mut kept = self.event_tx.subscribe();
         lan.fire_event(&msg.gossip_name(), &payload)
             .await
             .map_err(|e| BackendError::Unavailable(e.to_string()))?;
+        if self.targets_me(&msg) {
+            let id = msg.id.to_string();
+            let arrived = kept.wait_for(|_| self.user_events.lock().iter().any(|e| e.id == id));
+            if tokio::time::timeout(LOCAL_DELIVERY_WAIT, arrived)
+                .await
+                .is_err()
+            {
+                tracing::debug!(event = %msg.name, "own user event not yet received; answering anyway");
+            }
+        }
         Ok(to_api(&msg))
     }
 

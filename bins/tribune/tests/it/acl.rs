@@ -47,6 +47,43 @@ fn a_configuration_with_acls_on_is_refused_at_start_and_on_reload() -> Result<()
         "{stderr}"
     );
 
+    // Allowed on purpose, the same configuration runs, unenforced, and says so.
+    let mut open = std::process::Command::new(bin())
+        .args(["agent", "-dev", "-dns-port=-1", "-grpc-port=-1"])
+        .arg(format!("-http-port={}", free_port()))
+        .arg(format!("-serf-lan-port={}", free_port()))
+        .arg(format!("-server-port={}", free_port()))
+        .arg(format!("-config-file={}", file.display()))
+        .env("TRIBUNE_ALLOW_UNENFORCED_ACLS", "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stdout = open.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let warned = loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains("ACLs are NOT enforced") => break true,
+            Ok(_) => {}
+            Err(_) => break false,
+        }
+    };
+    let _ = open.kill();
+    let _ = open.wait();
+    assert!(warned, "no warning that ACLs are not enforced");
+
     // Turned on in the file of a running agent: the reload is refused and the
     // agent goes on as it was.
     let data = dir.path().join("data");
