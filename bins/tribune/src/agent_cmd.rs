@@ -898,6 +898,12 @@ async fn reload(
     if !acls_allowed(&cfg) {
         anyhow::bail!("{ACL_REFUSED}");
     }
+    if cfg.acl.enabled {
+        tracing::warn!(
+            "acl.enabled = true, but ACLs are NOT enforced: every endpoint is open \
+             ({ALLOW_UNENFORCED_ACLS}=1 is set)"
+        );
+    }
     // New certificate files (short-lived ones from Vault, say) apply to new
     // HTTPS connections without a restart, as in Consul.
     if let Some(https) = https {

@@ -449,7 +449,7 @@ pub(crate) fn select(
 ) -> Vec<HealthEntry> {
     let tagged = |e: &HealthEntry| match tag {
         None => true,
-        Some(tag) => e.service.tags.iter().any(|t| t.eq_ignore_ascii_case(tag)),
+        Some(tag) => e.service.has_tag(tag),
     };
     entries
         .into_iter()

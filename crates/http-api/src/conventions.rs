@@ -1,9 +1,9 @@
 //! [`Api`]: the router inside what Consul's HTTP wrapper does around every
 //! endpoint (`wrap` in `agent/http.go`, go-cleanhttp's path check):
 //!
-//! - a path with a non-printable character, once percent-decoded (`%0a`, a
-//!   control, a non-ASCII space), is refused with a bare 400, unless
-//!   `disable_http_unprintable_char_filter` is set;
+//! - a path with a control character or a non-ASCII space, once
+//!   percent-decoded (`%0a`), is refused with a bare 400, unless
+//!   `disable_http_unprintable_char_filter` is set (see [`printable_path`]);
 //! - `OPTIONS` on an endpoint answers 200 with `Allow` listing `OPTIONS` and the
 //!   endpoint's methods; a method the endpoint does not take gets 405 with the
 //!   same `Allow` and the body `method X not allowed`;
@@ -70,10 +70,8 @@ where
 
     fn call(&mut self, req: Request<B>) -> ApiFuture {
         if self.check_paths && !printable_path(req.uri().path()) {
-            let mut resp = StatusCode::BAD_REQUEST.into_response();
-            resp.headers_mut()
-                .insert(DEFAULT_ACL_POLICY, self.default_acl_policy.clone());
-            return ApiFuture::Done(Some(resp));
+            // Consul's path check sits outside its wrapper: a bare 400.
+            return ApiFuture::Done(Some(StatusCode::BAD_REQUEST.into_response()));
         }
         let method = req.method().clone();
         ApiFuture::Routed {
@@ -162,8 +160,10 @@ fn method_not_allowed(resp: Response, method: &Method) -> Response {
     out
 }
 
-/// Whether a request path, percent-decoded, has only printable characters
-/// (Go's `unicode.IsPrint`: no controls, no spaces but the ASCII one).
+/// Whether a request path, percent-decoded, has no control character and no
+/// space but the ASCII one. Go's `unicode.IsPrint`, which Consul uses, also
+/// refuses format characters (U+200B, U+FEFF, ...), private-use and unassigned
+/// code points; those pass here (std has no Unicode general categories).
 fn printable_path(path: &str) -> bool {
     // A path as `http::Uri` parsed it is visible ASCII (no controls, spaces or
     // raw UTF-8), so only an escape can hide something: the common case costs

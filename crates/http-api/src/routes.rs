@@ -160,7 +160,8 @@ impl TlsListener {
 /// (`limits.https_handshake_timeout`), so a slow or silent client holds a
 /// connection no longer than that. HTTP/1.1 and HTTP/2 (by ALPN) are served. A
 /// failed handshake (no certificate configured, a client certificate refused)
-/// drops that connection only. Each connection takes the newest configuration
+/// ends that connection only, after its alert ([`linger_close`], which also
+/// holds it up to a second at shutdown). Each connection takes the newest configuration
 /// `tls` holds, so certificates reloaded by the agent apply to new connections.
 pub async fn serve_tls(
     listener: TlsListener,

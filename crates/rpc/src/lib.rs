@@ -9,7 +9,10 @@
 //!   snapshots in verified chunks (`raft`).
 //! - `renew`: session renewals on one long-lived stream per client and server.
 //! - `snapshot`: operator snapshot archives streamed in pieces, both ways.
-//! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`.
+//! - [`TokenBucket`]: the sans-io token bucket of the request rate limits (`bucket`).
+//! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`;
+//!   it travels serialized, so a variant added here ([`RpcError::RateLimited`]) reads
+//!   as a malformed payload on an older peer.
 
 mod bucket;
 mod codec;

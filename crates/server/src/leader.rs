@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::time::Instant;
-use tribune_rpc::ServerApi;
 use tribune_state::Command;
 use tribune_types::model::ops::{
     QueryOptions, ReadRequest, ReadResult, Registration, WriteRequest,
@@ -117,7 +116,7 @@ async fn establish(server: &Arc<Server>) -> Result<(), tribune_rpc::RpcError> {
             consistency: tribune_types::model::ops::Consistency::Stale,
             ..Default::default()
         };
-        let (roots, _) = server.read(ReadRequest::CaRoots, opts).await?;
+        let (roots, _) = server.read_unlimited(ReadRequest::CaRoots, opts).await?;
         if matches!(roots, ReadResult::CaRoots(ref r) if r.is_empty()) {
             let cluster_id = server
                 .config
@@ -168,7 +167,9 @@ async fn arm_session_timers(server: &Arc<Server>) -> Result<(), tribune_rpc::Rpc
         consistency: tribune_types::model::ops::Consistency::Stale,
         ..Default::default()
     };
-    let (list, _) = server.read(ReadRequest::SessionList, opts).await?;
+    let (list, _) = server
+        .read_unlimited(ReadRequest::SessionList, opts)
+        .await?;
     let ReadResult::Sessions(sessions) = list else {
         return Ok(());
     };

@@ -191,11 +191,12 @@ impl Server {
             consistency: Consistency::Stale,
             ..Default::default()
         };
-        let (nodes, _) =
-            tribune_rpc::ServerApi::read(self, ReadRequest::CatalogNodes, stale).await?;
-        let (checks, _) =
-            tribune_rpc::ServerApi::read(self, ReadRequest::HealthState { state: None }, stale)
-                .await?;
+        let (nodes, _) = self
+            .read_unlimited(ReadRequest::CatalogNodes, stale)
+            .await?;
+        let (checks, _) = self
+            .read_unlimited(ReadRequest::HealthState { state: None }, stale)
+            .await?;
         let (ReadResult::Nodes(nodes), ReadResult::Checks(checks)) = (nodes, checks) else {
             return Err(RpcError::Malformed("unexpected catalog read result".into()));
         };
@@ -212,14 +213,14 @@ impl Server {
                 )
             })
             .collect();
-        let (servers, _) = tribune_rpc::ServerApi::read(
-            self,
-            ReadRequest::CatalogService {
-                service: "consul".into(),
-            },
-            stale,
-        )
-        .await?;
+        let (servers, _) = self
+            .read_unlimited(
+                ReadRequest::CatalogService {
+                    service: "consul".into(),
+                },
+                stale,
+            )
+            .await?;
         if let ReadResult::ServiceInstances(servers) = servers {
             for s in servers {
                 if let Some(k) = known.get_mut(s.node.node.as_str()) {

@@ -440,8 +440,11 @@ impl ServerApi for Server {
         use tracing::Instrument;
         self.check_poisoned()?;
         // Counted here and again on the leader when forwarded, as Consul's global
-        // limits apply to requests from other servers too.
-        self.rate_limit(crate::rate::Op::Write)?;
+        // limits apply to requests from other servers too; its operator
+        // endpoints are exempt.
+        if !matches!(req, WriteRequest::AutopilotSet { .. }) {
+            self.rate_limit(crate::rate::Op::Write)?;
+        }
         // Followers forward writes to the leader (Consul's RPC forwarding); the
         // leader proposes them.
         self.on_leader(
@@ -464,43 +467,14 @@ impl ServerApi for Server {
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
         self.check_poisoned()?;
-        // A renewal restarts a timer on the leader: Consul counts it as a write.
-        let op = if matches!(req, ReadRequest::SessionRenew { .. }) {
-            crate::rate::Op::Write
-        } else {
-            crate::rate::Op::Read
-        };
-        self.rate_limit(op)?;
-        // Consul's `ConnectCA.Roots` refuses before reading anything; this server
-        // bootstraps no CA then (see `leader::establish`).
-        if matches!(req, ReadRequest::CaRoots | ReadRequest::CaConfig)
-            && !self.config.connect_enabled
-        {
-            return Err(RpcError::Refused(CONNECT_DISABLED.into()));
+        match req {
+            // Consul exempts its operator endpoints from the limits.
+            ReadRequest::AutopilotConfig => {}
+            // A renewal restarts a timer on the leader: Consul counts it as a write.
+            ReadRequest::SessionRenew { .. } => self.rate_limit(crate::rate::Op::Write)?,
+            _ => self.rate_limit(crate::rate::Op::Read)?,
         }
-        // Stale reads are answered by any server, even without a leader.
-        if opts.consistency == Consistency::Stale {
-            let status = self.raft.status();
-            return self.read_local(&req, &opts, status).await;
-        }
-        // Default reads are answered by the leader from its state: raft's check
-        // quorum makes a leader cut off from the majority step down within an
-        // election timeout (Consul's default mode has the same window).
-        let renew = matches!(req, ReadRequest::SessionRenew { .. });
-        self.on_leader(
-            forward_failed,
-            |status| async {
-                if renew {
-                    return self.renew_session(&req, &opts, &status);
-                }
-                self.read_local(&req, &opts, status).await
-            },
-            |leader| {
-                let req = req.clone();
-                async move { leader.read(req, opts).await }
-            },
-        )
-        .await
+        self.read_unlimited(req, opts).await
     }
 
     async fn status(&self) -> Result<ServerStatus, RpcError> {
@@ -585,5 +559,47 @@ impl ServerApi for Server {
         self.raft
             .step(msg)
             .map_err(|e| RpcError::Malformed(e.to_string()))
+    }
+}
+
+impl Server {
+    /// [`ServerApi::read`] without the request rate limits, for the server's
+    /// own reads (leader setup, reconcile): Consul makes those on its state
+    /// directly, and a limit or a client flood must not stall them.
+    pub(crate) async fn read_unlimited(
+        &self,
+        req: ReadRequest,
+        opts: QueryOptions,
+    ) -> Result<(ReadResult, QueryMeta), RpcError> {
+        // Consul's `ConnectCA.Roots` refuses before reading anything; this server
+        // bootstraps no CA then (see `leader::establish`).
+        if matches!(req, ReadRequest::CaRoots | ReadRequest::CaConfig)
+            && !self.config.connect_enabled
+        {
+            return Err(RpcError::Refused(CONNECT_DISABLED.into()));
+        }
+        // Stale reads are answered by any server, even without a leader.
+        if opts.consistency == Consistency::Stale {
+            let status = self.raft.status();
+            return self.read_local(&req, &opts, status).await;
+        }
+        // Default reads are answered by the leader from its state: raft's check
+        // quorum makes a leader cut off from the majority step down within an
+        // election timeout (Consul's default mode has the same window).
+        let renew = matches!(req, ReadRequest::SessionRenew { .. });
+        self.on_leader(
+            forward_failed,
+            |status| async {
+                if renew {
+                    return self.renew_session(&req, &opts, &status);
+                }
+                self.read_local(&req, &opts, status).await
+            },
+            |leader| {
+                let req = req.clone();
+                async move { leader.read(req, opts).await }
+            },
+        )
+        .await
     }
 }

@@ -247,7 +247,10 @@ fn meta_matches(
 
 /// Tags compare case-insensitively; `!tag` excludes instances that have it.
 fn tags_match(want: &[String], have: &[String]) -> bool {
-    let has = |tag: &str| have.iter().any(|h| h.eq_ignore_ascii_case(tag));
+    let has = |tag: &str| {
+        have.iter()
+            .any(|h| tribune_types::model::tags_match(h, tag))
+    };
     want.iter().all(|w| match w.strip_prefix('!') {
         Some(excluded) => !has(excluded),
         None => has(w),

@@ -146,6 +146,25 @@ pub struct Service {
     pub raft: RaftIndex,
 }
 
+/// Whether two service tags are the same tag: Consul compares them without
+/// regard to case (`strings.ToLower` on both, in its catalog's tag filter, DNS
+/// lookups and prepared queries), Unicode case included. Allocates nothing.
+pub fn tags_match(a: &str, b: &str) -> bool {
+    if a.is_ascii() && b.is_ascii() {
+        return a.eq_ignore_ascii_case(b);
+    }
+    a.chars()
+        .flat_map(char::to_lowercase)
+        .eq(b.chars().flat_map(char::to_lowercase))
+}
+
+impl Service {
+    /// Whether the instance carries `tag` ([`tags_match`]).
+    pub fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| tags_match(t, tag))
+    }
+}
+
 /// A health check on a node, possibly bound to a service.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(default)]
@@ -492,5 +511,17 @@ pub fn intention_target(input: &str) -> Result<&str, &'static str> {
     match input.split('/').collect::<Vec<_>>().as_slice() {
         [name] | [_, name] | [_, _, name] => Ok(name),
         _ => Err("input can contain at most two '/'"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tags_match_without_regard_to_case_unicode_included() {
+        use super::tags_match;
+        assert!(tags_match("Primary", "pRIMARY"));
+        assert!(tags_match("Ärger", "äRGER"));
+        assert!(!tags_match("v1", "v10"));
+        assert!(!tags_match("ä", "a"));
     }
 }

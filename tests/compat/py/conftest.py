@@ -80,7 +80,8 @@ STOP_TIMEOUT = 10.0
 # Consecutive agents that never became ready (see TRIBUNE_COMPAT_MAX_START_FAILURES),
 # counted apart for plain agents and for agents configured with ACLs: an agent
 # that refuses an ACL configuration (Tribune does not enforce ACLs yet, and exits
-# rather than run one open) must not stop the plain agents of later tests.
+# rather than run one open, unless told to as below) must not stop the plain
+# agents of later tests.
 _start_failures = {
     False: {"count": 0, "last": ""},
     True: {"count": 0, "last": ""},

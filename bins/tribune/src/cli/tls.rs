@@ -309,10 +309,9 @@ fn cert_create(dir: &Path, args: &[String], ctx: &mut Ctx) -> i32 {
 
     // The first index whose certificate and key files are both free.
     let free = (0..=10_000).map(|i| (format!("{prefix}-{i}.pem"), format!("{prefix}-{i}-key.pem")));
-    let Some((cert_file, key_file)) = free
-        .into_iter()
-        .find(|(c, k)| !dir.join(c).exists() && !dir.join(k).exists())
-    else {
+    // `symlink_metadata`, not `exists`: a dangling link is not a free name.
+    let taken = |name: &str| dir.join(name).symlink_metadata().is_ok();
+    let Some((cert_file, key_file)) = free.into_iter().find(|(c, k)| !taken(c) && !taken(k)) else {
         ctx.error("Could not find a filename that doesn't already exist");
         return 1;
     };
@@ -389,17 +388,20 @@ fn go_open_error(path: &str, e: &std::io::Error) -> String {
 }
 
 /// Writes the certificate, then the key, each with Consul's `==> Saved` line.
+/// A key that cannot be written takes its certificate back with it, so a
+/// failure leaves nothing behind.
 fn save(dir: &Path, ctx: &mut Ctx, cert_file: &str, key_file: &str, g: &pki::Generated) -> i32 {
-    for (file, contents, mode) in [
-        (cert_file, &g.cert_pem, 0o666),
-        (key_file, &g.key_pem, 0o600),
-    ] {
-        if let Err(e) = write_new(&dir.join(file), contents.as_bytes(), mode) {
-            ctx.error(&format!("writing {file}: {e}"));
-            return 1;
-        }
-        ctx.info(format!("==> Saved {file}"));
+    if let Err(e) = write_new(&dir.join(cert_file), g.cert_pem.as_bytes(), 0o666) {
+        ctx.error(&format!("writing {cert_file}: {e}"));
+        return 1;
     }
+    if let Err(e) = write_new(&dir.join(key_file), g.key_pem.as_bytes(), 0o600) {
+        let _ = std::fs::remove_file(dir.join(cert_file));
+        ctx.error(&format!("writing {key_file}: {e}"));
+        return 1;
+    }
+    ctx.info(format!("==> Saved {cert_file}"));
+    ctx.info(format!("==> Saved {key_file}"));
     0
 }
 

@@ -99,11 +99,10 @@ async fn request_limits_refuse_writes_and_reads_over_the_rate() -> Result<()> {
     let refused = refusals(&c, Method::GET, &via_client, 30, (429, ELSEWHERE)).await?;
     assert!(refused >= 10, "only {refused} of 30 reads refused");
 
-    // Raised by a reload: writes pass again, without a restart.
+    // Turned off by a reload: writes pass again, without a restart.
     let config_file = data.with_extension("json");
     let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
-    config["limits"] =
-        json!({"request_limits": {"mode": "enforcing", "read_rate": 1000, "write_rate": 1000}});
+    config["limits"] = json!({"request_limits": {"mode": "disabled"}});
     std::fs::write(&config_file, config.to_string())?;
     let (code, _, err) = cli("reload", &agent.http, &[])?;
     assert_eq!(code, 0, "{err}");
@@ -131,5 +130,25 @@ async fn request_limits_refuse_writes_and_reads_over_the_rate() -> Result<()> {
         }
     }
     assert!(refused >= 15, "only {refused} of 20 reads refused");
+    Ok(())
+}
+
+/// The server's own reads (leader setup: the CA root, session timers) do not
+/// count against the limits: a server refusing every client request still
+/// sets itself up as leader, as Consul's does from its state store.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_never_stall_the_leaders_own_setup() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut agent = Agent::start(
+        &dir.path().join("data"),
+        json!({"limits": {"request_limits": {"mode": "enforcing", "read_rate": 0, "write_rate": 0}}}),
+    )?;
+    agent.wait_for_line("cluster leadership established", Duration::from_secs(20))?;
+    let c = reqwest::Client::new();
+    let roots_url = format!("{}/v1/connect/ca/roots", agent.http);
+    assert_eq!(
+        call(&c, Method::GET, &roots_url).await?,
+        (429, ELSEWHERE.to_owned())
+    );
     Ok(())
 }

@@ -13,7 +13,8 @@
 //!   service maintenance.
 //! - [`checks`]: `/checks`, check register, deregister, pass/warn/fail/update.
 //! - [`health`]: `/health/service/id/{id}` and `/health/service/name/{name}`.
-//! - [`ops`]: node maintenance, join, leave, force-leave, reload, token.
+//! - [`ops`]: node maintenance, join, leave, force-leave, reload (`/token/{name}` is
+//!   with the ACL routes).
 //! - [`content_hash`]: Consul's `ContentHash` for hash-based blocking.
 
 mod checks;

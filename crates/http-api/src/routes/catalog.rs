@@ -154,13 +154,9 @@ async fn services(State(st): State<AppState>, p: Params) -> Result<Response, Api
 }
 
 /// `?tag=` (repeatable): an instance must carry every tag, compared without
-/// regard to case as Consul's `serviceTagFilter` does (and as DNS tag lookups
-/// and prepared queries here do).
+/// regard to case as Consul's `serviceTagFilter` does.
 pub(super) fn has_tags(p: &Params, s: &Service) -> bool {
-    p.all("tag").iter().all(|t| {
-        let t = t.to_lowercase();
-        s.tags.iter().any(|st| st.to_lowercase() == t)
-    })
+    p.all("tag").iter().all(|t| s.has_tag(t))
 }
 
 /// `?peer=`: instances imported from a cluster peer. Tribune has no peerings, so a
@@ -299,7 +295,7 @@ mod tests {
     #[test]
     fn tag_filters_ignore_case_and_need_every_tag() {
         let service = Service {
-            tags: vec!["Primary".into(), "v1".into()],
+            tags: vec!["Primary".into(), "v1".into(), "Ärger".into()],
             ..Default::default()
         };
         let keeps = |query: &str| has_tags(&Params::parse(Some(query)), &service);
@@ -308,5 +304,6 @@ mod tests {
         assert!(keeps("tag=PRIMARY&tag=V1"));
         assert!(!keeps("tag=primary&tag=v2"));
         assert!(!keeps("tag=prim"));
+        assert!(keeps("tag=%C3%A4RGER"));
     }
 }

@@ -220,7 +220,9 @@ fn serial_number(serial: u128) -> rcgen::SerialNumber {
 /// Valid from `now` for `days` days (Go's `time.Now().AddDate(0, 0, days)`).
 fn validity(now: OffsetDateTime, days: i64) -> Result<(OffsetDateTime, OffsetDateTime)> {
     let now = now.replace_nanosecond(0)?;
-    let end = time::Duration::checked_mul(time::Duration::DAY, i32::try_from(days)?)
+    let end = i32::try_from(days)
+        .ok()
+        .and_then(|days| time::Duration::DAY.checked_mul(days))
         .and_then(|d| now.checked_add(d))
         .filter(|end| end.year() <= 9999)
         .ok_or_else(|| anyhow!("-days {days} is out of range"))?;
@@ -460,6 +462,8 @@ mod tests {
     #[test]
     fn days_out_of_range_are_refused() {
         assert!(validity(now(), 4_000_000).is_err());
+        let err = validity(now(), i64::MAX).unwrap_err().to_string();
+        assert_eq!(err, format!("-days {} is out of range", i64::MAX));
         assert!(validity(now(), 365).is_ok());
     }
 }

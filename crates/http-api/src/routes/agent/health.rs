@@ -201,7 +201,8 @@ pub(super) async fn by_name(
 /// Consul sends the aggregated status (or why nothing was found) as
 /// `X-Consul-Reason` next to the code that encodes it.
 fn with_reason(mut resp: Response, reason: &str) -> Response {
-    if let Ok(value) = axum::http::HeaderValue::from_str(reason) {
+    // Bytes, not `from_str`: a service name may hold UTF-8, which Go sends as it is.
+    if let Ok(value) = axum::http::HeaderValue::from_bytes(reason.as_bytes()) {
         resp.headers_mut().insert("x-consul-reason", value);
     }
     resp
