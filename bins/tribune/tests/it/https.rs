@@ -42,6 +42,28 @@ fn certificates(dir: &Path, prefix: &str) -> Result<()> {
     Ok(())
 }
 
+/// An agent in `dir` serving HTTPS with client certificates required: the CA,
+/// certificate and key files named, under `dir`. Returns it and its HTTPS URL.
+fn https_agent(dir: &Path, ca: &str, cert: &str, key: &str) -> Result<(Agent, String)> {
+    let file = |name: &str| dir.join(name).display().to_string();
+    let https_port = free_port();
+    let agent = Agent::start(
+        &dir.join("data"),
+        json!({
+            "ports": {"https": https_port},
+            "tls": {
+                "defaults": {
+                    "ca_file": file(ca),
+                    "cert_file": file(cert),
+                    "key_file": file(key),
+                },
+                "https": {"verify_incoming": true},
+            },
+        }),
+    )?;
+    Ok((agent, format!("https://127.0.0.1:{https_port}")))
+}
+
 #[test]
 fn the_https_api_with_client_certificates() -> Result<()> {
     let dir = tempfile::tempdir()?;
@@ -50,22 +72,7 @@ fn the_https_api_with_client_certificates() -> Result<()> {
     // A second, unrelated CA with its own certificates.
     certificates(d, "other-")?;
     let file = |name: &str| d.join(name).display().to_string();
-    let https_port = free_port();
-    let agent = Agent::start(
-        &d.join("data"),
-        json!({
-            "ports": {"https": https_port},
-            "tls": {
-                "defaults": {
-                    "ca_file": file("ca.pem"),
-                    "cert_file": file("server.pem"),
-                    "key_file": file("server-key.pem"),
-                },
-                "https": {"verify_incoming": true},
-            },
-        }),
-    )?;
-    let https = format!("https://127.0.0.1:{https_port}");
+    let (agent, https) = https_agent(d, "ca.pem", "server.pem", "server-key.pem")?;
     let ca = format!("-ca-file={}", file("ca.pem"));
     let cert = format!("-client-cert={}", file("client.pem"));
     let key = format!("-client-key={}", file("client-key.pem"));
@@ -171,22 +178,12 @@ fn certificates_made_by_the_tls_commands() -> Result<()> {
     tls(d, &["cert", "create", "-server", "-node", "n1"])?;
     tls(d, &["cert", "create", "-cli"])?;
     let file = |name: &str| d.join(name).display().to_string();
-    let https_port = free_port();
-    let agent = Agent::start(
-        &d.join("data"),
-        json!({
-            "ports": {"https": https_port},
-            "tls": {
-                "defaults": {
-                    "ca_file": file("consul-agent-ca.pem"),
-                    "cert_file": file("dc1-server-consul-0.pem"),
-                    "key_file": file("dc1-server-consul-0-key.pem"),
-                },
-                "https": {"verify_incoming": true},
-            },
-        }),
+    let (agent, https) = https_agent(
+        d,
+        "consul-agent-ca.pem",
+        "dc1-server-consul-0.pem",
+        "dc1-server-consul-0-key.pem",
     )?;
-    let https = format!("https://127.0.0.1:{https_port}");
     let ca = format!("-ca-file={}", file("consul-agent-ca.pem"));
     let cert = format!("-client-cert={}", file("dc1-cli-consul-0.pem"));
     let key = format!("-client-key={}", file("dc1-cli-consul-0-key.pem"));
