@@ -165,13 +165,16 @@ fn method_not_allowed(resp: Response, method: &Method) -> Response {
 /// refuses format characters (U+200B, U+FEFF, ...), private-use and unassigned
 /// code points; those pass here (std has no Unicode general categories).
 fn printable_path(path: &str) -> bool {
-    // A path as `http::Uri` parsed it is visible ASCII (no controls, spaces or
-    // raw UTF-8), so only an escape can hide something: the common case costs
-    // one byte scan.
-    if !path.as_bytes().contains(&b'%') {
+    // The common case, visible ASCII and no escape, costs one byte scan. (The
+    // request line may carry raw UTF-8, which hyper passes on, so that is
+    // checked too.)
+    if path.bytes().all(|b| b.is_ascii_graphic() && b != b'%') {
         return true;
     }
     let printable = |c: char| !(c.is_control() || (c.is_whitespace() && c != ' '));
+    if !path.contains('%') {
+        return path.chars().all(printable);
+    }
     // Invalid UTF-8 after decoding (a stray `%ff`) is left to the endpoints,
     // as Go's URL parsing keeps it as it is.
     match percent_encoding::percent_decode_str(path).decode_utf8() {
@@ -186,6 +189,7 @@ mod tests {
     fn printable_paths() {
         for ok in [
             "/v1/kv/a",
+            "/v1/kv/raw-\u{e9}t\u{e9}",
             "/v1/kv/a%20b",
             "/v1/kv/%C3%A9t%C3%A9",
             "/v1/kv/%ff",
@@ -198,6 +202,7 @@ mod tests {
             "/v1/kv/%7f",
             "/v1/kv/%C2%A0",
             "/v1/kv/%E2%80%A8",
+            "/v1/kv/raw\u{a0}nbsp",
         ] {
             assert!(!super::printable_path(bad), "{bad}");
         }

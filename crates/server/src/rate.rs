@@ -12,8 +12,9 @@
 //!
 //! In `permissive` mode requests over the limit are logged and let through; in
 //! `enforcing` mode they are refused, and the server answers as Consul does
-//! ([`RateLimited`], which travels to client agents in `RpcError`). Status and operator requests are exempt (Consul's
-//! `OperationTypeExempt`); session renewals count as writes.
+//! ([`RateLimited`], which travels to client agents in `RpcError`). Status,
+//! operator and autopilot requests are exempt (Consul's `OperationTypeExempt`),
+//! and so are the server's own reads; session renewals count as writes.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
