@@ -169,6 +169,7 @@ fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: Option<u16>) -> BTreeM
 async fn serve_http(
     listener: &Listener,
     router: tribune_http_api::Api,
+    conns: &Arc<tribune_http_api::ConnLimiter>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddrOrPath, tokio::task::JoinHandle<()>)> {
     let shutdown = async move {
@@ -180,8 +181,9 @@ async fn serve_http(
                 .await
                 .with_context(|| format!("binding the HTTP API to {addr}"))?;
             let local = l.local_addr()?;
+            let conns = Arc::clone(conns);
             let task = tokio::spawn(async move {
-                if let Err(e) = tribune_http_api::serve(l, router, shutdown).await {
+                if let Err(e) = tribune_http_api::serve(l, router, conns, shutdown).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
@@ -191,11 +193,9 @@ async fn serve_http(
             let _ = std::fs::remove_file(path);
             let l = tokio::net::UnixListener::bind(path)
                 .with_context(|| format!("binding the HTTP API to unix://{}", path.display()))?;
+            let conns = Arc::clone(conns);
             let task = tokio::spawn(async move {
-                if let Err(e) = axum::serve(l, tower::make::Shared::new(router))
-                    .with_graceful_shutdown(shutdown)
-                    .await
-                {
+                if let Err(e) = tribune_http_api::serve(l, router, conns, shutdown).await {
                     tracing::error!(error = %e, "HTTP server failed");
                 }
             });
@@ -210,6 +210,7 @@ async fn serve_https(
     router: tribune_http_api::Api,
     tls: watch::Receiver<Arc<rustls::ServerConfig>>,
     handshake_timeout: std::time::Duration,
+    conns: &Arc<tribune_http_api::ConnLimiter>,
     mut stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(SocketAddrOrPath, tokio::task::JoinHandle<()>)> {
     let (l, bound) = match listener {
@@ -236,9 +237,10 @@ async fn serve_https(
     let shutdown = async move {
         let _ = stop.wait_for(|v| *v).await;
     };
+    let conns = Arc::clone(conns);
     let task = tokio::spawn(async move {
         if let Err(e) =
-            tribune_http_api::serve_tls(l, router, tls, handshake_timeout, shutdown).await
+            tribune_http_api::serve_tls(l, router, tls, handshake_timeout, conns, shutdown).await
         {
             tracing::error!(error = %e, "HTTPS server failed");
         }
@@ -743,10 +745,12 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         allow_unprintable_paths: cfg.disable_http_unprintable_char_filter,
     };
     let router = tribune_http_api::router(agent.clone(), http_cfg);
+    // One count for HTTP and HTTPS, as Consul's single limiter.
+    let http_conns = tribune_http_api::ConnLimiter::new(cfg.limits.http_max_conns_per_client);
     let mut bound = Vec::new();
     let mut http_tasks = Vec::new();
     for l in &http_listeners {
-        let (addr, task) = serve_http(l, router.clone(), stop_rx.clone()).await?;
+        let (addr, task) = serve_http(l, router.clone(), &http_conns, stop_rx.clone()).await?;
         bound.push(addr);
         http_tasks.push(task);
     }
@@ -760,6 +764,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 router.clone(),
                 tls.subscribe(),
                 cfg.limits.https_handshake_timeout,
+                &http_conns,
                 stop_rx.clone(),
             )
             .await?;
@@ -817,6 +822,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         println!("     Gossip WAN: {}", wan.local_addr());
     }
 
+    let reloadable = Reloadable {
+        agent: &agent,
+        server: server.as_deref(),
+        pool: &pool,
+        https: https_reload.as_ref(),
+        http_conns: &http_conns,
+    };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
@@ -829,7 +841,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
             _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
-                if let Err(e) = reload(&parsed, &agent, server.as_deref(), &pool, &mut from_config, https_reload.as_ref()).await {
+                if let Err(e) = reload(&parsed, &reloadable, &mut from_config).await {
                     tracing::error!(error = %e, "reload failed");
                 }
             }
@@ -838,7 +850,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 None => break false,
                 Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); left_by_api = true; break false; }
                 Some(AgentEvent::Reload(reply)) => {
-                    let r = reload(&parsed, &agent, server.as_deref(), &pool, &mut from_config, https_reload.as_ref()).await.map_err(|e| format!("{e:#}"));
+                    let r = reload(&parsed, &reloadable, &mut from_config).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
                 }
             },
@@ -886,14 +898,29 @@ async fn futures_join(tasks: Vec<tokio::task::JoinHandle<()>>) {
     }
 }
 
+/// What a reload changes besides the agent's services and checks.
+struct Reloadable<'a> {
+    agent: &'a Agent,
+    server: Option<&'a Server>,
+    pool: &'a tribune_rpc::ServerPool,
+    /// The HTTPS listeners' certificates, when HTTPS is served.
+    https: Option<&'a watch::Sender<Arc<rustls::ServerConfig>>>,
+    /// `limits.http_max_conns_per_client`.
+    http_conns: &'a tribune_http_api::ConnLimiter,
+}
+
 async fn reload(
     parsed: &tribune_types::goflag::Parsed,
-    agent: &Agent,
-    server: Option<&Server>,
-    pool: &tribune_rpc::ServerPool,
+    r: &Reloadable<'_>,
     from_config: &mut FromConfig,
-    https: Option<&watch::Sender<Arc<rustls::ServerConfig>>>,
 ) -> anyhow::Result<()> {
+    let Reloadable {
+        agent,
+        server,
+        pool,
+        https,
+        http_conns,
+    } = *r;
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !acls_allowed(&cfg) {
         anyhow::bail!("{ACL_REFUSED}");
@@ -917,6 +944,8 @@ async fn reload(
         Some(server) => server.set_request_limits(request_limits(&cfg)),
         None => pool.set_rate_limit(cfg.limits.rpc_rate, cfg.limits.rpc_max_burst),
     }
+    // As in Consul, a lower limit turns away new connections; open ones stay.
+    http_conns.set_max(cfg.limits.http_max_conns_per_client);
     apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");
     Ok(())

@@ -8,10 +8,12 @@
 //! - [`ApiError`]: the one error type, mapped to Consul's status codes and plain-text bodies.
 //! - [`dto`]: Consul's JSON shapes (PascalCase out; case-insensitive and snake_case in).
 //! - [`filter`]: the `?filter=` expression language (go-bexpr).
+//! - [`connlimit`]: `limits.http_max_conns_per_client` on the listeners ([`serve`], [`serve_tls`]).
 //!
 //! This is the only crate that knows Consul's JSON.
 
 pub mod backend;
+pub mod connlimit;
 mod conventions;
 pub mod discovery_chain;
 pub mod dto;
@@ -30,3 +32,4 @@ pub use backend::{
 pub use conventions::Api;
 pub use error::ApiError;
 pub use routes::{router, serve, serve_tls, HttpConfig, TlsListener};
+pub use tribune_types::connlimit::ConnLimiter;

@@ -20,6 +20,7 @@ mod status;
 mod txn;
 
 use crate::backend::Backend;
+use crate::connlimit::{self, Limited, PeerKey};
 use crate::conventions::Api;
 use crate::error::ApiError;
 use crate::filter::Filter;
@@ -33,6 +34,7 @@ use serde_json::Value;
 use std::future::Future;
 use std::sync::Arc;
 use tokio::net::TcpListener;
+use tribune_types::connlimit::{Admission, ClientKey, ConnLimiter};
 use tribune_types::model::ops::{Consistency, QueryMeta, ReadRequest, ReadResult};
 
 /// HTTP-level limits and settings.
@@ -139,15 +141,15 @@ trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
 impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Stream for T {}
 
 impl TlsListener {
-    async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, String)> {
+    async fn accept(&self) -> std::io::Result<(Box<dyn Stream>, String, ClientKey)> {
         match self {
             TlsListener::Tcp(l) => {
                 let (s, peer) = l.accept().await?;
-                Ok((Box::new(s), peer.to_string()))
+                Ok((Box::new(s), peer.to_string(), peer.client_key()))
             }
             TlsListener::Unix(l) => {
                 let (s, _) = l.accept().await?;
-                Ok((Box::new(s), "unix socket".to_owned()))
+                Ok((Box::new(s), "unix socket".to_owned(), ClientKey::Unix))
             }
         }
     }
@@ -163,11 +165,14 @@ impl TlsListener {
 /// ends that connection only, after its alert ([`linger_close`], which also
 /// holds it up to a second at shutdown). Each connection takes the newest configuration
 /// `tls` holds, so certificates reloaded by the agent apply to new connections.
+/// A client over `limiter`'s limit gets Consul's 429 over TLS, as Consul writes
+/// it to the TLS connection (see [`crate::connlimit`]).
 pub async fn serve_tls(
     listener: TlsListener,
     router: Api,
     tls: tokio::sync::watch::Receiver<Arc<tokio_rustls::rustls::ServerConfig>>,
     handshake_timeout: std::time::Duration,
+    limiter: Arc<ConnLimiter>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let service = hyper_util::service::TowerToHyperService::new(router);
@@ -177,7 +182,7 @@ pub async fn serve_tls(
     loop {
         // Finished connections are reaped as we go, so the set stays small.
         while connections.try_join_next().is_some() {}
-        let (stream, peer) = tokio::select! {
+        let (stream, peer, key) = tokio::select! {
             () = &mut shutdown => break,
             accepted = listener.accept() => match accepted {
                 Ok(conn) => conn,
@@ -191,9 +196,23 @@ pub async fn serve_tls(
             },
         };
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&tls.borrow()));
+        let permit = match limiter.admit(key) {
+            Admission::Admitted(permit) => permit,
+            Admission::LimitReached { limit } => {
+                tracing::debug!(%peer, limit, "HTTPS connection over the per-client limit refused");
+                connections.spawn(async move {
+                    let accept = acceptor.accept(stream);
+                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, accept).await {
+                        connlimit::refuse(stream).await;
+                    }
+                });
+                continue;
+            }
+        };
         let service = service.clone();
         let mut stop = stop_rx.clone();
         connections.spawn(async move {
+            let _permit = permit;
             let deadline = tokio::time::Instant::now() + handshake_timeout;
             let accept = acceptor.accept(stream).into_fallible();
             let stream = match tokio::time::timeout_at(deadline, accept).await {
@@ -274,15 +293,25 @@ async fn linger_close(mut io: Box<dyn Stream>) {
     let _ = tokio::time::timeout(LINGER, drain).await;
 }
 
-/// Serves `router` on an already-bound listener until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
+/// Serves `router` on an already-bound listener (TCP or unix socket) until
+/// `shutdown` resolves, admitting connections through `limiter`
+/// (`limits.http_max_conns_per_client`, see [`crate::connlimit`]).
+pub async fn serve<L>(
+    listener: L,
     router: Api,
+    limiter: Arc<ConnLimiter>,
     shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, tower::make::Shared::new(router))
-        .with_graceful_shutdown(shutdown)
-        .await
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: PeerKey + std::fmt::Debug,
+{
+    axum::serve(
+        Limited::new(listener, limiter),
+        tower::make::Shared::new(router),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 impl AppState {

@@ -3,6 +3,7 @@
 //! - [`Index`]: a raft/modify index (never 0 when shown to clients).
 //! - [`NodeName`], [`ServiceId`], [`CheckId`], [`SessionId`]: identifiers as newtypes.
 //! - [`HealthStatus`]: `passing`, `warning`, `critical`, `maintenance`.
+//! - [`connlimit`]: open connections counted per client (`limits.*_max_conns_per_client`).
 //! - [`archive`]: the operator snapshot archive (`/v1/snapshot`): Consul's gzipped tar, checksummed.
 //! - [`duration`]: Go `time.Duration` syntax (`1m30s`, `0.001s`), used by the HTTP API, CLI and config.
 //! - [`goflag`]: Go `flag`-package command-line parsing (`-flag`, `-flag=value`, `--flag value`).
@@ -12,6 +13,7 @@
 //! This crate has no I/O and no async runtime.
 
 pub mod archive;
+pub mod connlimit;
 pub mod duration;
 pub mod goflag;
 pub mod ids;

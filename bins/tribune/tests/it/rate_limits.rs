@@ -3,6 +3,8 @@
 //! 429, status requests stay exempt, a client agent passes the server's
 //! refusals on, and a reload changes the limits without a restart; a client
 //! agent's `limits.rpc_rate` refuses its own requests with Consul's 429.
+//! `limits.http_max_conns_per_client` turns away a client's connections over
+//! the limit, and is reloadable too.
 
 use crate::support::{cli, free_port, Agent};
 use anyhow::{bail, Result};
@@ -150,5 +152,55 @@ async fn limits_never_stall_the_leaders_own_setup() -> Result<()> {
         call(&c, Method::GET, &roots_url).await?,
         (429, ELSEWHERE.to_owned())
     );
+    Ok(())
+}
+
+/// `limits.http_max_conns_per_client` on a real agent: a client address that
+/// holds the limit gets Consul's 429 on a new connection, and a reload that
+/// raises the limit admits it without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connections_per_client_are_limited_and_reloadable() -> Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("data");
+    let agent = Agent::start(&data, json!({"limits": {"http_max_conns_per_client": 2}}))?;
+    let addr: std::net::SocketAddr = agent.http.trim_start_matches("http://").parse()?;
+    // The test's connections come from 127.0.0.2, so the harness's and the
+    // CLI's own (from 127.0.0.1) are counted apart.
+    let connect = || async move {
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        socket.bind("127.0.0.2:0".parse()?)?;
+        let mut s = socket.connect(addr).await?;
+        s.write_all(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await?;
+        let mut head = vec![0u8; 12];
+        s.read_exact(&mut head).await?;
+        anyhow::Ok((s, String::from_utf8(head)?))
+    };
+    let (_a, head) = connect().await?;
+    assert_eq!(head, "HTTP/1.1 200");
+    let (_b, head) = connect().await?;
+    assert_eq!(head, "HTTP/1.1 200");
+    let (mut refused, head) = connect().await?;
+    assert_eq!(head, "HTTP/1.1 429");
+    let mut rest = String::new();
+    refused.read_to_string(&mut rest).await?;
+    assert!(
+        rest.ends_with(
+            "Your IP is issuing too many concurrent connections, please rate limit your calls\n"
+        ),
+        "{rest}"
+    );
+
+    let config_file = data.with_extension("json");
+    let mut config: serde_json::Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
+    config["limits"] = json!({"http_max_conns_per_client": 3});
+    std::fs::write(&config_file, config.to_string())?;
+    let (code, _, err) = cli("reload", &agent.http, &[])?;
+    assert_eq!(code, 0, "{err}");
+    let (_c, head) = connect().await?;
+    assert_eq!(head, "HTTP/1.1 200");
+    let (_, head) = connect().await?;
+    assert_eq!(head, "HTTP/1.1 429");
     Ok(())
 }

@@ -7,6 +7,7 @@ mod acl;
 mod agent;
 mod cached;
 mod connect;
+mod connlimit;
 mod coordinate;
 mod event;
 mod operator;

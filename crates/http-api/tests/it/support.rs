@@ -961,6 +961,7 @@ pub async fn serve_with(backend: Arc<FakeBackend>, config: HttpConfig) -> String
     tokio::spawn(tribune_http_api::serve(
         listener,
         router,
+        tribune_http_api::ConnLimiter::new(0),
         std::future::pending(),
     ));
     format!("http://{addr}")

@@ -60,6 +60,7 @@ async fn a_client_without_a_certificate_reads_the_alert() {
         router,
         config,
         std::time::Duration::from_secs(10),
+        tribune_http_api::ConnLimiter::new(0),
         std::future::pending(),
     ));
     let client = Arc::new(
@@ -105,6 +106,82 @@ async fn a_client_without_a_certificate_reads_the_alert() {
                 "attempt {attempt}: {err}"
             );
         }
+    })
+    .await
+    .unwrap();
+}
+
+/// `limits.http_max_conns_per_client` on HTTPS: as Consul does, the refusal
+/// is written over TLS, so the client reads the 429 rather than a failed
+/// handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_over_the_connection_limit_reads_the_429_over_tls() {
+    let (ca, cert, key) = certificates();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.into()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
+        )
+        .unwrap();
+    let (_keep, config) = tokio::sync::watch::channel(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = tribune_http_api::Api::new(
+        axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
+        "allow",
+        true,
+    );
+    tokio::spawn(tribune_http_api::serve_tls(
+        tribune_http_api::TlsListener::Tcp(listener),
+        router,
+        config,
+        std::time::Duration::from_secs(10),
+        tribune_http_api::ConnLimiter::new(1),
+        std::future::pending(),
+    ));
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.into()).unwrap();
+    let client = Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    tokio::task::spawn_blocking(move || {
+        let connect = || {
+            let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+            let conn = rustls::ClientConnection::new(Arc::clone(&client), name).unwrap();
+            let tcp = std::net::TcpStream::connect(addr).unwrap();
+            rustls::StreamOwned::new(conn, tcp)
+        };
+        // The first connection is served and kept open.
+        let mut first = connect();
+        first
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut head = [0u8; 15];
+        first.read_exact(&mut head).unwrap();
+        assert_eq!(&head, b"HTTP/1.1 200 OK");
+        // The second is answered with the 429 and closed.
+        let mut second = connect();
+        second
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        second.read_to_string(&mut answer).unwrap();
+        assert!(
+            answer.starts_with("HTTP/1.1 429 Too Many Requests\r\n")
+                && answer.ends_with(
+                    "\r\n\r\nYour IP is issuing too many concurrent connections, please rate limit your calls\n"
+                ),
+            "{answer}"
+        );
+        drop(first);
     })
     .await
     .unwrap();

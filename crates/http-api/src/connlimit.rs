@@ -1,0 +1,170 @@
+//! `limits.http_max_conns_per_client` on the HTTP(S) listeners.
+//!
+//! [`Limited`] wraps a listener: each accepted connection asks the shared
+//! [`ConnLimiter`] for a slot and carries its permit until it closes. A client
+//! already holding the limit gets Consul's answer, a raw `429 Too Many Requests`
+//! with `Connection: close` and the text [`TOO_MANY_CONNS`], written within
+//! [`REFUSAL_WRITE_BUDGET`] (Consul's limiter allows 10 ms: a client too slow to
+//! take it is not waited for), and the connection is closed. The refusal runs in
+//! its own task, so a flood of refused connections never delays the accept loop.
+
+use axum::serve::Listener;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadBuf};
+use tribune_types::connlimit::{Admission, ClientKey, ConnLimiter, ConnPermit, TOO_MANY_CONNS};
+
+/// How long the refusal may take to write.
+pub(crate) const REFUSAL_WRITE_BUDGET: Duration = Duration::from_millis(10);
+/// How long a refused connection is drained after the answer, so that a request
+/// the client had already sent does not turn our close into a reset that could
+/// discard the answer before the client reads it.
+const REFUSAL_DRAIN: Duration = Duration::from_millis(50);
+/// How much of such a request is read (and dropped) meanwhile.
+const REFUSAL_DRAIN_BYTES: usize = 16 * 1024;
+
+/// The raw answer to a connection over the limit.
+pub(crate) fn refusal() -> String {
+    format!(
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{TOO_MANY_CONNS}",
+        TOO_MANY_CONNS.len()
+    )
+}
+
+/// Writes [`refusal`] to a connection over the limit and closes it.
+pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
+    let answer = refusal();
+    let wrote = tokio::time::timeout(REFUSAL_WRITE_BUDGET, async {
+        io.write_all(answer.as_bytes()).await?;
+        io.shutdown().await
+    })
+    .await;
+    if !matches!(wrote, Ok(Ok(()))) {
+        return;
+    }
+    let drain = async {
+        let mut buf = [0u8; 4096];
+        let mut read = 0;
+        while read < REFUSAL_DRAIN_BYTES {
+            match io.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => read += n,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(REFUSAL_DRAIN, drain).await;
+}
+
+/// The key a listener's peer address is counted under.
+pub trait PeerKey {
+    /// Whose connection this is.
+    fn client_key(&self) -> ClientKey;
+}
+
+impl PeerKey for std::net::SocketAddr {
+    fn client_key(&self) -> ClientKey {
+        ClientKey::Ip(self.ip())
+    }
+}
+
+impl PeerKey for tokio::net::unix::SocketAddr {
+    fn client_key(&self) -> ClientKey {
+        ClientKey::Unix
+    }
+}
+
+/// A listener that admits connections through a [`ConnLimiter`].
+pub struct Limited<L> {
+    inner: L,
+    limiter: Arc<ConnLimiter>,
+}
+
+impl<L> Limited<L> {
+    /// Wraps `inner`; `limiter` may be shared with other listeners (Consul
+    /// counts a client's HTTP and HTTPS connections together).
+    pub fn new(inner: L, limiter: Arc<ConnLimiter>) -> Self {
+        Self { inner, limiter }
+    }
+}
+
+impl<L> Listener for Limited<L>
+where
+    L: Listener,
+    L::Addr: PeerKey,
+{
+    type Io = Counted<L::Io>;
+    type Addr = L::Addr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            let (io, addr) = self.inner.accept().await;
+            match self.limiter.admit(addr.client_key()) {
+                Admission::Admitted(permit) => {
+                    return (
+                        Counted {
+                            io,
+                            _permit: permit,
+                        },
+                        addr,
+                    )
+                }
+                Admission::LimitReached { limit } => {
+                    tracing::debug!(limit, "HTTP connection over the per-client limit refused");
+                    tokio::spawn(refuse(io));
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.inner.local_addr()
+    }
+}
+
+/// An admitted connection; its slot is freed when it is dropped.
+pub struct Counted<S> {
+    io: S,
+    _permit: ConnPermit,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
