@@ -149,6 +149,9 @@ impl TribuneCluster {
                 "ports": {"http": HTTP_PORT, "server": RPC_PORT, "serf_lan": SERF_PORT,
                           "serf_wan": SERF_PORT + 1, "dns": -1, "grpc": -1},
                 "performance": {"raft_multiplier": 1},
+                // 512 load-generator connections from one address (Consul's
+                // default limit per client is 200).
+                "limits": {"http_max_conns_per_client": 4096},
             });
             let config_path = data.with_extension("json");
             std::fs::write(&config_path, serde_json::to_vec(&config)?)?;

@@ -56,7 +56,10 @@ impl Tribune {
                 "serf_wan": free_port()?,
                 "dns": dns_port.map_or(-1, i32::from),
                 "grpc": -1,
-            }
+            },
+            // The load generators open up to 512 connections from one
+            // address; Consul's default of 200 per client would turn most away.
+            "limits": {"http_max_conns_per_client": 4096},
         });
         let config_path = dir.join("tribune.json");
         std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
