@@ -65,7 +65,9 @@ pub trait PeerKey {
 
 impl PeerKey for std::net::SocketAddr {
     fn client_key(&self) -> ClientKey {
-        ClientKey::Ip(self.ip())
+        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`; they
+        // are the same clients as over IPv4 (Go's address shows them so too).
+        ClientKey::Ip(self.ip().to_canonical())
     }
 }
 
@@ -166,5 +168,31 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.io).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+    #[test]
+    fn ipv4_clients_on_a_dual_stack_listener_count_as_ipv4() {
+        let mapped: SocketAddr = "[::ffff:10.0.0.7]:5000".parse().unwrap();
+        let plain: SocketAddr = "10.0.0.7:6000".parse().unwrap();
+        let want = ClientKey::Ip(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7)));
+        assert_eq!(mapped.client_key(), want);
+        assert_eq!(plain.client_key(), want);
+        let v6: SocketAddr = "[2001:db8::1]:1".parse().unwrap();
+        assert_eq!(v6.client_key(), ClientKey::Ip(v6.ip()));
+    }
+
+    #[test]
+    fn the_refusal_is_a_complete_response() {
+        let r = refusal();
+        let (head, body) = r.split_once("\r\n\r\n").unwrap();
+        assert_eq!(body, TOO_MANY_CONNS);
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
+        assert!(head.starts_with("HTTP/1.1 429 Too Many Requests\r\n"));
     }
 }
