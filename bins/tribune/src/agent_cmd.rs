@@ -708,6 +708,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         enable_local_script_checks: cfg.enable_local_script_checks,
         check_output_max_size: cfg.check_output_max_size as usize,
         check_tls,
+        disable_remote_exec: cfg.disable_remote_exec,
         disable_coordinates: cfg.disable_coordinates,
         coordinate_interval_min: cfg.sync_coordinate_interval_min,
         coordinate_rate_target: cfg.sync_coordinate_rate_target,

@@ -16,6 +16,7 @@ mod catalog;
 mod config;
 mod connect;
 mod event;
+mod exec;
 mod format;
 mod http;
 mod intention;
@@ -50,6 +51,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ),
     ("connect", "Interact with Consul Connect"),
     ("event", "Fire a new event"),
+    ("exec", "Executes a command on Consul nodes"),
     (
         "force-leave",
         "Forces a member of the cluster to enter the \"left\" state",
@@ -86,7 +88,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
 ];
 
 /// Commands whose output streams as it happens rather than when they finish.
-const STREAMING: &[&str] = &["lock", "monitor", "watch"];
+const STREAMING: &[&str] = &["exec", "lock", "monitor", "watch"];
 
 /// Runs a non-agent subcommand (`args` excludes the program name and the command name).
 /// Returns the exit code.
@@ -111,6 +113,7 @@ pub(crate) async fn dispatch(command: &str, args: &[String], ctx: &mut Ctx) -> i
         "config" => config::run(args, ctx).await,
         "connect" => connect::run(args, ctx).await,
         "event" => event::event(args, ctx).await,
+        "exec" => exec::run(args, ctx).await,
         "force-leave" => event::force_leave(args, ctx).await,
         "info" => node::info(args, ctx).await,
         "intention" => intention::run(args, ctx).await,

@@ -57,6 +57,8 @@ pub struct AgentConfig {
     /// start ([`crate::load_check_tls`]), for TLS checks. `None`: checks verify
     /// against the system's trust store and present no certificate.
     pub check_tls: Option<Arc<tribune_health::AgentTls>>,
+    /// `disable_remote_exec`: ignore `consul exec` jobs (Consul's default).
+    pub disable_remote_exec: bool,
     /// `disable_coordinates`.
     pub disable_coordinates: bool,
     /// `sync_coordinate_interval_min`: the shortest wait between two reports of

@@ -2,9 +2,11 @@
 //! `/v1/agent/members`, `join` and `force-leave` act on, and Consul user events —
 //! fired into the pool as `consul:event:<name>` and, on receipt, kept (at most 256,
 //! deduplicated by ID) when this node matches the event's node/service/tag filters.
+//! `consul exec`'s `_rexec` events are not kept but run (module `rexec`).
 //! Keyring changes travel as gossip events too, but are `keyring`'s.
 
 use crate::agent::Agent;
+use crate::rexec;
 use regex::Regex;
 use std::sync::{Arc, Weak};
 use tribune_gossip::{EventMessage, Gossip, GossipEvent, CONSUL_EVENT_PREFIX};
@@ -136,7 +138,9 @@ impl Agent {
         lan.fire_event(&msg.gossip_name(), &payload)
             .await
             .map_err(|e| BackendError::Unavailable(e.to_string()))?;
-        if self.targets_me(&msg) {
+        // A remote exec event is never kept (see `ingest`), so there is nothing
+        // to wait for.
+        if self.targets_me(&msg) && msg.name != rexec::EVENT_NAME {
             let id = msg.id.to_string();
             let arrived = kept.wait_for(|_| self.user_events.lock().iter().any(|e| e.id == id));
             if tokio::time::timeout(LOCAL_DELIVERY_WAIT, arrived)
@@ -166,6 +170,24 @@ impl Agent {
             matches(&m.service_filter, &s.service)
                 && (m.tag_filter.is_empty() || s.tags.iter().any(|t| matches(&m.tag_filter, t)))
         })
+    }
+
+    /// Runs the job of a `_rexec` event in a task of its own, unless
+    /// `disable_remote_exec` is set (see [`rexec`]).
+    fn remote_exec(&self, msg: &EventMessage) {
+        if self.cfg.disable_remote_exec {
+            tracing::info!(event_id = %msg.id, "ignoring remote exec event, disabled.");
+            return;
+        }
+        tracing::debug!(event_id = %msg.id, "received remote exec event");
+        let store = Arc::clone(&self.servers);
+        let node = self.cfg.node_name.clone();
+        let payload = msg.payload.clone().unwrap_or_default();
+        tokio::spawn(async move {
+            if let Err(e) = rexec::run(&store, &node, &payload).await {
+                tracing::error!(error = %e, "remote exec failed");
+            }
+        });
     }
 
     fn keep_event(&self, ev: UserEvent) {
@@ -208,6 +230,11 @@ async fn ingest(agent: Weak<Agent>, mut events: tokio::sync::broadcast::Receiver
         };
         let Some(a) = agent.upgrade() else { return };
         match EventMessage::from_payload(&user.payload, user.ltime) {
+            // `consul exec`'s event is Consul's own: run (or refuse) the job,
+            // and keep it out of the event list, as Consul's agent does.
+            Ok(msg) if msg.name == rexec::EVENT_NAME && a.targets_me(&msg) => {
+                a.remote_exec(&msg);
+            }
             Ok(msg) if a.targets_me(&msg) => {
                 tracing::debug!(event = name, id = %msg.id, "user event received");
                 a.keep_event(to_api(&msg));

@@ -10,6 +10,7 @@ mod coordinates;
 mod discovery_chain;
 mod dns;
 mod durability;
+mod exec;
 mod gossip;
 mod https;
 mod keyring;

@@ -1,0 +1,532 @@
+//! Remote execution: the agent's side of `consul exec`.
+//!
+//! `consul exec` writes a job under `<prefix>/<session>/job` in the KV store
+//! (locked by its session) and fires a `_rexec` user event carrying
+//! `{"Prefix", "Session"}`. Every agent the event's filters select, unless
+//! `disable_remote_exec` is set (Consul's default), runs the job as Consul's
+//! `handleRemoteExec` does, writing under `<prefix>/<session>/<node>/`, each key
+//! acquired with the job's session so that nothing is written once the command
+//! has destroyed it:
+//!
+//! 1. `ack` (empty) when the job spec has been read;
+//! 2. `out/<n>` (`n` in five hex digits, counting from 0): the command's stdout
+//!    and stderr together, in chunks of at most [`CHUNK`] bytes, a chunk sent
+//!    when full or after [`IDLE_FLUSH`] without output; an empty `out/<n>` is a
+//!    heartbeat, sent when nothing was sent for the job's `Wait`;
+//! 3. `exit`: the exit code in decimal (255 when the command could not start
+//!    or its output could not be stored; -1 when a signal ended it).
+//!
+//! The job is `Command` (run with `$SHELL -c`, `/bin/sh` without one), `Args`
+//! (run directly), or `Script` (written to a temporary file, mode 0750, which
+//! the shell runs). `Wait` is a Go `time.Duration` in nanoseconds.
+//!
+//! The job runs in a task of its own; its command is killed if the agent stops
+//! or its output can no longer be stored.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use serde::Deserialize;
+use tokio::io::AsyncReadExt as _;
+use tribune_rpc::ServerApi;
+use tribune_types::model::ops::{
+    Consistency, KvSetMode, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
+};
+use tribune_types::model::KvEntry;
+use tribune_types::SessionId;
+
+/// The user event name `consul exec` fires.
+pub(crate) const EVENT_NAME: &str = "_rexec";
+/// Largest output chunk stored in one key.
+pub(crate) const CHUNK: usize = 4 * 1024;
+/// How long output may sit in a partial chunk.
+pub(crate) const IDLE_FLUSH: Duration = Duration::from_millis(500);
+/// The shortest heartbeat period: a job whose `Wait` is 0 would otherwise
+/// write heartbeats in a busy loop (Consul's does).
+const MIN_HEARTBEAT: Duration = Duration::from_millis(100);
+
+/// The `_rexec` event's payload.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(crate) struct JobRef {
+    #[serde(default)]
+    prefix: String,
+    session: SessionId,
+}
+
+/// The job spec `consul exec` stores.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase", default)]
+struct Spec {
+    command: String,
+    args: Option<Vec<String>>,
+    /// Base64, as Go encodes a `[]byte`.
+    script: Option<String>,
+    /// Nanoseconds.
+    wait: i64,
+}
+
+/// Why a job was not run (it is logged; nothing is written back).
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum JobError {
+    #[error("failed to decode remote exec event: {0}")]
+    BadEvent(serde_json::Error),
+    #[error("failed to get remote exec job: {0}")]
+    Read(String),
+    #[error("remote exec aborted, job spec missing")]
+    Missing,
+    #[error("failed to decode remote exec spec: {0}")]
+    BadSpec(String),
+    #[error("failed to ack remote exec job: {0}")]
+    Ack(String),
+}
+
+/// The KV reads and writes a job needs.
+#[async_trait]
+pub(crate) trait JobStore: Send + Sync {
+    /// A key's value, `None` when absent.
+    async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>, String>;
+    /// Writes `key` acquiring it for `session`; `false` when the lock could
+    /// not be taken (the session is gone).
+    async fn acquire(&self, key: &str, value: Vec<u8>, session: SessionId) -> Result<bool, String>;
+}
+
+#[async_trait]
+impl JobStore for std::sync::Arc<dyn ServerApi> {
+    async fn get(&self, key: &str, consistency: Consistency) -> Result<Option<Vec<u8>>, String> {
+        let opts = QueryOptions {
+            consistency,
+            ..QueryOptions::default()
+        };
+        let req = ReadRequest::KvGet {
+            key: key.to_owned(),
+        };
+        match self.read(req, opts).await {
+            Ok((ReadResult::Kv(entries), _)) => Ok(entries.into_iter().next().map(|e| e.value)),
+            Ok((other, _)) => Err(format!("unexpected answer {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn acquire(&self, key: &str, value: Vec<u8>, session: SessionId) -> Result<bool, String> {
+        let req = WriteRequest::KvSet {
+            entry: KvEntry {
+                key: key.to_owned(),
+                value,
+                ..KvEntry::default()
+            },
+            mode: KvSetMode::Acquire(session),
+        };
+        match self.write(req).await {
+            Ok((WriteOutcome::Done, _)) => Ok(true),
+            Ok((WriteOutcome::NotApplied, _)) => Ok(false),
+            Ok((other, _)) => Err(format!("unexpected outcome {other:?}")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// Go's `path.Join` for the keys here: empty and `.` segments dropped, one `/`
+/// between segments.
+fn join(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .flat_map(|p| p.split('/'))
+        .filter(|s| !s.is_empty() && *s != ".")
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Runs the job a `_rexec` event names, on node `node`, to its end. Errors
+/// before the ack mean nothing ran; later failures end in an `exit` key.
+pub(crate) async fn run<S: JobStore>(
+    store: &S,
+    node: &str,
+    payload: &[u8],
+) -> Result<(), JobError> {
+    let job: JobRef = serde_json::from_slice(payload).map_err(JobError::BadEvent)?;
+    let job_key = join(&[&job.prefix, &job.session.to_string(), "job"]);
+    // A stale read first, as Consul does ("for scale"): the command waited for
+    // replication before firing the event. If that missed it, ask the leader.
+    let spec = match store.get(&job_key, Consistency::Stale).await {
+        Ok(Some(v)) => v,
+        Ok(None) => store
+            .get(&job_key, Consistency::Default)
+            .await
+            .map_err(JobError::Read)?
+            .ok_or(JobError::Missing)?,
+        Err(e) => return Err(JobError::Read(e)),
+    };
+    let spec: Spec = serde_json::from_slice(&spec).map_err(|e| JobError::BadSpec(e.to_string()))?;
+    let out = Output {
+        store,
+        base: join(&[&job.prefix, &job.session.to_string(), node]),
+        session: job.session,
+    };
+    match out.write("ack", Vec::new()).await {
+        Ok(true) => {}
+        Ok(false) => return Err(JobError::Ack("write failed".into())),
+        Err(e) => return Err(JobError::Ack(e)),
+    }
+    let code = execute(&spec, &out).await;
+    if let Err(e) = out.write("exit", code.to_string().into_bytes()).await {
+        tracing::error!(error = %e, "failed to write exit code for remote exec job");
+    }
+    Ok(())
+}
+
+/// Where a job's results go.
+struct Output<'a, S> {
+    store: &'a S,
+    /// `<prefix>/<session>/<node>`.
+    base: String,
+    session: SessionId,
+}
+
+impl<S: JobStore> Output<'_, S> {
+    async fn write(&self, suffix: &str, value: Vec<u8>) -> Result<bool, String> {
+        let key = format!("{}/{suffix}", self.base);
+        self.store.acquire(&key, value, self.session).await
+    }
+
+    /// `out/<n>`; `false` when it could not be stored.
+    async fn chunk(&self, n: u32, value: Vec<u8>) -> bool {
+        match self.write(&format!("out/{n:05x}"), value).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::error!("failed to write output for remote exec job: write failed");
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "failed to write output for remote exec job");
+                false
+            }
+        }
+    }
+}
+
+/// Runs the command, uploading its output; returns the exit code to report.
+async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>) -> i32 {
+    let script_file = match spec.script.as_deref().filter(|s| !s.is_empty()) {
+        Some(b64) => match write_script(b64) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                tracing::debug!(error = %e, "failed to make tmp file for remote exec");
+                return 255;
+            }
+        },
+        None => None,
+    };
+    let mut cmd = match spec.args.as_deref() {
+        Some([program, rest @ ..]) => {
+            let mut c = tokio::process::Command::new(program);
+            c.args(rest);
+            c
+        }
+        _ => {
+            let shell = std::env::var("SHELL")
+                .ok()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "/bin/sh".to_owned());
+            let script = match &script_file {
+                Some(f) => f.display().to_string(),
+                None => spec.command.clone(),
+            };
+            let mut c = tokio::process::Command::new(shell);
+            c.arg("-c").arg(script);
+            c
+        }
+    };
+    tracing::info!(command = ?cmd.as_std(), "remote exec");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::debug!(error = %e, "failed to start remote exec");
+            return 255;
+        }
+    };
+    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
+        return 255;
+    };
+    let heartbeat = Duration::from_nanos(u64::try_from(spec.wait).unwrap_or(0)).max(MIN_HEARTBEAT);
+    let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
+    let (mut out_open, mut err_open) = (true, true);
+    let mut n: u32 = 0;
+    let mut last_sent = tokio::time::Instant::now();
+    // Set while `buf` holds output not yet sent: when it must go anyway.
+    let mut flush_at: Option<tokio::time::Instant> = None;
+    let mut a = [0u8; 4096];
+    let mut b = [0u8; 4096];
+    while out_open || err_open {
+        let deadline = flush_at.unwrap_or(last_sent + heartbeat);
+        let read = tokio::select! {
+            r = stdout.read(&mut a), if out_open => (true, r),
+            r = stderr.read(&mut b), if err_open => (false, r),
+            () = tokio::time::sleep_until(deadline) => {
+                // Either the idle flush of a partial chunk, or a heartbeat.
+                let value = std::mem::take(&mut buf);
+                flush_at = None;
+                if !out.chunk(n, value).await {
+                    return 255;
+                }
+                n += 1;
+                last_sent = tokio::time::Instant::now();
+                continue;
+            }
+        };
+        let bytes = match read {
+            (from_stdout, Ok(0) | Err(_)) => {
+                if from_stdout {
+                    out_open = false;
+                } else {
+                    err_open = false;
+                }
+                continue;
+            }
+            (true, Ok(k)) => &a[..k],
+            (false, Ok(k)) => &b[..k],
+        };
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let take = rest.len().min(CHUNK - buf.len());
+            buf.extend_from_slice(&rest[..take]);
+            rest = &rest[take..];
+            if buf.len() == CHUNK {
+                if !out.chunk(n, std::mem::take(&mut buf)).await {
+                    return 255;
+                }
+                n += 1;
+                last_sent = tokio::time::Instant::now();
+            }
+        }
+        // Go's writer restarts its idle timer on every write.
+        flush_at = (!buf.is_empty()).then(|| tokio::time::Instant::now() + IDLE_FLUSH);
+    }
+    if !buf.is_empty() && !out.chunk(n, buf).await {
+        return 255;
+    }
+    match child.wait().await {
+        Ok(status) => status.code().unwrap_or(-1),
+        Err(e) => {
+            tracing::debug!(error = %e, "waiting for remote exec failed");
+            1
+        }
+    }
+}
+
+/// The job's script in a temporary file the shell can run; removed on drop.
+/// The file is closed before it is returned: Linux refuses to run a file
+/// still open for writing ("Text file busy").
+fn write_script(b64: &str) -> std::io::Result<tempfile::TempPath> {
+    use std::io::Write as _;
+    use std::os::unix::fs::PermissionsExt as _;
+    let script = base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let mut file = tempfile::Builder::new().prefix("rexec").tempfile()?;
+    file.write_all(&script)?;
+    file.flush()?;
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o750))?;
+    Ok(file.into_temp_path())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use parking_lot::Mutex;
+    use std::collections::BTreeMap;
+
+    /// An in-memory KV that records writes in order.
+    #[derive(Default)]
+    struct Fake {
+        kv: Mutex<BTreeMap<String, Vec<u8>>>,
+        writes: Mutex<Vec<(String, Vec<u8>)>>,
+        /// Reads answered as absent on a stale read (a follower behind).
+        stale_misses: bool,
+        /// Writes fail from this many on.
+        fail_after: Option<usize>,
+    }
+
+    #[async_trait]
+    impl JobStore for Fake {
+        async fn get(&self, key: &str, c: Consistency) -> Result<Option<Vec<u8>>, String> {
+            if self.stale_misses && c == Consistency::Stale {
+                return Ok(None);
+            }
+            Ok(self.kv.lock().get(key).cloned())
+        }
+
+        async fn acquire(&self, key: &str, value: Vec<u8>, _: SessionId) -> Result<bool, String> {
+            let mut writes = self.writes.lock();
+            if self.fail_after.is_some_and(|n| writes.len() >= n) {
+                return Ok(false);
+            }
+            writes.push((key.to_owned(), value.clone()));
+            self.kv.lock().insert(key.to_owned(), value);
+            Ok(true)
+        }
+    }
+
+    const SESSION: &str = "adf4238a-882b-9ddc-4a9d-5b6758e4159e";
+
+    fn job(fake: &Fake, spec: serde_json::Value) -> Vec<u8> {
+        fake.kv.lock().insert(
+            format!("_rexec/{SESSION}/job"),
+            serde_json::to_vec(&spec).unwrap(),
+        );
+        serde_json::to_vec(&serde_json::json!({"Prefix": "_rexec", "Session": SESSION})).unwrap()
+    }
+
+    fn written(fake: &Fake) -> Vec<(String, String)> {
+        let base = format!("_rexec/{SESSION}/n1/");
+        fake.writes
+            .lock()
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.strip_prefix(&base).unwrap_or(k).to_owned(),
+                    String::from_utf8_lossy(v).into_owned(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_shell_command_acks_streams_its_output_and_exits() {
+        let fake = Fake {
+            stale_misses: true,
+            ..Fake::default()
+        };
+        let payload = job(
+            &fake,
+            serde_json::json!({"Command": "echo hello; echo oops >&2; exit 3", "Wait": 2_000_000_000u64}),
+        );
+        run(&fake, "n1", &payload).await.unwrap();
+        let w = written(&fake);
+        assert_eq!(w.first().map(|(k, _)| k.as_str()), Some("ack"));
+        assert_eq!(w.last().cloned(), Some(("exit".into(), "3".into())));
+        let output: String = w
+            .iter()
+            .filter(|(k, _)| k.starts_with("out/"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert!(
+            output.contains("hello\n") && output.contains("oops\n"),
+            "{output:?}"
+        );
+        // Chunks are numbered from 0 in five hex digits.
+        assert_eq!(w[1].0, "out/00000");
+    }
+
+    #[tokio::test]
+    async fn args_run_without_a_shell_and_large_output_is_chunked() {
+        let fake = Fake::default();
+        let payload = job(
+            &fake,
+            serde_json::json!({"Args": ["head", "-c", "10000", "/dev/zero"], "Wait": 2_000_000_000u64}),
+        );
+        run(&fake, "n1", &payload).await.unwrap();
+        let w = written(&fake);
+        let chunks: Vec<usize> = w
+            .iter()
+            .filter(|(k, _)| k.starts_with("out/"))
+            .map(|(_, v)| v.len())
+            .collect();
+        assert_eq!(chunks.iter().sum::<usize>(), 10_000);
+        assert!(chunks.iter().all(|&c| c <= CHUNK), "{chunks:?}");
+        assert_eq!(chunks[0], CHUNK);
+        let names: Vec<&str> = w.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(
+            names,
+            ["ack", "out/00000", "out/00001", "out/00002", "exit"]
+        );
+        assert_eq!(w.last().unwrap().1, "0");
+    }
+
+    #[tokio::test]
+    async fn a_script_runs_from_a_file_and_a_bad_program_reports_255() {
+        let fake = Fake::default();
+        let script =
+            base64::engine::general_purpose::STANDARD.encode("#!/bin/sh\necho from-script\n");
+        let payload = job(
+            &fake,
+            serde_json::json!({"Script": script, "Wait": 1_000_000_000u64}),
+        );
+        run(&fake, "n1", &payload).await.unwrap();
+        let w = written(&fake);
+        assert!(w.iter().any(|(_, v)| v == "from-script\n"), "{w:?}");
+        assert_eq!(w.last().unwrap(), &("exit".to_owned(), "0".to_owned()));
+
+        let fake = Fake::default();
+        let payload = job(&fake, serde_json::json!({"Args": ["/nonexistent/program"]}));
+        run(&fake, "n1", &payload).await.unwrap();
+        assert_eq!(
+            written(&fake),
+            [
+                ("ack".to_owned(), String::new()),
+                ("exit".to_owned(), "255".to_owned())
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_quiet_command_sends_heartbeats() {
+        let fake = Fake::default();
+        // The command is silent for five heartbeat periods (real time: the
+        // child is a real process, and paused time would race through
+        // heartbeats while it sleeps).
+        let payload = job(
+            &fake,
+            serde_json::json!({"Args": ["sleep", "0.5"], "Wait": 100_000_000u64}),
+        );
+        run(&fake, "n1", &payload).await.unwrap();
+        let w = written(&fake);
+        let beats = w
+            .iter()
+            .filter(|(k, v)| k.starts_with("out/") && v.is_empty())
+            .count();
+        assert!(beats >= 1, "{w:?}");
+        assert_eq!(w.last().unwrap(), &("exit".to_owned(), "0".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn nothing_runs_without_a_job_or_an_ack() {
+        let fake = Fake::default();
+        let payload =
+            serde_json::to_vec(&serde_json::json!({"Prefix": "_rexec", "Session": SESSION}))
+                .unwrap();
+        assert!(matches!(
+            run(&fake, "n1", &payload).await,
+            Err(JobError::Missing)
+        ));
+        assert!(matches!(
+            run(&fake, "n1", b"nope").await,
+            Err(JobError::BadEvent(_))
+        ));
+        let fake = Fake {
+            fail_after: Some(0),
+            ..Fake::default()
+        };
+        let payload = job(
+            &fake,
+            serde_json::json!({"Command": "touch /should-not-run"}),
+        );
+        assert!(matches!(
+            run(&fake, "n1", &payload).await,
+            Err(JobError::Ack(_))
+        ));
+        assert!(fake.writes.lock().is_empty());
+    }
+
+    #[test]
+    fn keys_are_joined_like_gos_path_join() {
+        assert_eq!(join(&["_rexec/", "s", "n1"]), "_rexec/s/n1");
+        assert_eq!(join(&["", "s", "job"]), "s/job");
+        assert_eq!(join(&["a//b/", "./c"]), "a/b/c");
+    }
+}
