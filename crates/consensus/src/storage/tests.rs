@@ -237,3 +237,26 @@ fn conf_changes_in_the_log_are_noticed_at_open() {
     drop(s);
     assert_eq!(open(dir.path()).storage.last_conf_change_at_open(), 3);
 }
+
+/// The bound on the WAL kept for the meta column family's sake is in force (the
+/// options file RocksDB writes at open records what it runs with).
+#[test]
+fn the_wal_kept_for_unflushed_metadata_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let _s = bootstrapped(dir.path());
+    let options: String = std::fs::read_dir(dir.path().join("raft"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("OPTIONS-")
+        })
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .collect();
+    assert!(
+        options.contains(&format!("max_total_wal_size={}", 128u64 << 20)),
+        "{options}"
+    );
+}
