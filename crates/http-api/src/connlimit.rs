@@ -8,6 +8,7 @@
 //! take it is not waited for), and the connection is closed. The refusal runs in
 //! its own task, so a flood of refused connections never delays the accept loop.
 
+use crate::conventions::Api;
 use axum::serve::Listener;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -61,6 +62,14 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
 pub trait PeerKey {
     /// Whose connection this is.
     fn client_key(&self) -> ClientKey;
+
+    /// The client's IP address, if it has one.
+    fn client_ip(&self) -> Option<std::net::IpAddr> {
+        match self.client_key() {
+            ClientKey::Ip(ip) => Some(ip),
+            ClientKey::Unix => None,
+        }
+    }
 }
 
 impl PeerKey for std::net::SocketAddr {
@@ -74,6 +83,28 @@ impl PeerKey for std::net::SocketAddr {
 impl PeerKey for tokio::net::unix::SocketAddr {
     fn client_key(&self) -> ClientKey {
         ClientKey::Unix
+    }
+}
+
+/// Makes one [`Api`] per accepted connection, knowing its client.
+#[derive(Clone)]
+pub(crate) struct PerConnection(pub(crate) Api);
+
+impl<'a, L> tower::Service<axum::serve::IncomingStream<'a, L>> for PerConnection
+where
+    L: Listener,
+    L::Addr: PeerKey,
+{
+    type Response = Api;
+    type Error = std::convert::Infallible;
+    type Future = std::future::Ready<Result<Api, std::convert::Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, incoming: axum::serve::IncomingStream<'a, L>) -> Self::Future {
+        std::future::ready(Ok(self.0.for_client(incoming.remote_addr().client_ip())))
     }
 }
 

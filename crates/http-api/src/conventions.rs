@@ -7,7 +7,9 @@
 //! - `OPTIONS` on an endpoint answers 200 with `Allow` listing `OPTIONS` and the
 //!   endpoint's methods; a method the endpoint does not take gets 405 with the
 //!   same `Allow` and the body `method X not allowed`;
-//! - every response carries `X-Consul-Default-ACL-Policy`.
+//! - every response carries `X-Consul-Default-ACL-Policy`;
+//! - a prepared query's request carries the client's address ([`ClientAddr`]),
+//!   which Consul's `near=_ip` falls back to without `X-Forwarded-For`.
 //!
 //! A hand-written service around the whole router, rather than an axum
 //! middleware: `Router::layer` wraps each route inside its method router, where
@@ -17,6 +19,7 @@
 
 use std::convert::Infallible;
 use std::future::Future;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
@@ -37,7 +40,15 @@ pub struct Api {
     router: Router,
     default_acl_policy: HeaderValue,
     check_paths: bool,
+    /// The connection's client, set per connection by the listeners
+    /// ([`Api::for_client`]); `None` on a unix socket.
+    client: Option<IpAddr>,
 }
+
+/// The address of the client that sent a request (a request extension, set
+/// on `/v1/query/...` requests only: nothing else reads it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ClientAddr(pub(crate) IpAddr);
 
 impl Api {
     /// `router` inside the conventions: the default ACL policy to announce
@@ -50,6 +61,15 @@ impl Api {
             router: router.with_state(()),
             default_acl_policy: HeaderValue::from_static(default_acl_policy),
             check_paths,
+            client: None,
+        }
+    }
+
+    /// This API for one connection from `client`.
+    pub fn for_client(&self, client: Option<IpAddr>) -> Self {
+        Api {
+            client: client.map(|ip| ip.to_canonical()),
+            ..self.clone()
         }
     }
 }
@@ -68,10 +88,17 @@ where
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, req: Request<B>) -> ApiFuture {
+    fn call(&mut self, mut req: Request<B>) -> ApiFuture {
         if self.check_paths && !printable_path(req.uri().path()) {
             // Consul's path check sits outside its wrapper: a bare 400.
             return ApiFuture::Done(Some(StatusCode::BAD_REQUEST.into_response()));
+        }
+        // Only prepared queries read it; other requests skip the allocation
+        // of an extensions map.
+        if let Some(ip) = self.client {
+            if req.uri().path().starts_with("/v1/query/") {
+                req.extensions_mut().insert(ClientAddr(ip));
+            }
         }
         let method = req.method().clone();
         ApiFuture::Routed {

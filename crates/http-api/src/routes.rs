@@ -20,7 +20,7 @@ mod status;
 mod txn;
 
 use crate::backend::Backend;
-use crate::connlimit::{self, Limited, PeerKey};
+use crate::connlimit::{self, Limited, PeerKey, PerConnection};
 use crate::conventions::Api;
 use crate::error::ApiError;
 use crate::filter::Filter;
@@ -175,7 +175,6 @@ pub async fn serve_tls(
     limiter: Arc<ConnLimiter>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let service = hyper_util::service::TowerToHyperService::new(router);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut connections = tokio::task::JoinSet::new();
     tokio::pin!(shutdown);
@@ -209,7 +208,11 @@ pub async fn serve_tls(
                 continue;
             }
         };
-        let service = service.clone();
+        let client = match key {
+            ClientKey::Ip(ip) => Some(ip),
+            ClientKey::Unix => None,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.for_client(client));
         let mut stop = stop_rx.clone();
         connections.spawn(async move {
             let _permit = permit;
@@ -306,12 +309,9 @@ where
     L: axum::serve::Listener,
     L::Addr: PeerKey + std::fmt::Debug,
 {
-    axum::serve(
-        Limited::new(listener, limiter),
-        tower::make::Shared::new(router),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+    axum::serve(Limited::new(listener, limiter), PerConnection(router))
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 impl AppState {

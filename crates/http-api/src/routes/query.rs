@@ -9,6 +9,7 @@
 //! ([`ReadRequest::QueryExecute`]).
 
 use super::{mismatch, AppState};
+use crate::conventions::ClientAddr;
 use crate::dto::query::{BodyMetaOut, ExecuteOut, ExplainOut, PreparedQueryIn, PreparedQueryOut};
 use crate::error::ApiError;
 use crate::json_in::decode;
@@ -19,6 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use axum::Extension;
 use axum::Router;
 use serde::Serialize;
 use tribune_types::model::ops::{ReadRequest, ReadResult, WriteRequest};
@@ -129,10 +131,11 @@ async fn read_or_run(
     Path(rest): Path<String>,
     p: Params,
     headers: HeaderMap,
+    client: Option<Extension<ClientAddr>>,
 ) -> Result<Response, ApiError> {
     match target(&rest) {
         Target::Query(id) => get_one(st, p, id).await,
-        Target::Execute(id) => execute(st, p, id, &headers).await,
+        Target::Execute(id) => execute(st, p, id, &headers, client.map(|c| c.0 .0)).await,
         Target::Explain(id) => explain(st, p, id).await,
     }
 }
@@ -151,8 +154,15 @@ async fn get_one(st: AppState, p: Params, id: &str) -> Result<Response, ApiError
 }
 
 /// Where the request runs from: the agent, `?near` (with `_agent` as this agent),
-/// and the client's address for `_ip` (the first `X-Forwarded-For` entry).
-fn source(st: &AppState, p: &Params, headers: &HeaderMap) -> QuerySource {
+/// and the client's address for `_ip`: the first `X-Forwarded-For` entry if it
+/// is an address, else the connection's client, as Consul's
+/// `sourceAddrFromRequest`.
+fn source(
+    st: &AppState,
+    p: &Params,
+    headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
+) -> QuerySource {
     let info = st.backend.agent_info();
     let near = match p.get("near").unwrap_or_default() {
         "_agent" => info.node_name.clone(),
@@ -164,6 +174,7 @@ fn source(st: &AppState, p: &Params, headers: &HeaderMap) -> QuerySource {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(',').next())
         .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        .or(client)
         .map(|ip| ip.to_canonical().to_string())
         .unwrap_or_default();
     QuerySource {
@@ -195,6 +206,7 @@ async fn execute(
     p: Params,
     id_or_name: &str,
     headers: &HeaderMap,
+    client: Option<std::net::IpAddr>,
 ) -> Result<Response, ApiError> {
     let limit = limit(&p)?;
     // Consul parses `connect` only when it has a value.
@@ -208,7 +220,7 @@ async fn execute(
     };
     let req = ReadRequest::QueryExecute {
         id_or_name: id_or_name.to_owned(),
-        source: source(&st, &p, headers),
+        source: source(&st, &p, headers, client),
         limit,
         connect,
     };
@@ -230,7 +242,7 @@ async fn explain(st: AppState, p: Params, id_or_name: &str) -> Result<Response, 
     limit(&p)?;
     let req = ReadRequest::QueryExplain {
         id_or_name: id_or_name.to_owned(),
-        source: source(&st, &p, &HeaderMap::new()),
+        source: source(&st, &p, &HeaderMap::new(), None),
     };
     let (res, meta) = st.read(&p, req).await?;
     let ReadResult::QueryExplained(outcome) = res else {

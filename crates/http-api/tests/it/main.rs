@@ -11,6 +11,7 @@ mod connlimit;
 mod coordinate;
 mod event;
 mod operator;
+mod query;
 mod session;
 mod tls;
 mod txn;
