@@ -20,8 +20,10 @@
 //! (run directly), or `Script` (written to a temporary file, mode 0750, which
 //! the shell runs). `Wait` is a Go `time.Duration` in nanoseconds.
 //!
-//! The job runs in a task of its own; its command is killed if the agent stops
-//! or its output can no longer be stored.
+//! The job runs in a task of its own, in a process group of its own; the group
+//! is killed if the agent stops or the output can no longer be stored (the
+//! command destroyed the session), as long as the job's first process has not
+//! exited (after that its id, the group's, may be reused).
 
 use std::time::Duration;
 
@@ -29,6 +31,7 @@ use async_trait::async_trait;
 use base64::Engine as _;
 use serde::Deserialize;
 use tokio::io::AsyncReadExt as _;
+use tribune_health::process::{combined_output, GroupKill};
 use tribune_rpc::ServerApi;
 use tribune_types::model::ops::{
     Consistency, KvSetMode, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
@@ -138,12 +141,27 @@ fn join(parts: &[&str]) -> String {
         .join("/")
 }
 
-/// Runs the job a `_rexec` event names, on node `node`, to its end. Errors
-/// before the ack mean nothing ran; later failures end in an `exit` key.
+/// Runs the job a `_rexec` event names, on node `node`, to its end, with
+/// Consul's shell: `$SHELL`, else `/bin/sh`.
 pub(crate) async fn run<S: JobStore>(
     store: &S,
     node: &str,
     payload: &[u8],
+) -> Result<(), JobError> {
+    let shell = std::env::var("SHELL")
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "/bin/sh".to_owned());
+    run_with(store, node, payload, &shell).await
+}
+
+/// [`run`] with `shell` for `Command` and `Script` jobs. Errors before the ack
+/// mean nothing ran; later failures end in an `exit` key.
+async fn run_with<S: JobStore>(
+    store: &S,
+    node: &str,
+    payload: &[u8],
+    shell: &str,
 ) -> Result<(), JobError> {
     let job: JobRef = serde_json::from_slice(payload).map_err(JobError::BadEvent)?;
     let job_key = join(&[&job.prefix, &job.session.to_string(), "job"]);
@@ -169,7 +187,7 @@ pub(crate) async fn run<S: JobStore>(
         Ok(false) => return Err(JobError::Ack("write failed".into())),
         Err(e) => return Err(JobError::Ack(e)),
     }
-    let code = execute(&spec, &out).await;
+    let code = execute(&spec, &out, shell).await;
     if let Err(e) = out.write("exit", code.to_string().into_bytes()).await {
         tracing::error!(error = %e, "failed to write exit code for remote exec job");
     }
@@ -207,7 +225,14 @@ impl<S: JobStore> Output<'_, S> {
 }
 
 /// Runs the command, uploading its output; returns the exit code to report.
-async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>) -> i32 {
+///
+/// Like Go's `cmd.Wait` in Consul's, the run ends when the process has exited
+/// *and* its output pipe is closed; heartbeats go on until then. Output is sent
+/// when a chunk is full, when it has been idle for [`IDLE_FLUSH`], or when a
+/// heartbeat is due (so a command that prints a little at a time still shows
+/// signs of life). If output can no longer be stored, or the run is dropped (the
+/// agent stops), the command's whole process group is killed.
+async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>, shell: &str) -> i32 {
     let script_file = match spec.script.as_deref().filter(|s| !s.is_empty()) {
         Some(b64) => match write_script(b64) {
             Ok(f) => Some(f),
@@ -225,10 +250,6 @@ async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>) -> i32 {
             c
         }
         _ => {
-            let shell = std::env::var("SHELL")
-                .ok()
-                .filter(|s| !s.is_empty())
-                .unwrap_or_else(|| "/bin/sh".to_owned());
             let script = match &script_file {
                 Some(f) => f.display().to_string(),
                 None => spec.command.clone(),
@@ -239,83 +260,86 @@ async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>) -> i32 {
         }
     };
     tracing::info!(command = ?cmd.as_std(), "remote exec");
-    cmd.stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
+    cmd.process_group(0);
+    let mut pipe = match combined_output(&mut cmd) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::debug!(error = %e, "failed to capture remote exec output");
+            return 255;
+        }
+    };
+    let spawned = cmd.spawn();
+    // The command holds the pipe's write end; dropping it lets the read see
+    // end-of-file once the job (and whatever it started) stops writing.
+    drop(cmd);
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => {
             tracing::debug!(error = %e, "failed to start remote exec");
             return 255;
         }
     };
-    let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
-        return 255;
-    };
+    let mut group = GroupKill::of(&child);
     let heartbeat = Duration::from_nanos(u64::try_from(spec.wait).unwrap_or(0)).max(MIN_HEARTBEAT);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
-    let (mut out_open, mut err_open) = (true, true);
+    let mut pipe_open = true;
+    let mut status = None;
     let mut n: u32 = 0;
     let mut last_sent = tokio::time::Instant::now();
-    // Set while `buf` holds output not yet sent: when it must go anyway.
+    // Set while `buf` holds output: when it goes out if nothing more comes.
     let mut flush_at: Option<tokio::time::Instant> = None;
-    let mut a = [0u8; 4096];
-    let mut b = [0u8; 4096];
-    while out_open || err_open {
-        let deadline = flush_at.unwrap_or(last_sent + heartbeat);
-        let read = tokio::select! {
-            r = stdout.read(&mut a), if out_open => (true, r),
-            r = stderr.read(&mut b), if err_open => (false, r),
+    let mut read = [0u8; 4096];
+    while pipe_open || status.is_none() {
+        let beat = last_sent + heartbeat;
+        let deadline = flush_at.map_or(beat, |f| f.min(beat));
+        tokio::select! {
+            r = pipe.read(&mut read), if pipe_open => match r {
+                Ok(0) | Err(_) => pipe_open = false,
+                Ok(k) => {
+                    let mut rest = &read[..k];
+                    while !rest.is_empty() {
+                        let take = rest.len().min(CHUNK - buf.len());
+                        buf.extend_from_slice(&rest[..take]);
+                        rest = &rest[take..];
+                        if buf.len() == CHUNK {
+                            if !out.chunk(n, std::mem::take(&mut buf)).await {
+                                return 255;
+                            }
+                            n += 1;
+                            last_sent = tokio::time::Instant::now();
+                        }
+                    }
+                    // Go's writer restarts its idle timer on every write.
+                    flush_at = (!buf.is_empty()).then(|| tokio::time::Instant::now() + IDLE_FLUSH);
+                }
+            },
+            s = child.wait(), if status.is_none() => {
+                // Reaped: its pid, the group's id, may be reused from now on.
+                group.disarm();
+                status = Some(s);
+            }
             () = tokio::time::sleep_until(deadline) => {
-                // Either the idle flush of a partial chunk, or a heartbeat.
-                let value = std::mem::take(&mut buf);
-                flush_at = None;
-                if !out.chunk(n, value).await {
-                    return 255;
-                }
-                n += 1;
-                last_sent = tokio::time::Instant::now();
-                continue;
-            }
-        };
-        let bytes = match read {
-            (from_stdout, Ok(0) | Err(_)) => {
-                if from_stdout {
-                    out_open = false;
-                } else {
-                    err_open = false;
-                }
-                continue;
-            }
-            (true, Ok(k)) => &a[..k],
-            (false, Ok(k)) => &b[..k],
-        };
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let take = rest.len().min(CHUNK - buf.len());
-            buf.extend_from_slice(&rest[..take]);
-            rest = &rest[take..];
-            if buf.len() == CHUNK {
+                // What is buffered, or an empty heartbeat.
                 if !out.chunk(n, std::mem::take(&mut buf)).await {
                     return 255;
                 }
                 n += 1;
                 last_sent = tokio::time::Instant::now();
+                flush_at = None;
             }
         }
-        // Go's writer restarts its idle timer on every write.
-        flush_at = (!buf.is_empty()).then(|| tokio::time::Instant::now() + IDLE_FLUSH);
     }
     if !buf.is_empty() && !out.chunk(n, buf).await {
         return 255;
     }
-    match child.wait().await {
-        Ok(status) => status.code().unwrap_or(-1),
-        Err(e) => {
+    match status {
+        Some(Ok(status)) => status.code().unwrap_or(-1),
+        Some(Err(e)) => {
             tracing::debug!(error = %e, "waiting for remote exec failed");
             1
         }
+        None => 1,
     }
 }
 
@@ -406,7 +430,7 @@ mod tests {
             &fake,
             serde_json::json!({"Command": "echo hello; echo oops >&2; exit 3", "Wait": 2_000_000_000u64}),
         );
-        run(&fake, "n1", &payload).await.unwrap();
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
         let w = written(&fake);
         assert_eq!(w.first().map(|(k, _)| k.as_str()), Some("ack"));
         assert_eq!(w.last().cloned(), Some(("exit".into(), "3".into())));
@@ -430,7 +454,7 @@ mod tests {
             &fake,
             serde_json::json!({"Args": ["head", "-c", "10000", "/dev/zero"], "Wait": 2_000_000_000u64}),
         );
-        run(&fake, "n1", &payload).await.unwrap();
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
         let w = written(&fake);
         let chunks: Vec<usize> = w
             .iter()
@@ -457,14 +481,14 @@ mod tests {
             &fake,
             serde_json::json!({"Script": script, "Wait": 1_000_000_000u64}),
         );
-        run(&fake, "n1", &payload).await.unwrap();
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
         let w = written(&fake);
         assert!(w.iter().any(|(_, v)| v == "from-script\n"), "{w:?}");
         assert_eq!(w.last().unwrap(), &("exit".to_owned(), "0".to_owned()));
 
         let fake = Fake::default();
         let payload = job(&fake, serde_json::json!({"Args": ["/nonexistent/program"]}));
-        run(&fake, "n1", &payload).await.unwrap();
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
         assert_eq!(
             written(&fake),
             [
@@ -484,7 +508,7 @@ mod tests {
             &fake,
             serde_json::json!({"Args": ["sleep", "0.5"], "Wait": 100_000_000u64}),
         );
-        run(&fake, "n1", &payload).await.unwrap();
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
         let w = written(&fake);
         let beats = w
             .iter()
@@ -495,17 +519,94 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn output_that_trickles_in_goes_out_with_the_heartbeats() {
+        let fake = Fake::default();
+        // A dot every 200 ms: never idle for 500 ms, never a full chunk.
+        let payload = job(
+            &fake,
+            serde_json::json!({"Command": "for i in 1 2 3 4 5 6; do printf .; sleep 0.2; done", "Wait": 300_000_000u64}),
+        );
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
+        let w = written(&fake);
+        let with_output = w
+            .iter()
+            .filter(|(k, v)| k.starts_with("out/") && !v.is_empty())
+            .count();
+        assert!(with_output >= 2, "{w:?}");
+        let dots: String = w
+            .iter()
+            .filter(|(k, _)| k.starts_with("out/"))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(dots, "......");
+    }
+
+    #[tokio::test]
+    async fn heartbeats_go_on_after_the_output_is_closed() {
+        let fake = Fake::default();
+        let payload = job(
+            &fake,
+            serde_json::json!({"Command": "exec >/dev/null 2>&1; sleep 0.6", "Wait": 100_000_000u64}),
+        );
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
+        let w = written(&fake);
+        let beats = w
+            .iter()
+            .filter(|(k, v)| k.starts_with("out/") && v.is_empty())
+            .count();
+        assert!(beats >= 2, "{w:?}");
+        assert_eq!(w.last().unwrap(), &("exit".to_owned(), "0".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn a_job_whose_output_cannot_be_stored_is_killed_with_its_children() {
+        let dir = tempfile::tempdir().unwrap();
+        let pidfile = dir.path().join("pid");
+        // The ack is stored; the first output chunk is refused (the session is gone).
+        let fake = Fake {
+            fail_after: Some(1),
+            ..Fake::default()
+        };
+        let command = format!(
+            "sleep 30 & echo $! > {}; echo started; wait",
+            pidfile.display()
+        );
+        let payload = job(
+            &fake,
+            serde_json::json!({"Command": command, "Wait": 2_000_000_000u64}),
+        );
+        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
+        let pid = std::fs::read_to_string(&pidfile).unwrap();
+        // Gone, or a zombie waiting for whoever inherited it. A SIGKILL is
+        // delivered asynchronously: the process may still be on its way out.
+        let state = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
+                .map(|s| s.rsplit(')').next().unwrap_or("").trim().chars().next())
+                .unwrap_or(None)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !matches!(state(), None | Some('Z')) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background sleep survived: {:?}",
+                state()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
     async fn nothing_runs_without_a_job_or_an_ack() {
         let fake = Fake::default();
         let payload =
             serde_json::to_vec(&serde_json::json!({"Prefix": "_rexec", "Session": SESSION}))
                 .unwrap();
         assert!(matches!(
-            run(&fake, "n1", &payload).await,
+            run_with(&fake, "n1", &payload, "/bin/sh").await,
             Err(JobError::Missing)
         ));
         assert!(matches!(
-            run(&fake, "n1", b"nope").await,
+            run_with(&fake, "n1", b"nope", "/bin/sh").await,
             Err(JobError::BadEvent(_))
         ));
         let fake = Fake {
@@ -517,7 +618,7 @@ mod tests {
             serde_json::json!({"Command": "touch /should-not-run"}),
         );
         assert!(matches!(
-            run(&fake, "n1", &payload).await,
+            run_with(&fake, "n1", &payload, "/bin/sh").await,
             Err(JobError::Ack(_))
         ));
         assert!(fake.writes.lock().is_empty());

@@ -133,11 +133,12 @@ impl RocksStorage {
         opts.create_missing_column_families(true);
         // The meta column family takes a few small writes per batch and so
         // rarely fills its memtable; until it is flushed it pins every WAL file
-        // since, and RocksDB's default bound on their total (four times all
-        // write buffers, 1 GiB here) let a server under steady writes keep
-        // ~0.5 GiB of WAL that a restart reads again. 128 MiB makes RocksDB flush
-        // that small memtable instead (measured: raft directory 561 -> 311 MiB,
-        // restart 6.1 -> 4.9 s after 30 s of 64-client writes; BENCHMARKS.md).
+        // since. RocksDB's default bound on their total (four times all write
+        // buffers: 3 column families × 2 × 64 MiB × 4 = 1.5 GiB) let a server
+        // under steady writes keep hundreds of MiB of WAL that a restart reads
+        // again. 128 MiB makes RocksDB flush that small memtable instead
+        // (measured: raft directory 561 -> 311 MiB, restart 6.1 -> 4.9 s after
+        // 30 s of 64-client writes; BENCHMARKS.md).
         opts.set_max_total_wal_size(128 << 20);
         // The log's entries live only until the next snapshot's compaction, yet
         // every one is flushed to an SST and compacted at least once: compressing

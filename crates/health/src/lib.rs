@@ -14,6 +14,8 @@
 //!   applies itself).
 //! - [`alias`]: folding another service's or node's checks into one status.
 //! - [`probe`]: the async probes — HTTP, TCP, UDP, gRPC health, H2PING, script.
+//! - [`process`]: child processes (one pipe for their output, a process-group
+//!   kill), shared by script checks and the agent's `consul exec` jobs.
 //! - [`runner`]: [`CheckRunner`], the tokio shell that ties them together and sends
 //!   the agent a [`CheckResult`] whenever a check's status or output changes.
 //!
@@ -63,6 +65,7 @@ pub mod alias;
 pub mod output;
 pub mod plan;
 pub mod probe;
+pub mod process;
 pub mod runner;
 pub mod schedule;
 pub mod status;

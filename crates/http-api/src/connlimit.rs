@@ -5,8 +5,12 @@
 //! already holding the limit gets Consul's answer, a raw `429 Too Many Requests`
 //! with `Connection: close` and the text [`TOO_MANY_CONNS`], written within
 //! [`REFUSAL_WRITE_BUDGET`] (Consul's limiter allows 10 ms: a client too slow to
-//! take it is not waited for), and the connection is closed. The refusal runs in
-//! its own task, so a flood of refused connections never delays the accept loop.
+//! take it is not waited for), and the connection is closed after at most
+//! [`REFUSAL_DRAIN`] more, in which what the client already sent is read and
+//! dropped (Consul closes at once; a close with a request unread can turn into a
+//! reset that loses the answer). Over HTTPS the handshake that comes first has
+//! [`REFUSAL_HANDSHAKE_BUDGET`]. The refusal runs in its own task, so a flood of
+//! refused connections never delays the accept loop.
 
 use crate::conventions::Api;
 use axum::serve::Listener;
@@ -22,7 +26,9 @@ pub(crate) const REFUSAL_WRITE_BUDGET: Duration = Duration::from_millis(10);
 /// How long a refused connection is drained after the answer, so that a request
 /// the client had already sent does not turn our close into a reset that could
 /// discard the answer before the client reads it.
-const REFUSAL_DRAIN: Duration = Duration::from_millis(50);
+pub(crate) const REFUSAL_DRAIN: Duration = Duration::from_millis(50);
+/// How long the TLS handshake before an HTTPS refusal may take.
+pub(crate) const REFUSAL_HANDSHAKE_BUDGET: Duration = Duration::from_secs(1);
 /// How much of such a request is read (and dropped) meanwhile.
 const REFUSAL_DRAIN_BYTES: usize = 16 * 1024;
 
@@ -45,17 +51,24 @@ pub(crate) async fn refuse<S: AsyncRead + AsyncWrite + Unpin>(mut io: S) {
     if !matches!(wrote, Ok(Ok(()))) {
         return;
     }
+    drain(&mut io, REFUSAL_DRAIN, REFUSAL_DRAIN_BYTES).await;
+}
+
+/// Reads and drops what the peer still sends, until it closes, for at most
+/// `limit` and `max_bytes`: our side has already ended, and closing with data
+/// unread would reset the connection.
+pub(crate) async fn drain<S: AsyncRead + Unpin>(io: &mut S, limit: Duration, max_bytes: usize) {
     let drain = async {
         let mut buf = [0u8; 4096];
         let mut read = 0;
-        while read < REFUSAL_DRAIN_BYTES {
+        while read < max_bytes {
             match io.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => read += n,
             }
         }
     };
-    let _ = tokio::time::timeout(REFUSAL_DRAIN, drain).await;
+    let _ = tokio::time::timeout(limit, drain).await;
 }
 
 /// The key a listener's peer address is counted under.

@@ -200,8 +200,11 @@ pub async fn serve_tls(
             Admission::LimitReached { limit } => {
                 tracing::debug!(%peer, limit, "HTTPS connection over the per-client limit refused");
                 connections.spawn(async move {
+                    // A short budget of its own: a client already at its limit
+                    // must not hold more sockets for a whole handshake timeout.
+                    let budget = handshake_timeout.min(connlimit::REFUSAL_HANDSHAKE_BUDGET);
                     let accept = acceptor.accept(stream);
-                    if let Ok(Ok(stream)) = tokio::time::timeout(handshake_timeout, accept).await {
+                    if let Ok(Ok(stream)) = tokio::time::timeout(budget, accept).await {
                         connlimit::refuse(stream).await;
                     }
                 });
@@ -279,21 +282,11 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// (FIN after the alert), then read and drop what the client still sends until
 /// it closes, for at most [`LINGER`] and [`LINGER_BYTES`].
 async fn linger_close(mut io: Box<dyn Stream>) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     if io.shutdown().await.is_err() {
         return;
     }
-    let drain = async {
-        let mut buf = [0u8; 4096];
-        let mut read = 0;
-        while read < LINGER_BYTES {
-            match io.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => read += n,
-            }
-        }
-    };
-    let _ = tokio::time::timeout(LINGER, drain).await;
+    connlimit::drain(&mut io, LINGER, LINGER_BYTES).await;
 }
 
 /// Serves `router` on an already-bound listener (TCP or unix socket) until

@@ -23,6 +23,7 @@ use tribune_types::duration::parse_go_duration;
 use tribune_types::goflag::{FlagSet, Parsed};
 
 use super::http::{client, client_flags, server_flags};
+use super::lock::{shutdown, Sig};
 use super::{help_text, parse, Ctx};
 
 const HELP: &str = "Usage: tribune exec [options] [-|command...]
@@ -59,8 +60,10 @@ enum Found {
     Heartbeat(String),
     Output(String, Vec<u8>),
     Exit(String, i64),
+    /// A key that could not be read or understood (printed, then ignored).
+    Problem(String),
     /// Reading failed; the run ends with exit code 1.
-    Failed,
+    Failed(String),
 }
 
 /// `exec [options] [-|command...]`.
@@ -202,6 +205,16 @@ fn job_dir(prefix: &str, session: &str) -> String {
 }
 
 async fn execute(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
+    // SIGINT/SIGTERM end the wait with exit code 1 and the cleanup below still
+    // runs, as Consul's deferred session destroy and key deletion do.
+    let (tx, mut signals) = mpsc::unbounded_channel();
+    let _listener = match super::lock::listen(tx) {
+        Ok(l) => l,
+        Err(err) => {
+            ctx.error(&format!("Error setting up signal handlers: {err}"));
+            return 1;
+        }
+    };
     let session = match client
         .session()
         .create(&SessionCreateOptions {
@@ -238,7 +251,7 @@ async fn execute(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
         })
     };
     let dir = job_dir(&s.prefix, &session);
-    let code = run_job(client, s, &session, &dir, ctx).await;
+    let code = run_job(client, s, &session, &dir, &mut signals, ctx).await;
     // The session first: its keys are deleted with it, and no agent can write
     // after that (each write acquires with it); then whatever is left.
     renewal.abort();
@@ -251,7 +264,14 @@ async fn execute(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
     code
 }
 
-async fn run_job(client: &Client, s: &Settings, session: &str, dir: &str, ctx: &mut Ctx) -> i32 {
+async fn run_job(
+    client: &Client,
+    s: &Settings,
+    session: &str,
+    dir: &str,
+    signals: &mut mpsc::UnboundedReceiver<Sig>,
+    ctx: &mut Ctx,
+) -> i32 {
     let spec = serde_json::to_vec(&s.spec).unwrap_or_default();
     let put = KvPutOptions {
         acquire: Some(session.to_owned()),
@@ -275,7 +295,10 @@ async fn run_job(client: &Client, s: &Settings, session: &str, dir: &str, ctx: &
     }
     // Consul's heuristic: give the job time to reach every server, so that the
     // agents' stale reads find it.
-    tokio::time::sleep(s.repl_wait).await;
+    tokio::select! {
+        () = tokio::time::sleep(s.repl_wait) => {}
+        () = shutdown(signals) => return 1,
+    }
     let payload = serde_json::json!({"Prefix": s.prefix, "Session": session}).to_string();
     let event = UserEvent {
         name: EVENT.into(),
@@ -298,19 +321,28 @@ async fn run_job(client: &Client, s: &Settings, session: &str, dir: &str, ctx: &
     }
     let (tx, mut rx) = mpsc::channel(128);
     let follower = tokio::spawn(follow(client.clone(), format!("{dir}/"), s.wait, tx));
-    let code = wait_for_job(s, &mut rx, ctx).await;
+    let code = wait_for_job(s, &mut rx, signals, ctx).await;
     follower.abort();
     code
 }
 
 /// Prints what arrives until the job has been quiet long enough.
-async fn wait_for_job(s: &Settings, rx: &mut mpsc::Receiver<Found>, ctx: &mut Ctx) -> i32 {
+async fn wait_for_job(
+    s: &Settings,
+    rx: &mut mpsc::Receiver<Found>,
+    signals: &mut mpsc::UnboundedReceiver<Sig>,
+    ctx: &mut Ctx,
+) -> i32 {
     let start = std::time::Instant::now();
     let (mut acks, mut exits, mut bad) = (0u32, 0u32, 0u32);
     loop {
         // A node that acknowledged and has not finished gets a longer window.
         let quiet = if acks > exits { s.wait * 2 } else { s.wait };
-        let found = match tokio::time::timeout(quiet, rx.recv()).await {
+        let next = tokio::select! {
+            next = tokio::time::timeout(quiet, rx.recv()) => next,
+            () = shutdown(signals) => return 1,
+        };
+        let found = match next {
             Ok(Some(found)) => found,
             Ok(None) | Err(_) => {
                 ctx.info(format!("{exits} / {acks} node(s) completed / acknowledged"));
@@ -352,7 +384,11 @@ async fn wait_for_job(s: &Settings, rx: &mut mpsc::Receiver<Found>, ctx: &mut Ct
                     bad += 1;
                 }
             }
-            Found::Failed => return 1,
+            Found::Problem(message) => ctx.error(&message),
+            Found::Failed(message) => {
+                ctx.error(&message);
+                return 1;
+            }
         }
     }
     if bad > 0 {
@@ -386,8 +422,9 @@ async fn follow(client: Client, dir: String, wait: Duration, tx: mpsc::Sender<Fo
         let (keys, meta) = match client.kv().keys(&dir, None, &opts).await {
             Ok(r) => r,
             Err(e) => {
-                eprintln!("Failed to read results: {e}");
-                let _ = tx.send(Found::Failed).await;
+                let _ = tx
+                    .send(Found::Failed(format!("Failed to read results: {e}")))
+                    .await;
                 return;
             }
         };
@@ -406,28 +443,24 @@ async fn follow(client: Client, dir: String, wait: Duration, tx: mpsc::Sender<Fo
                 Found::Ack(node.to_owned())
             } else if let Some(node) = key.strip_suffix(EXIT_SUFFIX) {
                 match value(&client, &full).await {
-                    Some(v) => match String::from_utf8_lossy(&v).trim().parse::<i32>() {
+                    Ok(v) => match String::from_utf8_lossy(&v).trim().parse::<i32>() {
                         Ok(code) => Found::Exit(node.to_owned(), i64::from(code)),
-                        Err(e) => {
-                            eprintln!(
-                                "Failed to parse exit code '{}': {e}",
-                                String::from_utf8_lossy(&v)
-                            );
-                            continue;
-                        }
+                        Err(e) => Found::Problem(format!(
+                            "Failed to parse exit code '{}': {e}",
+                            String::from_utf8_lossy(&v)
+                        )),
                     },
-                    None => continue,
+                    Err(problem) => problem,
                 }
             } else if let Some(at) = key.rfind(OUTPUT_DIVIDER) {
                 let node = key[..at].to_owned();
                 match value(&client, &full).await {
-                    Some(v) if v.is_empty() => Found::Heartbeat(node),
-                    Some(v) => Found::Output(node, v),
-                    None => continue,
+                    Ok(v) if v.is_empty() => Found::Heartbeat(node),
+                    Ok(v) => Found::Output(node, v),
+                    Err(problem) => problem,
                 }
             } else {
-                eprintln!("Unknown key '{key}', ignoring.");
-                continue;
+                Found::Problem(format!("Unknown key '{key}', ignoring."))
             };
             if tx.send(found).await.is_err() {
                 return;
@@ -436,18 +469,12 @@ async fn follow(client: Client, dir: String, wait: Duration, tx: mpsc::Sender<Fo
     }
 }
 
-/// A key's value (empty when it has none); `None` after reporting a failure.
-async fn value(client: &Client, key: &str) -> Option<Vec<u8>> {
+/// A key's value (empty when it has none), or the problem to print.
+async fn value(client: &Client, key: &str) -> Result<Vec<u8>, Found> {
     match client.kv().get(key, &QueryOptions::default()).await {
-        Ok((Some(pair), _)) => Some(pair.value.unwrap_or_default()),
-        Ok((None, _)) => {
-            eprintln!("Failed to read key '{key}': <nil>");
-            None
-        }
-        Err(e) => {
-            eprintln!("Failed to read key '{key}': {e}");
-            None
-        }
+        Ok((Some(pair), _)) => Ok(pair.value.unwrap_or_default()),
+        Ok((None, _)) => Err(Found::Problem(format!("Failed to read key '{key}': <nil>"))),
+        Err(e) => Err(Found::Problem(format!("Failed to read key '{key}': {e}"))),
     }
 }
 

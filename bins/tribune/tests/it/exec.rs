@@ -42,7 +42,7 @@ async fn exec_runs_on_agents_that_allow_it_and_reports_back() -> Result<()> {
         pace.tick().await;
     }
 
-    let (code, out, err) = cli("exec", &server.http, &["-wait=1s", "echo hello; exit 3"])?;
+    let (code, out, err) = cli("exec", &server.http, &["-wait=3s", "echo hello; exit 3"])?;
     assert_eq!(code, 2, "stdout: {out}\nstderr: {err}");
     assert!(out.contains("    c1: hello\n"), "{out}");
     assert!(out.contains("==> c1: finished with exit code 3\n"), "{out}");
@@ -54,7 +54,7 @@ async fn exec_runs_on_agents_that_allow_it_and_reports_back() -> Result<()> {
     assert!(!out.contains("n1:"), "{out}");
 
     // Arguments without a shell, and a node filter that selects nobody.
-    let (code, out, err) = cli("exec", &server.http, &["-wait=1s", "-shell=false", "true"])?;
+    let (code, out, err) = cli("exec", &server.http, &["-wait=3s", "-shell=false", "true"])?;
     assert_eq!(
         (code, out.as_str()),
         (

@@ -15,6 +15,7 @@
 //! until then its pid, which is the group's id, cannot belong to anyone else.
 
 use crate::output::TailBuffer;
+use crate::process::{combined_output, GroupKill};
 use crate::status::Probe;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -86,27 +87,6 @@ pub(crate) async fn probe(args: &[String], timeout: Duration, output_max_size: u
     }
 }
 
-/// One pipe for both stdout and stderr, so the buffer sees writes in the order the
-/// script made them (Go hands the same `circbuf` writer to both).
-#[cfg(unix)]
-fn combined_output(command: &mut Command) -> std::io::Result<tokio::net::unix::pipe::Receiver> {
-    let (sender, receiver) = tokio::net::unix::pipe::pipe()?;
-    let write = sender.into_blocking_fd()?;
-    command
-        .stderr(Stdio::from(write.try_clone()?))
-        .stdout(Stdio::from(write));
-    Ok(receiver)
-}
-
-/// The project runs on Unix; elsewhere a script check reports why it cannot run.
-#[cfg(not(unix))]
-fn combined_output(_: &mut Command) -> std::io::Result<tokio::io::Empty> {
-    Err(std::io::Error::new(
-        std::io::ErrorKind::Unsupported,
-        "script checks need a Unix host in this build",
-    ))
-}
-
 fn judge(status: ExitStatus, output: String) -> Probe {
     match status.code() {
         Some(0) => Probe::passing(output),
@@ -125,53 +105,6 @@ async fn pump<R: AsyncRead + Unpin>(mut reader: R, buffer: &Mutex<TailBuffer>) {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .write(&chunk[..n]),
         }
-    }
-}
-
-/// SIGKILL to a run's process group, at most once: when the run times out, or when
-/// it is dropped unfinished (cancelled), provided the script has not been reaped
-/// yet. Reaping disarms it: an unreaped script (alive or a zombie) keeps its pid,
-/// and with it the group id, reserved; after that the number may be reused.
-struct GroupKill {
-    #[cfg(unix)]
-    group: Option<rustix::process::Pid>,
-}
-
-impl GroupKill {
-    /// The group `child` leads (it was spawned with `process_group(0)`).
-    fn of(child: &Child) -> Self {
-        GroupKill {
-            #[cfg(unix)]
-            group: child
-                .id()
-                .and_then(|id| i32::try_from(id).ok())
-                .and_then(rustix::process::Pid::from_raw),
-        }
-    }
-
-    fn kill(&mut self) {
-        #[cfg(unix)]
-        if let Some(group) = self.group.take() {
-            // ESRCH (everyone already gone) is the common case after a normal
-            // cancel; anything else is worth a line in the log.
-            match rustix::process::kill_process_group(group, rustix::process::Signal::KILL) {
-                Ok(()) | Err(rustix::io::Errno::SRCH) => {}
-                Err(e) => tracing::warn!(error = %e, "check failed to kill its process group"),
-            }
-        }
-    }
-
-    fn disarm(&mut self) {
-        #[cfg(unix)]
-        {
-            self.group = None;
-        }
-    }
-}
-
-impl Drop for GroupKill {
-    fn drop(&mut self) {
-        self.kill();
     }
 }
 
