@@ -11,21 +11,38 @@ const EVENT_HELP: &str = "Usage: tribune event [options] [payload]
   a name, but a payload is optional. Events support filtering using
   regular expressions on node name, service, and tag definitions.";
 
+/// The `-node`, `-service` and `-tag` filters of a user event (`event`, `exec`).
+pub(super) fn filter_flags(flags: FlagSet) -> FlagSet {
+    flags
+        .value("node", "Regular expression to filter on node names.")
+        .value(
+            "service",
+            "Regular expression to filter on service instances.",
+        )
+        .value(
+            "tag",
+            "Regular expression to filter on service tags. Must be used with -service.",
+        )
+}
+
+/// Consul's checks of those filters, with its messages.
+pub(super) fn check_filters(node: &str, service: &str, tag: &str) -> Result<(), String> {
+    for (what, re) in [("node", node), ("service", service), ("tag", tag)] {
+        if let Err(e) = regex::Regex::new(re) {
+            return Err(format!("Failed to compile {what} filter regexp: {e}"));
+        }
+    }
+    if !tag.is_empty() && service.is_empty() {
+        return Err("Cannot provide tag filter without service filter.".into());
+    }
+    Ok(())
+}
+
 /// `event -name N [-node R] [-service R] [-tag R] [payload]`.
 pub(crate) async fn event(args: &[String], ctx: &mut Ctx) -> i32 {
-    let flags = client_flags(
-        FlagSet::new("event")
-            .value("name", "Name of the event.")
-            .value("node", "Regular expression to filter on node names.")
-            .value(
-                "service",
-                "Regular expression to filter on service instances.",
-            )
-            .value(
-                "tag",
-                "Regular expression to filter on service tags. Must be used with -service.",
-            ),
-    );
+    let flags = client_flags(filter_flags(
+        FlagSet::new("event").value("name", "Name of the event."),
+    ));
     let p = match parse(&flags, args, EVENT_HELP, ctx) {
         Ok(p) => p,
         Err(code) => return code,
@@ -38,14 +55,8 @@ pub(crate) async fn event(args: &[String], ctx: &mut Ctx) -> i32 {
         ctx.error(&help_text(EVENT_HELP, &flags));
         return 1;
     }
-    for (what, re) in [("node", &node), ("service", &service), ("tag", &tag)] {
-        if let Err(e) = regex::Regex::new(re) {
-            ctx.error(&format!("Failed to compile {what} filter regexp: {e}"));
-            return 1;
-        }
-    }
-    if !tag.is_empty() && service.is_empty() {
-        ctx.error("Cannot provide tag filter without service filter.");
+    if let Err(message) = check_filters(&node, &service, &tag) {
+        ctx.error(&message);
         return 1;
     }
     let payload = match p.args.as_slice() {

@@ -22,7 +22,8 @@ use tribune_client::{
 use tribune_types::duration::parse_go_duration;
 use tribune_types::goflag::{FlagSet, Parsed};
 
-use super::http::{client, client_flags, server_flags};
+use super::event::{check_filters, filter_flags};
+use super::http::{client_flags, reachable_client, server_flags};
 use super::lock::{shutdown, Sig};
 use super::{help_text, parse, Ctx};
 
@@ -69,16 +70,7 @@ enum Found {
 /// `exec [options] [-|command...]`.
 pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
     let flags = server_flags(client_flags(
-        FlagSet::new("exec")
-            .value("node", "Regular expression to filter on node names.")
-            .value(
-                "service",
-                "Regular expression to filter on service instances.",
-            )
-            .value(
-                "tag",
-                "Regular expression to filter on service tags. Must be used with -service.",
-            )
+        filter_flags(FlagSet::new("exec"))
             .value("prefix", "Prefix in the KV store to use for request data.")
             .bool("shell", "Use a shell to run the command.")
             .value(
@@ -109,15 +101,10 @@ pub(crate) async fn run(args: &[String], ctx: &mut Ctx) -> i32 {
             return 1;
         }
     };
-    let client = match client(&p, ctx) {
-        Ok(c) => c,
-        Err(code) => return code,
-    };
-    if let Err(err) = client.agent().self_().await {
-        ctx.error(&format!("Error querying Consul agent: {err}"));
-        return 1;
+    match reachable_client(&p, ctx).await {
+        Ok(client) => execute(&client, &settings, ctx).await,
+        Err(code) => code,
     }
-    execute(&client, &settings, ctx).await
 }
 
 /// Reads and checks the command line: `Err(None)` when there is no command.
@@ -151,16 +138,7 @@ fn settings(p: &Parsed, ctx: &mut Ctx) -> Result<Settings, Option<String>> {
     }
     let get = |k: &str| p.get(k).unwrap_or_default().to_owned();
     let (node, service, tag) = (get("node"), get("service"), get("tag"));
-    for (what, re) in [("node", &node), ("service", &service), ("tag", &tag)] {
-        if let Err(e) = regex::Regex::new(re) {
-            return Err(Some(format!("Failed to compile {what} filter regexp: {e}")));
-        }
-    }
-    if !tag.is_empty() && service.is_empty() {
-        return Err(Some(
-            "Cannot provide tag filter without service filter.".into(),
-        ));
-    }
+    check_filters(&node, &service, &tag).map_err(Some)?;
     // Go's `json.Marshal` of the spec: empty fields left out, `Wait` in
     // nanoseconds, the script's bytes in base64.
     let mut spec = serde_json::Map::new();

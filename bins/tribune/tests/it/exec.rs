@@ -3,10 +3,11 @@
 //! store; a server left at Consul's default (`disable_remote_exec`) ignores it;
 //! the filters select nodes; and nothing is left in the KV store afterwards.
 
+use crate::gossip::{eventually, member_status};
 use crate::support::{cli, free_port, Agent};
-use anyhow::{bail, Result};
+use anyhow::Result;
 use serde_json::json;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_runs_on_agents_that_allow_it_and_reports_back() -> Result<()> {
@@ -21,26 +22,11 @@ async fn exec_runs_on_agents_that_allow_it_and_reports_back() -> Result<()> {
     )?;
     // The event goes to the members the server knows.
     let c = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut pace = tokio::time::interval(Duration::from_millis(50));
-    loop {
-        let members: serde_json::Value = c
-            .get(format!("{}/v1/agent/members", server.http))
-            .send()
-            .await?
-            .json()
-            .await?;
-        let alive = members
-            .as_array()
-            .map_or(0, |m| m.iter().filter(|m| m["Status"] == 1).count());
-        if alive == 2 {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("the client agent did not join: {members}");
-        }
-        pace.tick().await;
-    }
+    eventually(Duration::from_secs(60), "c1 alive on n1", || {
+        let (c, http) = (c.clone(), server.http.clone());
+        async move { Ok(member_status(&c, &http, "c1").await? == Some(1)) }
+    })
+    .await?;
 
     let (code, out, err) = cli("exec", &server.http, &["-wait=3s", "echo hello; exit 3"])?;
     assert_eq!(code, 2, "stdout: {out}\nstderr: {err}");

@@ -32,14 +32,20 @@ async fn serve_limited(max: u32) -> (SocketAddr, Arc<ConnLimiter>) {
 /// as another client) on which one request has been answered: the server has
 /// admitted it and keeps it open.
 async fn kept_alive(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
+    let mut s = ask(from, to).await;
+    let head = read_response(&mut s).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    s
+}
+
+/// A connection from `from` with one request sent on it.
+async fn ask(from: Ipv4Addr, to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
     let mut s = socket.connect(to).await.unwrap();
     s.write_all(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let head = read_response(&mut s).await;
-    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
     s
 }
 
@@ -74,13 +80,8 @@ async fn read_response(s: &mut TcpStream) -> String {
 
 /// What the server sends on a connection it refuses, up to its close.
 async fn refused(from: Ipv4Addr, to: SocketAddr) -> String {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind(SocketAddr::new(IpAddr::V4(from), 0)).unwrap();
-    let mut s = socket.connect(to).await.unwrap();
     // The request goes out before the answer is read, as a client's would.
-    s.write_all(b"GET /v1/status/leader HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    let mut s = ask(from, to).await;
     let mut buf = Vec::new();
     s.read_to_end(&mut buf).await.unwrap();
     String::from_utf8(buf).unwrap()

@@ -19,6 +19,35 @@ fn certificates() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     (ca.der().to_vec(), cert.der().to_vec(), key.serialize_der())
 }
 
+/// Serves a router answering `ok` at `/` over HTTPS with `server`, at most
+/// `max_conns` connections per client (0: no limit): its address, and the
+/// configuration's sender, to keep while the server is used.
+async fn serve(
+    server: rustls::ServerConfig,
+    max_conns: u32,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::watch::Sender<Arc<rustls::ServerConfig>>,
+) {
+    let (keep, config) = tokio::sync::watch::channel(Arc::new(server));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = tribune_http_api::Api::new(
+        axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
+        "allow",
+        true,
+    );
+    tokio::spawn(tribune_http_api::serve_tls(
+        tribune_http_api::TlsListener::Tcp(listener),
+        router,
+        config,
+        std::time::Duration::from_secs(10),
+        tribune_http_api::ConnLimiter::new(max_conns),
+        std::future::pending(),
+    ));
+    (addr, keep)
+}
+
 /// With TLS 1.3 a client sends its request right after its side of the
 /// handshake, before the server has refused its (missing) certificate. The
 /// server must end the connection so that the client reads the
@@ -47,22 +76,7 @@ async fn a_client_without_a_certificate_reads_the_alert() {
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
         )
         .unwrap();
-    let (_keep, config) = tokio::sync::watch::channel(Arc::new(server));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = tribune_http_api::Api::new(
-        axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
-        "allow",
-        true,
-    );
-    tokio::spawn(tribune_http_api::serve_tls(
-        tribune_http_api::TlsListener::Tcp(listener),
-        router,
-        config,
-        std::time::Duration::from_secs(10),
-        tribune_http_api::ConnLimiter::new(0),
-        std::future::pending(),
-    ));
+    let (addr, _keep) = serve(server, 0).await;
     let client = Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
             .with_protocol_versions(&[&rustls::version::TLS13])
@@ -127,22 +141,7 @@ async fn a_client_over_the_connection_limit_reads_the_429_over_tls() {
             rustls::pki_types::PrivateKeyDer::Pkcs8(key.into()),
         )
         .unwrap();
-    let (_keep, config) = tokio::sync::watch::channel(Arc::new(server));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let router = tribune_http_api::Api::new(
-        axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
-        "allow",
-        true,
-    );
-    tokio::spawn(tribune_http_api::serve_tls(
-        tribune_http_api::TlsListener::Tcp(listener),
-        router,
-        config,
-        std::time::Duration::from_secs(10),
-        tribune_http_api::ConnLimiter::new(1),
-        std::future::pending(),
-    ));
+    let (addr, _keep) = serve(server, 1).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(ca.into()).unwrap();
     let client = Arc::new(
