@@ -543,8 +543,11 @@ mod tests {
         }
     }
 
+    #[cfg(target_os = "linux")]
     #[tokio::test]
     async fn a_job_whose_output_cannot_be_stored_is_killed_with_its_children() {
+        use rustix::event::{poll, PollFd, PollFlags, Timespec};
+        use rustix::process::{pidfd_open, Pid, PidfdFlags};
         let dir = tempfile::tempdir().unwrap();
         let pidfile = dir.path().join("pid");
         // The ack is stored; the first output chunk is refused (the session is gone).
@@ -562,22 +565,25 @@ mod tests {
         );
         run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
         let pid = std::fs::read_to_string(&pidfile).unwrap();
-        // Gone, or a zombie waiting for whoever inherited it. A SIGKILL is
-        // delivered asynchronously: the process may still be on its way out.
-        let state = || {
-            std::fs::read_to_string(format!("/proc/{}/stat", pid.trim()))
-                .map(|s| s.rsplit(')').next().unwrap_or("").trim().chars().next())
-                .unwrap_or(None)
+        let pid = Pid::from_raw(pid.trim().parse().unwrap()).unwrap();
+        // A SIGKILL is delivered asynchronously, so wait for the exit itself:
+        // a pidfd becomes readable once the process has exited. One that is
+        // already gone (reaped by whoever inherited it) cannot be opened.
+        let pidfd = match pidfd_open(pid, PidfdFlags::empty()) {
+            Err(rustix::io::Errno::SRCH) => return,
+            other => other.unwrap(),
         };
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while !matches!(state(), None | Some('Z')) {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the background sleep survived: {:?}",
-                state()
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let exited = tokio::task::spawn_blocking(move || {
+            let mut fds = [PollFd::new(&pidfd, PollFlags::IN)];
+            let limit = Timespec {
+                tv_sec: 10,
+                tv_nsec: 0,
+            };
+            poll(&mut fds, Some(&limit)).unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(exited, 1, "the background sleep survived for 10 s");
     }
 
     #[tokio::test]

@@ -150,8 +150,8 @@ where
                 Admission::Admitted(permit) => {
                     return (
                         Counted {
+                            permit: Some(permit),
                             io,
-                            _permit: permit,
                         },
                         addr,
                     )
@@ -169,10 +169,15 @@ where
     }
 }
 
-/// An admitted connection; its slot is freed when it is dropped.
+/// An admitted connection.
+///
+/// Its slot is freed as the server ends the connection, before its side is
+/// closed (`poll_shutdown`, or the drop: the permit is declared first, so it is
+/// dropped before the socket is closed). A client that has seen the close can
+/// therefore open a new connection at once without being refused.
 pub struct Counted<S> {
+    permit: Option<ConnPermit>,
     io: S,
-    _permit: ConnPermit,
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
@@ -211,6 +216,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        self.permit = None;
         Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
