@@ -145,8 +145,6 @@ pub(crate) struct Driver<S: StateMachine, T: Transport> {
     config: DriverConfig,
     applied: u64,
     applied_since_snapshot: u64,
-    /// Index of the last membership change applied since start (0 if none).
-    membership_index: u64,
     /// Applied membership changes whose proposers hear of them at the end of
     /// the cycle, after the status is published.
     membership_replies: Vec<(oneshot::Sender<Result<u64, ProposeError>>, u64)>,
@@ -222,7 +220,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
             config,
             applied,
             applied_since_snapshot: 0,
-            membership_index: 0,
             membership_replies: Vec::new(),
             next_snapshot,
             last_progress_flush,
@@ -240,9 +237,7 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
 
     /// The status as the raft thread sees it right now.
     pub(crate) fn current_status(&self) -> RaftStatus {
-        let mut status = status_of(&self.raw, &self.shared, self.applied);
-        status.membership_index = self.membership_index;
-        status
+        status_of(&self.raw, &self.shared, self.applied)
     }
 
     /// Run until stopped; returns the callers waiting for the stop. Consumes the
@@ -701,9 +696,6 @@ impl<S: StateMachine, T: Transport> Driver<S, T> {
                 }
                 Some(kind @ (EntryType::EntryConfChange | EntryType::EntryConfChangeV2)) => {
                     let applied = self.apply_conf_change(index, kind, &entry.data)?;
-                    if applied.is_some() {
-                        self.membership_index = index;
-                    }
                     self.raw.mut_store().note_applied(index, applied.clone());
                     match (waiter, applied) {
                         (Some(Waiter::ConfChange(tx)), Some(_)) => {
@@ -1056,7 +1048,7 @@ pub(crate) fn status_of(raw: &RawNode<RocksStorage>, shared: &Shared, applied: u
         snapshot_index: store.snapshot_index(),
         voters,
         learners,
-        membership_index: 0,
+        membership_index: store.applied_conf_index(),
         running: true,
     }
 }

@@ -32,9 +32,10 @@ pub struct RaftStatus {
     pub voters: Vec<u64>,
     /// Learners (non-voting members) in the applied configuration.
     pub learners: Vec<u64>,
-    /// Log index of the last membership change this server applied since it
-    /// started (0 if none: the membership then comes from a snapshot or the
-    /// bootstrap).
+    /// Log index of the entry that made the newest membership this server
+    /// applied, kept across restarts (for a membership that arrived in a
+    /// leader's snapshot, the snapshot's index when it differs from the last
+    /// one applied here; 0 only for data written before this was recorded).
     pub membership_index: u64,
     /// False once the raft thread has stopped (shutdown or fatal error).
     pub running: bool,

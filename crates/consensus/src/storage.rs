@@ -41,8 +41,8 @@ use crate::status::MetricCounters;
 use cache::EntryCache;
 use layout::{
     cf, decode_entry, decode_u64, log_key, snapshot_meta, sync_opts, truncated_bytes, LogPos,
-    CF_LOG, CF_META, FORMAT_VERSION, KEY_APPLIED, KEY_CONF_STATE, KEY_HARD_STATE, KEY_SNAPSHOT,
-    KEY_TRUNCATED, KEY_VERSION, SNAPSHOTS_KEPT,
+    CF_LOG, CF_META, FORMAT_VERSION, KEY_APPLIED, KEY_CONF_INDEX, KEY_CONF_STATE, KEY_HARD_STATE,
+    KEY_SNAPSHOT, KEY_TRUNCATED, KEY_VERSION, SNAPSHOTS_KEPT,
 };
 
 /// The newest snapshot on disk, as raft needs it to answer `Storage::snapshot`.
@@ -59,6 +59,8 @@ struct SnapshotInfo {
 struct Bookkeeping {
     snapshot_index: u64,
     applied: u64,
+    /// The newest applied membership and its index (0 when not recorded).
+    conf: Option<(ConfState, u64)>,
 }
 
 /// Result of [`RocksStorage::open`].
@@ -87,8 +89,13 @@ pub struct RocksStorage {
     /// Set when raft asked for a snapshot the newest one cannot satisfy (too old,
     /// or its membership predates the peer); the driver then takes a new one.
     snapshot_wanted: Cell<bool>,
-    /// Applied-index bookkeeping not yet written.
-    dirty_progress: Option<(u64, Option<ConfState>)>,
+    /// Applied-index bookkeeping not yet written, with the membership (and the
+    /// index it took effect at) when that changed too.
+    dirty_progress: Option<(u64, Option<(ConfState, u64)>)>,
+    /// The newest applied membership and the index of the entry (or received
+    /// snapshot) it came from: what `/v1/operator/raft/configuration` reports,
+    /// kept across restarts because the entry itself is usually compacted away.
+    applied_conf: (ConfState, u64),
     /// The in-memory hard state has a newer commit than RocksDB.
     dirty_hard_state: bool,
     /// Index of the last membership-change entry in the log (0 if none).
@@ -162,6 +169,7 @@ impl RocksStorage {
             snapshot: None,
             snapshot_wanted: Cell::new(false),
             dirty_progress: None,
+            applied_conf: (ConfState::default(), 0),
             dirty_hard_state: false,
             last_conf_change: 0,
             cache: EntryCache::default(),
@@ -189,6 +197,9 @@ impl RocksStorage {
             };
         }
         let recorded = storage.read_bookkeeping()?;
+        if let Some(conf) = recorded.conf.clone() {
+            storage.applied_conf = conf;
+        }
         (storage.last, storage.last_conf_change) = storage.scan_log()?;
         let base = match storage.choose_base_snapshot()? {
             Some((snap, path)) => {
@@ -271,10 +282,16 @@ impl RocksStorage {
             out.applied = decode_u64("applied_index", &bytes)?;
         }
         if let Some(bytes) = self.get_meta(KEY_CONF_STATE)? {
-            let _: ConfState = codec::decode(&bytes).map_err(|source| CorruptionError::Record {
-                name: "conf_state",
-                source,
-            })?;
+            let conf: ConfState =
+                codec::decode(&bytes).map_err(|source| CorruptionError::Record {
+                    name: "conf_state",
+                    source,
+                })?;
+            let index = match self.get_meta(KEY_CONF_INDEX)? {
+                Some(bytes) => decode_u64("conf_index", &bytes)?,
+                None => 0,
+            };
+            out.conf = Some((conf, index));
         }
         Ok(out)
     }
@@ -491,9 +508,11 @@ impl RocksStorage {
         batch.put_cf(meta, KEY_HARD_STATE, codec::encode(&self.hard_state));
         batch.put_cf(meta, KEY_SNAPSHOT, codec::encode(&snapshot_meta(&snap)));
         batch.put_cf(meta, KEY_CONF_STATE, codec::encode(&snap.conf_state));
+        batch.put_cf(meta, KEY_CONF_INDEX, 1u64.to_be_bytes());
         batch.put_cf(meta, KEY_APPLIED, 1u64.to_be_bytes());
         self.write(batch, true)?;
         self.base_conf_state = snap.conf_state.clone();
+        self.applied_conf = (snap.conf_state.clone(), 1);
         self.snapshot = Some(SnapshotInfo {
             index: 1,
             term: 1,
@@ -515,8 +534,9 @@ impl RocksStorage {
         let meta = cf(&self.db, CF_META)?;
         if let Some((applied, conf)) = self.dirty_progress.take() {
             batch.put_cf(meta, KEY_APPLIED, applied.to_be_bytes());
-            if let Some(conf) = conf {
+            if let Some((conf, index)) = conf {
                 batch.put_cf(meta, KEY_CONF_STATE, codec::encode(&conf));
+                batch.put_cf(meta, KEY_CONF_INDEX, index.to_be_bytes());
             }
         }
         if self.dirty_hard_state {
@@ -574,8 +594,11 @@ impl RocksStorage {
 
     /// Note the applied index (and the membership, after a conf change).
     pub(crate) fn note_applied(&mut self, applied: u64, conf_state: Option<ConfState>) {
+        if let Some(c) = &conf_state {
+            self.applied_conf = (c.clone(), applied);
+        }
         let conf = match (self.dirty_progress.take(), conf_state) {
-            (_, Some(c)) => Some(c),
+            (_, Some(c)) => Some((c, applied)),
             (Some((_, earlier)), None) => earlier,
             (None, None) => None,
         };
@@ -708,7 +731,20 @@ impl RocksStorage {
         self.hard_state.commit = self.hard_state.commit.max(meta.index);
         self.hard_state.term = self.hard_state.term.max(meta.term);
         self.dirty_hard_state = true;
-        self.note_applied(meta.index, Some(conf_state.clone()));
+        // A snapshot does not say which entry made its membership. Unchanged
+        // from what this server applied last, that entry's index stands;
+        // otherwise the change happened at or before the snapshot's index,
+        // which is the closest this server can tell.
+        let conf_index = if same_members(&self.applied_conf.0, &conf_state) {
+            self.applied_conf.1
+        } else {
+            meta.index
+        };
+        self.note_applied(meta.index, None);
+        self.applied_conf = (conf_state.clone(), conf_index);
+        if let Some((_, conf)) = &mut self.dirty_progress {
+            *conf = Some(self.applied_conf.clone());
+        }
         batch.put_cf(cf(&self.db, CF_META)?, KEY_SNAPSHOT, codec::encode(&meta));
         self.put_progress(&mut batch)?;
         self.write(batch, true)?;
@@ -734,6 +770,12 @@ impl RocksStorage {
         &self.hard_state
     }
 
+    /// Index of the entry that made the newest applied membership (0 if not
+    /// known, as in data directories written before it was recorded).
+    pub(crate) fn applied_conf_index(&self) -> u64 {
+        self.applied_conf.1
+    }
+
     /// Index of the last membership change that was in the log when it was
     /// opened (0 if none). Used once at startup: a server whose base snapshot
     /// names it the sole voter may only elect itself immediately if no later
@@ -746,4 +788,19 @@ impl RocksStorage {
     pub(crate) fn take_snapshot_wanted(&self) -> bool {
         self.snapshot_wanted.replace(false)
     }
+}
+
+/// Whether two memberships name the same servers in the same roles, whatever
+/// the order raft listed them in.
+fn same_members(a: &ConfState, b: &ConfState) -> bool {
+    fn sorted(ids: &[u64]) -> Vec<u64> {
+        let mut v = ids.to_vec();
+        v.sort_unstable();
+        v
+    }
+    sorted(&a.voters) == sorted(&b.voters)
+        && sorted(&a.learners) == sorted(&b.learners)
+        && sorted(&a.voters_outgoing) == sorted(&b.voters_outgoing)
+        && sorted(&a.learners_next) == sorted(&b.learners_next)
+        && a.auto_leave == b.auto_leave
 }

@@ -91,8 +91,9 @@ impl Server {
             .collect();
         RaftConfiguration {
             servers,
-            // Consul reports the index of the configuration itself (0 for a
-            // bootstrapped one that never changed).
+            // Consul reports the index of the configuration itself: 1 for a
+            // bootstrapped one that never changed (hashicorp/raft writes the
+            // bootstrap configuration as entry 1), kept across restarts.
             index: status.membership_index,
         }
     }

@@ -247,6 +247,15 @@ async fn kill_leaders_under_load(servers: usize, kills: usize, snapshots: bool) 
     for i in killed {
         nodes[i].start()?;
         has_all(&c, &nodes[i], &acked).await?;
+        // The membership's index outlives the restart, though the entry that
+        // made it was compacted away long before (it used to read 0 here).
+        let conf = get_json(
+            &c,
+            &format!("{}/v1/operator/raft/configuration?stale", nodes[i].http),
+        )
+        .await?;
+        let index = conf["Index"].as_u64().context("configuration Index")?;
+        assert!(index > 0, "{conf}");
         if snapshots {
             let agent = nodes[i].agent.as_mut().context("restarted")?;
             agent.wait_for_line(

@@ -17,6 +17,9 @@ pub(super) const KEY_TRUNCATED: &[u8] = b"truncated";
 pub(super) const KEY_SNAPSHOT: &[u8] = b"snapshot_meta";
 pub(super) const KEY_CONF_STATE: &[u8] = b"conf_state";
 pub(super) const KEY_APPLIED: &[u8] = b"applied_index";
+/// Index of the entry that made the membership in [`KEY_CONF_STATE`] (absent
+/// in data directories written before it was kept).
+pub(super) const KEY_CONF_INDEX: &[u8] = b"conf_index";
 pub(super) const FORMAT_VERSION: u32 = 1;
 /// Snapshot files kept on disk: the newest, plus one to fall back on if the
 /// newest turns out to be damaged.

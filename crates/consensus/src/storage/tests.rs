@@ -226,6 +226,55 @@ fn received_snapshot_replaces_the_log() {
     assert_eq!(state.hard_state.commit, 50);
 }
 
+fn members(voters: &[u64]) -> ConfState {
+    ConfState {
+        voters: voters.to_vec(),
+        ..Default::default()
+    }
+}
+
+fn leader_snapshot(index: u64, voters: &[u64]) -> Snapshot {
+    Snapshot {
+        data: b"leader state".to_vec(),
+        metadata: Some(SnapshotMetadata {
+            conf_state: Some(members(voters)),
+            index,
+            term: 4,
+        }),
+    }
+}
+
+/// The index of the newest membership survives a restart (its entry is usually
+/// compacted away by then), and a leader's snapshot moves it only when it
+/// brings a different membership.
+#[test]
+fn the_membership_index_is_kept_across_restarts_and_snapshots() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = bootstrapped(dir.path());
+    assert_eq!(s.applied_conf_index(), 1);
+    s.append(&[entry(2, 1, b"a"), entry(3, 1, b"")], None, true)
+        .unwrap();
+    s.note_applied(2, None);
+    s.note_applied(3, Some(members(&[2, 1])));
+    s.note_applied(3, None);
+    s.flush_progress().unwrap();
+    assert_eq!(s.applied_conf_index(), 3);
+    drop(s);
+    let mut s = open(dir.path()).storage;
+    assert_eq!(s.applied_conf_index(), 3);
+
+    // The same servers, listed in another order: the change at 3 stands.
+    s.install_received_snapshot(&leader_snapshot(40, &[1, 2]))
+        .unwrap();
+    assert_eq!(s.applied_conf_index(), 3);
+    // A server added behind this one's back: the snapshot is the best bound.
+    s.install_received_snapshot(&leader_snapshot(50, &[1, 2, 3]))
+        .unwrap();
+    assert_eq!(s.applied_conf_index(), 50);
+    drop(s);
+    assert_eq!(open(dir.path()).storage.applied_conf_index(), 50);
+}
+
 #[test]
 fn conf_changes_in_the_log_are_noticed_at_open() {
     let dir = tempfile::tempdir().unwrap();
