@@ -11,6 +11,13 @@
 //! - a prepared query's request carries the client's address ([`ClientAddr`]),
 //!   which Consul's `near=_ip` falls back to without `X-Forwarded-For`.
 //!
+//! `GET /v1/kv/<key>`, the API's hottest read, goes straight to its handler
+//! instead of through the router: matching, the path parameter's extension
+//! map and the route's layers cost about a micro-second of the ~14 µs such a
+//! read takes (`perf`, BENCHMARKS.md). The handler is the same, so is the
+//! answer; a key that is not valid UTF-8 once decoded still goes through the
+//! router, whose rejection is the answer to that.
+//!
 //! A hand-written service around the whole router, rather than an axum
 //! middleware: `Router::layer` wraps each route inside its method router, where
 //! axum's 405 has no `Allow` yet, and a `from_fn` middleware around a nested
@@ -28,7 +35,11 @@ use axum::http::{header, HeaderName, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::future::RouteFuture;
 use axum::Router;
+use percent_encoding::percent_decode_str;
 use tower::Service;
+
+use crate::params::Params;
+use crate::routes::{AppState, DirectFuture};
 
 /// A constant name, so that inserting it does not parse it on every response.
 const DEFAULT_ACL_POLICY: HeaderName = HeaderName::from_static("x-consul-default-acl-policy");
@@ -43,6 +54,8 @@ pub struct Api {
     /// The connection's client, set per connection by the listeners
     /// ([`Api::for_client`]); `None` on a unix socket.
     client: Option<IpAddr>,
+    /// The state `GET /v1/kv/<key>` is answered from without the router.
+    kv_reads: Option<AppState>,
 }
 
 /// The address of the client that sent a request (a request extension, set
@@ -62,7 +75,23 @@ impl Api {
             default_acl_policy: HeaderValue::from_static(default_acl_policy),
             check_paths,
             client: None,
+            kv_reads: None,
         }
+    }
+
+    /// Answers `GET /v1/kv/<key>` from `state` without the router.
+    pub(crate) fn with_kv_reads(mut self, state: AppState) -> Self {
+        self.kv_reads = Some(state);
+        self
+    }
+
+    /// The answer to `req` if it is a `GET /v1/kv/<key>` this API takes
+    /// outside the router.
+    fn kv_read<B>(&self, req: &Request<B>) -> Option<DirectFuture> {
+        let state = self.kv_reads.as_ref()?;
+        let key = direct_kv_key(req.method(), req.uri().path())?;
+        let params = Params::of_request(req.uri(), req.headers());
+        Some(crate::routes::kv_get_direct(state.clone(), key, params))
     }
 
     /// This API for one connection from `client`.
@@ -100,6 +129,12 @@ where
                 req.extensions_mut().insert(ClientAddr(ip));
             }
         }
+        if let Some(inner) = self.kv_read(&req) {
+            return ApiFuture::Direct {
+                inner,
+                policy: self.default_acl_policy.clone(),
+            };
+        }
         let method = req.method().clone();
         ApiFuture::Routed {
             inner: self.router.call(req),
@@ -109,6 +144,17 @@ where
     }
 }
 
+/// The key of a request answered outside the router: a `GET` of a key under
+/// `/v1/kv/` that decodes (as axum decodes a path parameter) to UTF-8.
+fn direct_kv_key(method: &Method, path: &str) -> Option<String> {
+    if method != Method::GET {
+        return None;
+    }
+    // `/v1/kv/` alone is the root's route, not a key.
+    let raw = path.strip_prefix("/v1/kv/").filter(|k| !k.is_empty())?;
+    Some(percent_decode_str(raw).decode_utf8().ok()?.into_owned())
+}
+
 /// The response of [`Api`]: the router's, finished on the way out.
 // The large variant is the one nearly every request takes; boxing it would
 // add the allocation this type exists to avoid.
@@ -116,6 +162,11 @@ where
 pub enum ApiFuture {
     /// Refused before routing.
     Done(Option<Response>),
+    /// Answered without the router.
+    Direct {
+        inner: DirectFuture,
+        policy: HeaderValue,
+    },
     /// In the router.
     Routed {
         inner: RouteFuture<Infallible>,
@@ -133,6 +184,12 @@ impl Future for ApiFuture {
             ApiFuture::Done(resp) => Poll::Ready(Ok(resp
                 .take()
                 .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
+            ApiFuture::Direct { inner, policy } => {
+                let mut resp = std::task::ready!(inner.as_mut().poll(cx));
+                resp.headers_mut()
+                    .insert(DEFAULT_ACL_POLICY, policy.clone());
+                Poll::Ready(Ok(resp))
+            }
             ApiFuture::Routed {
                 inner,
                 method,
@@ -212,6 +269,28 @@ fn printable_path(path: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::Method;
+
+    #[test]
+    fn which_requests_skip_the_router() {
+        let key = |m: Method, p: &str| super::direct_kv_key(&m, p);
+        assert_eq!(key(Method::GET, "/v1/kv/a%20b/c").as_deref(), Some("a b/c"));
+        assert_eq!(key(Method::GET, "/v1/kv//x/").as_deref(), Some("/x/"));
+        assert_eq!(key(Method::GET, "/v1/kv/a%2Fb+c").as_deref(), Some("a/b+c"));
+        for (m, p) in [
+            (Method::GET, "/v1/kv/"),
+            (Method::GET, "/v1/kv"),
+            (Method::GET, "/v1/kv/a%FF"),
+            (Method::GET, "/v1/kvx/a"),
+            (Method::GET, "/v1/catalog/nodes"),
+            (Method::HEAD, "/v1/kv/a"),
+            (Method::PUT, "/v1/kv/a"),
+            (Method::DELETE, "/v1/kv/a"),
+        ] {
+            assert_eq!(key(m.clone(), p), None, "{m} {p}");
+        }
+    }
+
     #[test]
     fn printable_paths() {
         for ok in [

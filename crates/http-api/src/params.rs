@@ -184,14 +184,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let mut p = Params::parse(parts.uri.query());
-        let header_token = parts
-            .headers
+        Ok(Params::of_request(&parts.uri, &parts.headers))
+    }
+}
+
+impl Params {
+    /// The query parameters and ACL token of a request with this URI and
+    /// these headers.
+    pub(crate) fn of_request(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Params {
+        let mut p = Params::parse(uri.query());
+        let header_token = headers
             .get(X_CONSUL_TOKEN)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let bearer = parts
-            .headers
+        let bearer = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -199,7 +205,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
         p.token = header_token
             .or(bearer)
             .or_else(|| p.get("token").map(str::to_owned));
-        Ok(p)
+        p
     }
 }
 

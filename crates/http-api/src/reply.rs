@@ -92,6 +92,12 @@ pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     // would first set an octet-stream content type for this to replace.
     let mut resp = Response::new(Body::from(body));
     *resp.status_mut() = status;
+    // Room for every header a read answer gets on its way out (content type,
+    // the four query-meta headers, cache status and age, the content length
+    // axum adds, the default ACL policy): `HeaderMap`'s first allocation holds
+    // six, and growing it past that rehashed the map on every answer (1.8% of
+    // a server serving `?stale` KV reads, in `perf`).
+    *resp.headers_mut() = HeaderMap::with_capacity(12);
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),

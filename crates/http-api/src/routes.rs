@@ -11,6 +11,8 @@ mod event;
 mod health;
 mod intentions;
 mod kv;
+
+pub(crate) use kv::get_direct as kv_get_direct;
 mod operator;
 mod query;
 mod raft;
@@ -82,6 +84,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
         backend,
         config: Arc::new(config),
     };
+    let state_for_reads = state.clone();
     let routes = Router::new()
         .merge(kv::routes())
         .merge(acl::routes())
@@ -104,8 +107,13 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cap))
         .with_state(state);
-    Api::new(routes, default_acl_policy, check_paths)
+    Api::new(routes, default_acl_policy, check_paths).with_kv_reads(state_for_reads)
 }
+
+/// A response being made outside the router (boxed: it is one allocation
+/// against the router's several).
+pub(crate) type DirectFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response> + Send>>;
 
 /// Consul's index handler, which also answers every path no endpoint matched: the
 /// root says what this server is (there is no web UI in this build), anything else is

@@ -2,7 +2,7 @@
 //! `flags`, `acquire`, `release`), DELETE (`recurse`, `cas`). Semantics from Consul's
 //! `agent/kvs_endpoint.go`.
 
-use super::{bool_reply, mismatch, AppState};
+use super::{bool_reply, mismatch, AppState, DirectFuture};
 use crate::dto::output::{kv_pairs_json, KvPair};
 use crate::error::ApiError;
 use crate::params::Params;
@@ -44,6 +44,13 @@ fn missing(meta: &tribune_types::model::ops::QueryMeta) -> Response {
     let mut resp = StatusCode::NOT_FOUND.into_response();
     reply::add_meta_headers(resp.headers_mut(), meta);
     resp
+}
+
+/// `GET /v1/kv/<key>` (`key` percent-decoded) answered without the router:
+/// see [`crate::conventions::Api`], which calls this for the API's hottest
+/// read. The same handler as the route's, so the answer is the same.
+pub(crate) fn get_direct(st: AppState, key: String, p: Params) -> DirectFuture {
+    Box::pin(async move { get_kv(State(st), Path(key), p).await.into_response() })
 }
 
 async fn get_kv(

@@ -81,3 +81,75 @@ async fn methods_options_and_printable_paths_as_consul_wraps_them() {
     .await;
     assert_eq!(s, 200);
 }
+
+/// `GET /v1/kv/<key>` is answered outside the router (`conventions::Api`); it
+/// must answer exactly as the route does: keys percent-decoded as axum decodes
+/// path parameters, every query flag, the meta and policy headers, a missing
+/// key's empty 404, and the router's own rejection for a key that does not
+/// decode to UTF-8. `HEAD` still takes the route.
+#[tokio::test]
+async fn kv_reads_outside_the_router_answer_as_the_route_does() {
+    let (_backend, base) = support::start().await;
+    let put = |path: &str, body: &'static str| {
+        let url = format!("{base}{path}");
+        async move {
+            let (s, _, b) = support::request(reqwest::Method::PUT, &url, Some(body)).await;
+            assert_eq!((s, b.as_str()), (200, "true"), "{url}");
+        }
+    };
+    put("/v1/kv/a%20b/c", "v1").await;
+    put("/v1/kv/a/b%2Fc", "v2").await;
+    let get = |path: &str| {
+        let url = format!("{base}{path}");
+        async move { support::request(reqwest::Method::GET, &url, None).await }
+    };
+
+    let (s, h, b) = get("/v1/kv/a%20b/c").await;
+    assert_eq!(s, 200);
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(
+        (v[0]["Key"].as_str(), v[0]["Value"].as_str()),
+        (Some("a b/c"), Some("djE="))
+    );
+    for name in [
+        "x-consul-index",
+        "x-consul-knownleader",
+        "x-consul-lastcontact",
+        "x-consul-effective-consistency",
+        "x-consul-default-acl-policy",
+    ] {
+        assert!(h.contains_key(name), "{name} missing: {h:?}");
+    }
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["content-length"], b.len().to_string().as_str());
+    assert_eq!(get("/v1/kv/a/b/c?raw").await.2, "v2");
+    let (_, h, b) = get("/v1/kv/a/b%2Fc?raw").await;
+    assert_eq!(
+        (h["content-type"].to_str().unwrap(), b.as_str()),
+        ("text/plain", "v2")
+    );
+    let (_, _, b) = get("/v1/kv/a?recurse").await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v.as_array().map(Vec::len), Some(2), "{b}");
+    assert_eq!(get("/v1/kv/a?keys&separator=/").await.2, r#"["a b/","a/"]"#);
+    assert!(get("/v1/kv/a/b/c?pretty").await.2.contains("\n    {"));
+
+    let (s, h, b) = get("/v1/kv/missing").await;
+    assert_eq!((s, b.as_str()), (404, ""));
+    assert!(h.contains_key("x-consul-index"));
+    assert_eq!(h["x-consul-default-acl-policy"], "allow");
+    let (s, _, b) = get("/v1/kv/x?index=abc").await;
+    assert_eq!((s, b.as_str()), (400, "Invalid index"));
+    // Not UTF-8 once decoded: the route's rejection, with the policy header.
+    let (s, h, b) = get("/v1/kv/a%FFb").await;
+    assert_eq!(
+        (s, b.as_str()),
+        (400, "Invalid URL: Invalid UTF-8 in `key`")
+    );
+    assert_eq!(h["x-consul-default-acl-policy"], "allow");
+
+    let url = format!("{base}/v1/kv/a/b/c");
+    let (s, h, b) = support::request(reqwest::Method::HEAD, &url, None).await;
+    assert_eq!((s, b.as_str()), (200, ""));
+    assert!(h.contains_key("x-consul-index"));
+}
