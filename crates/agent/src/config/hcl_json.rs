@@ -7,6 +7,12 @@
 //! list key is wrapped into a list later by the normalizer. Block labels nest
 //! (`a "b" { .. }` → `{"a": {"b": {..}}}`). Strings are taken literally: HCL v1 has no
 //! `${..}` interpolation, so `"${HOME}"` stays as written.
+//!
+//! One HCL v1 form HCL 2 refuses is kept working: a quoted name on the left of
+//! `=` in a block body (`"Access-Control-Allow-Origin" = "*"` in
+//! `response_headers { .. }`, as Consul's documentation writes it, or quoted
+//! `node_meta` keys). Such names become placeholder identifiers before parsing
+//! and get their text back after ([`unquote_block_keys`]).
 
 use hcl::eval::{Context, Evaluate};
 use hcl::{Expression, ObjectKey, Structure};
@@ -17,7 +23,8 @@ use super::normalize::Object;
 
 /// Parses HCL text into a JSON object.
 pub(crate) fn parse(text: &str, origin: &Origin) -> Result<Object, ConfigError> {
-    let body = hcl::parse(text).map_err(|source| {
+    let (text, quoted) = unquote_block_keys(text);
+    let body = hcl::parse(&text).map_err(|source| {
         let (line, column, message) = match &source {
             hcl::Error::Parse(e) => (
                 e.location().line(),
@@ -34,7 +41,139 @@ pub(crate) fn parse(text: &str, origin: &Origin) -> Result<Object, ConfigError> 
             source: Box::new(source),
         }
     })?;
-    body_to_object(body, origin, "")
+    body_to_object(body, origin, "", &quoted)
+}
+
+/// Prefix of the identifiers that stand in for quoted block-body keys.
+const QUOTED_KEY: &str = "tribune_hcl1_quoted_key_";
+
+/// What an enclosing `{` or `[` opened.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Nesting {
+    /// A block body, where HCL v1 allows `"name" = value`.
+    Block,
+    /// An object or list expression, where HCL 2 takes quoted keys itself.
+    Expression,
+}
+
+/// `text` with every quoted name on the left of `=` at the start of a line in
+/// a block body replaced by `QUOTED_KEY<n>`, and the names, by `n`. Strings,
+/// comments and heredocs are skipped; anything this scan misreads is left for
+/// the parser to judge as before.
+fn unquote_block_keys(text: &str) -> (String, Vec<String>) {
+    let mut out = String::with_capacity(text.len());
+    let mut names = Vec::new();
+    let mut stack: Vec<Nesting> = Vec::new();
+    let mut heredoc: Option<String> = None;
+    let mut scan = Scan::default();
+    for line in text.split_inclusive('\n') {
+        if let Some(end) = &heredoc {
+            if line.trim() == end {
+                heredoc = None;
+            }
+            out.push_str(line);
+            continue;
+        }
+        let in_block = stack.last().is_none_or(|n| *n == Nesting::Block);
+        let line = match quoted_key(line).filter(|_| in_block && !scan.in_comment) {
+            Some((name, rest)) => {
+                let indent = &line[..line.len() - line.trim_start().len()];
+                let rewritten = format!("{indent}{QUOTED_KEY}{}{rest}", names.len());
+                names.push(name);
+                rewritten
+            }
+            None => line.to_owned(),
+        };
+        heredoc = scan.line(&line, &mut stack);
+        out.push_str(&line);
+    }
+    (out, names)
+}
+
+/// A line `"name" = ...`: the name and what follows its closing quote.
+fn quoted_key(line: &str) -> Option<(String, &str)> {
+    let body = line.trim_start().strip_prefix('"')?;
+    let end = body.find(['"', '\\'])?;
+    if body.as_bytes()[end] != b'"' {
+        return None;
+    }
+    let rest = &body[end + 1..];
+    let after = rest.trim_start();
+    (after.starts_with('=') && !after.starts_with("==")).then(|| (body[..end].to_owned(), rest))
+}
+
+/// What the nesting scan carries from one line to the next.
+#[derive(Default)]
+struct Scan {
+    /// Inside a `/* .. */` comment.
+    in_comment: bool,
+    /// The last character outside strings and comments that is not white
+    /// space (what a `{` follows decides what it opens).
+    last: u8,
+}
+
+impl Scan {
+    /// Follows the `{`/`[` nesting through one line outside strings and
+    /// comments; returns the terminator of a heredoc the line opens.
+    fn line(&mut self, line: &str, stack: &mut Vec<Nesting>) -> Option<String> {
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let c = bytes[i];
+            if self.in_comment {
+                if line[i..].starts_with("*/") {
+                    self.in_comment = false;
+                    i += 1;
+                }
+                i += 1;
+                continue;
+            }
+            match c {
+                b'#' => break,
+                b'/' if line[i..].starts_with("//") => break,
+                b'/' if line[i..].starts_with("/*") => {
+                    self.in_comment = true;
+                    i += 2;
+                    continue;
+                }
+                b'"' => {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != b'"' {
+                        i += if bytes[i] == b'\\' { 2 } else { 1 };
+                    }
+                }
+                b'<' if line[i..].starts_with("<<") => {
+                    let tag = line[i + 2..].trim_start_matches('-').trim();
+                    if !tag.is_empty()
+                        && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+                    {
+                        return Some(tag.to_owned());
+                    }
+                }
+                b'{' => {
+                    // A block opens after its name or labels, in a block body;
+                    // anything else is an object expression.
+                    let expression = stack.last() == Some(&Nesting::Expression)
+                        || matches!(self.last, b'=' | b'[' | b',' | b'(' | b':' | b'?');
+                    stack.push(if expression {
+                        Nesting::Expression
+                    } else {
+                        Nesting::Block
+                    });
+                }
+                b'[' => stack.push(Nesting::Expression),
+                b'}' | b']' => {
+                    stack.pop();
+                }
+                _ => {}
+            }
+            if !c.is_ascii_whitespace() {
+                self.last = c;
+            }
+            i += 1;
+        }
+        None
+    }
 }
 
 fn join(prefix: &str, key: &str) -> String {
@@ -45,19 +184,31 @@ fn join(prefix: &str, key: &str) -> String {
     }
 }
 
-fn body_to_object(body: hcl::Body, origin: &Origin, prefix: &str) -> Result<Object, ConfigError> {
+fn body_to_object(
+    body: hcl::Body,
+    origin: &Origin,
+    prefix: &str,
+    quoted: &[String],
+) -> Result<Object, ConfigError> {
     let mut out = Map::new();
     for structure in body.into_inner() {
         match structure {
             Structure::Attribute(attr) => {
-                let key = attr.key.into_inner();
+                let mut key = attr.key.into_inner();
+                if let Some(name) = key
+                    .strip_prefix(QUOTED_KEY)
+                    .and_then(|n| n.parse::<usize>().ok())
+                    .and_then(|n| quoted.get(n))
+                {
+                    key = name.clone();
+                }
                 let value = expr_to_json(attr.expr, origin, &join(prefix, &key))?;
                 out.insert(key, value);
             }
             Structure::Block(block) => {
                 let key = block.identifier.into_inner();
                 let path = join(prefix, &key);
-                let mut value = Value::Object(body_to_object(block.body, origin, &path)?);
+                let mut value = Value::Object(body_to_object(block.body, origin, &path, quoted)?);
                 for label in block.labels.into_iter().rev() {
                     let mut wrapper = Map::new();
                     wrapper.insert(label.into_inner(), value);
@@ -192,4 +343,72 @@ fn object_key(key: ObjectKey, origin: &Origin, path: &str) -> Result<String, Con
         // The enum is non-exhaustive; any future kind of key has an HCL rendering.
         other => other.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parsed(text: &str) -> Value {
+        Value::Object(parse(text, &Origin::HclFlag(0)).expect("parses"))
+    }
+
+    /// HCL v1's quoted names in block bodies, as Consul's documentation
+    /// writes `response_headers`, read as HCL v1 reads them.
+    #[test]
+    fn quoted_names_in_block_bodies() {
+        let v = parsed(
+            r#"
+http_config {
+  response_headers {
+    "Access-Control-Allow-Origin" = "*"
+    "X-Frame-Options" = "DENY" # a comment { with a brace
+  }
+}
+node_meta {
+  "rack.id" = "r1"
+  zone = "a"
+}
+"#,
+        );
+        assert_eq!(
+            v["http_config"]["response_headers"],
+            json!({"Access-Control-Allow-Origin": "*", "X-Frame-Options": "DENY"})
+        );
+        assert_eq!(v["node_meta"], json!({"rack.id": "r1", "zone": "a"}));
+    }
+
+    /// Quoted keys HCL 2 already reads (object expressions, also multi-line
+    /// and inside lists), strings and heredocs are left as they are.
+    #[test]
+    fn expressions_strings_and_heredocs_are_untouched() {
+        let v = parsed(
+            r#"
+meta = {
+  "a.b" = "1"
+}
+services = [
+  {
+    name = "web"
+    meta = {
+      "c d" = "2"
+    }
+  }
+]
+notes = <<TEXT
+"not" = "a key"
+TEXT
+/* "commented" = "out" { */
+x = "\"y\" = 1"
+"#,
+        );
+        assert_eq!(v["meta"], json!({"a.b": "1"}));
+        assert_eq!(v["services"][0]["meta"], json!({"c d": "2"}));
+        assert_eq!(v["notes"], json!("\"not\" = \"a key\"\n"));
+        assert_eq!(v["x"], json!("\"y\" = 1"));
+        assert!(v.get("commented").is_none());
+        let (_, names) = unquote_block_keys("meta = {\n  \"a.b\" = \"1\"\n}\n");
+        assert!(names.is_empty(), "{names:?}");
+    }
 }
