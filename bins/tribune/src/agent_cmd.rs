@@ -744,6 +744,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             config::AclPolicy::Deny => "deny",
         },
         allow_unprintable_paths: cfg.disable_http_unprintable_char_filter,
+        block_endpoints: cfg.http_config.block_endpoints.clone(),
+        allow_write_from: cfg.http_config.allow_write_http_from.clone(),
+        response_headers: cfg.http_config.response_headers.clone(),
     };
     let router = tribune_http_api::router(agent.clone(), http_cfg);
     // One count for HTTP and HTTPS, as Consul's single limiter.

@@ -7,7 +7,17 @@
 //! - `OPTIONS` on an endpoint answers 200 with `Allow` listing `OPTIONS` and the
 //!   endpoint's methods; a method the endpoint does not take gets 405 with the
 //!   same `Allow` and the body `method X not allowed`;
-//! - every response carries `X-Consul-Default-ACL-Policy`;
+//! - a path under one of `http_config.block_endpoints` (percent-decoded, as
+//!   Go's `URL.Path`) gets 403 `Endpoint is blocked by agent configuration`
+//!   whatever the method (Consul's check sits in its per-endpoint wrapper, so
+//!   there an unknown path under a blocked prefix is a 404 instead);
+//! - with `http_config.allow_write_http_from` set, a write (any method but
+//!   `GET`, `HEAD`, `OPTIONS`) from a client outside those networks gets 403
+//!   `Access is restricted`, once the endpoint and method are known to exist
+//!   (an unknown path is still 404, a wrong method 405), as in Consul;
+//! - every response carries `X-Consul-Default-ACL-Policy` and the configured
+//!   `http_config.response_headers` (an endpoint's own header of the same
+//!   name wins);
 //! - a prepared query's request carries the client's address ([`ClientAddr`]),
 //!   which Consul's `near=_ip` falls back to without `X-Forwarded-For`.
 //!
@@ -39,7 +49,9 @@ use percent_encoding::percent_decode_str;
 use tower::Service;
 
 use crate::params::Params;
-use crate::routes::{AppState, DirectFuture};
+use crate::routes::{AppState, DirectFuture, HttpConfig};
+use std::sync::Arc;
+use tribune_types::net::Cidr;
 
 /// A constant name, so that inserting it does not parse it on every response.
 const DEFAULT_ACL_POLICY: HeaderName = HeaderName::from_static("x-consul-default-acl-policy");
@@ -51,6 +63,13 @@ pub struct Api {
     router: Router,
     default_acl_policy: HeaderValue,
     check_paths: bool,
+    /// `http_config.block_endpoints` (empty: none).
+    blocked: Arc<[String]>,
+    /// `http_config.allow_write_http_from` (empty: everyone may write).
+    write_from: Arc<[Cidr]>,
+    /// `http_config.response_headers`; `None` when there are none, so the
+    /// common answer does not touch a shared count.
+    extra_headers: Option<Arc<[(HeaderName, HeaderValue)]>>,
     /// The connection's client, set per connection by the listeners
     /// ([`Api::for_client`]); `None` on a unix socket.
     client: Option<IpAddr>,
@@ -63,19 +82,83 @@ pub struct Api {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientAddr(pub(crate) IpAddr);
 
+/// What [`Api`] applies around the router, from the HTTP configuration.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    default_acl_policy: &'static str,
+    check_paths: bool,
+    blocked: Vec<String>,
+    write_from: Vec<Cidr>,
+    extra_headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl Rules {
+    /// The rules `config` sets.
+    pub fn of(config: &HttpConfig) -> Rules {
+        Rules {
+            default_acl_policy: config.default_acl_policy,
+            check_paths: !config.allow_unprintable_paths,
+            blocked: config.block_endpoints.clone(),
+            write_from: config.allow_write_from.clone(),
+            extra_headers: config.response_headers.clone(),
+        }
+    }
+}
+
 impl Api {
-    /// `router` inside the conventions: the default ACL policy to announce
-    /// (`allow` or `deny`), and whether to refuse non-printable paths.
-    pub fn new(router: Router, default_acl_policy: &'static str, check_paths: bool) -> Self {
+    /// `router` inside the conventions `rules` set.
+    pub fn new(router: Router, rules: Rules) -> Self {
         Api {
             // What `axum::serve` does to a plain router for each connection:
             // turn every handler into a ready route once, rather than on each
             // request.
             router: router.with_state(()),
-            default_acl_policy: HeaderValue::from_static(default_acl_policy),
-            check_paths,
+            default_acl_policy: HeaderValue::from_static(rules.default_acl_policy),
+            check_paths: rules.check_paths,
+            blocked: rules.blocked.into(),
+            write_from: rules.write_from.into(),
+            extra_headers: (!rules.extra_headers.is_empty()).then(|| rules.extra_headers.into()),
             client: None,
             kv_reads: None,
+        }
+    }
+
+    /// Whether `path` (raw, as in the request line) is under a blocked prefix.
+    fn is_blocked(&self, path: &str) -> bool {
+        if self.blocked.is_empty() {
+            return false;
+        }
+        let path = percent_decode_str(path).decode_utf8_lossy();
+        self.blocked
+            .iter()
+            .any(|prefix| path.starts_with(prefix.as_str()))
+    }
+
+    /// Whether `method` is a write this connection's client may not make:
+    /// `Some(answer)` when it may not, with the answer for a route that takes
+    /// it. (A unix-socket client has no address to check; Consul fails to
+    /// parse its `RemoteAddr` and answers 500.)
+    fn write_refusal(&self, method: &Method) -> Option<Response> {
+        if self.write_from.is_empty()
+            || matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
+        {
+            return None;
+        }
+        match self.client {
+            Some(ip) if self.write_from.iter().any(|n| n.contains(ip)) => None,
+            Some(_) => Some(text(StatusCode::FORBIDDEN, "Access is restricted")),
+            None => Some(text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "unable to parse remote addr: missing port in address",
+            )),
+        }
+    }
+
+    /// What every answer from inside the wrapper carries.
+    fn finish(&self) -> Finish {
+        Finish {
+            policy: self.default_acl_policy.clone(),
+            extra: self.extra_headers.clone(),
         }
     }
 
@@ -122,6 +205,13 @@ where
             // Consul's path check sits outside its wrapper: a bare 400.
             return ApiFuture::Done(Some(StatusCode::BAD_REQUEST.into_response()));
         }
+        if self.is_blocked(req.uri().path()) {
+            let resp = text(
+                StatusCode::FORBIDDEN,
+                "Endpoint is blocked by agent configuration",
+            );
+            return ApiFuture::Done(Some(self.finish().apply(resp)));
+        }
         // Only prepared queries read it; other requests skip the allocation
         // of an extensions map.
         if let Some(ip) = self.client {
@@ -132,14 +222,29 @@ where
         if let Some(inner) = self.kv_read(&req) {
             return ApiFuture::Direct {
                 inner,
-                policy: self.default_acl_policy.clone(),
+                finish: self.finish(),
             };
         }
         let method = req.method().clone();
+        if let Some(refusal) = self.write_refusal(&method) {
+            // Refused only where the endpoint takes the method: the router
+            // answers an `OPTIONS` probe of the path with the methods it has
+            // (or with the 404 of a path it does not know), and the request
+            // itself never reaches a handler.
+            let mut probe = Request::new(axum::body::Body::empty());
+            *probe.method_mut() = Method::OPTIONS;
+            *probe.uri_mut() = req.uri().clone();
+            return ApiFuture::Probing {
+                inner: self.router.call(probe),
+                method,
+                refusal: Some(refusal),
+                finish: self.finish(),
+            };
+        }
         ApiFuture::Routed {
             inner: self.router.call(req),
             method,
-            policy: self.default_acl_policy.clone(),
+            finish: self.finish(),
         }
     }
 }
@@ -155,23 +260,59 @@ fn direct_kv_key(method: &Method, path: &str) -> Option<String> {
     Some(percent_decode_str(raw).decode_utf8().ok()?.into_owned())
 }
 
+/// A plain-text answer, as Consul's wrapper writes its own refusals.
+fn text(status: StatusCode, body: &'static str) -> Response {
+    let mut resp = (status, body).into_response();
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
+/// The headers every answer from inside Consul's wrapper gets on its way out.
+pub struct Finish {
+    policy: HeaderValue,
+    extra: Option<Arc<[(HeaderName, HeaderValue)]>>,
+}
+
+impl Finish {
+    fn apply(&self, mut resp: Response) -> Response {
+        let headers = resp.headers_mut();
+        headers.insert(DEFAULT_ACL_POLICY, self.policy.clone());
+        // Consul sets these before the endpoint runs, so the endpoint's own
+        // header of the same name replaces it.
+        for (name, value) in self.extra.iter().flat_map(|h| h.iter()) {
+            if !headers.contains_key(name) {
+                headers.insert(name.clone(), value.clone());
+            }
+        }
+        resp
+    }
+}
+
 /// The response of [`Api`]: the router's, finished on the way out.
 // The large variant is the one nearly every request takes; boxing it would
 // add the allocation this type exists to avoid.
 #[allow(clippy::large_enum_variant)]
 pub enum ApiFuture {
-    /// Refused before routing.
+    /// Answered before routing.
     Done(Option<Response>),
     /// Answered without the router.
-    Direct {
-        inner: DirectFuture,
-        policy: HeaderValue,
-    },
+    Direct { inner: DirectFuture, finish: Finish },
     /// In the router.
     Routed {
         inner: RouteFuture<Infallible>,
         method: Method,
-        policy: HeaderValue,
+        finish: Finish,
+    },
+    /// A write from a client outside `allow_write_http_from`, while the
+    /// router says whether the endpoint takes its method.
+    Probing {
+        inner: RouteFuture<Infallible>,
+        method: Method,
+        refusal: Option<Response>,
+        finish: Finish,
     },
 }
 
@@ -184,29 +325,52 @@ impl Future for ApiFuture {
             ApiFuture::Done(resp) => Poll::Ready(Ok(resp
                 .take()
                 .unwrap_or_else(|| StatusCode::INTERNAL_SERVER_ERROR.into_response()))),
-            ApiFuture::Direct { inner, policy } => {
-                let mut resp = std::task::ready!(inner.as_mut().poll(cx));
-                resp.headers_mut()
-                    .insert(DEFAULT_ACL_POLICY, policy.clone());
-                Poll::Ready(Ok(resp))
+            ApiFuture::Direct { inner, finish } => {
+                let resp = std::task::ready!(inner.as_mut().poll(cx));
+                Poll::Ready(Ok(finish.apply(resp)))
             }
             ApiFuture::Routed {
                 inner,
                 method,
-                policy,
+                finish,
             } => {
                 let Ok(resp) = std::task::ready!(Pin::new(inner).poll(cx));
-                let mut resp = if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
+                let resp = if resp.status() == StatusCode::METHOD_NOT_ALLOWED {
                     method_not_allowed(resp, method)
                 } else {
                     resp
                 };
-                resp.headers_mut()
-                    .insert(DEFAULT_ACL_POLICY, policy.clone());
-                Poll::Ready(Ok(resp))
+                Poll::Ready(Ok(finish.apply(resp)))
+            }
+            ApiFuture::Probing {
+                inner,
+                method,
+                refusal,
+                finish,
+            } => {
+                let Ok(probe) = std::task::ready!(Pin::new(inner).poll(cx));
+                let resp = match probe.status() {
+                    // No such endpoint: the index handler's 404.
+                    StatusCode::NOT_FOUND => probe,
+                    StatusCode::METHOD_NOT_ALLOWED if !allows(&probe, method) => {
+                        method_not_allowed(probe, method)
+                    }
+                    // The endpoint takes the method (or answered the probe
+                    // itself, which none does: refusing is the safe side).
+                    _ => refusal.take().unwrap_or(probe),
+                };
+                Poll::Ready(Ok(finish.apply(resp)))
             }
         }
     }
+}
+
+/// Whether axum's 405 lists `method` in its `Allow`.
+fn allows(resp: &Response, method: &Method) -> bool {
+    resp.headers()
+        .get(header::ALLOW)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|allow| allow.split(',').any(|m| m.trim() == method.as_str()))
 }
 
 /// axum's 405 (its `Allow` lists the route's methods, with the HEAD axum adds

@@ -24,12 +24,13 @@ pub mod params;
 pub mod reply;
 mod routes;
 
+pub use axum::http::{HeaderName, HeaderValue};
 pub use backend::{
     AgentInfo, ArchiveBody, Backend, BackendError, ClusterStatus, DatacenterCoordinates, Gauge,
     KeyringOp, KeyringPool, KeyringRequest, LeafCert, LogLine, ServiceRegistration,
     SnapshotDownload, UserEvent,
 };
-pub use conventions::Api;
+pub use conventions::{Api, Rules};
 pub use error::ApiError;
 pub use routes::{router, serve, serve_tls, HttpConfig, TlsListener};
 pub use tribune_types::connlimit::ConnLimiter;

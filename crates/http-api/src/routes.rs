@@ -23,12 +23,12 @@ mod txn;
 
 use crate::backend::Backend;
 use crate::connlimit::{self, Limited, PeerKey, PerConnection};
-use crate::conventions::Api;
+use crate::conventions::{Api, Rules};
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::params::Params;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use serde::Serialize;
@@ -38,6 +38,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tribune_types::connlimit::{Admission, ClientKey, ConnLimiter};
 use tribune_types::model::ops::{Consistency, QueryMeta, ReadRequest, ReadResult};
+use tribune_types::net::Cidr;
 
 /// HTTP-level limits and settings.
 #[derive(Debug, Clone)]
@@ -52,6 +53,14 @@ pub struct HttpConfig {
     /// `disable_http_unprintable_char_filter`: accept paths with non-printable
     /// characters (Consul refuses them with a bare 400 unless this is set).
     pub allow_unprintable_paths: bool,
+    /// `http_config.block_endpoints`: path prefixes answered with 403.
+    pub block_endpoints: Vec<String>,
+    /// `http_config.allow_write_http_from`: the networks whose clients may
+    /// write (empty: every client).
+    pub allow_write_from: Vec<Cidr>,
+    /// `http_config.response_headers`: added to every answer (an endpoint's
+    /// own header of the same name wins, as in Consul).
+    pub response_headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Default for HttpConfig {
@@ -61,6 +70,9 @@ impl Default for HttpConfig {
             txn_max_req_len: 512 * 1024,
             default_acl_policy: "allow",
             allow_unprintable_paths: false,
+            block_endpoints: Vec::new(),
+            allow_write_from: Vec::new(),
+            response_headers: Vec::new(),
         }
     }
 }
@@ -78,12 +90,11 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
     // Bodies are size-checked by each handler against Consul's limits (to answer 413
     // with Consul's text); this outer cap only bounds memory.
     let cap = config.kv_max_value_size.max(config.txn_max_req_len) * 4 + 64 * 1024;
-    let (default_acl_policy, check_paths) =
-        (config.default_acl_policy, !config.allow_unprintable_paths);
     let state = AppState {
         backend,
         config: Arc::new(config),
     };
+    let rules = Rules::of(&state.config);
     let state_for_reads = state.clone();
     let routes = Router::new()
         .merge(kv::routes())
@@ -107,7 +118,7 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cap))
         .with_state(state);
-    Api::new(routes, default_acl_policy, check_paths).with_kv_reads(state_for_reads)
+    Api::new(routes, rules).with_kv_reads(state_for_reads)
 }
 
 /// A response being made outside the router (boxed: it is one allocation

@@ -8,6 +8,7 @@
 //! - [`duration`]: Go `time.Duration` syntax (`1m30s`, `0.001s`), used by the HTTP API, CLI and config.
 //! - [`goflag`]: Go `flag`-package command-line parsing (`-flag`, `-flag=value`, `--flag value`).
 //! - [`utc`]: calendar time of a Unix timestamp.
+//! - [`net`]: CIDR network ranges (`http_config.allow_write_http_from`).
 //! - [`model`]: the catalog, KV and config-entry records the state machine stores.
 //!
 //! This crate has no I/O and no async runtime.
@@ -18,6 +19,7 @@ pub mod duration;
 pub mod goflag;
 pub mod ids;
 pub mod model;
+pub mod net;
 pub mod utc;
 
 pub use duration::{format_go_duration, parse_go_duration, DurationError};

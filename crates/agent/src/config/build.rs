@@ -838,8 +838,26 @@ pub(crate) fn build(
 
         http_config: HttpConfig {
             block_endpoints: t.list("http_config.block_endpoints"),
-            allow_write_http_from: t.list("http_config.allow_write_http_from"),
-            response_headers: t.map("http_config.response_headers"),
+            allow_write_http_from: t
+                .list("http_config.allow_write_http_from")
+                .iter()
+                .map(|s| {
+                    s.parse().map_err(|_| Invalid::Cidr {
+                        name: "allow_write_http_from",
+                        value: s.clone(),
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+            response_headers: t
+                .map("http_config.response_headers")
+                .into_iter()
+                .map(|(name, value)| {
+                    let header = tribune_http_api::HeaderName::from_bytes(name.as_bytes())
+                        .ok()
+                        .zip(tribune_http_api::HeaderValue::from_str(&value).ok());
+                    header.ok_or(Invalid::ResponseHeader { name, value })
+                })
+                .collect::<Result<_, _>>()?,
             use_cache: t.bool("http_config.use_cache", true),
             max_header_bytes: t.u64("http_config.max_header_bytes", 0),
         },

@@ -224,6 +224,22 @@ pub enum Invalid {
         /// The configured value.
         value: String,
     },
+    /// A network that is not `address/prefix-length`.
+    #[error("{name}: invalid cidr: {value}")]
+    Cidr {
+        /// The setting.
+        name: &'static str,
+        /// The value given.
+        value: String,
+    },
+    /// A `http_config.response_headers` entry HTTP cannot carry.
+    #[error("http_config.response_headers: invalid header {name:?}: {value:?}")]
+    ResponseHeader {
+        /// The header's name.
+        name: String,
+        /// Its value.
+        value: String,
+    },
     /// `node_meta` breaks one of Consul's limits.
     #[error("node_meta invalid: {problem}")]
     NodeMeta {

@@ -423,10 +423,11 @@ pub enum RequestLimitsMode {
 pub struct HttpConfig {
     /// `block_endpoints`: path prefixes answered with 403.
     pub block_endpoints: Vec<String>,
-    /// `allow_write_http_from` / `-allow-write-http-from`: CIDRs allowed to write.
-    pub allow_write_http_from: Vec<String>,
+    /// `allow_write_http_from` / `-allow-write-http-from`: the networks
+    /// allowed to write (empty: every client).
+    pub allow_write_http_from: Vec<tribune_types::net::Cidr>,
     /// `response_headers` added to every response.
-    pub response_headers: BTreeMap<String, String>,
+    pub response_headers: Vec<(tribune_http_api::HeaderName, tribune_http_api::HeaderValue)>,
     /// `use_cache` (true).
     pub use_cache: bool,
     /// `max_header_bytes` (0 = Go's default).

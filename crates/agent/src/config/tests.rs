@@ -1103,3 +1103,55 @@ fn agent_tls_for_checks_is_parsed_and_bad_files_are_reported() {
         "{err}"
     );
 }
+
+#[test]
+fn allow_write_http_from_is_a_list_of_networks() {
+    let cfg = load_args(&[
+        "-dev",
+        "-allow-write-http-from",
+        "127.0.0.1/8",
+        "-allow-write-http-from=fd00::/8",
+    ])
+    .expect("valid networks");
+    let nets: Vec<String> = cfg
+        .http_config
+        .allow_write_http_from
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(nets, ["127.0.0.0/8", "fd00::/8"]);
+    let err = load_args(&["-dev", "-allow-write-http-from", "10.0.0.1"])
+        .expect_err("no prefix length")
+        .to_string();
+    assert_eq!(err, "allow_write_http_from: invalid cidr: 10.0.0.1");
+}
+
+#[test]
+fn response_headers_must_be_valid_http_headers() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let ok = write(
+        tmp.path(),
+        "ok.hcl",
+        "http_config {\n  response_headers {\n    \"Access-Control-Allow-Origin\" = \"*\"\n  }\n}\n",
+    );
+    let cfg = load_args(&["-dev", "-config-file", s(&ok)]).expect("valid header");
+    let headers: Vec<(&str, &str)> = cfg
+        .http_config
+        .response_headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.to_str().unwrap()))
+        .collect();
+    assert_eq!(headers, [("access-control-allow-origin", "*")]);
+    let bad = write(
+        tmp.path(),
+        "bad.json",
+        r#"{"http_config": {"response_headers": {"Bad Name": "x"}}}"#,
+    );
+    let err = load_args(&["-dev", "-config-file", s(&bad)])
+        .expect_err("a space in a header name")
+        .to_string();
+    assert_eq!(
+        err,
+        "http_config.response_headers: invalid header \"Bad Name\": \"x\""
+    );
+}

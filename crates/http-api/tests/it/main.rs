@@ -153,3 +153,102 @@ async fn kv_reads_outside_the_router_answer_as_the_route_does() {
     assert_eq!((s, b.as_str()), (200, ""));
     assert!(h.contains_key("x-consul-index"));
 }
+
+/// `http_config`'s wrapper settings: blocked endpoints (percent-decoded
+/// prefixes, whatever the method, the direct KV read included), writes only
+/// from allowed networks (after the endpoint and method are known to exist,
+/// and without reaching the handler), and extra response headers that never
+/// replace an endpoint's own.
+#[tokio::test]
+async fn http_config_blocks_endpoints_restricts_writes_and_adds_headers() {
+    use axum::http::{HeaderName, HeaderValue};
+    use reqwest::Method;
+    use tribune_http_api::HttpConfig;
+
+    let cors = (
+        HeaderName::from_static("access-control-allow-origin"),
+        HeaderValue::from_static("*"),
+    );
+    let backend = support::FakeBackend::new();
+    let base = support::serve_with(
+        backend.clone(),
+        HttpConfig {
+            block_endpoints: vec!["/v1/kv/secret".into(), "/v1/status/peers".into()],
+            // Not loopback: this test's client may only read.
+            allow_write_from: vec!["10.0.0.0/8".parse().unwrap()],
+            response_headers: vec![
+                cors.clone(),
+                (
+                    HeaderName::from_static("content-type"),
+                    HeaderValue::from_static("text/html"),
+                ),
+            ],
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let call = |m: Method, path: &str, body: Option<&'static str>| {
+        let url = format!("{base}{path}");
+        async move { support::request(m, &url, body).await }
+    };
+
+    for (m, path) in [
+        (Method::GET, "/v1/kv/secret/x"),
+        (Method::GET, "/v1/kv/%73ecret"),
+        (Method::PUT, "/v1/kv/secret"),
+        (Method::OPTIONS, "/v1/kv/secretive"),
+        (Method::GET, "/v1/status/peers"),
+    ] {
+        let (s, h, b) = call(m.clone(), path, None).await;
+        assert_eq!(
+            (s, b.as_str()),
+            (403, "Endpoint is blocked by agent configuration"),
+            "{m} {path}"
+        );
+        assert_eq!(h["access-control-allow-origin"], "*");
+        assert_eq!(h["x-consul-default-acl-policy"], "allow");
+    }
+    let (s, _, _) = call(Method::GET, "/v1/status/leader", None).await;
+    assert_eq!(s, 200);
+
+    // A write from outside the allowed networks changes nothing.
+    let (s, h, b) = call(Method::PUT, "/v1/kv/k", Some("v")).await;
+    assert_eq!((s, b.as_str()), (403, "Access is restricted"));
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(backend.state().kv.is_empty());
+    let (s, _, _) = call(Method::DELETE, "/v1/kv/k", None).await;
+    assert_eq!(s, 403);
+    // Reads are not writes; a method the endpoint does not take is still a
+    // 405 and an unknown endpoint a 404.
+    let (s, h, b) = call(Method::GET, "/v1/kv/k", None).await;
+    assert_eq!((s, b.as_str()), (404, ""));
+    assert_eq!(h["access-control-allow-origin"], "*");
+    let (s, h, b) = call(Method::POST, "/v1/kv/k", Some("v")).await;
+    assert_eq!((s, b.as_str()), (405, "method POST not allowed"));
+    assert_eq!(h["allow"], "OPTIONS,GET,PUT,DELETE");
+    let (s, _, b) = call(Method::PUT, "/v1/nope", Some("v")).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            404,
+            "Invalid URL path: not a recognized HTTP API endpoint\n"
+        )
+    );
+    // An endpoint's own content type wins over the configured one.
+    let (s, h, _) = call(Method::GET, "/v1/status/leader", None).await;
+    assert_eq!(s, 200);
+    assert_eq!(h["content-type"], "application/json");
+
+    // From an allowed network, the same write goes through.
+    let base = support::serve_with(
+        backend.clone(),
+        HttpConfig {
+            allow_write_from: vec!["127.0.0.0/8".parse().unwrap()],
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let (s, _, b) = support::request(Method::PUT, &format!("{base}/v1/kv/k"), Some("v")).await;
+    assert_eq!((s, b.as_str()), (200, "true"));
+    assert!(backend.state().kv.contains_key("k"));
+}
