@@ -305,6 +305,7 @@ async fn start_server(
     server_cfg.rpc_hold_timeout = cfg.rpc_hold_timeout;
     server_cfg.kv_max_value_size = cfg.limits.kv_max_value_size as usize;
     server_cfg.session_ttl_min = cfg.session_ttl_min;
+    server_cfg.max_query_time = cfg.max_query_time;
     server_cfg.connect_enabled = cfg.connect.enabled;
     server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
     server_cfg.version = CONSUL_VERSION.into();
@@ -425,7 +426,11 @@ async fn start_gossip(
             g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout;
             g.keyring = keyring.clone();
-            g.keyring_file = keyring_dir.as_ref().map(|d| d.join("local.keyring"));
+            // `disable_keyring_file`: the key stays in memory only, as in Consul.
+            g.keyring_file = keyring_dir
+                .as_ref()
+                .filter(|_| !cfg.disable_keyring_file)
+                .map(|d| d.join("local.keyring"));
             g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("local.snapshot"));
             g.rejoin_after_leave = cfg.rejoin_after_leave;
             let gossip = tribune_gossip::Gossip::start(g)
@@ -436,7 +441,7 @@ async fn start_gossip(
     };
     let wan = match (cfg.server, cfg.ports.serf_wan) {
         (true, Some(port)) => {
-            let bind = SocketAddr::new(cfg.bind_addr, port);
+            let bind = SocketAddr::new(cfg.serf_wan_bind.unwrap_or(cfg.bind_addr), port);
             let mut g = tribune_gossip::GossipConfig::new(
                 format!("{}.{}", cfg.node_name, cfg.datacenter),
                 bind,
@@ -451,7 +456,11 @@ async fn start_gossip(
             g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout_wan;
             g.keyring = keyring;
-            g.keyring_file = keyring_dir.as_ref().map(|d| d.join("remote.keyring"));
+            // `disable_keyring_file`: the key stays in memory only, as in Consul.
+            g.keyring_file = keyring_dir
+                .as_ref()
+                .filter(|_| !cfg.disable_keyring_file)
+                .map(|d| d.join("remote.keyring"));
             g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("remote.snapshot"));
             g.rejoin_after_leave = cfg.rejoin_after_leave;
             let gossip = tribune_gossip::Gossip::start(g)
@@ -707,6 +716,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         enable_script_checks: cfg.enable_script_checks,
         enable_local_script_checks: cfg.enable_local_script_checks,
         check_output_max_size: cfg.check_output_max_size as usize,
+        discard_check_output: cfg.discard_check_output,
         check_tls,
         disable_remote_exec: cfg.disable_remote_exec,
         disable_coordinates: cfg.disable_coordinates,
@@ -747,6 +757,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         block_endpoints: cfg.http_config.block_endpoints.clone(),
         allow_write_from: cfg.http_config.allow_write_http_from.clone(),
         response_headers: cfg.http_config.response_headers.clone(),
+        query_times: tribune_http_api::params::QueryTimes {
+            default: cfg.default_query_time,
+            max: cfg.max_query_time,
+        },
     };
     let router = tribune_http_api::router(agent.clone(), http_cfg);
     // One count for HTTP and HTTPS, as Consul's single limiter.

@@ -53,6 +53,10 @@ pub struct AgentConfig {
     pub enable_local_script_checks: bool,
     /// `check_output_max_size`.
     pub check_output_max_size: usize,
+    /// `discard_check_output`: checks' output is dropped before it is stored,
+    /// so output that changes on every run (timestamps, process ids) does not
+    /// turn every run into a catalog write.
+    pub discard_check_output: bool,
     /// `enable_agent_tls_for_checks`: the agent's CAs and certificate, loaded at
     /// start ([`crate::load_check_tls`]), for TLS checks. `None`: checks verify
     /// against the system's trust store and present no certificate.
@@ -255,6 +259,7 @@ impl Agent {
 
     /// Records a new status and output for a local check and pushes it to the catalog.
     pub(crate) async fn set_check_status(&self, id: &str, status: HealthStatus, output: String) {
+        let output = self.kept_output(output);
         let changed = {
             let mut local = self.local.lock();
             match local.checks.get_mut(id) {
@@ -504,6 +509,15 @@ impl Agent {
         Ok(())
     }
 
+    /// A check's output as it is stored: nothing with `discard_check_output`.
+    fn kept_output(&self, output: String) -> String {
+        if self.cfg.discard_check_output {
+            String::new()
+        } else {
+            output
+        }
+    }
+
     /// Updates a TTL check (pass/warn/fail/update) and restarts its TTL.
     pub async fn update_ttl(
         &self,
@@ -524,6 +538,7 @@ impl Agent {
                 )));
             };
             // The HTTP layer already cut the output to the check's OutputMaxSize.
+            let output = self.kept_output(output);
             c.ttl_deadline = Some(Instant::now() + ttl);
             let changed = c.check.status != status || c.check.output != output;
             c.check.status = status;

@@ -10,10 +10,42 @@ use std::time::Duration;
 use tribune_types::model::ops::{Consistency, QueryOptions};
 use tribune_types::parse_go_duration;
 
-/// Consul's `default_query_time`: the wait when `?index` is given without `?wait`.
-pub const DEFAULT_QUERY_TIME: Duration = Duration::from_secs(300);
-/// Consul's `max_query_time`: longer waits are clamped.
-pub const MAX_QUERY_TIME: Duration = Duration::from_secs(600);
+/// How long blocking queries wait: `default_query_time` when `?index` comes
+/// without `?wait` (or with a zero one), and at most `max_query_time`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryTimes {
+    /// `default_query_time` (Consul: 300 s).
+    pub default: Duration,
+    /// `max_query_time` (Consul: 600 s).
+    pub max: Duration,
+}
+
+impl Default for QueryTimes {
+    fn default() -> Self {
+        QueryTimes {
+            default: Duration::from_secs(300),
+            max: Duration::from_secs(600),
+        }
+    }
+}
+
+impl QueryTimes {
+    /// The wait of a blocking query asking for `wait` (zero: none given),
+    /// plus up to a sixteenth of random jitter, so that many watchers of one
+    /// index do not all return at the same instant (Consul's `jitterFraction`).
+    pub fn wait(&self, wait: Duration) -> Duration {
+        let wait = if wait.is_zero() {
+            self.default
+        } else {
+            wait.min(self.max)
+        };
+        let jitter_max = u64::try_from(wait.as_nanos() / 16).unwrap_or(u64::MAX);
+        if jitter_max == 0 {
+            return wait;
+        }
+        wait + Duration::from_nanos(rand::random::<u64>() % jitter_max)
+    }
+}
 
 /// The decoded query string. Flags count by presence, whatever their value
 /// (`?recurse`, `?recurse=`, `?keys=True` are all "set"), as in Consul.
@@ -133,10 +165,8 @@ impl Params {
         }
     }
 
-    /// Blocking and consistency options. `?wait` defaults to 5 minutes, is clamped to
-    /// 10, and gets up to wait/16 of random jitter so that many watchers of one index
-    /// do not all return at the same instant (Consul's `jitterFraction`).
-    pub fn query_options(&self) -> Result<QueryOptions, ApiError> {
+    /// Blocking and consistency options; `?wait` as [`QueryTimes::wait`] makes it.
+    pub fn query_options(&self, times: QueryTimes) -> Result<QueryOptions, ApiError> {
         // Consul's `parseWait` answers these two without the value.
         let min_index = match self.get("index") {
             None | Some("") => 0,
@@ -149,23 +179,18 @@ impl Params {
                 "Cannot specify ?stale with ?consistent, conflicting semantics.",
             ));
         }
-        let mut wait = match self.get("wait") {
-            None | Some("") => DEFAULT_QUERY_TIME,
+        let asked = match self.get("wait") {
+            None | Some("") => Duration::ZERO,
             Some(w) => parse_go_duration(w).map_err(|_| ApiError::bad("Invalid wait time"))?,
         };
-        if wait > MAX_QUERY_TIME || wait.is_zero() {
-            wait = if wait.is_zero() {
-                DEFAULT_QUERY_TIME
-            } else {
-                MAX_QUERY_TIME
-            };
-        }
-        if min_index > 0 {
-            let jitter_max = wait.as_nanos() as u64 / 16;
-            if jitter_max > 0 {
-                wait += Duration::from_nanos(rand::random::<u64>() % jitter_max);
-            }
-        }
+        // The jitter only matters to a query that blocks.
+        let wait = if min_index > 0 {
+            times.wait(asked)
+        } else if asked.is_zero() {
+            times.default
+        } else {
+            asked.min(times.max)
+        };
         Ok(QueryOptions {
             min_index,
             max_wait: wait,
@@ -225,26 +250,56 @@ mod tests {
 
     #[test]
     fn query_options() {
+        let t = QueryTimes::default();
         let o = Params::parse(Some("index=5&wait=20ms"))
-            .query_options()
+            .query_options(t)
             .unwrap();
         assert_eq!(o.min_index, 5);
         assert!(o.max_wait >= Duration::from_millis(20) && o.max_wait <= Duration::from_millis(22));
         let o = Params::parse(Some("index=5&wait=1h"))
-            .query_options()
+            .query_options(t)
             .unwrap();
-        assert!(o.max_wait >= MAX_QUERY_TIME && o.max_wait <= MAX_QUERY_TIME + MAX_QUERY_TIME / 16);
+        assert!(o.max_wait >= t.max && o.max_wait <= t.max + t.max / 16);
         assert_eq!(
             Params::parse(Some("stale"))
-                .query_options()
+                .query_options(t)
                 .unwrap()
                 .consistency,
             Consistency::Stale
         );
         assert!(Params::parse(Some("stale&consistent"))
-            .query_options()
+            .query_options(t)
             .is_err());
-        assert!(Params::parse(Some("index=x")).query_options().is_err());
-        assert!(Params::parse(Some("wait=forever")).query_options().is_err());
+        assert!(Params::parse(Some("index=x")).query_options(t).is_err());
+        assert!(Params::parse(Some("wait=forever"))
+            .query_options(t)
+            .is_err());
+    }
+
+    /// `default_query_time` and `max_query_time` as configured.
+    #[test]
+    fn configured_query_times() {
+        let t = QueryTimes {
+            default: Duration::from_secs(10),
+            max: Duration::from_secs(20),
+        };
+        let within = |d: Duration, base: u64| {
+            let base = Duration::from_secs(base);
+            d >= base && d <= base + base / 16
+        };
+        let o = Params::parse(Some("index=5")).query_options(t).unwrap();
+        assert!(within(o.max_wait, 10), "{:?}", o.max_wait);
+        let o = Params::parse(Some("index=5&wait=0s"))
+            .query_options(t)
+            .unwrap();
+        assert!(within(o.max_wait, 10), "{:?}", o.max_wait);
+        let o = Params::parse(Some("index=5&wait=5m"))
+            .query_options(t)
+            .unwrap();
+        assert!(within(o.max_wait, 20), "{:?}", o.max_wait);
+        let o = Params::parse(Some("index=5&wait=15s"))
+            .query_options(t)
+            .unwrap();
+        assert!(within(o.max_wait, 15), "{:?}", o.max_wait);
     }
 }

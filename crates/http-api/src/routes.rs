@@ -26,7 +26,7 @@ use crate::connlimit::{self, Limited, PeerKey, PerConnection};
 use crate::conventions::{Api, Rules};
 use crate::error::ApiError;
 use crate::filter::Filter;
-use crate::params::Params;
+use crate::params::{Params, QueryTimes};
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -61,6 +61,8 @@ pub struct HttpConfig {
     /// `http_config.response_headers`: added to every answer (an endpoint's
     /// own header of the same name wins, as in Consul).
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
+    /// `default_query_time` and `max_query_time`.
+    pub query_times: QueryTimes,
 }
 
 impl Default for HttpConfig {
@@ -73,6 +75,7 @@ impl Default for HttpConfig {
             block_endpoints: Vec::new(),
             allow_write_from: Vec::new(),
             response_headers: Vec::new(),
+            query_times: QueryTimes::default(),
         }
     }
 }
@@ -355,7 +358,7 @@ impl AppState {
         req: ReadRequest,
     ) -> Result<(ReadResult, QueryMeta), ApiError> {
         self.check_dc(p)?;
-        let opts = p.query_options()?;
+        let opts = p.query_options(self.config.query_times)?;
         if p.has("cached") {
             if opts.consistency == Consistency::Consistent {
                 return Err(ApiError::bad(

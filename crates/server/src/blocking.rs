@@ -7,20 +7,20 @@ use tribune_state::StateStore;
 use tribune_store::WatchSet;
 use tribune_types::model::ops::{QueryOptions, ReadRequest, ReadResult};
 
-/// Consul's `max_query_time` plus the largest jitter the HTTP layer adds.
-const MAX_WAIT: Duration = Duration::from_secs(600 + 600 / 16);
-
-/// Runs `req` per `opts`; returns the result and its raw index.
+/// Runs `req` per `opts`, waiting at most `max_query_time` (`max_query_time`
+/// plus the largest jitter the HTTP layer adds); returns the result and its
+/// raw index.
 pub(crate) async fn run(
     state: &StateStore,
     req: &ReadRequest,
     opts: &QueryOptions,
+    max_query_time: Duration,
 ) -> (ReadResult, u64) {
     if opts.min_index == 0 {
         return state.read(req, None);
     }
     // The wait arrives over the network (agents send it); clamp it here too.
-    let max_wait = opts.max_wait.min(MAX_WAIT);
+    let max_wait = opts.max_wait.min(max_query_time + max_query_time / 16);
     let deadline = Instant::now() + max_wait;
     let restores = state.restores();
     loop {

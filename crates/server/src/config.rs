@@ -54,6 +54,9 @@ pub struct ServerConfig {
     pub session_ttl_min: Duration,
     /// `limits.request_limits`: the rate limits on requests to this server.
     pub request_limits: crate::rate::RequestLimits,
+    /// `max_query_time`: the longest a blocking query waits (plus its
+    /// jitter); a longer wait, as agents send it, is cut to this.
+    pub max_query_time: Duration,
 }
 
 impl ServerConfig {
@@ -82,6 +85,7 @@ impl ServerConfig {
             tombstone_ttl: Duration::from_secs(15 * 60),
             session_ttl_min: Duration::from_secs(10),
             request_limits: Default::default(),
+            max_query_time: Duration::from_secs(600),
         }
     }
 }

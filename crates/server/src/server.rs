@@ -420,7 +420,8 @@ impl Server {
                 other => RpcError::Transport(other.to_string()),
             })?;
         }
-        let (result, index) = blocking::run(&self.state, req, opts).await;
+        let (result, index) =
+            blocking::run(&self.state, req, opts, self.config.max_query_time).await;
         Ok((
             result,
             QueryMeta {

@@ -188,3 +188,54 @@ async fn script_checks_need_enable_script_checks_and_alias_checks_follow_their_t
     wait_status(&c, &base, "api-proxy", "api-alias", "warning").await?;
     agent.kill9()
 }
+
+/// `discard_check_output` drops checks' output before it is stored; the
+/// configured `default_query_time` and `max_query_time` bound blocking waits
+/// (the client's own timeout, far above them and far below Consul's 5 and 10
+/// minute defaults, tells the two apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarded_check_output_and_configured_query_times() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(
+        &dir.path().join("data"),
+        json!({"discard_check_output": true,
+               "default_query_time": "1s", "max_query_time": "2s"}),
+    )?;
+    let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    let r = c
+        .put(format!("{base}/v1/agent/check/register"))
+        .json(&json!({"ID": "t", "Name": "t", "TTL": "60s"}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    let r = c
+        .put(format!(
+            "{base}/v1/agent/check/pass/t?note=changes%20every%20run"
+        ))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    let checks: serde_json::Value = c
+        .get(format!("{base}/v1/agent/checks"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(checks["t"]["Status"], "passing");
+    assert_eq!(checks["t"]["Output"], "");
+
+    let r = c.get(format!("{base}/v1/kv/none")).send().await?;
+    let index = r.headers()["x-consul-index"].to_str()?.to_owned();
+    let patient = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()?;
+    for wait in ["", "&wait=10m"] {
+        let r = patient
+            .get(format!("{base}/v1/kv/none?index={index}{wait}"))
+            .send()
+            .await?;
+        assert_eq!(r.status(), 404, "wait {wait:?}");
+        assert_eq!(r.headers()["x-consul-index"].to_str()?, index);
+    }
+    agent.kill9()
+}

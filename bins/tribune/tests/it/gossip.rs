@@ -352,3 +352,20 @@ async fn a_restarted_agent_rejoins_from_its_snapshot_unless_it_left() -> Result<
     assert_eq!(member_status(&c, &c1.http, "srv").await?, None);
     Ok(())
 }
+
+/// `serf_wan` (`-serf-wan-bind`) is where a server's WAN pool listens, not
+/// `bind_addr`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_wan_pool_binds_serf_wan() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let port = free_port();
+    let server = Agent::start(
+        &dir.path().join("n1"),
+        json!({"serf_wan": "127.0.0.2", "ports": {"serf_wan": port}}),
+    )?;
+    let taken = std::net::UdpSocket::bind(("127.0.0.2", port));
+    assert!(taken.is_err(), "nothing listens on 127.0.0.2:{port}");
+    std::net::UdpSocket::bind(("127.0.0.1", port))
+        .map_err(|e| anyhow::anyhow!("the bind address holds the WAN port: {e}"))?;
+    server.kill9()
+}

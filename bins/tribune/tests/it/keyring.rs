@@ -219,3 +219,40 @@ async fn keyring_without_encryption_is_consuls_error() -> Result<()> {
     );
     Ok(())
 }
+
+/// `disable_keyring_file`: the gossip key works but is never written to the
+/// data directory (with the default, the same start writes it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disable_keyring_file_keeps_the_key_off_disk() -> Result<()> {
+    let key = tribune_gossip::keygen();
+    let dir = tempfile::tempdir()?;
+    let kept = dir.path().join("kept");
+    let server = Agent::start(&kept, json!({"encrypt": key}))?;
+    server.kill9()?;
+    assert_eq!(keyring_file(&kept)?, vec![key.clone()]);
+
+    let memory_only = dir.path().join("memory-only");
+    let server = Agent::start(
+        &memory_only,
+        json!({"encrypt": key, "disable_keyring_file": true}),
+    )?;
+    let c = reqwest::Client::new();
+    let (status, body) = list(&c, &server.http).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        pool_is(
+            &body,
+            false,
+            1,
+            &json!({ key.clone(): 1 }),
+            &json!({ key: 1 })
+        ),
+        "{body}"
+    );
+    server.kill9()?;
+    let serf = memory_only.join("serf");
+    for file in ["local.keyring", "remote.keyring"] {
+        assert!(!serf.join(file).exists(), "{file} was written");
+    }
+    Ok(())
+}

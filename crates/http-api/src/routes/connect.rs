@@ -42,7 +42,7 @@ async fn leaf(
     p: Params,
 ) -> Result<Response, ApiError> {
     st.check_dc(&p)?;
-    let opts = p.query_options()?;
+    let opts = p.query_options(st.config.query_times)?;
     let leaf = st
         .backend
         .connect_leaf(&service, opts.min_index, opts.max_wait)

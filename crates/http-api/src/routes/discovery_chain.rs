@@ -181,7 +181,7 @@ async fn read(
     // blocking: the config entries are what the request waits on.
     let opts = QueryOptions {
         min_index: 0,
-        ..p.query_options()?
+        ..p.query_options(st.config.query_times)?
     };
     let (roots, _) = st.backend.read(ReadRequest::CaRoots, opts).await?;
     let ReadResult::CaRoots(roots) = roots else {

@@ -101,7 +101,7 @@ async fn fire(
 }
 
 async fn list(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    let opts = p.query_options()?;
+    let opts = p.query_options(st.config.query_times)?;
     let name = p.get("name").unwrap_or_default().to_owned();
     let mut changes = st.backend.event_changes();
     let deadline = tokio::time::Instant::now() + opts.max_wait;

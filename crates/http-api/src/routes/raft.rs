@@ -93,7 +93,7 @@ async fn usage(State(st): State<AppState>, p: Params) -> Result<Response, ApiErr
     st.check_dc(&p)?;
     let (result, meta) = st
         .backend
-        .read(ReadRequest::Usage, p.query_options()?)
+        .read(ReadRequest::Usage, p.query_options(st.config.query_times)?)
         .await?;
     let ReadResult::Usage(u) = result else {
         return Err(unexpected());
@@ -163,7 +163,10 @@ async fn get_autopilot(State(st): State<AppState>, p: Params) -> Result<Response
     st.check_dc(&p)?;
     let (result, meta) = st
         .backend
-        .read(ReadRequest::AutopilotConfig, p.query_options()?)
+        .read(
+            ReadRequest::AutopilotConfig,
+            p.query_options(st.config.query_times)?,
+        )
         .await?;
     let ReadResult::Autopilot(settings) = result else {
         return Err(unexpected());

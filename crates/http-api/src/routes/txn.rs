@@ -402,7 +402,7 @@ async fn txn(
 
     if ops.iter().all(TxnOp::is_read) {
         // Consul's `Txn.Read` is not a blocking query: `?index` is ignored.
-        let mut opts = p.query_options()?;
+        let mut opts = p.query_options(st.config.query_times)?;
         opts.min_index = 0;
         let (res, meta) = st.backend.read(ReadRequest::Txn(ops), opts).await?;
         let ReadResult::Txn(outcome) = res else {

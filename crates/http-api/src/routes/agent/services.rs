@@ -15,7 +15,7 @@ use crate::dto::input::{CheckIn, ServiceIn};
 use crate::dto::output::AgentServiceOut;
 use crate::error::ApiError;
 use crate::json_in::decode;
-use crate::params::{Params, DEFAULT_QUERY_TIME, MAX_QUERY_TIME};
+use crate::params::{Params, QueryTimes};
 use crate::reply;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -102,21 +102,14 @@ pub(super) async fn list(State(st): State<AppState>, p: Params) -> Result<Respon
 }
 
 /// The wait of a hash-blocking query, as Consul's `LocalBlockingQuery` computes it:
-/// `?wait` (default 5 min, at most 10), plus up to wait/16 of random jitter.
+/// `?wait` (default 5 min, at most 10: its own constants, not the configured
+/// query times), plus up to wait/16 of random jitter.
 fn hash_wait(p: &Params) -> Result<Duration, ApiError> {
-    let mut wait = match p.get("wait") {
+    let asked = match p.get("wait") {
         None | Some("") => Duration::ZERO,
         Some(w) => parse_go_duration(w).map_err(|_| ApiError::bad("Invalid wait time"))?,
     };
-    if wait.is_zero() {
-        wait = DEFAULT_QUERY_TIME;
-    }
-    wait = wait.min(MAX_QUERY_TIME);
-    let jitter_max = u64::try_from(wait.as_nanos() / 16).unwrap_or(u64::MAX);
-    if jitter_max > 0 {
-        wait += Duration::from_nanos(rand::random::<u64>() % jitter_max);
-    }
-    Ok(wait)
+    Ok(QueryTimes::default().wait(asked))
 }
 
 /// The service's current reply and its hash, or Consul's 404.
