@@ -598,6 +598,14 @@ fn acls_allowed(cfg: &RuntimeConfig) -> bool {
     !cfg.acl.enabled || std::env::var(ALLOW_UNENFORCED_ACLS).is_ok_and(|v| v == "1")
 }
 
+/// Warns, at start and on each reload, about every setting the configuration
+/// asks for that this version does not act on.
+fn warn_unapplied(cfg: &RuntimeConfig) {
+    for what in cfg.unapplied() {
+        tracing::warn!("{what}");
+    }
+}
+
 /// Runs `tribune agent` with `args`; returns the exit code.
 pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let flags = config::agent_flags();
@@ -624,6 +632,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         return Ok(1);
     }
     let logs = init_logging(&cfg);
+    warn_unapplied(&cfg);
     if cfg.acl.enabled {
         tracing::warn!(
             "acl.enabled = true, but ACLs are NOT enforced: every endpoint is open \
@@ -943,6 +952,7 @@ async fn reload(
     if !acls_allowed(&cfg) {
         anyhow::bail!("{ACL_REFUSED}");
     }
+    warn_unapplied(&cfg);
     if cfg.acl.enabled {
         tracing::warn!(
             "acl.enabled = true, but ACLs are NOT enforced: every endpoint is open \

@@ -740,6 +740,79 @@ impl RuntimeConfig {
         })
     }
 
+    /// Settings this configuration sets that Tribune reads but does not act
+    /// on yet, one sentence each, for the agent to warn about at start: an
+    /// operator who asked for them must not believe they are in force.
+    pub fn unapplied(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let rpc = &self.tls.internal_rpc;
+        for (set, name) in [
+            (rpc.verify_incoming, "verify_incoming"),
+            (rpc.verify_outgoing, "verify_outgoing"),
+            (rpc.verify_server_hostname, "verify_server_hostname"),
+        ] {
+            if set {
+                out.push(format!(
+                    "tls.internal_rpc.{name} is set, but server RPC and raft traffic \
+                     (port {}) is not protected by TLS in this version",
+                    self.ports
+                        .server
+                        .map_or_else(|| "none".to_owned(), |p| p.to_string())
+                ));
+            }
+        }
+        if self.encrypt.is_some() {
+            for (verify, name) in [
+                (self.encrypt_verify_incoming, "encrypt_verify_incoming"),
+                (self.encrypt_verify_outgoing, "encrypt_verify_outgoing"),
+            ] {
+                if !verify {
+                    out.push(format!(
+                        "{name} = false has no effect: gossip is always encrypted and \
+                         verified once encrypt is set (a staged rollout is not supported)"
+                    ));
+                }
+            }
+        }
+        if let Some(p) = self
+            .connect
+            .ca_provider
+            .as_deref()
+            .filter(|p| *p != "consul")
+        {
+            out.push(format!(
+                "connect.ca_provider {p:?} is not supported: the built-in CA is used"
+            ));
+        }
+        let t = &self.tls;
+        // Sections inherit `defaults`, so one sentence covers them all.
+        if [&t.defaults, &t.internal_rpc, &t.https, &t.grpc]
+            .iter()
+            .any(|s| s.tls_cipher_suites.is_some())
+        {
+            out.push(
+                "tls_cipher_suites is not applied: the TLS library's default suites are offered"
+                    .to_owned(),
+            );
+        }
+        if let Some(file) = &self.log_file {
+            out.push(format!(
+                "log_file {} has no effect: logs go to standard output",
+                file.display()
+            ));
+        }
+        if self.enable_syslog {
+            out.push("enable_syslog has no effect: logs go to standard output".to_owned());
+        }
+        if self.auto_reload_config {
+            out.push(
+                "auto_reload_config has no effect: apply changes with `tribune reload` or SIGHUP"
+                    .to_owned(),
+            );
+        }
+        out
+    }
+
     /// The Serf WAN listen address; `None` when `ports.serf_wan` is disabled.
     pub fn serf_wan_bind_addr(&self) -> Option<SocketAddr> {
         let ip = self.serf_wan_bind.unwrap_or(self.bind_addr);

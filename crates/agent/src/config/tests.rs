@@ -1155,3 +1155,38 @@ fn response_headers_must_be_valid_http_headers() {
         "http_config.response_headers: invalid header \"Bad Name\": \"x\""
     );
 }
+
+/// Settings read but not acted on are named, so the agent can warn about
+/// them; a plain configuration names none.
+#[test]
+fn settings_not_acted_on_are_named() {
+    let plain = load_args(&["-dev"]).expect("dev");
+    assert_eq!(plain.unapplied(), Vec::<String>::new());
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let file = write(
+        tmp.path(),
+        "tls.json",
+        r#"{"tls": {"defaults": {"verify_incoming": true, "tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}},
+            "encrypt": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
+            "encrypt_verify_incoming": false,
+            "connect": {"ca_provider": "vault"},
+            "log_file": "/var/log/consul/",
+            "auto_reload_config": true}"#,
+    );
+    let cfg = load_args(&["-dev", "-config-file", s(&file)]).expect("loads");
+    let warnings = cfg.unapplied();
+    for needle in [
+        "tls.internal_rpc.verify_incoming is set",
+        "encrypt_verify_incoming = false has no effect",
+        "connect.ca_provider \"vault\" is not supported",
+        "tls_cipher_suites is not applied",
+        "log_file /var/log/consul/ has no effect",
+        "auto_reload_config has no effect",
+    ] {
+        assert!(
+            warnings.iter().any(|w| w.starts_with(needle)),
+            "{needle:?} not in {warnings:#?}"
+        );
+    }
+    assert_eq!(warnings.len(), 6, "{warnings:#?}");
+}
