@@ -149,7 +149,7 @@ impl Api {
             Some(_) => Some(text(StatusCode::FORBIDDEN, "Access is restricted")),
             None => Some(text(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                "unable to parse remote addr: missing port in address",
+                "unable to parse remote addr: address @: missing port in address",
             )),
         }
     }
@@ -226,7 +226,11 @@ where
             };
         }
         let method = req.method().clone();
-        if let Some(refusal) = self.write_refusal(&method) {
+        // `/` is Consul's index handler, outside its wrapper: no write check.
+        let refusal = (req.uri().path() != "/")
+            .then(|| self.write_refusal(&method))
+            .flatten();
+        if let Some(refusal) = refusal {
             // Refused only where the endpoint takes the method: the router
             // answers an `OPTIONS` probe of the path with the methods it has
             // (or with the 404 of a path it does not know), and the request
@@ -355,8 +359,10 @@ impl Future for ApiFuture {
                     StatusCode::METHOD_NOT_ALLOWED if !allows(&probe, method) => {
                         method_not_allowed(probe, method)
                     }
-                    // The endpoint takes the method (or answered the probe
-                    // itself, which none does: refusing is the safe side).
+                    // The endpoint takes the method. (Only the index handler
+                    // at `/` answers an `OPTIONS` itself, and `/` is never
+                    // probed; anything else that did would be refused, the
+                    // safe side.)
                     _ => refusal.take().unwrap_or(probe),
                 };
                 Poll::Ready(Ok(finish.apply(resp)))

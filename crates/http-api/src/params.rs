@@ -34,16 +34,19 @@ impl QueryTimes {
     /// plus up to a sixteenth of random jitter, so that many watchers of one
     /// index do not all return at the same instant (Consul's `jitterFraction`).
     pub fn wait(&self, wait: Duration) -> Duration {
-        let wait = if wait.is_zero() {
-            self.default
-        } else {
-            wait.min(self.max)
-        };
+        let wait = self.base(wait);
         let jitter_max = u64::try_from(wait.as_nanos() / 16).unwrap_or(u64::MAX);
         if jitter_max == 0 {
             return wait;
         }
         wait + Duration::from_nanos(rand::random::<u64>() % jitter_max)
+    }
+
+    /// The wait before jitter: the default for none, and never past the
+    /// maximum, a default set above it included (Consul's `rpcQueryTimeout`).
+    fn base(&self, wait: Duration) -> Duration {
+        let wait = if wait.is_zero() { self.default } else { wait };
+        wait.min(self.max)
     }
 }
 
@@ -186,10 +189,8 @@ impl Params {
         // The jitter only matters to a query that blocks.
         let wait = if min_index > 0 {
             times.wait(asked)
-        } else if asked.is_zero() {
-            times.default
         } else {
-            asked.min(times.max)
+            times.base(asked)
         };
         Ok(QueryOptions {
             min_index,
@@ -301,5 +302,12 @@ mod tests {
             .query_options(t)
             .unwrap();
         assert!(within(o.max_wait, 15), "{:?}", o.max_wait);
+        // A default above the maximum is cut to it.
+        let t = QueryTimes {
+            default: Duration::from_secs(900),
+            max: Duration::from_secs(600),
+        };
+        let o = Params::parse(Some("index=5")).query_options(t).unwrap();
+        assert!(within(o.max_wait, 600), "{:?}", o.max_wait);
     }
 }

@@ -61,7 +61,16 @@ impl FromStr for Cidr {
         }
         let addr: IpAddr = addr.parse().map_err(|_| bad())?;
         let width = if addr.is_ipv4() { 32 } else { 128 };
-        let prefix: u8 = len.parse().ok().filter(|p| *p <= width).ok_or_else(bad)?;
+        let mut prefix: u8 = len.parse().ok().filter(|p| *p <= width).ok_or_else(bad)?;
+        // Go's `IPNet.Contains` reads an IPv4-mapped network
+        // (`::ffff:10.0.0.0/104`) as the IPv4 one it maps (`10.0.0.0/8`).
+        let addr = match addr {
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
+                prefix = prefix.saturating_sub(96);
+                addr.to_canonical()
+            }
+            other => other,
+        };
         let network = match addr {
             IpAddr::V4(a) => IpAddr::V4((masked(u32::from(a).into(), 32, prefix) as u32).into()),
             IpAddr::V6(a) => IpAddr::V6(masked(u128::from(a), 128, prefix).into()),
@@ -119,6 +128,9 @@ mod tests {
         let all: Cidr = "0.0.0.0/0".parse().unwrap();
         assert!(all.contains(ip("8.8.8.8")));
         assert!(!all.contains(ip("2001:db8::1")));
+        let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
+        assert_eq!(mapped.to_string(), "10.0.0.0/8");
+        assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.1.2.3")));
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains(ip("2001:db8:ffff::1")));
         assert!(!v6.contains(ip("2001:db9::1")));

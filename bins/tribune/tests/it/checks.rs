@@ -229,13 +229,21 @@ async fn discarded_check_output_and_configured_query_times() -> Result<()> {
     let patient = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()?;
-    for wait in ["", "&wait=10m"] {
+    // Nothing changes meanwhile, so each query waits out its whole time:
+    // the configured default without `wait`, the maximum for a longer one.
+    for (wait, waited) in [("", 1), ("&wait=10m", 2)] {
+        let started = std::time::Instant::now();
         let r = patient
             .get(format!("{base}/v1/kv/none?index={index}{wait}"))
             .send()
             .await?;
         assert_eq!(r.status(), 404, "wait {wait:?}");
         assert_eq!(r.headers()["x-consul-index"].to_str()?, index);
+        assert!(
+            started.elapsed() >= Duration::from_secs(waited),
+            "wait {wait:?} answered after {:?}",
+            started.elapsed()
+        );
     }
     agent.kill9()
 }

@@ -11,8 +11,11 @@
 //! One HCL v1 form HCL 2 refuses is kept working: a quoted name on the left of
 //! `=` in a block body (`"Access-Control-Allow-Origin" = "*"` in
 //! `response_headers { .. }`, as Consul's documentation writes it, or quoted
-//! `node_meta` keys). Such names become placeholder identifiers before parsing
-//! and get their text back after ([`unquote_block_keys`]).
+//! `node_meta` keys), written as its own line (`node_meta { "a" = "b" }` on
+//! one line is still refused). Such names become placeholder identifiers
+//! before parsing and get their text back after ([`unquote_block_keys`]); a
+//! parse error on such a line names the key as written, though its column
+//! counts the placeholder.
 
 use hcl::eval::{Context, Evaluate};
 use hcl::{Expression, ObjectKey, Structure};
@@ -33,6 +36,7 @@ pub(crate) fn parse(text: &str, origin: &Origin) -> Result<Object, ConfigError> 
             ),
             other => (0, 0, other.to_string()),
         };
+        let message = restore_quoted(message, &quoted);
         ConfigError::Hcl {
             origin: origin.clone(),
             line,
@@ -42,6 +46,15 @@ pub(crate) fn parse(text: &str, origin: &Origin) -> Result<Object, ConfigError> 
         }
     })?;
     body_to_object(body, origin, "", &quoted)
+}
+
+/// `message` with the placeholders named as the user wrote them (highest
+/// number first, so `..._1` does not eat the start of `..._12`).
+fn restore_quoted(mut message: String, quoted: &[String]) -> String {
+    for (n, name) in quoted.iter().enumerate().rev() {
+        message = message.replace(&format!("{QUOTED_KEY}{n}"), &format!("{name:?}"));
+    }
+    message
 }
 
 /// Prefix of the identifiers that stand in for quoted block-body keys.
@@ -121,7 +134,9 @@ impl Scan {
         while i < bytes.len() {
             let c = bytes[i];
             if self.in_comment {
-                if line[i..].starts_with("*/") {
+                // Bytes, not `line[i..]`: `i` may sit inside a multi-byte
+                // character of the comment.
+                if bytes[i..].starts_with(b"*/") {
                     self.in_comment = false;
                     i += 1;
                 }
@@ -130,8 +145,8 @@ impl Scan {
             }
             match c {
                 b'#' => break,
-                b'/' if line[i..].starts_with("//") => break,
-                b'/' if line[i..].starts_with("/*") => {
+                b'/' if bytes[i..].starts_with(b"//") => break,
+                b'/' if bytes[i..].starts_with(b"/*") => {
                     self.in_comment = true;
                     i += 2;
                     continue;
@@ -142,7 +157,7 @@ impl Scan {
                         i += if bytes[i] == b'\\' { 2 } else { 1 };
                     }
                 }
-                b'<' if line[i..].starts_with("<<") => {
+                b'<' if bytes[i..].starts_with(b"<<") => {
                     let tag = line[i + 2..].trim_start_matches('-').trim();
                     if !tag.is_empty()
                         && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
@@ -410,5 +425,40 @@ x = "\"y\" = 1"
         assert!(v.get("commented").is_none());
         let (_, names) = unquote_block_keys("meta = {\n  \"a.b\" = \"1\"\n}\n");
         assert!(names.is_empty(), "{names:?}");
+    }
+
+    /// What the line scan must not trip on: multi-byte text in comments,
+    /// indented heredocs, CRLF line ends, comment markers inside strings.
+    #[test]
+    fn comments_heredocs_line_ends_and_markers_in_strings() {
+        let v = parsed(
+            "/* überwacht { café */\r\n\
+             node_meta {\r\n\
+             \x20 \"a\" = \"x # not a comment\"\r\n\
+             \x20 url = \"http://h/{x}\"\r\n\
+             \x20 \"b\" = \"y\"\r\n\
+             }\r\n\
+             script = <<-EOT\r\n\
+             \x20 \"c\" = \"z\"\r\n\
+             \x20 EOT\r\n\
+             after {\r\n\
+             \x20 \"d\" = \"w\"\r\n\
+             }\r\n",
+        );
+        assert_eq!(
+            v["node_meta"],
+            json!({"a": "x # not a comment", "url": "http://h/{x}", "b": "y"})
+        );
+        assert_eq!(v["script"], json!("\"c\" = \"z\"\n"));
+        assert_eq!(v["after"], json!({"d": "w"}));
+    }
+
+    /// A parse error on a rewritten line names the key as it was written.
+    #[test]
+    fn errors_name_quoted_keys_as_written() {
+        let err = parse("x {\n  \"my-key\" = \n}\n", &Origin::HclFlag(0))
+            .expect_err("no value")
+            .to_string();
+        assert!(!err.contains(QUOTED_KEY), "{err}");
     }
 }

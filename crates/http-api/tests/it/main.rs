@@ -234,6 +234,9 @@ async fn http_config_blocks_endpoints_restricts_writes_and_adds_headers() {
             "Invalid URL path: not a recognized HTTP API endpoint\n"
         )
     );
+    // `/` is Consul's index handler, outside the wrapper's write check.
+    let (s, _, b) = call(Method::POST, "/", None).await;
+    assert_eq!(s, 200, "{b}");
     // An endpoint's own content type wins over the configured one.
     let (s, h, _) = call(Method::GET, "/v1/status/leader", None).await;
     assert_eq!(s, 200);
