@@ -766,6 +766,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         block_endpoints: cfg.http_config.block_endpoints.clone(),
         allow_write_from: cfg.http_config.allow_write_http_from.clone(),
         response_headers: cfg.http_config.response_headers.clone(),
+        use_cache: cfg.http_config.use_cache,
         query_times: tribune_http_api::params::QueryTimes {
             default: cfg.default_query_time,
             max: cfg.max_query_time,

@@ -219,18 +219,23 @@ impl Params {
     /// these headers.
     pub(crate) fn of_request(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Params {
         let mut p = Params::parse(uri.query());
+        // Consul's `parseTokenInternal` order: `?token=`, then
+        // `X-Consul-Token`, then `Authorization` with the `Bearer` scheme
+        // in any case; an empty one counts as absent.
+        let query = p.get("token").filter(|t| !t.is_empty()).map(str::to_owned);
         let header_token = headers
             .get(X_CONSUL_TOKEN)
             .and_then(|v| v.to_str().ok())
+            .filter(|t| !t.is_empty())
             .map(str::to_owned);
         let bearer = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(|v| v.trim().to_owned());
-        p.token = header_token
-            .or(bearer)
-            .or_else(|| p.get("token").map(str::to_owned));
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, value)| value.trim().to_owned())
+            .filter(|t| !t.is_empty());
+        p.token = query.or(header_token).or(bearer);
         p
     }
 }
@@ -275,6 +280,36 @@ mod tests {
         assert!(Params::parse(Some("wait=forever"))
             .query_options(t)
             .is_err());
+    }
+
+    /// The token comes from `?token=`, then `X-Consul-Token`, then a bearer
+    /// `Authorization`, as Consul reads it.
+    #[test]
+    fn token_sources_in_consuls_order() {
+        use axum::http::{HeaderMap, HeaderValue, Uri};
+        let token = |uri: &str, headers: &[(&'static str, &'static str)]| {
+            let mut h = HeaderMap::new();
+            for (n, v) in headers {
+                h.insert(*n, HeaderValue::from_static(v));
+            }
+            Params::of_request(&uri.parse::<Uri>().unwrap(), &h).token
+        };
+        let both = [
+            ("x-consul-token", "header"),
+            ("authorization", "Bearer  bear "),
+        ];
+        assert_eq!(
+            token("/v1/kv/a?token=query", &both).as_deref(),
+            Some("query")
+        );
+        assert_eq!(token("/v1/kv/a?token=", &both).as_deref(), Some("header"));
+        assert_eq!(token("/v1/kv/a", &both[1..]).as_deref(), Some("bear"));
+        assert_eq!(
+            token("/v1/kv/a", &[("authorization", "bearer x")]).as_deref(),
+            Some("x")
+        );
+        assert_eq!(token("/v1/kv/a", &[("authorization", "Basic x")]), None);
+        assert_eq!(token("/v1/kv/a", &[]), None);
     }
 
     /// `default_query_time` and `max_query_time` as configured.

@@ -63,6 +63,9 @@ pub struct HttpConfig {
     pub response_headers: Vec<(HeaderName, HeaderValue)>,
     /// `default_query_time` and `max_query_time`.
     pub query_times: QueryTimes,
+    /// `http_config.use_cache`: whether `?cached` reads use the agent's
+    /// cache (when off, the flag is ignored, as in Consul).
+    pub use_cache: bool,
 }
 
 impl Default for HttpConfig {
@@ -76,6 +79,7 @@ impl Default for HttpConfig {
             allow_write_from: Vec::new(),
             response_headers: Vec::new(),
             query_times: QueryTimes::default(),
+            use_cache: true,
         }
     }
 }
@@ -359,7 +363,7 @@ impl AppState {
     ) -> Result<(ReadResult, QueryMeta), ApiError> {
         self.check_dc(p)?;
         let opts = p.query_options(self.config.query_times)?;
-        if p.has("cached") {
+        if p.has("cached") && self.config.use_cache {
             if opts.consistency == Consistency::Consistent {
                 return Err(ApiError::bad(
                     "Cannot specify ?cached with ?consistent, conflicting semantics.",

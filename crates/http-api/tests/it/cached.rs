@@ -1,7 +1,8 @@
 //! `?cached` reads through the HTTP layer: the agent's cache status becomes
-//! `X-Cache`/`Age`, and `?cached` with `?consistent` is refused as Consul refuses it.
+//! `X-Cache`/`Age`, and `?cached` with `?consistent` is refused as Consul refuses it;
+//! with `http_config.use_cache` off the flag is ignored.
 
-use crate::support::{request, start};
+use crate::support::{request, serve_with, start, FakeBackend};
 use reqwest::Method;
 
 #[tokio::test]
@@ -29,5 +30,27 @@ async fn cached_with_consistent_is_refused() {
     )
     .await;
     assert_eq!(s, 200);
+    assert!(headers.get("x-cache").is_none());
+}
+
+/// With `http_config.use_cache = false` the flag is ignored, as in Consul:
+/// `?cached&consistent` is an ordinary consistent read.
+#[tokio::test]
+async fn use_cache_off_ignores_cached() {
+    let base = serve_with(
+        FakeBackend::new(),
+        tribune_http_api::HttpConfig {
+            use_cache: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let (s, headers, b) = request(
+        Method::GET,
+        &format!("{base}/v1/catalog/service/web?cached&consistent"),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
     assert!(headers.get("x-cache").is_none());
 }
