@@ -726,6 +726,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         enable_local_script_checks: cfg.enable_local_script_checks,
         check_output_max_size: cfg.check_output_max_size as usize,
         discard_check_output: cfg.discard_check_output,
+        check_update_interval: cfg.check_update_interval,
         check_tls,
         disable_remote_exec: cfg.disable_remote_exec,
         disable_coordinates: cfg.disable_coordinates,

@@ -1,6 +1,6 @@
 //! [`Agent`]: local state, background TTL/anti-entropy loop, and lifecycle events.
 
-use crate::local::{service_maint_id, Local, LocalCheck, NODE_MAINT};
+use crate::local::{service_maint_id, Local, LocalCheck, Recorded, NODE_MAINT};
 use crate::persist::{PersistedCheck, Store};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
@@ -53,6 +53,9 @@ pub struct AgentConfig {
     pub enable_local_script_checks: bool,
     /// `check_output_max_size`.
     pub check_output_max_size: usize,
+    /// `check_update_interval`: how long a change of a check's output alone
+    /// may wait before it is pushed to the catalog (0: pushed at once).
+    pub check_update_interval: Duration,
     /// `discard_check_output`: checks' output is dropped before it is stored,
     /// so output that changes on every run (timestamps, process ids) does not
     /// turn every run into a catalog write.
@@ -260,19 +263,28 @@ impl Agent {
     /// Records a new status and output for a local check and pushes it to the catalog.
     pub(crate) async fn set_check_status(&self, id: &str, status: HealthStatus, output: String) {
         let output = self.kept_output(output);
-        let changed = {
+        let recorded = {
             let mut local = self.local.lock();
             match local.checks.get_mut(id) {
-                Some(c) if c.check.status != status || c.check.output != output => {
-                    c.check.status = status;
-                    c.check.output = output;
-                    true
-                }
-                _ => false,
+                Some(c) => c.record(
+                    status,
+                    output,
+                    Instant::now(),
+                    self.cfg.check_update_interval,
+                ),
+                None => Recorded::Unchanged,
             }
         };
-        if changed {
+        self.after_record(id, recorded).await;
+    }
+
+    /// Announces a recorded result: local watchers (and the timer loop, for a
+    /// deferred push) hear of any change; a status change goes to the catalog.
+    async fn after_record(&self, id: &str, recorded: Recorded) {
+        if recorded != Recorded::Unchanged {
             self.bump();
+        }
+        if recorded == Recorded::Changed {
             self.sync_check(id).await;
         }
     }
@@ -525,7 +537,7 @@ impl Agent {
         status: HealthStatus,
         output: String,
     ) -> Result<(), BackendError> {
-        let changed = {
+        let recorded = {
             let mut local = self.local.lock();
             let Some(c) = local.checks.get_mut(id) else {
                 return Err(BackendError::NotFound(format!(
@@ -539,17 +551,13 @@ impl Agent {
             };
             // The HTTP layer already cut the output to the check's OutputMaxSize.
             let output = self.kept_output(output);
-            c.ttl_deadline = Some(Instant::now() + ttl);
-            let changed = c.check.status != status || c.check.output != output;
-            c.check.status = status;
-            c.check.output = output;
-            changed
+            let now = Instant::now();
+            c.ttl_deadline = Some(now + ttl);
+            c.record(status, output, now, self.cfg.check_update_interval)
         };
         // The TTL restarted even if nothing changed: wake the timer loop.
         self.bump();
-        if changed {
-            self.sync_check(id).await;
-        }
+        self.after_record(id, recorded).await;
         Ok(())
     }
 
@@ -682,6 +690,11 @@ async fn background(agent: std::sync::Weak<Agent>) {
         let expired = a.local.lock().expire_ttls(now);
         for id in expired {
             a.bump();
+            a.sync_check(&id).await;
+        }
+        // Output held back by `check_update_interval`, now due.
+        let due = a.local.lock().due_deferred(now);
+        for id in due {
             a.sync_check(&id).await;
         }
         let reap = a.local.lock().reap(now);

@@ -24,8 +24,14 @@ fn service_differs(a: &Service, b: &Service) -> bool {
     a != *b
 }
 
-fn check_differs(a: &Check, b: &Check) -> bool {
+/// Whether the local check `a` differs from the catalog's `b` in anything the
+/// agent controls; the output not counted while a change of it alone is held
+/// back (`check_update_interval`), as Consul's `updateSyncState` does.
+fn check_differs(a: &Check, b: &Check, output_deferred: bool) -> bool {
     let mut a = a.clone();
+    if output_deferred {
+        a.output = b.output.clone();
+    }
     a.raft = b.raft;
     a.node = b.node.clone();
     a.service_name = b.service_name.clone();
@@ -171,7 +177,7 @@ impl Agent {
             Ok((ReadResult::Checks(c), _)) => c,
             _ => return false,
         };
-        let (services, checks) = {
+        let (services, checks, deferred) = {
             let local = self.local.lock();
             (
                 local.services.clone(),
@@ -180,6 +186,12 @@ impl Agent {
                     .iter()
                     .map(|(k, v)| (k.clone(), v.check.clone()))
                     .collect::<std::collections::BTreeMap<_, _>>(),
+                local
+                    .checks
+                    .iter()
+                    .filter(|(_, v)| v.deferred_sync.is_some())
+                    .map(|(k, _)| k.clone())
+                    .collect::<std::collections::BTreeSet<_>>(),
             )
         };
         for s in &catalog_services {
@@ -223,7 +235,7 @@ impl Agent {
             catalog_checks
                 .iter()
                 .find(|cc| cc.check_id.as_str() == id)
-                .is_none_or(|cc| check_differs(c, cc))
+                .is_none_or(|cc| check_differs(c, cc, deferred.contains(id)))
         });
         if node_checks_stale {
             let node_checks = self.local.lock().node_checks();

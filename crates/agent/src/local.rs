@@ -1,6 +1,7 @@
 //! Local services and checks, and the pure rules that change them.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 use tokio::time::Instant;
 use tribune_types::model::{Check, CheckDefinition, Service};
 use tribune_types::{format_go_duration, HealthStatus};
@@ -22,6 +23,21 @@ pub(crate) struct LocalCheck {
     /// Since when the agent has seen the check critical (for
     /// `deregister_critical_service_after`); kept up to date by [`Local::reap`].
     pub(crate) critical_since: Option<Instant>,
+    /// When an output-only change, held back by `check_update_interval`, is
+    /// pushed to the catalog ([`LocalCheck::record`]).
+    pub(crate) deferred_sync: Option<Instant>,
+}
+
+/// What [`LocalCheck::record`] did with a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Recorded {
+    /// Nothing changed.
+    Unchanged,
+    /// The status changed: push the check now.
+    Changed,
+    /// Only the output changed: kept locally, pushed when
+    /// [`LocalCheck::deferred_sync`] is due.
+    Deferred,
 }
 
 /// Everything registered at this agent.
@@ -56,7 +72,37 @@ impl LocalCheck {
             def,
             ttl_deadline,
             critical_since,
+            deferred_sync: None,
         }
+    }
+
+    /// Records a run's (or a TTL update's) status and output, as Consul's
+    /// `UpdateCheck`: a status change is pushed at once, with the output; with
+    /// `update_interval` set, a change of output alone is kept here and
+    /// pushed once, between half and one and a half intervals later (Consul
+    /// staggers it the same way), so output that changes on every run does
+    /// not turn every run into a raft write.
+    pub(crate) fn record(
+        &mut self,
+        status: HealthStatus,
+        output: String,
+        now: Instant,
+        update_interval: Duration,
+    ) -> Recorded {
+        if self.check.status == status && self.check.output == output {
+            return Recorded::Unchanged;
+        }
+        self.check.output = output;
+        if self.check.status == status && !update_interval.is_zero() {
+            if self.deferred_sync.is_none() {
+                let stagger = update_interval.mul_f64(rand::random::<f64>());
+                self.deferred_sync = Some(now + update_interval / 2 + stagger);
+            }
+            return Recorded::Deferred;
+        }
+        self.check.status = status;
+        self.deferred_sync = None;
+        Recorded::Changed
     }
 }
 
@@ -87,6 +133,7 @@ impl Local {
                     }
                     c.check.status = HealthStatus::Critical;
                     c.check.output = "TTL expired".into();
+                    c.deferred_sync = None;
                 }
             }
         }
@@ -125,15 +172,92 @@ impl Local {
         self.checks
             .values()
             .filter_map(|c| c.ttl_deadline)
+            .chain(self.checks.values().filter_map(|c| c.deferred_sync))
             .chain(reaps)
             .min()
+    }
+
+    /// The checks whose held-back output is due for the catalog at `now`
+    /// (their deferral cleared).
+    pub(crate) fn due_deferred(&mut self, now: Instant) -> Vec<String> {
+        let mut due = Vec::new();
+        for (id, c) in self.checks.iter_mut() {
+            if c.deferred_sync.is_some_and(|d| d <= now) {
+                c.deferred_sync = None;
+                due.push(id.clone());
+            }
+        }
+        due
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
+
+    /// `check_update_interval` with manual time: a status change is pushed
+    /// at once, output alone is held back once for half to one and a half
+    /// intervals and then handed over, and a status change in the meantime
+    /// takes the held output with it.
+    #[test]
+    fn output_only_changes_are_deferred_with_manual_time() {
+        let t0 = Instant::now();
+        let every = Duration::from_secs(300);
+        let def = CheckDefinition {
+            id: "c".into(),
+            name: "c".into(),
+            ttl: Some(Duration::from_secs(30)),
+            ..Default::default()
+        };
+        let mut local = Local::default();
+        local
+            .checks
+            .insert("c".into(), LocalCheck::new("n", def, t0));
+        let c = local.checks.get_mut("c").unwrap();
+        assert_eq!(
+            c.record(HealthStatus::Passing, "a".into(), t0, every),
+            Recorded::Changed
+        );
+        assert_eq!(
+            c.record(HealthStatus::Passing, "a".into(), t0, every),
+            Recorded::Unchanged
+        );
+        assert_eq!(
+            c.record(HealthStatus::Passing, "b".into(), t0, every),
+            Recorded::Deferred
+        );
+        let due = c.deferred_sync.expect("held back");
+        assert!(due >= t0 + every / 2 && due < t0 + every * 3 / 2, "{due:?}");
+        // Another output change keeps the first deadline.
+        let t1 = t0 + Duration::from_secs(10);
+        assert_eq!(
+            c.record(HealthStatus::Passing, "c".into(), t1, every),
+            Recorded::Deferred
+        );
+        assert_eq!(c.deferred_sync, Some(due));
+        assert_eq!(c.check.output, "c");
+        assert_eq!(local.next_deadline(), Some(t0 + Duration::from_secs(30)));
+        assert!(local
+            .due_deferred(due - Duration::from_millis(1))
+            .is_empty());
+        assert_eq!(local.due_deferred(due), ["c"]);
+        assert_eq!(local.checks["c"].deferred_sync, None);
+
+        // A status change goes at once and clears a pending deferral.
+        let c = local.checks.get_mut("c").unwrap();
+        c.record(HealthStatus::Passing, "d".into(), t1, every);
+        assert!(c.deferred_sync.is_some());
+        assert_eq!(
+            c.record(HealthStatus::Warning, "d".into(), t1, every),
+            Recorded::Changed
+        );
+        assert_eq!(c.deferred_sync, None);
+        // With no interval, output alone is pushed at once.
+        assert_eq!(
+            c.record(HealthStatus::Warning, "e".into(), t1, Duration::ZERO),
+            Recorded::Changed
+        );
+    }
 
     #[test]
     fn critical_services_are_reaped_after_their_deadline_with_manual_time() {

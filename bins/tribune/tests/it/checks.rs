@@ -247,3 +247,75 @@ async fn discarded_check_output_and_configured_query_times() -> Result<()> {
     }
     agent.kill9()
 }
+
+/// `check_update_interval`: a status change reaches the catalog at once; a
+/// change of output alone shows locally at once and reaches the catalog only
+/// after half an interval or more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_only_changes_reach_the_catalog_after_check_update_interval() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let agent = Agent::start(
+        &dir.path().join("data"),
+        json!({"check_update_interval": "2s"}),
+    )?;
+    let (c, base) = (reqwest::Client::new(), agent.http.clone());
+    let r = c
+        .put(format!("{base}/v1/agent/check/register"))
+        .json(&json!({"ID": "t", "Name": "t", "TTL": "60s"}))
+        .send()
+        .await?;
+    anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    // The catalog's output of check `t`, and the index to block on, once it
+    // satisfies `want` (blocking queries, so no polling interval).
+    let catalog = |want: &'static str| {
+        let (c, base) = (c.clone(), base.clone());
+        async move {
+            let mut index = "0".to_owned();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                anyhow::ensure!(
+                    std::time::Instant::now() < deadline,
+                    "catalog output never became {want:?}"
+                );
+                let r = c
+                    .get(format!("{base}/v1/health/node/n1?index={index}&wait=5s"))
+                    .send()
+                    .await?;
+                index = r.headers()["x-consul-index"].to_str()?.to_owned();
+                let checks: Value = r.json().await?;
+                let output = checks
+                    .as_array()
+                    .and_then(|a| a.iter().find(|c| c["CheckID"] == "t"))
+                    .map(|c| c["Output"].as_str().unwrap_or_default().to_owned());
+                if output.as_deref() == Some(want) {
+                    return Ok::<_, anyhow::Error>(index);
+                }
+            }
+        }
+    };
+    c.put(format!("{base}/v1/agent/check/pass/t?note=a"))
+        .send()
+        .await?
+        .error_for_status()?;
+    catalog("a").await?;
+
+    let changed = std::time::Instant::now();
+    c.put(format!("{base}/v1/agent/check/pass/t?note=b"))
+        .send()
+        .await?
+        .error_for_status()?;
+    let local: Value = c
+        .get(format!("{base}/v1/agent/checks"))
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(local["t"]["Output"], "b");
+    catalog("b").await?;
+    assert!(
+        changed.elapsed() >= Duration::from_secs(1),
+        "output reached the catalog after {:?}",
+        changed.elapsed()
+    );
+    agent.kill9()
+}
