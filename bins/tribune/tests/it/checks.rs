@@ -189,18 +189,13 @@ async fn script_checks_need_enable_script_checks_and_alias_checks_follow_their_t
     agent.kill9()
 }
 
-/// `discard_check_output` drops checks' output before it is stored; the
-/// configured `default_query_time` and `max_query_time` bound blocking waits
-/// (the client's own timeout, far above them and far below Consul's 5 and 10
-/// minute defaults, tells the two apart).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn discarded_check_output_and_configured_query_times() -> Result<()> {
-    let dir = tempfile::tempdir()?;
-    let agent = Agent::start(
-        &dir.path().join("data"),
-        json!({"discard_check_output": true,
-               "default_query_time": "1s", "max_query_time": "2s"}),
-    )?;
+/// A server started with `config`, holding a node TTL check `t` (60 s); the
+/// agent, a client and its HTTP address.
+async fn with_ttl_check(
+    dir: &tempfile::TempDir,
+    config: Value,
+) -> Result<(Agent, reqwest::Client, String)> {
+    let agent = Agent::start(&dir.path().join("data"), config)?;
     let (c, base) = (reqwest::Client::new(), agent.http.clone());
     let r = c
         .put(format!("{base}/v1/agent/check/register"))
@@ -208,6 +203,22 @@ async fn discarded_check_output_and_configured_query_times() -> Result<()> {
         .send()
         .await?;
     anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    Ok((agent, c, base))
+}
+
+/// `discard_check_output` drops checks' output before it is stored; the
+/// configured `default_query_time` and `max_query_time` bound blocking waits
+/// (the client's own timeout, far above them and far below Consul's 5 and 10
+/// minute defaults, tells the two apart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discarded_check_output_and_configured_query_times() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let (agent, c, base) = with_ttl_check(
+        &dir,
+        json!({"discard_check_output": true,
+               "default_query_time": "1s", "max_query_time": "2s"}),
+    )
+    .await?;
     let r = c
         .put(format!(
             "{base}/v1/agent/check/pass/t?note=changes%20every%20run"
@@ -254,17 +265,7 @@ async fn discarded_check_output_and_configured_query_times() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn output_only_changes_reach_the_catalog_after_check_update_interval() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let agent = Agent::start(
-        &dir.path().join("data"),
-        json!({"check_update_interval": "2s"}),
-    )?;
-    let (c, base) = (reqwest::Client::new(), agent.http.clone());
-    let r = c
-        .put(format!("{base}/v1/agent/check/register"))
-        .json(&json!({"ID": "t", "Name": "t", "TTL": "60s"}))
-        .send()
-        .await?;
-    anyhow::ensure!(r.status().is_success(), "{}", r.text().await?);
+    let (agent, c, base) = with_ttl_check(&dir, json!({"check_update_interval": "2s"})).await?;
     // The catalog's output of check `t`, and the index to block on, once it
     // satisfies `want` (blocking queries, so no polling interval).
     let catalog = |want: &'static str| {
