@@ -410,11 +410,17 @@ async fn start_gossip(
         .then(|| cfg.data_dir.clone())
         .flatten()
         .map(|d| d.join("serf"));
+    // `disable_keyring_file`: the key stays in memory only, as in Consul.
+    let keyring_file = |name: &str| {
+        keyring_dir
+            .as_ref()
+            .filter(|_| !cfg.disable_keyring_file)
+            .map(|d| d.join(name))
+    };
     let tags = gossip_tags(cfg, node_id, rpc_port);
-    let lan = match cfg.ports.serf_lan {
+    let lan = match cfg.serf_lan_bind_addr() {
         None => None,
-        Some(port) => {
-            let bind = SocketAddr::new(cfg.serf_lan_bind.unwrap_or(cfg.bind_addr), port);
+        Some(bind) => {
             let mut g = tribune_gossip::GossipConfig::new(
                 cfg.node_name.clone(),
                 bind,
@@ -426,11 +432,7 @@ async fn start_gossip(
             g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout;
             g.keyring = keyring.clone();
-            // `disable_keyring_file`: the key stays in memory only, as in Consul.
-            g.keyring_file = keyring_dir
-                .as_ref()
-                .filter(|_| !cfg.disable_keyring_file)
-                .map(|d| d.join("local.keyring"));
+            g.keyring_file = keyring_file("local.keyring");
             g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("local.snapshot"));
             g.rejoin_after_leave = cfg.rejoin_after_leave;
             let gossip = tribune_gossip::Gossip::start(g)
@@ -439,9 +441,8 @@ async fn start_gossip(
             Some(Arc::new(gossip))
         }
     };
-    let wan = match (cfg.server, cfg.ports.serf_wan) {
-        (true, Some(port)) => {
-            let bind = SocketAddr::new(cfg.serf_wan_bind.unwrap_or(cfg.bind_addr), port);
+    let wan = match (cfg.server, cfg.serf_wan_bind_addr()) {
+        (true, Some(bind)) => {
             let mut g = tribune_gossip::GossipConfig::new(
                 format!("{}.{}", cfg.node_name, cfg.datacenter),
                 bind,
@@ -456,11 +457,7 @@ async fn start_gossip(
             g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout_wan;
             g.keyring = keyring;
-            // `disable_keyring_file`: the key stays in memory only, as in Consul.
-            g.keyring_file = keyring_dir
-                .as_ref()
-                .filter(|_| !cfg.disable_keyring_file)
-                .map(|d| d.join("remote.keyring"));
+            g.keyring_file = keyring_file("remote.keyring");
             g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("remote.snapshot"));
             g.rejoin_after_leave = cfg.rejoin_after_leave;
             let gossip = tribune_gossip::Gossip::start(g)

@@ -147,15 +147,7 @@ where
         loop {
             let (io, addr) = self.inner.accept().await;
             match self.limiter.admit(addr.client_key()) {
-                Admission::Admitted(permit) => {
-                    return (
-                        Counted {
-                            permit: Some(permit),
-                            io,
-                        },
-                        addr,
-                    )
-                }
+                Admission::Admitted(permit) => return (Counted::new(io, permit), addr),
                 Admission::LimitReached { limit } => {
                     tracing::debug!(limit, "HTTP connection over the per-client limit refused");
                     tokio::spawn(refuse(io));
@@ -178,6 +170,16 @@ where
 pub struct Counted<S> {
     permit: Option<ConnPermit>,
     io: S,
+}
+
+impl<S> Counted<S> {
+    /// `io`, holding `permit` until it is shut down or dropped.
+    pub(crate) fn new(io: S, permit: ConnPermit) -> Self {
+        Counted {
+            permit: Some(permit),
+            io,
+        }
+    }
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {

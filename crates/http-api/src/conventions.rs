@@ -49,6 +49,7 @@ use percent_encoding::percent_decode_str;
 use tower::Service;
 
 use crate::params::Params;
+use crate::reply;
 use crate::routes::{AppState, DirectFuture, HttpConfig};
 use std::sync::Arc;
 use tribune_types::net::Cidr;
@@ -82,42 +83,20 @@ pub struct Api {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ClientAddr(pub(crate) IpAddr);
 
-/// What [`Api`] applies around the router, from the HTTP configuration.
-#[derive(Debug, Clone)]
-pub struct Rules {
-    default_acl_policy: &'static str,
-    check_paths: bool,
-    blocked: Vec<String>,
-    write_from: Vec<Cidr>,
-    extra_headers: Vec<(HeaderName, HeaderValue)>,
-}
-
-impl Rules {
-    /// The rules `config` sets.
-    pub fn of(config: &HttpConfig) -> Rules {
-        Rules {
-            default_acl_policy: config.default_acl_policy,
-            check_paths: !config.allow_unprintable_paths,
-            blocked: config.block_endpoints.clone(),
-            write_from: config.allow_write_from.clone(),
-            extra_headers: config.response_headers.clone(),
-        }
-    }
-}
-
 impl Api {
-    /// `router` inside the conventions `rules` set.
-    pub fn new(router: Router, rules: Rules) -> Self {
+    /// `router` inside the conventions `config` sets.
+    pub fn new(router: Router, config: &HttpConfig) -> Self {
         Api {
             // What `axum::serve` does to a plain router for each connection:
             // turn every handler into a ready route once, rather than on each
             // request.
             router: router.with_state(()),
-            default_acl_policy: HeaderValue::from_static(rules.default_acl_policy),
-            check_paths: rules.check_paths,
-            blocked: rules.blocked.into(),
-            write_from: rules.write_from.into(),
-            extra_headers: (!rules.extra_headers.is_empty()).then(|| rules.extra_headers.into()),
+            default_acl_policy: HeaderValue::from_static(config.default_acl_policy),
+            check_paths: !config.allow_unprintable_paths,
+            blocked: config.block_endpoints.clone().into(),
+            write_from: config.allow_write_from.clone().into(),
+            extra_headers: (!config.response_headers.is_empty())
+                .then(|| config.response_headers.clone().into()),
             client: None,
             kv_reads: None,
         }
@@ -146,8 +125,8 @@ impl Api {
         }
         match self.client {
             Some(ip) if self.write_from.iter().any(|n| n.contains(ip)) => None,
-            Some(_) => Some(text(StatusCode::FORBIDDEN, "Access is restricted")),
-            None => Some(text(
+            Some(_) => Some(reply::text(StatusCode::FORBIDDEN, "Access is restricted")),
+            None => Some(reply::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "unable to parse remote addr: address @: missing port in address",
             )),
@@ -206,7 +185,7 @@ where
             return ApiFuture::Done(Some(StatusCode::BAD_REQUEST.into_response()));
         }
         if self.is_blocked(req.uri().path()) {
-            let resp = text(
+            let resp = reply::text(
                 StatusCode::FORBIDDEN,
                 "Endpoint is blocked by agent configuration",
             );
@@ -262,16 +241,6 @@ fn direct_kv_key(method: &Method, path: &str) -> Option<String> {
     // `/v1/kv/` alone is the root's route, not a key.
     let raw = path.strip_prefix("/v1/kv/").filter(|k| !k.is_empty())?;
     Some(percent_decode_str(raw).decode_utf8().ok()?.into_owned())
-}
-
-/// A plain-text answer, as Consul's wrapper writes its own refusals.
-fn text(status: StatusCode, body: &'static str) -> Response {
-    let mut resp = (status, body).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
 }
 
 /// The headers every answer from inside Consul's wrapper gets on its way out.
@@ -399,16 +368,10 @@ fn method_not_allowed(resp: Response, method: &Method) -> Response {
     let mut out = if method == Method::OPTIONS {
         StatusCode::OK.into_response()
     } else {
-        let mut r = (
+        crate::reply::text(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("method {method} not allowed"),
         )
-            .into_response();
-        r.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        r
     };
     out.headers_mut().insert(header::ALLOW, allow);
     out

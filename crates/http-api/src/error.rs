@@ -2,7 +2,7 @@
 //! plain-text body.
 
 use crate::backend::BackendError;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use tribune_types::model::ops::{TxnError, WriteRejected};
 
@@ -87,11 +87,6 @@ impl IntoResponse for ApiError {
             let body = crate::dto::output::TxnResponseOut::rolled_back(errors);
             return crate::reply::json_status(status, &body, false);
         }
-        let mut resp = (status, self.to_string()).into_response();
-        resp.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/plain; charset=utf-8"),
-        );
-        resp
+        crate::reply::text(status, self.to_string())
     }
 }

@@ -30,7 +30,7 @@ pub use backend::{
     KeyringOp, KeyringPool, KeyringRequest, LeafCert, LogLine, ServiceRegistration,
     SnapshotDownload, UserEvent,
 };
-pub use conventions::{Api, Rules};
+pub use conventions::Api;
 pub use error::ApiError;
 pub use routes::{router, serve, serve_tls, HttpConfig, TlsListener};
 pub use tribune_types::connlimit::ConnLimiter;

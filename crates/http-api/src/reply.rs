@@ -105,6 +105,17 @@ pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
     resp
 }
 
+/// A plain-text answer, as Consul writes its errors and refusals.
+pub fn text(status: StatusCode, body: impl Into<Body>) -> Response {
+    let mut resp = Response::new(body.into());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    resp
+}
+
 /// A JSON read response with the query-meta headers.
 pub fn json_meta<T: Serialize + ?Sized>(value: &T, meta: &QueryMeta, pretty: bool) -> Response {
     let mut resp = json(value, pretty);

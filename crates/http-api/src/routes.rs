@@ -11,8 +11,6 @@ mod event;
 mod health;
 mod intentions;
 mod kv;
-
-pub(crate) use kv::get_direct as kv_get_direct;
 mod operator;
 mod query;
 mod raft;
@@ -21,9 +19,11 @@ mod snapshot;
 mod status;
 mod txn;
 
+pub(crate) use kv::get_direct as kv_get_direct;
+
 use crate::backend::Backend;
 use crate::connlimit::{self, Limited, PeerKey, PerConnection};
-use crate::conventions::{Api, Rules};
+use crate::conventions::Api;
 use crate::error::ApiError;
 use crate::filter::Filter;
 use crate::params::{Params, QueryTimes};
@@ -101,7 +101,6 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
         backend,
         config: Arc::new(config),
     };
-    let rules = Rules::of(&state.config);
     let state_for_reads = state.clone();
     let routes = Router::new()
         .merge(kv::routes())
@@ -125,7 +124,8 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(cap))
         .with_state(state);
-    Api::new(routes, rules).with_kv_reads(state_for_reads)
+    let api = Api::new(routes, &state_for_reads.config);
+    api.with_kv_reads(state_for_reads)
 }
 
 /// A response being made outside the router (boxed: it is one allocation
@@ -244,7 +244,9 @@ pub async fn serve_tls(
         let service = hyper_util::service::TowerToHyperService::new(router.for_client(client));
         let mut stop = stop_rx.clone();
         connections.spawn(async move {
-            let _permit = permit;
+            // Under TLS too the slot is freed as the server ends the
+            // connection, before its side of the socket closes (see `Counted`).
+            let stream = connlimit::Counted::new(stream, permit);
             let deadline = tokio::time::Instant::now() + handshake_timeout;
             let accept = acceptor.accept(stream).into_fallible();
             let stream = match tokio::time::timeout_at(deadline, accept).await {
@@ -307,7 +309,7 @@ const LINGER_BYTES: usize = 64 * 1024;
 /// required", which the Go client's own tests look for). So: end our side
 /// (FIN after the alert), then read and drop what the client still sends until
 /// it closes, for at most [`LINGER`] and [`LINGER_BYTES`].
-async fn linger_close(mut io: Box<dyn Stream>) {
+async fn linger_close<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(mut io: S) {
     use tokio::io::AsyncWriteExt as _;
     if io.shutdown().await.is_err() {
         return;

@@ -158,7 +158,8 @@ fn settings(p: &Parsed, ctx: &mut Ctx) -> Result<Settings, Option<String>> {
     }
     spec.insert(
         "Wait".into(),
-        u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX).into(),
+        // A Go `time.Duration`: i64 nanoseconds (what the agents read).
+        i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX).into(),
     );
     Ok(Settings {
         prefix: p.get("prefix").unwrap_or(EVENT).to_owned(),

@@ -9,19 +9,14 @@
 //! client returns the 401, instead of a 404 that reads as a missing endpoint.
 
 use super::AppState;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{delete, get, post, put, MethodRouter};
 use axum::Router;
 
 /// Consul's `aclDisabled` error.
 pub(super) async fn disabled() -> Response {
-    let mut resp = (StatusCode::UNAUTHORIZED, "ACL support disabled").into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+    crate::reply::text(StatusCode::UNAUTHORIZED, "ACL support disabled")
 }
 
 /// GET, PUT and DELETE, as Consul's CRUD routes take.

@@ -270,13 +270,9 @@ async fn get_one(
     match entries.first() {
         Some(e) => Ok(reply::json_meta(&render(e), &meta, p.pretty())),
         None => {
-            let mut resp = reply::json_status(StatusCode::NOT_FOUND, &Value::Null, false);
-            *resp.body_mut() = axum::body::Body::from(format!(
-                "Config entry not found for \"{kind}\" / \"{name}\""
-            ));
-            resp.headers_mut().insert(
-                axum::http::header::CONTENT_TYPE,
-                axum::http::HeaderValue::from_static("text/plain; charset=utf-8"),
+            let mut resp = reply::text(
+                StatusCode::NOT_FOUND,
+                format!("Config entry not found for \"{kind}\" / \"{name}\""),
             );
             reply::add_meta_headers(resp.headers_mut(), &meta);
             Ok(resp)

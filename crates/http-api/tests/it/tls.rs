@@ -34,7 +34,7 @@ async fn serve(
     let addr = listener.local_addr().unwrap();
     let router = tribune_http_api::Api::new(
         axum::Router::new().route("/", axum::routing::get(|| async { "ok" })),
-        tribune_http_api::Rules::of(&tribune_http_api::HttpConfig::default()),
+        &tribune_http_api::HttpConfig::default(),
     );
     tokio::spawn(tribune_http_api::serve_tls(
         tribune_http_api::TlsListener::Tcp(listener),

@@ -6,8 +6,8 @@ use crate::error::ApiError;
 use crate::params::Params;
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{header, HeaderValue};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use tokio::sync::broadcast::error::RecvError;
 
 /// Consul's level names (hclog), with `err` for error and `warning` for warn.
@@ -52,10 +52,5 @@ pub(super) async fn stream(State(st): State<AppState>, p: Params) -> Result<Resp
             }
         }
     });
-    let mut resp = Body::from_stream(lines).into_response();
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    Ok(resp)
+    Ok(crate::reply::text(StatusCode::OK, Body::from_stream(lines)))
 }
