@@ -62,28 +62,40 @@ fn advertise_ip(cfg: &RuntimeConfig) -> IpAddr {
     }
 }
 
+/// A config file's service: its registration, and the `connect.sidecar_service`
+/// block it declared (the sidecar's port depends on what the agent holds when
+/// it is registered, so it is built then).
+struct ConfigService {
+    registration: ServiceRegistration,
+    sidecar: Option<serde_json::Value>,
+}
+
 /// Service and check definitions from config files, as registrations.
 fn config_registrations(
     cfg: &RuntimeConfig,
 ) -> anyhow::Result<(
-    Vec<ServiceRegistration>,
+    Vec<ConfigService>,
     Vec<tribune_types::model::CheckDefinition>,
 )> {
     let mut services = Vec::new();
     for value in &cfg.services {
         let bytes = serde_json::to_vec(value)?;
-        let input: ServiceIn = json_in::decode(&bytes)
+        let mut input: ServiceIn = json_in::decode(&bytes)
             .map_err(|e| anyhow::anyhow!("invalid service definition in config: {e}"))?;
+        let sidecar = tribune_http_api::take_sidecar(&mut input);
         let service = input
             .to_service()
             .map_err(|e| anyhow::anyhow!("invalid service definition in config: {e}"))?;
         let checks = input
             .check_definitions(service.id.as_str())
             .map_err(|e| anyhow::anyhow!("invalid check in service {}: {e}", service.id))?;
-        services.push(ServiceRegistration {
-            service,
-            checks,
-            replace_existing_checks: true,
+        services.push(ConfigService {
+            registration: ServiceRegistration {
+                service,
+                checks,
+                replace_existing_checks: true,
+            },
+            sidecar,
         });
     }
     let mut checks = Vec::new();
@@ -120,12 +132,39 @@ async fn apply_config_definitions(
     let (services, checks) = config_registrations(cfg)?;
     let mut now = FromConfig::default();
     let err = |e: tribune_http_api::BackendError| anyhow::anyhow!("{e}");
-    for reg in services {
-        now.services.insert(reg.service.id.as_str().to_owned());
-        if sync {
-            agent.add_service(reg).await.map_err(err)?;
-        } else {
-            agent.load_service(reg);
+    let sidecar_ports = sidecar_ports(cfg);
+    for ConfigService {
+        registration,
+        sidecar,
+    } in services
+    {
+        // Built before the parent is registered, so a sidecar that cannot be
+        // had stops the load with nothing of this service applied.
+        let sidecar = match sidecar {
+            Some(raw) => Some(
+                tribune_http_api::sidecar_registration(
+                    &registration.service,
+                    raw,
+                    &tribune_http_api::Backend::local_services(agent),
+                    sidecar_ports.as_ref(),
+                    true,
+                )
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "invalid sidecar_service of service {}: {e}",
+                        registration.service.id
+                    )
+                })?,
+            ),
+            None => None,
+        };
+        for reg in std::iter::once(registration).chain(sidecar) {
+            now.services.insert(reg.service.id.as_str().to_owned());
+            if sync {
+                agent.add_service(reg).await.map_err(err)?;
+            } else {
+                agent.load_service(reg);
+            }
         }
     }
     for def in checks {
@@ -144,6 +183,16 @@ async fn apply_config_definitions(
     }
     *previous = now;
     Ok(())
+}
+
+/// Where sidecars registered without a port get one. A port of 0 or below
+/// reads as disabled, and either end disabled turns assignment off, as in
+/// Consul.
+fn sidecar_ports(cfg: &RuntimeConfig) -> Option<std::ops::RangeInclusive<u16>> {
+    match (cfg.ports.sidecar_min_port, cfg.ports.sidecar_max_port) {
+        (Some(min), Some(max)) => Some(min..=max),
+        _ => None,
+    }
 }
 
 fn ports_map(cfg: &RuntimeConfig, http: Option<u16>, rpc: Option<u16>) -> BTreeMap<String, u16> {
@@ -765,6 +814,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         allow_write_from: cfg.http_config.allow_write_http_from.clone(),
         response_headers: cfg.http_config.response_headers.clone(),
         use_cache: cfg.http_config.use_cache,
+        sidecar_ports: sidecar_ports(&cfg),
         query_times: tribune_http_api::params::QueryTimes {
             default: cfg.default_query_time,
             max: cfg.max_query_time,

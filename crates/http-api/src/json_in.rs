@@ -91,6 +91,134 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         .map_err(|e| ApiError::bad(format!("Request decode failed: {e}")))
 }
 
+/// One field of a block whose spelling [`spell_proxy`] restores.
+struct Spelled {
+    /// Consul's JSON name.
+    name: &'static str,
+    /// The fields of its value (of each element, for a list); `None` keeps the
+    /// value as sent (scalars, and user data such as `Config`).
+    fields: Option<&'static [Spelled]>,
+}
+
+const fn leaf(name: &'static str) -> Spelled {
+    Spelled { name, fields: None }
+}
+
+const fn nested(name: &'static str, fields: &'static [Spelled]) -> Spelled {
+    Spelled {
+        name,
+        fields: Some(fields),
+    }
+}
+
+const MESH_GATEWAY: &[Spelled] = &[leaf("Mode")];
+
+/// `structs.ConnectProxyConfig`, as Consul encodes it.
+const PROXY: &[Spelled] = &[
+    nested(
+        "EnvoyExtensions",
+        &[
+            leaf("Name"),
+            leaf("Required"),
+            leaf("Arguments"),
+            leaf("ConsulVersion"),
+            leaf("EnvoyVersion"),
+        ],
+    ),
+    leaf("DestinationServiceName"),
+    leaf("DestinationServiceID"),
+    leaf("LocalServiceAddress"),
+    leaf("LocalServicePort"),
+    leaf("LocalServiceSocketPath"),
+    leaf("Mode"),
+    nested(
+        "TransparentProxy",
+        &[leaf("OutboundListenerPort"), leaf("DialedDirectly")],
+    ),
+    leaf("MutualTLSMode"),
+    leaf("Config"),
+    nested(
+        "Upstreams",
+        &[
+            leaf("DestinationType"),
+            leaf("DestinationNamespace"),
+            leaf("DestinationPartition"),
+            leaf("DestinationPeer"),
+            leaf("DestinationName"),
+            leaf("Datacenter"),
+            leaf("LocalBindAddress"),
+            leaf("LocalBindPort"),
+            leaf("LocalBindSocketPath"),
+            leaf("LocalBindSocketMode"),
+            leaf("Config"),
+            nested("MeshGateway", MESH_GATEWAY),
+            leaf("CentralConfig"),
+        ],
+    ),
+    nested("MeshGateway", MESH_GATEWAY),
+    nested(
+        "Expose",
+        &[
+            leaf("Checks"),
+            nested(
+                "Paths",
+                &[
+                    leaf("ListenerPort"),
+                    leaf("Path"),
+                    leaf("LocalPathPort"),
+                    leaf("Protocol"),
+                    leaf("ParsedFromCheck"),
+                ],
+            ),
+        ],
+    ),
+    nested(
+        "AccessLogs",
+        &[
+            leaf("Enabled"),
+            leaf("DisableListenerLogs"),
+            leaf("Type"),
+            leaf("Path"),
+            leaf("JSONFormat"),
+            leaf("TextFormat"),
+        ],
+    ),
+];
+
+/// A service's `Proxy` block with Consul's field names, however it was sent
+/// (`destination_service_name` in a config file, `destinationServiceName` from
+/// a client). Consul decodes the block into its struct and encodes it back, so
+/// its answers always spell the fields its own way, and clients read them so.
+/// `Proxy` is stored as sent otherwise (see [`RAW_FIELDS`]); keys Consul does
+/// not know are kept as they are, as is everything under `Config`.
+pub fn spell_proxy(proxy: Value) -> Value {
+    spell(proxy, PROXY)
+}
+
+fn spell(value: Value, fields: &'static [Spelled]) -> Value {
+    match value {
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| {
+                    let ck = canonical(&k);
+                    match fields.iter().find(|f| canonical(f.name) == ck) {
+                        Some(f) => {
+                            let v = match f.fields {
+                                Some(inner) => spell(v, inner),
+                                None => v,
+                            };
+                            (f.name.to_owned(), v)
+                        }
+                        None => (k, v),
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(items) => Value::Array(items.into_iter().map(|v| spell(v, fields)).collect()),
+        other => other,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +233,31 @@ mod tests {
         eto: bool,
         #[serde(rename = "meta", default)]
         meta: BTreeMap<String, String>,
+    }
+
+    #[test]
+    fn proxy_fields_take_consuls_spelling() {
+        let v = spell_proxy(serde_json::json!({
+            "destination_service_name": "web",
+            "localserviceport": 80,
+            "upstreams": [{"destination_name": "db", "local_bind_port": 9191,
+                           "config": {"connect_timeout_ms": 5}, "mesh_gateway": {"mode": "local"}}],
+            "expose": {"paths": [{"listener_port": 21500, "path": "/health"}]},
+            "config": {"local_service_address": "x"},
+            "custom": 1,
+        }));
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "DestinationServiceName": "web",
+                "LocalServicePort": 80,
+                "Upstreams": [{"DestinationName": "db", "LocalBindPort": 9191,
+                               "Config": {"connect_timeout_ms": 5}, "MeshGateway": {"Mode": "local"}}],
+                "Expose": {"Paths": [{"ListenerPort": 21500, "Path": "/health"}]},
+                "Config": {"local_service_address": "x"},
+                "custom": 1,
+            })
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The `/v1` router and the helpers every handler shares.
 
 mod acl;
-mod agent;
+pub(crate) mod agent;
 mod catalog;
 mod config;
 mod connect;
@@ -66,6 +66,10 @@ pub struct HttpConfig {
     /// `http_config.use_cache`: whether `?cached` reads use the agent's
     /// cache (when off, the flag is ignored, as in Consul).
     pub use_cache: bool,
+    /// `ports.sidecar_min_port`..=`ports.sidecar_max_port`: where sidecar
+    /// services registered without a port get one; `None` when either end is
+    /// disabled, which turns the assignment off as in Consul.
+    pub sidecar_ports: Option<std::ops::RangeInclusive<u16>>,
 }
 
 impl Default for HttpConfig {
@@ -80,6 +84,7 @@ impl Default for HttpConfig {
             response_headers: Vec::new(),
             query_times: QueryTimes::default(),
             use_cache: true,
+            sidecar_ports: Some(21000..=21255),
         }
     }
 }

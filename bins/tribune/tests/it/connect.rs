@@ -3,9 +3,12 @@
 //! it bootstraps none and both endpoints answer Consul's `ErrConnectNotEnabled`.
 //! Leaf certificates come from the agent's cache, signed over its own key. The
 //! CA configuration changes TTLs through raft (a new leaf follows `LeafCertTTL`),
-//! and refuses bad TTLs and a rotation while changing nothing.
+//! and refuses bad TTLs and a rotation while changing nothing. Config-file
+//! services that declare `connect.sidecar_service` get their sidecar, with a
+//! port from `ports.sidecar_min_port`..`sidecar_max_port`, and lose it on the
+//! reload that drops them.
 
-use crate::support::Agent;
+use crate::support::{cli, Agent};
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -295,5 +298,54 @@ async fn config_cli_writes_hcl_entries_in_the_api_shape() -> Result<()> {
     assert!(err.contains("404"), "{err}");
     let (code, _, err) = run("read", &["-name=db"])?;
     assert_eq!((code, err.trim()), (1, "Must specify the -kind parameter"));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn config_file_sidecars_take_ports_from_the_configured_range() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("n1");
+    let service = |name: &str, port: u16| json!({"name": name, "port": port, "connect": {"sidecar_service": {}}});
+    let agent = Agent::start(
+        &data,
+        json!({
+            "ports": {"sidecar_min_port": 22000, "sidecar_max_port": 22010},
+            "services": [service("web", 8080), service("api", 9090)],
+        }),
+    )?;
+    let c = reqwest::Client::new();
+    let services = |c: reqwest::Client, http: String| async move {
+        let v: Value = c
+            .get(format!("{http}/v1/agent/services"))
+            .send()
+            .await?
+            .json()
+            .await?;
+        anyhow::Ok(v)
+    };
+    let listed = services(c.clone(), agent.http.clone()).await?;
+    assert_eq!(listed["web-sidecar-proxy"]["Port"], 22000, "{listed}");
+    assert_eq!(listed["api-sidecar-proxy"]["Port"], 22001, "{listed}");
+    assert_eq!(listed["api-sidecar-proxy"]["Kind"], "connect-proxy");
+    assert!(listed["web"].get("Connect").is_none(), "{listed}");
+
+    // A reload that drops `web` removes its sidecar; `api`'s keeps its port.
+    let config_file = data.with_extension("json");
+    let mut config: Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
+    config["services"] = json!([service("api", 9090)]);
+    std::fs::write(&config_file, config.to_string())?;
+    let (code, _, err) = cli("reload", &agent.http, &[])?;
+    assert_eq!(code, 0, "{err}");
+    let listed = services(c.clone(), agent.http.clone()).await?;
+    let mut ids: Vec<&String> = listed
+        .as_object()
+        .map(|m| m.keys().collect())
+        .unwrap_or_default();
+    ids.sort();
+    assert_eq!(ids, ["api", "api-sidecar-proxy"], "{listed}");
+    assert_eq!(listed["api-sidecar-proxy"]["Port"], 22001);
+    if listed["api-sidecar-proxy"]["Proxy"]["DestinationServiceID"] != "api" {
+        bail!("the sidecar does not point at its parent: {listed}");
+    }
     Ok(())
 }

@@ -458,7 +458,7 @@ impl ServiceIn {
             socket_path: self.socketpath.clone(),
             weights,
             enable_tag_override: self.enabletagoverride,
-            proxy_json: opaque(&self.proxy),
+            proxy_json: opaque(&self.proxy.clone().map(crate::json_in::spell_proxy)),
             proxy_destination: field_ci(&self.proxy, "destinationservicename")
                 .and_then(Value::as_str)
                 .unwrap_or_default()

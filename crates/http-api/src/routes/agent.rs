@@ -24,7 +24,7 @@ mod info;
 mod metrics;
 mod monitor;
 mod ops;
-mod services;
+pub(crate) mod services;
 
 use super::AppState;
 use crate::error::ApiError;

@@ -71,16 +71,6 @@ impl Api {
     }
 }
 
-/// Reads a key case- and underscore-insensitively (opaque proxy blocks keep the
-/// spelling of the request body).
-fn get_ci<'a>(v: &'a Value, key: &str) -> Option<&'a Value> {
-    let canon = |k: &str| k.replace('_', "").to_lowercase();
-    v.as_object()?
-        .iter()
-        .find(|(k, _)| canon(k) == canon(key))
-        .map(|(_, v)| v)
-}
-
 #[tokio::test]
 async fn register_accepts_pascal_and_snake_case_bodies() {
     let (_b, api) = Api::new().await;
@@ -809,9 +799,10 @@ async fn sidecar_service_is_registered_and_removed_with_its_parent() {
     assert_eq!(sidecar["Port"], 21000);
     assert_eq!(sidecar["Tags"], json!(["t"]));
     let proxy = &sidecar["Proxy"];
-    assert_eq!(get_ci(proxy, "DestinationServiceName"), Some(&json!("foo")));
-    assert_eq!(get_ci(proxy, "DestinationServiceID"), Some(&json!("foo")));
-    assert_eq!(get_ci(proxy, "LocalServicePort"), Some(&json!(8000)));
+    // Consul's spelling, as its answers always have it.
+    assert_eq!(proxy["DestinationServiceName"], "foo");
+    assert_eq!(proxy["DestinationServiceID"], "foo");
+    assert_eq!(proxy["LocalServicePort"], 8000);
     let checks = api.json("/v1/agent/checks").await;
     assert_eq!(
         checks["service:foo-sidecar-proxy:1"]["Definition"]["TCP"],
@@ -845,6 +836,88 @@ async fn sidecar_service_is_registered_and_removed_with_its_parent() {
     api.put_ok("/v1/agent/service/deregister/foo", "").await;
     let services = b.state().services.keys().cloned().collect::<Vec<_>>();
     assert_eq!(services, ["bar", "bar-sidecar-proxy"]);
+}
+
+/// `ports.sidecar_min_port`/`sidecar_max_port` bound the ports sidecars get;
+/// a full or disabled range answers Consul's 500 text and registers nothing.
+/// A sidecar inherits its parent's address, which its listening check uses.
+#[tokio::test]
+async fn sidecar_ports_come_from_the_configured_range() {
+    use tribune_http_api::HttpConfig;
+
+    let serve = |range: Option<std::ops::RangeInclusive<u16>>| {
+        let backend = crate::support::FakeBackend::new();
+        async move {
+            let base = crate::support::serve_with(
+                backend.clone(),
+                HttpConfig {
+                    sidecar_ports: range,
+                    ..HttpConfig::default()
+                },
+            )
+            .await;
+            (backend, base)
+        }
+    };
+    let register = |base: String, name: &'static str| async move {
+        let body = format!(
+            r#"{{"Name":"{name}","Port":80,"Address":"10.1.2.3","Connect":{{"SidecarService":{{}}}}}}"#
+        );
+        crate::support::request(
+            Method::PUT,
+            &format!("{base}/v1/agent/service/register"),
+            Some(&body),
+        )
+        .await
+    };
+
+    let (b, base) = serve(Some(3000..=3001)).await;
+    for name in ["a", "b"] {
+        let (s, _, body) = register(base.clone(), name).await;
+        assert_eq!(s, 200, "{body}");
+    }
+    let (s, _, body) = register(base.clone(), "c").await;
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            500,
+            "no port provided for sidecar_service and none left in the configured range [3000, 3001]"
+        )
+    );
+    let (s, _, body) = register(base.clone(), "a").await;
+    assert_eq!(s, 200, "re-registration keeps its port: {body}");
+    {
+        let state = b.state();
+        let port = |id: &str| state.services[id].port;
+        assert_eq!(
+            (port("a-sidecar-proxy"), port("b-sidecar-proxy")),
+            (3000, 3001)
+        );
+        assert!(
+            !state.services.contains_key("c"),
+            "the failed request changed nothing"
+        );
+        assert_eq!(state.services["a-sidecar-proxy"].address, "10.1.2.3");
+    }
+    let checks = crate::support::request(Method::GET, &format!("{base}/v1/agent/checks"), None)
+        .await
+        .2;
+    let checks: Value = serde_json::from_str(&checks).unwrap();
+    assert_eq!(
+        checks["service:a-sidecar-proxy:1"]["Definition"]["TCP"],
+        "10.1.2.3:3000"
+    );
+
+    let (b, base) = serve(None).await;
+    let (s, _, body) = register(base.clone(), "a").await;
+    assert_eq!(
+        (s, body.as_str()),
+        (
+            500,
+            "no port provided for sidecar_service and auto-assignment disabled in config"
+        )
+    );
+    assert!(b.state().services.is_empty());
 }
 
 #[tokio::test]

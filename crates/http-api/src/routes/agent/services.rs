@@ -23,6 +23,7 @@ use axum::http::HeaderValue;
 use axum::response::Response;
 use serde_json::{json, Map, Value};
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 use std::time::Duration;
 use tokio::time::Instant;
 use tribune_types::model::{CheckDefinition, Service};
@@ -45,9 +46,6 @@ const SERVICE_FIELDS: &[&str] = &[
     "Connect",
     "PeerName",
 ];
-
-/// Consul's default `sidecar_min_port`/`sidecar_max_port`.
-const SIDECAR_PORTS: std::ops::RangeInclusive<u16> = 21000..=21255;
 
 /// Kinds whose agent view carries a `Proxy` block (Consul: connect-proxy and gateways).
 fn is_proxy_kind(kind: &str) -> bool {
@@ -274,9 +272,10 @@ fn check_statuses<'a>(
 
 const BAD_STATUS: &str = "Status for checks must 'passing', 'warning', 'critical'";
 
-/// Takes `Connect.SidecarService` out of the body: it is registration sugar that Consul
-/// never stores on the parent service.
-fn take_sidecar(s: &mut ServiceIn) -> Option<Value> {
+/// Takes `Connect.SidecarService` out of a service definition (an API body or
+/// a config file's): it is registration sugar that Consul never stores on the
+/// parent service. Build the sidecar from it with [`sidecar_registration`].
+pub fn take_sidecar(s: &mut ServiceIn) -> Option<Value> {
     let Some(Value::Object(connect)) = s.connect.as_mut() else {
         return None;
     };
@@ -310,15 +309,48 @@ fn address_port(addr: &str, port: u16) -> String {
     }
 }
 
+/// The port for sidecar `id` registered without one (Consul's
+/// `sidecarPortFromServiceIDLocked`): the port it already holds in the range,
+/// or else the lowest one no other local service holds. Consul answers a
+/// failure here with a 500 after it has registered the parent; here it comes
+/// before anything is registered, so the request changes nothing.
+fn sidecar_port(
+    local: &[Service],
+    ports: Option<&RangeInclusive<u16>>,
+    id: &str,
+) -> Result<u16, ApiError> {
+    let Some(range) = ports else {
+        return Err(ApiError::Internal(
+            "no port provided for sidecar_service and auto-assignment disabled in config".into(),
+        ));
+    };
+    let in_range = || local.iter().filter(|s| range.contains(&s.port));
+    if let Some(own) = in_range().find(|s| s.id.as_str() == id) {
+        return Ok(own.port);
+    }
+    let used: std::collections::HashSet<u16> = in_range().map(|s| s.port).collect();
+    range.clone().find(|p| !used.contains(p)).ok_or_else(|| {
+        ApiError::Internal(format!(
+            "no port provided for sidecar_service and none left in the configured range [{}, {}]",
+            range.start(),
+            range.end()
+        ))
+    })
+}
+
 /// Builds the sidecar proxy a `Connect.SidecarService` block declares, with Consul's
 /// defaults (`sidecarServiceFromNodeService`): ID `<parent>-sidecar-proxy`, kind
-/// `connect-proxy`, the parent's tags and meta when it has none, a port from
-/// 21000–21255, proxy destination/local-service settings pointing at the parent, and
-/// the two default checks when it declares none.
-fn sidecar_registration(
-    st: &AppState,
+/// `connect-proxy`, the parent's tags, meta and address when it has none, the
+/// lowest free port of the configured sidecar range (kept across
+/// re-registration), proxy destination/local-service settings pointing at the
+/// parent, and the two default checks when it declares none. `local` is the
+/// agent's services and `ports` its `sidecar_min_port..=sidecar_max_port`
+/// (`None` when assignment is off).
+pub fn sidecar_registration(
     parent: &Service,
     raw: Value,
+    local: &[Service],
+    ports: Option<&RangeInclusive<u16>>,
     replace_existing_checks: bool,
 ) -> Result<ServiceRegistration, ApiError> {
     // `Connect` is kept verbatim by `decode`, so normalise the nested definition here.
@@ -338,44 +370,30 @@ fn sidecar_registration(
     if sc.tags.is_empty() {
         sc.tags.clone_from(&parent.tags);
     }
+    if sc.address.is_empty() {
+        sc.address.clone_from(&parent.address);
+    }
     let mut proxy = match sc.proxy.take() {
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
     for (key, default) in [
-        ("destinationservicename", json!(parent.service)),
-        ("destinationserviceid", json!(parent.id.as_str())),
-        ("localserviceaddress", json!("127.0.0.1")),
-        ("localserviceport", json!(parent.port)),
+        ("DestinationServiceName", json!(parent.service)),
+        ("DestinationServiceID", json!(parent.id.as_str())),
+        ("LocalServiceAddress", json!("127.0.0.1")),
+        ("LocalServicePort", json!(parent.port)),
     ] {
-        if is_unset(proxy.get(key)) {
+        if is_unset(crate::json_in::get_ci(&proxy, key)) {
             proxy.insert(key.to_owned(), default);
         }
     }
-    let local_address = proxy
-        .get("localserviceaddress")
+    let local_address = crate::json_in::get_ci(&proxy, "LocalServiceAddress")
         .and_then(Value::as_str)
         .unwrap_or("127.0.0.1")
         .to_owned();
     sc.proxy = Some(Value::Object(proxy));
     if sc.port == 0 {
-        let services = st.backend.local_services();
-        let existing = services
-            .iter()
-            .find(|s| s.id.as_str() == id && SIDECAR_PORTS.contains(&s.port));
-        sc.port = match existing {
-            Some(s) => s.port,
-            None => SIDECAR_PORTS
-                .clone()
-                .find(|port| !services.iter().any(|s| s.id.as_str() != id && s.port == *port))
-                .ok_or_else(|| {
-                    ApiError::bad(format!(
-                        "Invalid SidecarService: no port provided for sidecar_service and none left in the configured range [{}, {}]",
-                        SIDECAR_PORTS.start(),
-                        SIDECAR_PORTS.end()
-                    ))
-                })?,
-        };
+        sc.port = sidecar_port(local, ports, &id)?;
     }
     let service = sc
         .to_service()
@@ -441,7 +459,13 @@ pub(super) async fn register(
     let checks = input.check_definitions(service.id.as_str())?;
     let replace = replace_existing_checks(&p);
     let sidecar = match sidecar {
-        Some(raw) => Some(sidecar_registration(&st, &service, raw, replace)?),
+        Some(raw) => Some(sidecar_registration(
+            &service,
+            raw,
+            &st.backend.local_services(),
+            st.config.sidecar_ports.as_ref(),
+            replace,
+        )?),
         None => None,
     };
     st.backend
