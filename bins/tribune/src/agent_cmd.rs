@@ -815,6 +815,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         response_headers: cfg.http_config.response_headers.clone(),
         use_cache: cfg.http_config.use_cache,
         sidecar_ports: sidecar_ports(&cfg),
+        max_header_bytes: usize::try_from(cfg.http_config.max_header_bytes).unwrap_or(usize::MAX),
         query_times: tribune_http_api::params::QueryTimes {
             default: cfg.default_query_time,
             max: cfg.max_query_time,

@@ -1,6 +1,10 @@
 //! [`Api`]: the router inside what Consul's HTTP wrapper does around every
 //! endpoint (`wrap` in `agent/http.go`, go-cleanhttp's path check):
 //!
+//! - with `http_config.max_header_bytes` set, a request whose request line and
+//!   headers take more than that plus Go's 4 KiB of slack gets Go's 431
+//!   `Request Header Fields Too Large` and the connection is closed (unset, the
+//!   only bound is hyper's read buffer, ~400 KiB, where Go's default is 1 MiB);
 //! - a path with a control character or a non-ASCII space, once
 //!   percent-decoded (`%0a`), is refused with a bare 400, unless
 //!   `disable_http_unprintable_char_filter` is set (see [`printable_path`]);
@@ -64,6 +68,8 @@ pub struct Api {
     router: Router,
     default_acl_policy: HeaderValue,
     check_paths: bool,
+    /// `http_config.max_header_bytes` plus Go's slack; `None` when unset.
+    header_limit: Option<usize>,
     /// `http_config.block_endpoints` (empty: none).
     blocked: Arc<[String]>,
     /// `http_config.allow_write_http_from` (empty: everyone may write).
@@ -93,6 +99,10 @@ impl Api {
             router: router.with_state(()),
             default_acl_policy: HeaderValue::from_static(config.default_acl_policy),
             check_paths: !config.allow_unprintable_paths,
+            // Go reads the request head through a buffer of this size
+            // (`initialReadLimitSize`).
+            header_limit: (config.max_header_bytes > 0)
+                .then(|| config.max_header_bytes.saturating_add(4096)),
             blocked: config.block_endpoints.clone().into(),
             write_from: config.allow_write_from.clone().into(),
             extra_headers: (!config.response_headers.is_empty())
@@ -180,6 +190,19 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> ApiFuture {
+        if self
+            .header_limit
+            .is_some_and(|limit| head_size(&req) > limit)
+        {
+            // Go's server answers this before any handler: no wrapper headers.
+            let mut resp = reply::text(
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "431 Request Header Fields Too Large",
+            );
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return ApiFuture::Done(Some(resp));
+        }
         if self.check_paths && !printable_path(req.uri().path()) {
             // Consul's path check sits outside its wrapper: a bare 400.
             return ApiFuture::Done(Some(StatusCode::BAD_REQUEST.into_response()));
@@ -230,6 +253,19 @@ where
             finish: self.finish(),
         }
     }
+}
+
+/// The size of `req`'s head as sent over HTTP/1.1: the request line and each
+/// header line with their line ends, and the blank line that ends them.
+fn head_size<B>(req: &Request<B>) -> usize {
+    let target = req.uri().path_and_query().map_or(1, |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + 1 + target + " HTTP/1.1\r\n".len();
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(name, value)| name.as_str().len() + ": ".len() + value.len() + 2)
+        .sum();
+    line + headers + 2
 }
 
 /// The key of a request answered outside the router: a `GET` of a key under
@@ -403,6 +439,16 @@ fn printable_path(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use axum::http::Method;
+
+    #[test]
+    fn a_request_head_is_measured_as_sent() {
+        let req = axum::http::Request::get("/v1/kv/a?stale")
+            .header("host", "x")
+            .body(())
+            .unwrap();
+        // "GET /v1/kv/a?stale HTTP/1.1\r\n" + "host: x\r\n" + "\r\n"
+        assert_eq!(super::head_size(&req), 29 + 9 + 2);
+    }
 
     #[test]
     fn which_requests_skip_the_router() {

@@ -70,6 +70,8 @@ pub struct HttpConfig {
     /// services registered without a port get one; `None` when either end is
     /// disabled, which turns the assignment off as in Consul.
     pub sidecar_ports: Option<std::ops::RangeInclusive<u16>>,
+    /// `http_config.max_header_bytes` (0: unset; see [`Api`]).
+    pub max_header_bytes: usize,
 }
 
 impl Default for HttpConfig {
@@ -85,6 +87,7 @@ impl Default for HttpConfig {
             query_times: QueryTimes::default(),
             use_cache: true,
             sidecar_ports: Some(21000..=21255),
+            max_header_bytes: 0,
         }
     }
 }

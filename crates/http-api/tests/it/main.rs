@@ -154,6 +154,43 @@ async fn kv_reads_outside_the_router_answer_as_the_route_does() {
     assert!(h.contains_key("x-consul-index"));
 }
 
+/// `http_config.max_header_bytes`: a request head over the limit plus Go's
+/// 4 KiB of slack gets Go's 431 and changes nothing; one under it is served.
+#[tokio::test]
+async fn oversized_request_heads_get_431() {
+    use tribune_http_api::HttpConfig;
+
+    let backend = support::FakeBackend::new();
+    let base = support::serve_with(
+        backend.clone(),
+        HttpConfig {
+            max_header_bytes: 1000,
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    let client = reqwest::Client::new();
+    let put = |filler: usize| {
+        client
+            .put(format!("{base}/v1/kv/k"))
+            .header("x-filler", "a".repeat(filler))
+            .body("v")
+            .send()
+    };
+    let resp = put(6000).await.unwrap();
+    assert_eq!(resp.status(), 431);
+    assert_eq!(resp.headers()["connection"], "close");
+    assert_eq!(
+        resp.text().await.unwrap(),
+        "431 Request Header Fields Too Large"
+    );
+    assert!(backend.state().kv.is_empty());
+    // Within the slack Go allows above the configured figure.
+    let resp = put(4000).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(backend.state().kv.contains_key("k"));
+}
+
 /// `http_config`'s wrapper settings: blocked endpoints (percent-decoded
 /// prefixes, whatever the method, the direct KV read included), writes only
 /// from allowed networks (after the endpoint and method are known to exist,
