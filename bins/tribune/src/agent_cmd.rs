@@ -32,24 +32,85 @@ fn init_logging(
 }
 
 /// The node ID: configured, or persisted in `data_dir/node-id` (as Consul does), or
-/// random for a dev agent.
+/// else made once ([`make_node_id`]) and persisted.
 fn node_id(cfg: &RuntimeConfig) -> anyhow::Result<String> {
     if let Some(id) = &cfg.node_id {
         return Ok(id.clone());
     }
     let Some(dir) = &cfg.data_dir else {
-        return Ok(uuid::Uuid::new_v4().to_string());
+        return Ok(make_node_id(cfg.disable_host_node_id));
     };
     let path = dir.join("node-id");
     match std::fs::read_to_string(&path) {
         Ok(s) if uuid::Uuid::parse_str(s.trim()).is_ok() => Ok(s.trim().to_owned()),
         _ => {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            let id = uuid::Uuid::new_v4().to_string();
+            let id = make_node_id(cfg.disable_host_node_id);
             std::fs::write(&path, &id).with_context(|| format!("writing {}", path.display()))?;
             Ok(id)
         }
     }
+}
+
+/// A new node ID, as Consul's `makeNodeID`: random, or with
+/// `disable_host_node_id = false` derived from the host's own ID, so that an
+/// agent that loses its data dir comes back as the same node.
+fn make_node_id(disable_host_node_id: bool) -> String {
+    if !disable_host_node_id {
+        match host_id().as_deref().and_then(node_id_from_host_id) {
+            Some(id) => return id,
+            None => tracing::debug!("no usable host ID; using a random node ID"),
+        }
+    }
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// The host's ID where gopsutil (which Consul uses) finds it on Linux: the
+/// firmware's product UUID (readable by root), else systemd's machine ID
+/// written as a UUID, else this boot's ID.
+fn host_id() -> Option<String> {
+    let first_line = |path: &str| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .filter(|l| !l.is_empty())
+    };
+    if let Some(id) = first_line("/sys/class/dmi/id/product_uuid") {
+        return Some(id.to_lowercase());
+    }
+    if let Some(m) = first_line("/etc/machine-id").filter(|m| m.len() == 32 && m.is_ascii()) {
+        return Some(format!(
+            "{}-{}-{}-{}-{}",
+            &m[0..8],
+            &m[8..12],
+            &m[12..16],
+            &m[16..20],
+            &m[20..32]
+        ));
+    }
+    first_line("/proc/sys/kernel/random/boot_id").map(|id| id.to_lowercase())
+}
+
+/// The node ID for host ID `host`: Consul hashes it (SHA-512, the first 16
+/// bytes as a UUID), since machines from one batch or one cloud image can
+/// report similar IDs. `None` when `host` is not a UUID.
+fn node_id_from_host_id(host: &str) -> Option<String> {
+    use sha2::Digest as _;
+    let host = host.to_lowercase();
+    // go-uuid takes only the hyphenated form.
+    if host.len() != 36 || uuid::Uuid::parse_str(&host).is_err() {
+        return None;
+    }
+    let sum = sha2::Sha512::digest(host.as_bytes());
+    let hex: String = sum[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Some(format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    ))
 }
 
 fn advertise_ip(cfg: &RuntimeConfig) -> IpAddr {
@@ -1027,4 +1088,20 @@ async fn reload(
     apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_node_ids_are_hashed_as_consul_hashes_them() {
+        // SHA-512 of the host ID, computed apart from this code.
+        let want = "6408aed0-b764-7c59-c453-5354d8ec409f";
+        assert_eq!(
+            super::node_id_from_host_id("9A3E4F2C-1B7D-4E8A-9C6F-2D5B8A1E7C40").as_deref(),
+            Some(want)
+        );
+        for bad in ["", "not-a-uuid", "9a3e4f2c1b7d4e8a9c6f2d5b8a1e7c40"] {
+            assert_eq!(super::node_id_from_host_id(bad), None, "{bad}");
+        }
+    }
 }

@@ -1,6 +1,8 @@
 //! Services, checks and maintenance mode registered through the agent API survive a
 //! `kill -9` of the agent: they are back, and synced to the catalog, after a restart
-//! on the same data dir; a deregistered one stays gone.
+//! on the same data dir; a deregistered one stays gone. The node ID is random
+//! per data dir, or with `disable_host_node_id = false` the host's, so a
+//! machine that loses its data dir comes back as the same node.
 
 use crate::support::Agent;
 use anyhow::Result;
@@ -115,4 +117,34 @@ async fn api_registrations_and_maintenance_survive_kill_9() -> Result<()> {
     .await??;
     assert_eq!(found[0]["ServiceID"], "web-1");
     agent.kill9()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_ids_are_random_or_from_the_host() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let c = reqwest::Client::new();
+    let mut ids = Vec::new();
+    for (name, from_host) in [("a", false), ("b", false), ("c", true), ("d", true)] {
+        let agent = Agent::start(
+            &dir.path().join(name),
+            json!({"disable_host_node_id": !from_host}),
+        )?;
+        let me: Value = c
+            .get(format!("{}/v1/agent/self", agent.http))
+            .send()
+            .await?
+            .json()
+            .await?;
+        let id = me["Config"]["NodeID"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let persisted = std::fs::read_to_string(dir.path().join(name).join("node-id"))?;
+        assert_eq!(id, persisted.trim(), "the ID is kept in the data dir");
+        ids.push(id);
+    }
+    assert_ne!(ids[0], ids[1], "random IDs differ");
+    assert_eq!(ids[2], ids[3], "two data dirs on one host share its ID");
+    assert!(!ids[..2].contains(&ids[2]));
+    Ok(())
 }
