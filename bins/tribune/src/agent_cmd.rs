@@ -1009,6 +1009,11 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     }
     if leave || left_by_api {
         if let Some(server) = &server {
+            // Out of the pools, so clients move to other servers; meanwhile
+            // this one keeps answering, so what they have in flight here
+            // completes (Consul's `leave_drain_time`).
+            tracing::info!(drain_time = ?cfg.leave_drain_time, "waiting to drain RPC traffic");
+            tokio::time::sleep(cfg.leave_drain_time).await;
             // Stay a raft member until the leader has removed this server: a
             // removal needs the votes of the configuration it shrinks (Consul
             // waits the same way before a server's leave completes).

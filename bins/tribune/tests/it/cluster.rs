@@ -6,6 +6,8 @@
 //! killed server, restarted on its data directory, catches up (with three
 //! servers, through a snapshot streamed from the leader, its log long compacted).
 //!
+//! A server that leaves keeps answering for `performance.leave_drain_time`.
+//!
 //! All waiting is bounded polling of the state the test waits for.
 
 use crate::gossip::{eventually, fast_gossip};
@@ -607,5 +609,32 @@ async fn removing_the_leader_hands_over_first() -> Result<()> {
         serde_json::from_value(get_json(&c, &format!("{http}/v1/status/leader")).await?)?;
     assert_ne!(leader_now, old);
     put(&c, &format!("{http}/v1/kv/after-removal"), "ok").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leaving_server_answers_through_its_drain_time() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    // Far longer than the test: the drain is still on when the test looks.
+    let mut agent = Agent::start(
+        &dir.path().join("s"),
+        json!({"performance": {"raft_multiplier": 1, "leave_drain_time": "10m"}}),
+    )?;
+    let c = reqwest::Client::new();
+    put(&c, &format!("{}/v1/kv/k", agent.http), "v").await?;
+    let r = c
+        .put(format!("{}/v1/agent/leave", agent.http))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    agent.wait_for_line("waiting to drain RPC traffic", Duration::from_secs(10))?;
+    let r = c
+        .get(format!("{}/v1/kv/k?stale&raw", agent.http))
+        .send()
+        .await?;
+    assert_eq!(
+        (r.status().as_u16(), r.text().await?),
+        (200, "v".to_owned())
+    );
     Ok(())
 }
