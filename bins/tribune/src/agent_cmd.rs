@@ -383,6 +383,7 @@ async fn start_server(
     cfg: &RuntimeConfig,
     node_id: &str,
     advertise: IpAddr,
+    rpc_conns: Arc<tribune_http_api::ConnLimiter>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Server>, u16)> {
     let rpc_bind = cfg
@@ -424,12 +425,16 @@ async fn start_server(
         .await
         .context("starting the server")?;
     let api: Arc<dyn ServerApi> = server.clone();
+    let limits = tribune_rpc::ListenLimits {
+        conns: rpc_conns,
+        handshake_timeout: cfg.limits.rpc_handshake_timeout,
+    };
     let mut stop = stop;
     tokio::spawn(async move {
         let shutdown = async move {
             let _ = stop.wait_for(|v| *v).await;
         };
-        if let Err(e) = tribune_rpc::serve(rpc_listener, api, shutdown).await {
+        if let Err(e) = tribune_rpc::serve(rpc_listener, api, limits, shutdown).await {
             tracing::error!(error = %e, "server RPC failed");
         }
     });
@@ -783,16 +788,27 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let (stop_tx, stop_rx) = watch::channel(false);
     // A server answers the internal RPC itself; a client agent reaches the servers it
     // learns from gossip through a pool.
+    // `limits.rpc_max_conns_per_client`, kept here so a reload can change it.
+    let rpc_conns = tribune_http_api::ConnLimiter::new(cfg.limits.rpc_max_conns_per_client);
     let (server, rpc_port) = if cfg.server {
-        let (server, port) = start_server(&cfg, &node_id, advertise, stop_rx.clone()).await?;
+        let (server, port) = start_server(
+            &cfg,
+            &node_id,
+            advertise,
+            rpc_conns.clone(),
+            stop_rx.clone(),
+        )
+        .await?;
         (Some(server), Some(port))
     } else {
         (None, None)
     };
     let pool = Arc::new(tribune_rpc::ServerPool::new());
-    // `limits.rpc_rate` bounds a client agent's requests to the servers.
+    // `limits.rpc_rate` bounds a client agent's requests to the servers, and
+    // `limits.rpc_client_timeout` how long one server may take to answer.
     if server.is_none() {
         pool.set_rate_limit(cfg.limits.rpc_rate, cfg.limits.rpc_max_burst);
+        pool.set_client_timeout(cfg.limits.rpc_client_timeout);
     }
     let servers: Arc<dyn ServerApi> = match &server {
         Some(s) => s.clone(),
@@ -966,6 +982,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         pool: &pool,
         https: https_reload.as_ref(),
         http_conns: &http_conns,
+        rpc_conns: &rpc_conns,
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -1050,6 +1067,8 @@ struct Reloadable<'a> {
     https: Option<&'a watch::Sender<Arc<rustls::ServerConfig>>>,
     /// `limits.http_max_conns_per_client`.
     http_conns: &'a tribune_http_api::ConnLimiter,
+    /// `limits.rpc_max_conns_per_client`.
+    rpc_conns: &'a tribune_http_api::ConnLimiter,
 }
 
 async fn reload(
@@ -1063,6 +1082,7 @@ async fn reload(
         pool,
         https,
         http_conns,
+        rpc_conns,
     } = *r;
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !acls_allowed(&cfg) {
@@ -1090,6 +1110,7 @@ async fn reload(
     }
     // As in Consul, a lower limit turns away new connections; open ones stay.
     http_conns.set_max(cfg.limits.http_max_conns_per_client);
+    rpc_conns.set_max(cfg.limits.rpc_max_conns_per_client);
     apply_config_definitions(agent, &cfg, from_config, true).await?;
     tracing::info!("configuration reloaded");
     Ok(())

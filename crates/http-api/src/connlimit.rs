@@ -87,9 +87,7 @@ pub trait PeerKey {
 
 impl PeerKey for std::net::SocketAddr {
     fn client_key(&self) -> ClientKey {
-        // A dual-stack listener sees IPv4 clients as `::ffff:a.b.c.d`; they
-        // are the same clients as over IPv4 (Go's address shows them so too).
-        ClientKey::Ip(self.ip().to_canonical())
+        ClientKey::of(*self)
     }
 }
 

@@ -144,32 +144,32 @@ impl ServerService for Service {
     }
 }
 
-/// Serves `api` on an already-bound listener until `shutdown` resolves.
+/// Serves `api` on an already-bound listener until `shutdown` resolves,
+/// admitting connections under `limits` (see [`crate::ListenLimits`]).
 pub async fn serve(
     listener: TcpListener,
     api: Arc<dyn ServerApi>,
+    limits: crate::ListenLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    use tokio_stream::StreamExt;
-    // Answers are small and written in more than one piece: with Nagle's algorithm on,
-    // the second piece waits for the client's delayed ACK (up to 40 ms per RPC).
-    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener).map(|s| {
-        if let Ok(s) = &s {
-            let _ = s.set_nodelay(true);
-        }
-        s
-    });
+    let (admitted, accepting) = crate::listen::admit(listener, limits);
+    let incoming = tokio_stream::wrappers::ReceiverStream::new(admitted);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
         shutdown.await;
         let _ = stop.send(true);
     };
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .add_service(
             ServerServer::new(Service { api, stopping }).max_decoding_message_size(MAX_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
-        .await
+        .await;
+    // The listener is closed by the time this returns, so the port can be
+    // bound again at once (a restart in the same process).
+    accepting.abort();
+    let _ = accepting.await;
+    served
 }
 
 /// A [`ServerApi`] over gRPC to one server (the channel reconnects on its own).

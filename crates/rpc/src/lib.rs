@@ -17,6 +17,7 @@
 mod bucket;
 mod codec;
 mod grpc;
+mod listen;
 mod pool;
 mod raft;
 mod renew;
@@ -24,6 +25,7 @@ mod snapshot;
 
 pub use bucket::TokenBucket;
 pub use grpc::{serve, GrpcClient};
+pub use listen::ListenLimits;
 pub use pool::{not_sent, ServerPool, NO_SERVERS};
 pub use raft::{RaftFeedback, RaftLinks};
 

@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::Rng;
 use std::collections::HashMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
     QueryMeta, QueryOptions, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
@@ -41,6 +41,8 @@ pub struct ServerPool {
     state: Mutex<State>,
     /// `limits.rpc_rate`: unlimited unless configured.
     limit: Mutex<crate::TokenBucket>,
+    /// `limits.rpc_client_timeout` (zero: none).
+    client_timeout: Mutex<Duration>,
 }
 
 impl Default for ServerPool {
@@ -48,9 +50,14 @@ impl Default for ServerPool {
         ServerPool {
             state: Mutex::default(),
             limit: Mutex::new(crate::TokenBucket::new(None, 0.0, Instant::now())),
+            client_timeout: Mutex::new(Duration::ZERO),
         }
     }
 }
+
+/// What a server that took longer than `limits.rpc_client_timeout` fails
+/// with (Go's text for a passed deadline).
+pub const TIMED_OUT: &str = "rpc error making call: i/o timeout";
 
 impl std::fmt::Debug for ServerPool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,6 +122,19 @@ impl ServerPool {
             .reconfigure(rate, f64::from(burst), Instant::now());
     }
 
+    /// How long one server may take to answer (`limits.rpc_client_timeout`;
+    /// zero: as long as it takes). A blocking read may take its wait, and a
+    /// sixteenth of it for the server's jitter, on top.
+    pub fn set_client_timeout(&self, timeout: Duration) {
+        *self.client_timeout.lock() = timeout;
+    }
+
+    /// The time one server has for a request that may block for `wait`.
+    fn deadline_for(&self, wait: Duration) -> Option<Duration> {
+        let base = *self.client_timeout.lock();
+        (!base.is_zero()).then(|| base + wait + wait / 16)
+    }
+
     /// Counts one request against `limits.rpc_rate`.
     fn admit(&self) -> Result<(), RpcError> {
         let mut limit = self.limit.lock();
@@ -169,9 +189,14 @@ impl ServerPool {
         }
     }
 
+    /// Sends a request to each server in turn until one answers, or fails in
+    /// a way `retry` says another server should not be asked. Each server has
+    /// `deadline` (see [`ServerPool::deadline_for`]; `None`: no limit); a
+    /// timeout counts as a transport failure that may have reached the server.
     async fn each<T, F, Fut>(
         &self,
         retry: fn(&RpcError) -> bool,
+        deadline: Option<Duration>,
         mut call: F,
     ) -> Result<T, RpcError>
     where
@@ -181,7 +206,13 @@ impl ServerPool {
         self.admit()?;
         let mut last = RpcError::Transport(NO_SERVERS.into());
         for (addr, client) in self.candidates()? {
-            match call(client).await {
+            let answer = match deadline {
+                Some(d) => tokio::time::timeout(d, call(client))
+                    .await
+                    .unwrap_or_else(|_| Err(RpcError::Transport(TIMED_OUT.into()))),
+                None => call(client).await,
+            };
+            match answer {
                 Ok(v) => return Ok(v),
                 Err(e) if retry(&e) => {
                     tracing::debug!(server = %addr, error = %e, "server failed; trying the next one");
@@ -198,7 +229,7 @@ impl ServerPool {
 #[async_trait]
 impl ServerApi for ServerPool {
     async fn write(&self, req: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
-        self.each(not_sent, |c| {
+        self.each(not_sent, self.deadline_for(Duration::ZERO), |c| {
             let req = req.clone();
             async move { c.write(req).await }
         })
@@ -210,7 +241,12 @@ impl ServerApi for ServerPool {
         req: ReadRequest,
         opts: QueryOptions,
     ) -> Result<(ReadResult, QueryMeta), RpcError> {
-        self.each(retry_read, |c| {
+        let wait = if opts.min_index > 0 {
+            opts.max_wait
+        } else {
+            Duration::ZERO
+        };
+        self.each(retry_read, self.deadline_for(wait), |c| {
             let req = req.clone();
             async move { c.read(req, opts).await }
         })
@@ -218,13 +254,17 @@ impl ServerApi for ServerPool {
     }
 
     async fn status(&self) -> Result<ServerStatus, RpcError> {
-        self.each(retry_read, |c| async move { c.status().await })
-            .await
+        self.each(
+            retry_read,
+            self.deadline_for(Duration::ZERO),
+            |c| async move { c.status().await },
+        )
+        .await
     }
 
     async fn operator(&self, req: OperatorRequest) -> Result<OperatorReply, RpcError> {
         // Removing a peer or moving leadership must not happen twice.
-        self.each(not_sent, |c| {
+        self.each(not_sent, self.deadline_for(Duration::ZERO), |c| {
             let req = req.clone();
             async move { c.operator(req).await }
         })
@@ -234,8 +274,13 @@ impl ServerApi for ServerPool {
     async fn snapshot_save(&self, stale: bool) -> Result<SnapshotDownload, RpcError> {
         // Retried only until a server starts answering: a download cut off
         // later fails, as the bytes already passed on cannot be taken back.
-        self.each(retry_read, |c| async move { c.snapshot_save(stale).await })
-            .await
+        // No deadline: making a large snapshot may take a while.
+        self.each(
+            retry_read,
+            None,
+            |c| async move { c.snapshot_save(stale).await },
+        )
+        .await
     }
 
     async fn snapshot_restore(&self, archive: ArchiveStream) -> Result<(), RpcError> {
@@ -295,6 +340,66 @@ mod tests {
         assert!(!not_sent(&refused) && !retry_read(&refused));
         pool.set_rate_limit(None, 2);
         assert_eq!(status(&pool).await, no_servers);
+    }
+
+    #[test]
+    fn blocking_reads_get_their_wait_on_top_of_the_client_timeout() {
+        let pool = ServerPool::new();
+        assert_eq!(pool.deadline_for(Duration::from_secs(160)), None);
+        pool.set_client_timeout(Duration::from_secs(60));
+        assert_eq!(
+            pool.deadline_for(Duration::ZERO),
+            Some(Duration::from_secs(60))
+        );
+        assert_eq!(
+            pool.deadline_for(Duration::from_secs(160)),
+            Some(Duration::from_secs(230))
+        );
+    }
+
+    /// A server that never answers a read.
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl ServerApi for Silent {
+        async fn write(&self, _: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
+            Err(RpcError::NoLeader)
+        }
+        async fn read(
+            &self,
+            _: ReadRequest,
+            _: QueryOptions,
+        ) -> Result<(ReadResult, QueryMeta), RpcError> {
+            std::future::pending().await
+        }
+        async fn status(&self) -> Result<ServerStatus, RpcError> {
+            Err(RpcError::NoLeader)
+        }
+    }
+
+    #[tokio::test]
+    async fn a_server_that_does_not_answer_times_out() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(crate::serve(
+            listener,
+            std::sync::Arc::new(Silent),
+            Default::default(),
+            std::future::pending(),
+        ));
+        let pool = ServerPool::new();
+        pool.set_servers(&[addr.to_string()]);
+        pool.set_client_timeout(Duration::from_millis(300));
+        let got = pool
+            .read(
+                ReadRequest::KvGet { key: "k".into() },
+                QueryOptions::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(got, RpcError::Transport(TIMED_OUT.into()));
+        assert!(retry_read(&got) && !not_sent(&got));
+        server.abort();
     }
 
     #[test]

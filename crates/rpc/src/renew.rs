@@ -312,9 +312,14 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(crate::serve(listener, Arc::new(Stuck), async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(crate::serve(
+            listener,
+            Arc::new(Stuck),
+            Default::default(),
+            async {
+                let _ = stopped.await;
+            },
+        ));
         let client = GrpcClient::new(&format!("http://{addr}")).unwrap();
         let renew = ReadRequest::SessionRenew {
             id: tribune_types::ids::SessionId(uuid::Uuid::new_v4()),

@@ -25,6 +25,15 @@ pub enum ClientKey {
     Unix,
 }
 
+impl ClientKey {
+    /// The key of a TCP peer. A dual-stack listener sees IPv4 clients as
+    /// `::ffff:a.b.c.d`; they are the same clients as over IPv4 (Go's address
+    /// shows them so too).
+    pub fn of(peer: std::net::SocketAddr) -> Self {
+        ClientKey::Ip(peer.ip().to_canonical())
+    }
+}
+
 /// Counts open connections per client and admits new ones up to a limit.
 #[derive(Debug, Default)]
 pub struct ConnLimiter {
