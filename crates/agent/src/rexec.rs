@@ -262,7 +262,7 @@ async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>, shell: &str) -> 
     tracing::info!(command = ?cmd.as_std(), "remote exec");
     cmd.stdin(std::process::Stdio::null()).kill_on_drop(true);
     cmd.process_group(0);
-    let mut pipe = match combined_output(&mut cmd) {
+    let pipe = match combined_output(&mut cmd) {
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(error = %e, "failed to capture remote exec output");
@@ -282,6 +282,26 @@ async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>, shell: &str) -> 
     };
     let mut group = GroupKill::of(&child);
     let heartbeat = Duration::from_nanos(u64::try_from(spec.wait).unwrap_or(0)).max(MIN_HEARTBEAT);
+    let exited = async {
+        let status = child.wait().await;
+        // Reaped: its pid, the group's id, may be reused from now on.
+        group.disarm();
+        status
+    };
+    // `group` kills the job if this is dropped (or fails) before it exited.
+    pump(out, pipe, exited, heartbeat).await
+}
+
+/// Uploads what the job writes to `pipe` until the job has `exited` and the
+/// pipe is closed (see [`execute`]); returns the exit code to report. Apart
+/// from the process, so its timing can be tested on paused time.
+async fn pump<S, R, E>(out: &Output<'_, S>, mut pipe: R, exited: E, heartbeat: Duration) -> i32
+where
+    S: JobStore,
+    R: tokio::io::AsyncRead + Unpin,
+    E: std::future::Future<Output = std::io::Result<std::process::ExitStatus>>,
+{
+    tokio::pin!(exited);
     let mut buf: Vec<u8> = Vec::with_capacity(CHUNK);
     let mut pipe_open = true;
     let mut status = None;
@@ -314,11 +334,7 @@ async fn execute<S: JobStore>(spec: &Spec, out: &Output<'_, S>, shell: &str) -> 
                     flush_at = (!buf.is_empty()).then(|| tokio::time::Instant::now() + IDLE_FLUSH);
                 }
             },
-            s = child.wait(), if status.is_none() => {
-                // Reaped: its pid, the group's id, may be reused from now on.
-                group.disarm();
-                status = Some(s);
-            }
+            s = &mut exited, if status.is_none() => status = Some(s),
             () = tokio::time::sleep_until(deadline) => {
                 // What is buffered, or an empty heartbeat.
                 if !out.chunk(n, std::mem::take(&mut buf)).await {
@@ -498,21 +514,49 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn output_that_trickles_in_goes_out_with_the_heartbeats() {
+    /// Runs [`pump`] on paused time against a job the test plays: `play`
+    /// writes to the job's output and returns when the job exits (its output
+    /// closed or not, as it chooses). Returns what was stored and the code.
+    async fn pumped<F, Fut>(heartbeat: Duration, play: F) -> (Vec<(String, String)>, i32)
+    where
+        F: FnOnce(tokio::io::DuplexStream) -> Fut,
+        Fut: std::future::Future<Output = ()>,
+    {
+        use std::os::unix::process::ExitStatusExt as _;
         let fake = Fake::default();
-        // A dot every 200 ms: never idle for 500 ms, never a full chunk.
-        let payload = job(
-            &fake,
-            serde_json::json!({"Command": "for i in 1 2 3 4 5 6; do printf .; sleep 0.2; done", "Wait": 300_000_000u64}),
-        );
-        run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
-        let w = written(&fake);
+        let out = Output {
+            store: &fake,
+            base: format!("_rexec/{SESSION}/n1"),
+            session: SessionId(SESSION.parse().unwrap()),
+        };
+        let (job_side, our_side) = tokio::io::duplex(64 * 1024);
+        let exited = async {
+            play(job_side).await;
+            Ok(std::process::ExitStatus::from_raw(0))
+        };
+        let code = pump(&out, our_side, exited, heartbeat).await;
+        (written(&fake), code)
+    }
+
+    /// A dot every 200 ms: never idle for [`IDLE_FLUSH`], never a full chunk,
+    /// so only the heartbeats (300 ms) send it.
+    #[tokio::test(start_paused = true)]
+    async fn output_that_trickles_in_goes_out_with_the_heartbeats() {
+        use tokio::io::AsyncWriteExt as _;
+        let (w, code) = pumped(Duration::from_millis(300), |mut job| async move {
+            for _ in 0..6 {
+                job.write_all(b".").await.unwrap();
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        })
+        .await;
+        assert_eq!(code, 0);
         let with_output = w
             .iter()
             .filter(|(k, v)| k.starts_with("out/") && !v.is_empty())
             .count();
-        assert!(with_output >= 2, "{w:?}");
+        // Heartbeats at 300, 600, 900 ms and the rest when the pipe closes.
+        assert_eq!(with_output, 4, "{w:?}");
         let dots: String = w
             .iter()
             .filter(|(k, _)| k.starts_with("out/"))
@@ -522,24 +566,23 @@ mod tests {
     }
 
     /// Silent for several heartbeat periods, with its output open and then with
-    /// it closed: heartbeats go on until the process has exited (real time: the
-    /// child is a real process, which paused time would race past).
-    #[tokio::test]
-    async fn a_quiet_command_sends_heartbeats_until_it_exits() {
-        for command in ["sleep 0.5", "exec >/dev/null 2>&1; sleep 0.5"] {
-            let fake = Fake::default();
-            let payload = job(
-                &fake,
-                serde_json::json!({"Command": command, "Wait": 100_000_000u64}),
-            );
-            run_with(&fake, "n1", &payload, "/bin/sh").await.unwrap();
-            let w = written(&fake);
-            let beats = w
-                .iter()
-                .filter(|(k, v)| k.starts_with("out/") && v.is_empty())
-                .count();
-            assert!(beats >= 2, "{command}: {w:?}");
-            assert_eq!(w.last().unwrap(), &("exit".to_owned(), "0".to_owned()));
+    /// it closed: heartbeats go on until the job has exited.
+    #[tokio::test(start_paused = true)]
+    async fn a_quiet_job_sends_heartbeats_until_it_exits() {
+        for close_output_first in [false, true] {
+            let (w, code) = pumped(Duration::from_millis(100), |job| async move {
+                if close_output_first {
+                    drop(job);
+                    tokio::time::sleep(Duration::from_millis(550)).await;
+                } else {
+                    tokio::time::sleep(Duration::from_millis(550)).await;
+                    drop(job);
+                }
+            })
+            .await;
+            assert_eq!(code, 0);
+            assert_eq!(w.len(), 5, "one empty beat per 100 ms: {w:?}");
+            assert!(w.iter().all(|(k, v)| k.starts_with("out/") && v.is_empty()));
         }
     }
 
