@@ -26,7 +26,7 @@ mod local;
 mod membership;
 mod metrics;
 mod persist;
-mod rexec;
+pub mod rexec;
 
 pub use agent::{load_check_tls, Agent, AgentConfig, AgentEvent};
 pub use persist::PersistError;

@@ -29,7 +29,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt as _;
 use tribune_health::process::{combined_output, GroupKill};
 use tribune_rpc::ServerApi;
@@ -39,8 +39,17 @@ use tribune_types::model::ops::{
 use tribune_types::model::KvEntry;
 use tribune_types::SessionId;
 
-/// The user event name `consul exec` fires.
-pub(crate) const EVENT_NAME: &str = "_rexec";
+/// The user event name `consul exec` fires, and its default KV prefix.
+pub const EVENT_NAME: &str = "_rexec";
+/// The job's key under `<prefix>/<session>` ([`job_dir`]).
+pub const JOB_KEY: &str = "job";
+/// Under `<prefix>/<session>/<node>`: the ack, the exit code, and the
+/// directory of output chunks.
+pub const ACK_KEY: &str = "ack";
+/// See [`ACK_KEY`].
+pub const EXIT_KEY: &str = "exit";
+/// See [`ACK_KEY`].
+pub const OUTPUT_DIR: &str = "out";
 /// Largest output chunk stored in one key.
 pub(crate) const CHUNK: usize = 4 * 1024;
 /// How long output may sit in a partial chunk.
@@ -58,16 +67,22 @@ pub(crate) struct JobRef {
     session: SessionId,
 }
 
-/// The job spec `consul exec` stores.
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+/// The job spec `consul exec` stores, encoded as Go's `json.Marshal` does
+/// (empty fields left out).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "PascalCase", default)]
-struct Spec {
-    command: String,
-    args: Option<Vec<String>>,
-    /// Base64, as Go encodes a `[]byte`.
-    script: Option<String>,
-    /// Nanoseconds.
-    wait: i64,
+pub struct Spec {
+    /// Run with the shell.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub command: String,
+    /// Run directly.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+    /// A script for the shell; base64, as Go encodes a `[]byte`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub script: Option<String>,
+    /// The heartbeat period: a Go `time.Duration`, i64 nanoseconds.
+    pub wait: i64,
 }
 
 /// Why a job was not run (it is logged; nothing is written back).
@@ -132,6 +147,12 @@ impl JobStore for std::sync::Arc<dyn ServerApi> {
 
 /// Go's `path.Join` for the keys here: empty and `.` segments dropped, one `/`
 /// between segments.
+/// Where the job of `session` lives: `<prefix>/<session>`, joined as Go's
+/// `path.Join` joins.
+pub fn job_dir(prefix: &str, session: &str) -> String {
+    join(&[prefix, session])
+}
+
 fn join(parts: &[&str]) -> String {
     parts
         .iter()
@@ -164,7 +185,7 @@ async fn run_with<S: JobStore>(
     shell: &str,
 ) -> Result<(), JobError> {
     let job: JobRef = serde_json::from_slice(payload).map_err(JobError::BadEvent)?;
-    let job_key = join(&[&job.prefix, &job.session.to_string(), "job"]);
+    let job_key = join(&[&job.prefix, &job.session.to_string(), JOB_KEY]);
     // A stale read first, as Consul does ("for scale"): the command waited for
     // replication before firing the event. If that missed it, ask the leader.
     let spec = match store.get(&job_key, Consistency::Stale).await {
@@ -182,13 +203,13 @@ async fn run_with<S: JobStore>(
         base: join(&[&job.prefix, &job.session.to_string(), node]),
         session: job.session,
     };
-    match out.write("ack", Vec::new()).await {
+    match out.write(ACK_KEY, Vec::new()).await {
         Ok(true) => {}
         Ok(false) => return Err(JobError::Ack("write failed".into())),
         Err(e) => return Err(JobError::Ack(e)),
     }
     let code = execute(&spec, &out, shell).await;
-    if let Err(e) = out.write("exit", code.to_string().into_bytes()).await {
+    if let Err(e) = out.write(EXIT_KEY, code.to_string().into_bytes()).await {
         tracing::error!(error = %e, "failed to write exit code for remote exec job");
     }
     Ok(())
@@ -210,7 +231,7 @@ impl<S: JobStore> Output<'_, S> {
 
     /// `out/<n>`; `false` when it could not be stored.
     async fn chunk(&self, n: u32, value: Vec<u8>) -> bool {
-        match self.write(&format!("out/{n:05x}"), value).await {
+        match self.write(&format!("{OUTPUT_DIR}/{n:05x}"), value).await {
             Ok(true) => true,
             Ok(false) => {
                 tracing::error!("failed to write output for remote exec job: write failed");

@@ -34,11 +34,10 @@ const HELP: &str = "Usage: tribune exec [options] [-|command...]
   definitions. If a command is '-', stdin will be read until EOF
   and used as a script input.";
 
-const EVENT: &str = "_rexec";
-const JOB: &str = "job";
-const ACK_SUFFIX: &str = "/ack";
-const EXIT_SUFFIX: &str = "/exit";
-const OUTPUT_DIVIDER: &str = "/out/";
+// The wire format is the agent's, which runs the jobs.
+use tribune_agent::rexec::{
+    job_dir, Spec, ACK_KEY, EVENT_NAME as EVENT, EXIT_KEY, JOB_KEY as JOB, OUTPUT_DIR,
+};
 const SESSION_TTL: Duration = Duration::from_secs(15);
 const RENEW_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -52,7 +51,7 @@ struct Settings {
     repl_wait: Duration,
     verbose: bool,
     /// The job as agents read it.
-    spec: serde_json::Value,
+    spec: Spec,
 }
 
 /// What the key listing found.
@@ -139,28 +138,13 @@ fn settings(p: &Parsed, ctx: &mut Ctx) -> Result<Settings, Option<String>> {
     let get = |k: &str| p.get(k).unwrap_or_default().to_owned();
     let (node, service, tag) = (get("node"), get("service"), get("tag"));
     check_filters(&node, &service, &tag).map_err(Some)?;
-    // Go's `json.Marshal` of the spec: empty fields left out, `Wait` in
-    // nanoseconds, the script's bytes in base64.
-    let mut spec = serde_json::Map::new();
-    if !command.is_empty() {
-        spec.insert("Command".into(), command.into());
-    }
-    if !args.is_empty() {
-        spec.insert("Args".into(), args.into());
-    }
-    if !script.is_empty() {
-        spec.insert(
-            "Script".into(),
-            base64::engine::general_purpose::STANDARD
-                .encode(&script)
-                .into(),
-        );
-    }
-    spec.insert(
-        "Wait".into(),
-        // A Go `time.Duration`: i64 nanoseconds (what the agents read).
-        i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX).into(),
-    );
+    let spec = Spec {
+        command,
+        args: (!args.is_empty()).then_some(args),
+        script: (!script.is_empty())
+            .then(|| base64::engine::general_purpose::STANDARD.encode(&script)),
+        wait: i64::try_from(wait.as_nanos()).unwrap_or(i64::MAX),
+    };
     Ok(Settings {
         prefix: p.get("prefix").unwrap_or(EVENT).to_owned(),
         node,
@@ -169,18 +153,13 @@ fn settings(p: &Parsed, ctx: &mut Ctx) -> Result<Settings, Option<String>> {
         wait,
         repl_wait,
         verbose: p.is_set("verbose"),
-        spec: spec.into(),
+        spec,
     })
 }
 
-/// Go's `path.Join` of a prefix and a session ID.
-fn job_dir(prefix: &str, session: &str) -> String {
-    prefix
-        .split('/')
-        .chain(std::iter::once(session))
-        .filter(|s| !s.is_empty() && *s != ".")
-        .collect::<Vec<_>>()
-        .join("/")
+/// The node of `<node>/<name>`.
+fn under_node<'a>(key: &'a str, name: &str) -> Option<&'a str> {
+    key.strip_suffix(name)?.strip_suffix('/')
 }
 
 async fn execute(client: &Client, s: &Settings, ctx: &mut Ctx) -> i32 {
@@ -418,9 +397,9 @@ async fn follow(client: Client, dir: String, wait: Duration, tx: mpsc::Sender<Fo
             let key = full.strip_prefix(&dir).unwrap_or(&full).to_owned();
             let found = if key == JOB {
                 continue;
-            } else if let Some(node) = key.strip_suffix(ACK_SUFFIX) {
+            } else if let Some(node) = under_node(&key, ACK_KEY) {
                 Found::Ack(node.to_owned())
-            } else if let Some(node) = key.strip_suffix(EXIT_SUFFIX) {
+            } else if let Some(node) = under_node(&key, EXIT_KEY) {
                 match value(&client, &full).await {
                     Ok(v) => match String::from_utf8_lossy(&v).trim().parse::<i32>() {
                         Ok(code) => Found::Exit(node.to_owned(), i64::from(code)),
@@ -431,7 +410,7 @@ async fn follow(client: Client, dir: String, wait: Duration, tx: mpsc::Sender<Fo
                     },
                     Err(problem) => problem,
                 }
-            } else if let Some(at) = key.rfind(OUTPUT_DIVIDER) {
+            } else if let Some(at) = key.rfind(&format!("/{OUTPUT_DIR}/")) {
                 let node = key[..at].to_owned();
                 match value(&client, &full).await {
                     Ok(v) if v.is_empty() => Found::Heartbeat(node),
@@ -487,19 +466,20 @@ mod tests {
         let mut ctx = Ctx::fake(&[], b"echo from stdin\n");
         let p = flags.parse(&["-wait=1s", "uptime", "-a"]).unwrap();
         let s = settings(&p, &mut ctx).ok().unwrap();
+        let json = |spec: &Spec| serde_json::to_value(spec).unwrap();
         assert_eq!(
-            s.spec,
+            json(&s.spec),
             serde_json::json!({"Command": "uptime -a", "Wait": 1_000_000_000u64})
         );
         let p = flags.parse(&["-shell=false", "ls", "-l"]).unwrap();
         let s = settings(&p, &mut ctx).ok().unwrap();
         assert_eq!(
-            s.spec,
+            json(&s.spec),
             serde_json::json!({"Args": ["ls", "-l"], "Wait": 2_000_000_000u64})
         );
         let p = flags.parse(&["-"]).unwrap();
         let s = settings(&p, &mut ctx).ok().unwrap();
-        assert_eq!(s.spec["Script"], "ZWNobyBmcm9tIHN0ZGluCg==");
+        assert_eq!(json(&s.spec)["Script"], "ZWNobyBmcm9tIHN0ZGluCg==");
         assert_eq!(s.prefix, "_rexec");
 
         let p = flags.parse(&["-shell=false", "-"]).unwrap();
