@@ -232,14 +232,12 @@ async fn ingest(agent: Weak<Agent>, mut events: tokio::sync::broadcast::Receiver
         match EventMessage::from_payload(&user.payload, user.ltime) {
             // `consul exec`'s event is Consul's own: run (or refuse) the job,
             // and keep it out of the event list, as Consul's agent does.
-            Ok(msg) if msg.name == rexec::EVENT_NAME && a.targets_me(&msg) => {
-                a.remote_exec(&msg);
-            }
-            Ok(msg) if a.targets_me(&msg) => {
+            Ok(msg) if !a.targets_me(&msg) => {}
+            Ok(msg) if msg.name == rexec::EVENT_NAME => a.remote_exec(&msg),
+            Ok(msg) => {
                 tracing::debug!(event = name, id = %msg.id, "user event received");
                 a.keep_event(to_api(&msg));
             }
-            Ok(_) => {}
             Err(e) => tracing::warn!(event = name, error = %e, "undecodable user event dropped"),
         }
     }
