@@ -989,8 +989,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut sighup = signal(SignalKind::hangup())?;
     // Whether to leave the gossip pools gracefully (others then see this node `left`,
     // not `failed`): Consul's skip_leave_on_interrupt / leave_on_terminate.
-    // `/v1/agent/leave` has already left by the time it gets here.
-    let mut left_by_api = false;
+    // `/v1/agent/leave` has already left the pools by the time it gets here;
+    // it is answered once the rest of the leave is done.
+    let mut left_by_api: Option<tokio::sync::oneshot::Sender<()>> = None;
     let leave = loop {
         tokio::select! {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
@@ -1003,7 +1004,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             ev = events.recv() => match ev {
                 // The agent already left its pools before answering `/v1/agent/leave`.
                 None => break false,
-                Some(AgentEvent::Leave) => { tracing::info!("leave requested, shutting down"); left_by_api = true; break false; }
+                Some(AgentEvent::Leave(done)) => { tracing::info!("leave requested, shutting down"); left_by_api = Some(done); break false; }
                 Some(AgentEvent::Reload(reply)) => {
                     let r = reload(&parsed, &reloadable, &mut from_config).await.map_err(|e| format!("{e:#}"));
                     let _ = reply.send(r);
@@ -1024,7 +1025,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         }
         pool.shutdown().await;
     }
-    if leave || left_by_api {
+    if leave || left_by_api.is_some() {
         if let Some(server) = &server {
             // Out of the pools, so clients move to other servers; meanwhile
             // this one keeps answering, so what they have in flight here
@@ -1036,6 +1037,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             // waits the same way before a server's leave completes).
             server.wait_removed(Duration::from_secs(5)).await;
         }
+    }
+    if let Some(done) = left_by_api.take() {
+        let _ = done.send(());
     }
     let _ = stop_tx.send(true);
     // Let in-flight requests (e.g. the answer to `/v1/agent/leave`) finish; parked

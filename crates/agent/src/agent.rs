@@ -90,8 +90,10 @@ pub fn load_check_tls(
 /// Things the agent asks its process to do.
 #[derive(Debug)]
 pub enum AgentEvent {
-    /// `PUT /v1/agent/leave`: leave and stop.
-    Leave,
+    /// `PUT /v1/agent/leave`: the gossip pools are left; finish leaving (a
+    /// server drains and waits for its removal), answer on the channel, and
+    /// stop. As in Consul, the request is answered once the leave is done.
+    Leave(tokio::sync::oneshot::Sender<()>),
     /// `PUT /v1/agent/reload`: reload config files; answer on the channel.
     Reload(tokio::sync::oneshot::Sender<Result<(), String>>),
 }

@@ -252,7 +252,11 @@ impl Backend for Agent {
                     .map_err(|e| BackendError::Unavailable(e.to_string()))?;
             }
         }
-        self.send_event(AgentEvent::Leave).await
+        let (done, left) = tokio::sync::oneshot::channel();
+        self.send_event(AgentEvent::Leave(done)).await?;
+        // Dropped unanswered only if the process is stopping anyway.
+        let _ = left.await;
+        Ok(())
     }
 
     async fn reload(&self) -> Result<(), BackendError> {

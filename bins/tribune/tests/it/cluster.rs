@@ -6,7 +6,8 @@
 //! killed server, restarted on its data directory, catches up (with three
 //! servers, through a snapshot streamed from the leader, its log long compacted).
 //!
-//! A server that leaves keeps answering for `performance.leave_drain_time`.
+//! A server that leaves keeps answering for `performance.leave_drain_time`,
+//! and the leave request is answered after it, as in Consul.
 //!
 //! All waiting is bounded polling of the state the test waits for.
 
@@ -622,11 +623,7 @@ async fn a_leaving_server_answers_through_its_drain_time() -> Result<()> {
     )?;
     let c = reqwest::Client::new();
     put(&c, &format!("{}/v1/kv/k", agent.http), "v").await?;
-    let r = c
-        .put(format!("{}/v1/agent/leave", agent.http))
-        .send()
-        .await?;
-    assert_eq!(r.status(), 200);
+    let leave = tokio::spawn(c.put(format!("{}/v1/agent/leave", agent.http)).send());
     agent.wait_for_line("waiting to drain RPC traffic", Duration::from_secs(10))?;
     let r = c
         .get(format!("{}/v1/kv/k?stale&raw", agent.http))
@@ -636,5 +633,27 @@ async fn a_leaving_server_answers_through_its_drain_time() -> Result<()> {
         (r.status().as_u16(), r.text().await?),
         (200, "v".to_owned())
     );
+    assert!(
+        !leave.is_finished(),
+        "the leave is answered after the drain"
+    );
+    leave.abort();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answers_its_leave_when_done_and_stops() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let mut agent = Agent::start(
+        &dir.path().join("s"),
+        json!({"performance": {"raft_multiplier": 1, "leave_drain_time": "100ms"}}),
+    )?;
+    let c = reqwest::Client::new();
+    let r = c
+        .put(format!("{}/v1/agent/leave", agent.http))
+        .send()
+        .await?;
+    assert_eq!(r.status(), 200);
+    agent.wait_for_line("Tribune agent stopped", Duration::from_secs(30))?;
     Ok(())
 }
