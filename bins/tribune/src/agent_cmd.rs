@@ -184,16 +184,39 @@ struct FromConfig {
 /// Registers config-file services and checks and removes those a reload dropped.
 /// At startup (`sync` false) this only fills local state: the agent's first full sync
 /// pushes it, so startup never waits on raft before the HTTP API is up.
+/// Sidecars without a port get one from `sidecar_ports`, the range the agent
+/// started with (the API's, which a reload does not change).
 async fn apply_config_definitions(
     agent: &Agent,
     cfg: &RuntimeConfig,
+    sidecar_ports: Option<&std::ops::RangeInclusive<u16>>,
     previous: &mut FromConfig,
     sync: bool,
 ) -> anyhow::Result<()> {
-    let (services, checks) = config_registrations(cfg)?;
     let mut now = FromConfig::default();
+    let applied = register_definitions(agent, cfg, sidecar_ports, previous, &mut now, sync).await;
+    if applied.is_err() {
+        // Whatever was registered before the failure stays tracked, so a
+        // later reload that drops it removes it.
+        previous.services.extend(now.services);
+        previous.checks.extend(now.checks);
+    } else {
+        *previous = now;
+    }
+    applied
+}
+
+/// [`apply_config_definitions`]'s work; `now` collects what it registered.
+async fn register_definitions(
+    agent: &Agent,
+    cfg: &RuntimeConfig,
+    sidecar_ports: Option<&std::ops::RangeInclusive<u16>>,
+    previous: &FromConfig,
+    now: &mut FromConfig,
+    sync: bool,
+) -> anyhow::Result<()> {
+    let (services, checks) = config_registrations(cfg)?;
     let err = |e: tribune_http_api::BackendError| anyhow::anyhow!("{e}");
-    let sidecar_ports = sidecar_ports(cfg);
     for ConfigService {
         registration,
         sidecar,
@@ -207,7 +230,7 @@ async fn apply_config_definitions(
                     &registration.service,
                     raw,
                     &tribune_http_api::Backend::local_services(agent),
-                    sidecar_ports.as_ref(),
+                    sidecar_ports,
                     true,
                 )
                 .map_err(|e| {
@@ -242,7 +265,6 @@ async fn apply_config_definitions(
     for id in previous.checks.difference(&now.checks) {
         agent.remove_check(id).await.map_err(err)?;
     }
-    *previous = now;
     Ok(())
 }
 
@@ -876,7 +898,15 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         join_pool(wan.clone(), &cfg, "WAN");
     }
     let mut from_config = FromConfig::default();
-    apply_config_definitions(&agent, &cfg, &mut from_config, false).await?;
+    let sidecar_range = sidecar_ports(&cfg);
+    apply_config_definitions(
+        &agent,
+        &cfg,
+        sidecar_range.as_ref(),
+        &mut from_config,
+        false,
+    )
+    .await?;
     agent.load_persisted();
 
     let http_cfg = HttpConfig {
@@ -891,7 +921,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         allow_write_from: cfg.http_config.allow_write_http_from.clone(),
         response_headers: cfg.http_config.response_headers.clone(),
         use_cache: cfg.http_config.use_cache,
-        sidecar_ports: sidecar_ports(&cfg),
+        sidecar_ports: sidecar_range.clone(),
         max_header_bytes: usize::try_from(cfg.http_config.max_header_bytes).unwrap_or(usize::MAX),
         query_times: tribune_http_api::params::QueryTimes {
             default: cfg.default_query_time,
@@ -983,6 +1013,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         https: https_reload.as_ref(),
         http_conns: &http_conns,
         rpc_conns: &rpc_conns,
+        sidecar_range: sidecar_range.as_ref(),
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
@@ -1002,7 +1033,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 }
             }
             ev = events.recv() => match ev {
-                // The agent already left its pools before answering `/v1/agent/leave`.
+                // The agent left its pools before sending the event.
                 None => break false,
                 Some(AgentEvent::Leave(done)) => { tracing::info!("leave requested, shutting down"); left_by_api = Some(done); break false; }
                 Some(AgentEvent::Reload(reply)) => {
@@ -1027,15 +1058,23 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     }
     if leave || left_by_api.is_some() {
         if let Some(server) = &server {
-            // Out of the pools, so clients move to other servers; meanwhile
-            // this one keeps answering, so what they have in flight here
-            // completes (Consul's `leave_drain_time`).
-            tracing::info!(drain_time = ?cfg.leave_drain_time, "waiting to drain RPC traffic");
-            tokio::time::sleep(cfg.leave_drain_time).await;
-            // Stay a raft member until the leader has removed this server: a
-            // removal needs the votes of the configuration it shrinks (Consul
-            // waits the same way before a server's leave completes).
-            server.wait_removed(Duration::from_secs(5)).await;
+            let finish = async {
+                // Out of the pools, so clients move to other servers; meanwhile
+                // this one keeps answering, so what they have in flight here
+                // completes (Consul's `leave_drain_time`).
+                tracing::info!(drain_time = ?cfg.leave_drain_time, "waiting to drain RPC traffic");
+                tokio::time::sleep(cfg.leave_drain_time).await;
+                // Stay a raft member until the leader has removed this server: a
+                // removal needs the votes of the configuration it shrinks (Consul
+                // waits the same way before a server's leave completes).
+                server.wait_removed(Duration::from_secs(5)).await;
+            };
+            // Another SIGINT or SIGTERM cuts the leave short, as in Consul.
+            tokio::select! {
+                () = finish => {}
+                _ = sigint.recv() => tracing::warn!("caught SIGINT during the leave, stopping now"),
+                _ = sigterm.recv() => tracing::warn!("caught SIGTERM during the leave, stopping now"),
+            }
         }
     }
     if let Some(done) = left_by_api.take() {
@@ -1073,6 +1112,8 @@ struct Reloadable<'a> {
     http_conns: &'a tribune_http_api::ConnLimiter,
     /// `limits.rpc_max_conns_per_client`.
     rpc_conns: &'a tribune_http_api::ConnLimiter,
+    /// The sidecar port range the agent started with.
+    sidecar_range: Option<&'a std::ops::RangeInclusive<u16>>,
 }
 
 async fn reload(
@@ -1087,6 +1128,7 @@ async fn reload(
         https,
         http_conns,
         rpc_conns,
+        sidecar_range,
     } = *r;
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
     if !acls_allowed(&cfg) {
@@ -1115,7 +1157,7 @@ async fn reload(
     // As in Consul, a lower limit turns away new connections; open ones stay.
     http_conns.set_max(cfg.limits.http_max_conns_per_client);
     rpc_conns.set_max(cfg.limits.rpc_max_conns_per_client);
-    apply_config_definitions(agent, &cfg, from_config, true).await?;
+    apply_config_definitions(agent, &cfg, sidecar_range, from_config, true).await?;
     tracing::info!("configuration reloaded");
     Ok(())
 }

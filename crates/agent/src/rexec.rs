@@ -145,14 +145,14 @@ impl JobStore for std::sync::Arc<dyn ServerApi> {
     }
 }
 
-/// Go's `path.Join` for the keys here: empty and `.` segments dropped, one `/`
-/// between segments.
 /// Where the job of `session` lives: `<prefix>/<session>`, joined as Go's
 /// `path.Join` joins.
 pub fn job_dir(prefix: &str, session: &str) -> String {
     join(&[prefix, session])
 }
 
+/// Go's `path.Join` for the keys here: empty and `.` segments dropped, one `/`
+/// between segments.
 fn join(parts: &[&str]) -> String {
     parts
         .iter()

@@ -89,7 +89,13 @@ pub(crate) fn admit(
             let tx = tx.clone();
             let timeout = limits.handshake_timeout;
             tokio::spawn(async move {
-                if !first_byte(&stream, peer, timeout).await {
+                // Ends with the server too, so no accepted socket (nor its
+                // slot) outlives it, even without a handshake timeout.
+                let spoke = tokio::select! {
+                    spoke = first_byte(&stream, peer, timeout) => spoke,
+                    () = tx.closed() => false,
+                };
+                if !spoke {
                     return;
                 }
                 let conn = Admitted {

@@ -349,3 +349,40 @@ async fn config_file_sidecars_take_ports_from_the_configured_range() -> Result<(
     }
     Ok(())
 }
+
+/// A reload that fails part-way (no sidecar port left) keeps track of what it
+/// registered before failing, so the next reload that drops it removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_reload_keeps_track_of_what_it_registered() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let data = dir.path().join("n1");
+    let sidecar =
+        |name: &str| json!({"name": name, "port": 80, "connect": {"sidecar_service": {}}});
+    let agent = Agent::start(
+        &data,
+        json!({
+            "ports": {"sidecar_min_port": 22000, "sidecar_max_port": 22000},
+            "services": [sidecar("a")],
+        }),
+    )?;
+    let config_file = data.with_extension("json");
+    let reload_with = |services: Value| -> Result<(i32, String)> {
+        let mut config: Value = serde_json::from_slice(&std::fs::read(&config_file)?)?;
+        config["services"] = services;
+        std::fs::write(&config_file, config.to_string())?;
+        let (code, _, err) = cli("reload", &agent.http, &[])?;
+        Ok((code, err))
+    };
+    // `b` goes in; `c`'s sidecar finds the one port taken by `a`'s.
+    let (code, err) = reload_with(json!([{"name": "b", "port": 81}, sidecar("c")]))?;
+    assert_ne!(code, 0);
+    assert!(err.contains("none left in the configured range"), "{err}");
+    let (code, err) = reload_with(json!([]))?;
+    assert_eq!(code, 0, "{err}");
+    let listed: Value = reqwest::get(format!("{}/v1/agent/services", agent.http))
+        .await?
+        .json()
+        .await?;
+    assert_eq!(listed, json!({}), "everything from config files is gone");
+    Ok(())
+}

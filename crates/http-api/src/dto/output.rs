@@ -269,7 +269,9 @@ impl AgentServiceOut {
             tagged_addresses: tagged(&s.tagged_addresses),
             weights: s.weights.into(),
             enable_tag_override: s.enable_tag_override,
-            proxy: opaque(&s.proxy_json),
+            // Respelled on the way out too: rows stored before input was
+            // respelled keep the client's spelling.
+            proxy: opaque(&s.proxy_json).map(crate::json_in::spell_proxy),
             connect: opaque(&s.connect_json),
             locality: opaque(&s.locality_json),
             datacenter: None,
@@ -354,7 +356,9 @@ impl CatalogServiceOut {
             service_port: s.port,
             service_socket_path: s.socket_path.clone(),
             service_enable_tag_override: s.enable_tag_override,
-            service_proxy: opaque(&s.proxy_json).unwrap_or_else(|| serde_json::json!({})),
+            service_proxy: opaque(&s.proxy_json)
+                .map(crate::json_in::spell_proxy)
+                .unwrap_or_else(|| serde_json::json!({})),
             service_connect: opaque(&s.connect_json).unwrap_or_else(|| serde_json::json!({})),
             service_locality: opaque(&s.locality_json),
             create_index: s.raft.create_index,

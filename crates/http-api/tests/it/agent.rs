@@ -836,6 +836,31 @@ async fn sidecar_service_is_registered_and_removed_with_its_parent() {
     api.put_ok("/v1/agent/service/deregister/foo", "").await;
     let services = b.state().services.keys().cloned().collect::<Vec<_>>();
     assert_eq!(services, ["bar", "bar-sidecar-proxy"]);
+
+    // An empty value under another spelling gives way to the default: one
+    // key, in Consul's spelling, which the listening check uses.
+    api.put_ok(
+        "/v1/agent/service/register",
+        r#"{"Name":"baz","Port":7000,"Connect":{"SidecarService":{"Proxy":{"local_service_address":""}}}}"#,
+    )
+    .await;
+    let sidecar = &api.json("/v1/agent/services").await["baz-sidecar-proxy"];
+    let keys: Vec<&String> = sidecar["Proxy"].as_object().unwrap().keys().collect();
+    assert_eq!(
+        keys.iter()
+            .filter(
+                |k| k.to_lowercase().contains("localserviceaddress") || k.contains("local_service")
+            )
+            .count(),
+        1,
+        "{sidecar}"
+    );
+    assert_eq!(sidecar["Proxy"]["LocalServiceAddress"], "127.0.0.1");
+    let port = sidecar["Port"].as_u64().unwrap();
+    assert_eq!(
+        api.json("/v1/agent/checks").await["service:baz-sidecar-proxy:1"]["Definition"]["TCP"],
+        format!("127.0.0.1:{port}")
+    );
 }
 
 /// `ports.sidecar_min_port`/`sidecar_max_port` bound the ports sidecars get;

@@ -384,6 +384,9 @@ pub fn sidecar_registration(
         ("LocalServicePort", json!(parent.port)),
     ] {
         if is_unset(crate::json_in::get_ci(&proxy, key)) {
+            // An unset value under another spelling gives way to the default.
+            let want = crate::json_in::canonical(key);
+            proxy.retain(|k, _| crate::json_in::canonical(k) != want);
             proxy.insert(key.to_owned(), default);
         }
     }
