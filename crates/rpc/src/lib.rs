@@ -21,6 +21,8 @@ mod listen;
 mod pool;
 mod raft;
 mod renew;
+#[cfg(test)]
+mod silent;
 mod snapshot;
 
 pub use bucket::TokenBucket;

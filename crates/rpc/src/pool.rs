@@ -357,33 +357,13 @@ mod tests {
         );
     }
 
-    /// A server that never answers a read.
-    struct Silent;
-
-    #[async_trait::async_trait]
-    impl ServerApi for Silent {
-        async fn write(&self, _: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
-            Err(RpcError::NoLeader)
-        }
-        async fn read(
-            &self,
-            _: ReadRequest,
-            _: QueryOptions,
-        ) -> Result<(ReadResult, QueryMeta), RpcError> {
-            std::future::pending().await
-        }
-        async fn status(&self) -> Result<ServerStatus, RpcError> {
-            Err(RpcError::NoLeader)
-        }
-    }
-
     #[tokio::test]
     async fn a_server_that_does_not_answer_times_out() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(crate::serve(
             listener,
-            std::sync::Arc::new(Silent),
+            std::sync::Arc::new(crate::silent::Silent),
             Default::default(),
             std::future::pending(),
         ));

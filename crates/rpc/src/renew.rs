@@ -283,29 +283,7 @@ fn closed() -> RpcError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{GrpcClient, ServerStatus};
-    use async_trait::async_trait;
-    use tribune_types::model::ops::{QueryMeta, ReadResult, WriteOutcome, WriteRequest};
-
-    /// A server that never answers a renewal.
-    struct Stuck;
-
-    #[async_trait]
-    impl ServerApi for Stuck {
-        async fn write(&self, _: WriteRequest) -> Result<(WriteOutcome, u64), RpcError> {
-            Err(RpcError::NoLeader)
-        }
-        async fn read(
-            &self,
-            _: ReadRequest,
-            _: QueryOptions,
-        ) -> Result<(ReadResult, QueryMeta), RpcError> {
-            std::future::pending().await
-        }
-        async fn status(&self) -> Result<ServerStatus, RpcError> {
-            Err(RpcError::NoLeader)
-        }
-    }
+    use crate::GrpcClient;
 
     #[tokio::test]
     async fn a_cancelled_renewal_leaves_nothing_pending() {
@@ -314,7 +292,7 @@ mod tests {
         let (stop, stopped) = oneshot::channel::<()>();
         let server = tokio::spawn(crate::serve(
             listener,
-            Arc::new(Stuck),
+            Arc::new(crate::silent::Silent),
             Default::default(),
             async {
                 let _ = stopped.await;
