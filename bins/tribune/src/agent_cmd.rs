@@ -222,6 +222,11 @@ async fn register_definitions(
         sidecar,
     } in services
     {
+        // Held until the sidecar is registered (see `port_assignment`).
+        let _assigning = match &sidecar {
+            Some(_) => Some(tribune_http_api::port_assignment().await),
+            None => None,
+        };
         // Built before the parent is registered, so a sidecar that cannot be
         // had stops the load with nothing of this service applied.
         let sidecar = match sidecar {

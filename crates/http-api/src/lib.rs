@@ -32,6 +32,6 @@ pub use backend::{
 };
 pub use conventions::Api;
 pub use error::ApiError;
-pub use routes::agent::services::{sidecar_registration, take_sidecar};
+pub use routes::agent::services::{port_assignment, sidecar_registration, take_sidecar};
 pub use routes::{router, serve, serve_tls, HttpConfig, TlsListener};
 pub use tribune_types::connlimit::ConnLimiter;

@@ -863,6 +863,33 @@ async fn sidecar_service_is_registered_and_removed_with_its_parent() {
     );
 }
 
+/// Sidecars registered at the same time never get the same port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sidecars_get_distinct_ports() {
+    let (b, api) = Api::new().await;
+    let api = std::sync::Arc::new(api);
+    let all = (0..16).map(|i| {
+        let api = api.clone();
+        tokio::spawn(async move {
+            let body =
+                format!(r#"{{"Name":"s{i}","Port":80,"Connect":{{"SidecarService":{{}}}}}}"#);
+            api.put_ok("/v1/agent/service/register", &body).await;
+        })
+    });
+    for r in futures::future::join_all(all).await {
+        r.unwrap();
+    }
+    let mut ports: Vec<u16> = b
+        .state()
+        .services
+        .values()
+        .filter(|s| s.id.as_str().ends_with("-sidecar-proxy"))
+        .map(|s| s.port)
+        .collect();
+    ports.sort_unstable();
+    assert_eq!(ports, (21000..21016).collect::<Vec<u16>>());
+}
+
 /// `ports.sidecar_min_port`/`sidecar_max_port` bound the ports sidecars get;
 /// a full or disabled range answers Consul's 500 text and registers nothing.
 /// A sidecar inherits its parent's address, which its listening check uses.

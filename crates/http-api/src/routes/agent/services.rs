@@ -309,6 +309,17 @@ fn address_port(addr: &str, port: u16) -> String {
     }
 }
 
+/// Held from choosing a sidecar's automatic port until the sidecar is
+/// registered ([`port_assignment`]).
+static PORT_ASSIGNMENT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Serialises sidecar registrations from choosing the port to registering:
+/// two at once (two API requests, or one and a reload's config files) would
+/// otherwise pick the same free port. Consul does both under its state lock.
+pub async fn port_assignment() -> tokio::sync::MutexGuard<'static, ()> {
+    PORT_ASSIGNMENT.lock().await
+}
+
 /// The port for sidecar `id` registered without one (Consul's
 /// `sidecarPortFromServiceIDLocked`): the port it already holds in the range,
 /// or else the lowest one no other local service holds. Consul answers a
@@ -461,6 +472,10 @@ pub(super) async fn register(
     check_statuses(input.check.iter().chain(input.checks.iter()), BAD_STATUS)?;
     let checks = input.check_definitions(service.id.as_str())?;
     let replace = replace_existing_checks(&p);
+    let _assigning = match &sidecar {
+        Some(_) => Some(port_assignment().await),
+        None => None,
+    };
     let sidecar = match sidecar {
         Some(raw) => Some(sidecar_registration(
             &service,
