@@ -64,9 +64,12 @@ impl FromStr for Cidr {
         let mut prefix: u8 = len.parse().ok().filter(|p| *p <= width).ok_or_else(bad)?;
         // Go's `IPNet.Contains` reads an IPv4-mapped network
         // (`::ffff:10.0.0.0/104`) as the IPv4 one it maps (`10.0.0.0/8`).
+        // With a prefix shorter than the mapping's 96 bits the masked network
+        // is no longer mapped, and Go keeps it an IPv6 one that no IPv4 client
+        // is in; so does this.
         let addr = match addr {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
-                prefix = prefix.saturating_sub(96);
+            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() && prefix >= 96 => {
+                prefix -= 96;
                 addr.to_canonical()
             }
             other => other,
@@ -131,6 +134,10 @@ mod tests {
         let mapped: Cidr = "::ffff:10.0.0.0/104".parse().unwrap();
         assert_eq!(mapped.to_string(), "10.0.0.0/8");
         assert!(mapped.contains(ip("10.1.2.3")) && mapped.contains(ip("::ffff:10.1.2.3")));
+        // Shorter than the mapping: an IPv6 network, no IPv4 client in it.
+        let wide: Cidr = "::ffff:10.0.0.0/8".parse().unwrap();
+        assert_eq!(wide.to_string(), "::/8");
+        assert!(!wide.contains(ip("10.1.2.3")) && !wide.contains(ip("8.8.8.8")));
         let v6: Cidr = "2001:db8::/32".parse().unwrap();
         assert!(v6.contains(ip("2001:db8:ffff::1")));
         assert!(!v6.contains(ip("2001:db9::1")));
