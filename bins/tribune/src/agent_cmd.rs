@@ -411,6 +411,7 @@ async fn start_server(
     node_id: &str,
     advertise: IpAddr,
     rpc_conns: Arc<tribune_http_api::ConnLimiter>,
+    rpc_tls: Arc<tribune_rpc::RpcTls>,
     stop: watch::Receiver<bool>,
 ) -> anyhow::Result<(Arc<Server>, u16)> {
     let rpc_bind = cfg
@@ -448,6 +449,7 @@ async fn start_server(
     server_cfg.ca_cluster_id = cfg.connect.cluster_id.clone();
     server_cfg.version = CONSUL_VERSION.into();
     server_cfg.request_limits = request_limits(cfg);
+    server_cfg.rpc_tls = rpc_tls.clone();
     let server = Server::start(server_cfg)
         .await
         .context("starting the server")?;
@@ -461,7 +463,7 @@ async fn start_server(
         let shutdown = async move {
             let _ = stop.wait_for(|v| *v).await;
         };
-        if let Err(e) = tribune_rpc::serve(rpc_listener, api, limits, shutdown).await {
+        if let Err(e) = tribune_rpc::serve(rpc_listener, api, limits, rpc_tls, shutdown).await {
             tracing::error!(error = %e, "server RPC failed");
         }
     });
@@ -807,6 +809,15 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             }
         }
     };
+    // And TLS on the internal RPC: the server port's and the connections to
+    // the servers (shared, so a reload reaches every one of them).
+    let rpc_tls = match tribune_agent::rpc_tls::config(&cfg) {
+        Ok(tls) => tribune_rpc::RpcTls::new(tls),
+        Err(e) => {
+            eprintln!("==> Failed to setup TLS for the server RPC: {e}");
+            return Ok(1);
+        }
+    };
     if let Some(pid) = &cfg.pid_file {
         write_pid_file(pid)?;
     }
@@ -823,6 +834,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             &node_id,
             advertise,
             rpc_conns.clone(),
+            rpc_tls.clone(),
             stop_rx.clone(),
         )
         .await?;
@@ -830,7 +842,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     } else {
         (None, None)
     };
-    let pool = Arc::new(tribune_rpc::ServerPool::new());
+    let pool = Arc::new(tribune_rpc::ServerPool::with_tls(rpc_tls.clone()));
     // `limits.rpc_rate` bounds a client agent's requests to the servers, and
     // `limits.rpc_client_timeout` how long one server may take to answer.
     if server.is_none() {
@@ -1018,6 +1030,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         https: https_reload.as_ref(),
         http_conns: &http_conns,
         rpc_conns: &rpc_conns,
+        rpc_tls: &rpc_tls,
         sidecar_range: sidecar_range.as_ref(),
     };
     let mut sigint = signal(SignalKind::interrupt())?;
@@ -1117,6 +1130,8 @@ struct Reloadable<'a> {
     http_conns: &'a tribune_http_api::ConnLimiter,
     /// `limits.rpc_max_conns_per_client`.
     rpc_conns: &'a tribune_http_api::ConnLimiter,
+    /// `tls.internal_rpc`.
+    rpc_tls: &'a tribune_rpc::RpcTls,
     /// The sidecar port range the agent started with.
     sidecar_range: Option<&'a std::ops::RangeInclusive<u16>>,
 }
@@ -1133,6 +1148,7 @@ async fn reload(
         https,
         http_conns,
         rpc_conns,
+        rpc_tls,
         sidecar_range,
     } = *r;
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1147,12 +1163,21 @@ async fn reload(
         );
     }
     // New certificate files (short-lived ones from Vault, say) apply to new
-    // HTTPS connections without a restart, as in Consul.
-    if let Some(https) = https {
-        let tls = tribune_agent::https::server_config(&cfg.tls.https)
-            .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?;
+    // HTTPS and RPC connections without a restart, as in Consul; both are
+    // read before either applies, so a bad file changes nothing.
+    let https_tls = match https {
+        Some(_) => Some(
+            tribune_agent::https::server_config(&cfg.tls.https)
+                .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?,
+        ),
+        None => None,
+    };
+    let new_rpc_tls = tribune_agent::rpc_tls::config(&cfg)
+        .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?;
+    if let (Some(https), Some(tls)) = (https, https_tls) {
         https.send_replace(tls);
     }
+    rpc_tls.set(new_rpc_tls);
     // Request rate limits are reloadable, as in Consul: a server's on the
     // requests it serves, a client agent's on those it sends.
     match server {

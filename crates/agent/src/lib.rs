@@ -10,6 +10,7 @@
 //! - [`config`]: the agent's configuration from flags, JSON and HCL files.
 //! - [`dns`]: the catalog reads behind the DNS interface, and its configuration.
 //! - [`https`]: the HTTPS API's TLS settings.
+//! - [`rpc_tls`]: the internal RPC's TLS settings (`tls.internal_rpc`).
 
 mod agent;
 mod alias;
@@ -27,6 +28,7 @@ mod membership;
 mod metrics;
 mod persist;
 pub mod rexec;
+pub mod rpc_tls;
 
 pub use agent::{load_check_tls, Agent, AgentConfig, AgentEvent};
 pub use persist::PersistError;

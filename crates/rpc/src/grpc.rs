@@ -1,7 +1,9 @@
 //! The `tribune.v1.Server` gRPC service and client.
 
 use crate::codec::{unwrap, wrap};
+use crate::listen::RpcConnectInfo;
 use crate::renew::{self, RenewMux, Sent};
+use crate::tls::RpcTls;
 use crate::{ArchiveStream, RpcError, ServerApi, ServerStatus, SnapshotDownload, SnapshotHead};
 use async_trait::async_trait;
 use std::sync::Arc;
@@ -32,6 +34,20 @@ struct Service {
     /// Turns true at shutdown, ending the long-lived renewal streams, which a
     /// graceful shutdown would otherwise wait on forever.
     stopping: tokio::sync::watch::Receiver<bool>,
+    /// Who may send raft traffic (see [`crate::tls`]).
+    tls: Arc<RpcTls>,
+}
+
+impl Service {
+    /// Refuses raft traffic from a peer whose certificate does not name it a
+    /// server, when the settings ask for that.
+    fn authorize_server<T>(&self, req: &Request<T>) -> Result<(), String> {
+        let info = req.extensions().get::<RpcConnectInfo>();
+        let certs = info.and_then(|i| i.peer_certificates.as_deref());
+        self.tls.authorize_server(certs).inspect_err(|why| {
+            tracing::warn!(remote = ?info.and_then(|i| i.remote), "refusing raft traffic: {why}");
+        })
+    }
 }
 
 #[tonic::async_trait]
@@ -115,6 +131,8 @@ impl ServerService for Service {
         &self,
         req: Request<Streaming<RaftMessages>>,
     ) -> Result<Response<RaftAck>, Status> {
+        self.authorize_server(&req)
+            .map_err(Status::permission_denied)?;
         crate::raft::receive(self.api.as_ref(), req.into_inner(), self.stopping.clone())
             .await
             .map(Response::new)
@@ -124,6 +142,8 @@ impl ServerService for Service {
         &self,
         req: Request<Streaming<RaftChunk>>,
     ) -> Result<Response<RaftAck>, Status> {
+        self.authorize_server(&req)
+            .map_err(Status::permission_denied)?;
         crate::raft::receive_large(self.api.as_ref(), req.into_inner())
             .await
             .map(Response::new)
@@ -145,14 +165,16 @@ impl ServerService for Service {
 }
 
 /// Serves `api` on an already-bound listener until `shutdown` resolves,
-/// admitting connections under `limits` (see [`crate::ListenLimits`]).
+/// admitting connections under `limits` (see [`crate::ListenLimits`]), in the
+/// clear or over TLS as `tls` says at the time each one opens.
 pub async fn serve(
     listener: TcpListener,
     api: Arc<dyn ServerApi>,
     limits: crate::ListenLimits,
+    tls: Arc<RpcTls>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), tonic::transport::Error> {
-    let (admitted, accepting) = crate::listen::admit(listener, limits);
+    let (admitted, accepting) = crate::listen::admit(listener, limits, Arc::clone(&tls));
     let incoming = tokio_stream::wrappers::ReceiverStream::new(admitted);
     let (stop, stopping) = tokio::sync::watch::channel(false);
     let shutdown = async move {
@@ -161,7 +183,8 @@ pub async fn serve(
     };
     let served = tonic::transport::Server::builder()
         .add_service(
-            ServerServer::new(Service { api, stopping }).max_decoding_message_size(MAX_MESSAGE),
+            ServerServer::new(Service { api, stopping, tls })
+                .max_decoding_message_size(MAX_MESSAGE),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await;
@@ -181,15 +204,26 @@ pub struct GrpcClient {
 }
 
 impl GrpcClient {
-    /// A lazily connecting client for `http://ip:port`.
+    /// A lazily connecting client for `http://ip:port`, in the clear.
     pub fn new(addr: &str) -> Result<Self, RpcError> {
         let ep = Endpoint::from_shared(addr.to_owned())
             .map_err(|e| RpcError::Transport(e.to_string()))?;
-        Ok(Self {
-            inner: ServerClient::new(ep.tcp_nodelay(true).connect_lazy())
-                .max_decoding_message_size(MAX_MESSAGE),
+        Ok(Self::over(ep.tcp_nodelay(true).connect_lazy()))
+    }
+
+    /// A lazily connecting client for the server at `addr` (`ip:port`), each
+    /// connection opened as `tls` says then (over TLS with `verify_outgoing`).
+    pub fn dial(addr: &str, tls: &Arc<RpcTls>) -> Result<Self, RpcError> {
+        let ep = Endpoint::from_shared(format!("http://{addr}"))
+            .map_err(|e| RpcError::Transport(e.to_string()))?;
+        Ok(Self::over(crate::tls::lazy_channel(tls, addr, ep)))
+    }
+
+    fn over(channel: Channel) -> Self {
+        Self {
+            inner: ServerClient::new(channel).max_decoding_message_size(MAX_MESSAGE),
             renewals: Arc::default(),
-        })
+        }
     }
 }
 

@@ -9,6 +9,8 @@
 //!   snapshots in verified chunks (`raft`).
 //! - `renew`: session renewals on one long-lived stream per client and server.
 //! - `snapshot`: operator snapshot archives streamed in pieces, both ways.
+//! - [`RpcTls`]: TLS on the server port and on connections to it
+//!   (`tls.internal_rpc`, `tls`).
 //! - [`TokenBucket`]: the sans-io token bucket of the request rate limits (`bucket`).
 //! - [`RpcError`]: the one error type, with its mapping to and from `tonic::Status`;
 //!   it travels serialized, so a variant added here ([`RpcError::RateLimited`]) reads
@@ -24,12 +26,14 @@ mod renew;
 #[cfg(test)]
 mod silent;
 mod snapshot;
+mod tls;
 
 pub use bucket::TokenBucket;
 pub use grpc::{serve, GrpcClient};
-pub use listen::ListenLimits;
+pub use listen::{ListenLimits, RpcConnectInfo};
 pub use pool::{not_sent, ServerPool, NO_SERVERS};
 pub use raft::{RaftFeedback, RaftLinks};
+pub use tls::{RpcTls, RpcTlsConfig, RpcTlsError, RpcTlsSettings};
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};

@@ -7,8 +7,11 @@
 //! RPC connection), and a connection that sends nothing within the handshake
 //! timeout is closed, so idle sockets cannot pile up against the limit. Each
 //! connection waits for its first byte in its own task: a slow client never
-//! delays the accept loop.
+//! delays the accept loop. That byte also says whether the client speaks TLS
+//! (see [`crate::tls`]); the TLS handshake runs in the same task, within the
+//! same timeout.
 
+use rustls::pki_types::CertificateDer;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -18,8 +21,10 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tonic::transport::server::{Connected, TcpConnectInfo};
+use tonic::transport::server::Connected;
 use tribune_types::connlimit::{Admission, ClientKey, ConnLimiter, ConnPermit};
+
+use crate::tls::{Conn, RpcTls, ServerTls};
 
 /// The listener's limits. The default has none.
 #[derive(Debug, Clone)]
@@ -40,10 +45,22 @@ impl Default for ListenLimits {
     }
 }
 
-/// An admitted connection; its slot is freed when gRPC drops it.
+/// An admitted connection, in the clear or over TLS; its slot is freed when
+/// gRPC drops it.
 pub struct Admitted {
-    io: TcpStream,
+    io: Conn<ServerTls>,
     _permit: ConnPermit,
+}
+
+/// What a request's handler can learn about its connection (a request
+/// extension).
+#[derive(Debug, Clone)]
+pub struct RpcConnectInfo {
+    /// The client's address.
+    pub remote: Option<SocketAddr>,
+    /// The client's certificate chain, end entity first, when it presented
+    /// one over TLS (verified against the CAs with `verify_incoming`).
+    pub(crate) peer_certificates: Option<Arc<[CertificateDer<'static>]>>,
 }
 
 /// How many admitted connections may wait for gRPC to take them.
@@ -54,6 +71,7 @@ const BACKLOG: usize = 64;
 pub(crate) fn admit(
     listener: TcpListener,
     limits: ListenLimits,
+    tls: Arc<RpcTls>,
 ) -> (
     mpsc::Receiver<io::Result<Admitted>>,
     tokio::task::JoinHandle<()>,
@@ -88,18 +106,33 @@ pub(crate) fn admit(
             let _ = stream.set_nodelay(true);
             let tx = tx.clone();
             let timeout = limits.handshake_timeout;
+            let tls = Arc::clone(&tls);
             tokio::spawn(async move {
+                let handshake = async {
+                    let first = first_byte(&stream, peer, timeout).await?;
+                    let opened = tls.accept(stream, first);
+                    let opened = if timeout.is_zero() {
+                        opened.await
+                    } else {
+                        tokio::time::timeout(timeout, opened)
+                            .await
+                            .unwrap_or_else(|_| Err("TLS handshake timed out".to_owned()))
+                    };
+                    opened
+                        .map_err(|why| tracing::warn!(%peer, "closing RPC connection: {why}"))
+                        .ok()
+                };
                 // Ends with the server too, so no accepted socket (nor its
                 // slot) outlives it, even without a handshake timeout.
-                let spoke = tokio::select! {
-                    spoke = first_byte(&stream, peer, timeout) => spoke,
-                    () = tx.closed() => false,
+                let opened = tokio::select! {
+                    opened = handshake => opened,
+                    () = tx.closed() => None,
                 };
-                if !spoke {
+                let Some(io) = opened else {
                     return;
-                }
+                };
                 let conn = Admitted {
-                    io: stream,
+                    io,
                     _permit: permit,
                 };
                 let _ = tx.send(Ok(conn)).await;
@@ -109,9 +142,10 @@ pub(crate) fn admit(
     (rx, accepting)
 }
 
-/// Whether `stream` sends something within `timeout` (zero: waits as long
-/// as it takes). The byte is only peeked at: gRPC reads it.
-async fn first_byte(stream: &TcpStream, peer: SocketAddr, timeout: Duration) -> bool {
+/// The first byte `stream` sends within `timeout` (zero: waits as long as it
+/// takes), or `None` if it sends nothing. The byte is only peeked at: TLS or
+/// gRPC reads it.
+async fn first_byte(stream: &TcpStream, peer: SocketAddr, timeout: Duration) -> Option<u8> {
     let mut byte = [0u8; 1];
     let peek = stream.peek(&mut byte);
     let peeked = if timeout.is_zero() {
@@ -121,18 +155,21 @@ async fn first_byte(stream: &TcpStream, peer: SocketAddr, timeout: Duration) -> 
             Ok(peeked) => peeked,
             Err(_) => {
                 tracing::debug!(%peer, "closing RPC connection: nothing sent within rpc_handshake_timeout");
-                return false;
+                return None;
             }
         }
     };
-    matches!(peeked, Ok(n) if n > 0)
+    matches!(peeked, Ok(n) if n > 0).then_some(byte[0])
 }
 
 impl Connected for Admitted {
-    type ConnectInfo = TcpConnectInfo;
+    type ConnectInfo = RpcConnectInfo;
 
-    fn connect_info(&self) -> TcpConnectInfo {
-        self.io.connect_info()
+    fn connect_info(&self) -> RpcConnectInfo {
+        RpcConnectInfo {
+            remote: self.io.peer_addr(),
+            peer_certificates: self.io.peer_certificates(),
+        }
     }
 }
 
@@ -217,6 +254,7 @@ mod tests {
                 conns: conns.clone(),
                 handshake_timeout: Duration::ZERO,
             },
+            RpcTls::new(crate::RpcTlsConfig::plain()),
         );
         let key = ClientKey::of(addr);
         let mut talker = TcpStream::connect(addr).await.unwrap();
@@ -243,6 +281,7 @@ mod tests {
                 conns: ConnLimiter::new(0),
                 handshake_timeout: Duration::from_millis(100),
             },
+            RpcTls::new(crate::RpcTlsConfig::plain()),
         );
         let silent = TcpStream::connect(addr).await.unwrap();
         let mut talker = TcpStream::connect(addr).await.unwrap();

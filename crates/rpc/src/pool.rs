@@ -15,11 +15,13 @@
 //! ([`ServerPool::set_rate_limit`]); over the limit a request fails at once with
 //! Consul's "RPC rate limit exceeded" (429), without reaching a server.
 
+use crate::tls::RpcTls;
 use crate::{ArchiveStream, GrpcClient, RpcError, ServerApi, ServerStatus, SnapshotDownload};
 use async_trait::async_trait;
 use parking_lot::Mutex;
 use rand::Rng;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tribune_types::model::operator::{OperatorReply, OperatorRequest};
 use tribune_types::model::ops::{
@@ -43,15 +45,13 @@ pub struct ServerPool {
     limit: Mutex<crate::TokenBucket>,
     /// `limits.rpc_client_timeout` (zero: none).
     client_timeout: Mutex<Duration>,
+    /// How connections to the servers are opened (`tls.internal_rpc`).
+    tls: Arc<RpcTls>,
 }
 
 impl Default for ServerPool {
     fn default() -> Self {
-        ServerPool {
-            state: Mutex::default(),
-            limit: Mutex::new(crate::TokenBucket::new(None, 0.0, Instant::now())),
-            client_timeout: Mutex::new(Duration::ZERO),
-        }
+        Self::with_tls(RpcTls::new(crate::RpcTlsConfig::plain()))
     }
 }
 
@@ -98,6 +98,16 @@ impl ServerPool {
     /// An empty pool (every request fails with [`NO_SERVERS`] until servers are set).
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty pool whose connections are opened as `tls` says at the time.
+    pub fn with_tls(tls: Arc<RpcTls>) -> Self {
+        ServerPool {
+            state: Mutex::default(),
+            limit: Mutex::new(crate::TokenBucket::new(None, 0.0, Instant::now())),
+            client_timeout: Mutex::new(Duration::ZERO),
+            tls,
+        }
     }
 
     /// Replaces the set of servers. Known servers keep their place and connection; new
@@ -171,7 +181,7 @@ impl ServerPool {
             let client = match st.clients.get(&a) {
                 Some(c) => c.clone(),
                 None => {
-                    let c = GrpcClient::new(&format!("http://{a}"))?;
+                    let c = GrpcClient::dial(&a, &self.tls)?;
                     st.clients.insert(a.clone(), c.clone());
                     c
                 }
@@ -364,6 +374,7 @@ mod tests {
         let server = tokio::spawn(crate::serve(
             listener,
             std::sync::Arc::new(crate::silent::Silent),
+            Default::default(),
             Default::default(),
             std::future::pending(),
         ));

@@ -31,6 +31,7 @@ use tonic::{Status, Streaming};
 use tribune_proto::v1::server_client::ServerClient;
 use tribune_proto::v1::{RaftAck, RaftChunk, RaftMessages};
 
+use crate::tls::RpcTls;
 use crate::ServerApi;
 
 /// Messages queued per peer before new ones are dropped.
@@ -59,11 +60,12 @@ pub trait RaftFeedback: Send + Sync + 'static {
     fn snapshot_status(&self, peer: u64, delivered: bool);
 }
 
-#[derive(Default)]
 struct Shared {
     /// Server RPC address (`ip:port`) of each peer, by raft id.
     addrs: Mutex<HashMap<u64, String>>,
     feedback: OnceLock<Arc<dyn RaftFeedback>>,
+    /// How connections to peers are opened.
+    tls: Arc<RpcTls>,
 }
 
 impl Shared {
@@ -94,10 +96,15 @@ impl std::fmt::Debug for RaftLinks {
 }
 
 impl RaftLinks {
-    /// Links whose tasks run on `runtime` (the raft thread is not a runtime thread).
-    pub fn new(runtime: tokio::runtime::Handle) -> Self {
+    /// Links whose tasks run on `runtime` (the raft thread is not a runtime
+    /// thread), connecting to peers as `tls` says.
+    pub fn new(runtime: tokio::runtime::Handle, tls: Arc<RpcTls>) -> Self {
         RaftLinks {
-            shared: Arc::default(),
+            shared: Arc::new(Shared {
+                addrs: Mutex::default(),
+                feedback: OnceLock::new(),
+                tls,
+            }),
             links: Mutex::default(),
             runtime,
         }
@@ -148,13 +155,13 @@ impl RaftLinks {
     }
 }
 
-fn client(addr: &str) -> Result<ServerClient<Channel>, tonic::transport::Error> {
+fn client(addr: &str, tls: &Arc<RpcTls>) -> Result<ServerClient<Channel>, tonic::transport::Error> {
     let ep = Endpoint::from_shared(format!("http://{addr}"))?
-        .tcp_nodelay(true)
         .connect_timeout(Duration::from_secs(1))
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5));
-    Ok(ServerClient::new(ep.connect_lazy()).max_decoding_message_size(MAX_DECODE))
+    let channel = crate::tls::lazy_channel(tls, addr, ep);
+    Ok(ServerClient::new(channel).max_decoding_message_size(MAX_DECODE))
 }
 
 /// Takes `first` and whatever else is queued, up to one frame.
@@ -185,7 +192,7 @@ async fn run_link(shared: Weak<Shared>, to: u64, mut rx: mpsc::Receiver<Vec<u8>>
             tracing::debug!(to, "no address for raft peer; dropping a message");
             continue;
         };
-        let mut client = match client(&addr) {
+        let mut client = match client(&addr, &shared.tls) {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(to, %addr, error = %e, "bad raft peer address");
@@ -237,7 +244,8 @@ async fn send_large(shared: Arc<Shared>, to: u64, msg: Vec<u8>, snapshot: bool) 
         None => false,
         Some(addr) => {
             let sent = tokio::time::timeout(LARGE_TIMEOUT, async {
-                let mut client = client(&addr).map_err(|e| Status::unavailable(e.to_string()))?;
+                let mut client =
+                    client(&addr, &shared.tls).map_err(|e| Status::unavailable(e.to_string()))?;
                 client.install_snapshot(chunks(msg)).await
             })
             .await;

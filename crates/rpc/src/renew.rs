@@ -294,6 +294,7 @@ mod tests {
             listener,
             Arc::new(crate::silent::Silent),
             Default::default(),
+            Default::default(),
             async {
                 let _ = stopped.await;
             },

@@ -231,7 +231,7 @@ impl Server {
         if let Some(c) = clients.get(addr) {
             return Ok(c.clone());
         }
-        let c = GrpcClient::new(&format!("http://{addr}"))?;
+        let c = GrpcClient::dial(addr, &self.config.rpc_tls)?;
         clients.insert(addr.to_owned(), c.clone());
         Ok(c)
     }

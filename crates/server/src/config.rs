@@ -57,6 +57,9 @@ pub struct ServerConfig {
     /// `max_query_time`: the longest a blocking query waits (plus its
     /// jitter); a longer wait, as agents send it, is cut to this.
     pub max_query_time: Duration,
+    /// How this server opens connections to the others (`tls.internal_rpc`,
+    /// shared with its listener so a reload reaches both).
+    pub rpc_tls: std::sync::Arc<tribune_rpc::RpcTls>,
 }
 
 impl ServerConfig {
@@ -86,6 +89,7 @@ impl ServerConfig {
             session_ttl_min: Duration::from_secs(10),
             request_limits: Default::default(),
             max_query_time: Duration::from_secs(600),
+            rpc_tls: Default::default(),
         }
     }
 }

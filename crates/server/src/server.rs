@@ -128,7 +128,10 @@ impl Server {
             state: state.clone(),
             poisoned: poisoned.clone(),
         };
-        let links = Arc::new(RaftLinks::new(tokio::runtime::Handle::current()));
+        let links = Arc::new(RaftLinks::new(
+            tokio::runtime::Handle::current(),
+            config.rpc_tls.clone(),
+        ));
         let raft = tribune_consensus::start(rc, fsm, GrpcTransport(links.clone()))?;
         links.set_feedback(Arc::new(Feedback(raft.inbox())));
         let (shutdown_tx, _) = watch::channel(false);

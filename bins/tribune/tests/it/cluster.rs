@@ -22,13 +22,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// One server process and what the test needs to reach or restart it.
-struct Node {
+pub(crate) struct Node {
     name: String,
     agent: Option<Agent>,
     data: PathBuf,
-    extra: serde_json::Value,
+    pub(crate) extra: serde_json::Value,
     role: Vec<String>,
-    http: String,
+    pub(crate) http: String,
     rpc: String,
 }
 
@@ -49,7 +49,11 @@ fn start_cluster(dir: &Path, n: usize) -> Result<Vec<Node>> {
 }
 
 /// [`start_cluster`] with extra agent config for every server.
-fn start_cluster_with(dir: &Path, n: usize, config: serde_json::Value) -> Result<Vec<Node>> {
+pub(crate) fn start_cluster_with(
+    dir: &Path,
+    n: usize,
+    config: serde_json::Value,
+) -> Result<Vec<Node>> {
     let serf: Vec<u16> = (0..n).map(|_| free_port()).collect();
     let mut nodes = Vec::new();
     for (i, port) in serf.iter().enumerate() {
@@ -95,7 +99,11 @@ async fn get_json(c: &reqwest::Client, url: &str) -> Result<serde_json::Value> {
 
 /// Waits until every live node names the same leader and `voters` peers; returns
 /// the leader's index in `nodes`.
-async fn agreed_leader(c: &reqwest::Client, nodes: &[Node], voters: usize) -> Result<usize> {
+pub(crate) async fn agreed_leader(
+    c: &reqwest::Client,
+    nodes: &[Node],
+    voters: usize,
+) -> Result<usize> {
     let found = Arc::new(Mutex::new(None));
     let f = found.clone();
     eventually(

@@ -18,6 +18,7 @@ mod logging;
 mod persistence;
 mod prepared_query;
 mod rate_limits;
+mod rpc_tls;
 mod sessions;
 mod support;
 mod watch;

@@ -745,22 +745,6 @@ impl RuntimeConfig {
     /// operator who asked for them must not believe they are in force.
     pub fn unapplied(&self) -> Vec<String> {
         let mut out = Vec::new();
-        let rpc = &self.tls.internal_rpc;
-        for (set, name) in [
-            (rpc.verify_incoming, "verify_incoming"),
-            (rpc.verify_outgoing, "verify_outgoing"),
-            (rpc.verify_server_hostname, "verify_server_hostname"),
-        ] {
-            if set {
-                out.push(format!(
-                    "tls.internal_rpc.{name} is set, but server RPC and raft traffic \
-                     (port {}) is not protected by TLS in this version",
-                    self.ports
-                        .server
-                        .map_or_else(|| "none".to_owned(), |p| p.to_string())
-                ));
-            }
-        }
         if self.encrypt.is_some() {
             for (verify, name) in [
                 (self.encrypt_verify_incoming, "encrypt_verify_incoming"),

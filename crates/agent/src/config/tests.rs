@@ -1176,7 +1176,6 @@ fn settings_not_acted_on_are_named() {
     let cfg = load_args(&["-dev", "-config-file", s(&file)]).expect("loads");
     let warnings = cfg.unapplied();
     for needle in [
-        "tls.internal_rpc.verify_incoming is set",
         "encrypt_verify_incoming = false has no effect",
         "connect.ca_provider \"vault\" is not supported",
         "tls_cipher_suites is not applied",
@@ -1188,5 +1187,5 @@ fn settings_not_acted_on_are_named() {
             "{needle:?} not in {warnings:#?}"
         );
     }
-    assert_eq!(warnings.len(), 6, "{warnings:#?}");
+    assert_eq!(warnings.len(), 5, "{warnings:#?}");
 }

@@ -55,9 +55,15 @@ async fn round_trip() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, Arc::new(Fake), Default::default(), async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        Arc::new(Fake),
+        Default::default(),
+        Default::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     let client = GrpcClient::new(&format!("http://{addr}")).unwrap();
     let entry = KvEntry {
         key: "k".into(),
@@ -114,9 +120,15 @@ async fn pool_fails_over_to_a_live_server() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let live = listener.local_addr().unwrap();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, Arc::new(Fake), Default::default(), async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(serve(
+        listener,
+        Arc::new(Fake),
+        Default::default(),
+        Default::default(),
+        async {
+            let _ = rx.await;
+        },
+    ));
     let pool = ServerPool::new();
     assert!(pool
         .read(
@@ -174,9 +186,15 @@ async fn renewals_share_a_stream_that_survives_a_server_restart() {
     let addr = listener.local_addr().unwrap();
     let start = |listener| {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, Arc::new(Fake), Default::default(), async {
-            let _ = rx.await;
-        }));
+        let server = tokio::spawn(serve(
+            listener,
+            Arc::new(Fake),
+            Default::default(),
+            Default::default(),
+            async {
+                let _ = rx.await;
+            },
+        ));
         (tx, server)
     };
     let renew = |client: GrpcClient| async move {

@@ -1,0 +1,53 @@
+//! The internal RPC's TLS settings (`tls.internal_rpc`, which falls back to
+//! `tls.defaults` and the legacy top-level `ca_file`, `verify_incoming_rpc`,
+//! ...), read from their files into what `tribune_rpc::RpcTls` applies to the
+//! server port and to every connection to a server.
+
+use tribune_health::{AgentTls, AgentTlsError, AgentTlsFiles};
+use tribune_rpc::{RpcTlsConfig, RpcTlsError, RpcTlsSettings};
+
+use crate::config::RuntimeConfig;
+
+/// Why the settings cannot be used; the agent refuses to start (or the
+/// reload is refused), as Consul's configurator does.
+#[derive(Debug, thiserror::Error)]
+pub enum RpcTlsLoadError {
+    /// A file named in `tls.internal_rpc` cannot be used.
+    #[error("{0}")]
+    Files(#[from] AgentTlsError),
+    /// `tls_min_version` is not one of Consul's names.
+    #[error("tls.internal_rpc.tls_min_version: invalid TLS version: no matching TLS version found for {0}, please specify one of [TLS_AUTO, TLSv1_0, TLSv1_1, TLSv1_2, TLSv1_3]")]
+    Version(String),
+    /// The settings contradict each other.
+    #[error("{0}")]
+    Settings(#[from] RpcTlsError),
+}
+
+/// The internal RPC's TLS as `cfg` sets it; plain when it sets nothing.
+pub fn config(cfg: &RuntimeConfig) -> Result<RpcTlsConfig, RpcTlsLoadError> {
+    let rpc = &cfg.tls.internal_rpc;
+    let loaded = AgentTls::load(&AgentTlsFiles {
+        ca_file: rpc.ca_file.clone(),
+        ca_path: rpc.ca_path.clone(),
+        cert_file: rpc.cert_file.clone(),
+        key_file: rpc.key_file.clone(),
+    })?;
+    let tls13_only = match rpc.tls_min_version.as_deref().unwrap_or_default() {
+        "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" => false,
+        "TLSv1_3" => true,
+        other => return Err(RpcTlsLoadError::Version(other.to_owned())),
+    };
+    Ok(RpcTlsConfig::build(&RpcTlsSettings {
+        ca: loaded.ca_certificates().to_vec(),
+        cert: loaded.certified_key(),
+        verify_incoming: rpc.verify_incoming,
+        verify_outgoing: rpc.verify_outgoing,
+        verify_server_hostname: rpc.verify_server_hostname,
+        server_name: format!(
+            "server.{}.{}",
+            cfg.datacenter,
+            cfg.domain.trim_end_matches('.')
+        ),
+        tls13_only,
+    })?)
+}
