@@ -630,8 +630,13 @@ pub(crate) fn build(
 
     // ---- TLS: each section inherits unset values from `defaults`.
     let tls_defaults = t.tls_section("defaults", None);
+    let mut internal_rpc = t.tls_section("internal_rpc", Some(&tls_defaults));
+    // As Consul's builder: `verify_server_hostname` alone is documented to
+    // force TLS on outgoing RPC (CVE-2018-19653), so it implies
+    // `verify_outgoing`.
+    internal_rpc.verify_outgoing |= internal_rpc.verify_server_hostname;
     let tls = Tls {
-        internal_rpc: t.tls_section("internal_rpc", Some(&tls_defaults)),
+        internal_rpc,
         https: t.tls_section("https", Some(&tls_defaults)),
         grpc: t.tls_section("grpc", Some(&tls_defaults)),
         defaults: tls_defaults,

@@ -1156,6 +1156,25 @@ fn response_headers_must_be_valid_http_headers() {
     );
 }
 
+/// `verify_server_hostname` alone turns TLS on for outgoing RPC, as in
+/// Consul (CVE-2018-19653), in the `tls` block or as the legacy key.
+#[test]
+fn verify_server_hostname_implies_verify_outgoing() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    for (name, text) in [
+        (
+            "new.json",
+            r#"{"tls": {"internal_rpc": {"verify_server_hostname": true}}}"#,
+        ),
+        ("legacy.json", r#"{"verify_server_hostname": true}"#),
+    ] {
+        let file = write(tmp.path(), name, text);
+        let c = load_args(&["-dev", "-config-file", s(&file)]).expect("loads");
+        assert!(c.tls.internal_rpc.verify_outgoing, "{name}");
+        assert!(!c.tls.https.verify_outgoing, "{name}: RPC only");
+    }
+}
+
 /// Settings read but not acted on are named, so the agent can warn about
 /// them; a plain configuration names none.
 #[test]
