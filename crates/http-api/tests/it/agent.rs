@@ -863,6 +863,54 @@ async fn sidecar_service_is_registered_and_removed_with_its_parent() {
     );
 }
 
+/// Where a sidecar reaches its service is filled in only when no part of it
+/// is given: the parent's socket when it listens on one, otherwise
+/// 127.0.0.1 and the parent's port where missing (Consul's
+/// `sidecarServiceFromNodeService`).
+#[tokio::test]
+async fn a_sidecar_reaches_its_service_where_the_service_listens() {
+    let (_b, api) = Api::new().await;
+    let proxy_of = |services: &serde_json::Value, id: &str| services[id]["Proxy"].clone();
+    api.put_ok(
+        "/v1/agent/service/register",
+        r#"{"Name":"sock","SocketPath":"/run/sock.sock","Connect":{"SidecarService":{}}}"#,
+    )
+    .await;
+    let proxy = proxy_of(&api.json("/v1/agent/services").await, "sock-sidecar-proxy");
+    assert_eq!(proxy["LocalServiceSocketPath"], "/run/sock.sock", "{proxy}");
+    assert!(
+        proxy.get("LocalServiceAddress").is_none_or(|a| a == ""),
+        "{proxy}"
+    );
+    assert!(
+        proxy.get("LocalServicePort").is_none_or(|p| p == 0),
+        "{proxy}"
+    );
+
+    // Only the missing half is filled in.
+    api.put_ok(
+        "/v1/agent/service/register",
+        r#"{"Name":"half","Port":8080,"Connect":{"SidecarService":{"Proxy":{"LocalServiceAddress":"10.0.0.7"}}}}"#,
+    )
+    .await;
+    let proxy = proxy_of(&api.json("/v1/agent/services").await, "half-sidecar-proxy");
+    assert_eq!(proxy["LocalServiceAddress"], "10.0.0.7");
+    assert_eq!(proxy["LocalServicePort"], 8080);
+
+    // A socket given for the proxy leaves the address and port alone.
+    api.put_ok(
+        "/v1/agent/service/register",
+        r#"{"Name":"given","Port":8081,"Connect":{"SidecarService":{"Proxy":{"LocalServiceSocketPath":"/run/other.sock"}}}}"#,
+    )
+    .await;
+    let proxy = proxy_of(&api.json("/v1/agent/services").await, "given-sidecar-proxy");
+    assert_eq!(proxy["LocalServiceSocketPath"], "/run/other.sock");
+    assert!(
+        proxy.get("LocalServicePort").is_none_or(|p| p == 0),
+        "{proxy}"
+    );
+}
+
 /// Sidecars registered at the same time never get the same port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sidecars_get_distinct_ports() {

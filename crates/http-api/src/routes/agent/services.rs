@@ -388,13 +388,27 @@ pub fn sidecar_registration(
         Some(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    for (key, default) in [
+    let unset =
+        |proxy: &Map<String, Value>, key: &str| is_unset(crate::json_in::get_ci(proxy, key));
+    let mut defaults = vec![
         ("DestinationServiceName", json!(parent.service)),
         ("DestinationServiceID", json!(parent.id.as_str())),
-        ("LocalServiceAddress", json!("127.0.0.1")),
-        ("LocalServicePort", json!(parent.port)),
-    ] {
-        if is_unset(crate::json_in::get_ci(&proxy, key)) {
+    ];
+    // Where the proxy reaches its service, filled only when no part of it is
+    // given: the parent's socket if it listens on one, otherwise 127.0.0.1
+    // and the parent's port, each where missing (Consul's rule).
+    if unset(&proxy, "LocalServiceSocketPath")
+        && (unset(&proxy, "LocalServiceAddress") || unset(&proxy, "LocalServicePort"))
+    {
+        if parent.socket_path.is_empty() {
+            defaults.push(("LocalServiceAddress", json!("127.0.0.1")));
+            defaults.push(("LocalServicePort", json!(parent.port)));
+        } else {
+            defaults.push(("LocalServiceSocketPath", json!(parent.socket_path)));
+        }
+    }
+    for (key, default) in defaults {
+        if unset(&proxy, key) {
             // An unset value under another spelling gives way to the default.
             let want = crate::json_in::canonical(key);
             proxy.retain(|k, _| crate::json_in::canonical(k) != want);
