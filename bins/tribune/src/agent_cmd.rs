@@ -21,14 +21,28 @@ use tribune_types::goflag::FlagError;
 /// The Consul version we report, shared with `tribune version` (sdk/testutil parses it).
 use crate::cli::CONSUL_VERSION;
 
+/// Logging to the console, and with `log_file` to rotating files, whose first
+/// one is opened here: a path that cannot be written stops the agent, as in
+/// Consul.
 fn init_logging(
     cfg: &RuntimeConfig,
-) -> tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>> {
+) -> std::io::Result<tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>> {
     let level = match cfg.log_level.as_str().to_ascii_lowercase().as_str() {
         "err" => "error".to_owned(),
         other => other.to_owned(),
     };
-    crate::logging::init(&level, cfg.log_json)
+    let file = match &cfg.log_file {
+        None => None,
+        Some(path) => Some(Arc::new(crate::logfile::LogFile::open(
+            path,
+            crate::logfile::Rotation {
+                max_bytes: cfg.log_rotate_bytes,
+                duration: cfg.log_rotate_duration,
+                max_files: cfg.log_rotate_max_files,
+            },
+        )?)),
+    };
+    Ok(crate::logging::init(&level, cfg.log_json, file))
 }
 
 /// The node ID: configured, or persisted in `data_dir/node-id` (as Consul does), or
@@ -772,7 +786,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         eprintln!("==> {ACL_REFUSED}");
         return Ok(1);
     }
-    let logs = init_logging(&cfg);
+    let logs = match init_logging(&cfg) {
+        Ok(logs) => logs,
+        Err(e) => {
+            eprintln!("==> Failed to setup logging: {e}");
+            return Ok(1);
+        }
+    };
     warn_unapplied(&cfg);
     if cfg.acl.enabled {
         tracing::warn!(

@@ -1,4 +1,5 @@
-//! Process logging: the console (Consul's levels, text or JSON) and the
+//! Process logging: the console (Consul's levels, text or JSON), with
+//! `log_file` the same lines in rotating files (`logfile`), and the
 //! `/v1/agent/monitor` feed, which has its own level so `monitor -log-level=debug`
 //! works on an agent logging at info.
 
@@ -28,8 +29,13 @@ const OUR_TARGETS: &[&str] = &[
     "tribune_kv",
 ];
 
-/// Installs the global subscriber; returns the monitor feed's sender.
-pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
+/// Installs the global subscriber, writing what the console gets to `file`
+/// too when there is one; returns the monitor feed's sender.
+pub fn init(
+    level: &str,
+    json: bool,
+    file: Option<Arc<crate::logfile::LogFile>>,
+) -> broadcast::Sender<Arc<LogLine>> {
     let (tx, _) = broadcast::channel(1024);
     // Dependencies stay at info even when we log at debug/trace.
     // hickory-server logs every DNS request at info: far too chatty for a console.
@@ -63,10 +69,26 @@ pub fn init(level: &str, json: bool) -> broadcast::Sender<Arc<LogLine>> {
     let console = text
         .map(|l| l.boxed())
         .or_else(|| json_layer.map(|l| l.boxed()))
-        .map(|l| l.with_filter(console_targets));
+        .map(|l| l.with_filter(console_targets.clone()));
+    // The same lines as the console, as Consul's file sink formats them.
+    let file = file.map(|f| {
+        let layer = if json {
+            tracing_subscriber::fmt::layer()
+                .json()
+                .with_writer(f)
+                .boxed()
+        } else {
+            tracing_subscriber::fmt::layer()
+                .with_writer(f)
+                .with_ansi(false)
+                .boxed()
+        };
+        layer.with_filter(console_targets)
+    });
     let _ = tracing_subscriber::registry()
         .with(gate)
         .with(console)
+        .with(file)
         .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor_targets))
         .try_init();
     tx

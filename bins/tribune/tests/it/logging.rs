@@ -3,7 +3,7 @@
 //! only enabled while a monitor is attached, so this is what keeps that honest),
 //! and `tribune monitor` prints them until the agent goes away.
 
-use crate::support::Agent;
+use crate::support::{free_port, Agent};
 use anyhow::{bail, Result};
 use serde_json::json;
 use std::time::{Duration, Instant};
@@ -98,5 +98,68 @@ async fn the_monitor_command_streams_until_the_agent_goes_away() -> Result<()> {
         ),
         "{rest:?}"
     );
+    Ok(())
+}
+
+/// With `log_file`, what the console logs also goes to a file named as
+/// Consul names it (rotation and pruning are tested on manual time in
+/// `logfile`).
+#[test]
+fn log_file_gets_what_the_console_logs() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let logs = dir.path().join("logs");
+    std::fs::create_dir(&logs)?;
+    let agent = Agent::start(
+        &dir.path().join("n1"),
+        json!({
+            "log_file": format!("{}/", logs.display()),
+            "log_rotate_bytes": 100_000_000,
+            "log_rotate_max_files": 1,
+        }),
+    )?;
+    // Logged before the reload is answered.
+    let (code, _, err) = crate::support::cli("reload", &agent.http, &[])?;
+    assert_eq!(code, 0, "{err}");
+    let names: Vec<String> = std::fs::read_dir(&logs)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    let [name] = names.as_slice() else {
+        bail!("one file expected: {names:?}");
+    };
+    let stamp = name
+        .strip_prefix("consul-")
+        .and_then(|n| n.strip_suffix(".log"))
+        .unwrap_or_default();
+    assert!(
+        !stamp.is_empty() && stamp.bytes().all(|b| b.is_ascii_digit()),
+        "{name}"
+    );
+    let text = std::fs::read_to_string(logs.join(name))?;
+    assert!(text.contains("configuration reloaded"), "{text}");
+
+    // A directory that does not exist stops the agent before it starts
+    // (on ports of its own, should it get that far).
+    let missing = format!("-log-file={}/missing/", logs.display());
+    let out = std::process::Command::new(crate::support::bin())
+        .args([
+            "agent",
+            "-dev",
+            &missing,
+            "-http-port=0",
+            "-dns-port=-1",
+            "-grpc-port=-1",
+        ])
+        .args(
+            [
+                ("serf-lan", free_port()),
+                ("serf-wan", free_port()),
+                ("server", free_port()),
+            ]
+            .map(|(flag, port)| format!("-{flag}-port={port}")),
+        )
+        .output()?;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Failed to setup logging"), "{err}");
     Ok(())
 }

@@ -779,12 +779,6 @@ impl RuntimeConfig {
                     .to_owned(),
             );
         }
-        if let Some(file) = &self.log_file {
-            out.push(format!(
-                "log_file {} has no effect: logs go to standard output",
-                file.display()
-            ));
-        }
         if self.enable_syslog {
             out.push("enable_syslog has no effect: logs go to standard output".to_owned());
         }
