@@ -1056,6 +1056,10 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
+    // `auto_reload_config`: the files a reload reads, polled.
+    let mut watched = crate::config_watch::Watched::of(&cfg);
+    let mut watch_tick = tokio::time::interval(crate::config_watch::INTERVAL);
+    watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Whether to leave the gossip pools gracefully (others then see this node `left`,
     // not `failed`): Consul's skip_leave_on_interrupt / leave_on_terminate.
     // `/v1/agent/leave` has already left the pools by the time it gets here;
@@ -1066,8 +1070,18 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             _ = sigint.recv() => { tracing::info!("caught SIGINT, shutting down"); break !cfg.skip_leave_on_interrupt; }
             _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
-                if let Err(e) = reload(&parsed, &reloadable, &mut from_config).await {
-                    tracing::error!(error = %e, "reload failed");
+                match reload(&parsed, &reloadable, &mut from_config).await {
+                    Ok(new) => watched = crate::config_watch::Watched::of(&new),
+                    Err(e) => tracing::error!(error = %e, "reload failed"),
+                }
+            }
+            _ = watch_tick.tick(), if watched.is_some() => {
+                if watched.as_mut().is_some_and(crate::config_watch::Watched::poll) {
+                    tracing::info!("configuration files changed; reloading (auto_reload_config)");
+                    match reload(&parsed, &reloadable, &mut from_config).await {
+                        Ok(new) => watched = crate::config_watch::Watched::of(&new),
+                        Err(e) => tracing::error!(error = %e, "automatic reload failed"),
+                    }
                 }
             }
             ev = events.recv() => match ev {
@@ -1075,7 +1089,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 None => break false,
                 Some(AgentEvent::Leave(done)) => { tracing::info!("leave requested, shutting down"); left_by_api = Some(done); break false; }
                 Some(AgentEvent::Reload(reply)) => {
-                    let r = reload(&parsed, &reloadable, &mut from_config).await.map_err(|e| format!("{e:#}"));
+                    let r = match reload(&parsed, &reloadable, &mut from_config).await {
+                        Ok(new) => {
+                            watched = crate::config_watch::Watched::of(&new);
+                            Ok(())
+                        }
+                        Err(e) => Err(format!("{e:#}")),
+                    };
                     let _ = reply.send(r);
                 }
             },
@@ -1160,7 +1180,7 @@ async fn reload(
     parsed: &tribune_types::goflag::Parsed,
     r: &Reloadable<'_>,
     from_config: &mut FromConfig,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<RuntimeConfig> {
     let Reloadable {
         agent,
         server,
@@ -1209,7 +1229,7 @@ async fn reload(
     rpc_conns.set_max(cfg.limits.rpc_max_conns_per_client);
     apply_config_definitions(agent, &cfg, sidecar_range, from_config, true).await?;
     tracing::info!("configuration reloaded");
-    Ok(())
+    Ok(cfg)
 }
 
 #[cfg(test)]

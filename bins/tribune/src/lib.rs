@@ -13,6 +13,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod agent_cmd;
 pub mod cli;
+mod config_watch;
 mod logfile;
 mod logging;
 

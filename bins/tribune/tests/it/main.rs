@@ -1,6 +1,7 @@
 //! Real-binary tests: `tribune` processes on loopback with their own data dirs.
 
 mod acl;
+mod auto_reload;
 mod blocking;
 mod checks;
 mod cli;

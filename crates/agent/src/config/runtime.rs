@@ -782,12 +782,6 @@ impl RuntimeConfig {
         if self.enable_syslog {
             out.push("enable_syslog has no effect: logs go to standard output".to_owned());
         }
-        if self.auto_reload_config {
-            out.push(
-                "auto_reload_config has no effect: apply changes with `tribune reload` or SIGHUP"
-                    .to_owned(),
-            );
-        }
         out
     }
 
