@@ -47,8 +47,8 @@ impl ResolvesServerCert for Certificate {
 
 /// The rustls configuration for the HTTPS listener. TLS 1.2 and 1.3 are offered
 /// (rustls has nothing older, so Consul's `TLSv1_0`/`TLSv1_1` minimums mean 1.2);
-/// `TLSv1_3` offers 1.3 only. Cipher suites are rustls's: `tls_cipher_suites` is
-/// not applied. ALPN offers HTTP/2 and HTTP/1.1, as Consul's listener does.
+/// `TLSv1_3` offers 1.3 only. `tls_cipher_suites` chooses the TLS 1.2 suites
+/// (see [`crate::tls_suites`]). ALPN offers HTTP/2 and HTTP/1.1, as Consul's listener does.
 pub fn server_config(tls: &TlsProtocol) -> Result<Arc<ServerConfig>, HttpsError> {
     let loaded = AgentTls::load(&AgentTlsFiles {
         ca_file: tls.ca_file.clone(),
@@ -56,13 +56,18 @@ pub fn server_config(tls: &TlsProtocol) -> Result<Arc<ServerConfig>, HttpsError>
         cert_file: tls.cert_file.clone(),
         key_file: tls.key_file.clone(),
     })?;
+    let (provider, no_tls12) = crate::tls_suites::provider(tls.tls_cipher_suites.as_deref());
     let versions: &[&'static rustls::SupportedProtocolVersion] =
         match tls.tls_min_version.as_deref().unwrap_or_default() {
-            "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" => rustls::ALL_VERSIONS,
-            "TLSv1_3" => &[&rustls::version::TLS13],
+            "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" if !no_tls12 => {
+                rustls::ALL_VERSIONS
+            }
+            "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" | "TLSv1_3" => {
+                &[&rustls::version::TLS13]
+            }
             other => return Err(HttpsError::Version(other.to_owned())),
         };
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(provider);
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)
         .map_err(|e| HttpsError::Rustls(e.to_string()))?;
@@ -157,5 +162,90 @@ mod tests {
             ..only_ca
         };
         assert!(server_config(&full).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod suites {
+    use super::*;
+    use rustls::crypto::ring::cipher_suite as ring;
+    use rustls::pki_types::ServerName;
+    use rustls::{ClientConfig, ClientConnection, ServerConnection};
+
+    /// Whether a client offering `suites` over `versions` completes a
+    /// handshake with `server` (in memory).
+    fn handshake(
+        server: Arc<ServerConfig>,
+        ca: &rcgen::Certificate,
+        suites: &[rustls::SupportedCipherSuite],
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> bool {
+        let mut provider = rustls::crypto::ring::default_provider();
+        provider.cipher_suites = suites.to_vec();
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.der().clone()).unwrap();
+        let client = ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let name = ServerName::try_from("localhost").unwrap();
+        let mut c = ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut s = ServerConnection::new(server).unwrap();
+        for _ in 0..10 {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            if s.read_tls(&mut buf.as_slice()).is_err() || s.process_new_packets().is_err() {
+                return false;
+            }
+            let mut buf = Vec::new();
+            s.write_tls(&mut buf).unwrap();
+            if c.read_tls(&mut buf.as_slice()).is_err() || c.process_new_packets().is_err() {
+                return false;
+            }
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[test]
+    fn tls_1_2_offers_only_the_suites_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let cert = params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf = rcgen::CertificateParams::new(vec!["localhost".to_owned()])
+            .unwrap()
+            .signed_by(&key, &cert, &ca_key)
+            .unwrap();
+        let (pem, pem_key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        std::fs::write(&pem, leaf.pem()).unwrap();
+        std::fs::write(&pem_key, key.serialize_pem()).unwrap();
+        let server = |suites: &str| {
+            server_config(&TlsProtocol {
+                cert_file: Some(pem.clone()),
+                key_file: Some(pem_key.clone()),
+                tls_cipher_suites: Some(suites.to_owned()),
+                ..TlsProtocol::default()
+            })
+            .unwrap()
+        };
+        let tls12 = &[&rustls::version::TLS12];
+        let aes256 = server("TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384");
+        let offered = [ring::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384];
+        let other = [ring::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256];
+        assert!(handshake(aes256.clone(), &cert, &offered, tls12));
+        assert!(!handshake(aes256.clone(), &cert, &other, tls12));
+        // TLS 1.3 is not touched.
+        let tls13 = [ring::TLS13_AES_128_GCM_SHA256];
+        assert!(handshake(aes256, &cert, &tls13, &[&rustls::version::TLS13]));
+        // CBC suites alone leave TLS 1.2 nothing: TLS 1.3 only.
+        let cbc = server("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA");
+        assert!(!handshake(cbc.clone(), &cert, &other, tls12));
+        assert!(handshake(cbc, &cert, &tls13, &[&rustls::version::TLS13]));
     }
 }

@@ -11,6 +11,7 @@
 //! - [`dns`]: the catalog reads behind the DNS interface, and its configuration.
 //! - [`https`]: the HTTPS API's TLS settings.
 //! - [`rpc_tls`]: the internal RPC's TLS settings (`tls.internal_rpc`).
+//! - [`tls_suites`]: `tls_cipher_suites` by Consul's names.
 
 mod agent;
 mod alias;
@@ -29,6 +30,7 @@ mod metrics;
 mod persist;
 pub mod rexec;
 pub mod rpc_tls;
+pub mod tls_suites;
 
 pub use agent::{load_check_tls, Agent, AgentConfig, AgentEvent};
 pub use persist::PersistError;

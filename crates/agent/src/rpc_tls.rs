@@ -49,5 +49,6 @@ pub fn config(cfg: &RuntimeConfig) -> Result<RpcTlsConfig, RpcTlsLoadError> {
             cfg.domain.trim_end_matches('.')
         ),
         tls13_only,
+        tls12_suites: crate::tls_suites::tls12(rpc.tls_cipher_suites.as_deref()),
     })?)
 }

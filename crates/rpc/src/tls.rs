@@ -67,6 +67,9 @@ pub struct RpcTlsSettings {
     /// `tls_min_version = "TLSv1_3"`: TLS 1.3 only (otherwise 1.2 and 1.3;
     /// rustls has nothing older).
     pub tls13_only: bool,
+    /// `tls_cipher_suites`: the TLS 1.2 suites offered (`None`: rustls's
+    /// defaults; empty: TLS 1.3 only). TLS 1.3's suites are not configurable.
+    pub tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
 }
 
 /// Why the settings cannot be used; the agent refuses to start, or the
@@ -135,8 +138,16 @@ impl RpcTlsConfig {
         } else {
             None
         };
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let versions: &[&'static rustls::SupportedProtocolVersion] = if s.tls13_only {
+        let mut provider = rustls::crypto::ring::default_provider();
+        if let Some(tls12) = &s.tls12_suites {
+            provider
+                .cipher_suites
+                .retain(|suite| suite.version() == &rustls::version::TLS13);
+            provider.cipher_suites.extend(tls12.iter().copied());
+        }
+        let provider = Arc::new(provider);
+        let no_tls12 = s.tls12_suites.as_ref().is_some_and(Vec::is_empty);
+        let versions: &[&'static rustls::SupportedProtocolVersion] = if s.tls13_only || no_tls12 {
             &[&rustls::version::TLS13]
         } else {
             rustls::ALL_VERSIONS
@@ -546,6 +557,7 @@ mod tests {
             verify_server_hostname,
             server_name: SERVER.to_owned(),
             tls13_only: false,
+            tls12_suites: None,
         })
         .unwrap()
     }

@@ -138,17 +138,20 @@ impl Tree<'_> {
     fn tls_section(&self, name: &str, inherit: Option<&TlsProtocol>) -> TlsProtocol {
         let p = |k: &str| format!("tls.{name}.{k}");
         let base = inherit.cloned().unwrap_or_default();
+        let min_version = self
+            .nonempty(&p("tls_min_version"))
+            .or(base.tls_min_version);
         TlsProtocol {
             ca_file: self.path(&p("ca_file")).or(base.ca_file),
             ca_path: self.path(&p("ca_path")).or(base.ca_path),
             cert_file: self.path(&p("cert_file")).or(base.cert_file),
             key_file: self.path(&p("key_file")).or(base.key_file),
-            tls_min_version: self
-                .nonempty(&p("tls_min_version"))
-                .or(base.tls_min_version),
-            tls_cipher_suites: self
-                .nonempty(&p("tls_cipher_suites"))
-                .or(base.tls_cipher_suites),
+            tls_min_version: min_version.clone(),
+            // Inherited only where TLS 1.2 is allowed (Consul's builder).
+            tls_cipher_suites: self.nonempty(&p("tls_cipher_suites")).or_else(|| {
+                base.tls_cipher_suites
+                    .filter(|_| min_version.as_deref() != Some("TLSv1_3"))
+            }),
             verify_incoming: self
                 .opt_bool(&p("verify_incoming"))
                 .unwrap_or(base.verify_incoming),
@@ -641,6 +644,18 @@ pub(crate) fn build(
         grpc: t.tls_section("grpc", Some(&tls_defaults)),
         defaults: tls_defaults,
     };
+    for (section, p) in [
+        ("defaults", &tls.defaults),
+        ("internal_rpc", &tls.internal_rpc),
+        ("https", &tls.https),
+        ("grpc", &tls.grpc),
+    ] {
+        if let Some(suites) = &p.tls_cipher_suites {
+            let tls13 = p.tls_min_version.as_deref() == Some("TLSv1_3");
+            crate::tls_suites::validate(suites, tls13)
+                .map_err(|reason| Invalid::TlsCipherSuites { section, reason })?;
+        }
+    }
 
     // ---- UI
     let ui = t.bool("ui_config.enabled", false);

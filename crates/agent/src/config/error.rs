@@ -209,6 +209,14 @@ pub enum Invalid {
     /// A recursor given as an unspecified address.
     #[error("DNS recursor address cannot be 0.0.0.0, :: or [::]")]
     RecursorAny,
+    /// A `tls_cipher_suites` value Consul refuses.
+    #[error("tls.{section}.tls_cipher_suites: {reason}")]
+    TlsCipherSuites {
+        /// `defaults`, `internal_rpc`, `https` or `grpc`.
+        section: &'static str,
+        /// Consul's words.
+        reason: String,
+    },
     /// `ui_config.enabled` together with `ui_config.dir` outside dev mode.
     #[error("Both the ui_config.enabled and ui_config.dir (or -ui and -ui-dir) were specified, please provide only one.\nIf trying to use your own web UI resources, use ui_config.dir or the -ui-dir flag.\nThe web UI is included in the binary so use ui_config.enabled or the -ui flag to enable it")]
     UiAndUiDir,

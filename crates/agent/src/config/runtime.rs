@@ -769,15 +769,25 @@ impl RuntimeConfig {
             ));
         }
         let t = &self.tls;
-        // Sections inherit `defaults`, so one sentence covers them all.
-        if [&t.defaults, &t.internal_rpc, &t.https, &t.grpc]
-            .iter()
-            .any(|s| s.tls_cipher_suites.is_some())
-        {
-            out.push(
-                "tls_cipher_suites is not applied: the TLS library's default suites are offered"
-                    .to_owned(),
-            );
+        // The sections that serve or dial TLS; `defaults` only feeds them.
+        for (section, p) in [("internal_rpc", &t.internal_rpc), ("https", &t.https)] {
+            let Some(value) = p.tls_cipher_suites.as_deref() else {
+                continue;
+            };
+            let cbc = crate::tls_suites::unavailable(value);
+            if cbc.is_empty() {
+                continue;
+            }
+            let rest = if crate::tls_suites::tls12(Some(value)).is_some_and(|s| s.is_empty()) {
+                "no TLS 1.2 suite is left, so only TLS 1.3 is offered"
+            } else {
+                "the others are offered"
+            };
+            out.push(format!(
+                "tls.{section}.tls_cipher_suites: {} cannot be offered (CBC suites are not \
+                 implemented); {rest}",
+                cbc.join(", ")
+            ));
         }
         if self.enable_syslog {
             out.push("enable_syslog has no effect: logs go to standard output".to_owned());

@@ -1156,6 +1156,46 @@ fn response_headers_must_be_valid_http_headers() {
     );
 }
 
+/// `tls_cipher_suites` takes Consul's names, is refused with TLS 1.3 as the
+/// minimum, and is not inherited by a section that allows TLS 1.3 only.
+#[test]
+fn tls_cipher_suites_are_checked_as_consul_checks_them() {
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let load = |name: &str, text: &str| {
+        let file = write(tmp.path(), name, text);
+        load_args(&["-dev", "-config-file", s(&file)])
+    };
+    let err = load(
+        "bad.json",
+        r#"{"tls": {"https": {"tls_cipher_suites": "TLS_RSA_WITH_AES_128_GCM_SHA256"}}}"#,
+    )
+    .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "tls.https.tls_cipher_suites: invalid TLS cipher suites: no matching Consul Agent TLS cipher suite found for TLS_RSA_WITH_AES_128_GCM_SHA256"
+    );
+    let err = load(
+        "tls13.json",
+        r#"{"tls": {"internal_rpc": {"tls_min_version": "TLSv1_3", "tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}}}"#,
+    )
+    .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "tls.internal_rpc.tls_cipher_suites: TLS 1.3 cipher suites are not configurable"
+    );
+    let c = load(
+        "inherit.json",
+        r#"{"tls": {"defaults": {"tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"},
+                    "https": {"tls_min_version": "TLSv1_3"}}}"#,
+    )
+    .expect("loads");
+    assert_eq!(c.tls.https.tls_cipher_suites, None);
+    assert_eq!(
+        c.tls.internal_rpc.tls_cipher_suites.as_deref(),
+        Some("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256")
+    );
+}
+
 /// `verify_server_hostname` alone turns TLS on for outgoing RPC, as in
 /// Consul (CVE-2018-19653), in the `tls` block or as the legacy key.
 #[test]
@@ -1185,7 +1225,7 @@ fn settings_not_acted_on_are_named() {
     let file = write(
         tmp.path(),
         "tls.json",
-        r#"{"tls": {"defaults": {"verify_incoming": true, "tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"}},
+        r#"{"tls": {"defaults": {"verify_incoming": true, "tls_cipher_suites": "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA"}},
             "encrypt": "pUqJrVyVRj5jsiYEkM/tFQYfWyJIv4s3XkvDwy7Cu5s=",
             "encrypt_verify_incoming": false,
             "connect": {"ca_provider": "vault"},
@@ -1197,12 +1237,13 @@ fn settings_not_acted_on_are_named() {
     for needle in [
         "encrypt_verify_incoming = false has no effect",
         "connect.ca_provider \"vault\" is not supported",
-        "tls_cipher_suites is not applied",
+        "tls.internal_rpc.tls_cipher_suites: TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA cannot be offered",
+        "tls.https.tls_cipher_suites: TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA cannot be offered",
     ] {
         assert!(
             warnings.iter().any(|w| w.starts_with(needle)),
             "{needle:?} not in {warnings:#?}"
         );
     }
-    assert_eq!(warnings.len(), 3, "{warnings:#?}");
+    assert_eq!(warnings.len(), 4, "{warnings:#?}");
 }
