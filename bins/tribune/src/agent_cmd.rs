@@ -794,6 +794,9 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         }
     };
     warn_unapplied(&cfg);
+    // `auto_reload_config`: what the files read look like now, so an edit
+    // made while the agent starts is a change at the first poll.
+    let mut watched = crate::config_watch::Watched::of(&cfg);
     if cfg.acl.enabled {
         tracing::warn!(
             "acl.enabled = true, but ACLs are NOT enforced: every endpoint is open \
@@ -831,7 +834,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
     };
     // And TLS on the internal RPC: the server port's and the connections to
     // the servers (shared, so a reload reaches every one of them).
-    let rpc_tls = match tribune_agent::rpc_tls::config(&cfg) {
+    let rpc_server_name = tribune_agent::rpc_tls::server_name(&cfg);
+    let rpc_tls = match tribune_agent::rpc_tls::config(&cfg, &rpc_server_name) {
         Ok(tls) => tribune_rpc::RpcTls::new(tls),
         Err(e) => {
             eprintln!("==> Failed to setup TLS for the server RPC: {e}");
@@ -1051,13 +1055,13 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         http_conns: &http_conns,
         rpc_conns: &rpc_conns,
         rpc_tls: &rpc_tls,
+        rpc_server_name: &rpc_server_name,
         sidecar_range: sidecar_range.as_ref(),
     };
     let mut sigint = signal(SignalKind::interrupt())?;
     let mut sigterm = signal(SignalKind::terminate())?;
     let mut sighup = signal(SignalKind::hangup())?;
     // `auto_reload_config`: the files a reload reads, polled.
-    let mut watched = crate::config_watch::Watched::of(&cfg);
     let mut watch_tick = tokio::time::interval(crate::config_watch::INTERVAL);
     watch_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Whether to leave the gossip pools gracefully (others then see this node `left`,
@@ -1071,7 +1075,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
             _ = sigterm.recv() => { tracing::info!("caught SIGTERM, shutting down"); break cfg.leave_on_terminate; }
             _ = sighup.recv() => {
                 match reload(&parsed, &reloadable, &mut from_config).await {
-                    Ok(new) => watched = crate::config_watch::Watched::of(&new),
+                    Ok(new) => watched = crate::config_watch::Watched::after(watched.take(), &new),
                     Err(e) => tracing::error!(error = %e, "reload failed"),
                 }
             }
@@ -1079,7 +1083,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 if watched.as_mut().is_some_and(crate::config_watch::Watched::poll) {
                     tracing::info!("configuration files changed; reloading (auto_reload_config)");
                     match reload(&parsed, &reloadable, &mut from_config).await {
-                        Ok(new) => watched = crate::config_watch::Watched::of(&new),
+                        Ok(new) => watched = crate::config_watch::Watched::after(watched.take(), &new),
                         Err(e) => tracing::error!(error = %e, "automatic reload failed"),
                     }
                 }
@@ -1091,7 +1095,7 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
                 Some(AgentEvent::Reload(reply)) => {
                     let r = match reload(&parsed, &reloadable, &mut from_config).await {
                         Ok(new) => {
-                            watched = crate::config_watch::Watched::of(&new);
+                            watched = crate::config_watch::Watched::after(watched.take(), &new);
                             Ok(())
                         }
                         Err(e) => Err(format!("{e:#}")),
@@ -1172,6 +1176,8 @@ struct Reloadable<'a> {
     rpc_conns: &'a tribune_http_api::ConnLimiter,
     /// `tls.internal_rpc`.
     rpc_tls: &'a tribune_rpc::RpcTls,
+    /// `server.<datacenter>.<domain>` of the running agent.
+    rpc_server_name: &'a str,
     /// The sidecar port range the agent started with.
     sidecar_range: Option<&'a std::ops::RangeInclusive<u16>>,
 }
@@ -1189,6 +1195,7 @@ async fn reload(
         http_conns,
         rpc_conns,
         rpc_tls,
+        rpc_server_name,
         sidecar_range,
     } = *r;
     let cfg = config::load(parsed).map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -1204,7 +1211,8 @@ async fn reload(
     }
     // New certificate files (short-lived ones from Vault, say) apply to new
     // HTTPS and RPC connections without a restart, as in Consul; both are
-    // read before either applies, so a bad file changes nothing.
+    // read before either applies, so a bad TLS file changes neither (a
+    // failure further on leaves them applied, as Consul's reload does).
     let https_tls = match https {
         Some(_) => Some(
             tribune_agent::https::server_config(&cfg.tls.https)
@@ -1212,7 +1220,7 @@ async fn reload(
         ),
         None => None,
     };
-    let new_rpc_tls = tribune_agent::rpc_tls::config(&cfg)
+    let new_rpc_tls = tribune_agent::rpc_tls::config(&cfg, rpc_server_name)
         .map_err(|e| anyhow::anyhow!("Failed reloading tls configuration: {e}"))?;
     if let (Some(https), Some(tls)) = (https, https_tls) {
         https.send_replace(tls);

@@ -40,6 +40,13 @@ impl Watched {
     /// The files `cfg` makes the agent watch, or `None` without
     /// `auto_reload_config`.
     pub fn of(cfg: &RuntimeConfig) -> Option<Watched> {
+        Self::after(None, cfg)
+    }
+
+    /// The files to watch once `cfg` is in force, `previous` having watched
+    /// until then: files it knew keep what it last saw, so an edit made while
+    /// the reload ran is still a change at the next poll.
+    pub fn after(previous: Option<Watched>, cfg: &RuntimeConfig) -> Option<Watched> {
         if !cfg.auto_reload_config {
             return None;
         }
@@ -51,7 +58,21 @@ impl Watched {
         let mut files: Vec<PathBuf> = cfg.config_files.iter().chain(tls).cloned().collect();
         files.sort();
         files.dedup();
-        Some(Self::files(files))
+        let next = Self::files(files);
+        Some(match previous {
+            Some(previous) => next.keeping(&previous),
+            None => next,
+        })
+    }
+
+    /// This watch, with what `previous` last saw of the files both watch.
+    fn keeping(mut self, previous: &Watched) -> Watched {
+        for (file, seen) in self.files.iter().zip(self.last.iter_mut()) {
+            if let Some(i) = previous.files.iter().position(|f| f == file) {
+                seen.clone_from(&previous.last[i]);
+            }
+        }
+        self
     }
 
     fn files(files: Vec<PathBuf>) -> Watched {
@@ -113,5 +134,18 @@ mod tests {
         std::fs::remove_file(&b).unwrap();
         assert!(!w.poll());
         assert!(w.poll());
+    }
+
+    #[test]
+    fn an_edit_made_during_a_reload_is_not_lost() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.json");
+        std::fs::write(&file, "{}").unwrap();
+        let w = Watched::files(vec![file.clone()]);
+        // Edited after the reload read it, before the watch was renewed.
+        std::fs::write(&file, r#"{"node_name": "n"}"#).unwrap();
+        let mut next = Watched::files(vec![file.clone()]).keeping(&w);
+        assert!(!next.poll(), "seen as a change");
+        assert!(next.poll(), "and reloaded");
     }
 }

@@ -2,17 +2,18 @@
 //! Consul's `logging.LogFile` does it.
 //!
 //! - `log_file` is split into a directory and a file name; a path ending in
-//!   `/` gets `consul.log`. Each file is named after it with the time it was
-//!   opened inserted before the extension (`.log` when there is none):
-//!   `/var/log/consul/` writes `/var/log/consul/consul-<unix nanos>.log`.
-//! - Before each write, the file rotates when it has reached
-//!   `log_rotate_bytes` (0: no limit) or was opened `log_rotate_duration` ago
-//!   (24 h by default): it is closed, older files beyond
-//!   `log_rotate_max_files` are removed (0 keeps them all, -1 keeps none),
-//!   and a new one is opened.
-//! - The first file is opened at start, so an unusable path stops the agent
-//!   before anything else runs; later failures drop the line (a log cannot
-//!   report its own failure anywhere but the console).
+//!   `/` gets `consul.log`. The agent appends to that file.
+//! - Before each write, the file rotates when this agent has written
+//!   `log_rotate_bytes` to it (0: no limit) or opened it
+//!   `log_rotate_duration` ago (24 h by default): it is renamed with the time
+//!   inserted before its extension (`.log` when it has none), so
+//!   `consul.log` becomes `consul-<unix nanos>.log`; rotated files beyond
+//!   `log_rotate_max_files` are removed, oldest first (0 keeps them all, -1
+//!   none), and a new `consul.log` is opened.
+//! - The file is opened at start, so an unusable path stops the agent before
+//!   anything else runs. A rotation that cannot rename or prune still goes on
+//!   writing to the file (the failure goes to standard error: a log cannot
+//!   report its own trouble in itself).
 //!
 //! The clock is passed in, so rotation by age is tested with manual time.
 
@@ -55,8 +56,12 @@ struct Open {
 
 /// Where the files go and what they are called.
 struct Naming {
+    /// `.` for a bare file name.
     dir: PathBuf,
-    /// The name before the timestamp, and the extension after it (with its dot).
+    /// The file written to.
+    name: String,
+    /// Rotated files' names: the name's stem before the timestamp, and its
+    /// extension (with the dot) after it.
     stem: String,
     ext: String,
 }
@@ -71,30 +76,34 @@ impl Naming {
                 || "consul.log".to_owned(),
                 |n| n.to_string_lossy().into_owned(),
             );
-            (
-                path.parent().map(Path::to_path_buf).unwrap_or_default(),
-                name,
-            )
+            let dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+            (dir, name)
+        };
+        let dir = if dir.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            dir
         };
         // Go's `filepath.Ext`: from the last dot of the name, when there is one.
         let (stem, ext) = match name.rfind('.') {
             Some(i) => (name[..i].to_owned(), name[i..].to_owned()),
-            None => (name, ".log".to_owned()),
+            None => (name.clone(), ".log".to_owned()),
         };
-        Naming { dir, stem, ext }
+        Naming {
+            dir,
+            name,
+            stem,
+            ext,
+        }
     }
 
-    /// Creates the file opened at `at`.
+    /// Opens the file for appending; `at` is when.
     fn open(&self, at: SystemTime) -> io::Result<Open> {
-        let nanos = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
-        let path = self.dir.join(format!("{}-{nanos}{}", self.stem, self.ext));
-        // Truncated: this agent is the only writer of a file named for this instant.
         let file = OpenOptions::new()
             .create(true)
-            .truncate(true)
-            .write(true)
+            .append(true)
             .mode(0o640)
-            .open(path)?;
+            .open(self.dir.join(&self.name))?;
         Ok(Open {
             file,
             opened: at,
@@ -102,7 +111,14 @@ impl Naming {
         })
     }
 
-    /// Whether `name` is one of these files.
+    /// Moves the file aside under its rotated name for `at`.
+    fn rotate(&self, at: SystemTime) -> io::Result<()> {
+        let nanos = at.duration_since(UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let rotated = format!("{}-{nanos}{}", self.stem, self.ext);
+        std::fs::rename(self.dir.join(&self.name), self.dir.join(rotated))
+    }
+
+    /// Whether `name` is one of the rotated files.
     fn owns(&self, name: &str) -> bool {
         name.strip_prefix(&self.stem)
             .and_then(|rest| rest.strip_prefix('-'))
@@ -162,10 +178,13 @@ impl LogFile {
         let age = (self.now)().duration_since(open.opened).unwrap_or_default();
         let full = self.rotation.max_bytes > 0 && open.written >= self.rotation.max_bytes;
         if full || age >= self.rotation.duration {
-            // The closed file counts among the ones pruning keeps.
-            open.file.flush()?;
-            self.prune()?;
-            *open = self.naming.open((self.now)())?;
+            let now = (self.now)();
+            let moved = self.naming.rotate(now).and_then(|()| self.prune());
+            if let Err(e) = moved {
+                eprintln!("log_file: rotating {}: {e}", self.naming.name);
+            }
+            // Written on even when the rotation failed, rather than never again.
+            *open = self.naming.open(now)?;
         }
         let n = open.file.write(buf)?;
         open.written += n as u64;
@@ -215,24 +234,47 @@ mod tests {
     }
 
     #[test]
-    fn files_are_named_as_consul_names_them() {
+    fn the_file_is_named_as_consul_names_it() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
-        let at = "1700000000000000000";
         for (path, want) in [
-            (
-                PathBuf::from(format!("{}/", d.display())),
-                format!("consul-{at}.log"),
-            ),
-            (d.join("agent"), format!("agent-{at}.log")),
-            (d.join("agent.txt"), format!("agent-{at}.txt")),
+            (PathBuf::from(format!("{}/", d.display())), "consul.log"),
+            (d.join("agent"), "agent"),
+            (d.join("agent.txt"), "agent.txt"),
         ] {
             let (_, clock) = manual();
-            let _log = LogFile::with_clock(&path, rotation(0, 0), clock).unwrap();
-            assert!(names(d).contains(&want), "{path:?}: {:?}", names(d));
+            let log = LogFile::with_clock(&path, rotation(0, 0), clock).unwrap();
+            (&log).write_all(b"x\n").unwrap();
+            assert!(
+                names(d).contains(&want.to_owned()),
+                "{path:?}: {:?}",
+                names(d)
+            );
         }
+        // Rotated names: the stem, the time, the extension (`.log` if none).
+        let (secs, clock) = manual();
+        let log = LogFile::with_clock(&d.join("agent"), rotation(1, 0), clock).unwrap();
+        (&log).write_all(b"y\n").unwrap();
+        secs.fetch_add(1, Ordering::SeqCst);
+        (&log).write_all(b"w\n").unwrap();
+        let rotated = "agent-1700000001000000000.log".to_owned();
+        assert!(names(d).contains(&rotated), "{:?}", names(d));
+        // Appended to, not truncated, across restarts.
+        let (_, clock) = manual();
+        let again = LogFile::with_clock(&d.join("agent.txt"), rotation(0, 0), clock).unwrap();
+        (&again).write_all(b"z\n").unwrap();
+        let text = std::fs::read_to_string(d.join("agent.txt")).unwrap();
+        assert_eq!(text, "x\nz\n");
         // A directory that does not exist stops the agent at start.
         assert!(LogFile::open(&d.join("nope/consul.log"), rotation(0, 0)).is_err());
+    }
+
+    #[test]
+    fn a_bare_file_name_is_in_the_working_directory() {
+        let naming = Naming::of(Path::new("consul.log"));
+        assert_eq!(naming.dir, PathBuf::from("."));
+        assert!(naming.owns("consul-1700000000000000000.log"));
+        assert!(!naming.owns("consul.log") && !naming.owns("consul-x.log"));
     }
 
     #[test]
@@ -244,13 +286,12 @@ mod tests {
         secs.fetch_add(1, Ordering::SeqCst);
         // Under the limit before this write: it goes to the same file.
         (&log).write_all(b"789012\n").unwrap();
-        assert_eq!(names(dir.path()).len(), 1);
+        assert_eq!(names(dir.path()), ["c.log"]);
         (&log).write_all(b"next\n").unwrap();
-        let files = names(dir.path());
-        assert_eq!(files.len(), 2, "{files:?}");
-        let read = |n: &String| std::fs::read_to_string(dir.path().join(n)).unwrap();
-        assert_eq!(read(&files[0]), "123456\n789012\n");
-        assert_eq!(read(&files[1]), "next\n");
+        let read = |n: &str| std::fs::read_to_string(dir.path().join(n)).unwrap();
+        assert_eq!(names(dir.path()), ["c-1700000001000000000.log", "c.log"]);
+        assert_eq!(read("c-1700000001000000000.log"), "123456\n789012\n");
+        assert_eq!(read("c.log"), "next\n");
     }
 
     #[test]
@@ -273,7 +314,7 @@ mod tests {
     }
 
     #[test]
-    fn rotation_keeps_log_rotate_max_files_old_files() {
+    fn rotation_keeps_log_rotate_max_files_rotated_files() {
         let dir = tempfile::tempdir().unwrap();
         // Other files in the same directory are never touched.
         std::fs::write(dir.path().join("other.log"), "x").unwrap();
@@ -284,15 +325,19 @@ mod tests {
             secs.fetch_add(1, Ordering::SeqCst);
             (&log).write_all(format!("{i}\n").as_bytes()).unwrap();
         }
-        let files = names(dir.path());
-        // Two old files and the one being written, the newest ones, and
-        // the two others.
-        assert_eq!(files.len(), 5, "{files:?}");
+        // The two newest rotated files, the current one and the two others.
         assert_eq!(
-            std::fs::read_to_string(dir.path().join(&files[2])).unwrap(),
-            "4\n"
+            names(dir.path()),
+            [
+                "c-1700000004000000000.log",
+                "c-1700000005000000000.log",
+                "c-old.log",
+                "c.log",
+                "other.log"
+            ]
         );
-        assert!(files.contains(&"other.log".to_owned()) && files.contains(&"c-old.log".to_owned()));
+        let current = std::fs::read_to_string(dir.path().join("c.log")).unwrap();
+        assert_eq!(current, "4\n");
 
         let none = tempfile::tempdir().unwrap();
         let (secs, clock) = manual();
@@ -301,10 +346,20 @@ mod tests {
             secs.fetch_add(1, Ordering::SeqCst);
             (&log).write_all(format!("{i}\n").as_bytes()).unwrap();
         }
-        assert_eq!(
-            names(none.path()).len(),
-            1,
-            "-1 keeps only the current file"
-        );
+        assert_eq!(names(none.path()), ["c.log"], "-1 keeps no rotated file");
+    }
+
+    #[test]
+    fn a_rotation_that_fails_keeps_writing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (secs, clock) = manual();
+        let log = LogFile::with_clock(&dir.path().join("c.log"), rotation(1, 0), clock).unwrap();
+        (&log).write_all(b"a\n").unwrap();
+        // The file vanished (removed by hand): nothing to rename.
+        std::fs::remove_file(dir.path().join("c.log")).unwrap();
+        secs.fetch_add(1, Ordering::SeqCst);
+        (&log).write_all(b"b\n").unwrap();
+        let current = std::fs::read_to_string(dir.path().join("c.log")).unwrap();
+        assert_eq!(current, "b\n");
     }
 }

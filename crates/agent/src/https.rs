@@ -243,9 +243,19 @@ mod suites {
         // TLS 1.3 is not touched.
         let tls13 = [ring::TLS13_AES_128_GCM_SHA256];
         assert!(handshake(aes256, &cert, &tls13, &[&rustls::version::TLS13]));
-        // CBC suites alone leave TLS 1.2 nothing: TLS 1.3 only.
+        // CBC suites alone leave TLS 1.2 nothing: TLS 1.3 only, even for a
+        // client offering every TLS 1.2 suite there is.
+        let every_tls12: Vec<_> = rustls::crypto::ring::default_provider()
+            .cipher_suites
+            .into_iter()
+            .filter(|s| s.version() == &rustls::version::TLS12)
+            .collect();
+        assert!(
+            handshake(server(""), &cert, &every_tls12, tls12),
+            "the defaults"
+        );
         let cbc = server("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA");
-        assert!(!handshake(cbc.clone(), &cert, &other, tls12));
+        assert!(!handshake(cbc.clone(), &cert, &every_tls12, tls12));
         assert!(handshake(cbc, &cert, &tls13, &[&rustls::version::TLS13]));
     }
 }

@@ -23,8 +23,20 @@ pub enum RpcTlsLoadError {
     Settings(#[from] RpcTlsError),
 }
 
-/// The internal RPC's TLS as `cfg` sets it; plain when it sets nothing.
-pub fn config(cfg: &RuntimeConfig) -> Result<RpcTlsConfig, RpcTlsLoadError> {
+/// `server.<datacenter>.<domain>`: the name servers' certificates carry.
+/// Taken once at start: a reload does not move an agent to another
+/// datacenter.
+pub fn server_name(cfg: &RuntimeConfig) -> String {
+    format!(
+        "server.{}.{}",
+        cfg.datacenter,
+        cfg.domain.trim_end_matches('.')
+    )
+}
+
+/// The internal RPC's TLS as `cfg` sets it, servers being named
+/// `server_name`; plain when it sets nothing.
+pub fn config(cfg: &RuntimeConfig, server_name: &str) -> Result<RpcTlsConfig, RpcTlsLoadError> {
     let rpc = &cfg.tls.internal_rpc;
     let loaded = AgentTls::load(&AgentTlsFiles {
         ca_file: rpc.ca_file.clone(),
@@ -43,11 +55,7 @@ pub fn config(cfg: &RuntimeConfig) -> Result<RpcTlsConfig, RpcTlsLoadError> {
         verify_incoming: rpc.verify_incoming,
         verify_outgoing: rpc.verify_outgoing,
         verify_server_hostname: rpc.verify_server_hostname,
-        server_name: format!(
-            "server.{}.{}",
-            cfg.datacenter,
-            cfg.domain.trim_end_matches('.')
-        ),
+        server_name: server_name.to_owned(),
         tls13_only,
         tls12_suites: crate::tls_suites::tls12(rpc.tls_cipher_suites.as_deref()),
     })?)

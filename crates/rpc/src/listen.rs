@@ -108,15 +108,16 @@ pub(crate) fn admit(
             let timeout = limits.handshake_timeout;
             let tls = Arc::clone(&tls);
             tokio::spawn(async move {
+                // One deadline for the first byte and the TLS handshake.
+                let deadline = (!timeout.is_zero()).then(|| tokio::time::Instant::now() + timeout);
                 let handshake = async {
-                    let first = first_byte(&stream, peer, timeout).await?;
+                    let first = first_byte(&stream, peer, deadline).await?;
                     let opened = tls.accept(stream, first);
-                    let opened = if timeout.is_zero() {
-                        opened.await
-                    } else {
-                        tokio::time::timeout(timeout, opened)
+                    let opened = match deadline {
+                        None => opened.await,
+                        Some(deadline) => tokio::time::timeout_at(deadline, opened)
                             .await
-                            .unwrap_or_else(|_| Err("TLS handshake timed out".to_owned()))
+                            .unwrap_or_else(|_| Err("TLS handshake timed out".to_owned())),
                     };
                     opened
                         .map_err(|why| tracing::warn!(%peer, "closing RPC connection: {why}"))
@@ -142,22 +143,25 @@ pub(crate) fn admit(
     (rx, accepting)
 }
 
-/// The first byte `stream` sends within `timeout` (zero: waits as long as it
-/// takes), or `None` if it sends nothing. The byte is only peeked at: TLS or
-/// gRPC reads it.
-async fn first_byte(stream: &TcpStream, peer: SocketAddr, timeout: Duration) -> Option<u8> {
+/// The first byte `stream` sends before `deadline` (`None`: waits as long as
+/// it takes), or `None` if it sends nothing. The byte is only peeked at: TLS
+/// or gRPC reads it.
+async fn first_byte(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    deadline: Option<tokio::time::Instant>,
+) -> Option<u8> {
     let mut byte = [0u8; 1];
     let peek = stream.peek(&mut byte);
-    let peeked = if timeout.is_zero() {
-        peek.await
-    } else {
-        match tokio::time::timeout(timeout, peek).await {
+    let peeked = match deadline {
+        None => peek.await,
+        Some(deadline) => match tokio::time::timeout_at(deadline, peek).await {
             Ok(peeked) => peeked,
             Err(_) => {
                 tracing::debug!(%peer, "closing RPC connection: nothing sent within rpc_handshake_timeout");
                 return None;
             }
-        }
+        },
     };
     matches!(peeked, Ok(n) if n > 0).then_some(byte[0])
 }

@@ -106,6 +106,10 @@ pub struct RpcTlsConfig {
     server_name: Option<ServerName<'static>>,
     /// The name raft peers' certificates must carry (`AuthorizeServerConn`).
     raft_peer_name: Option<ServerName<'static>>,
+    /// With `verify_incoming`: what a client certificate must chain to, asked
+    /// again when a raft call opens, so a connection made under a CA that a
+    /// reload has dropped is no longer a raft peer.
+    client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 
 impl RpcTlsConfig {
@@ -157,20 +161,25 @@ impl RpcTlsConfig {
         let roots = Arc::new(roots);
         let rustls_error = |e: rustls::Error| RpcTlsError::Rustls(e.to_string());
 
+        let client_verifier = if s.verify_incoming {
+            let verifier = WebPkiClientVerifier::builder_with_provider(
+                Arc::clone(&roots),
+                Arc::clone(&provider),
+            )
+            .build()
+            .map_err(|e| RpcTlsError::Rustls(e.to_string()))?;
+            Some(verifier)
+        } else {
+            None
+        };
         let incoming = match &s.cert {
             None => None,
             Some(cert) => {
                 let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
                     .with_protocol_versions(versions)
                     .map_err(rustls_error)?;
-                let builder = if s.verify_incoming {
-                    let verifier = WebPkiClientVerifier::builder_with_provider(
-                        Arc::clone(&roots),
-                        Arc::clone(&provider),
-                    )
-                    .build()
-                    .map_err(|e| RpcTlsError::Rustls(e.to_string()))?;
-                    builder.with_client_cert_verifier(verifier)
+                let builder = if let Some(verifier) = &client_verifier {
+                    builder.with_client_cert_verifier(Arc::clone(verifier))
                 } else {
                     builder.with_no_client_auth()
                 };
@@ -216,6 +225,7 @@ impl RpcTlsConfig {
             require_tls: s.verify_incoming,
             outgoing,
             raft_peer_name: name.clone().filter(|_| s.verify_incoming),
+            client_verifier,
             server_name: name,
         })
     }
@@ -315,7 +325,15 @@ impl RpcTls {
         };
         let parsed =
             ParsedCertificate::try_from(end_entity).map_err(|e| refused(&e.to_string()))?;
-        rustls::client::verify_server_name(&parsed, name).map_err(|e| refused(&e.to_string()))
+        rustls::client::verify_server_name(&parsed, name).map_err(|e| refused(&e.to_string()))?;
+        // Against the CAs in force now, not those of the handshake.
+        if let Some(verifier) = &config.client_verifier {
+            let intermediates = peer.map_or(&[][..], |chain| &chain[1..]);
+            verifier
+                .verify_client_cert(end_entity, intermediates, UnixTime::now())
+                .map_err(|e| refused(&e.to_string()))?;
+        }
+        Ok(())
     }
 }
 
@@ -609,11 +627,16 @@ mod tests {
             "no client certificate"
         );
         let other = Pki::new();
-        let stranger = settings(
-            &other,
-            Some(other.leaf(&["client.dc1.consul"])),
-            [false, true, false],
-        );
+        // It trusts the server's CA too, so it is the server that refuses.
+        let stranger = RpcTlsConfig::build(&RpcTlsSettings {
+            ca: vec![other.ca(), pki.ca()],
+            cert: Some(other.leaf(&["client.dc1.consul"])),
+            verify_outgoing: true,
+            verify_server_hostname: true,
+            server_name: SERVER.to_owned(),
+            ..Default::default()
+        })
+        .unwrap();
         assert!(!reaches(&addr, stranger).await, "another CA's certificate");
         let client = pki.leaf(&["client.dc1.consul"]);
         assert!(reaches(&addr, settings(&pki, Some(client), [false, true, true])).await);
@@ -679,6 +702,42 @@ mod tests {
             "{refused:?}"
         );
         raft(server_cert).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn raft_peers_are_checked_against_the_cas_in_force() {
+        let (old, new) = (Pki::new(), Pki::new());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let tls = RpcTls::new(settings(
+            &old,
+            Some(old.leaf(&[SERVER])),
+            [true, true, true],
+        ));
+        tokio::spawn(crate::serve(
+            listener,
+            Arc::new(crate::silent::Silent),
+            Default::default(),
+            Arc::clone(&tls),
+            std::future::pending(),
+        ));
+        let peer = RpcTls::new(settings(
+            &old,
+            Some(old.leaf(&[SERVER])),
+            [false, true, true],
+        ));
+        let ep = Endpoint::from_shared(format!("http://{addr}")).unwrap();
+        let mut client = ServerClient::new(lazy_channel(&peer, &addr, ep));
+        client.raft(futures::stream::empty()).await.unwrap();
+        // A reload replaces the CA: the open connection's certificate, from
+        // the old one, no longer makes it a raft peer.
+        tls.set(settings(
+            &new,
+            Some(new.leaf(&[SERVER])),
+            [true, true, true],
+        ));
+        let refused = client.raft(futures::stream::empty()).await.unwrap_err();
+        assert_eq!(refused.code(), tonic::Code::PermissionDenied, "{refused:?}");
     }
 
     #[tokio::test]

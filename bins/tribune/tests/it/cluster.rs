@@ -451,8 +451,18 @@ async fn operator_raft_autopilot_and_snapshots() -> Result<()> {
         .send()
         .await?;
     assert_eq!(r.status(), 200, "{}", r.text().await?);
-    let leader_addr = get_json(&c, &format!("{http}/v1/status/leader")).await?;
-    assert_eq!(leader_addr, target["Address"]);
+    // The old leader answers once it follows the target; `http` (a follower)
+    // learns of it with the new leader's first message.
+    eventually(
+        Duration::from_secs(10),
+        "http's leader is the target",
+        || async {
+            let leader_addr = get_json(&c, &format!("{http}/v1/status/leader")).await?;
+            Ok(leader_addr == target["Address"])
+        },
+    )
+    .await?;
+    let leader_addr = target["Address"].clone();
 
     // Restoring the snapshot (through a follower) brings back its keys, on every
     // server, and drops the key written after it.
