@@ -590,6 +590,8 @@ async fn start_gossip(
             g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout;
             g.keyring = keyring.clone();
+            g.verify_incoming = cfg.encrypt_verify_incoming;
+            g.verify_outgoing = cfg.encrypt_verify_outgoing;
             g.keyring_file = keyring_file("local.keyring");
             g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("local.snapshot"));
             g.rejoin_after_leave = cfg.rejoin_after_leave;
@@ -615,6 +617,8 @@ async fn start_gossip(
             g.core.coordinates = !cfg.disable_coordinates;
             g.core.reconnect_timeout = cfg.reconnect_timeout_wan;
             g.keyring = keyring;
+            g.verify_incoming = cfg.encrypt_verify_incoming;
+            g.verify_outgoing = cfg.encrypt_verify_outgoing;
             g.keyring_file = keyring_file("remote.keyring");
             g.snapshot_file = keyring_dir.as_ref().map(|d| d.join("remote.snapshot"));
             g.rejoin_after_leave = cfg.rejoin_after_leave;

@@ -48,6 +48,14 @@ pub struct GossipConfig {
     pub core: CoreConfig,
     /// Encryption keys; `None` runs in plaintext.
     pub keyring: Option<Keyring>,
+    /// With a keyring, whether plaintext input is refused (Consul
+    /// `encrypt_verify_incoming`, memberlist `GossipVerifyIncoming`); off
+    /// while encryption is rolled out on a running cluster.
+    pub verify_incoming: bool,
+    /// With a keyring, whether what this node sends is encrypted (Consul
+    /// `encrypt_verify_outgoing`); off in a rollout's first step, so nodes
+    /// without the key still understand it.
+    pub verify_outgoing: bool,
     /// Where the keyring is persisted (Consul `serf/local.keyring`). An existing
     /// file wins over `keyring`, as Consul ignores `encrypt` once it has a keyring.
     pub keyring_file: Option<PathBuf>,
@@ -74,6 +82,8 @@ impl GossipConfig {
             tags: Tags::new(),
             core: profile.config(),
             keyring: None,
+            verify_incoming: true,
+            verify_outgoing: true,
             keyring_file: None,
             event_capacity: 1024,
             seed: None,
@@ -216,7 +226,7 @@ impl Gossip {
         };
         let core = Core::new(cfg.core.clone(), local, seed, Instant::now())?;
         let shared = Arc::new(Shared {
-            codec: Codec::new(keyring),
+            codec: Codec::new(keyring, cfg.verify_incoming, cfg.verify_outgoing),
             members: RwLock::new(core.members()),
             coords: RwLock::new(Coords {
                 local: core.coordinate().cloned(),

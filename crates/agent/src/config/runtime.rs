@@ -745,19 +745,6 @@ impl RuntimeConfig {
     /// operator who asked for them must not believe they are in force.
     pub fn unapplied(&self) -> Vec<String> {
         let mut out = Vec::new();
-        if self.encrypt.is_some() {
-            for (verify, name) in [
-                (self.encrypt_verify_incoming, "encrypt_verify_incoming"),
-                (self.encrypt_verify_outgoing, "encrypt_verify_outgoing"),
-            ] {
-                if !verify {
-                    out.push(format!(
-                        "{name} = false has no effect: gossip is always encrypted and \
-                         verified once encrypt is set (a staged rollout is not supported)"
-                    ));
-                }
-            }
-        }
         if let Some(p) = self
             .connect
             .ca_provider

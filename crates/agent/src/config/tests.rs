@@ -1235,7 +1235,6 @@ fn settings_not_acted_on_are_named() {
     let cfg = load_args(&["-dev", "-config-file", s(&file)]).expect("loads");
     let warnings = cfg.unapplied();
     for needle in [
-        "encrypt_verify_incoming = false has no effect",
         "connect.ca_provider \"vault\" is not supported",
         "tls.internal_rpc.tls_cipher_suites: TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA cannot be offered",
         "tls.https.tls_cipher_suites: TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA cannot be offered",
@@ -1245,5 +1244,5 @@ fn settings_not_acted_on_are_named() {
             "{needle:?} not in {warnings:#?}"
         );
     }
-    assert_eq!(warnings.len(), 4, "{warnings:#?}");
+    assert_eq!(warnings.len(), 3, "{warnings:#?}");
 }

@@ -34,14 +34,20 @@ pub struct TransportCounters {
 #[derive(Debug)]
 pub struct Codec {
     keyring: RwLock<Option<Keyring>>,
+    /// With a keyring, refuse plaintext input (`encrypt_verify_incoming`).
+    verify_incoming: bool,
+    /// With a keyring, seal output (`encrypt_verify_outgoing`).
+    verify_outgoing: bool,
     /// Drop counters.
     pub counters: TransportCounters,
 }
 
 impl Codec {
-    pub fn new(keyring: Option<Keyring>) -> Self {
+    pub fn new(keyring: Option<Keyring>, verify_incoming: bool, verify_outgoing: bool) -> Self {
         Self {
             keyring: RwLock::new(keyring),
+            verify_incoming,
+            verify_outgoing,
             counters: TransportCounters::default(),
         }
     }
@@ -50,11 +56,12 @@ impl Codec {
         &self.keyring
     }
 
-    /// Seal with the primary key when encryption is on.
+    /// Seal with the primary key when encryption is on (and not turned off
+    /// for output during a rollout).
     pub fn seal(&self, plain: Vec<u8>) -> Vec<u8> {
         match &*self.keyring.read() {
-            Some(ring) => ring.seal(&plain),
-            None => plain,
+            Some(ring) if self.verify_outgoing => ring.seal(&plain),
+            _ => plain,
         }
     }
 
@@ -72,6 +79,8 @@ impl Codec {
                     None
                 }
             },
+            // A rollout's first steps: nodes without the key still speak.
+            (Some(_), false) if !self.verify_incoming => Some(data.to_vec()),
             (Some(_), false) => {
                 self.counters
                     .plaintext_rejected

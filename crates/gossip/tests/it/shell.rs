@@ -183,6 +183,48 @@ async fn a_graceful_leave_is_left_not_failed() {
     }
 }
 
+/// Encryption rolled out on a running pool, as Consul documents it: first
+/// the key with both verifications off (everyone still speaks plaintext),
+/// then `encrypt_verify_outgoing` (encrypted out, plaintext still taken),
+/// then both on, where a node without the key is shut out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encryption_is_rolled_out_on_a_running_pool() {
+    let key = Keyring::new(&keygen()).unwrap();
+    let step = |name: &str, keyring: Option<Keyring>, incoming: bool, outgoing: bool| {
+        let mut c = config(name, keyring);
+        c.verify_incoming = incoming;
+        c.verify_outgoing = outgoing;
+        async move {
+            let g = Gossip::start(c).await.unwrap();
+            let rx = g.subscribe();
+            (g, rx)
+        }
+    };
+    let (plain, mut rx_plain) = start("plain", None).await;
+    let (first, _) = step("first", Some(key.clone()), false, false).await;
+    assert_eq!(first.join(&[addr_of(&plain)]).await.unwrap(), 1);
+    assert!(wait_members(&plain, &mut rx_plain, all_alive(&["plain", "first"])).await);
+
+    // Encrypting what it sends, and still taking plaintext: it talks with
+    // `first`, which has the key.
+    let (second, mut rx_second) = step("second", Some(key.clone()), false, true).await;
+    assert_eq!(second.join(&[addr_of(&first)]).await.unwrap(), 1);
+    assert!(
+        wait_members(&second, &mut rx_second, |m| m
+            .iter()
+            .any(|m| m.name == "first"))
+        .await
+    );
+
+    // Both on: plaintext is refused.
+    let (strict, _) = step("strict", Some(key), true, true).await;
+    assert!(plain.join(&[addr_of(&strict)]).await.is_err());
+    assert!(strict.stats().plaintext_rejected >= 1);
+    for g in [plain, first, second, strict] {
+        g.shutdown().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mismatched_keys_do_not_join_and_bad_packets_are_dropped() {
     let k1 = Keyring::new(&keygen()).unwrap();
