@@ -21,9 +21,9 @@ use tribune_types::goflag::FlagError;
 /// The Consul version we report, shared with `tribune version` (sdk/testutil parses it).
 use crate::cli::CONSUL_VERSION;
 
-/// Logging to the console, and with `log_file` to rotating files, whose first
-/// one is opened here: a path that cannot be written stops the agent, as in
-/// Consul.
+/// Logging to the console, with `log_file` to rotating files and with
+/// `enable_syslog` to the local syslog daemon, both opened here: a path that
+/// cannot be written, or no daemon, stops the agent, as in Consul.
 fn init_logging(
     cfg: &RuntimeConfig,
 ) -> std::io::Result<tokio::sync::broadcast::Sender<Arc<tribune_http_api::LogLine>>> {
@@ -42,7 +42,12 @@ fn init_logging(
             },
         )?)),
     };
-    Ok(crate::logging::init(&level, cfg.log_json, file))
+    let syslog = if cfg.enable_syslog {
+        Some(crate::syslog::Syslog::connect(&cfg.syslog_facility)?)
+    } else {
+        None
+    };
+    Ok(crate::logging::init(&level, cfg.log_json, file, syslog))
 }
 
 /// The node ID: configured, or persisted in `data_dir/node-id` (as Consul does), or

@@ -16,6 +16,7 @@ pub mod cli;
 mod config_watch;
 mod logfile;
 mod logging;
+mod syslog;
 
 use std::process::ExitCode;
 

@@ -1,5 +1,6 @@
 //! Process logging: the console (Consul's levels, text or JSON), with
-//! `log_file` the same lines in rotating files (`logfile`), and the
+//! `log_file` the same lines in rotating files (`logfile`), with
+//! `enable_syslog` to the local syslog daemon (`syslog`), and the
 //! `/v1/agent/monitor` feed, which has its own level so `monitor -log-level=debug`
 //! works on an agent logging at info.
 
@@ -35,6 +36,7 @@ pub fn init(
     level: &str,
     json: bool,
     file: Option<Arc<crate::logfile::LogFile>>,
+    syslog: Option<crate::syslog::Syslog>,
 ) -> broadcast::Sender<Arc<LogLine>> {
     let (tx, _) = broadcast::channel(1024);
     // Dependencies stay at info even when we log at debug/trace.
@@ -83,12 +85,14 @@ pub fn init(
                 .with_ansi(false)
                 .boxed()
         };
-        layer.with_filter(console_targets)
+        layer.with_filter(console_targets.clone())
     });
+    let syslog = syslog.map(|s| SyslogLayer(s).with_filter(console_targets));
     let _ = tracing_subscriber::registry()
         .with(gate)
         .with(console)
         .with(file)
+        .with(syslog)
         .with(MonitorLayer { tx: tx.clone() }.with_filter(monitor_targets))
         .try_init();
     tx
@@ -183,40 +187,67 @@ fn module(target: &str) -> String {
     t.replace("::", ".")
 }
 
+/// One event as Consul's logger renders it.
+struct Rendered {
+    /// 0 trace … 4 error.
+    level: u8,
+    name: &'static str,
+    ts: String,
+    module: String,
+    /// The message and its fields (`message: k=v`).
+    body: String,
+    fields: Fields,
+}
+
+fn render(event: &Event<'_>) -> Rendered {
+    let meta = event.metadata();
+    let mut fields = Fields::default();
+    event.record(&mut fields);
+    let (level, name) = match *meta.level() {
+        Level::TRACE => (0, "TRACE"),
+        Level::DEBUG => (1, "DEBUG"),
+        Level::INFO => (2, "INFO"),
+        Level::WARN => (3, "WARN"),
+        Level::ERROR => (4, "ERROR"),
+    };
+    let mut ts = String::new();
+    let _ = SystemTime.format_time(&mut Writer::new(&mut ts));
+    let mut body = fields.message.clone();
+    if !fields.pairs.is_empty() {
+        body.push(':');
+        for (k, v) in &fields.pairs {
+            let _ = write!(body, " {k}={v}");
+        }
+    }
+    Rendered {
+        level,
+        name,
+        ts,
+        module: module(meta.target()),
+        body,
+        fields,
+    }
+}
+
 impl<S: Subscriber> Layer<S> for MonitorLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
         // Nothing to do unless someone is watching: logging must stay cheap.
         if self.tx.receiver_count() == 0 {
             return;
         }
-        let meta = event.metadata();
-        let mut fields = Fields::default();
-        event.record(&mut fields);
-        let (level, name) = match *meta.level() {
-            Level::TRACE => (0, "TRACE"),
-            Level::DEBUG => (1, "DEBUG"),
-            Level::INFO => (2, "INFO"),
-            Level::WARN => (3, "WARN"),
-            Level::ERROR => (4, "ERROR"),
-        };
-        let mut ts = String::new();
-        let _ = SystemTime.format_time(&mut Writer::new(&mut ts));
-        let module = module(meta.target());
+        let Rendered {
+            level,
+            name,
+            ts,
+            module,
+            body,
+            fields,
+        } = render(event);
         // hclog's layout: the bracketed level padded to 8 columns.
-        let mut text = format!(
-            "{ts} {:<8}{module}: {}",
-            format!("[{name}]"),
-            fields.message
-        );
-        if !fields.pairs.is_empty() {
-            text.push(':');
-            for (k, v) in &fields.pairs {
-                let _ = write!(text, " {k}={v}");
-            }
-        }
+        let text = format!("{ts} {:<8}{module}: {body}", format!("[{name}]"));
         let mut obj = serde_json::Map::new();
         obj.insert("@level".into(), name.to_ascii_lowercase().into());
-        obj.insert("@message".into(), fields.message.clone().into());
+        obj.insert("@message".into(), fields.message.into());
         obj.insert("@module".into(), module.into());
         obj.insert("@timestamp".into(), ts.into());
         for (k, v) in fields.pairs {
@@ -228,6 +259,17 @@ impl<S: Subscriber> Layer<S> for MonitorLayer {
             json: serde_json::Value::Object(obj).to_string(),
         };
         let _ = self.tx.send(Arc::new(line));
+    }
+}
+
+/// `enable_syslog`: what the console logs, to the local syslog daemon.
+struct SyslogLayer(crate::syslog::Syslog);
+
+impl<S: Subscriber> Layer<S> for SyslogLayer {
+    fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let r = render(event);
+        let text = format!("{}: {}", r.module, r.body);
+        self.0.send(r.level, &text, std::time::SystemTime::now());
     }
 }
 

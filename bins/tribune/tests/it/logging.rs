@@ -129,14 +129,32 @@ fn log_file_gets_what_the_console_logs() -> Result<()> {
     let text = std::fs::read_to_string(logs.join(name))?;
     assert!(text.contains("configuration reloaded"), "{text}");
 
-    // A directory that does not exist stops the agent before it starts
-    // (on ports of its own, should it get that far).
+    // A directory that does not exist stops the agent before it starts.
     let missing = format!("-log-file={}/missing/", logs.display());
+    let err = refused_at_start(&[&missing])?;
+    assert!(err.contains("Failed to setup logging"), "{err}");
+    Ok(())
+}
+
+/// A syslog facility Consul does not know stops the agent before it starts,
+/// whether or not a syslog daemon runs.
+#[test]
+fn an_unknown_syslog_facility_is_refused() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let config = dir.path().join("syslog.json");
+    std::fs::write(&config, r#"{"syslog_facility": "LOCAL9"}"#)?;
+    let err = refused_at_start(&["-syslog", &format!("-config-file={}", config.display())])?;
+    assert!(err.contains("invalid syslog facility \"LOCAL9\""), "{err}");
+    Ok(())
+}
+
+/// Runs `tribune agent -dev` with `args` (on ports of its own, should it get
+/// that far) and returns its standard error once it exits with 1.
+fn refused_at_start(args: &[&str]) -> Result<String> {
     let out = std::process::Command::new(crate::support::bin())
         .args([
             "agent",
             "-dev",
-            &missing,
             "-http-port=0",
             "-dns-port=-1",
             "-grpc-port=-1",
@@ -149,9 +167,13 @@ fn log_file_gets_what_the_console_logs() -> Result<()> {
             ]
             .map(|(flag, port)| format!("-{flag}-port={port}")),
         )
+        .args(args)
         .output()?;
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("Failed to setup logging"), "{err}");
-    Ok(())
+    anyhow::ensure!(
+        out.status.code() == Some(1),
+        "exit {:?}: {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stderr).into_owned())
 }

@@ -776,9 +776,6 @@ impl RuntimeConfig {
                 cbc.join(", ")
             ));
         }
-        if self.enable_syslog {
-            out.push("enable_syslog has no effect: logs go to standard output".to_owned());
-        }
         out
     }
 
