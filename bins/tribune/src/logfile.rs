@@ -144,12 +144,17 @@ impl LogFile {
         }
         let naming = Naming::of(path);
         let first = naming.open(now())?;
-        Ok(LogFile {
+        let log = LogFile {
             naming,
             rotation,
             now,
             open: Mutex::new(first),
-        })
+        };
+        // As Consul's setup: a lower `log_rotate_max_files` applies at once.
+        if let Err(e) = log.prune() {
+            eprintln!("log_file: pruning {}: {e}", log.naming.name);
+        }
+        Ok(log)
     }
 
     /// Removes the oldest rotated files beyond `log_rotate_max_files`.
@@ -167,10 +172,15 @@ impl LogFile {
         // Nanosecond stamps of this era all have 19 digits: by name is by age.
         ours.sort();
         let stale = usize::try_from(keep).map_or(ours.len(), |k| ours.len().saturating_sub(k));
+        // Every stale file is tried, as Consul's `removeFiles`; the first
+        // failure is reported.
+        let mut failed = Ok(());
         for name in &ours[..stale] {
-            std::fs::remove_file(dir.join(name))?;
+            if let Err(e) = std::fs::remove_file(dir.join(name)) {
+                failed = failed.and(Err(e));
+            }
         }
-        Ok(())
+        failed
     }
 
     fn write_line(&self, buf: &[u8]) -> io::Result<usize> {
@@ -183,8 +193,16 @@ impl LogFile {
             if let Err(e) = moved {
                 eprintln!("log_file: rotating {}: {e}", self.naming.name);
             }
-            // Written on even when the rotation failed, rather than never again.
-            *open = self.naming.open(now)?;
+            match self.naming.open(now) {
+                Ok(new) => *open = new,
+                // Written on to the old file rather than not at all; the next
+                // attempt comes after another period.
+                Err(e) => {
+                    eprintln!("log_file: reopening {}: {e}", self.naming.name);
+                    open.opened = now;
+                    open.written = 0;
+                }
+            }
         }
         let n = open.file.write(buf)?;
         open.written += n as u64;

@@ -1,23 +1,30 @@
 //! `enable_syslog` (`-syslog`): the agent's log lines also go to the local
 //! syslog daemon, as Consul's go-syslog sink sends them.
 //!
-//! - The daemon is reached on its Unix datagram socket, the first of
-//!   `/dev/log`, `/var/run/syslog` and `/var/run/log` that takes a
-//!   connection (Go's `log/syslog` with no network). None at start stops the
-//!   agent, as Consul's setup fails (it retries for a minute first; an agent
-//!   under a supervisor is restarted anyway).
-//! - Each line is one datagram in the local form Go writes,
-//!   `<PRI>Mmm dd hh:mm:ss consul[PID]: module: message`, the time in UTC.
+//! - The daemon is reached on its Unix socket, the first of `/dev/log`,
+//!   `/var/run/syslog` and `/var/run/log` that takes a datagram connection,
+//!   else the first that takes a stream one (Go's `log/syslog` with no
+//!   network). None at start stops the agent, as Consul's setup fails (it
+//!   retries for a minute first; an agent under a supervisor is restarted
+//!   anyway).
+//! - Each line is one message in the form Go writes to a local daemon,
+//!   `<PRI>Mmm dd hh:mm:ss consul[PID]: module: message`, in text whatever
+//!   `log_json` says, the time in UTC (Go writes local time; daemons
+//!   generally stamp messages themselves).
 //!   The priority is `syslog_facility` (`LOCAL0` by default) with the
 //!   severity Consul's `SyslogWrapper` gives each level: TRACE → debug,
 //!   DEBUG → info, INFO → notice, WARN → warning, ERROR → err.
-//! - A datagram the daemon does not take (it restarted, its queue is full)
-//!   is dropped: logging never blocks the agent.
+//! - A line the daemon does not take (its queue is full) is dropped: logging
+//!   never blocks the agent. When the socket fails otherwise (the daemon
+//!   restarted and made a new one), the agent reconnects, at most once a
+//!   second, and sends the line again, as Go's `writeAndRetry` does.
 
-use std::io;
-use std::os::unix::net::UnixDatagram;
-use std::path::Path;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::io::{self, Write as _};
+use std::os::unix::net::{UnixDatagram, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
 
 use tribune_types::utc::UtcDateTime;
 
@@ -51,20 +58,56 @@ const FACILITIES: [(&str, u8); 20] = [
 /// A connection to the local syslog daemon.
 #[derive(Debug)]
 pub struct Syslog {
-    socket: UnixDatagram,
+    path: PathBuf,
+    socket: Mutex<Socket>,
     facility: u8,
     pid: u32,
+}
+
+#[derive(Debug)]
+enum Socket {
+    Datagram(UnixDatagram),
+    Stream(UnixStream),
+    /// Lost; `since` is when the last reconnection was tried.
+    Lost {
+        since: Instant,
+    },
+}
+
+impl Socket {
+    fn open(path: &Path, stream: bool) -> io::Result<Socket> {
+        if stream {
+            let s = UnixStream::connect(path)?;
+            s.set_nonblocking(true)?;
+            Ok(Socket::Stream(s))
+        } else {
+            let s = UnixDatagram::unbound()?;
+            s.connect(path)?;
+            s.set_nonblocking(true)?;
+            Ok(Socket::Datagram(s))
+        }
+    }
+
+    fn send(&mut self, line: &[u8]) -> io::Result<()> {
+        match self {
+            Socket::Datagram(s) => s.send(line).map(drop),
+            Socket::Stream(s) => s.write_all(line),
+            Socket::Lost { .. } => Err(io::ErrorKind::NotConnected.into()),
+        }
+    }
 }
 
 impl Syslog {
     /// Connects to the local daemon for `facility` (a go-syslog name, any case).
     pub fn connect(facility: &str) -> io::Result<Syslog> {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no syslog socket found");
-        for path in SOCKETS {
-            match Self::connect_to(Path::new(path), facility) {
-                Ok(s) => return Ok(s),
-                Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
-                Err(e) => last = e,
+        for stream in [false, true] {
+            for path in SOCKETS {
+                match Self::connect_with(Path::new(path), facility, stream) {
+                    Ok(s) => return Ok(s),
+                    Err(e) if e.kind() == io::ErrorKind::InvalidInput => return Err(e),
+                    Err(e) => last = e,
+                }
             }
         }
         Err(io::Error::new(
@@ -73,8 +116,13 @@ impl Syslog {
         ))
     }
 
-    /// Connects to the daemon listening on `path`.
-    pub fn connect_to(path: &Path, facility: &str) -> io::Result<Syslog> {
+    /// Connects to the daemon listening on `path` for datagrams.
+    #[cfg(test)]
+    fn connect_to(path: &Path, facility: &str) -> io::Result<Syslog> {
+        Self::connect_with(path, facility, false)
+    }
+
+    fn connect_with(path: &Path, facility: &str, stream: bool) -> io::Result<Syslog> {
         let upper = facility.to_ascii_uppercase();
         let facility = FACILITIES
             .iter()
@@ -86,11 +134,10 @@ impl Syslog {
                     format!("invalid syslog facility {facility:?}"),
                 )
             })?;
-        let socket = UnixDatagram::unbound()?;
-        socket.connect(path)?;
-        socket.set_nonblocking(true)?;
+        let socket = Socket::open(path, stream)?;
         Ok(Syslog {
-            socket,
+            path: path.to_path_buf(),
+            socket: Mutex::new(socket),
             facility,
             pid: std::process::id(),
         })
@@ -99,7 +146,25 @@ impl Syslog {
     /// Sends one line: `level` 0 (trace) to 4 (error), `text` what follows the
     /// level in Consul's text form (`module: message`).
     pub fn send(&self, level: u8, text: &str, now: SystemTime) {
-        let _ = self.socket.send(self.datagram(level, text, now).as_bytes());
+        let line = self.datagram(level, text, now);
+        let mut socket = self.socket.lock();
+        match socket.send(line.as_bytes()) {
+            Ok(()) => {}
+            // The daemon is behind: this line is lost, the socket is fine.
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => {
+                if let Socket::Lost { since } = *socket {
+                    if since.elapsed() < Duration::from_secs(1) {
+                        return;
+                    }
+                }
+                let stream = matches!(*socket, Socket::Stream(_));
+                *socket = Socket::open(&self.path, stream).unwrap_or(Socket::Lost {
+                    since: Instant::now(),
+                });
+                let _ = socket.send(line.as_bytes());
+            }
+        }
     }
 
     fn datagram(&self, level: u8, text: &str, now: SystemTime) -> String {
@@ -157,6 +222,45 @@ mod tests {
                 )
             );
         }
+    }
+
+    #[test]
+    fn a_daemon_that_restarts_is_reached_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        let syslog = Syslog::connect_to(&path, "LOCAL0").unwrap();
+        // The daemon goes away and comes back on a new socket at the same path.
+        drop(daemon);
+        std::fs::remove_file(&path).unwrap();
+        let daemon = UnixDatagram::bind(&path).unwrap();
+        syslog.send(2, "agent: back", UNIX_EPOCH);
+        let mut buf = [0u8; 256];
+        let n = daemon.recv(&mut buf).unwrap();
+        assert!(std::str::from_utf8(&buf[..n])
+            .unwrap()
+            .ends_with("agent: back\n"));
+    }
+
+    #[test]
+    fn a_stream_socket_takes_the_same_lines() {
+        use std::io::Read as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log");
+        let daemon = std::os::unix::net::UnixListener::bind(&path).unwrap();
+        let syslog = Syslog::connect_with(&path, "LOCAL0", true).unwrap();
+        syslog.send(3, "agent: one", UNIX_EPOCH);
+        syslog.send(4, "agent: two", UNIX_EPOCH);
+        drop(syslog);
+        let mut got = String::new();
+        daemon.accept().unwrap().0.read_to_string(&mut got).unwrap();
+        let pid = std::process::id();
+        assert_eq!(
+            got,
+            format!(
+                "<132>Jan  1 00:00:00 consul[{pid}]: agent: one\n<131>Jan  1 00:00:00 consul[{pid}]: agent: two\n"
+            )
+        );
     }
 
     #[test]

@@ -201,8 +201,9 @@ fn alive(members: Vec<Member>) -> Vec<Member> {
     members.into_iter().filter(|m| m.status == 1).collect()
 }
 
-/// Every alive member refuses with `msg` (a pool without encryption is unencrypted
-/// everywhere: an encrypted member drops plaintext, so they cannot share a pool).
+/// Every alive member reported as refusing with `msg`: this node has no
+/// keyring to list or change (in a staged rollout, where members with and
+/// without the key share a pool, keyring commands belong on a member with it).
 fn fail_all(mut pool: KeyringPool, alive: &[Member], msg: &str) -> KeyringPool {
     pool.messages = alive
         .iter()

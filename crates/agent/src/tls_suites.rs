@@ -72,8 +72,9 @@ pub fn validate(value: &str, tls13_only: bool) -> Result<(), String> {
     }
 }
 
-/// The TLS 1.2 suites to offer for `value` (the client's preference picks
-/// among them, as in Go): `None` (rustls's defaults) when it names none.
+/// The TLS 1.2 suites to offer for `value` (their order does not matter:
+/// rustls follows the client's preference among them, where Go servers use
+/// their own): `None` (rustls's defaults) when it names none.
 pub fn tls12(value: Option<&str>) -> Option<Vec<SupportedCipherSuite>> {
     let value = value?;
     names(value).next()?;

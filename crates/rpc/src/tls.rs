@@ -108,7 +108,8 @@ pub struct RpcTlsConfig {
     raft_peer_name: Option<ServerName<'static>>,
     /// With `verify_incoming`: what a client certificate must chain to, asked
     /// again when a raft call opens, so a connection made under a CA that a
-    /// reload has dropped is no longer a raft peer.
+    /// reload has dropped opens no more raft calls (one already open carries
+    /// on until it breaks, as a Consul connection checked once does).
     client_verifier: Option<Arc<dyn rustls::server::danger::ClientCertVerifier>>,
 }
 

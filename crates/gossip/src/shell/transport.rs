@@ -221,6 +221,35 @@ pub async fn resolve(addr: &str, default_port: u16) -> Result<SocketAddr, Gossip
 mod tests {
     use super::*;
 
+    /// What a node with the key sends, and what it takes, for each setting
+    /// of the two verifications (memberlist's `GossipVerify*`).
+    #[test]
+    fn the_verifications_choose_what_is_sealed_and_what_is_taken() {
+        let ring = Keyring::new(&crate::keyring::keygen()).unwrap();
+        let from: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let plain = b"\x01hello".to_vec();
+        let sealed = ring.seal(&plain);
+        for (incoming, outgoing) in [(false, false), (false, true), (true, false), (true, true)] {
+            let c = Codec::new(Some(ring.clone()), incoming, outgoing);
+            let out = c.seal(plain.clone());
+            assert_eq!(out == plain, !outgoing, "sealed out: {outgoing}");
+            assert_eq!(
+                c.open(&sealed, from),
+                Some(plain.clone()),
+                "sealed in is always taken"
+            );
+            assert_eq!(
+                c.open(&plain, from).is_some(),
+                !incoming,
+                "plaintext in: {incoming}"
+            );
+        }
+        // Without a key, nothing is sealed and sealed input is dropped.
+        let bare = Codec::new(None, false, false);
+        assert_eq!(bare.seal(plain.clone()), plain);
+        assert_eq!(bare.open(&sealed, from), None);
+    }
+
     #[tokio::test]
     async fn join_addresses() {
         let r = |s: &'static str| resolve(s, 8301);
