@@ -56,17 +56,16 @@ pub fn server_config(tls: &TlsProtocol) -> Result<Arc<ServerConfig>, HttpsError>
         cert_file: tls.cert_file.clone(),
         key_file: tls.key_file.clone(),
     })?;
-    let (provider, no_tls12) = crate::tls_suites::provider(tls.tls_cipher_suites.as_deref());
-    let versions: &[&'static rustls::SupportedProtocolVersion] =
-        match tls.tls_min_version.as_deref().unwrap_or_default() {
-            "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" if !no_tls12 => {
-                rustls::ALL_VERSIONS
-            }
-            "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" | "TLSv1_3" => {
-                &[&rustls::version::TLS13]
-            }
-            other => return Err(HttpsError::Version(other.to_owned())),
-        };
+    let (provider, tls13_only) = crate::tls_suites::protocol(
+        tls.tls_min_version.as_deref(),
+        tls.tls_cipher_suites.as_deref(),
+    )
+    .map_err(HttpsError::Version)?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] = if tls13_only {
+        &[&rustls::version::TLS13]
+    } else {
+        rustls::ALL_VERSIONS
+    };
     let provider = Arc::new(provider);
     let builder = ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_protocol_versions(versions)

@@ -44,11 +44,11 @@ pub fn config(cfg: &RuntimeConfig, server_name: &str) -> Result<RpcTlsConfig, Rp
         cert_file: rpc.cert_file.clone(),
         key_file: rpc.key_file.clone(),
     })?;
-    let tls13_only = match rpc.tls_min_version.as_deref().unwrap_or_default() {
-        "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" => false,
-        "TLSv1_3" => true,
-        other => return Err(RpcTlsLoadError::Version(other.to_owned())),
-    };
+    let (provider, tls13_only) = crate::tls_suites::protocol(
+        rpc.tls_min_version.as_deref(),
+        rpc.tls_cipher_suites.as_deref(),
+    )
+    .map_err(RpcTlsLoadError::Version)?;
     Ok(RpcTlsConfig::build(&RpcTlsSettings {
         ca: loaded.ca_certificates().to_vec(),
         cert: loaded.certified_key(),
@@ -57,6 +57,6 @@ pub fn config(cfg: &RuntimeConfig, server_name: &str) -> Result<RpcTlsConfig, Rp
         verify_server_hostname: rpc.verify_server_hostname,
         server_name: server_name.to_owned(),
         tls13_only,
-        tls12_suites: crate::tls_suites::tls12(rpc.tls_cipher_suites.as_deref()),
+        provider: Some(std::sync::Arc::new(provider)),
     })?)
 }

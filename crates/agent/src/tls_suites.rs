@@ -86,20 +86,31 @@ pub fn tls12(value: Option<&str>) -> Option<Vec<SupportedCipherSuite>> {
     )
 }
 
-/// rustls's provider offering what `value` asks for: its TLS 1.3 suites and
-/// the TLS 1.2 ones named, or all of its defaults when `value` names none.
-/// Also says whether TLS 1.2 is left with no suite to offer.
-pub fn provider(value: Option<&str>) -> (rustls::crypto::CryptoProvider, bool) {
+/// What a TLS section's `tls_min_version` and `tls_cipher_suites` make of
+/// rustls: the provider offering its TLS 1.3 suites and the TLS 1.2 ones
+/// named (all of its defaults when none is named), and whether TLS 1.3 alone
+/// is offered (a `TLSv1_3` minimum, or no TLS 1.2 suite left; rustls has
+/// nothing below 1.2, so Consul's `TLSv1_0`/`TLSv1_1` minimums mean 1.2).
+/// `Err` is a version name Consul does not know.
+pub fn protocol(
+    min_version: Option<&str>,
+    suites: Option<&str>,
+) -> Result<(rustls::crypto::CryptoProvider, bool), String> {
+    let tls13_min = match min_version.unwrap_or_default() {
+        "" | "TLS_AUTO" | "TLSv1_0" | "TLSv1_1" | "TLSv1_2" => false,
+        "TLSv1_3" => true,
+        other => return Err(other.to_owned()),
+    };
     let mut provider = rustls::crypto::ring::default_provider();
-    let Some(tls12) = tls12(value) else {
-        return (provider, false);
+    let Some(tls12) = tls12(suites) else {
+        return Ok((provider, tls13_min));
     };
     provider
         .cipher_suites
         .retain(|s| s.version() == &rustls::version::TLS13);
     let none = tls12.is_empty();
     provider.cipher_suites.extend(tls12);
-    (provider, none)
+    Ok((provider, tls13_min || none))
 }
 
 /// The suites `value` names that cannot be offered (the CBC ones).

@@ -64,12 +64,12 @@ pub struct RpcTlsSettings {
     pub verify_server_hostname: bool,
     /// `server.<datacenter>.<domain>`, the name servers' certificates carry.
     pub server_name: String,
-    /// `tls_min_version = "TLSv1_3"`: TLS 1.3 only (otherwise 1.2 and 1.3;
-    /// rustls has nothing older).
+    /// TLS 1.3 only (a `TLSv1_3` minimum, or no TLS 1.2 suite to offer);
+    /// otherwise 1.2 and 1.3 (rustls has nothing older).
     pub tls13_only: bool,
-    /// `tls_cipher_suites`: the TLS 1.2 suites offered (`None`: rustls's
-    /// defaults; empty: TLS 1.3 only). TLS 1.3's suites are not configurable.
-    pub tls12_suites: Option<Vec<rustls::SupportedCipherSuite>>,
+    /// The cryptography and the suites offered (`tls_cipher_suites`);
+    /// `None`: rustls's ring provider with its defaults.
+    pub provider: Option<Arc<rustls::crypto::CryptoProvider>>,
 }
 
 /// Why the settings cannot be used; the agent refuses to start, or the
@@ -143,16 +143,11 @@ impl RpcTlsConfig {
         } else {
             None
         };
-        let mut provider = rustls::crypto::ring::default_provider();
-        if let Some(tls12) = &s.tls12_suites {
-            provider
-                .cipher_suites
-                .retain(|suite| suite.version() == &rustls::version::TLS13);
-            provider.cipher_suites.extend(tls12.iter().copied());
-        }
-        let provider = Arc::new(provider);
-        let no_tls12 = s.tls12_suites.as_ref().is_some_and(Vec::is_empty);
-        let versions: &[&'static rustls::SupportedProtocolVersion] = if s.tls13_only || no_tls12 {
+        let provider = s
+            .provider
+            .clone()
+            .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()));
+        let versions: &[&'static rustls::SupportedProtocolVersion] = if s.tls13_only {
             &[&rustls::version::TLS13]
         } else {
             rustls::ALL_VERSIONS
@@ -576,7 +571,7 @@ mod tests {
             verify_server_hostname,
             server_name: SERVER.to_owned(),
             tls13_only: false,
-            tls12_suites: None,
+            provider: None,
         })
         .unwrap()
     }
