@@ -25,12 +25,16 @@
 //! - a prepared query's request carries the client's address ([`ClientAddr`]),
 //!   which Consul's `near=_ip` falls back to without `X-Forwarded-For`.
 //!
-//! `GET /v1/kv/<key>`, the API's hottest read, goes straight to its handler
-//! instead of through the router: matching, the path parameter's extension
-//! map and the route's layers cost about a micro-second of the ~14 µs such a
-//! read takes (`perf`, BENCHMARKS.md). The handler is the same, so is the
-//! answer; a key that is not valid UTF-8 once decoded still goes through the
-//! router, whose rejection is the answer to that.
+//! `GET /v1/kv/<key>` and `PUT /v1/kv/<key>`, the API's hottest read and
+//! write, go straight to their handlers instead of through the router:
+//! matching, the path parameter's extension map and the route's layers cost
+//! about a micro-second of the ~14 µs such a read takes, and a leader under
+//! 512 clients' PUTs spent 10–20% less CPU per write without them (A/B in
+//! BENCHMARKS.md). The handlers are the
+//! same, so are the answers: the PUT's body is read under the router's bound
+//! and an overrun gets axum's 413. A key that is not valid UTF-8 once decoded,
+//! and a PUT from a client `allow_write_http_from` refuses, still go through
+//! the router, whose answers those are.
 //!
 //! A hand-written service around the whole router, rather than an axum
 //! middleware: `Router::layer` wraps each route inside its method router, where
@@ -80,8 +84,9 @@ pub struct Api {
     /// The connection's client, set per connection by the listeners
     /// ([`Api::for_client`]); `None` on a unix socket.
     client: Option<IpAddr>,
-    /// The state `GET /v1/kv/<key>` is answered from without the router.
-    kv_reads: Option<AppState>,
+    /// The state `GET` and `PUT /v1/kv/<key>` are answered from without the
+    /// router.
+    kv_direct: Option<AppState>,
 }
 
 /// The address of the client that sent a request (a request extension, set
@@ -108,7 +113,7 @@ impl Api {
             extra_headers: (!config.response_headers.is_empty())
                 .then(|| config.response_headers.clone().into()),
             client: None,
-            kv_reads: None,
+            kv_direct: None,
         }
     }
 
@@ -151,19 +156,23 @@ impl Api {
         }
     }
 
-    /// Answers `GET /v1/kv/<key>` from `state` without the router.
-    pub(crate) fn with_kv_reads(mut self, state: AppState) -> Self {
-        self.kv_reads = Some(state);
+    /// Answers `GET` and `PUT /v1/kv/<key>` from `state` without the router.
+    pub(crate) fn with_kv_direct(mut self, state: AppState) -> Self {
+        self.kv_direct = Some(state);
         self
     }
 
-    /// The answer to `req` if it is a `GET /v1/kv/<key>` this API takes
-    /// outside the router.
-    fn kv_read<B>(&self, req: &Request<B>) -> Option<DirectFuture> {
-        let state = self.kv_reads.as_ref()?;
-        let key = direct_kv_key(req.method(), req.uri().path())?;
-        let params = Params::of_request(req.uri(), req.headers());
-        Some(crate::routes::kv_get_direct(state.clone(), key, params))
+    /// Whether this API takes `req` outside the router, as a `GET` or `PUT
+    /// /v1/kv/<key>`: the state to answer from, whether it writes, the key.
+    fn kv_direct<B>(&self, req: &Request<B>) -> Option<(AppState, bool, String)> {
+        let state = self.kv_direct.as_ref()?;
+        let (write, key) = direct_kv_key(req.method(), req.uri().path())?;
+        // A refused write is the router's to answer (its probe for the
+        // method, then the refusal).
+        if write && self.write_refusal(req.method()).is_some() {
+            return None;
+        }
+        Some((state.clone(), write, key))
     }
 
     /// This API for one connection from `client`.
@@ -221,7 +230,13 @@ where
                 req.extensions_mut().insert(ClientAddr(ip));
             }
         }
-        if let Some(inner) = self.kv_read(&req) {
+        if let Some((state, write, key)) = self.kv_direct(&req) {
+            let params = Params::of_request(req.uri(), req.headers());
+            let inner = if write {
+                crate::routes::kv_put_direct(state, key, params, req.into_body())
+            } else {
+                crate::routes::kv_get_direct(state, key, params)
+            };
             return ApiFuture::Direct {
                 inner,
                 finish: self.finish(),
@@ -268,15 +283,21 @@ fn head_size<B>(req: &Request<B>) -> usize {
     line + headers + 2
 }
 
-/// The key of a request answered outside the router: a `GET` of a key under
-/// `/v1/kv/` that decodes (as axum decodes a path parameter) to UTF-8.
-fn direct_kv_key(method: &Method, path: &str) -> Option<String> {
-    if method != Method::GET {
-        return None;
-    }
+/// Whether a request answered outside the router writes, and its key: a
+/// `GET` or `PUT` of a key under `/v1/kv/` that decodes (as axum decodes a
+/// path parameter) to UTF-8.
+fn direct_kv_key(method: &Method, path: &str) -> Option<(bool, String)> {
+    let write = match *method {
+        Method::GET => false,
+        Method::PUT => true,
+        _ => return None,
+    };
     // `/v1/kv/` alone is the root's route, not a key.
     let raw = path.strip_prefix("/v1/kv/").filter(|k| !k.is_empty())?;
-    Some(percent_decode_str(raw).decode_utf8().ok()?.into_owned())
+    Some((
+        write,
+        percent_decode_str(raw).decode_utf8().ok()?.into_owned(),
+    ))
 }
 
 /// The headers every answer from inside Consul's wrapper gets on its way out.
@@ -453,9 +474,11 @@ mod tests {
     #[test]
     fn which_requests_skip_the_router() {
         let key = |m: Method, p: &str| super::direct_kv_key(&m, p);
-        assert_eq!(key(Method::GET, "/v1/kv/a%20b/c").as_deref(), Some("a b/c"));
-        assert_eq!(key(Method::GET, "/v1/kv//x/").as_deref(), Some("/x/"));
-        assert_eq!(key(Method::GET, "/v1/kv/a%2Fb+c").as_deref(), Some("a/b+c"));
+        let read = |k: &str| Some((false, k.to_owned()));
+        assert_eq!(key(Method::GET, "/v1/kv/a%20b/c"), read("a b/c"));
+        assert_eq!(key(Method::GET, "/v1/kv//x/"), read("/x/"));
+        assert_eq!(key(Method::GET, "/v1/kv/a%2Fb+c"), read("a/b+c"));
+        assert_eq!(key(Method::PUT, "/v1/kv/a%20b"), Some((true, "a b".into())));
         for (m, p) in [
             (Method::GET, "/v1/kv/"),
             (Method::GET, "/v1/kv"),
@@ -463,7 +486,9 @@ mod tests {
             (Method::GET, "/v1/kvx/a"),
             (Method::GET, "/v1/catalog/nodes"),
             (Method::HEAD, "/v1/kv/a"),
-            (Method::PUT, "/v1/kv/a"),
+            (Method::PUT, "/v1/kv/"),
+            (Method::PUT, "/v1/kv/a%FF"),
+            (Method::POST, "/v1/kv/a"),
             (Method::DELETE, "/v1/kv/a"),
         ] {
             assert_eq!(key(m.clone(), p), None, "{m} {p}");

@@ -87,10 +87,10 @@ pub fn json_status<T: Serialize + ?Sized>(status: StatusCode, value: &T, pretty:
 }
 
 /// A response of JSON already written (see `dto::output::kv_pairs_json`).
-pub fn json_bytes(status: StatusCode, body: Vec<u8>) -> Response {
+pub fn json_bytes(status: StatusCode, body: impl Into<Body>) -> Response {
     // Built directly rather than through `(status, bytes).into_response()`, which
     // would first set an octet-stream content type for this to replace.
-    let mut resp = Response::new(Body::from(body));
+    let mut resp = Response::new(body.into());
     *resp.status_mut() = status;
     // Room for every header a read answer gets on its way out (content type,
     // the four query-meta headers, cache status and age, the content length

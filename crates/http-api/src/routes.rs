@@ -19,7 +19,7 @@ mod snapshot;
 mod status;
 mod txn;
 
-pub(crate) use kv::get_direct as kv_get_direct;
+pub(crate) use kv::{get_direct as kv_get_direct, put_direct as kv_put_direct};
 
 use crate::backend::Backend;
 use crate::connlimit::{self, Limited, PeerKey, PerConnection};
@@ -102,9 +102,7 @@ pub(crate) struct AppState {
 /// Builds the `/v1` router over `backend`, inside Consul's conventions
 /// ([`Api`]).
 pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
-    // Bodies are size-checked by each handler against Consul's limits (to answer 413
-    // with Consul's text); this outer cap only bounds memory.
-    let cap = config.kv_max_value_size.max(config.txn_max_req_len) * 4 + 64 * 1024;
+    let cap = body_cap(&config);
     let state = AppState {
         backend,
         config: Arc::new(config),
@@ -133,7 +131,14 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
         .layer(DefaultBodyLimit::max(cap))
         .with_state(state);
     let api = Api::new(routes, &state_for_reads.config);
-    api.with_kv_reads(state_for_reads)
+    api.with_kv_direct(state_for_reads)
+}
+
+/// The most of a request body any endpoint reads. Bodies are size-checked by
+/// each handler against Consul's limits (to answer 413 with Consul's text);
+/// this outer cap only bounds memory.
+pub(crate) fn body_cap(config: &HttpConfig) -> usize {
+    config.kv_max_value_size.max(config.txn_max_req_len) * 4 + 64 * 1024
 }
 
 /// A response being made outside the router (boxed: it is one allocation
@@ -409,7 +414,9 @@ pub(crate) fn apply_filter<T: Serialize>(
 
 /// The body of a write that answers Consul's literal `true`/`false`.
 pub(crate) fn bool_reply(ok: bool) -> Response {
-    crate::reply::json(&ok, false)
+    // Every KV write answers one of these: no serializer, no allocation.
+    let body: &'static [u8] = if ok { b"true" } else { b"false" };
+    crate::reply::json_bytes(StatusCode::OK, bytes::Bytes::from_static(body))
 }
 
 /// An unexpected result variant: a bug between backend and handler, not bad input.

@@ -7,12 +7,13 @@ use crate::dto::output::{kv_pairs_json, KvPair};
 use crate::error::ApiError;
 use crate::params::Params;
 use crate::reply;
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
+use http_body_util::BodyExt;
 use tribune_types::model::ops::{
     KvDeleteMode, KvSetMode, ReadRequest, ReadResult, WriteOutcome, WriteRequest,
 };
@@ -51,6 +52,37 @@ fn missing(meta: &tribune_types::model::ops::QueryMeta) -> Response {
 /// read. The same handler as the route's, so the answer is the same.
 pub(crate) fn get_direct(st: AppState, key: String, p: Params) -> DirectFuture {
     Box::pin(async move { get_kv(State(st), Path(key), p).await.into_response() })
+}
+
+/// `PUT /v1/kv/<key>` (`key` percent-decoded) answered without the router,
+/// as [`get_direct`] is: the body is read under the router's bound
+/// ([`super::body_cap`]), an overrun answered as axum's body extractor
+/// answers it, and then it is the route's handler.
+pub(crate) fn put_direct<B>(st: AppState, key: String, p: Params, body: B) -> DirectFuture
+where
+    B: HttpBody<Data = Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    Box::pin(async move {
+        let limited = http_body_util::Limited::new(body, super::body_cap(&st.config));
+        match limited.collect().await {
+            Ok(body) => put_kv(State(st), Path(key), p, body.to_bytes())
+                .await
+                .into_response(),
+            Err(e) => buffer_failed(e),
+        }
+    })
+}
+
+/// What axum's `Bytes` extractor answers when the body cannot be read: 413
+/// for a body over the bound, 400 for anything else, with its text.
+fn buffer_failed(e: axum::BoxError) -> Response {
+    let status = if e.is::<http_body_util::LengthLimitError>() {
+        StatusCode::PAYLOAD_TOO_LARGE
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    (status, format!("Failed to buffer the request body: {e}")).into_response()
 }
 
 async fn get_kv(

@@ -154,6 +154,57 @@ async fn kv_reads_outside_the_router_answer_as_the_route_does() {
     assert!(h.contains_key("x-consul-index"));
 }
 
+/// `PUT /v1/kv/<key>`, also answered outside the router, must answer as the
+/// route does: flags, `cas`, Consul's refusals and 413 texts, the headers,
+/// and for a body beyond what any endpoint reads the router's own 413 (the
+/// same answer `PUT /v1/txn`, which takes the route, gives). Nothing refused
+/// is stored.
+#[tokio::test]
+async fn kv_writes_outside_the_router_answer_as_the_route_does() {
+    let (backend, base) = support::start().await;
+    let put = |path: &str, body: String| {
+        let url = format!("{base}{path}");
+        async move { support::request(reqwest::Method::PUT, &url, Some(&body)).await }
+    };
+    let (s, h, b) = put("/v1/kv/a%20b?flags=18446744073709551615", "v".into()).await;
+    assert_eq!((s, b.as_str()), (200, "true"));
+    assert_eq!(h["content-type"], "application/json");
+    assert_eq!(h["content-length"], "4");
+    assert_eq!(h["x-consul-default-acl-policy"], "allow");
+    let url = format!("{base}/v1/kv/a%20b");
+    let (_, _, b) = support::request(reqwest::Method::GET, &url, None).await;
+    let v: serde_json::Value = serde_json::from_str(&b).unwrap();
+    assert_eq!(v[0]["Flags"], u64::MAX);
+    assert_eq!(put("/v1/kv/new?cas=0", "x".into()).await.2, "true");
+    assert_eq!(put("/v1/kv/new?cas=0", "y".into()).await.2, "false");
+    let (s, _, b) = put("/v1/kv/c?cas=0&release=x", "z".into()).await;
+    assert_eq!((s, b.as_str()), (400, "Conflicting flags: cas=0&release=x"));
+    let (s, _, b) = put("/v1/kv/big", "x".repeat(512 * 1024 + 1)).await;
+    assert_eq!(s, 413);
+    assert!(b.starts_with("Request body(524289 bytes) too large"), "{b}");
+    // Past the outer bound, the body is not read to the end.
+    let huge = "x".repeat(4 * 512 * 1024 + 64 * 1024 + 1);
+    let (s, h, b) = put("/v1/kv/huge", huge.clone()).await;
+    let (txn_s, _, txn_b) = put("/v1/txn", huge).await;
+    assert_eq!((s, b.as_str()), (txn_s, txn_b.as_str()));
+    assert_eq!(
+        (s, b.as_str()),
+        (
+            413,
+            "Failed to buffer the request body: length limit exceeded"
+        )
+    );
+    assert_eq!(h["x-consul-default-acl-policy"], "allow");
+    // Not UTF-8 once decoded: the route's rejection.
+    let (s, _, b) = put("/v1/kv/a%FFb", "v".into()).await;
+    assert_eq!(
+        (s, b.as_str()),
+        (400, "Invalid URL: Invalid UTF-8 in `key`")
+    );
+    let keys: Vec<String> = backend.state().kv.keys().cloned().collect();
+    assert_eq!(keys, ["a b", "new"]);
+}
+
 /// `http_config.max_header_bytes`: a request head over the limit plus Go's
 /// 4 KiB of slack gets Go's 431 and changes nothing; one under it is served.
 #[tokio::test]
