@@ -29,8 +29,9 @@
 //! write, go straight to their handlers instead of through the router:
 //! matching, the path parameter's extension map and the route's layers cost
 //! about a micro-second of the ~14 µs such a read takes, and a leader under
-//! 512 clients' PUTs spent 10–20% less CPU per write without them (A/B in
-//! BENCHMARKS.md). The handlers are the
+//! 512 clients' PUTs spent ~18% less CPU per write without them (seven A/B
+//! pairs, 5–36%, together with static `true`/`false` answers: BENCHMARKS.md).
+//! The handlers are the
 //! same, so are the answers: the PUT's body is read under the router's bound
 //! and an overrun gets axum's 413. A key that is not valid UTF-8 once decoded,
 //! and a PUT from a client `allow_write_http_from` refuses, still go through

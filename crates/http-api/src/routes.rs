@@ -134,9 +134,11 @@ pub fn router(backend: Arc<dyn Backend>, config: HttpConfig) -> Api {
     api.with_kv_direct(state_for_reads)
 }
 
-/// The most of a request body any endpoint reads. Bodies are size-checked by
+/// The most of a request body an endpoint that buffers it reads (the router's
+/// `DefaultBodyLimit`, and the direct KV write's). Bodies are size-checked by
 /// each handler against Consul's limits (to answer 413 with Consul's text);
-/// this outer cap only bounds memory.
+/// this outer cap only bounds memory. (`PUT /v1/snapshot` streams its body
+/// and is not bounded by it.)
 pub(crate) fn body_cap(config: &HttpConfig) -> usize {
     config.kv_max_value_size.max(config.txn_max_req_len) * 4 + 64 * 1024
 }
@@ -414,7 +416,7 @@ pub(crate) fn apply_filter<T: Serialize>(
 
 /// The body of a write that answers Consul's literal `true`/`false`.
 pub(crate) fn bool_reply(ok: bool) -> Response {
-    // Every KV write answers one of these: no serializer, no allocation.
+    // Every KV write answers one of these: no serializer, no body buffer.
     let body: &'static [u8] = if ok { b"true" } else { b"false" };
     crate::reply::json_bytes(StatusCode::OK, bytes::Bytes::from_static(body))
 }

@@ -156,9 +156,9 @@ async fn kv_reads_outside_the_router_answer_as_the_route_does() {
 
 /// `PUT /v1/kv/<key>`, also answered outside the router, must answer as the
 /// route does: flags, `cas`, Consul's refusals and 413 texts, the headers,
-/// and for a body beyond what any endpoint reads the router's own 413 (the
-/// same answer `PUT /v1/txn`, which takes the route, gives). Nothing refused
-/// is stored.
+/// and for a body past the bound buffered bodies are read under the router's
+/// own 413 (the same answer `PUT /v1/txn`, which takes the route, gives).
+/// Nothing refused is stored.
 #[tokio::test]
 async fn kv_writes_outside_the_router_answer_as_the_route_does() {
     let (backend, base) = support::start().await;
@@ -182,7 +182,7 @@ async fn kv_writes_outside_the_router_answer_as_the_route_does() {
     let (s, _, b) = put("/v1/kv/big", "x".repeat(512 * 1024 + 1)).await;
     assert_eq!(s, 413);
     assert!(b.starts_with("Request body(524289 bytes) too large"), "{b}");
-    // Past the outer bound, the body is not read to the end.
+    // Past the outer bound: the answer a routed endpoint gives.
     let huge = "x".repeat(4 * 512 * 1024 + 64 * 1024 + 1);
     let (s, h, b) = put("/v1/kv/huge", huge.clone()).await;
     let (txn_s, _, txn_b) = put("/v1/txn", huge).await;
