@@ -31,11 +31,10 @@
 //! about a micro-second of the ~14 µs such a read takes, and a leader under
 //! 512 clients' PUTs spent ~18% less CPU per write without them (seven A/B
 //! pairs, 5–36%, together with static `true`/`false` answers: BENCHMARKS.md).
-//! The handlers are the
-//! same, so are the answers: the PUT's body is read under the router's bound
-//! and an overrun gets axum's 413. A key that is not valid UTF-8 once decoded,
-//! and a PUT from a client `allow_write_http_from` refuses, still go through
-//! the router, whose answers those are.
+//! The handlers are the same, so are the answers: the PUT's body is read
+//! under the router's bound and an overrun gets axum's 413. A key that is not
+//! valid UTF-8 once decoded, and a PUT from a client `allow_write_http_from`
+//! refuses, still go through the router, whose answers those are.
 //!
 //! A hand-written service around the whole router, rather than an axum
 //! middleware: `Router::layer` wraps each route inside its method router, where

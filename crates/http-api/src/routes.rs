@@ -418,7 +418,7 @@ pub(crate) fn apply_filter<T: Serialize>(
 pub(crate) fn bool_reply(ok: bool) -> Response {
     // Every KV write answers one of these: no serializer, no body buffer.
     let body: &'static [u8] = if ok { b"true" } else { b"false" };
-    crate::reply::json_bytes(StatusCode::OK, bytes::Bytes::from_static(body))
+    crate::reply::json_bytes(StatusCode::OK, body)
 }
 
 /// An unexpected result variant: a bug between backend and handler, not bad input.
