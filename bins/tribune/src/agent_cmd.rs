@@ -973,6 +973,8 @@ pub async fn run(args: &[String]) -> anyhow::Result<i32> {
         use_cache: cfg.http_config.use_cache,
         sidecar_ports: sidecar_range.clone(),
         max_header_bytes: usize::try_from(cfg.http_config.max_header_bytes).unwrap_or(usize::MAX),
+        // Consul's `-dev` agents indent every JSON answer.
+        pretty_always: cfg.dev,
         query_times: tribune_http_api::params::QueryTimes {
             default: cfg.default_query_time,
             max: cfg.max_query_time,

@@ -56,7 +56,7 @@ use axum::Router;
 use percent_encoding::percent_decode_str;
 use tower::Service;
 
-use crate::params::Params;
+use crate::params::{Params, PrettyAlways};
 use crate::reply;
 use crate::routes::{AppState, DirectFuture, HttpConfig};
 use std::sync::Arc;
@@ -87,6 +87,8 @@ pub struct Api {
     /// The state `GET` and `PUT /v1/kv/<key>` are answered from without the
     /// router.
     kv_direct: Option<AppState>,
+    /// `-dev` mode: every answer indented ([`HttpConfig::pretty_always`]).
+    pretty_always: bool,
 }
 
 /// The address of the client that sent a request (a request extension, set
@@ -114,6 +116,7 @@ impl Api {
                 .then(|| config.response_headers.clone().into()),
             client: None,
             kv_direct: None,
+            pretty_always: config.pretty_always,
         }
     }
 
@@ -230,8 +233,14 @@ where
                 req.extensions_mut().insert(ClientAddr(ip));
             }
         }
+        if self.pretty_always {
+            req.extensions_mut().insert(PrettyAlways);
+        }
         if let Some((state, write, key)) = self.kv_direct(&req) {
-            let params = Params::of_request(req.uri(), req.headers());
+            let mut params = Params::of_request(req.uri(), req.headers());
+            if self.pretty_always {
+                params = params.always_pretty();
+            }
             let inner = if write {
                 crate::routes::kv_put_direct(state, key, params, req.into_body())
             } else {

@@ -59,7 +59,16 @@ pub struct Params {
     /// The request's ACL token (`X-Consul-Token`, `Authorization: Bearer`, `?token=`).
     /// Carried to the one authorization point; ignored while ACLs are disabled.
     pub token: Option<String>,
+    /// Answers are indented whether or not `?pretty` was given (`-dev`).
+    pretty_always: bool,
 }
+
+/// Marks a request whose answer is indented without `?pretty`: the agent runs
+/// in `-dev` mode ([`crate::HttpConfig::pretty_always`]). Set by
+/// [`crate::conventions::Api`], read when a handler's [`Params`] are
+/// extracted.
+#[derive(Clone, Copy)]
+pub(crate) struct PrettyAlways;
 
 /// The request header carrying the ACL token (a constant: looking a header up by
 /// `&str` parses the name on every request).
@@ -87,6 +96,7 @@ impl Params {
             pairs,
             raw: query.unwrap_or("").to_owned(),
             token: None,
+            pretty_always: false,
         }
     }
 
@@ -151,9 +161,16 @@ impl Params {
         }
     }
 
-    /// Whether `?pretty` was given.
+    /// Whether the answer is indented: `?pretty` was given, or the agent
+    /// runs in `-dev` mode.
     pub fn pretty(&self) -> bool {
-        self.has("pretty")
+        self.pretty_always || self.has("pretty")
+    }
+
+    /// Indents the answer whatever the query says (`-dev` mode).
+    pub(crate) fn always_pretty(mut self) -> Self {
+        self.pretty_always = true;
+        self
     }
 
     /// The parsed `?filter=` expression, if any.
@@ -210,7 +227,12 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Params::of_request(&parts.uri, &parts.headers))
+        let p = Params::of_request(&parts.uri, &parts.headers);
+        Ok(if parts.extensions.get::<PrettyAlways>().is_some() {
+            p.always_pretty()
+        } else {
+            p
+        })
     }
 }
 

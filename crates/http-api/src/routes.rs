@@ -72,6 +72,9 @@ pub struct HttpConfig {
     pub sidecar_ports: Option<std::ops::RangeInclusive<u16>>,
     /// `http_config.max_header_bytes` (0: unset; see [`Api`]).
     pub max_header_bytes: usize,
+    /// Indent every JSON answer as `?pretty` does: Consul's agents do in
+    /// `-dev` mode (`marshalJSON`: `?pretty` or `DevMode`).
+    pub pretty_always: bool,
 }
 
 impl Default for HttpConfig {
@@ -88,6 +91,7 @@ impl Default for HttpConfig {
             use_cache: true,
             sidecar_ports: Some(21000..=21255),
             max_header_bytes: 0,
+            pretty_always: false,
         }
     }
 }
@@ -415,9 +419,15 @@ pub(crate) fn apply_filter<T: Serialize>(
 }
 
 /// The body of a write that answers Consul's literal `true`/`false`.
-pub(crate) fn bool_reply(ok: bool) -> Response {
+pub(crate) fn bool_reply(ok: bool, pretty: bool) -> Response {
     // Every KV write answers one of these: no serializer, no body buffer.
-    let body: &'static [u8] = if ok { b"true" } else { b"false" };
+    // Consul's indented form ends in a newline, as every pretty answer does.
+    let body: &'static [u8] = match (ok, pretty) {
+        (true, false) => b"true",
+        (false, false) => b"false",
+        (true, true) => b"true\n",
+        (false, true) => b"false\n",
+    };
     crate::reply::json_bytes(StatusCode::OK, body)
 }
 

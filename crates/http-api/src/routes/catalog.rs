@@ -46,7 +46,7 @@ async fn register(
     st.check_body_dc(&input.datacenter)?;
     let reg = input.to_registration(&st.backend.agent_info().datacenter)?;
     st.backend.write(WriteRequest::Register(reg)).await?;
-    Ok(bool_reply(true))
+    Ok(bool_reply(true, p.pretty()))
 }
 
 async fn deregister(
@@ -66,7 +66,7 @@ async fn deregister(
         check_id: (!input.checkid.is_empty()).then(|| input.checkid.into()),
     };
     st.backend.write(WriteRequest::Deregister(d)).await?;
-    Ok(bool_reply(true))
+    Ok(bool_reply(true, p.pretty()))
 }
 
 async fn datacenters(State(st): State<AppState>, p: Params) -> Result<Response, ApiError> {

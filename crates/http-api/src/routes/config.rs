@@ -121,7 +121,7 @@ async fn apply(State(st): State<AppState>, p: Params, body: Bytes) -> Result<Res
         .backend
         .write(WriteRequest::ConfigSet { entry, cas })
         .await?;
-    Ok(bool_reply(outcome == WriteOutcome::Done))
+    Ok(bool_reply(outcome == WriteOutcome::Done, p.pretty()))
 }
 
 /// Refuses a discovery-chain entry that would break a chain, as Consul's
@@ -308,9 +308,9 @@ async fn delete(
         .write(WriteRequest::ConfigDelete { kind, name, cas })
         .await?;
     if cas.is_some() {
-        return Ok(bool_reply(outcome == WriteOutcome::Done));
+        return Ok(bool_reply(outcome == WriteOutcome::Done, p.pretty()));
     }
-    Ok(reply::json(&serde_json::json!({}), false))
+    Ok(reply::json(&serde_json::json!({}), p.pretty()))
 }
 
 #[cfg(test)]

@@ -603,7 +603,7 @@ async fn exact_put(
         Ok(Change::Write)
     })
     .await?;
-    Ok(bool_reply(true))
+    Ok(bool_reply(true, p.pretty()))
 }
 
 /// `DELETE /v1/connect/intentions/exact?source=&destination=` (idempotent).
@@ -622,7 +622,7 @@ async fn exact_delete(State(st): State<AppState>, p: Params) -> Result<Response,
         })
     })
     .await?;
-    Ok(bool_reply(true))
+    Ok(bool_reply(true, p.pretty()))
 }
 
 /// `GET /v1/connect/intentions/match?by=source|destination&name=…` (repeatable).
@@ -848,7 +848,7 @@ async fn id_delete(
         Ok(Change::Write)
     })
     .await?;
-    Ok(bool_reply(true))
+    Ok(bool_reply(true, p.pretty()))
 }
 
 #[cfg(test)]

@@ -206,7 +206,7 @@ async fn put_kv(
             Some(Ok(u)) => KvSetMode::Release(SessionId(u)),
             // Release does not look the session up, it compares it with the holder's:
             // a malformed ID never matches, so Consul answers `false`, not an error.
-            _ => return Ok(bool_reply(false)),
+            _ => return Ok(bool_reply(false, p.pretty())),
         }
     } else {
         KvSetMode::Set
@@ -221,7 +221,7 @@ async fn put_kv(
         .backend
         .write(WriteRequest::KvSet { entry, mode })
         .await?;
-    Ok(bool_reply(outcome == WriteOutcome::Done))
+    Ok(bool_reply(outcome == WriteOutcome::Done, p.pretty()))
 }
 
 async fn delete_kv(
@@ -245,5 +245,5 @@ async fn delete_kv(
         .backend
         .write(WriteRequest::KvDelete { key, mode })
         .await?;
-    Ok(bool_reply(outcome == WriteOutcome::Done))
+    Ok(bool_reply(outcome == WriteOutcome::Done, p.pretty()))
 }

@@ -147,7 +147,7 @@ async fn destroy(
             .write(WriteRequest::SessionDestroy { id })
             .await?;
     }
-    Ok(bool_reply(true))
+    Ok(bool_reply(true, p.pretty()))
 }
 
 async fn renew(

@@ -344,3 +344,62 @@ async fn http_config_blocks_endpoints_restricts_writes_and_adds_headers() {
     assert_eq!((s, b.as_str()), (200, "true"));
     assert!(backend.state().kv.contains_key("k"));
 }
+
+/// Consul's `marshalJSON` indents with `?pretty` or on a `-dev` agent, and
+/// ends the indented form with a newline, `true`/`false` answers included.
+#[tokio::test]
+async fn dev_agents_indent_every_answer() {
+    use tribune_http_api::HttpConfig;
+
+    let client = reqwest::Client::new();
+    let body = |resp: reqwest::Response| async move {
+        assert_eq!(resp.status(), 200);
+        resp.text().await.unwrap()
+    };
+    let plain = support::serve(support::FakeBackend::new()).await;
+    let put = |base: &str, query: &str| {
+        client
+            .put(format!("{base}/v1/kv/k{query}"))
+            .body("v")
+            .send()
+    };
+    assert_eq!(body(put(&plain, "").await.unwrap()).await, "true");
+    assert_eq!(body(put(&plain, "?pretty").await.unwrap()).await, "true\n");
+    assert_eq!(
+        body(put(&plain, "?cas=99&pretty").await.unwrap()).await,
+        "false\n"
+    );
+    let compact = body(client.get(format!("{plain}/v1/kv/k")).send().await.unwrap()).await;
+    assert!(!compact.contains('\n'), "{compact}");
+
+    let dev = support::serve_with(
+        support::FakeBackend::new(),
+        HttpConfig {
+            pretty_always: true,
+            ..HttpConfig::default()
+        },
+    )
+    .await;
+    // Answered outside the router (KV) and through it (catalog, session).
+    assert_eq!(body(put(&dev, "").await.unwrap()).await, "true\n");
+    let kv = body(client.get(format!("{dev}/v1/kv/k")).send().await.unwrap()).await;
+    assert!(kv.starts_with("[\n    {\n"), "{kv}");
+    assert!(kv.ends_with("}\n]\n"), "{kv}");
+    let created = client
+        .put(format!("{dev}/v1/session/create"))
+        .send()
+        .await
+        .unwrap();
+    let created = body(created).await;
+    assert!(created.starts_with("{\n    \"ID\": "), "{created}");
+    let id: serde_json::Value = serde_json::from_str(&created).unwrap();
+    let destroyed = client
+        .put(format!(
+            "{dev}/v1/session/destroy/{}",
+            id["ID"].as_str().unwrap()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(destroyed).await, "true\n");
+}
