@@ -227,14 +227,11 @@ where
             return ApiFuture::Done(Some(self.finish().apply(resp)));
         }
         // Only prepared queries read it; other requests skip the allocation
-        // of an extensions map.
+        // of an extensions map (outside `-dev` mode, below).
         if let Some(ip) = self.client {
             if req.uri().path().starts_with("/v1/query/") {
                 req.extensions_mut().insert(ClientAddr(ip));
             }
-        }
-        if self.pretty_always {
-            req.extensions_mut().insert(PrettyAlways);
         }
         if let Some((state, write, key)) = self.kv_direct(&req) {
             let mut params = Params::of_request(req.uri(), req.headers());
@@ -250,6 +247,9 @@ where
                 inner,
                 finish: self.finish(),
             };
+        }
+        if self.pretty_always {
+            req.extensions_mut().insert(PrettyAlways);
         }
         let method = req.method().clone();
         // `/` is Consul's index handler, outside its wrapper: no write check.

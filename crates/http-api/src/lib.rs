@@ -4,7 +4,7 @@
 //!   writes forwarded to the servers, and the agent's local state). The only port.
 //! - [`router`]: the `/v1/...` routes, inside Consul's wrapper conventions ([`Api`]). Each handler parses with the shared extractors in
 //!   [`params`] (blocking, consistency, `dc`, token, `filter`), calls the backend, and
-//!   answers through [`reply`] (the `X-Consul-*` headers, `?pretty`).
+//!   answers through [`reply`] (the `X-Consul-*` headers, `?pretty` or a `-dev` agent).
 //! - [`ApiError`]: the one error type, mapped to Consul's status codes and plain-text bodies.
 //! - [`dto`]: Consul's JSON shapes (PascalCase out; case-insensitive and snake_case in).
 //! - [`filter`]: the `?filter=` expression language (go-bexpr).

@@ -1,4 +1,4 @@
-//! Building responses: JSON bodies (`?pretty` aware) and the `X-Consul-*` headers every
+//! Building responses: JSON bodies (indented with `?pretty` or on a `-dev` agent) and the `X-Consul-*` headers every
 //! read carries. The Go client fails a query without `X-Consul-LastContact`, and
 //! node-consul fails on an `X-Consul-Index` of 0, so these are set in one place.
 
@@ -26,7 +26,8 @@ pub const X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 /// entry, a health check) fit, so the body is written without regrowing its buffer.
 const JSON_START: usize = 1024;
 
-/// Serialises `value` as Consul does: compact, or indented by 4 spaces with `?pretty`.
+/// Serialises `value` as Consul does: compact, or indented by 4 spaces (and a
+/// final newline) with `?pretty` or on a `-dev` agent.
 pub fn to_json<T: Serialize + ?Sized>(value: &T, pretty: bool) -> Vec<u8> {
     if pretty {
         let mut out = Vec::new();

@@ -380,7 +380,8 @@ async fn dev_agents_indent_every_answer() {
         },
     )
     .await;
-    // Answered outside the router (KV) and through it (catalog, session).
+    // Answered outside the router (KV GET and PUT) and through it (KV
+    // DELETE, catalog, session).
     assert_eq!(body(put(&dev, "").await.unwrap()).await, "true\n");
     let kv = body(client.get(format!("{dev}/v1/kv/k")).send().await.unwrap()).await;
     assert!(kv.starts_with("[\n    {\n"), "{kv}");
@@ -402,4 +403,26 @@ async fn dev_agents_indent_every_answer() {
         .await
         .unwrap();
     assert_eq!(body(destroyed).await, "true\n");
+    let registered = client
+        .put(format!("{dev}/v1/catalog/register"))
+        .json(&serde_json::json!({"Node": "n1", "Address": "10.0.0.1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(registered).await, "true\n");
+    let nodes = body(
+        client
+            .get(format!("{dev}/v1/catalog/nodes"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(nodes.starts_with("[\n    {\n"), "{nodes}");
+    let deleted = client
+        .delete(format!("{dev}/v1/kv/k"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(body(deleted).await, "true\n");
 }
