@@ -56,7 +56,7 @@ use axum::Router;
 use percent_encoding::percent_decode_str;
 use tower::Service;
 
-use crate::params::{Params, PrettyAlways};
+use crate::params::Params;
 use crate::reply;
 use crate::routes::{AppState, DirectFuture, HttpConfig};
 use std::sync::Arc;
@@ -87,8 +87,6 @@ pub struct Api {
     /// The state `GET` and `PUT /v1/kv/<key>` are answered from without the
     /// router.
     kv_direct: Option<AppState>,
-    /// `-dev` mode: every answer indented ([`HttpConfig::pretty_always`]).
-    pretty_always: bool,
 }
 
 /// The address of the client that sent a request (a request extension, set
@@ -116,7 +114,6 @@ impl Api {
                 .then(|| config.response_headers.clone().into()),
             client: None,
             kv_direct: None,
-            pretty_always: config.pretty_always,
         }
     }
 
@@ -227,17 +224,14 @@ where
             return ApiFuture::Done(Some(self.finish().apply(resp)));
         }
         // Only prepared queries read it; other requests skip the allocation
-        // of an extensions map (outside `-dev` mode, below).
+        // of an extensions map.
         if let Some(ip) = self.client {
             if req.uri().path().starts_with("/v1/query/") {
                 req.extensions_mut().insert(ClientAddr(ip));
             }
         }
         if let Some((state, write, key)) = self.kv_direct(&req) {
-            let mut params = Params::of_request(req.uri(), req.headers());
-            if self.pretty_always {
-                params = params.always_pretty();
-            }
+            let params = Params::of_request(req.uri(), req.headers(), &state.config);
             let inner = if write {
                 crate::routes::kv_put_direct(state, key, params, req.into_body())
             } else {
@@ -247,9 +241,6 @@ where
                 inner,
                 finish: self.finish(),
             };
-        }
-        if self.pretty_always {
-            req.extensions_mut().insert(PrettyAlways);
         }
         let method = req.method().clone();
         // `/` is Consul's index handler, outside its wrapper: no write check.

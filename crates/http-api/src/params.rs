@@ -3,6 +3,7 @@
 
 use crate::error::ApiError;
 use crate::filter::Filter;
+use crate::routes::{AppState, HttpConfig};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use percent_encoding::percent_decode_str;
@@ -62,13 +63,6 @@ pub struct Params {
     /// Answers are indented whether or not `?pretty` was given (`-dev`).
     pretty_always: bool,
 }
-
-/// Marks a request whose answer is indented without `?pretty`: the agent runs
-/// in `-dev` mode ([`crate::HttpConfig::pretty_always`]). Set by
-/// [`crate::conventions::Api`], read when a handler's [`Params`] are
-/// extracted.
-#[derive(Clone, Copy)]
-pub(crate) struct PrettyAlways;
 
 /// The request header carrying the ACL token (a constant: looking a header up by
 /// `&str` parses the name on every request).
@@ -167,12 +161,6 @@ impl Params {
         self.pretty_always || self.has("pretty")
     }
 
-    /// Indents the answer whatever the query says (`-dev` mode).
-    pub(crate) fn always_pretty(mut self) -> Self {
-        self.pretty_always = true;
-        self
-    }
-
     /// The parsed `?filter=` expression, if any.
     pub fn filter(&self) -> Result<Option<Filter>, ApiError> {
         match self.get("filter") {
@@ -223,24 +211,25 @@ impl Params {
     }
 }
 
-impl<S: Send + Sync> FromRequestParts<S> for Params {
+impl FromRequestParts<AppState> for Params {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let p = Params::of_request(&parts.uri, &parts.headers);
-        Ok(if parts.extensions.get::<PrettyAlways>().is_some() {
-            p.always_pretty()
-        } else {
-            p
-        })
+    async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, Self::Rejection> {
+        Ok(Params::of_request(&parts.uri, &parts.headers, &st.config))
     }
 }
 
 impl Params {
     /// The query parameters and ACL token of a request with this URI and
-    /// these headers.
-    pub(crate) fn of_request(uri: &axum::http::Uri, headers: &axum::http::HeaderMap) -> Params {
+    /// these headers, to an agent with this configuration (`-dev` indents
+    /// every answer).
+    pub(crate) fn of_request(
+        uri: &axum::http::Uri,
+        headers: &axum::http::HeaderMap,
+        config: &HttpConfig,
+    ) -> Params {
         let mut p = Params::parse(uri.query());
+        p.pretty_always = config.pretty_always;
         // Consul's `parseTokenInternal` order: `?token=`, then
         // `X-Consul-Token`, then `Authorization` with the `Bearer` scheme
         // in any case; an empty one counts as absent.
@@ -314,7 +303,7 @@ mod tests {
             for (n, v) in headers {
                 h.insert(*n, HeaderValue::from_static(v));
             }
-            Params::of_request(&uri.parse::<Uri>().unwrap(), &h).token
+            Params::of_request(&uri.parse::<Uri>().unwrap(), &h, &HttpConfig::default()).token
         };
         let both = [
             ("x-consul-token", "header"),
