@@ -147,6 +147,17 @@ impl RocksStorage {
         // (measured: raft directory 561 -> 311 MiB, restart 6.1 -> 4.9 s after
         // 30 s of 64-client writes; BENCHMARKS.md).
         opts.set_max_total_wal_size(128 << 20);
+        // Flushes and compactions write at most 32 MiB/s, syncing every MiB
+        // on the way. Unpaced, a 64 MiB memtable flush (on every server of a
+        // cluster at the same moment, since they hold the same log) filled the
+        // disk's queue, and the WAL's fdatasyncs waited behind it: write p99
+        // of 0.25-0.5 s every ten seconds under load (BENCHMARKS.md, cluster
+        // section). Paced, a flush takes about two seconds, well inside the
+        // time the second memtable takes to fill at 20,000 writes/s; only an
+        // operator restore's single huge entry flushes for longer (a 500 MiB
+        // state about 16 s).
+        opts.set_bytes_per_sync(1 << 20);
+        opts.set_ratelimiter(32 << 20, 100_000, 10);
         // The log's entries live only until the next snapshot's compaction, yet
         // every one is flushed to an SST and compacted at least once: compressing
         // them there cost each server a few percent of a core under load (snappy
