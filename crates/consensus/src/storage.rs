@@ -151,7 +151,7 @@ impl RocksStorage {
         // on the way. Unpaced, a 64 MiB memtable flush (on every server of a
         // cluster at the same moment, since they hold the same log) filled the
         // disk's queue, and the WAL's fdatasyncs waited behind it: write p99
-        // of 0.25-0.5 s every ten seconds under load (BENCHMARKS.md, cluster
+        // of 0.25-0.6 s every ten seconds under load (BENCHMARKS.md, cluster
         // section). Paced, a flush takes about two seconds, well inside the
         // time the second memtable takes to fill at 20,000 writes/s; only an
         // operator restore's single huge entry flushes for longer (a 500 MiB
