@@ -352,24 +352,17 @@ async fn dev_agents_indent_every_answer() {
     use tribune_http_api::HttpConfig;
 
     let client = reqwest::Client::new();
-    let body = |resp: reqwest::Response| async move {
+    let answer = |req: reqwest::RequestBuilder| async move {
+        let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 200);
         resp.text().await.unwrap()
     };
     let plain = support::serve(support::FakeBackend::new()).await;
-    let put = |base: &str, query: &str| {
-        client
-            .put(format!("{base}/v1/kv/k{query}"))
-            .body("v")
-            .send()
-    };
-    assert_eq!(body(put(&plain, "").await.unwrap()).await, "true");
-    assert_eq!(body(put(&plain, "?pretty").await.unwrap()).await, "true\n");
-    assert_eq!(
-        body(put(&plain, "?cas=99&pretty").await.unwrap()).await,
-        "false\n"
-    );
-    let compact = body(client.get(format!("{plain}/v1/kv/k")).send().await.unwrap()).await;
+    let put = |base: &str, query: &str| client.put(format!("{base}/v1/kv/k{query}")).body("v");
+    assert_eq!(answer(put(&plain, "")).await, "true");
+    assert_eq!(answer(put(&plain, "?pretty")).await, "true\n");
+    assert_eq!(answer(put(&plain, "?cas=99&pretty")).await, "false\n");
+    let compact = answer(client.get(format!("{plain}/v1/kv/k"))).await;
     assert!(!compact.contains('\n'), "{compact}");
 
     let dev = support::serve_with(
@@ -382,47 +375,23 @@ async fn dev_agents_indent_every_answer() {
     .await;
     // Answered outside the router (KV GET and PUT) and through it (KV
     // DELETE, catalog, session).
-    assert_eq!(body(put(&dev, "").await.unwrap()).await, "true\n");
-    let kv = body(client.get(format!("{dev}/v1/kv/k")).send().await.unwrap()).await;
+    assert_eq!(answer(put(&dev, "")).await, "true\n");
+    let kv = answer(client.get(format!("{dev}/v1/kv/k"))).await;
     assert!(kv.starts_with("[\n    {\n"), "{kv}");
     assert!(kv.ends_with("}\n]\n"), "{kv}");
-    let created = client
-        .put(format!("{dev}/v1/session/create"))
-        .send()
-        .await
-        .unwrap();
-    let created = body(created).await;
+    let created = answer(client.put(format!("{dev}/v1/session/create"))).await;
     assert!(created.starts_with("{\n    \"ID\": "), "{created}");
     let id: serde_json::Value = serde_json::from_str(&created).unwrap();
-    let destroyed = client
-        .put(format!(
-            "{dev}/v1/session/destroy/{}",
-            id["ID"].as_str().unwrap()
-        ))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(body(destroyed).await, "true\n");
-    let registered = client
-        .put(format!("{dev}/v1/catalog/register"))
-        .json(&serde_json::json!({"Node": "n1", "Address": "10.0.0.1"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(body(registered).await, "true\n");
-    let nodes = body(
-        client
-            .get(format!("{dev}/v1/catalog/nodes"))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let id = id["ID"].as_str().unwrap();
+    let destroyed = answer(client.put(format!("{dev}/v1/session/destroy/{id}"))).await;
+    assert_eq!(destroyed, "true\n");
+    let node = serde_json::json!({"Node": "n1", "Address": "10.0.0.1"});
+    let registered = answer(client.put(format!("{dev}/v1/catalog/register")).json(&node)).await;
+    assert_eq!(registered, "true\n");
+    let nodes = answer(client.get(format!("{dev}/v1/catalog/nodes"))).await;
     assert!(nodes.starts_with("[\n    {\n"), "{nodes}");
-    let deleted = client
-        .delete(format!("{dev}/v1/kv/k"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(body(deleted).await, "true\n");
+    assert_eq!(
+        answer(client.delete(format!("{dev}/v1/kv/k"))).await,
+        "true\n"
+    );
 }
