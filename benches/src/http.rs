@@ -5,7 +5,7 @@
 //! competes with the servers it measures, so what it costs per request decides
 //! part of the result. hyper's client runs each connection as a second task
 //! behind a channel, so every request wakes two tasks and crosses a channel;
-//! with 512 connections to a 3-server cluster that cost the generator about 24 µs
+//! with 512 connections to a 3-server cluster that cost the generator about 22 µs
 //! of CPU per write, where `wrk` needs 15 µs (BENCHMARKS.md, cluster section,
 //! "Seventeenth session"). Here a request is one `write` of a preformatted head
 //! and body, and the response is parsed (with `httparse`) from the bytes as they
