@@ -272,14 +272,19 @@ async fn read_chunked(stream: &mut TcpStream, buf: &mut BytesMut) -> Result<Byte
             while !read_line(stream, buf).await?.is_empty() {}
             return Ok(body.freeze());
         }
-        while buf.len() < size + 2 {
+        // A size near usize::MAX from a broken peer must be an error, not an
+        // overflow.
+        let framed = size
+            .checked_add(2)
+            .with_context(|| format!("chunk size {size} too large"))?;
+        while buf.len() < framed {
             fill(stream, buf).await?;
         }
         body.extend_from_slice(&buf[..size]);
-        if &buf[size..size + 2] != b"\r\n" {
+        if &buf[size..framed] != b"\r\n" {
             bail!("chunk of {size} bytes not followed by CRLF");
         }
-        buf.advance(size + 2);
+        buf.advance(framed);
     }
 }
 
@@ -403,6 +408,17 @@ mod tests {
         assert_eq!(&c.get_ok("/").await.unwrap()[..], b"until close");
         assert_eq!(&c.get_ok("/").await.unwrap()[..], b"ok");
         server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_chunk_size_past_usize_is_an_error() {
+        let (addr, _server) = serve(vec![
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nffffffffffffffff\r\n",
+        ])
+        .await;
+        let mut c = HttpConn::connect(addr).await.unwrap();
+        let err = c.get_ok("/").await.unwrap_err();
+        assert!(format!("{err:#}").contains("too large"), "{err:#}");
     }
 
     #[tokio::test]
